@@ -1,0 +1,44 @@
+# Albatros: see README.md. `make demo` runs the whole stack on loopback; `make test` runs
+# vet, the unit tests and the integration tests against real Nomad, Consul and Gitea.
+
+GO       ?= go
+TOOLS    := nomad consul gitea
+# Integration tests start real servers; a cold Gitea build alone takes minutes, hence the
+# generous timeout (the tests themselves take a small part of it).
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all build tools test vet unit demo bench clean
+
+all: build
+
+## build: the bot at bin/albatros-bot
+build:
+	$(GO) build -o bin/albatros-bot ./cmd/albatros-bot
+
+## tools: pinned Nomad, Consul and Gitea built from their Go modules, cached outside the
+## clone (~/.cache/albatros/tools) and linked into bin/
+tools:
+	@for t in $(TOOLS); do tools/build.sh $$t || exit 1; done
+
+## vet: go vet over the whole module
+vet:
+	$(GO) vet ./...
+
+## test: vet, unit and integration tests (builds the tools first when they are missing)
+test: tools vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## unit: the tests that need no server (integration tests skip outside CI without binaries)
+unit: vet
+	ALBATROS_BIN_DIR=/nonexistent $(GO) test -count=1 ./...
+
+## demo: Nomad, Consul, Gitea and the bot on loopback, with a demo repository; Ctrl-C stops all
+demo: tools build
+	$(GO) run ./cmd/albatros-demo
+
+## bench: the benchmarks reported in docs/BENCHMARKS.md
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,36 @@
+module github.com/albatros-ci/albatros
+
+go 1.26.7
+
+require (
+	code.gitea.io/sdk/gitea v0.25.1
+	github.com/hashicorp/consul/api v1.34.5
+	github.com/hashicorp/nomad/api v0.0.0-20261016150620-df630b26e78a
+)
+
+require (
+	github.com/42wim/httpsig v1.2.4 // indirect
+	github.com/armon/go-metrics v0.4.1 // indirect
+	github.com/davidmz/go-pageant v1.0.2 // indirect
+	github.com/fatih/color v1.19.0 // indirect
+	github.com/go-fed/httpsig v1.1.0 // indirect
+	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/hashicorp/cronexpr v1.1.3 // indirect
+	github.com/hashicorp/errwrap v1.1.0 // indirect
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/hashicorp/go-hclog v1.6.3 // indirect
+	github.com/hashicorp/go-immutable-radix v1.3.1 // indirect
+	github.com/hashicorp/go-metrics v0.6.0 // indirect
+	github.com/hashicorp/go-multierror v1.1.1 // indirect
+	github.com/hashicorp/go-rootcerts v1.0.2 // indirect
+	github.com/hashicorp/go-version v1.9.0 // indirect
+	github.com/hashicorp/golang-lru v1.0.2 // indirect
+	github.com/hashicorp/serf v0.10.4 // indirect
+	github.com/mattn/go-colorable v0.1.15 // indirect
+	github.com/mattn/go-isatty v0.0.22 // indirect
+	github.com/mitchellh/go-homedir v1.1.0 // indirect
+	golang.org/x/crypto v0.53.0 // indirect
+	golang.org/x/exp v0.0.0-20260218203240-3dfff04db8fa // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)

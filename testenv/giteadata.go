@@ -1,0 +1,269 @@
+package testenv
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"code.gitea.io/sdk/gitea"
+)
+
+// User is a Gitea user made by CreateUser, with a token that has every scope.
+type User struct {
+	Name     string
+	Password string
+	Token    string
+}
+
+// Repo is a Gitea repository.
+type Repo struct {
+	Owner string
+	Name  string
+	// CloneURL is the HTTP clone URL as Gitea reports it (and as webhooks carry it).
+	CloneURL string
+	HTMLURL  string
+}
+
+// FullName is owner/name.
+func (r *Repo) FullName() string { return r.Owner + "/" + r.Name }
+
+// UniqueName returns prefix followed by a random suffix: tests share one Gitea, so each
+// names its own users, organizations and repositories.
+func UniqueName(prefix string) string {
+	return prefix + "-" + randomHex(4)
+}
+
+// Client returns an SDK client acting with token (the admin's when token is empty).
+func (g *Gitea) Client(t T, token string) *gitea.Client {
+	t.Helper()
+	if token == "" {
+		token = g.AdminToken
+	}
+	c, err := gitea.NewClient(g.URL, gitea.SetToken(token))
+	if err != nil {
+		t.Fatalf("gitea client: %v", err)
+	}
+	return c
+}
+
+// CreateUser creates a user with a password and an all-scope token.
+func (g *Gitea) CreateUser(t T, name string) *User {
+	t.Helper()
+	u := &User{Name: name, Password: "pw-" + randomHex(8)}
+	mustChange := false
+	if _, _, err := g.Client(t, "").AdminCreateUser(gitea.CreateUserOption{
+		Username: name, Email: name + "@example.com", Password: u.Password, MustChangePassword: &mustChange,
+	}); err != nil {
+		t.Fatalf("create gitea user %s: %v", name, err)
+	}
+	tok, err := g.createToken(name, u.Password)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	u.Token = tok
+	return u
+}
+
+// CreateOrg creates an organization owned by owner.
+func (g *Gitea) CreateOrg(t T, owner *User, name string) {
+	t.Helper()
+	if _, _, err := g.Client(t, owner.Token).CreateOrg(gitea.CreateOrgOption{Name: name, Visibility: gitea.VisibleTypePublic}); err != nil {
+		t.Fatalf("create gitea org %s: %v", name, err)
+	}
+}
+
+// CreateRepo creates an empty public repository, in org when org is not empty, else in the
+// owner's own namespace.
+func (g *Gitea) CreateRepo(t T, owner *User, org, name string) *Repo {
+	t.Helper()
+	c := g.Client(t, owner.Token)
+	opt := gitea.CreateRepoOption{Name: name, DefaultBranch: "main"}
+	var r *gitea.Repository
+	var err error
+	if org != "" {
+		r, _, err = c.CreateOrgRepo(org, opt)
+	} else {
+		r, _, err = c.CreateRepo(opt)
+	}
+	if err != nil {
+		t.Fatalf("create gitea repo %s/%s: %v", org, name, err)
+	}
+	return repoOf(r)
+}
+
+// Fork forks repo into user's namespace.
+func (g *Gitea) Fork(t T, user *User, repo *Repo) *Repo {
+	t.Helper()
+	r, _, err := g.Client(t, user.Token).CreateFork(repo.Owner, repo.Name, gitea.CreateForkOption{})
+	if err != nil {
+		t.Fatalf("fork %s as %s: %v", repo.FullName(), user.Name, err)
+	}
+	return repoOf(r)
+}
+
+func repoOf(r *gitea.Repository) *Repo {
+	return &Repo{Owner: r.Owner.UserName, Name: r.Name, CloneURL: r.CloneURL, HTMLURL: r.HTMLURL}
+}
+
+// AddCollaborator gives user write access to repo.
+func (g *Gitea) AddCollaborator(t T, owner *User, repo *Repo, user string) {
+	t.Helper()
+	perm := gitea.AccessModeWrite
+	if _, err := g.Client(t, owner.Token).AddCollaborator(repo.Owner, repo.Name, user, gitea.AddCollaboratorOption{Permission: &perm}); err != nil {
+		t.Fatalf("add %s to %s: %v", user, repo.FullName(), err)
+	}
+}
+
+// CreateWebhook installs a Gitea-type JSON webhook on repo that posts the given events (all
+// of push, create, delete, pull_request, issue_comment when none are given) to target,
+// signed with secret. It returns the hook's id.
+func (g *Gitea) CreateWebhook(t T, user *User, repo *Repo, target, secret string, events ...string) int64 {
+	t.Helper()
+	if len(events) == 0 {
+		events = []string{"push", "create", "delete", "pull_request", "issue_comment"}
+	}
+	h, _, err := g.Client(t, user.Token).CreateRepoHook(repo.Owner, repo.Name, gitea.CreateHookOption{
+		Type:   gitea.HookTypeGitea,
+		Config: map[string]string{"url": target, "content_type": "json", "secret": secret},
+		Events: events,
+		Active: true,
+	})
+	if err != nil {
+		t.Fatalf("create webhook on %s: %v", repo.FullName(), err)
+	}
+	return h.ID
+}
+
+// CreateOAuth2App registers an OAuth2 application owned by user and returns its client id
+// and secret.
+func (g *Gitea) CreateOAuth2App(t T, user *User, name string, redirectURIs ...string) (clientID, clientSecret string) {
+	t.Helper()
+	app, _, err := g.Client(t, user.Token).CreateOauth2(gitea.CreateOauth2Option{
+		Name: name, ConfidentialClient: true, RedirectURIs: redirectURIs,
+	})
+	if err != nil {
+		t.Fatalf("create oauth2 app %s: %v", name, err)
+	}
+	return app.ClientID, app.ClientSecret
+}
+
+// CreatePullRequest opens a pull request on base from head ("branch", or "owner:branch" for
+// a fork) into baseBranch, as user, and returns its number.
+func (g *Gitea) CreatePullRequest(t T, user *User, base *Repo, head, baseBranch, title string) int64 {
+	t.Helper()
+	pr, _, err := g.Client(t, user.Token).CreatePullRequest(base.Owner, base.Name, gitea.CreatePullRequestOption{
+		Head: head, Base: baseBranch, Title: title,
+	})
+	if err != nil {
+		t.Fatalf("open pull request %s -> %s:%s: %v", head, base.FullName(), baseBranch, err)
+	}
+	return pr.Index
+}
+
+// Statuses lists the commit statuses of sha on repo, newest first.
+func (g *Gitea) Statuses(t T, repo *Repo, sha string) []*gitea.Status {
+	t.Helper()
+	st, _, err := g.Client(t, "").ListStatuses(repo.Owner, repo.Name, sha, gitea.ListStatusesOption{})
+	if err != nil {
+		t.Fatalf("list statuses of %s@%s: %v", repo.FullName(), sha, err)
+	}
+	return st
+}
+
+// Comments lists the comments on issue or pull request number index of repo.
+func (g *Gitea) Comments(t T, repo *Repo, index int64) []*gitea.Comment {
+	t.Helper()
+	cs, _, err := g.Client(t, "").ListIssueComments(repo.Owner, repo.Name, index, gitea.ListIssueCommentOptions{})
+	if err != nil {
+		t.Fatalf("list comments of %s#%d: %v", repo.FullName(), index, err)
+	}
+	return cs
+}
+
+// File is one file of a commit made by Push.
+type File struct {
+	Content    string
+	Executable bool
+}
+
+// Push commits files on top of branch (or, for a new branch, on top of from, or as a first
+// commit when from is empty) and pushes it over HTTP as user. It returns the commit's SHA.
+func (g *Gitea) Push(t T, user *User, repo *Repo, branch, from string, files map[string]File, message string) string {
+	t.Helper()
+	dir := g.checkout(t, user, repo)
+	switch {
+	case g.git(t, dir, "ls-remote", "--heads", "origin", branch) != "":
+		g.git(t, dir, "checkout", "-q", "-B", branch, "origin/"+branch)
+	case from != "":
+		g.git(t, dir, "checkout", "-q", "-B", branch, "origin/"+from)
+	default:
+		g.git(t, dir, "checkout", "-q", "--orphan", branch)
+	}
+	for path, f := range files {
+		full := filepath.Join(dir, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatalf("%v", err)
+		}
+		mode := os.FileMode(0o644)
+		if f.Executable {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, []byte(f.Content), mode); err != nil {
+			t.Fatalf("%v", err)
+		}
+		if err := os.Chmod(full, mode); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	g.git(t, dir, "add", "-A")
+	g.git(t, dir, "commit", "-q", "--allow-empty", "-m", message)
+	sha := strings.TrimSpace(g.git(t, dir, "rev-parse", "HEAD"))
+	g.git(t, dir, "push", "-q", "origin", "HEAD:refs/heads/"+branch)
+	return sha
+}
+
+// PushTag creates tag at sha and pushes it as user.
+func (g *Gitea) PushTag(t T, user *User, repo *Repo, tag, sha string) {
+	t.Helper()
+	dir := g.checkout(t, user, repo)
+	g.git(t, dir, "tag", tag, sha)
+	g.git(t, dir, "push", "-q", "origin", "refs/tags/"+tag)
+}
+
+// checkout clones repo into a fresh temporary directory with user's credentials.
+func (g *Gitea) checkout(t T, user *User, repo *Repo) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "alb-git-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	u, err := url.Parse(repo.CloneURL)
+	if err != nil {
+		t.Fatalf("clone url %q: %v", repo.CloneURL, err)
+	}
+	u.User = url.UserPassword(user.Name, user.Token)
+	g.git(t, dir, "init", "-q", "-b", "main")
+	g.git(t, dir, "remote", "add", "origin", u.String())
+	g.git(t, dir, "fetch", "-q", "origin")
+	return dir
+}
+
+func (g *Gitea) git(t T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=Albatros Test", "-c", "user.email=test@example.com",
+		"-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir, "LC_ALL=C")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// String names the repository in messages.
+func (r *Repo) String() string { return fmt.Sprintf("%s (%s)", r.FullName(), r.CloneURL) }

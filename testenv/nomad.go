@@ -1,0 +1,157 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// Nomad is a running Nomad dev agent (server and client in one) with raw_exec enabled and a
+// `ci` namespace.
+type Nomad struct {
+	// Addr is the HTTP API address, as NOMAD_ADDR takes it.
+	Addr string
+	// Dir holds the agent's data and its log (nomad.log).
+	Dir  string
+	proc *process
+}
+
+// DefaultNamespace is the namespace the builders run in, created at start.
+const DefaultNamespace = "ci"
+
+const nomadConfig = `
+data_dir  = %q
+bind_addr = "127.0.0.1"
+log_level = "INFO"
+disable_update_check = true
+
+ports {
+  http = %d
+  rpc  = %d
+  serf = %d
+}
+
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+
+client {
+  enabled           = true
+  network_interface = "lo"
+  options = {
+    # No cloud metadata probes (169.254.169.254) on a machine without a network; Nomad 1.10
+    # also crashes in env_aws when AWS_CA_BUNDLE is set.
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
+}
+
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+`
+
+// StartNomad starts a Nomad dev agent from bin and waits for its leader and a ready node.
+func StartNomad(ctx context.Context, bin string) (*Nomad, error) {
+	dir, err := tempDir("nomad")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "agent.hcl")
+	// A short data_dir keeps task socket paths under the unix socket length limit.
+	body := fmt.Sprintf(nomadConfig, filepath.Join(dir, "d"), ports[0], ports[1], ports[2])
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		return nil, err
+	}
+	// raw_exec tasks inherit the agent's environment: give it a small, known one.
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"TMPDIR=" + dir,
+		"LANG=C.UTF-8",
+	}
+	p, err := startProcess("nomad", bin, []string{"agent", "-dev", "-config=" + cfg}, dir, env, filepath.Join(dir, "nomad.log"))
+	if err != nil {
+		return nil, err
+	}
+	n := &Nomad{Addr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Dir: dir, proc: p}
+	client, err := n.client()
+	if err != nil {
+		n.Stop()
+		return nil, err
+	}
+	err = waitFor(ctx, p, 60*time.Second, func(ctx context.Context) error {
+		q := (&nomad.QueryOptions{}).WithContext(ctx)
+		if leader, err := client.Status().Leader(); err != nil || leader == "" {
+			return fmt.Errorf("no leader yet: %v", err)
+		}
+		nodes, _, err := client.Nodes().List(q)
+		if err != nil {
+			return err
+		}
+		for _, node := range nodes {
+			if node.Status == "ready" {
+				if d, ok := node.Drivers["raw_exec"]; ok && d.Healthy {
+					return nil
+				}
+			}
+		}
+		return errors.New("no ready node with raw_exec yet")
+	})
+	if err == nil {
+		_, err = client.Namespaces().Register(&nomad.Namespace{Name: DefaultNamespace, Description: "Albatros builds"}, nil)
+	}
+	if err != nil {
+		n.Stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Stop stops the agent and every process it spawned (executors and tasks).
+func (n *Nomad) Stop() {
+	n.proc.stop(15 * time.Second)
+	_ = os.RemoveAll(n.Dir)
+}
+
+// Env returns the environment variables that point Nomad's clients at this agent.
+func (n *Nomad) Env() []string {
+	return []string{"NOMAD_ADDR=" + n.Addr}
+}
+
+// Client returns an API client for the agent.
+func (n *Nomad) Client(t T) *nomad.Client {
+	t.Helper()
+	c, err := n.client()
+	if err != nil {
+		t.Fatalf("nomad client: %v", err)
+	}
+	return c
+}
+
+func (n *Nomad) client() (*nomad.Client, error) {
+	cfg := nomad.DefaultConfig()
+	cfg.Address = n.Addr
+	return nomad.NewClient(cfg)
+}
+
+// CreateNamespace creates a Nomad namespace for one test, so that its jobs are apart.
+func (n *Nomad) CreateNamespace(t T, name string) string {
+	t.Helper()
+	if _, err := n.Client(t).Namespaces().Register(&nomad.Namespace{Name: name}, nil); err != nil {
+		t.Fatalf("create nomad namespace %s: %v", name, err)
+	}
+	return name
+}
