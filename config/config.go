@@ -1,0 +1,233 @@
+// Package config reads the bot's settings from flags and the environment (a flag wins over
+// its variable), validates them once at start, and says which setting is wrong when one is.
+// Nomad and Consul are configured by their own standard variables (NOMAD_ADDR, NOMAD_TOKEN,
+// CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, …), read by their official clients; they are checked
+// here too. Secrets may be given in files (…_FILE).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/albatros-ci/albatros/hcl"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// Config is every setting of the bot.
+type Config struct {
+	// Addr is the address the HTTP server listens on.
+	Addr string
+	// URL is the bot's public base URL, used in the links it writes on the forge.
+	URL string
+	// Namespace is the Nomad namespace of the shipped builders.
+	Namespace string
+	// Builders are the shipped builders to register at start.
+	Builders []string
+	// BuilderVars are HCL variables for the shipped builders (driver included).
+	BuilderVars map[string]string
+	// ConsulPrefix is the KV prefix of the repository registry.
+	ConsulPrefix string
+	// GiteaURL and GiteaToken are used for repositories whose entry names no Gitea.
+	GiteaURL   string
+	GiteaToken string
+	LogLevel   slog.Level
+	LogFormat  string
+}
+
+// setting is one configurable value: a flag and the environment variable behind it.
+type setting struct {
+	flag, env, def, usage string
+	secret                bool // may be read from a file named by env+"_FILE"; never printed
+	value                 string
+}
+
+func settings() []*setting {
+	return []*setting{
+		{flag: "addr", env: "ALBATROS_ADDR", def: "127.0.0.1:8080", usage: "address to listen on (host:port)"},
+		{flag: "url", env: "ALBATROS_URL", usage: "public base URL of the bot, for the links in commit statuses (required), e.g. https://ci.example.com"},
+		{flag: "namespace", env: "ALBATROS_NAMESPACE", def: "ci", usage: "Nomad namespace of the shipped builders (created if missing)"},
+		{flag: "builders", env: "ALBATROS_BUILDERS", def: hcl.DefaultBuilder, usage: "shipped builders to register at start, comma-separated: builder, nixcache; or none"},
+		{flag: "builder-driver", env: "ALBATROS_BUILDER_DRIVER", def: "exec", usage: "task driver of the default builder: exec, raw_exec or docker"},
+		{flag: "builder-vars", env: "ALBATROS_BUILDER_VARS", usage: "more HCL variables for the shipped builders, name=value[,name=value…] (cpu, memory, image, datacenters, store)"},
+		{flag: "consul-prefix", env: "ALBATROS_CONSUL_PREFIX", def: registry.DefaultPrefix, usage: "Consul KV prefix of the repository registry"},
+		{flag: "gitea-url", env: "ALBATROS_GITEA_URL", usage: "Gitea URL for repositories whose registry entry names none"},
+		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", secret: true, usage: "Gitea token for repositories whose registry entry has none (or ALBATROS_GITEA_TOKEN_FILE)"},
+		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
+		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
+	}
+}
+
+// standardEnv documents the variables the official Nomad and Consul clients read.
+const standardEnv = `
+Nomad and Consul are reached as their own clients reach them:
+  NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_NAMESPACE (ignored: builds use -namespace),
+  NOMAD_CACERT, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_TLS_SERVER_NAME, NOMAD_SKIP_VERIFY
+  CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN (or CONSUL_HTTP_TOKEN_FILE), CONSUL_HTTP_SSL,
+  CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_NAMESPACE, CONSUL_PARTITION
+`
+
+// Load reads the settings from args (without the program name) and getenv. It returns
+// flag.ErrHelp after printing the usage when asked for help.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	all := settings()
+	fs := flag.NewFlagSet("albatros-bot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, s := range all {
+		def := s.def
+		// A secret's value never becomes a flag default: -h prints defaults.
+		if v := getenv(s.env); v != "" && !s.secret {
+			def = v
+		}
+		fs.StringVar(&s.value, s.flag, def, fmt.Sprintf("%s [$%s]", s.usage, s.env))
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: albatros-bot [flags]\n\nAlbatros turns forge webhooks into Nomad builds and reports their results on the forge.\nEvery flag can also be set by the environment variable shown after it.\n\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, standardEnv)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (settings are flags or environment variables; see -h)", fs.Arg(0))
+	}
+	get := map[string]*setting{}
+	for _, s := range all {
+		get[s.flag] = s
+		if s.secret && s.value == "" {
+			s.value = getenv(s.env)
+		}
+		if s.secret && s.value == "" {
+			if file := getenv(s.env + "_FILE"); file != "" {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return nil, fmt.Errorf("%s_FILE: %w", s.env, err)
+				}
+				s.value = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	return validate(get, getenv)
+}
+
+var namespaceRE = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)
+
+func validate(s map[string]*setting, getenv func(string) string) (*Config, error) {
+	var errs []error
+	bad := func(name string, format string, args ...any) {
+		st := s[name]
+		errs = append(errs, fmt.Errorf("%s (-%s): %s", st.env, st.flag, fmt.Sprintf(format, args...)))
+	}
+	c := &Config{
+		Addr:         s["addr"].value,
+		URL:          strings.TrimSuffix(s["url"].value, "/"),
+		Namespace:    s["namespace"].value,
+		ConsulPrefix: s["consul-prefix"].value,
+		GiteaURL:     strings.TrimSuffix(s["gitea-url"].value, "/"),
+		GiteaToken:   s["gitea-token"].value,
+		LogFormat:    s["log-format"].value,
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr", "%q is not host:port", c.Addr)
+	}
+	if c.URL == "" {
+		bad("url", "is required: the public URL at which the forge's users reach the bot")
+	} else if err := httpURL(c.URL); err != nil {
+		bad("url", "%v", err)
+	}
+	if !namespaceRE.MatchString(c.Namespace) {
+		bad("namespace", "%q is not a Nomad namespace name", c.Namespace)
+	}
+	for b := range strings.SplitSeq(s["builders"].value, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" || b == "none" {
+			continue
+		}
+		if _, ok := hcl.Builders[b]; !ok {
+			bad("builders", "unknown builder %q (shipped: builder, nixcache)", b)
+		}
+		c.Builders = append(c.Builders, b)
+	}
+	vars, err := hcl.ParseVars(s["builder-vars"].value)
+	if err != nil {
+		bad("builder-vars", "%v", err)
+	}
+	c.BuilderVars = vars
+	if c.BuilderVars == nil {
+		c.BuilderVars = map[string]string{}
+	}
+	driver := s["builder-driver"].value
+	if !slices.Contains([]string{"exec", "raw_exec", "docker"}, driver) {
+		bad("builder-driver", "%q is not exec, raw_exec or docker", driver)
+	}
+	c.BuilderVars["driver"] = driver
+	c.BuilderVars["namespace"] = c.Namespace
+	if c.ConsulPrefix == "" || strings.HasPrefix(c.ConsulPrefix, "/") {
+		bad("consul-prefix", "%q must be a non-empty relative key prefix", c.ConsulPrefix)
+	}
+	if c.GiteaURL != "" {
+		if err := httpURL(c.GiteaURL); err != nil {
+			bad("gitea-url", "%v", err)
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(s["log-level"].value)); err != nil {
+		bad("log-level", "%q is not debug, info, warn or error", s["log-level"].value)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log-format", "%q is not text or json", c.LogFormat)
+	}
+	if v := getenv("NOMAD_ADDR"); v != "" {
+		if err := httpURL(v); err != nil {
+			errs = append(errs, fmt.Errorf("NOMAD_ADDR: %v", err))
+		}
+	}
+	if v := getenv("CONSUL_HTTP_ADDR"); v != "" {
+		if err := consulAddr(v); err != nil {
+			errs = append(errs, fmt.Errorf("CONSUL_HTTP_ADDR: %v", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func httpURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", v)
+	}
+	return nil
+}
+
+// consulAddr accepts what the Consul client accepts: host:port, a URL, or unix://path.
+func consulAddr(v string) error {
+	if strings.HasPrefix(v, "unix://") {
+		return nil
+	}
+	if strings.Contains(v, "://") {
+		return httpURL(v)
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("%q is neither host:port nor a URL", v)
+	}
+	return nil
+}
+
+// Logger returns the logger the settings ask for, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,135 @@
+// Package forge holds the forge-neutral types of Albatros: the events a forge sends (pushes,
+// tags, pull requests), the commit statuses the bot writes back, and the one interface every
+// forge driver implements. The Gitea and GitHub drivers live in forge/gitea and forge/github;
+// nothing outside them sees a forge's own payloads or SDK types.
+//
+// This package does no I/O.
+package forge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Forge is what the bot calls on every forge.
+type Forge interface {
+	// SetStatus writes a commit status. Writing the same state twice is harmless: forges keep
+	// the newest status per context.
+	SetStatus(ctx context.Context, s Status) error
+}
+
+// Kind is what happened on the forge.
+type Kind string
+
+// The events the bot acts on.
+const (
+	KindPush        Kind = "push"         // commits pushed to a branch
+	KindTag         Kind = "tag"          // a tag pushed
+	KindPullRequest Kind = "pull_request" // a pull request opened, synchronized or reopened
+	KindPing        Kind = "ping"         // the forge testing a newly installed webhook
+)
+
+// Repo identifies a repository on a forge.
+type Repo struct {
+	// CloneURL is the HTTP(S) clone URL; it is the repository's key in the registry.
+	CloneURL string
+	// FullName is owner/name.
+	FullName string
+	// Owner is the user or organization that owns the repository.
+	Owner string
+	// Name is the repository's name without its owner.
+	Name string
+	// HTMLURL is the repository's web page.
+	HTMLURL string
+}
+
+// PullRequest is the part of a pull request a build needs.
+type PullRequest struct {
+	Number int64
+	// HeadRepo is where the pull request's commits live; for a fork it differs from the
+	// event's Repo.
+	HeadRepo Repo
+	// HeadBranch is the branch the pull request comes from, BaseBranch the one it targets.
+	HeadBranch string
+	BaseBranch string
+	// Fork is true when the head repository is not the base repository.
+	Fork bool
+	// Action is the forge's word for what happened (opened, synchronized, reopened).
+	Action string
+}
+
+// Event is one webhook delivery, turned into the bot's own terms.
+type Event struct {
+	Kind Kind
+	// Delivery is the forge's id for this delivery, for the logs.
+	Delivery string
+	// Repo is the repository the event is about (for a pull request, the base repository).
+	Repo Repo
+	// Commit is the full SHA to build.
+	Commit string
+	// Branch is the branch pushed to, or the pull request's head branch; empty for a tag.
+	Branch string
+	// Tag is the tag's name, for KindTag.
+	Tag string
+	// PullRequest is set for KindPullRequest.
+	PullRequest *PullRequest
+	// Sender is the login of the user who caused the event.
+	Sender string
+}
+
+// Trigger names what made the event, stably across redeliveries: the branch pushed, the
+// tag, or the pull request and its action.
+func (e Event) Trigger() string {
+	switch e.Kind {
+	case KindTag:
+		return "tag:" + e.Tag
+	case KindPullRequest:
+		return fmt.Sprintf("pr:%d", e.PullRequest.Number)
+	default:
+		return string(e.Kind) + ":" + e.Branch
+	}
+}
+
+// State is a commit status state. The four are common to Gitea and GitHub.
+type State string
+
+// Commit status states.
+const (
+	StatePending State = "pending"
+	StateSuccess State = "success"
+	StateFailure State = "failure"
+	StateError   State = "error"
+)
+
+// Status is a commit status to write.
+type Status struct {
+	Repo   Repo
+	Commit string
+	State  State
+	// Context tells this status apart from others on the same commit (albatros/<flavor>).
+	Context     string
+	Description string
+	// TargetURL is where the status links to: the build's log page.
+	TargetURL string
+}
+
+// ErrIgnoreEvent is returned by parsers for deliveries the bot acknowledges but does not act
+// on (a branch deletion, a closed pull request, an event type it does not handle). The
+// wrapping error says why.
+var ErrIgnoreEvent = errors.New("event ignored")
+
+// ErrMalformed is returned by parsers for a body that is not the JSON the event needs.
+var ErrMalformed = errors.New("malformed payload")
+
+// ErrUnsigned is returned for a delivery that carries no signature (or token) at all.
+var ErrUnsigned = errors.New("unsigned delivery")
+
+// ErrSignature is returned when a delivery's signature (or token) does not verify, or when
+// there is nothing to verify it against.
+var ErrSignature = errors.New("bad signature")
+
+// Ignore wraps ErrIgnoreEvent with a reason.
+func Ignore(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrIgnoreEvent, fmt.Sprintf(format, args...))
+}

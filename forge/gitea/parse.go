@@ -1,0 +1,166 @@
+package gitea
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/albatros-ci/albatros/forge"
+)
+
+// The parts of Gitea's webhook payloads the bot reads (Gitea's own structs are in
+// code.gitea.io/gitea/modules/structs; the SDK does not carry the hook payloads).
+type (
+	user struct {
+		Login string `json:"login"`
+	}
+	repository struct {
+		Name     string `json:"name"`
+		FullName string `json:"full_name"`
+		Owner    user   `json:"owner"`
+		HTMLURL  string `json:"html_url"`
+		CloneURL string `json:"clone_url"`
+	}
+	pushPayload struct {
+		Ref        string      `json:"ref"`
+		Before     string      `json:"before"`
+		After      string      `json:"after"`
+		Repository *repository `json:"repository"`
+		Sender     user        `json:"sender"`
+	}
+	prBranch struct {
+		Ref  string      `json:"ref"`
+		Sha  string      `json:"sha"`
+		Repo *repository `json:"repo"`
+	}
+	pullRequestPayload struct {
+		Action      string `json:"action"`
+		Number      int64  `json:"number"`
+		PullRequest *struct {
+			Number int64     `json:"number"`
+			Head   *prBranch `json:"head"`
+			Base   *prBranch `json:"base"`
+		} `json:"pull_request"`
+		Repository *repository `json:"repository"`
+		Sender     user        `json:"sender"`
+	}
+)
+
+// Locate reads only the repository a delivery is about, so that its webhook secret can be
+// found before the delivery is verified. Nothing else of the body is trusted or used.
+func Locate(body []byte) (forge.Repo, error) {
+	var p struct {
+		Repository *repository `json:"repository"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return forge.Repo{}, fmt.Errorf("%w: %v", forge.ErrMalformed, err)
+	}
+	if p.Repository == nil || p.Repository.CloneURL == "" {
+		return forge.Repo{}, fmt.Errorf("%w: no repository.clone_url", forge.ErrMalformed)
+	}
+	return p.Repository.convert(), nil
+}
+
+// Parse turns a verified delivery into a forge.Event. It returns an error wrapping
+// forge.ErrIgnoreEvent for deliveries the bot does not act on, and one wrapping
+// forge.ErrMalformed for bodies that are not the event's JSON.
+func Parse(h http.Header, body []byte) (forge.Event, error) {
+	event := h.Get("X-Gitea-Event")
+	if event == "" {
+		event = h.Get("X-Gogs-Event")
+	}
+	delivery := h.Get("X-Gitea-Delivery")
+	var (
+		ev  forge.Event
+		err error
+	)
+	switch event {
+	case "push":
+		ev, err = parsePush(body)
+	case "pull_request":
+		ev, err = parsePullRequest(body)
+	case "ping":
+		var r forge.Repo
+		r, err = Locate(body)
+		ev = forge.Event{Kind: forge.KindPing, Repo: r}
+	case "":
+		return forge.Event{}, fmt.Errorf("%w: no X-Gitea-Event header", forge.ErrMalformed)
+	default:
+		return forge.Event{}, forge.Ignore("event %q is not handled", event)
+	}
+	ev.Delivery = delivery
+	return ev, err
+}
+
+func parsePush(body []byte) (forge.Event, error) {
+	var p pushPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return forge.Event{}, fmt.Errorf("%w: push: %v", forge.ErrMalformed, err)
+	}
+	if p.Repository == nil || p.Repository.CloneURL == "" || p.Ref == "" || p.After == "" {
+		return forge.Event{}, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
+	}
+	ev := forge.Event{Repo: p.Repository.convert(), Commit: p.After, Sender: p.Sender.Login}
+	// A deleted ref is pushed as the all-zero object name (40 or, in SHA-256 repos, 64).
+	if strings.Trim(p.After, "0") == "" {
+		return ev, forge.Ignore("deletion of %s", p.Ref)
+	}
+	switch {
+	case strings.HasPrefix(p.Ref, "refs/heads/"):
+		ev.Kind = forge.KindPush
+		ev.Branch = strings.TrimPrefix(p.Ref, "refs/heads/")
+	case strings.HasPrefix(p.Ref, "refs/tags/"):
+		ev.Kind = forge.KindTag
+		ev.Tag = strings.TrimPrefix(p.Ref, "refs/tags/")
+	default:
+		return ev, forge.Ignore("push to %s, neither a branch nor a tag", p.Ref)
+	}
+	return ev, nil
+}
+
+func parsePullRequest(body []byte) (forge.Event, error) {
+	var p pullRequestPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return forge.Event{}, fmt.Errorf("%w: pull_request: %v", forge.ErrMalformed, err)
+	}
+	pr := p.PullRequest
+	if p.Repository == nil || pr == nil || pr.Head == nil || pr.Base == nil || pr.Head.Sha == "" || pr.Head.Repo == nil {
+		return forge.Event{}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
+	}
+	number := pr.Number
+	if number == 0 {
+		number = p.Number
+	}
+	base := p.Repository.convert()
+	head := pr.Head.Repo.convert()
+	ev := forge.Event{
+		Kind:   forge.KindPullRequest,
+		Repo:   base,
+		Commit: pr.Head.Sha,
+		Branch: pr.Head.Ref,
+		Sender: p.Sender.Login,
+		PullRequest: &forge.PullRequest{
+			Number:     number,
+			HeadRepo:   head,
+			HeadBranch: pr.Head.Ref,
+			BaseBranch: pr.Base.Ref,
+			Fork:       head.CloneURL != base.CloneURL,
+			Action:     p.Action,
+		},
+	}
+	switch p.Action {
+	case "opened", "synchronized", "reopened":
+		return ev, nil
+	default:
+		return ev, forge.Ignore("pull request #%d %s", number, p.Action)
+	}
+}
+
+func (r *repository) convert() forge.Repo {
+	owner := r.Owner.Login
+	if owner == "" {
+		owner, _, _ = strings.Cut(r.FullName, "/")
+	}
+	return forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, Name: r.Name, HTMLURL: r.HTMLURL}
+}

@@ -1,0 +1,109 @@
+// Package hcl holds the builder jobs Albatros ships, as HCL2 job specifications that Nomad
+// itself parses: the default builder (builder.hcl) and the Nix builder with a persisted store
+// (nixcache.hcl). It renders their variables; it does not talk to Nomad.
+package hcl
+
+import (
+	_ "embed"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+//go:embed builder.hcl
+var builderHCL string
+
+//go:embed nixcache.hcl
+var nixcacheHCL string
+
+// Spec is a shipped builder job.
+type Spec struct {
+	// Name is the job's ID, which is also how the bot's configuration names it.
+	Name string
+	// Source is the HCL2 job specification.
+	Source string
+}
+
+// Builders are the shipped builders, by name.
+var Builders = map[string]Spec{
+	"builder":  {Name: "builder", Source: builderHCL},
+	"nixcache": {Name: "nixcache", Source: nixcacheHCL},
+}
+
+// DefaultBuilder is the builder a repository without its own builder uses.
+const DefaultBuilder = "builder"
+
+var variableRE = regexp.MustCompile(`(?m)^variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"`)
+
+// Variables lists the variables the job declares.
+func (s Spec) Variables() []string {
+	var out []string
+	for _, m := range variableRE.FindAllStringSubmatch(s.Source, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// VarFile renders values as an HCL variables file for this job, leaving out the ones it
+// does not declare (one setting may serve several builders). Numbers, booleans and lists
+// are written as they are; anything else as a quoted string.
+func (s Spec) VarFile(values map[string]string) string {
+	declared := s.Variables()
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		if slices.Contains(declared, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, literal(values[k]))
+	}
+	return b.String()
+}
+
+func literal(v string) string {
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return v
+	}
+	if v == "true" || v == "false" || (strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]")) {
+		return v
+	}
+	return strconv.Quote(v)
+}
+
+// ParseVars reads `name=value` settings separated by commas or newlines, as
+// ALBATROS_BUILDER_VARS holds them. Commas inside [ ] belong to a list value.
+func ParseVars(s string) (map[string]string, error) {
+	out := map[string]string{}
+	var fields []string
+	depth, start := 0, 0
+	for i, r := range s {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']':
+			depth--
+		case r == '\n' || (r == ',' && depth == 0):
+			fields = append(fields, s[start:i])
+			start = i + 1
+		}
+	}
+	fields = append(fields, s[start:])
+	for _, field := range fields {
+		field = strings.TrimSpace(field)
+		if field == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(field, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("builder variable %q is not name=value", field)
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
+}

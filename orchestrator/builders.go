@@ -1,0 +1,115 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// Builder names a builder job.
+type Builder struct {
+	Namespace string
+	Job       string
+}
+
+func (b Builder) String() string { return b.Namespace + "/" + b.Job }
+
+// ParseJob has Nomad's own parser (/v1/jobs/parse) turn HCL2 into a job, with variables in
+// the syntax of a variables file, and checks the builder contract. Nothing is registered.
+func (o *Orchestrator) ParseJob(ctx context.Context, src, variables string) (*nomad.Job, error) {
+	job := new(nomad.Job)
+	req := &nomad.JobsParseRequest{JobHCL: src, Variables: variables, Canonicalize: true}
+	if _, err := o.c.Raw().Write("/v1/jobs/parse", req, job, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("nomad could not parse the job: %w", err)
+	}
+	if err := CheckContract(job); err != nil {
+		return nil, err
+	}
+	return job, nil
+}
+
+// RegisterBuilder parses a builder's HCL through Nomad, checks the builder contract,
+// creates the job's namespace if needed and registers the job.
+func (o *Orchestrator) RegisterBuilder(ctx context.Context, src, variables string) (Builder, error) {
+	job, err := o.ParseJob(ctx, src, variables)
+	if err != nil {
+		return Builder{}, err
+	}
+	b := Builder{Namespace: deref(job.Namespace), Job: deref(job.ID)}
+	if b.Namespace == "" {
+		b.Namespace = "default"
+	}
+	if err := o.EnsureNamespace(ctx, b.Namespace); err != nil {
+		return b, err
+	}
+	if _, _, err := o.c.Jobs().Register(job, (&nomad.WriteOptions{Namespace: b.Namespace}).WithContext(ctx)); err != nil {
+		return b, fmt.Errorf("register builder %s: %w", b, err)
+	}
+	return b, nil
+}
+
+// CheckBuilder reads a registered job and checks the builder contract, so that a user's own
+// builder that cannot work is reported clearly instead of failing at dispatch.
+func (o *Orchestrator) CheckBuilder(ctx context.Context, b Builder) (*nomad.Job, error) {
+	job, _, err := o.c.Jobs().Info(b.Job, (&nomad.QueryOptions{Namespace: b.Namespace}).WithContext(ctx))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("builder job %s: %w", b, ErrNotFound)
+		}
+		return nil, fmt.Errorf("builder job %s: %w", b, err)
+	}
+	if err := CheckContract(job); err != nil {
+		return nil, fmt.Errorf("builder job %s: %w", b, err)
+	}
+	return job, nil
+}
+
+// CheckContract returns an error wrapping ErrContract that says what a job lacks to be a
+// builder: a parameterized batch job accepting REPO_URL, COMMIT, BRANCH and FLAVOR, requiring
+// no other meta, with group "runner" and task "executor".
+func CheckContract(job *nomad.Job) error {
+	var problems []string
+	if t := deref(job.Type); t != "batch" {
+		problems = append(problems, fmt.Sprintf("its type is %q, not \"batch\"", t))
+	}
+	p := job.ParameterizedJob
+	if p == nil {
+		problems = append(problems, "it is not parameterized")
+	} else {
+		accepted := append(slices.Clone(p.MetaRequired), p.MetaOptional...)
+		for _, k := range RequiredMeta {
+			if !slices.Contains(accepted, k) {
+				problems = append(problems, fmt.Sprintf("it does not accept meta %s", k))
+			}
+		}
+		for _, k := range p.MetaRequired {
+			if !slices.Contains(RequiredMeta, k) {
+				problems = append(problems, fmt.Sprintf("it requires meta %s, which the bot does not always give", k))
+			}
+		}
+	}
+	if !hasTask(job, Group, Task) {
+		problems = append(problems, fmt.Sprintf("it has no task %q in a group %q", Task, Group))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: job %q: %s", ErrContract, deref(job.ID), strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func hasTask(job *nomad.Job, group, task string) bool {
+	for _, g := range job.TaskGroups {
+		if deref(g.Name) != group {
+			continue
+		}
+		for _, t := range g.Tasks {
+			if t.Name == task {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,68 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// DispatchRequest is one build to start.
+type DispatchRequest struct {
+	Builder Builder
+	// Meta holds RequiredMeta and any of OptionalMeta; optional keys the builder does not
+	// accept are left out rather than failing the dispatch.
+	Meta map[string]string
+	// Payload is the secrets file. HasSecrets says whether it holds secrets: a builder that
+	// forbids payloads can run builds without secrets, not builds that need them.
+	Payload    []byte
+	HasSecrets bool
+	// IdempotencyToken makes Nomad return the existing build instead of starting a second
+	// one for the same token, as long as Nomad still holds the first.
+	IdempotencyToken string
+}
+
+// Dispatched is a started (or, for a repeated token, already started) build.
+type Dispatched struct {
+	Namespace string
+	JobID     string
+	// Duplicate is true when the token matched an existing build: nothing new was started.
+	Duplicate bool
+}
+
+// Dispatch starts a build of req.Builder after checking its contract.
+func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispatched, error) {
+	job, err := o.CheckBuilder(ctx, req.Builder)
+	if err != nil {
+		return Dispatched{}, err
+	}
+	p := job.ParameterizedJob
+	accepted := append(slices.Clone(p.MetaRequired), p.MetaOptional...)
+	meta := maps.Clone(req.Meta)
+	for _, k := range OptionalMeta {
+		if !slices.Contains(accepted, k) {
+			delete(meta, k)
+		}
+	}
+	payload := req.Payload
+	if p.Payload == "forbidden" {
+		if req.HasSecrets {
+			return Dispatched{}, fmt.Errorf("%w: builder %s forbids a dispatch payload, so it cannot receive the repository's secrets", ErrContract, req.Builder)
+		}
+		payload = nil
+	}
+	w := &nomad.WriteOptions{Namespace: req.Builder.Namespace, IdempotencyToken: req.IdempotencyToken}
+	resp, _, err := o.c.Jobs().DispatchOpts(&nomad.DispatchOptions{
+		JobID:            req.Builder.Job,
+		Meta:             meta,
+		Payload:          payload,
+		IdPrefixTemplate: dispatchMarker,
+	}, w.WithContext(ctx))
+	if err != nil {
+		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
+	}
+	// A repeated idempotency token returns the existing job and creates no evaluation.
+	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Duplicate: resp.EvalID == ""}, nil
+}

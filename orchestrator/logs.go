@@ -1,0 +1,239 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// Log streams.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)
+
+// blockFor is how long one blocking query waits for a change before asking again.
+const blockFor = 30 * time.Second
+
+// Follow writes the executor task's log (stdout or stderr) of a build to w from its start,
+// following it while the task runs, and returns once the task has ended and all of its
+// output is written, with the build's outcome. A build that ended without its task starting
+// writes nothing and returns its outcome (why it did not start).
+func (o *Orchestrator) Follow(ctx context.Context, ns, jobID, logType string, w io.Writer) (Outcome, error) {
+	if logType != Stdout && logType != Stderr {
+		return Outcome{}, fmt.Errorf("log type %q is neither stdout nor stderr", logType)
+	}
+	alloc, never, err := o.waitStarted(ctx, ns, jobID)
+	if err != nil || alloc == nil {
+		return never, err
+	}
+	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
+	written := int64(0)
+	if !taskDead(alloc) {
+		written, err = o.followRunning(ctx, alloc, logType, w)
+		if err != nil {
+			return Outcome{}, err
+		}
+	}
+	// The task has ended: read the whole log once more and write what following had not yet
+	// delivered (Nomad's follow stream never ends by itself).
+	if _, err := o.copyLog(alloc, logType, q, &skipWriter{w: w, skip: written}); err != nil {
+		return Outcome{}, err
+	}
+	return o.waitOutcome(ctx, ns, alloc.ID)
+}
+
+// followRunning copies the followed log to w until the task ends; it returns the number of
+// bytes written.
+func (o *Orchestrator) followRunning(ctx context.Context, alloc *nomad.Allocation, logType string, w io.Writer) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	q := (&nomad.QueryOptions{Namespace: alloc.Namespace}).WithContext(ctx)
+	frames, errs := o.c.AllocFS().Logs(alloc, true, Task, logType, "start", 0, stop, q)
+
+	dead := make(chan error, 1)
+	go func() { dead <- o.waitTaskDead(ctx, alloc) }()
+
+	var written int64
+	for {
+		select {
+		case <-ctx.Done():
+			return written, ctx.Err()
+		case err := <-dead:
+			return written, err
+		case err := <-errs:
+			if err != nil {
+				// The follow stream broke; the final read after the task ends catches up.
+				if err := <-dead; err != nil {
+					return written, err
+				}
+				return written, nil
+			}
+		case f, ok := <-frames:
+			if !ok {
+				frames = nil // closed: wait for the task to end
+				continue
+			}
+			if len(f.Data) == 0 {
+				continue
+			}
+			n, err := w.Write(f.Data)
+			written += int64(n)
+			if err != nil {
+				return written, err
+			}
+		}
+	}
+}
+
+// copyLog writes the whole log as it is now.
+func (o *Orchestrator) copyLog(alloc *nomad.Allocation, logType string, q *nomad.QueryOptions, w io.Writer) (int64, error) {
+	stop := make(chan struct{})
+	defer close(stop)
+	frames, errs := o.c.AllocFS().Logs(alloc, false, Task, logType, "start", 0, stop, q)
+	var n int64
+	for f := range frames {
+		m, err := w.Write(f.Data)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	select {
+	case err := <-errs:
+		if err != nil {
+			return n, fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
+		}
+	default:
+	}
+	return n, nil
+}
+
+// waitStarted waits until the build has an allocation whose executor task has started or
+// ended. When the build ends without one, it returns the reason as an outcome instead.
+func (o *Orchestrator) waitStarted(ctx context.Context, ns, jobID string) (*nomad.Allocation, Outcome, error) {
+	var index uint64
+	wait := blockFor
+	for {
+		q := (&nomad.QueryOptions{Namespace: ns, WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+		stubs, meta, err := o.c.Jobs().Allocations(jobID, true, q)
+		if err != nil {
+			return nil, Outcome{}, fmt.Errorf("allocations of %s: %w", jobID, err)
+		}
+		index = meta.LastIndex
+		var newest *nomad.AllocationListStub
+		for _, s := range stubs {
+			if newest == nil || s.CreateIndex > newest.CreateIndex {
+				newest = s
+			}
+		}
+		if newest != nil {
+			ts := newest.TaskStates[Task]
+			if (ts != nil && (!ts.StartedAt.IsZero() || ts.State == "dead")) || isTerminal(newest.ClientStatus) {
+				a, _, err := o.c.Allocations().Info(newest.ID, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
+				if err != nil {
+					return nil, Outcome{}, fmt.Errorf("allocation %s: %w", newest.ID, err)
+				}
+				if ts := a.TaskStates[Task]; ts == nil || ts.StartedAt.IsZero() {
+					out, err := o.waitOutcome(ctx, ns, a.ID)
+					return nil, out, err
+				}
+				return a, Outcome{}, nil
+			}
+			continue
+		}
+		// No allocation yet: a build that is dead without one was never placed. That shows
+		// in the job, not in its allocations, so ask again soon.
+		wait = 2 * time.Second
+		b, err := o.Build(ctx, ns, jobID)
+		if err != nil {
+			return nil, Outcome{}, err
+		}
+		if b.Status == "dead" {
+			return nil, o.unplacedOutcome(ctx, ns, jobID), nil
+		}
+	}
+}
+
+// unplacedOutcome explains a build that ended without an allocation, from its evaluations.
+func (o *Orchestrator) unplacedOutcome(ctx context.Context, ns, jobID string) Outcome {
+	evals, _, err := o.c.Jobs().Evaluations(jobID, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
+	if err == nil {
+		for _, ev := range evals {
+			if out, ok := evalOutcome(ev); ok && out.Final {
+				return out
+			}
+		}
+	}
+	return Outcome{Namespace: ns, JobID: jobID, Result: Error, Final: true, Description: "the build was stopped before it was placed"}
+}
+
+// waitTaskDead blocks until the executor task of alloc has ended.
+func (o *Orchestrator) waitTaskDead(ctx context.Context, alloc *nomad.Allocation) error {
+	index := alloc.ModifyIndex
+	for {
+		q := (&nomad.QueryOptions{Namespace: alloc.Namespace, WaitIndex: index, WaitTime: blockFor}).WithContext(ctx)
+		a, meta, err := o.c.Allocations().Info(alloc.ID, q)
+		if err != nil {
+			return fmt.Errorf("allocation %s: %w", alloc.ID, err)
+		}
+		if taskDead(a) {
+			return nil
+		}
+		index = meta.LastIndex
+	}
+}
+
+// waitOutcome blocks until the allocation has ended and returns the build's outcome.
+func (o *Orchestrator) waitOutcome(ctx context.Context, ns, allocID string) (Outcome, error) {
+	var index uint64
+	for {
+		q := (&nomad.QueryOptions{Namespace: ns, WaitIndex: index, WaitTime: blockFor}).WithContext(ctx)
+		a, meta, err := o.c.Allocations().Info(allocID, q)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("allocation %s: %w", allocID, err)
+		}
+		if out, ok := allocOutcome(a); ok {
+			return out, nil
+		}
+		index = meta.LastIndex
+	}
+}
+
+func taskDead(a *nomad.Allocation) bool {
+	ts := a.TaskStates[Task]
+	return (ts != nil && ts.State == "dead") || isTerminal(a.ClientStatus)
+}
+
+func isTerminal(clientStatus string) bool {
+	switch clientStatus {
+	case nomad.AllocClientStatusComplete, nomad.AllocClientStatusFailed, nomad.AllocClientStatusLost:
+		return true
+	}
+	return false
+}
+
+// skipWriter drops the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip int64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip >= int64(n) {
+		s.skip -= int64(n)
+		return n, nil
+	}
+	p = p[s.skip:]
+	s.skip = 0
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}

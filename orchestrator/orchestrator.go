@@ -1,0 +1,150 @@
+// Package orchestrator is Albatros's side of Nomad: it registers builder jobs, checks that a
+// job honours the builder contract, dispatches builds, follows their logs, and turns Nomad's
+// event stream into build results. It is the only package that imports Nomad's api package;
+// the rest of the bot speaks the types here.
+//
+// The builder contract: a parameterized batch job that accepts the meta keys REPO_URL,
+// COMMIT, BRANCH and FLAVOR (and may accept TAG and PR), with a task group "runner" holding
+// a task "executor", whose logs are the build's logs.
+//
+// It does not decide what to build or who may have secrets; the pipeline does.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// The names of the builder contract.
+const (
+	Group = "runner"
+	Task  = "executor"
+)
+
+// Meta keys given to every build, and those given when the builder accepts them.
+var (
+	RequiredMeta = []string{"REPO_URL", "COMMIT", "BRANCH", "FLAVOR"}
+	OptionalMeta = []string{"TAG", "PR"}
+)
+
+// dispatchMarker goes into every dispatched job's ID (<builder>/dispatch-albatros-<time>-<id>)
+// so that the event stream tells the bot's builds apart from the cluster's other jobs.
+const dispatchMarker = "albatros"
+
+// ErrContract is returned for a builder job that does not honour the builder contract.
+var ErrContract = errors.New("builder contract not met")
+
+// ErrNotFound is returned for a build or builder job Nomad does not know (or has collected).
+var ErrNotFound = errors.New("not found in nomad")
+
+// Orchestrator talks to one Nomad region.
+type Orchestrator struct {
+	c *nomad.Client
+}
+
+// New returns an orchestrator on the Nomad agent that the standard NOMAD_* environment
+// variables (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_CACERT, …) point at.
+func New() (*Orchestrator, error) {
+	c, err := nomad.NewClient(nomad.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("nomad client: %w", err)
+	}
+	return &Orchestrator{c: c}, nil
+}
+
+// Address is the Nomad API address in use, for messages.
+func (o *Orchestrator) Address() string { return o.c.Address() }
+
+// Ready returns nil when Nomad answers and has a leader.
+func (o *Orchestrator) Ready(ctx context.Context) error {
+	var leader string
+	if _, err := o.c.Raw().Query("/v1/status/leader", &leader, (&nomad.QueryOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("nomad at %s: %w", o.c.Address(), err)
+	}
+	if leader == "" {
+		return fmt.Errorf("nomad at %s has no leader", o.c.Address())
+	}
+	return nil
+}
+
+// EnsureNamespace creates namespace ns unless it exists.
+func (o *Orchestrator) EnsureNamespace(ctx context.Context, ns string) error {
+	q := (&nomad.QueryOptions{}).WithContext(ctx)
+	if _, _, err := o.c.Namespaces().Info(ns, q); err == nil {
+		return nil
+	} else if !isNotFound(err) {
+		return fmt.Errorf("nomad namespace %s: %w", ns, err)
+	}
+	w := (&nomad.WriteOptions{}).WithContext(ctx)
+	if _, err := o.c.Namespaces().Register(&nomad.Namespace{Name: ns, Description: "Albatros builds"}, w); err != nil {
+		return fmt.Errorf("create nomad namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// Build is a dispatched build job as Nomad holds it.
+type Build struct {
+	Namespace string
+	ID        string
+	// Builder is the parameterized job the build was dispatched from.
+	Builder string
+	// Meta is the dispatch meta: REPO_URL, COMMIT, BRANCH, FLAVOR, and TAG or PR.
+	Meta map[string]string
+	// Payload is the dispatch payload (the secrets file), decompressed.
+	Payload []byte
+	// Status is Nomad's job status: pending, running or dead.
+	Status    string
+	Submitted time.Time
+}
+
+// Build reads a dispatched build job; ErrNotFound when Nomad does not know it.
+func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error) {
+	job, _, err := o.c.Jobs().Info(id, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("build %s in %s: %w", id, ns, ErrNotFound)
+		}
+		return nil, fmt.Errorf("build %s in %s: %w", id, ns, err)
+	}
+	if job.ParentID == nil || *job.ParentID == "" || !IsBuildID(id) {
+		return nil, fmt.Errorf("job %s in %s is not an Albatros build: %w", id, ns, ErrNotFound)
+	}
+	b := &Build{
+		Namespace: ns,
+		ID:        id,
+		Builder:   *job.ParentID,
+		Meta:      job.Meta,
+		Payload:   job.Payload,
+		Status:    deref(job.Status),
+	}
+	if job.SubmitTime != nil {
+		b.Submitted = time.Unix(0, *job.SubmitTime)
+	}
+	return b, nil
+}
+
+// IsBuildID reports whether a job ID is one of the bot's dispatched builds.
+func IsBuildID(id string) bool {
+	return strings.Contains(id, "/dispatch-"+dispatchMarker+"-")
+}
+
+func isNotFound(err error) bool {
+	var ue nomad.UnexpectedResponseError
+	if errors.As(err, &ue) {
+		return ue.StatusCode() == 404
+	}
+	return strings.Contains(err.Error(), "404")
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

@@ -1,0 +1,223 @@
+// Package pipeline is where Albatros decides: for a forge event about a registered
+// repository it chooses the builds (one per flavor), who gets the repository's secrets, the
+// dispatch's idempotency token, and writes the pending status; for a build's outcome learned
+// from Nomad it writes the final status. It speaks forge, registry and orchestrator types and
+// knows no HTTP: the webhook package feeds it, the orchestrator's event stream calls Report.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
+)
+
+// repos is the registry as the pipeline uses it.
+type repos interface {
+	Repo(ctx context.Context, cloneURL string) (*registry.Repo, error)
+}
+
+// builds is the orchestrator as the pipeline uses it.
+type builds interface {
+	Dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error)
+	Build(ctx context.Context, ns, id string) (*orchestrator.Build, error)
+}
+
+// ForgeFor returns the forge client for a registered repository, and the repository as that
+// forge names it.
+type ForgeFor func(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error)
+
+// Config is what a pipeline is made of.
+type Config struct {
+	Repos  repos
+	Builds builds
+	Forge  ForgeFor
+	// BaseURL is the bot's public URL, for the links in statuses.
+	BaseURL string
+	// Builder is the default builder; a repository may name its own.
+	Builder orchestrator.Builder
+}
+
+// Pipeline turns events into builds and outcomes into statuses.
+type Pipeline struct {
+	cfg      Config
+	inflight keyedMutex
+}
+
+// New returns a pipeline.
+func New(cfg Config) *Pipeline {
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	return &Pipeline{cfg: cfg}
+}
+
+// DefaultFlavor is the flavor of a repository that names none.
+const DefaultFlavor = "default"
+
+// StatusContext is the commit status context of a flavor's builds.
+func StatusContext(flavor string) string { return "albatros/" + flavor }
+
+// Handle starts the builds of an event on a registered repository: one per flavor (the
+// flavor argument, else the entry's flavors, else "default"), each with a pending status
+// linking to its log page. Secrets go only to builds whose sender the entry trusts.
+// Delivering the same event again starts nothing new. It returns the builds, in flavor order.
+func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, flavor string) ([]orchestrator.Dispatched, error) {
+	f, repo, err := p.cfg.Forge(entry, ev.Repo.CloneURL)
+	if err != nil {
+		return nil, fmt.Errorf("forge for %s: %w", ev.Repo.CloneURL, err)
+	}
+	flavors := entry.Flavors
+	if flavor != "" {
+		flavors = []string{flavor}
+	}
+	if len(flavors) == 0 {
+		flavors = []string{DefaultFlavor}
+	}
+	builder := p.cfg.Builder
+	if b := entry.Builder; b != nil && b.Job != "" {
+		builder = orchestrator.Builder{Job: b.Job, Namespace: b.Namespace}
+		if builder.Namespace == "" {
+			builder.Namespace = p.cfg.Builder.Namespace
+		}
+	}
+	trusted := entry.Trusts(ev.Sender)
+	payload, hasSecrets := secrets.Empty(), false
+	if trusted && (entry.Inject != "" || len(entry.Secrets) > 0) {
+		if payload, err = secrets.Payload(entry.Inject, entry.Secrets); err != nil {
+			return nil, fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
+		}
+		hasSecrets = true
+	}
+	log = log.With("commit", ev.Commit, "trigger", ev.Trigger(), "sender", ev.Sender, "trusted", trusted)
+
+	var out []orchestrator.Dispatched
+	var errs []error
+	for _, fl := range flavors {
+		req := orchestrator.DispatchRequest{
+			Builder:          builder,
+			Meta:             meta(ev, fl),
+			Payload:          payload,
+			HasSecrets:       hasSecrets,
+			IdempotencyToken: idempotencyToken(ev, fl, builder),
+		}
+		d, err := p.dispatch(ctx, req)
+		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
+		if err != nil {
+			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", err)
+			status.State, status.Description = forge.StateError, "could not start the build: "+readable(err)
+			if serr := f.SetStatus(ctx, status); serr != nil {
+				err = errors.Join(err, serr)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, d)
+		if d.Duplicate {
+			log.Info("build already dispatched for this event", "flavor", fl, "job", d.JobID)
+			continue
+		}
+		log.Info("build dispatched", "flavor", fl, "job", d.JobID, "namespace", d.Namespace)
+		status.State, status.Description, status.TargetURL = forge.StatePending, "queued in Nomad", p.LogURL(d.Namespace, d.JobID)
+		if err := f.SetStatus(ctx, status); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// dispatch serializes dispatches that share a token, so that deliveries of the same event
+// arriving together do not race past Nomad's idempotency check.
+func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
+	unlock := p.inflight.lock(req.IdempotencyToken)
+	defer unlock()
+	return p.cfg.Builds.Dispatch(ctx, req)
+}
+
+// meta is the dispatch meta of a build: the builder contract's four keys, plus TAG or PR.
+func meta(ev forge.Event, flavor string) map[string]string {
+	m := map[string]string{
+		"REPO_URL": ev.Repo.CloneURL,
+		"COMMIT":   ev.Commit,
+		"BRANCH":   ev.Branch,
+		"FLAVOR":   flavor,
+	}
+	if ev.Kind == forge.KindTag {
+		m["TAG"] = ev.Tag
+	}
+	if ev.PullRequest != nil {
+		m["PR"] = strconv.FormatInt(ev.PullRequest.Number, 10)
+	}
+	return m
+}
+
+// idempotencyToken identifies a build by what it builds and why, not by delivery: a
+// redelivery of the same event, from the forge or from a second bot, maps to the same build.
+func idempotencyToken(ev forge.Event, flavor string, b orchestrator.Builder) string {
+	h := sha256.New()
+	for _, part := range []string{ev.Repo.CloneURL, ev.Commit, flavor, ev.Trigger(), b.String()} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return "albatros-" + hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// LogURL is the page of a build's live log.
+func (p *Pipeline) LogURL(ns, jobID string) string {
+	return p.cfg.BaseURL + "/logs/" + url.PathEscape(ns) + "/" + jobID
+}
+
+// readable shortens an error for a commit status: its last, most specific part.
+func readable(err error) string {
+	msg := err.Error()
+	if errors.Is(err, orchestrator.ErrContract) || errors.Is(err, orchestrator.ErrNotFound) {
+		return msg
+	}
+	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i > 12 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// keyedMutex locks per key; entries are dropped when no one holds or waits for them.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

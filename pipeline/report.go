@@ -1,0 +1,56 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+)
+
+// statusReader is the optional forge capability Report uses to skip a status the commit
+// already has (the event stream is replayed at start, and a second bot sees the same events).
+type statusReader interface {
+	// LatestStatus returns the newest status of a commit in a context; ok is false when
+	// there is none.
+	LatestStatus(ctx context.Context, repo forge.Repo, commit, context string) (s forge.Status, ok bool, err error)
+}
+
+// Report writes a build's outcome as the status of its commit. The build's repository,
+// commit and flavor are read back from Nomad (the dispatch meta), so a restarted bot reports
+// builds it did not start.
+func (p *Pipeline) Report(ctx context.Context, out orchestrator.Outcome) error {
+	b, err := p.cfg.Builds.Build(ctx, out.Namespace, out.JobID)
+	if err != nil {
+		return fmt.Errorf("report %s: %w", out.JobID, err)
+	}
+	cloneURL, commit, flavor := b.Meta["REPO_URL"], b.Meta["COMMIT"], b.Meta["FLAVOR"]
+	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
+	if err != nil {
+		return fmt.Errorf("report %s: %w", out.JobID, err)
+	}
+	f, repo, err := p.cfg.Forge(entry, cloneURL)
+	if err != nil {
+		return fmt.Errorf("report %s: forge for %s: %w", out.JobID, cloneURL, err)
+	}
+	s := forge.Status{
+		Repo:        repo,
+		Commit:      commit,
+		State:       forge.State(out.Result),
+		Context:     StatusContext(flavor),
+		Description: out.Description,
+		TargetURL:   p.LogURL(out.Namespace, out.JobID),
+	}
+	if r, ok := f.(statusReader); ok {
+		cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context)
+		// The same build in the same state: already reported.
+		if err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL {
+			return nil
+		}
+		// News of a build still waiting must not hide the final status of this build.
+		if err == nil && found && !out.Final && cur.TargetURL == s.TargetURL && cur.State != forge.StatePending {
+			return nil
+		}
+	}
+	return f.SetStatus(ctx, s)
+}

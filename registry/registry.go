@@ -1,0 +1,192 @@
+// Package registry reads which repositories Albatros builds, and how, from Consul's KV store,
+// in the format of the original Albatros: the key `albatros/<base64 of the clone URL>` holds
+//
+//	{"hook":{"token":"s3cr3t"},
+//	 "gitea":{"url":"https://git.example.com","token":"…"},
+//	 "trusted":{"senders":["quentin","lx"]},
+//	 "inject":"set +x\nexport SECRET1=xx"}
+//
+// Every field added since is optional: hook.secret (the HMAC secret of /webhook/gitea),
+// secrets (a map of names to values, exported to trusted builds like inject), flavors (one
+// build per flavor) and builder (a job of the user's own instead of the default builder).
+// An organization may hold a webhook secret shared by its repositories under
+// `albatros/org/<base64 of the organization's URL>`.
+//
+// It is the only package that imports Consul's api package. It does not decide anything:
+// trust and dispatch are the pipeline's.
+package registry
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// ErrNotFound is returned for a repository or organization that has no entry.
+var ErrNotFound = errors.New("not registered")
+
+// Repo is a repository's entry.
+type Repo struct {
+	Hook struct {
+		// Token authenticates POST /hook?token=…, the original Albatros's webhook URL.
+		Token string `json:"token,omitempty"`
+		// Secret is the HMAC-SHA256 secret of POST /webhook/gitea deliveries.
+		Secret string `json:"secret,omitempty"`
+	} `json:"hook"`
+	Gitea struct {
+		URL   string `json:"url,omitempty"`
+		Token string `json:"token,omitempty"`
+	} `json:"gitea"`
+	Trusted struct {
+		Senders []string `json:"senders,omitempty"`
+	} `json:"trusted"`
+	// Inject is a shell snippet given to trusted builds, usually `export NAME=value` lines.
+	Inject string `json:"inject,omitempty"`
+	// Secrets are given to trusted builds as exported environment variables.
+	Secrets map[string]string `json:"secrets,omitempty"`
+	// Flavors are built once each per event; none means one build of flavor "default".
+	Flavors []string `json:"flavors,omitempty"`
+	// Builder names a parameterized job of the user's own; empty means the default builder.
+	Builder *Builder `json:"builder,omitempty"`
+}
+
+// Builder names a Nomad job.
+type Builder struct {
+	Job       string `json:"job"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Trusts reports whether sender may receive the repository's secrets.
+func (r *Repo) Trusts(sender string) bool {
+	return sender != "" && slices.Contains(r.Trusted.Senders, sender)
+}
+
+// Org is an organization's entry.
+type Org struct {
+	Hook struct {
+		Secret string `json:"secret,omitempty"`
+	} `json:"hook"`
+}
+
+// Registry reads and writes entries under a key prefix.
+type Registry struct {
+	kv     *consul.KV
+	prefix string
+}
+
+// DefaultPrefix is the original Albatros's key prefix.
+const DefaultPrefix = "albatros/"
+
+// New returns a registry on the Consul agent that the standard CONSUL_* environment
+// variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, …) point at.
+func New(prefix string) (*Registry, error) {
+	c, err := consul.NewClient(consul.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &Registry{kv: c.KV(), prefix: prefix}, nil
+}
+
+// RepoKey is the KV key of a repository: the prefix and the standard base64 of its clone URL.
+func (r *Registry) RepoKey(cloneURL string) string {
+	return r.prefix + base64.StdEncoding.EncodeToString([]byte(cloneURL))
+}
+
+// OrgKey is the KV key of an organization, by its URL (http://host/org).
+func (r *Registry) OrgKey(orgURL string) string {
+	return r.prefix + "org/" + base64.StdEncoding.EncodeToString([]byte(strings.TrimSuffix(orgURL, "/")))
+}
+
+// Repo reads a repository's entry; ErrNotFound when it has none.
+func (r *Registry) Repo(ctx context.Context, cloneURL string) (*Repo, error) {
+	var repo Repo
+	if err := r.get(ctx, r.RepoKey(cloneURL), &repo); err != nil {
+		return nil, fmt.Errorf("repository %s: %w", cloneURL, err)
+	}
+	return &repo, nil
+}
+
+// Org reads an organization's entry; ErrNotFound when it has none.
+func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {
+	var org Org
+	if err := r.get(ctx, r.OrgKey(orgURL), &org); err != nil {
+		return nil, fmt.Errorf("organization %s: %w", orgURL, err)
+	}
+	return &org, nil
+}
+
+// PutRepo writes a repository's entry.
+func (r *Registry) PutRepo(ctx context.Context, cloneURL string, repo *Repo) error {
+	return r.put(ctx, r.RepoKey(cloneURL), repo)
+}
+
+// PutOrg writes an organization's entry.
+func (r *Registry) PutOrg(ctx context.Context, orgURL string, org *Org) error {
+	return r.put(ctx, r.OrgKey(orgURL), org)
+}
+
+// Ready returns nil when the Consul agent answers and has a leader.
+func (r *Registry) Ready(ctx context.Context) error {
+	// Status().Leader takes no options; a KV read with a context is as cheap and honours ctx.
+	_, _, err := r.kv.Get(r.prefix, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("consul: %w", err)
+	}
+	return nil
+}
+
+func (r *Registry) get(ctx context.Context, key string, v any) error {
+	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("consul get %s: %w", key, err)
+	}
+	if pair == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(pair.Value, v); err != nil {
+		return fmt.Errorf("consul key %s is not a valid entry: %w", key, err)
+	}
+	return nil
+}
+
+func (r *Registry) put(ctx context.Context, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := r.kv.Put(&consul.KVPair{Key: key, Value: b}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("consul put %s: %w", key, err)
+	}
+	return nil
+}
+
+// OrgURL is the URL of the owner of the repository at cloneURL (http://host/org/repo.git
+// gives http://host/org).
+func OrgURL(cloneURL string) (string, error) {
+	u, err := url.Parse(cloneURL)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return "", fmt.Errorf("clone url %q has no owner", cloneURL)
+	}
+	u.Path = p[:i]
+	u.User = nil
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), nil
+}

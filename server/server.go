@@ -1,0 +1,264 @@
+// Package server is the bot's HTTP surface: it routes the webhook endpoints to the intake,
+// serves build logs (plain text at /build, the original Albatros's URL, and a live HTML page
+// at /logs/<namespace>/<job>), with every secret the build received masked, and answers
+// /healthz. It owns no state; what it shows comes from Nomad and the registry on each request.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
+	"github.com/albatros-ci/albatros/templates"
+	"github.com/albatros-ci/albatros/webhook"
+)
+
+// builds is the orchestrator as the log pages use it.
+type builds interface {
+	Build(ctx context.Context, ns, id string) (*orchestrator.Build, error)
+	Follow(ctx context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error)
+}
+
+// repos is the registry as the log pages use it: for the repository's current secrets.
+type repos interface {
+	Repo(ctx context.Context, cloneURL string) (*registry.Repo, error)
+}
+
+// Check is a readiness check of a dependency, run by /healthz.
+type Check struct {
+	Name  string
+	Check func(context.Context) error
+}
+
+// Config is what the server serves.
+type Config struct {
+	Intake *webhook.Intake
+	Builds builds
+	Repos  repos
+	Checks []Check
+	// Namespace is where /build looks for a job when the request names no namespace.
+	Namespace string
+	Log       *slog.Logger
+}
+
+type server struct{ Config }
+
+// New returns the bot's HTTP handler.
+func New(cfg Config) http.Handler {
+	s := &server{cfg}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhook/gitea", cfg.Intake.Gitea())
+	mux.Handle("POST /hook", cfg.Intake.Token())
+	mux.HandleFunc("GET /build", s.plainLog)
+	mux.HandleFunc("GET /logs/{ns}/{job...}", s.logPage)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /{$}", s.index)
+	return mux
+}
+
+func (s *server) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "Albatros: a CI on Nomad. Webhooks: POST /webhook/gitea, POST /hook?token=…; logs: /logs/<namespace>/<job>; health: /healthz")
+}
+
+// healthz answers 200 when every dependency answers, else 503 naming the ones that do not.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	var failed []string
+	for _, c := range s.Checks {
+		if err := c.Check(ctx); err != nil {
+			s.Log.Warn("health check failed", "dependency", c.Name, "err", err)
+			failed = append(failed, c.Name)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if len(failed) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "unavailable: %s\n", strings.Join(failed, ", "))
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// build finds the build a log request names, answering 404 (or 503) itself when it cannot.
+func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *orchestrator.Build {
+	if ns == "" || id == "" || !orchestrator.IsBuildID(id) {
+		http.Error(w, "no such build", http.StatusNotFound)
+		return nil
+	}
+	b, err := s.Builds.Build(r.Context(), ns, id)
+	if err != nil {
+		if errors.Is(err, orchestrator.ErrNotFound) {
+			http.Error(w, "no such build (Nomad may have garbage-collected it)", http.StatusNotFound)
+		} else {
+			s.Log.Error("read build", "job", id, "namespace", ns, "err", err)
+			http.Error(w, "nomad unavailable", http.StatusServiceUnavailable)
+		}
+		return nil
+	}
+	return b
+}
+
+// secretValues is everything to mask in a build's output: the secrets it received (its
+// payload) and the repository's current secrets.
+func (s *server) secretValues(ctx context.Context, b *orchestrator.Build) []string {
+	values := secrets.Values(b.Payload)
+	entry, err := s.Repos.Repo(ctx, b.Meta["REPO_URL"])
+	if err != nil {
+		if !errors.Is(err, registry.ErrNotFound) {
+			s.Log.Warn("read repository secrets for masking", "repo", b.Meta["REPO_URL"], "err", err)
+		}
+		return values
+	}
+	values = append(values, secrets.Values([]byte(entry.Inject))...)
+	for _, v := range entry.Secrets {
+		values = append(values, v)
+	}
+	return values
+}
+
+func logType(r *http.Request) (string, bool) {
+	switch t := r.URL.Query().Get("log"); t {
+	case "", orchestrator.Stdout:
+		return orchestrator.Stdout, true
+	case orchestrator.Stderr:
+		return t, true
+	default:
+		return "", false
+	}
+}
+
+// plainLog serves GET /build?job=<id>&log=stdout|stderr[&namespace=<ns>]: the build's log as
+// plain text, following it while the build runs and ending when it ends.
+func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
+	stream, ok := logType(r)
+	if !ok {
+		http.Error(w, "log must be stdout or stderr", http.StatusBadRequest)
+		return
+	}
+	ns := r.URL.Query().Get("namespace")
+	if ns == "" {
+		ns = s.Namespace
+	}
+	b := s.build(w, r, ns, r.URL.Query().Get("job"))
+	if b == nil {
+		return
+	}
+	values := s.secretValues(r.Context(), b)
+	streamHeaders(w, "text/plain; charset=utf-8")
+	m := secrets.NewMasker(flusher(w), values)
+	if _, err := s.Builds.Follow(r.Context(), b.Namespace, b.ID, stream, m); err != nil && r.Context().Err() == nil {
+		s.Log.Warn("follow log", "job", b.ID, "err", err)
+	}
+	_ = m.Flush()
+}
+
+// logPage serves GET /logs/{ns}/{job...}: the build's live log as HTML.
+func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
+	stream, ok := logType(r)
+	if !ok {
+		http.Error(w, "log must be stdout or stderr", http.StatusBadRequest)
+		return
+	}
+	b := s.build(w, r, r.PathValue("ns"), r.PathValue("job"))
+	if b == nil {
+		return
+	}
+	values := s.secretValues(r.Context(), b)
+	page := pageOf(b, stream)
+
+	streamHeaders(w, "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	fw := flusher(w)
+	if err := templates.LogHead(fw, page); err != nil {
+		return
+	}
+	ansi := templates.NewANSI(fw)
+	m := secrets.NewMasker(ansi, values)
+	out, err := s.Builds.Follow(r.Context(), b.Namespace, b.ID, stream, m)
+	_ = m.Flush()
+	_ = ansi.Close()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		s.Log.Warn("follow log", "job", b.ID, "err", err)
+		out = orchestrator.Outcome{Result: orchestrator.Error, Description: "the log could not be read to its end"}
+	}
+	// The description is Nomad's words about the build; mask it too.
+	var desc strings.Builder
+	dm := secrets.NewMasker(&desc, values)
+	_, _ = io.WriteString(dm, out.Description)
+	_ = dm.Flush()
+	_ = templates.LogFoot(fw, templates.LogResult{Result: string(out.Result), Description: desc.String()})
+}
+
+func pageOf(b *orchestrator.Build, stream string) templates.LogPage {
+	repoURL := strings.TrimSuffix(b.Meta["REPO_URL"], ".git")
+	name := repoURL
+	if u, err := url.Parse(repoURL); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		name = strings.Trim(u.Path, "/")
+		u.User = nil
+		repoURL = u.String()
+	} else {
+		repoURL = ""
+	}
+	commit := b.Meta["COMMIT"]
+	short := commit
+	if len(short) > 10 {
+		short = short[:10]
+	}
+	base := "/logs/" + url.PathEscape(b.Namespace) + "/" + b.ID
+	p := templates.LogPage{
+		Repo: name, RepoURL: repoURL, Commit: commit, ShortCommit: short,
+		Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], PR: b.Meta["PR"], Flavor: b.Meta["FLAVOR"],
+		Namespace: b.Namespace, JobID: b.ID, Submitted: b.Submitted,
+		Raw: "/build?" + url.Values{"job": {b.ID}, "namespace": {b.Namespace}, "log": {stream}}.Encode(),
+	}
+	for _, name := range []string{orchestrator.Stdout, orchestrator.Stderr} {
+		page := base
+		if name != orchestrator.Stdout {
+			page += "?log=" + name
+		}
+		p.Streams = append(p.Streams, templates.Stream{Name: name, Page: page, Current: name == stream})
+	}
+	return p
+}
+
+func streamHeaders(w http.ResponseWriter, contentType string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // tell reverse proxies not to hold the stream back
+}
+
+// flusher returns a writer that flushes the response after every write, so that a log
+// reaches the browser as the build writes it.
+func flusher(w http.ResponseWriter) io.Writer {
+	return flushWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}

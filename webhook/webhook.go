@@ -1,0 +1,192 @@
+// Package webhook receives forge deliveries over HTTP: it bounds and authenticates them
+// (HMAC signature, or the original Albatros's URL token), parses them into forge events,
+// answers at once, and hands the events to the pipeline on a detached, bounded context that
+// shutdown waits for. Every refusal (bad signature or token, unknown repository, malformed
+// or oversized body) is answered with its HTTP status before anything is dispatched or
+// written to the forge.
+package webhook
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/gitea"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// MaxBody is the largest delivery accepted, as GitHub caps its own (25 MiB).
+const MaxBody = 25 << 20
+
+// repos is the registry as intake uses it.
+type repos interface {
+	Repo(ctx context.Context, cloneURL string) (*registry.Repo, error)
+	Org(ctx context.Context, orgURL string) (*registry.Org, error)
+}
+
+// handler is the pipeline as intake uses it.
+type handler interface {
+	Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, flavor string) ([]orchestrator.Dispatched, error)
+}
+
+// Intake serves the webhook endpoints.
+type Intake struct {
+	repos   repos
+	handler handler
+	log     *slog.Logger
+	// Timeout bounds the work done for one delivery after it is answered.
+	timeout time.Duration
+	wg      sync.WaitGroup
+}
+
+// New returns an intake that looks repositories up in repos and hands events to h.
+func New(repos repos, h handler, log *slog.Logger) *Intake {
+	return &Intake{repos: repos, handler: h, log: log, timeout: 2 * time.Minute}
+}
+
+// Wait blocks until the work of every answered delivery is done.
+func (in *Intake) Wait() { in.wg.Wait() }
+
+// Sentinel errors of intake, mapped to HTTP statuses by statusOf.
+var (
+	errTooLarge    = errors.New("body too large")
+	errUnknownRepo = errors.New("unknown repository")
+)
+
+// Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
+// organization's) webhook secret.
+func (in *Intake) Gitea() http.Handler {
+	return in.serve("gitea", func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) error {
+		secret := entry.Hook.Secret
+		if secret == "" {
+			if orgURL, err := registry.OrgURL(repo.CloneURL); err == nil {
+				org, err := in.repos.Org(r.Context(), orgURL)
+				switch {
+				case err == nil:
+					secret = org.Hook.Secret
+				case !errors.Is(err, registry.ErrNotFound):
+					return err
+				}
+			}
+		}
+		return gitea.VerifySignature(r.Header, body, secret)
+	})
+}
+
+// Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL: the token
+// must equal the repository's hook.token.
+func (in *Intake) Token() http.Handler {
+	return in.serve("gitea", func(r *http.Request, _ []byte, entry *registry.Repo, _ forge.Repo) error {
+		want := entry.Hook.Token
+		got := r.URL.Query().Get("token")
+		switch {
+		case want == "":
+			return fmt.Errorf("%w: the repository has no hook token", forge.ErrSignature)
+		case got == "":
+			return fmt.Errorf("%w: no token in the URL", forge.ErrUnsigned)
+		case subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1:
+			return fmt.Errorf("%w: wrong token", forge.ErrSignature)
+		}
+		return nil
+	})
+}
+
+// serve is the intake sequence: bound the body, find the repository, authenticate, parse,
+// answer, then hand the event on.
+func (in *Intake) serve(forgeName string, authenticate func(*http.Request, []byte, *registry.Repo, forge.Repo) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		log := in.log.With("forge", forgeName, "delivery", r.Header.Get("X-Gitea-Delivery"), "event", r.Header.Get("X-Gitea-Event"))
+		code, msg, err := in.intake(w, r, &log, authenticate)
+		if code >= 400 {
+			log.Warn("delivery refused", "status", code, "err", err, "took", time.Since(start))
+		} else {
+			log.Info("delivery", "status", code, "outcome", msg, "took", time.Since(start))
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(code)
+		fmt.Fprintln(w, msg)
+	})
+}
+
+// intake returns the HTTP status, the message for the forge, and the error behind a refusal.
+// Once the repository is known, *log carries it.
+func (in *Intake) intake(w http.ResponseWriter, r *http.Request, log **slog.Logger,
+	authenticate func(*http.Request, []byte, *registry.Repo, forge.Repo) error) (int, string, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			err = fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBody)
+		}
+		return refuse(err)
+	}
+	// Only the repository is read before authentication: it says whose secret to check.
+	repo, err := gitea.Locate(body)
+	if err != nil {
+		return refuse(err)
+	}
+	entry, err := in.repos.Repo(r.Context(), repo.CloneURL)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			err = fmt.Errorf("%w: %s", errUnknownRepo, repo.CloneURL)
+		}
+		return refuse(err)
+	}
+	*log = (*log).With("repo", repo.FullName)
+	if err := authenticate(r, body, entry, repo); err != nil {
+		return refuse(err)
+	}
+	ev, err := gitea.Parse(r.Header, body)
+	if err != nil {
+		return refuse(err)
+	}
+	if ev.Kind == forge.KindPing {
+		return http.StatusOK, "pong", nil
+	}
+	flavor := r.URL.Query().Get("flavor")
+
+	// Answer now; dispatch and the pending status follow on a context of their own.
+	hlog := *log
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), in.timeout)
+		defer cancel()
+		if _, err := in.handler.Handle(ctx, hlog, ev, entry, flavor); err != nil {
+			hlog.Error("event not fully handled", "err", err)
+		}
+	}()
+	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s at %s", ev.Kind, repo.FullName, ev.Commit), nil
+}
+
+// refuse maps an intake error to its HTTP status and a short message; the detail goes to the
+// log only.
+func refuse(err error) (int, string, error) {
+	switch {
+	case errors.Is(err, forge.ErrIgnoreEvent):
+		return http.StatusOK, "ignored: " + err.Error(), nil
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, "body too large", err
+	case errors.Is(err, forge.ErrMalformed):
+		return http.StatusBadRequest, "malformed payload", err
+	case errors.Is(err, errUnknownRepo):
+		return http.StatusNotFound, "unknown repository", err
+	case errors.Is(err, forge.ErrUnsigned):
+		return http.StatusUnauthorized, "missing signature or token", err
+	case errors.Is(err, forge.ErrSignature):
+		return http.StatusForbidden, "bad signature or token", err
+	default:
+		// The registry (Consul) could not be read.
+		return http.StatusServiceUnavailable, "registry unavailable", err
+	}
+}
