@@ -85,7 +85,9 @@ func (e *Env) Run(m *testing.M) int {
 }
 
 // Start starts the servers in the environment's options. A server whose binary is missing is
-// recorded as missing (its tests skip), or, under CI=true, is an error.
+// recorded as missing (its tests skip), or, under CI=true, is an error. It points the test
+// process's standard NOMAD_ADDR and CONSUL_HTTP_ADDR at the servers it started, so that code
+// using the official clients' defaults finds them.
 func (e *Env) Start(ctx context.Context) error {
 	type starter struct {
 		want  bool
@@ -114,6 +116,12 @@ func (e *Env) Start(ctx context.Context) error {
 			return fmt.Errorf("start %s: %w", s.name, err)
 		}
 		fmt.Fprintf(os.Stderr, "testenv: %s ready in %s\n", s.name, time.Since(t0).Round(10*time.Millisecond))
+	}
+	if e.nomad != nil {
+		os.Setenv("NOMAD_ADDR", e.nomad.Addr)
+	}
+	if e.consul != nil {
+		os.Setenv("CONSUL_HTTP_ADDR", e.consul.Addr)
 	}
 	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"code.gitea.io/sdk/gitea"
@@ -202,22 +200,7 @@ func (g *Gitea) Push(t T, user *User, repo *Repo, branch, from string, files map
 	default:
 		g.git(t, dir, "checkout", "-q", "--orphan", branch)
 	}
-	for path, f := range files {
-		full := filepath.Join(dir, path)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatalf("%v", err)
-		}
-		mode := os.FileMode(0o644)
-		if f.Executable {
-			mode = 0o755
-		}
-		if err := os.WriteFile(full, []byte(f.Content), mode); err != nil {
-			t.Fatalf("%v", err)
-		}
-		if err := os.Chmod(full, mode); err != nil {
-			t.Fatalf("%v", err)
-		}
-	}
+	writeFiles(t, dir, files)
 	g.git(t, dir, "add", "-A")
 	g.git(t, dir, "commit", "-q", "--allow-empty", "-m", message)
 	sha := strings.TrimSpace(g.git(t, dir, "rev-parse", "HEAD"))
@@ -254,15 +237,7 @@ func (g *Gitea) checkout(t T, user *User, repo *Repo) string {
 
 func (g *Gitea) git(t T, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=Albatros Test", "-c", "user.email=test@example.com",
-		"-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir, "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return git(t, dir, args...)
 }
 
 // String names the repository in messages.

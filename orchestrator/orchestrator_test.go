@@ -1,0 +1,479 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/hcl"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/testenv"
+)
+
+var env = testenv.New(testenv.Options{Nomad: true})
+
+func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
+
+// setup returns an orchestrator on the package's Nomad and a namespace of the test's own.
+func setup(t *testing.T, ns string) (*orchestrator.Orchestrator, context.Context) {
+	t.Helper()
+	n := env.Nomad(t)
+	n.CreateNamespace(t, ns)
+	o, err := orchestrator.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return o, ctx
+}
+
+// registerDefault registers the shipped default builder with raw_exec in ns.
+func registerDefault(t *testing.T, ctx context.Context, o *orchestrator.Orchestrator, ns string) orchestrator.Builder {
+	t.Helper()
+	spec := hcl.Builders["builder"]
+	b, err := o.RegisterBuilder(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": ns, "driver": "raw_exec", "cpu": "100", "memory": "128"}))
+	if err != nil {
+		t.Fatalf("register default builder: %v", err)
+	}
+	if b.Namespace != ns || b.Job != "builder" {
+		t.Fatalf("registered %s, want %s/builder", b, ns)
+	}
+	return b
+}
+
+func TestShippedBuildersParseWithNomad(t *testing.T) {
+	o, ctx := setup(t, "parse")
+	for name, spec := range hcl.Builders {
+		for _, driver := range []string{"raw_exec", "exec", "docker"} {
+			job, err := o.ParseJob(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": "parse", "driver": driver}))
+			if err != nil {
+				t.Fatalf("%s with driver %s: %v", name, driver, err)
+			}
+			if *job.Namespace != "parse" || *job.ID != name {
+				t.Fatalf("%s: parsed job %s in %s", name, *job.ID, *job.Namespace)
+			}
+			if name == "builder" {
+				exec := job.TaskGroups[0].Tasks[0]
+				if exec.Driver != driver {
+					t.Fatalf("builder with driver %s parsed as %s", driver, exec.Driver)
+				}
+				_, hasImage := exec.Config["image"]
+				if hasImage != (driver == "docker") {
+					t.Fatalf("builder with driver %s: config %v", driver, exec.Config)
+				}
+			}
+		}
+	}
+}
+
+func TestNixBuilderShape(t *testing.T) {
+	o, ctx := setup(t, "nix")
+	spec := hcl.Builders["nixcache"]
+	job, err := o.ParseJob(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": "nix", "store": "/var/cache/albatros"}))
+	if err != nil {
+		t.Fatalf("parse nixcache: %v", err)
+	}
+	tasks := map[string]map[string]any{}
+	lifecycle := map[string]string{}
+	for _, task := range job.TaskGroups[0].Tasks {
+		tasks[task.Name] = task.Config
+		if task.Lifecycle != nil {
+			lifecycle[task.Name] = task.Lifecycle.Hook
+			if task.Lifecycle.Sidecar {
+				lifecycle[task.Name] += "+sidecar"
+			}
+		}
+	}
+	want := map[string]string{"init-store": "prestart", "nix-daemon": "prestart+sidecar", "gc": "poststop"}
+	for task, hook := range want {
+		if lifecycle[task] != hook {
+			t.Errorf("task %s: lifecycle %q, want %q", task, lifecycle[task], hook)
+		}
+	}
+	volumes := func(task string) string {
+		var out []string
+		for _, v := range tasks[task]["volumes"].([]any) {
+			out = append(out, v.(string))
+		}
+		return strings.Join(out, ",")
+	}
+	if v := volumes("executor"); v != "/var/cache/albatros:/nix:ro" {
+		t.Errorf("executor mounts %q: the build must see the store read-only", v)
+	}
+	if v := volumes("nix-daemon"); v != "/var/cache/albatros:/nix" {
+		t.Errorf("nix-daemon mounts %q: the daemon writes the store", v)
+	}
+	var gc string
+	for _, task := range job.TaskGroups[0].Tasks {
+		if task.Name == "gc" {
+			if len(task.Templates) == 0 || task.Templates[0].EmbeddedTmpl == nil {
+				t.Fatal("gc task has no script")
+			}
+			gc = *task.Templates[0].EmbeddedTmpl
+		}
+	}
+	for _, want := range []string{"-mtime +7 -delete", "nix-store --gc", "--add-root"} {
+		if !strings.Contains(gc, want) {
+			t.Errorf("gc script lacks %q", want)
+		}
+	}
+}
+
+func TestContractViolationsAreExplained(t *testing.T) {
+	o, ctx := setup(t, "contract")
+	cases := map[string]struct{ hcl, want string }{
+		"not parameterized": {`job "x" {
+  type = "batch"
+  group "runner" {
+    task "executor" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`, "it is not parameterized"},
+		"service job": {`job "x" {
+  type = "service"
+  parameterized { meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"] }
+  group "runner" {
+    task "executor" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`, `its type is "service"`},
+		"missing meta and wrong names": {`job "x" {
+  type = "batch"
+  parameterized { meta_required = ["REPO_URL", "COMMIT", "DEPLOY_KEY"] }
+  group "build" {
+    task "main" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`, `does not accept meta BRANCH; it does not accept meta FLAVOR; it requires meta DEPLOY_KEY, which the bot does not always give; it has no task "executor" in a group "runner"`},
+	}
+	for name, c := range cases {
+		_, err := o.ParseJob(ctx, c.hcl, "")
+		if !errors.Is(err, orchestrator.ErrContract) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want ErrContract saying %q", name, err, c.want)
+		}
+	}
+	// A builder that does not exist is reported as such when dispatched to.
+	_, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: orchestrator.Builder{Namespace: "contract", Job: "nope"}})
+	if !errors.Is(err, orchestrator.ErrNotFound) {
+		t.Fatalf("dispatch to a missing builder: %v, want ErrNotFound", err)
+	}
+}
+
+// outcomes collects what Watch reports, by job.
+type outcomes struct {
+	mu  sync.Mutex
+	got map[string][]orchestrator.Outcome
+}
+
+func watch(t *testing.T, ctx context.Context, o *orchestrator.Orchestrator) *outcomes {
+	t.Helper()
+	out := &outcomes{got: map[string][]orchestrator.Outcome{}}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = o.Watch(ctx, func(_ context.Context, oc orchestrator.Outcome) {
+			out.mu.Lock()
+			out.got[oc.JobID] = append(out.got[oc.JobID], oc)
+			out.mu.Unlock()
+		}, func(err error) { t.Logf("event stream: %v", err) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return out
+}
+
+// wait returns the outcomes of job once a final one has arrived.
+func (o *outcomes) wait(t *testing.T, job string) []orchestrator.Outcome {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		o.mu.Lock()
+		got := append([]orchestrator.Outcome(nil), o.got[job]...)
+		o.mu.Unlock()
+		for _, oc := range got {
+			if oc.Final {
+				return got
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no final outcome for %s within 90s", job)
+	return nil
+}
+
+const script = `#!/bin/sh
+echo "commit=$COMMIT branch=$BRANCH flavor=$FLAVOR tag=${TAG-unset} pr=${PR-unset}"
+echo "secret=$DEPLOY_TOKEN"
+echo "file=$ALBATROS_SECRETS_FILE"
+echo "to stderr" >&2
+exit ${EXIT_WITH:-0}
+`
+
+func TestDispatchFollowAndOutcome(t *testing.T) {
+	o, ctx := setup(t, "dispatch")
+	b := registerDefault(t, ctx, o, "dispatch")
+	seen := watch(t, ctx, o)
+	url, sha := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: script, Executable: true}})
+
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{
+		Builder:          b,
+		Meta:             map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default", "TAG": "v1.0"},
+		Payload:          []byte("export DEPLOY_TOKEN='tok-123'\n"),
+		HasSecrets:       true,
+		IdempotencyToken: "t-" + sha,
+	})
+	if err != nil {
+		t.Fatalf("dispatch: %v", err)
+	}
+	if d.Duplicate || !orchestrator.IsBuildID(d.JobID) || !strings.HasPrefix(d.JobID, "builder/dispatch-") {
+		t.Fatalf("dispatched %+v", d)
+	}
+
+	var log bytes.Buffer
+	out, err := o.Follow(ctx, "dispatch", d.JobID, orchestrator.Stdout, &log)
+	if err != nil {
+		t.Fatalf("follow: %v", err)
+	}
+	if out.Result != orchestrator.Success {
+		t.Fatalf("outcome %+v; log:\n%s", out, log.String())
+	}
+	for _, want := range []string{
+		"albatros: building " + url + " at " + sha,
+		"commit=" + sha + " branch=main flavor=default tag=v1.0 pr=unset",
+		"secret=tok-123",
+		"to stderr", // the default builder merges stderr into the log
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+	if !strings.Contains(log.String(), "/albatros-secrets") {
+		t.Errorf("ALBATROS_SECRETS_FILE not in the secrets dir:\n%s", log.String())
+	}
+
+	got := seen.wait(t, d.JobID)
+	if last := got[len(got)-1]; last.Result != orchestrator.Success || last.Namespace != "dispatch" {
+		t.Fatalf("watched outcome %+v", last)
+	}
+
+	build, err := o.Build(ctx, "dispatch", d.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if build.Meta["COMMIT"] != sha || build.Meta["REPO_URL"] != url || string(build.Payload) != "export DEPLOY_TOKEN='tok-123'\n" || build.Builder != "builder" {
+		t.Fatalf("build read back: %+v", build)
+	}
+
+	// The same token again starts nothing.
+	again, err := o.Dispatch(ctx, orchestrator.DispatchRequest{
+		Builder: b, Meta: map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default"},
+		IdempotencyToken: "t-" + sha,
+	})
+	if err != nil || !again.Duplicate || again.JobID != d.JobID {
+		t.Fatalf("repeated dispatch: %+v %v, want duplicate of %s", again, err, d.JobID)
+	}
+}
+
+func TestFailingBuild(t *testing.T) {
+	o, ctx := setup(t, "failing")
+	b := registerDefault(t, ctx, o, "failing")
+	seen := watch(t, ctx, o)
+	url, sha := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: "#!/bin/sh\necho about to fail\nexit 3\n", Executable: true}})
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := seen.wait(t, d.JobID)
+	last := got[len(got)-1]
+	if last.Result != orchestrator.Failure || !strings.Contains(last.Description, "exit code 3") {
+		t.Fatalf("outcome %+v, want failure with exit code 3", last)
+	}
+	// Following a build that has ended gives its whole log and the same outcome.
+	var log bytes.Buffer
+	out, err := o.Follow(ctx, "failing", d.JobID, orchestrator.Stdout, &log)
+	if err != nil || out.Result != orchestrator.Failure || !strings.Contains(log.String(), "about to fail") {
+		t.Fatalf("follow after the end: %+v %v\n%s", out, err, log.String())
+	}
+
+	// A repository without an executable .albatros fails with a message saying so.
+	url2, sha2 := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: "#!/bin/sh\necho hi\n"}})
+	d2, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: map[string]string{"REPO_URL": url2, "COMMIT": sha2, "BRANCH": "main", "FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	out, err = o.Follow(ctx, "failing", d2.JobID, orchestrator.Stdout, &log)
+	if err != nil || out.Result != orchestrator.Failure || !strings.Contains(log.String(), ".albatros is not executable") {
+		t.Fatalf("non-executable .albatros: %+v %v\n%s", out, err, log.String())
+	}
+}
+
+// A build that prints slowly is followed live: its first line arrives before it ends.
+func TestFollowIsLive(t *testing.T) {
+	o, ctx := setup(t, "live")
+	b := registerDefault(t, ctx, o, "live")
+	url, sha := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: "#!/bin/sh\necho first\nsleep 4\necho second\n", Executable: true}})
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &signalWriter{want: "first", seen: make(chan struct{})}
+	result := make(chan orchestrator.Outcome, 1)
+	go func() {
+		out, err := o.Follow(ctx, "live", d.JobID, orchestrator.Stdout, w)
+		if err != nil {
+			t.Errorf("follow: %v", err)
+		}
+		result <- out
+	}()
+	select {
+	case <-w.seen:
+	case <-result:
+		t.Fatalf("follow ended before the first line was seen; log: %q", w.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("first line never arrived")
+	}
+	select {
+	case out := <-result:
+		t.Fatalf("follow ended with %+v while the build was still sleeping", out)
+	default:
+	}
+	out := <-result
+	if out.Result != orchestrator.Success || !strings.Contains(w.String(), "first\nsecond\n") {
+		t.Fatalf("outcome %+v, log %q", out, w.String())
+	}
+}
+
+// signalWriter closes seen once want has been written.
+type signalWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (s *signalWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	if strings.Contains(s.buf.String(), s.want) {
+		s.once.Do(func() { close(s.seen) })
+	}
+	return len(p), nil
+}
+
+func (s *signalWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// A builder of the user's own: optional meta it does not declare is left out, and a builder
+// that forbids payloads cannot be given secrets.
+func TestOwnBuilderMetaAndPayload(t *testing.T) {
+	o, ctx := setup(t, "byo")
+	const own = `job "mine" {
+  namespace = "byo"
+  type = "batch"
+  parameterized {
+    payload       = "forbidden"
+    meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"]
+  }
+  group "runner" {
+    task "executor" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo own builder for $NOMAD_META_COMMIT"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}`
+	b, err := o.RegisterBuilder(ctx, own, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := map[string]string{"REPO_URL": "file:///nowhere", "COMMIT": "abc", "BRANCH": "", "FLAVOR": "default", "TAG": "v1", "PR": "7"}
+	if _, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, Payload: []byte("x"), HasSecrets: true}); !errors.Is(err, orchestrator.ErrContract) {
+		t.Fatalf("secrets to a payload-forbidding builder: %v, want ErrContract", err)
+	}
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, Payload: []byte("# no secrets\n")})
+	if err != nil {
+		t.Fatalf("dispatch without secrets: %v", err)
+	}
+	var log bytes.Buffer
+	out, err := o.Follow(ctx, "byo", d.JobID, orchestrator.Stdout, &log)
+	if err != nil || out.Result != orchestrator.Success || log.String() != "own builder for abc\n" {
+		t.Fatalf("own builder: %+v %v %q", out, err, log.String())
+	}
+	build, err := o.Build(ctx, "byo", d.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := build.Meta["TAG"]; ok {
+		t.Fatalf("TAG reached a builder that does not accept it: %v", build.Meta)
+	}
+}
+
+// A build no node can ever run is reported as an error with Nomad's reason, and stopped.
+func TestUnplaceableBuild(t *testing.T) {
+	o, ctx := setup(t, "unplaceable")
+	seen := watch(t, ctx, o)
+	const impossible = `job "windows-only" {
+  namespace = "unplaceable"
+  type = "batch"
+  parameterized {
+    meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"]
+  }
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "windows"
+  }
+  group "runner" {
+    task "executor" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`
+	b, err := o.RegisterBuilder(ctx, impossible, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: map[string]string{"REPO_URL": "x", "COMMIT": "y", "BRANCH": "z", "FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := seen.wait(t, d.JobID)
+	last := got[len(got)-1]
+	if last.Result != orchestrator.Error || !strings.Contains(last.Description, "no node can run this build") || !strings.Contains(last.Description, "kernel.name") {
+		t.Fatalf("outcome %+v", last)
+	}
+	// The log page's view of it: no log, the same reason.
+	var log bytes.Buffer
+	out, err := o.Follow(ctx, "unplaceable", d.JobID, orchestrator.Stdout, &log)
+	if err != nil || out.Result != orchestrator.Error || !strings.Contains(out.Description, "no node can run this build") || log.Len() != 0 {
+		t.Fatalf("follow of an unplaced build: %+v %v %q", out, err, log.String())
+	}
+	build, err := o.Build(ctx, "unplaceable", d.JobID)
+	if err != nil || build.Status != "dead" {
+		t.Fatalf("unplaceable build not stopped: %+v %v", build, err)
+	}
+}
