@@ -101,6 +101,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 		return nil, fmt.Errorf("unexpected argument %q (settings are flags or environment variables; see -h)", fs.Arg(0))
 	}
 	get := map[string]*setting{}
+	var fileErrs []error
 	for _, s := range all {
 		get[s.flag] = s
 		if s.secret && s.value == "" {
@@ -110,13 +111,18 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 			if file := getenv(s.env + "_FILE"); file != "" {
 				b, err := os.ReadFile(file)
 				if err != nil {
-					return nil, fmt.Errorf("%s_FILE: %w", s.env, err)
+					fileErrs = append(fileErrs, fmt.Errorf("%s_FILE: %w", s.env, err))
+					continue
 				}
 				s.value = strings.TrimSpace(string(b))
 			}
 		}
 	}
-	return validate(get, getenv)
+	c, err := validate(get, getenv)
+	if err != nil || len(fileErrs) > 0 {
+		return nil, errors.Join(append(fileErrs, err)...)
+	}
+	return c, nil
 }
 
 var namespaceRE = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)

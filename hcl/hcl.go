@@ -47,8 +47,10 @@ func (s Spec) Variables() []string {
 }
 
 // VarFile renders values as an HCL variables file for this job, leaving out the ones it
-// does not declare (one setting may serve several builders). Numbers, booleans and lists
-// are written as they are; anything else as a quoted string.
+// does not declare (one setting may serve several builders). Values are written as quoted
+// strings, which Nomad converts to a variable's number or bool type itself; only lists
+// ([…]) are written as they are. Guessing numbers here would turn a namespace named "inf"
+// into a reference and "007" into 7.
 func (s Spec) VarFile(values map[string]string) string {
 	declared := s.Variables()
 	keys := make([]string, 0, len(values))
@@ -66,10 +68,7 @@ func (s Spec) VarFile(values map[string]string) string {
 }
 
 func literal(v string) string {
-	if _, err := strconv.ParseFloat(v, 64); err == nil {
-		return v
-	}
-	if v == "true" || v == "false" || (strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]")) {
+	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
 		return v
 	}
 	return strconv.Quote(v)

@@ -20,9 +20,9 @@ const MinLength = 3
 // so that printing one line of a key does not leak it. Call Flush at the end of the stream.
 type Masker struct {
 	w       io.Writer
-	secrets [][]byte    // longest first, so the longest match wins
-	byFirst [256][]int  // indexes into secrets by first byte
-	pending []byte      // bytes not yet written: a possible start of a secret
+	secrets [][]byte   // longest first, so the longest match wins
+	byFirst [256][]int // indexes into secrets by first byte
+	pending []byte     // bytes not yet written: a possible start of a secret
 	out     bytes.Buffer
 }
 

@@ -6,7 +6,6 @@
 package secrets
 
 import (
-	"bufio"
 	"fmt"
 	"regexp"
 	"slices"
@@ -51,78 +50,96 @@ func Payload(inject string, vars map[string]string) ([]byte, error) {
 // Empty is the payload of a build that gets no secrets.
 func Empty() []byte { return []byte(header) }
 
-// shellQuote single-quotes s for sh: 'it'\''s'.
+// shellQuote single-quotes s for sh: 'it'\”s'.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// assignRE matches `NAME=value` and `export NAME=value` lines of an inject snippet.
-var assignRE = regexp.MustCompile(`^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*=(.*)$`)
+// assignRE finds `NAME=` and `export NAME=` at the start of a line; the value that follows
+// is read as sh reads an assignment's word.
+var assignRE = regexp.MustCompile(`(?m)^[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*=`)
 
-// Values returns the secret values in a payload or inject snippet: the right-hand side of
-// every assignment, unquoted. These are what a masker hides.
+// Values returns the secret values in a payload or inject snippet: the value of every
+// assignment at the start of a line, as sh would assign it (quotes removed, backslash escapes
+// applied, a trailing comment left out, quoted values running over several lines kept whole,
+// carriage returns included). Parameter expansions ($X) are kept as written: their values
+// are not known here. These are what a masker hides.
 func Values(payload []byte) []string {
+	text := string(payload)
 	var out []string
-	sc := bufio.NewScanner(strings.NewReader(string(payload)))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	var pending strings.Builder // a single-quoted value that spans lines
-	inQuote := false
-	for sc.Scan() {
-		line := sc.Text()
-		if inQuote {
-			pending.WriteByte('\n')
-			v, closed := scanQuoted(line)
-			pending.WriteString(v)
-			if closed {
-				out = append(out, pending.String())
-				pending.Reset()
-				inQuote = false
-			}
-			continue
+	pos := 0
+	for pos < len(text) {
+		loc := assignRE.FindStringIndex(text[pos:])
+		if loc == nil {
+			break
 		}
-		m := assignRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
+		v, end := shellWord(text, pos+loc[1])
+		out = append(out, v)
+		// Continue after the line on which the value ended.
+		if nl := strings.IndexByte(text[end:], '\n'); nl >= 0 {
+			pos = end + nl + 1
+		} else {
+			pos = len(text)
 		}
-		v := strings.TrimSpace(m[1])
-		switch {
-		case strings.HasPrefix(v, "'"):
-			s, closed := scanQuoted(v[1:])
-			if closed {
-				out = append(out, s)
-			} else {
-				pending.WriteString(s)
-				inQuote = true
-			}
-		case strings.HasPrefix(v, `"`) && strings.HasSuffix(v, `"`) && len(v) >= 2:
-			out = append(out, v[1:len(v)-1])
-		default:
-			out = append(out, v)
-		}
-	}
-	if inQuote {
-		out = append(out, pending.String())
 	}
 	return out
 }
 
-// scanQuoted reads the inside of a single-quoted sh string that began before s, with the
-// '\'' escape that shellQuote writes. It reports whether the closing quote was found.
-func scanQuoted(s string) (string, bool) {
+// shellWord reads one sh word of text starting at i, as the value of an assignment, and
+// returns it unquoted with the index where it ended.
+func shellWord(text string, i int) (string, int) {
 	var b strings.Builder
-	for {
-		i := strings.IndexByte(s, '\'')
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), false
+	for i < len(text) {
+		c := text[i]
+		switch c {
+		case ' ', '\t', '\n', ';', '&', '|', '<', '>', '(', ')':
+			return b.String(), i
+		case '\r':
+			// sh keeps a CR at the end of a line in the value; a snippet saved with CRLF line
+			// ends still means the value without it, and masking that also masks the other.
+			if i+1 == len(text) || text[i+1] == '\n' {
+				return b.String(), i
+			}
+			b.WriteByte(c)
+			i++
+		case '\\':
+			// Outside quotes a backslash quotes the next character; before a newline it
+			// continues the line.
+			if i+1 < len(text) {
+				if text[i+1] != '\n' {
+					b.WriteByte(text[i+1])
+				}
+				i += 2
+				continue
+			}
+			i++
+		case '\'':
+			end := strings.IndexByte(text[i+1:], '\'')
+			if end < 0 {
+				b.WriteString(text[i+1:])
+				return b.String(), len(text)
+			}
+			b.WriteString(text[i+1 : i+1+end])
+			i += end + 2
+		case '"':
+			i++
+			for i < len(text) && text[i] != '"' {
+				// Inside double quotes a backslash escapes only $ ` " \ and newline.
+				if text[i] == '\\' && i+1 < len(text) && strings.IndexByte("$`\"\\\n", text[i+1]) >= 0 {
+					if text[i+1] != '\n' {
+						b.WriteByte(text[i+1])
+					}
+					i += 2
+					continue
+				}
+				b.WriteByte(text[i])
+				i++
+			}
+			i = min(i+1, len(text)) // the closing quote, if any
+		default:
+			b.WriteByte(c)
+			i++
 		}
-		b.WriteString(s[:i])
-		rest := s[i+1:]
-		if strings.HasPrefix(rest, `\''`) {
-			b.WriteByte('\'')
-			s = rest[3:]
-			continue
-		}
-		return b.String(), true
 	}
+	return b.String(), i
 }

@@ -14,14 +14,15 @@ import (
 // they are complete. Call Close at the end to close the open span.
 type ANSI struct {
 	w       io.Writer
-	style   style
+	style   style  // the style the next text gets
+	shown   style  // the style of the span open in the output
 	open    bool   // a span is open in the output
 	pending []byte // an escape sequence not yet complete
 	cr      bool   // the previous byte was a lone carriage return
 }
 
 type style struct {
-	fg, bg                          string // class suffix ("1", "9") or "#rrggbb"
+	fg, bg                         string // class suffix ("1", "9") or "#rrggbb"
 	bold, faint, italic, underline bool
 }
 
@@ -39,14 +40,16 @@ func (a *ANSI) Write(p []byte) (int, error) {
 	text := 0 // start of the current run of plain text
 	flush := func(end int) {
 		if end > text {
+			a.span(&out)
 			out.WriteString(html.EscapeString(string(data[text:end])))
 		}
 	}
 	for i := 0; i < len(data); i++ {
 		c := data[i]
-		if a.cr && c != '\n' {
+		if a.cr && c != '\n' && c != '\r' {
 			// A carriage return alone starts the line again (progress bars): show it as a
 			// new line rather than overwrite.
+			a.span(&out)
 			out.WriteByte('\n')
 		}
 		a.cr = false
@@ -65,7 +68,7 @@ func (a *ANSI) Write(p []byte) (int, error) {
 				continue
 			}
 			if seq != nil {
-				a.sgr(&out, seq)
+				a.sgr(seq)
 			}
 			i += n - 1
 			text = i + 1
@@ -124,8 +127,13 @@ func escape(b []byte) (n int, sgr []int, complete bool) {
 			}
 		}
 		return 0, nil, false
-	default: // two-byte sequences (ESC c, ESC =, …)
-		return 2, nil, true
+	default: // nF and Fp/Fe/Fs sequences: intermediates 0x20–0x2F, then one final byte
+		for j := 1; j < len(b); j++ {
+			if b[j] < 0x20 || b[j] > 0x2f {
+				return j + 1, nil, true
+			}
+		}
+		return 0, nil, false
 	}
 }
 
@@ -147,8 +155,8 @@ func parseSGR(params string) []int {
 	return out
 }
 
-// sgr applies SGR parameters to the style and reopens the span if the style changed.
-func (a *ANSI) sgr(out *strings.Builder, p []int) {
+// sgr applies SGR parameters to the style of the text that follows.
+func (a *ANSI) sgr(p []int) {
 	s := a.style
 	for i := 0; i < len(p); i++ {
 		switch v := p[i]; {
@@ -190,14 +198,20 @@ func (a *ANSI) sgr(out *strings.Builder, p []int) {
 			}
 		}
 	}
-	if s == a.style {
+	a.style = s
+}
+
+// span makes the open span match the current style before text is written, so that a style
+// set and changed again before any text leaves no empty span behind.
+func (a *ANSI) span(out *strings.Builder) {
+	if a.open && a.shown == a.style {
 		return
 	}
-	a.style = s
 	if a.open {
 		out.WriteString("</span>")
 		a.open = false
 	}
+	s := a.style
 	if s == (style{}) {
 		return
 	}
@@ -229,7 +243,7 @@ func (a *ANSI) sgr(out *strings.Builder, p []int) {
 		fmt.Fprintf(out, ` style="%s"`, strings.Join(css, ";"))
 	}
 	out.WriteString(">")
-	a.open = true
+	a.open, a.shown = true, s
 }
 
 // extendedColour reads "5;n" (256 colours) or "2;r;g;b" (24-bit) after 38 or 48. It returns

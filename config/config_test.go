@@ -1,0 +1,440 @@
+package config_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/albatros-ci/albatros/config"
+)
+
+// env is a fake environment for Load's getenv.
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }
+
+// minimal is the smallest environment Load accepts.
+func minimal() env { return env{"ALBATROS_URL": "https://ci.example.com"} }
+
+// with returns a copy of e with kv (name, value, name, value…) set.
+func (e env) with(kv ...string) env {
+	out := maps.Clone(e)
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+// load runs Load with args and e, and returns what it printed too.
+func load(e env, args ...string) (*config.Config, string, error) {
+	var stderr bytes.Buffer
+	c, err := config.Load(args, e.get, &stderr)
+	return c, stderr.String(), err
+}
+
+func mustLoad(t *testing.T, e env, args ...string) *config.Config {
+	t.Helper()
+	c, _, err := load(e, args...)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", args, err)
+	}
+	return c
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c := mustLoad(t, minimal())
+
+	if c.URL != "https://ci.example.com" {
+		t.Errorf("URL = %q, want https://ci.example.com", c.URL)
+	}
+	if c.Addr != "127.0.0.1:8080" {
+		t.Errorf("Addr = %q, want 127.0.0.1:8080", c.Addr)
+	}
+	if c.Namespace != "ci" {
+		t.Errorf("Namespace = %q, want ci", c.Namespace)
+	}
+	if !slices.Equal(c.Builders, []string{"builder"}) {
+		t.Errorf("Builders = %q, want [builder]", c.Builders)
+	}
+	wantVars := map[string]string{"driver": "exec", "namespace": "ci"}
+	if !maps.Equal(c.BuilderVars, wantVars) {
+		t.Errorf("BuilderVars = %v, want %v", c.BuilderVars, wantVars)
+	}
+	if c.ConsulPrefix != "albatros/" {
+		t.Errorf("ConsulPrefix = %q, want albatros/", c.ConsulPrefix)
+	}
+	if c.LogLevel != slog.LevelInfo {
+		t.Errorf("LogLevel = %v, want INFO", c.LogLevel)
+	}
+	if c.LogFormat != "text" {
+		t.Errorf("LogFormat = %q, want text", c.LogFormat)
+	}
+	if c.GiteaURL != "" || c.GiteaToken != "" {
+		t.Errorf("GiteaURL, GiteaToken = %q, %q, want both empty", c.GiteaURL, c.GiteaToken)
+	}
+}
+
+func TestLoadTrimsTrailingSlashOfURLs(t *testing.T) {
+	c := mustLoad(t, env{"ALBATROS_URL": "https://ci.example.com/", "ALBATROS_GITEA_URL": "http://gitea:3000/"})
+	if c.URL != "https://ci.example.com" {
+		t.Errorf("URL = %q, want https://ci.example.com", c.URL)
+	}
+	if c.GiteaURL != "http://gitea:3000" {
+		t.Errorf("GiteaURL = %q, want http://gitea:3000", c.GiteaURL)
+	}
+}
+
+// Each setting from its default, its variable and its flag: a flag wins over its variable,
+// which wins over the default.
+func TestLoadPrecedence(t *testing.T) {
+	tests := []struct {
+		flag, env string
+		get       func(*config.Config) string
+		// The value given by variable and by flag, and what get returns for the default,
+		// the variable and the flag.
+		envV, flagV            string
+		def, envWant, flagWant string
+	}{
+		{flag: "addr", env: "ALBATROS_ADDR", get: func(c *config.Config) string { return c.Addr },
+			envV: "0.0.0.0:9000", flagV: "[::1]:9100",
+			def: "127.0.0.1:8080", envWant: "0.0.0.0:9000", flagWant: "[::1]:9100"},
+		{flag: "url", env: "ALBATROS_URL", get: func(c *config.Config) string { return c.URL },
+			envV: "https://env.example.com", flagV: "http://flag.example.com:8080",
+			def: "https://ci.example.com", envWant: "https://env.example.com", flagWant: "http://flag.example.com:8080"},
+		{flag: "namespace", env: "ALBATROS_NAMESPACE", get: func(c *config.Config) string { return c.Namespace },
+			envV: "from-env", flagV: "from-flag",
+			def: "ci", envWant: "from-env", flagWant: "from-flag"},
+		{flag: "builders", env: "ALBATROS_BUILDERS", get: func(c *config.Config) string { return strings.Join(c.Builders, ",") },
+			envV: "nixcache", flagV: "none",
+			def: "builder", envWant: "nixcache", flagWant: ""},
+		{flag: "builder-driver", env: "ALBATROS_BUILDER_DRIVER", get: func(c *config.Config) string { return c.BuilderVars["driver"] },
+			envV: "raw_exec", flagV: "docker",
+			def: "exec", envWant: "raw_exec", flagWant: "docker"},
+		{flag: "builder-vars", env: "ALBATROS_BUILDER_VARS", get: func(c *config.Config) string { return c.BuilderVars["cpu"] },
+			envV: "cpu=1", flagV: "cpu=2",
+			def: "", envWant: "1", flagWant: "2"},
+		{flag: "consul-prefix", env: "ALBATROS_CONSUL_PREFIX", get: func(c *config.Config) string { return c.ConsulPrefix },
+			envV: "env/", flagV: "flag/",
+			def: "albatros/", envWant: "env/", flagWant: "flag/"},
+		{flag: "gitea-url", env: "ALBATROS_GITEA_URL", get: func(c *config.Config) string { return c.GiteaURL },
+			envV: "http://env:3000", flagV: "https://flag",
+			def: "", envWant: "http://env:3000", flagWant: "https://flag"},
+		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", get: func(c *config.Config) string { return c.GiteaToken },
+			envV: "env-token", flagV: "flag-token",
+			def: "", envWant: "env-token", flagWant: "flag-token"},
+		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", get: func(c *config.Config) string { return c.LogLevel.String() },
+			envV: "warn", flagV: "debug",
+			def: "INFO", envWant: "WARN", flagWant: "DEBUG"},
+		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", get: func(c *config.Config) string { return c.LogFormat },
+			envV: "json", flagV: "text",
+			def: "text", envWant: "json", flagWant: "text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag, func(t *testing.T) {
+			if got := tt.get(mustLoad(t, minimal())); got != tt.def {
+				t.Errorf("default: got %q, want %q", got, tt.def)
+			}
+			e := minimal().with(tt.env, tt.envV)
+			if got := tt.get(mustLoad(t, e)); got != tt.envWant {
+				t.Errorf("$%s=%q: got %q, want %q", tt.env, tt.envV, got, tt.envWant)
+			}
+			if got := tt.get(mustLoad(t, e, "-"+tt.flag, tt.flagV)); got != tt.flagWant {
+				t.Errorf("$%s=%q -%s=%q: got %q, want the flag's %q", tt.env, tt.envV, tt.flag, tt.flagV, got, tt.flagWant)
+			}
+		})
+	}
+}
+
+func TestLoadNamespaceIsPassedToBuilders(t *testing.T) {
+	c := mustLoad(t, minimal().with("ALBATROS_NAMESPACE", "builds"))
+	if c.BuilderVars["namespace"] != "builds" {
+		t.Errorf("BuilderVars[namespace] = %q, want builds", c.BuilderVars["namespace"])
+	}
+}
+
+// The namespace and driver the bot is configured with win over the same names in builder-vars.
+func TestLoadBuilderVarsCannotOverrideDriverOrNamespace(t *testing.T) {
+	c := mustLoad(t, minimal().with("ALBATROS_BUILDER_VARS", "driver=docker,namespace=other"))
+	want := map[string]string{"driver": "exec", "namespace": "ci"}
+	if !maps.Equal(c.BuilderVars, want) {
+		t.Errorf("BuilderVars = %v, want %v", c.BuilderVars, want)
+	}
+}
+
+func TestLoadBuilders(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"none", nil},
+		{"builder,nixcache", []string{"builder", "nixcache"}},
+		{" nixcache , builder ", []string{"nixcache", "builder"}},
+		{"builder,,", []string{"builder"}},
+	}
+	for _, tt := range tests {
+		c := mustLoad(t, minimal().with("ALBATROS_BUILDERS", tt.in))
+		if !slices.Equal(c.Builders, tt.want) {
+			t.Errorf("builders %q: Builders = %q, want %q", tt.in, c.Builders, tt.want)
+		}
+	}
+}
+
+func TestLoadBuilderVars(t *testing.T) {
+	c := mustLoad(t, minimal(), "-builder-vars", `cpu=100,memory=256,datacenters=["a","b"]`)
+	want := map[string]string{
+		"cpu":         "100",
+		"memory":      "256",
+		"datacenters": `["a","b"]`,
+		"driver":      "exec",
+		"namespace":   "ci",
+	}
+	if !maps.Equal(c.BuilderVars, want) {
+		t.Errorf("BuilderVars = %v, want %v", c.BuilderVars, want)
+	}
+}
+
+// Settings that look unusual but are valid, each as a variable and its value.
+func TestLoadAcceptsValidSettings(t *testing.T) {
+	tests := [][2]string{
+		{"ALBATROS_ADDR", ":8080"},
+		{"ALBATROS_ADDR", "[::1]:8080"},
+		{"ALBATROS_NAMESPACE", "A-z-09"},
+		{"ALBATROS_BUILDER_DRIVER", "raw_exec"},
+		{"ALBATROS_LOG_LEVEL", "error"},
+		{"NOMAD_ADDR", "http://127.0.0.1:4646"},
+		{"NOMAD_ADDR", "https://nomad.example.com"},
+		{"CONSUL_HTTP_ADDR", "127.0.0.1:8500"},
+		{"CONSUL_HTTP_ADDR", "http://127.0.0.1:8500"},
+		{"CONSUL_HTTP_ADDR", "https://consul.example.com:8501"},
+		{"CONSUL_HTTP_ADDR", "unix:///var/run/consul.sock"},
+	}
+	for _, tt := range tests {
+		if _, _, err := load(minimal().with(tt[0], tt[1])); err != nil {
+			t.Errorf("%s=%q: %v", tt[0], tt[1], err)
+		}
+	}
+}
+
+// Every bad setting is reported with both its variable and its flag, so that the operator
+// finds it whichever way it was set.
+func TestLoadBadSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		env  env // replaces minimal()
+		want string
+	}{
+		{"missing url", env{}, "ALBATROS_URL (-url)"},
+		{"url without scheme", env{"ALBATROS_URL": "ci.example.com"}, "ALBATROS_URL (-url)"},
+		{"url without host", env{"ALBATROS_URL": "https://"}, "ALBATROS_URL (-url)"},
+		{"url not http", env{"ALBATROS_URL": "ftp://ci.example.com"}, "ALBATROS_URL (-url)"},
+		{"addr without port", minimal().with("ALBATROS_ADDR", "localhost"), "ALBATROS_ADDR (-addr)"},
+		{"addr is a URL", minimal().with("ALBATROS_ADDR", "http://localhost:8080"), "ALBATROS_ADDR (-addr)"},
+		{"namespace with a space", minimal().with("ALBATROS_NAMESPACE", "my ns"), "ALBATROS_NAMESPACE (-namespace)"},
+		{"namespace with an underscore", minimal().with("ALBATROS_NAMESPACE", "my_ns"), "ALBATROS_NAMESPACE (-namespace)"},
+		{"namespace too long", minimal().with("ALBATROS_NAMESPACE", strings.Repeat("a", 129)), "ALBATROS_NAMESPACE (-namespace)"},
+		{"unknown builder", minimal().with("ALBATROS_BUILDERS", "builder,kaniko"), "ALBATROS_BUILDERS (-builders)"},
+		{"bad driver", minimal().with("ALBATROS_BUILDER_DRIVER", "podman"), "ALBATROS_BUILDER_DRIVER (-builder-driver)"},
+		{"builder var without value", minimal().with("ALBATROS_BUILDER_VARS", "cpu=1,memory"), "ALBATROS_BUILDER_VARS (-builder-vars)"},
+		{"builder var without name", minimal().with("ALBATROS_BUILDER_VARS", "=1"), "ALBATROS_BUILDER_VARS (-builder-vars)"},
+		{"absolute consul prefix", minimal().with("ALBATROS_CONSUL_PREFIX", "/albatros/"), "ALBATROS_CONSUL_PREFIX (-consul-prefix)"},
+		{"gitea url without scheme", minimal().with("ALBATROS_GITEA_URL", "gitea:3000"), "ALBATROS_GITEA_URL (-gitea-url)"},
+		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},
+		{"bad log format", minimal().with("ALBATROS_LOG_FORMAT", "logfmt"), "ALBATROS_LOG_FORMAT (-log-format)"},
+		// The Nomad and Consul variables have no flag: only the variable can be named.
+		{"nomad addr not a URL", minimal().with("NOMAD_ADDR", "127.0.0.1:4646"), "NOMAD_ADDR"},
+		{"nomad addr not http", minimal().with("NOMAD_ADDR", "tcp://127.0.0.1:4646"), "NOMAD_ADDR"},
+		{"consul addr without port", minimal().with("CONSUL_HTTP_ADDR", "localhost"), "CONSUL_HTTP_ADDR"},
+		{"consul addr odd scheme", minimal().with("CONSUL_HTTP_ADDR", "tcp://127.0.0.1:8500"), "CONSUL_HTTP_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := load(tt.env)
+			if err == nil {
+				t.Fatalf("Load = %+v, want an error naming %s", c, tt.want)
+			}
+			if c != nil {
+				t.Errorf("Load returned a config with its error: %+v", c)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name %s", err, tt.want)
+			}
+			if n := len(strings.Split(err.Error(), "\n")); n != 1 {
+				t.Errorf("one bad setting gave %d errors: %q", n, err)
+			}
+		})
+	}
+}
+
+// The same bad settings given by flag are reported the same way.
+func TestLoadBadFlag(t *testing.T) {
+	_, _, err := load(minimal(), "-addr", "nowhere")
+	if err == nil || !strings.Contains(err.Error(), "ALBATROS_ADDR (-addr)") {
+		t.Errorf("Load(-addr nowhere) = %v, want an error naming ALBATROS_ADDR (-addr)", err)
+	}
+}
+
+func TestLoadReportsEveryBadSettingAtOnce(t *testing.T) {
+	e := env{
+		// ALBATROS_URL missing.
+		"ALBATROS_ADDR":           "localhost",
+		"ALBATROS_NAMESPACE":      "bad ns",
+		"ALBATROS_BUILDERS":       "kaniko",
+		"ALBATROS_BUILDER_DRIVER": "podman",
+		"ALBATROS_BUILDER_VARS":   "novalue",
+		"ALBATROS_LOG_LEVEL":      "loud",
+		"ALBATROS_LOG_FORMAT":     "xml",
+		"NOMAD_ADDR":              "nomad:4646",
+		"CONSUL_HTTP_ADDR":        "consul",
+	}
+	_, _, err := load(e)
+	if err == nil {
+		t.Fatal("Load succeeded, want every bad setting reported")
+	}
+	for _, want := range []string{
+		"ALBATROS_URL (-url)",
+		"ALBATROS_ADDR (-addr)",
+		"ALBATROS_NAMESPACE (-namespace)",
+		"ALBATROS_BUILDERS (-builders)",
+		"ALBATROS_BUILDER_DRIVER (-builder-driver)",
+		"ALBATROS_BUILDER_VARS (-builder-vars)",
+		"ALBATROS_LOG_LEVEL (-log-level)",
+		"ALBATROS_LOG_FORMAT (-log-format)",
+		"NOMAD_ADDR:",
+		"CONSUL_HTTP_ADDR:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+	if n := len(strings.Split(err.Error(), "\n")); n != 10 {
+		t.Errorf("got %d errors, want 10:\n%v", n, err)
+	}
+}
+
+func TestLoadUnexpectedArgument(t *testing.T) {
+	_, _, err := load(minimal(), "serve")
+	if err == nil || !strings.Contains(err.Error(), `"serve"`) {
+		t.Errorf("Load(serve) = %v, want an error naming the argument", err)
+	}
+}
+
+func TestLoadUnknownFlag(t *testing.T) {
+	_, stderr, err := load(minimal(), "-nomad-addr", "http://x")
+	if err == nil {
+		t.Fatal("Load(-nomad-addr) succeeded, want an error")
+	}
+	if !strings.Contains(stderr, "-nomad-addr") {
+		t.Errorf("stderr does not name the unknown flag:\n%s", stderr)
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadGiteaTokenFile(t *testing.T) {
+	file := writeFile(t, "  file-token\n")
+
+	c := mustLoad(t, minimal().with("ALBATROS_GITEA_TOKEN_FILE", file))
+	if c.GiteaToken != "file-token" {
+		t.Errorf("token from file = %q, want file-token (trimmed)", c.GiteaToken)
+	}
+
+	c = mustLoad(t, minimal().with("ALBATROS_GITEA_TOKEN_FILE", file, "ALBATROS_GITEA_TOKEN", "env-token"))
+	if c.GiteaToken != "env-token" {
+		t.Errorf("token with variable and file = %q, want the variable's env-token", c.GiteaToken)
+	}
+
+	c = mustLoad(t, minimal().with("ALBATROS_GITEA_TOKEN_FILE", file), "-gitea-token", "flag-token")
+	if c.GiteaToken != "flag-token" {
+		t.Errorf("token with flag and file = %q, want the flag's flag-token", c.GiteaToken)
+	}
+}
+
+func TestLoadGiteaTokenFileMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-token")
+	_, _, err := load(minimal().with("ALBATROS_GITEA_TOKEN_FILE", missing))
+	if err == nil {
+		t.Fatal("Load with a missing token file succeeded")
+	}
+	if !strings.Contains(err.Error(), "ALBATROS_GITEA_TOKEN_FILE") {
+		t.Errorf("error %q does not name ALBATROS_GITEA_TOKEN_FILE", err)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error %q does not wrap os.ErrNotExist", err)
+	}
+
+	// The file is not read when the token is given directly.
+	if _, _, err := load(minimal().with("ALBATROS_GITEA_TOKEN_FILE", missing, "ALBATROS_GITEA_TOKEN", "t")); err != nil {
+		t.Errorf("Load with a token and a missing token file: %v", err)
+	}
+}
+
+func TestLoadHelp(t *testing.T) {
+	const secret = "s3cr3t-gitea-token-value"
+	e := minimal().with(
+		"ALBATROS_GITEA_TOKEN", secret,
+		"ALBATROS_NAMESPACE", "from-env-namespace",
+	)
+	c, stderr, err := load(e, "-h")
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Load(-h) = %v, %v; want flag.ErrHelp", c, err)
+	}
+	for _, want := range []string{
+		"ALBATROS_ADDR",
+		"ALBATROS_URL",
+		"ALBATROS_NAMESPACE",
+		"ALBATROS_BUILDERS",
+		"ALBATROS_BUILDER_DRIVER",
+		"ALBATROS_BUILDER_VARS",
+		"ALBATROS_CONSUL_PREFIX",
+		"ALBATROS_GITEA_URL",
+		"ALBATROS_GITEA_TOKEN",
+		"ALBATROS_GITEA_TOKEN_FILE",
+		"ALBATROS_LOG_LEVEL",
+		"ALBATROS_LOG_FORMAT",
+		"NOMAD_ADDR",
+		"CONSUL_HTTP_ADDR",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("usage does not mention %s", want)
+		}
+	}
+	if strings.Contains(stderr, secret) {
+		t.Errorf("usage prints the value of ALBATROS_GITEA_TOKEN:\n%s", stderr)
+	}
+	// Non-secret values from the environment are shown as defaults.
+	if !strings.Contains(stderr, "from-env-namespace") {
+		t.Errorf("usage does not show ALBATROS_NAMESPACE's value as the default:\n%s", stderr)
+	}
+}
+
+func TestLoggerFormat(t *testing.T) {
+	for _, tt := range []struct {
+		format, want string
+	}{
+		{"json", `"msg":"hello"`},
+		{"text", "msg=hello"},
+	} {
+		c := mustLoad(t, minimal().with("ALBATROS_LOG_FORMAT", tt.format, "ALBATROS_LOG_LEVEL", "warn"))
+		var buf bytes.Buffer
+		log := c.Logger(&buf)
+		log.Info("hidden")
+		log.Warn("hello")
+		if got := buf.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
+			t.Errorf("%s logger at warn wrote %q, want %s and no info line", tt.format, got, tt.want)
+		}
+	}
+}

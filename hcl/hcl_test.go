@@ -1,0 +1,262 @@
+package hcl_test
+
+import (
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/albatros-ci/albatros/hcl"
+)
+
+func TestBuilders(t *testing.T) {
+	if got := slices.Sorted(maps.Keys(hcl.Builders)); !slices.Equal(got, []string{"builder", "nixcache"}) {
+		t.Errorf("Builders = %q, want builder and nixcache", got)
+	}
+	for name, spec := range hcl.Builders {
+		if spec.Name != name {
+			t.Errorf("Builders[%q].Name = %q", name, spec.Name)
+		}
+		if !strings.Contains(spec.Source, `job "`+name+`" {`) {
+			t.Errorf("Builders[%q] does not declare job %q", name, name)
+		}
+	}
+	if _, ok := hcl.Builders[hcl.DefaultBuilder]; !ok {
+		t.Errorf("DefaultBuilder %q is not shipped", hcl.DefaultBuilder)
+	}
+}
+
+func TestVariables(t *testing.T) {
+	tests := map[string][]string{
+		"builder":  {"namespace", "driver", "image", "datacenters", "cpu", "memory"},
+		"nixcache": {"namespace", "image", "store", "datacenters", "cpu", "memory"},
+	}
+	for name, want := range tests {
+		if got := hcl.Builders[name].Variables(); !slices.Equal(got, want) {
+			t.Errorf("%s: Variables() = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestVariablesIgnoresCommentsAndReferences(t *testing.T) {
+	s := hcl.Spec{Name: "x", Source: `
+variable "a" {}
+variable  "b_2-c" {
+  default = 1
+}
+# variable "commented" {}
+job "x" { namespace = var.a }
+`}
+	if got, want := s.Variables(), []string{"a", "b_2-c"}; !slices.Equal(got, want) {
+		t.Errorf("Variables() = %q, want %q", got, want)
+	}
+	if got := (hcl.Spec{}).Variables(); len(got) != 0 {
+		t.Errorf("Variables() of an empty spec = %q", got)
+	}
+}
+
+func TestVarFile(t *testing.T) {
+	values := map[string]string{
+		"namespace":   "ci",
+		"driver":      "raw_exec",
+		"cpu":         "100",
+		"memory":      "256.5",
+		"datacenters": `["a","b"]`,
+		"image":       `my "img"\x`,
+		"store":       "/var/cache/albatros", // not a variable of builder
+		"unknown":     "x",
+	}
+	want := strings.Join([]string{
+		`cpu = "100"`,
+		`datacenters = ["a","b"]`,
+		`driver = "raw_exec"`,
+		`image = "my \"img\"\\x"`,
+		`memory = "256.5"`,
+		`namespace = "ci"`,
+	}, "\n") + "\n"
+	if got := hcl.Builders["builder"].VarFile(values); got != want {
+		t.Errorf("builder VarFile:\n%s\nwant:\n%s", got, want)
+	}
+
+	wantNix := strings.Join([]string{
+		`cpu = "100"`,
+		`datacenters = ["a","b"]`,
+		`image = "my \"img\"\\x"`,
+		`memory = "256.5"`,
+		`namespace = "ci"`,
+		`store = "/var/cache/albatros"`,
+	}, "\n") + "\n"
+	if got := hcl.Builders["nixcache"].VarFile(values); got != wantNix {
+		t.Errorf("nixcache VarFile:\n%s\nwant:\n%s", got, wantNix)
+	}
+}
+
+// Every value but a list is a quoted string: Nomad converts "100" to a number variable's
+// type itself (the orchestrator's tests register the builder with cpu="100"), and a string
+// variable keeps "007" or "1e3" as written.
+func TestVarFileLiterals(t *testing.T) {
+	s := hcl.Spec{Source: `variable "v" {}`}
+	tests := []struct{ in, want string }{
+		{"1", `"1"`},
+		{"-3", `"-3"`},
+		{"007", `"007"`},
+		{"1.5", `"1.5"`},
+		{"1e3", `"1e3"`},
+		{"true", `"true"`},
+		{"false", `"false"`},
+		{"True", `"True"`},
+		{"[]", "[]"},
+		{`["*"]`, `["*"]`},
+		{"", `""`},
+		{"ci", `"ci"`},
+		{"a b", `"a b"`},
+		{"[unclosed", `"[unclosed"`},
+		{`say "hi"`, `"say \"hi\""`},
+		{`C:\dir`, `"C:\\dir"`},
+		{"two\nlines", `"two\nlines"`},
+	}
+	for _, tt := range tests {
+		want := "v = " + tt.want + "\n"
+		if got := s.VarFile(map[string]string{"v": tt.in}); got != want {
+			t.Errorf("VarFile(v=%q) = %q, want %q", tt.in, got, want)
+		}
+	}
+}
+
+// Go's strconv.ParseFloat accepts more than HCL's number syntax. Written unquoted, these are
+// not numbers to HCL: "inf" and "NaN" are variable references ("Variables not allowed" when
+// Nomad reads the file), "+1", ".5", "1." and "0x1p4" do not parse. Each must be quoted, so
+// that ALBATROS_NAMESPACE=inf, say, reaches the builder as the string "inf". (A regression
+// test: VarFile once wrote whatever ParseFloat accepted unquoted.)
+func TestVarFileQuotesWhatHCLDoesNotReadAsANumber(t *testing.T) {
+	s := hcl.Spec{Source: `variable "v" {}`}
+	for _, in := range []string{"inf", "Inf", "NaN", "nan", "infinity", "+Inf", "+1", ".5", "1.", "0x1p4"} {
+		want := "v = " + strconv.Quote(in) + "\n"
+		if got := s.VarFile(map[string]string{"v": in}); got != want {
+			t.Errorf("VarFile(v=%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestVarFileEmpty(t *testing.T) {
+	if got := hcl.Builders["builder"].VarFile(nil); got != "" {
+		t.Errorf("VarFile(nil) = %q, want empty", got)
+	}
+	if got := hcl.Builders["builder"].VarFile(map[string]string{"store": "/x"}); got != "" {
+		t.Errorf("VarFile(undeclared only) = %q, want empty", got)
+	}
+}
+
+func TestParseVars(t *testing.T) {
+	tests := []struct {
+		in   string
+		want map[string]string
+	}{
+		{"", map[string]string{}},
+		{" , \n", map[string]string{}},
+		{"cpu=100", map[string]string{"cpu": "100"}},
+		{"cpu=100,memory=256", map[string]string{"cpu": "100", "memory": "256"}},
+		{" cpu = 100 , memory= 256 ", map[string]string{"cpu": "100", "memory": "256"}},
+		{"cpu=100\nmemory=256\n", map[string]string{"cpu": "100", "memory": "256"}},
+		{"cpu=100\r\nmemory=256", map[string]string{"cpu": "100", "memory": "256"}},
+		{`cpu=100,memory=256,datacenters=["a","b"]`, map[string]string{"cpu": "100", "memory": "256", "datacenters": `["a","b"]`}},
+		{`datacenters=["a", "b", "c"],cpu=1`, map[string]string{"datacenters": `["a", "b", "c"]`, "cpu": "1"}},
+		{"image=a=b", map[string]string{"image": "a=b"}},
+		{"image=", map[string]string{"image": ""}},
+		{"cpu=1,cpu=2", map[string]string{"cpu": "2"}},
+	}
+	for _, tt := range tests {
+		got, err := hcl.ParseVars(tt.in)
+		if err != nil {
+			t.Errorf("ParseVars(%q): %v", tt.in, err)
+			continue
+		}
+		if !maps.Equal(got, tt.want) {
+			t.Errorf("ParseVars(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseVarsErrors(t *testing.T) {
+	for _, in := range []string{"novalue", "=x", " = x", "cpu=1,novalue", "cpu=1\n=2"} {
+		got, err := hcl.ParseVars(in)
+		if err == nil {
+			t.Errorf("ParseVars(%q) = %q, want an error", in, got)
+			continue
+		}
+		if !strings.Contains(err.Error(), "name=value") {
+			t.Errorf("ParseVars(%q) error %q does not say name=value", in, err)
+		}
+	}
+}
+
+// A round trip: what the operator writes in ALBATROS_BUILDER_VARS reaches the builder.
+func TestParseVarsThenVarFile(t *testing.T) {
+	vars, err := hcl.ParseVars(`cpu=100,memory=256,datacenters=["a","b"],image=alpine/git:2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cpu = \"100\"\ndatacenters = [\"a\",\"b\"]\nimage = \"alpine/git:2\"\nmemory = \"256\"\n"
+	if got := hcl.Builders["builder"].VarFile(vars); got != want {
+		t.Errorf("VarFile:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// The builder contract, as the bot and repositories rely on it. Nomad's own parser checks the
+// specs elsewhere; these are the text-level facts.
+func TestBuilderContract(t *testing.T) {
+	contract := []*regexp.Regexp{
+		regexp.MustCompile(`(?s)parameterized\s*\{[^}]*meta_required\s*=\s*\["REPO_URL",\s*"COMMIT",\s*"BRANCH",\s*"FLAVOR"\]`),
+		regexp.MustCompile(`(?s)parameterized\s*\{[^}]*meta_optional\s*=\s*\["TAG",\s*"PR"\]`),
+		regexp.MustCompile(`(?m)^\s*group\s+"runner"\s*\{`),
+		regexp.MustCompile(`(?m)^\s*task\s+"executor"\s*\{`),
+		regexp.MustCompile(`type\s*=\s*"batch"`),
+		regexp.MustCompile(`namespace\s*=\s*var\.namespace`),
+		regexp.MustCompile(`ALBATROS_SECRETS_FILE\s*=`),
+		regexp.MustCompile(`dispatch_payload\s*\{`),
+	}
+	for name, spec := range hcl.Builders {
+		for _, re := range contract {
+			if !re.MatchString(spec.Source) {
+				t.Errorf("%s does not match %s", name, re)
+			}
+		}
+		if n := strings.Count(spec.Source, "parameterized {"); n != 1 {
+			t.Errorf("%s has %d parameterized blocks, want 1", name, n)
+		}
+		if n := len(regexp.MustCompile(`(?m)^\s*group\s+"`).FindAllString(spec.Source, -1)); n != 1 {
+			t.Errorf("%s has %d groups, want only runner", name, n)
+		}
+	}
+}
+
+func TestBuilderScript(t *testing.T) {
+	src := hcl.Builders["builder"].Source
+	for _, want := range []string{
+		`. "$ALBATROS_SECRETS_FILE"`,
+		`exec ./.albatros`,
+		`git -c advice.detachedHead=false checkout -q "$COMMIT"`,
+		`exec 2>&1`,
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("builder.hcl's script lacks %s", want)
+		}
+	}
+	// The secrets are sourced before the build runs.
+	if strings.Index(src, `. "$ALBATROS_SECRETS_FILE"`) > strings.Index(src, `exec ./.albatros`) {
+		t.Error("builder.hcl runs .albatros before sourcing ALBATROS_SECRETS_FILE")
+	}
+	// exec, raw_exec and docker are the drivers config accepts.
+	if !strings.Contains(src, `driver = var.driver`) {
+		t.Error("builder.hcl's executor does not take its driver from var.driver")
+	}
+
+	nix := hcl.Builders["nixcache"].Source
+	for _, want := range []string{`. "$ALBATROS_SECRETS_FILE"`, `./.albatros`, `NIX_REMOTE`} {
+		if !strings.Contains(nix, want) {
+			t.Errorf("nixcache.hcl's script lacks %s", want)
+		}
+	}
+}
