@@ -242,3 +242,11 @@ func (g *Gitea) git(t T, dir string, args ...string) string {
 
 // String names the repository in messages.
 func (r *Repo) String() string { return fmt.Sprintf("%s (%s)", r.FullName(), r.CloneURL) }
+
+// DeleteRef deletes a branch or tag by pushing nothing to it (git push origin :ref), as
+// user, the way it is done from the command line.
+func (g *Gitea) DeleteRef(t T, user *User, repo *Repo, ref string) {
+	t.Helper()
+	dir := g.checkout(t, user, repo)
+	g.git(t, dir, "push", "-q", "origin", ":"+ref)
+}
