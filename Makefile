@@ -34,7 +34,8 @@ unit: vet
 
 ## demo: Nomad, Consul, Gitea and the bot on loopback, with a demo repository; Ctrl-C stops all
 demo: tools build
-	$(GO) run ./cmd/albatros-demo
+	$(GO) build -o bin/albatros-demo ./cmd/albatros-demo
+	bin/albatros-demo
 
 ## bench: the benchmarks reported in docs/BENCHMARKS.md
 bench: tools

@@ -237,3 +237,35 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Outcome returns a build's result if it has ended; done is false while it is queued or
+// running.
+func (o *Orchestrator) Outcome(ctx context.Context, ns, jobID string) (out Outcome, done bool, err error) {
+	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
+	stubs, _, err := o.c.Jobs().Allocations(jobID, true, q)
+	if err != nil {
+		return Outcome{}, false, fmt.Errorf("allocations of %s: %w", jobID, err)
+	}
+	var newest *nomad.AllocationListStub
+	for _, s := range stubs {
+		if newest == nil || s.CreateIndex > newest.CreateIndex {
+			newest = s
+		}
+	}
+	if newest == nil {
+		b, err := o.Build(ctx, ns, jobID)
+		if err != nil || b.Status != "dead" {
+			return Outcome{}, false, err
+		}
+		return o.unplacedOutcome(ctx, ns, jobID), true, nil
+	}
+	if !isTerminal(newest.ClientStatus) {
+		return Outcome{}, false, nil
+	}
+	a, _, err := o.c.Allocations().Info(newest.ID, q)
+	if err != nil {
+		return Outcome{}, false, fmt.Errorf("allocation %s: %w", newest.ID, err)
+	}
+	out, done = allocOutcome(a)
+	return out, done, nil
+}

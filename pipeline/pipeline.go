@@ -32,6 +32,7 @@ type repos interface {
 type builds interface {
 	Dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error)
 	Build(ctx context.Context, ns, id string) (*orchestrator.Build, error)
+	Outcome(ctx context.Context, ns, id string) (orchestrator.Outcome, bool, error)
 }
 
 // ForgeFor returns the forge client for a registered repository, and the repository as that
@@ -130,9 +131,25 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 		status.State, status.Description, status.TargetURL = forge.StatePending, "queued in Nomad", p.LogURL(d.Namespace, d.JobID)
 		if err := f.SetStatus(ctx, status); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if err := p.reportIfEnded(ctx, d); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// reportIfEnded reports a build that ended before its pending status was written. Report,
+// called from the event stream, may have written the final status first; the pending
+// status, newer, would then hide it. Checking after the pending write has completed means
+// that whichever write lands last is the final one, also with several bots.
+func (p *Pipeline) reportIfEnded(ctx context.Context, d orchestrator.Dispatched) error {
+	out, done, err := p.cfg.Builds.Outcome(ctx, d.Namespace, d.JobID)
+	if err != nil || !done {
+		return err
+	}
+	return p.Report(ctx, out)
 }
 
 // dispatch serializes dispatches that share a token, so that deliveries of the same event

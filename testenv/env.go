@@ -52,6 +52,7 @@ type Env struct {
 	opts Options
 
 	mu      sync.Mutex
+	atStop  []func()
 	missing map[string]string // server name -> why it is not available
 	nomad   *Nomad
 	consul  *Consul
@@ -126,10 +127,22 @@ func (e *Env) Start(ctx context.Context) error {
 	return nil
 }
 
+// AtStop registers f to run when the environment stops, before its servers stop: for
+// processes a test package starts on top of them, such as the bot.
+func (e *Env) AtStop(f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.atStop = append(e.atStop, f)
+}
+
 // Stop stops every server the environment started, and only those.
 func (e *Env) Stop() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for i := len(e.atStop) - 1; i >= 0; i-- {
+		e.atStop[i]()
+	}
+	e.atStop = nil
 	if e.gitea != nil {
 		e.gitea.Stop()
 	}

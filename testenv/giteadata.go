@@ -1,10 +1,13 @@
 package testenv
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"code.gitea.io/sdk/gitea"
 )
@@ -161,13 +164,15 @@ func (g *Gitea) CreatePullRequest(t T, user *User, base *Repo, head, baseBranch,
 	return pr.Index
 }
 
-// Statuses lists the commit statuses of sha on repo, newest first.
+// Statuses lists the commit statuses of sha on repo, newest first (by id: Gitea's own order
+// is by creation second, in any order within one).
 func (g *Gitea) Statuses(t T, repo *Repo, sha string) []*gitea.Status {
 	t.Helper()
 	st, _, err := g.Client(t, "").ListStatuses(repo.Owner, repo.Name, sha, gitea.ListStatusesOption{})
 	if err != nil {
 		t.Fatalf("list statuses of %s@%s: %v", repo.FullName(), sha, err)
 	}
+	slices.SortFunc(st, func(a, b *gitea.Status) int { return cmp.Compare(b.ID, a.ID) })
 	return st
 }
 
@@ -205,7 +210,27 @@ func (g *Gitea) Push(t T, user *User, repo *Repo, branch, from string, files map
 	g.git(t, dir, "commit", "-q", "--allow-empty", "-m", message)
 	sha := strings.TrimSpace(g.git(t, dir, "rev-parse", "HEAD"))
 	g.git(t, dir, "push", "-q", "origin", "HEAD:refs/heads/"+branch)
+	g.waitBranch(t, user, repo, branch, sha)
 	return sha
+}
+
+// waitBranch waits until Gitea's API shows branch at sha: Gitea records pushed branches in
+// its database from a queue, after the push has returned, and pull requests and branch
+// lookups see only what is recorded.
+func (g *Gitea) waitBranch(t T, user *User, repo *Repo, branch, sha string) {
+	t.Helper()
+	c := g.Client(t, user.Token)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _, err := c.GetRepoBranch(repo.Owner, repo.Name, branch)
+		if err == nil && b.Commit != nil && b.Commit.ID == sha {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("branch %s of %s not at %s in Gitea after 30s (last: %v)", branch, repo.FullName(), sha, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // PushTag creates tag at sha and pushes it as user.

@@ -25,7 +25,9 @@ type process struct {
 
 // startProcess starts bin with args in dir, its stdout and stderr appended to logPath.
 // The child gets SIGTERM if the test binary dies without stopping it (Pdeathsig), so a
-// crashed test does not leave servers behind.
+// crashed test does not leave servers behind. It runs in its own process group, so that a
+// Ctrl-C at the terminal reaches only the program that started it, which then stops its
+// servers in order (and collects what they spawned).
 func startProcess(name, bin string, args []string, dir string, env []string, logPath string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -36,7 +38,7 @@ func startProcess(name, bin string, args []string, dir string, env []string, log
 	cmd.Env = env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

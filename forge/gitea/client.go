@@ -108,16 +108,22 @@ func (c *Client) LatestStatus(ctx context.Context, repo forge.Repo, commit, ctxN
 	if err != nil {
 		return forge.Status{}, false, err
 	}
-	// Gitea lists a commit's statuses newest first.
 	list, _, err := cl.ListStatuses(repo.Owner, repo.Name, commit, sdk.ListStatusesOption{ListOptions: sdk.ListOptions{PageSize: 50}})
 	if err != nil {
 		return forge.Status{}, false, fmt.Errorf("gitea: statuses of %s@%s: %w", repo.FullName, short(commit), err)
 	}
+	// Gitea sorts statuses by creation time in whole seconds, so two written in the same
+	// second come in any order; the newest is the highest id, as in Gitea's own combined
+	// status.
+	var newest *sdk.Status
 	for _, s := range list {
-		if s.Context == ctxName {
-			return forge.Status{Repo: repo, Commit: commit, State: forge.State(s.State), Context: s.Context,
-				Description: s.Description, TargetURL: s.TargetURL}, true, nil
+		if s.Context == ctxName && (newest == nil || s.ID > newest.ID) {
+			newest = s
 		}
 	}
-	return forge.Status{}, false, nil
+	if newest == nil {
+		return forge.Status{}, false, nil
+	}
+	return forge.Status{Repo: repo, Commit: commit, State: forge.State(newest.State), Context: newest.Context,
+		Description: newest.Description, TargetURL: newest.TargetURL}, true, nil
 }

@@ -62,14 +62,14 @@ type expectation struct {
 }
 
 var expectations = map[string]expectation{
-	"push_branch.json":        {kind: forge.KindPush, branch: "main"},
-	"push_tag.json":           {kind: forge.KindTag, tag: "v1.0.0"},
-	"pr_opened_fork.json":     {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "opened"},
-	"pr_synchronized.json":    {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "synchronized"},
-	"pr_closed.json":          {ignored: "closed"},
-	"pr_same_repo.json":       {kind: forge.KindPullRequest, branch: "feature", pr: true, fork: false, action: "opened"},
-	"create_branch.json":      {ignored: `event "create" is not handled`},
-	"delete_branch.json":      {ignored: `event "delete" is not handled`},
+	"push_branch.json":     {kind: forge.KindPush, branch: "main"},
+	"push_tag.json":        {kind: forge.KindTag, tag: "v1.0.0"},
+	"pr_opened_fork.json":  {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "opened"},
+	"pr_synchronized.json": {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "synchronized"},
+	"pr_closed.json":       {ignored: "closed"},
+	"pr_same_repo.json":    {kind: forge.KindPullRequest, branch: "feature", pr: true, fork: false, action: "opened"},
+	"create_branch.json":   {ignored: `event "create" is not handled`},
+	"delete_branch.json":   {ignored: `event "delete" is not handled`},
 }
 
 func TestParseCapturedPayloads(t *testing.T) {

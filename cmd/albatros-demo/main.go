@@ -1,0 +1,211 @@
+// Command albatros-demo runs Albatros on loopback with everything it needs: it starts Consul,
+// Nomad, Gitea and the bot (from bin/, which `make demo` fills), creates a demo user,
+// organization and repository with an .albatros script, registers the repository, installs
+// its webhook and pushes a commit. It prints where to watch the build, then runs until
+// Ctrl-C, when it stops everything it started.
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+
+	"github.com/albatros-ci/albatros/testenv"
+)
+
+const albatrosScript = `#!/bin/sh
+# The demo repository's build: .albatros is any executable; Albatros runs it in Nomad.
+set -e
+printf '\033[1;34m==> Albatros demo build\033[0m\n'
+echo "commit $COMMIT on branch $BRANCH, flavor $FLAVOR"
+printf '\033[33m==> a secret, as the build sees it and as the log shows it:\033[0m %s\n' "$DEMO_TOKEN"
+for step in compile test package; do
+  printf '\033[32m[ok]\033[0m %s\n' "$step"
+  sleep 1
+done
+printf '\033[1;32m==> done\033[0m\n'
+`
+
+func main() {
+	wait := flag.Bool("wait", true, "after the build, run until Ctrl-C (false: stop once the status is final)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := &demo{}
+	err := d.run(ctx, *wait)
+	d.stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "albatros-demo:", err)
+		os.Exit(1)
+	}
+}
+
+// demo is the running demo; it satisfies testenv.T so that the test environment's helpers
+// serve it too.
+type demo struct {
+	cleanups []func()
+}
+
+type fatal struct{ msg string }
+
+func (d *demo) Helper()                         {}
+func (d *demo) Logf(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+func (d *demo) Fatalf(format string, args ...any) {
+	panic(fatal{fmt.Sprintf(format, args...)})
+}
+func (d *demo) Cleanup(f func()) { d.cleanups = append(d.cleanups, f) }
+
+func (d *demo) stop() {
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		d.cleanups[i]()
+	}
+	d.cleanups = nil
+}
+
+func (d *demo) run(ctx context.Context, wait bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatal)
+			if !ok {
+				panic(r)
+			}
+			err = errors.New(f.msg)
+		}
+	}()
+	bin := func(name string) string {
+		p, err := testenv.Binary(name)
+		if err != nil {
+			d.Fatalf("%v", err)
+		}
+		return p
+	}
+	step := func(msg string) { fmt.Printf("• %s\n", msg) }
+
+	step("starting Consul, Nomad and Gitea on 127.0.0.1")
+	c, err := testenv.StartConsul(ctx, bin("consul"))
+	if err != nil {
+		return err
+	}
+	d.Cleanup(c.Stop)
+	n, err := testenv.StartNomad(ctx, bin("nomad"))
+	if err != nil {
+		return err
+	}
+	d.Cleanup(n.Stop)
+	g, err := testenv.StartGitea(ctx, bin("gitea"))
+	if err != nil {
+		return err
+	}
+	d.Cleanup(g.Stop)
+
+	step("starting albatros-bot")
+	botBin := filepath.Join(filepath.Dir(bin("nomad")), "albatros-bot")
+	if _, err := os.Stat(botBin); err != nil {
+		return fmt.Errorf("%s not found: run `make build` (make demo does)", botBin)
+	}
+	b, err := testenv.StartBot(ctx, botBin, append(append(n.Env(), c.Env()...),
+		"ALBATROS_BUILDER_DRIVER=raw_exec", // the demo's Nomad runs builds as plain processes
+		"ALBATROS_BUILDER_VARS=cpu=200,memory=256",
+	))
+	if err != nil {
+		return err
+	}
+	d.Cleanup(b.Stop)
+
+	step("creating the demo user, organization and repository on Gitea")
+	user := g.CreateUser(d, "demo")
+	g.CreateOrg(d, user, "albatros-demo")
+	repo := g.CreateRepo(d, user, "albatros-demo", "hello")
+	secret := "demo-webhook-secret"
+	entry := map[string]any{
+		"hook":    map[string]string{"secret": secret},
+		"gitea":   map[string]string{"url": g.URL, "token": user.Token},
+		"trusted": map[string][]string{"senders": {user.Name}},
+		"secrets": map[string]string{"DEMO_TOKEN": "hunter2-demo-token"},
+	}
+	raw, _ := json.Marshal(entry)
+	key := "albatros/" + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
+	if _, err := c.Client(d).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
+		return fmt.Errorf("register the demo repository: %w", err)
+	}
+	g.CreateWebhook(d, user, repo, b.URL+"/webhook/gitea", secret)
+
+	step("pushing a commit with an .albatros script")
+	sha := g.Push(d, user, repo, "main", "", map[string]testenv.File{
+		".albatros": {Content: albatrosScript, Executable: true},
+		"README.md": {Content: "# hello\n\nA repository built by Albatros.\n"},
+	}, "Add an Albatros build")
+
+	logURL, err := waitStatus(ctx, g.URL, repo, sha, "pending")
+	if err != nil {
+		return err
+	}
+	fmt.Printf(`
+Albatros is running.
+
+  Commit (its status turns green):  %scommit/%s
+  Build log (live):                 %s
+  Gitea login:                      user %q, password %q
+  Consul KV entry:                  %s
+  Nomad UI:                         %s/ui/jobs?namespace=ci
+  Bot:                              %s   (log: %s)
+
+`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, key, n.Addr, b.URL, b.LogPath)
+	if _, err := waitStatus(ctx, g.URL, repo, sha, "success"); err != nil {
+		return err
+	}
+	fmt.Println("Status: success. Push more commits to the repository to build them; Ctrl-C stops everything.")
+	if wait {
+		<-ctx.Done()
+		fmt.Println("\nstopping everything the demo started")
+	}
+	return nil
+}
+
+// waitStatus polls the commit's combined statuses through Gitea's public API until the
+// albatros/default status has state, and returns its link.
+func waitStatus(ctx context.Context, giteaURL string, repo *testenv.Repo, sha, state string) (string, error) {
+	url := fmt.Sprintf("%sapi/v1/repos/%s/statuses/%s", giteaURL, repo.FullName(), sha)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		var list []struct {
+			State     string `json:"status"`
+			Context   string `json:"context"`
+			TargetURL string `json:"target_url"`
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&list)
+			resp.Body.Close()
+		}
+		for _, s := range list {
+			if s.Context != "albatros/default" {
+				continue
+			}
+			if s.State == state {
+				return s.TargetURL, nil
+			}
+			if state == "success" && (s.State == "failure" || s.State == "error") {
+				return "", fmt.Errorf("the demo build ended %s (see %s)", s.State, s.TargetURL)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("the demo commit's status never became %s", state)
+}

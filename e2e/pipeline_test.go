@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"code.gitea.io/sdk/gitea"
+	nomad "github.com/hashicorp/nomad/api"
+
+	forgegitea "github.com/albatros-ci/albatros/forge/gitea"
+	"github.com/albatros-ci/albatros/testenv"
+)
+
+const printEnv = `echo "COMMIT=$COMMIT BRANCH=$BRANCH FLAVOR=$FLAVOR TAG=${TAG-unset} PR=${PR-unset}"
+printf '\033[32mgreen\033[0m <b>not bold</b>\n'
+`
+
+func TestPushBuildsAndReports(t *testing.T) {
+	p := newProject(t, entry{}, "/webhook/gitea")
+	sha := p.push("main", script(printEnv))
+
+	pending := p.waitStatus(sha, "albatros/default", gitea.StatusPending)
+	final := p.waitStatus(sha, "albatros/default", gitea.StatusSuccess)
+	if pending.TargetURL == "" || final.TargetURL != pending.TargetURL || !strings.HasPrefix(final.TargetURL, bot(t).URL+"/logs/ci/builder/dispatch-albatros-") {
+		t.Fatalf("status links: pending %q, success %q", pending.TargetURL, final.TargetURL)
+	}
+	if got := p.statuses(sha, "albatros/default"); len(got) != 2 || got[0] != gitea.StatusPending || got[1] != gitea.StatusSuccess {
+		t.Fatalf("status history %v, want [pending success]", got)
+	}
+
+	// The link opens the build's log page, which shows the script's output in colour.
+	code, page := get(t, final.TargetURL)
+	want := "COMMIT=" + sha + " BRANCH=main FLAVOR=default TAG=unset PR=unset"
+	if code != http.StatusOK || !strings.Contains(page, want) {
+		t.Fatalf("log page %d lacks %q:\n%s", code, want, page)
+	}
+	if !strings.Contains(page, `<span class="fg2">green</span>`) || !strings.Contains(page, "&lt;b&gt;not bold&lt;/b&gt;") {
+		t.Fatalf("log page does not render ANSI colours or escape HTML:\n%s", page)
+	}
+	if !strings.Contains(page, `class="success"`) {
+		t.Fatalf("log page does not end with the result:\n%s", page)
+	}
+
+	// The original's plain-text endpoint serves the same log.
+	_, job := jobFromLink(t, final.TargetURL)
+	code, plain := get(t, bot(t).URL+"/build?job="+job+"&log=stdout")
+	if code != http.StatusOK || !strings.Contains(plain, want) || !strings.Contains(plain, "\x1b[32mgreen") {
+		t.Fatalf("/build %d:\n%s", code, plain)
+	}
+	if meta := p.jobs()[job]; meta["COMMIT"] != sha || meta["BRANCH"] != "main" || meta["FLAVOR"] != "default" || meta["REPO_URL"] != p.repo.CloneURL {
+		t.Fatalf("job %s meta %v", job, meta)
+	}
+}
+
+func TestFailingScriptReportsFailure(t *testing.T) {
+	p := newProject(t, entry{}, "/webhook/gitea")
+	sha := p.push("main", script("echo compiling\necho 'error: it broke' >&2\nexit 2\n"))
+	st := p.waitStatus(sha, "albatros/default", gitea.StatusFailure)
+	if !strings.Contains(st.Description, "exit code 2") {
+		t.Fatalf("failure description %q", st.Description)
+	}
+	_, page := get(t, st.TargetURL)
+	if !strings.Contains(page, "error: it broke") || !strings.Contains(page, `class="failure"`) {
+		t.Fatalf("log page:\n%s", page)
+	}
+}
+
+func TestTagAndPullRequestBuilds(t *testing.T) {
+	p := newProject(t, entry{}, "/webhook/gitea")
+	sha := p.push("main", script(printEnv))
+	p.waitStatus(sha, "albatros/default", gitea.StatusSuccess)
+
+	p.g.PushTag(t, p.owner, p.repo, "v1.2.3", sha)
+	tagJob := p.waitJob(func(m map[string]string) bool { return m["TAG"] == "v1.2.3" })
+	_, log := get(t, bot(t).URL+"/build?job="+tagJob+"&log=stdout")
+	if !strings.Contains(log, "COMMIT="+sha+" BRANCH= FLAVOR=default TAG=v1.2.3 PR=unset") {
+		t.Fatalf("tag build log:\n%s", log)
+	}
+
+	feature := p.g.Push(t, p.owner, p.repo, "feature", "main", map[string]testenv.File{"README": {Content: "feature\n"}}, "feature work")
+	pr := p.g.CreatePullRequest(t, p.owner, p.repo, "feature", "main", "A feature")
+	prJob := p.waitJob(func(m map[string]string) bool { return m["PR"] != "" })
+	_, log = get(t, bot(t).URL+"/build?job="+prJob+"&log=stdout")
+	want := "COMMIT=" + feature + " BRANCH=feature FLAVOR=default TAG=unset PR=" + strconv.FormatInt(pr, 10)
+	if !strings.Contains(log, want) {
+		t.Fatalf("pull request build log lacks %q:\n%s", want, log)
+	}
+}
+
+// waitJob waits for a build of the project whose meta satisfies match.
+func (p *project) waitJob(match func(map[string]string) bool) string {
+	p.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for id, meta := range p.jobs() {
+			if match(meta) {
+				return id
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p.t.Fatalf("no matching build; builds:\n%s", describe(p.jobs()))
+	return ""
+}
+
+func TestForkPullRequestSecrets(t *testing.T) {
+	const token = "s3cr3t-deploy-token-4711"
+	const key = "-----BEGIN KEY-----\nline-one-of-the-key\nline-two-of-the-key\n-----END KEY-----"
+	g := env.Gitea(t)
+	trustee := g.CreateUser(t, testenv.UniqueName("trustee"))
+	p := newProject(t, entry{
+		"trusted": map[string]any{"senders": []string{trustee.Name}},
+		"inject":  "set +x\nexport INJECTED=injected-value-0815",
+		"secrets": map[string]string{"DEPLOY_TOKEN": token, "SSH_KEY": key},
+	}, "/webhook/gitea")
+	// The script prints every secret: whole, one line of the key, and the token in two
+	// writes a second apart, so that it reaches the bot in separate log frames.
+	p.push("main", script(`echo "token=[${DEPLOY_TOKEN-none}] injected=[${INJECTED-none}]"
+echo "$SSH_KEY"
+echo "$SSH_KEY" | sed -n 2p
+printf '%s' "${DEPLOY_TOKEN%%-4711}"; sleep 1; echo "-4711"
+`))
+	outsider := g.CreateUser(t, testenv.UniqueName("outsider"))
+
+	// A fork pull request from a user nobody trusts: it runs, without secrets.
+	fork := g.Fork(t, outsider, p.repo)
+	untrustedSHA := g.Push(t, outsider, fork, "patch", "main", map[string]testenv.File{"CHANGE": {Content: "x\n"}}, "outsider change")
+	g.CreatePullRequest(t, outsider, p.repo, outsider.Name+":patch", "main", "untrusted")
+	untrusted := p.waitStatus(untrustedSHA, "albatros/default", gitea.StatusSuccess)
+
+	// The same from a trusted user's fork: the build gets the secrets.
+	fork2 := g.Fork(t, trustee, p.repo)
+	trustedSHA := g.Push(t, trustee, fork2, "patch", "main", map[string]testenv.File{"CHANGE": {Content: "y\n"}}, "trusted change")
+	g.CreatePullRequest(t, trustee, p.repo, trustee.Name+":patch", "main", "trusted")
+	trusted := p.waitStatus(trustedSHA, "albatros/default", gitea.StatusSuccess)
+
+	_, untrustedJob := jobFromLink(t, untrusted.TargetURL)
+	_, trustedJob := jobFromLink(t, trusted.TargetURL)
+	if raw := nomadLog(t, untrustedJob); !strings.Contains(raw, "token=[none] injected=[none]") {
+		t.Fatalf("untrusted build saw secrets:\n%s", raw)
+	}
+	// Nomad's own log proves the trusted build received them...
+	raw := nomadLog(t, trustedJob)
+	if !strings.Contains(raw, "token=["+token+"] injected=[injected-value-0815]") || !strings.Contains(raw, key) {
+		t.Fatalf("trusted build did not get the secrets:\n%s", raw)
+	}
+	// ...and nothing the bot relays shows them.
+	for _, job := range []string{untrustedJob, trustedJob} {
+		_, plain := get(t, bot(t).URL+"/build?job="+job+"&log=stdout")
+		_, page := get(t, bot(t).URL+"/logs/ci/"+job)
+		for name, out := range map[string]string{"/build": plain, "log page": page} {
+			for _, secret := range []string{token, "injected-value-0815", "line-one-of-the-key", "line-two-of-the-key"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("%s of %s shows the secret %q:\n%s", name, job, secret, out)
+				}
+			}
+		}
+		// The whole key, its second line alone, and the token written in two pieces.
+		if job == trustedJob && !strings.Contains(plain, "token=[***] injected=[***]\n***\n***\n***\n") {
+			t.Errorf("trusted build's relayed log is not masked as expected:\n%s", plain)
+		}
+	}
+	for _, st := range append(p.g.Statuses(t, p.repo, trustedSHA), p.g.Statuses(t, p.repo, untrustedSHA)...) {
+		if strings.Contains(st.Description, token) {
+			t.Errorf("status shows the secret: %+v", st)
+		}
+	}
+}
+
+// nomadLog reads a build's stdout straight from Nomad, bypassing the bot.
+func nomadLog(t *testing.T, job string) string {
+	t.Helper()
+	c := env.Nomad(t).Client(t)
+	q := &nomad.QueryOptions{Namespace: "ci"}
+	stubs, _, err := c.Jobs().Allocations(job, true, q)
+	if err != nil || len(stubs) == 0 {
+		t.Fatalf("allocations of %s: %v %v", job, stubs, err)
+	}
+	a, _, err := c.Allocations().Info(stubs[0].ID, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel := make(chan struct{})
+	defer close(cancel)
+	frames, _ := c.AllocFS().Logs(a, false, "executor", "stdout", "start", 0, cancel, q)
+	var out bytes.Buffer
+	for f := range frames {
+		out.Write(f.Data)
+	}
+	return out.String()
+}
+
+func TestBadDeliveriesChangeNothing(t *testing.T) {
+	// A repository whose webhook only records: the test sends its real delivery, altered.
+	p := newProject(t, entry{}, "")
+	rec := newRecorder(t, "http://127.0.0.1:1/") // forwards nowhere
+	p.g.CreateWebhook(t, p.owner, p.repo, rec.URL(), p.secret)
+	sha := p.push("main", script("echo hi\n"))
+	real := rec.wait("push", sha)
+
+	// The same push, made to a repository that is on Gitea but not in the registry.
+	unknown := newProject(t, nil, "")
+	unknownSHA := unknown.push("main", script("echo hi\n"))
+	unknownBody := bytes.ReplaceAll(real.Body, []byte(p.repo.CloneURL), []byte(unknown.repo.CloneURL))
+	unknownBody = bytes.ReplaceAll(unknownBody, []byte(sha), []byte(unknownSHA))
+
+	signed := func(body []byte, secret string) http.Header {
+		h := real.Header.Clone()
+		sig := forgegitea.Sign(body, secret)
+		h.Set("X-Gitea-Signature", sig)
+		h.Set("X-Hub-Signature-256", "sha256="+sig)
+		return h
+	}
+	unsigned := real.Header.Clone()
+	unsigned.Del("X-Gitea-Signature")
+	unsigned.Del("X-Hub-Signature-256")
+	unsigned.Del("X-Hub-Signature")
+	huge := append(bytes.Repeat([]byte(" "), 26<<20), real.Body...)
+
+	cases := []struct {
+		name   string
+		path   string
+		header http.Header
+		body   []byte
+		want   int
+	}{
+		{"wrong signature", "/webhook/gitea", signed(real.Body, "not-the-secret"), real.Body, http.StatusForbidden},
+		{"no signature", "/webhook/gitea", unsigned, real.Body, http.StatusUnauthorized},
+		{"body changed after signing", "/webhook/gitea", real.Header, bytes.Replace(real.Body, []byte(sha), []byte(strings.Repeat("0", 39)+"1"), 1), http.StatusForbidden},
+		{"wrong token", "/hook?token=nope", real.Header, real.Body, http.StatusForbidden},
+		{"no token", "/hook", real.Header, real.Body, http.StatusUnauthorized},
+		{"unknown repository", "/webhook/gitea", signed(unknownBody, p.secret), unknownBody, http.StatusNotFound},
+		{"malformed JSON", "/webhook/gitea", signed([]byte(`{"repository": {`), p.secret), []byte(`{"repository": {`), http.StatusBadRequest},
+		{"not a repository event", "/webhook/gitea", signed([]byte(`{"zen":"hi"}`), p.secret), []byte(`{"zen":"hi"}`), http.StatusBadRequest},
+		{"26 MiB body", "/webhook/gitea", signed(huge, p.secret), huge, http.StatusRequestEntityTooLarge},
+	}
+	for _, c := range cases {
+		code, answer := send(t, c.path, c.header, c.body)
+		if code != c.want {
+			t.Errorf("%s: %d %q, want %d", c.name, code, answer, c.want)
+		}
+	}
+	// The real delivery, for contrast, is accepted as it is.
+	if code, answer := send(t, "/webhook/gitea", real.Header, real.Body); code != http.StatusAccepted {
+		t.Fatalf("the genuine delivery: %d %q", code, answer)
+	}
+	p.waitStatus(sha, "albatros/default", gitea.StatusSuccess)
+	// Only the genuine delivery built anything or wrote to Gitea.
+	if jobs := p.jobs(); len(jobs) != 1 {
+		t.Fatalf("builds: %d, want 1 (only the genuine delivery):\n%s", len(jobs), describe(jobs))
+	}
+	if jobs := unknown.jobs(); len(jobs) != 0 {
+		t.Fatalf("builds of the unknown repository:\n%s", describe(jobs))
+	}
+	if got := p.statuses(sha, "albatros/default"); len(got) != 2 {
+		t.Fatalf("statuses %v, want the genuine build's pending and success only", got)
+	}
+	if got := unknown.g.Statuses(t, unknown.repo, unknownSHA); len(got) != 0 {
+		t.Fatalf("statuses written for the unknown repository: %v", got)
+	}
+}
+
+func TestRedeliveryBuildsOnce(t *testing.T) {
+	p := newProject(t, entry{}, "/webhook/gitea")
+	sha := p.push("main", script("echo once\n"))
+	d := p.proxy.wait("push", sha)
+	if d.Status != http.StatusAccepted {
+		t.Fatalf("first delivery answered %d", d.Status)
+	}
+	// Gitea's redelivery, twice, as it sent it.
+	for range 2 {
+		if code, answer := send(t, "/webhook/gitea", d.Header, d.Body); code != http.StatusAccepted {
+			t.Fatalf("redelivery answered %d %q", code, answer)
+		}
+	}
+	p.waitStatus(sha, "albatros/default", gitea.StatusSuccess)
+	time.Sleep(2 * time.Second) // time for a wrongly doubled build to show up
+	if jobs := p.jobs(); len(jobs) != 1 {
+		t.Fatalf("%d builds for one delivery sent three times:\n%s", len(jobs), describe(jobs))
+	}
+	if got := p.statuses(sha, "albatros/default"); len(got) != 2 || got[0] != gitea.StatusPending {
+		t.Fatalf("statuses %v, want one pending then success", got)
+	}
+}
+
+func TestOriginalHookURLAndFlavors(t *testing.T) {
+	p := newProject(t, entry{"flavors": []string{"fast", "slow"}}, "")
+	b := bot(t)
+	p.g.CreateWebhook(t, p.owner, p.repo, b.URL+"/hook?token="+p.token+"&flavor=nightly", "")
+	sha := p.push("main", script(printEnv))
+	st := p.waitStatus(sha, "albatros/nightly", gitea.StatusSuccess)
+	_, job := jobFromLink(t, st.TargetURL)
+	if meta := p.jobs()[job]; meta["FLAVOR"] != "nightly" {
+		t.Fatalf("flavor from the URL: %v", meta)
+	}
+
+	// Without a flavor in the URL, the entry's flavors each get a build.
+	p2 := newProject(t, entry{"flavors": []string{"fast", "slow"}}, "/webhook/gitea")
+	sha2 := p2.push("main", script(printEnv))
+	p2.waitStatus(sha2, "albatros/fast", gitea.StatusSuccess)
+	p2.waitStatus(sha2, "albatros/slow", gitea.StatusSuccess)
+}
+
+func TestMissingBuilderIsAnErrorStatus(t *testing.T) {
+	p := newProject(t, entry{"builder": map[string]string{"job": "no-such-builder"}}, "/webhook/gitea")
+	sha := p.push("main", script("echo hi\n"))
+	st := p.waitStatus(sha, "albatros/default", gitea.StatusError)
+	if !strings.Contains(st.Description, "no-such-builder") {
+		t.Fatalf("error status %q does not name the builder", st.Description)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	code, body := get(t, bot(t).URL+"/healthz")
+	if code != http.StatusOK || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+}

@@ -1,0 +1,83 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// Bot is a running albatros-bot process.
+type Bot struct {
+	// URL is the bot's base URL (its ALBATROS_URL), without a trailing slash.
+	URL string
+	// LogPath is the file the bot's log goes to.
+	LogPath string
+	Dir     string
+	proc    *process
+}
+
+// BuildBot compiles ./cmd/albatros-bot of the repository into dir and returns the binary.
+func BuildBot(ctx context.Context, dir string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "albatros-bot")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/albatros-bot")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/albatros-bot: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// StartBot starts the bot binary on a free loopback port with the given extra environment
+// (NOMAD_ADDR, CONSUL_HTTP_ADDR, ALBATROS_* settings), ALBATROS_ADDR and ALBATROS_URL set to
+// that port, and waits until /healthz answers 200.
+func StartBot(ctx context.Context, bin string, extraEnv []string) (*Bot, error) {
+	dir, err := tempDir("bot")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	b := &Bot{URL: "http://" + addr, LogPath: filepath.Join(dir, "bot.log"), Dir: dir}
+	env := append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"ALBATROS_ADDR=" + addr,
+		"ALBATROS_URL=" + b.URL,
+	}, extraEnv...)
+	p, err := startProcess("albatros-bot", bin, nil, dir, env, b.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	b.proc = p
+	if err := waitFor(ctx, p, 90*time.Second, func(ctx context.Context) error { return httpOK(ctx, b.URL+"/healthz") }); err != nil {
+		b.Stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Stop stops the bot (SIGTERM: it finishes the deliveries it has answered) and removes its
+// directory.
+func (b *Bot) Stop() {
+	b.proc.stop(30 * time.Second)
+	_ = os.RemoveAll(b.Dir)
+}
+
+// Log returns the bot's log so far.
+func (b *Bot) Log() string {
+	out, _ := os.ReadFile(b.LogPath)
+	return string(out)
+}
+
+// Exited reports whether the bot process has ended.
+func (b *Bot) Exited() bool { return b.proc.exited() }
