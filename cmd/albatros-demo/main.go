@@ -39,11 +39,12 @@ printf '\033[1;32m==> done\033[0m\n'
 
 func main() {
 	wait := flag.Bool("wait", true, "after the build, run until Ctrl-C (false: stop once the status is final)")
+	botBin := flag.String("bot", "", "the albatros-bot binary (default: bin/albatros-bot, which `make demo` builds)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d := &demo{}
-	err := d.run(ctx, *wait)
+	err := d.run(ctx, *wait, *botBin)
 	d.stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "albatros-demo:", err)
@@ -73,7 +74,7 @@ func (d *demo) stop() {
 	d.cleanups = nil
 }
 
-func (d *demo) run(ctx context.Context, wait bool) (err error) {
+func (d *demo) run(ctx context.Context, wait bool, botBin string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			f, ok := r.(fatal)
@@ -110,7 +111,9 @@ func (d *demo) run(ctx context.Context, wait bool) (err error) {
 	d.Cleanup(g.Stop)
 
 	step("starting albatros-bot")
-	botBin := filepath.Join(filepath.Dir(bin("nomad")), "albatros-bot")
+	if botBin == "" {
+		botBin = filepath.Join(filepath.Dir(bin("nomad")), "albatros-bot")
+	}
 	if _, err := os.Stat(botBin); err != nil {
 		return fmt.Errorf("%s not found: run `make build` (make demo does)", botBin)
 	}
@@ -157,11 +160,13 @@ Albatros is running.
   Commit (its status turns green):  %scommit/%s
   Build log (live):                 %s
   Gitea login:                      user %q, password %q
-  Consul KV entry:                  %s
-  Nomad UI:                         %s/ui/jobs?namespace=ci
   Bot:                              %s   (log: %s)
+  Registry entry in Consul:         %s
+  Nomad and Consul from a shell:    export NOMAD_ADDR=%s CONSUL_HTTP_ADDR=%s
+                                    bin/nomad job status -namespace=ci
+                                    bin/consul kv get %s
 
-`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, key, n.Addr, b.URL, b.LogPath)
+`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, b.URL, b.LogPath, key, n.Addr, c.Addr, key)
 	if _, err := waitStatus(ctx, g.URL, repo, sha, "success"); err != nil {
 		return err
 	}
