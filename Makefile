@@ -37,9 +37,9 @@ demo: tools build
 	$(GO) build -o bin/albatros-demo ./cmd/albatros-demo
 	bin/albatros-demo
 
-## bench: the benchmarks reported in docs/BENCHMARKS.md
+## bench: the latency benchmark on the real stack reported in docs/BENCHMARKS.md
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) run ./bench/latency -n 50
 
 clean:
 	rm -rf bin

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 var (
 	botOnce sync.Once
 	theBot  *testenv.Bot
+	botBin  string
 	botErr  error
 )
 
@@ -48,12 +49,12 @@ func bot(t *testing.T) *testenv.Bot {
 			return
 		}
 		env.AtStop(func() { os.RemoveAll(dir) })
-		bin, err := testenv.BuildBot(ctx, dir)
+		botBin, err = testenv.BuildBot(ctx, dir)
 		if err != nil {
 			botErr = err
 			return
 		}
-		theBot, botErr = testenv.StartBot(ctx, bin, append(append(n.Env(), c.Env()...),
+		theBot, botErr = testenv.StartBot(ctx, botBin, append(append(n.Env(), c.Env()...),
 			"ALBATROS_BUILDER_DRIVER=raw_exec",
 			"ALBATROS_BUILDER_VARS=cpu=100,memory=128",
 			"ALBATROS_LOG_LEVEL=debug",

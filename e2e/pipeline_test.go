@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -318,5 +322,122 @@ func TestHealthz(t *testing.T) {
 	code, body := get(t, bot(t).URL+"/healthz")
 	if code != http.StatusOK || strings.TrimSpace(body) != "ok" {
 		t.Fatalf("/healthz: %d %q", code, body)
+	}
+}
+
+// registerBuilder registers a job of the user's own through Nomad's API, as a user would.
+func registerBuilder(t *testing.T, hcl string) {
+	t.Helper()
+	c := env.Nomad(t).Client(t)
+	job, err := c.Jobs().ParseHCL(hcl, true)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if _, _, err := c.Jobs().Register(job, &nomad.WriteOptions{Namespace: *job.Namespace}); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+}
+
+func TestOwnBuilderBreakingTheContract(t *testing.T) {
+	name := testenv.UniqueName("nometa")
+	registerBuilder(t, `job "`+name+`" {
+  namespace = "ci"
+  type = "batch"
+  parameterized { meta_required = ["REPO_URL", "COMMIT"] }
+  group "build" {
+    task "main" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`)
+	p := newProject(t, entry{"builder": map[string]string{"job": name}}, "/webhook/gitea")
+	sha := p.push("main", script("echo hi\n"))
+	st := p.waitStatus(sha, "albatros/default", gitea.StatusError)
+	for _, want := range []string{name + " does not meet the builder contract", "meta BRANCH, FLAVOR not accepted", `no task "executor" in group "runner"`} {
+		if !strings.Contains(st.Description, want) {
+			t.Errorf("error status %q does not say %q", st.Description, want)
+		}
+	}
+	if jobs := p.jobs(); len(jobs) != 0 {
+		t.Fatalf("a build was dispatched to a builder breaking the contract:\n%s", describe(jobs))
+	}
+}
+
+func TestUnplaceableBuildIsAnErrorStatus(t *testing.T) {
+	name := testenv.UniqueName("windows")
+	registerBuilder(t, `job "`+name+`" {
+  namespace = "ci"
+  type = "batch"
+  parameterized { meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"] }
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "windows"
+  }
+  group "runner" {
+    task "executor" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`)
+	p := newProject(t, entry{"builder": map[string]string{"job": name}}, "/webhook/gitea")
+	sha := p.push("main", script("echo hi\n"))
+	st := p.waitStatus(sha, "albatros/default", gitea.StatusError)
+	if !strings.Contains(st.Description, "no node can run this build") || !strings.Contains(st.Description, "kernel.name") {
+		t.Fatalf("error status %q does not explain the placement failure", st.Description)
+	}
+	// Its log page says the same and ends.
+	_, page := get(t, st.TargetURL)
+	if !strings.Contains(page, `class="error"`) || !strings.Contains(page, "no node can run this build") {
+		t.Fatalf("log page:\n%s", page)
+	}
+}
+
+// The log page streams: its first lines arrive while the build still runs.
+func TestLogPageStreamsLive(t *testing.T) {
+	p := newProject(t, entry{}, "/webhook/gitea")
+	sha := p.push("main", script("echo step-one\nsleep 5\necho step-two\n"))
+	pending := p.waitStatus(sha, "albatros/default", gitea.StatusPending)
+	resp, err := http.Get(pending.TargetURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(page.String(), "step-one") {
+		n, err := resp.Body.Read(buf)
+		page.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("page ended before step-one: %v\n%s", err, page.String())
+		}
+	}
+	if strings.Contains(page.String(), "step-two") || strings.Contains(page.String(), "</footer>") {
+		t.Fatalf("the page arrived only once the build had ended:\n%s", page.String())
+	}
+	if st := p.statuses(sha, "albatros/default"); st[len(st)-1] != gitea.StatusPending {
+		t.Fatalf("the build had already ended (%v): not a live view", st)
+	}
+	rest, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(rest), "step-two") || !strings.Contains(string(rest), `class="success"`) {
+		t.Fatalf("the rest of the page:\n%s", rest)
+	}
+}
+
+// A bad setting stops the bot at start, with a message naming it.
+func TestBotRefusesBadSettings(t *testing.T) {
+	bot(t)
+	cmd := exec.Command(botBin, "-addr", "nonsense")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no ALBATROS_URL
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("bot with bad settings: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ALBATROS_URL (-url): is required", `ALBATROS_ADDR (-addr): "nonsense" is not host:port`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -26,7 +26,7 @@ func (o *Orchestrator) ParseJob(ctx context.Context, src, variables string) (*no
 		return nil, fmt.Errorf("nomad could not parse the job: %w", err)
 	}
 	if err := CheckContract(job); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("job %q %w", deref(job.ID), err)
 	}
 	return job, nil
 }
@@ -62,40 +62,47 @@ func (o *Orchestrator) CheckBuilder(ctx context.Context, b Builder) (*nomad.Job,
 		return nil, fmt.Errorf("builder job %s: %w", b, err)
 	}
 	if err := CheckContract(job); err != nil {
-		return nil, fmt.Errorf("builder job %s: %w", b, err)
+		return nil, fmt.Errorf("builder %s %w", b, err)
 	}
 	return job, nil
 }
 
-// CheckContract returns an error wrapping ErrContract that says what a job lacks to be a
-// builder: a parameterized batch job accepting REPO_URL, COMMIT, BRANCH and FLAVOR, requiring
-// no other meta, with group "runner" and task "executor".
+// CheckContract returns an error wrapping ErrContract that says, briefly enough for a
+// commit status, what a job lacks to be a builder: a parameterized batch job accepting
+// REPO_URL, COMMIT, BRANCH and FLAVOR, requiring no other meta, with group "runner" and
+// task "executor".
 func CheckContract(job *nomad.Job) error {
 	var problems []string
 	if t := deref(job.Type); t != "batch" {
-		problems = append(problems, fmt.Sprintf("its type is %q, not \"batch\"", t))
+		problems = append(problems, fmt.Sprintf("type %q, not batch", t))
 	}
-	p := job.ParameterizedJob
-	if p == nil {
-		problems = append(problems, "it is not parameterized")
+	if p := job.ParameterizedJob; p == nil {
+		problems = append(problems, "not parameterized")
 	} else {
 		accepted := append(slices.Clone(p.MetaRequired), p.MetaOptional...)
+		var missing, extra []string
 		for _, k := range RequiredMeta {
 			if !slices.Contains(accepted, k) {
-				problems = append(problems, fmt.Sprintf("it does not accept meta %s", k))
+				missing = append(missing, k)
 			}
 		}
 		for _, k := range p.MetaRequired {
 			if !slices.Contains(RequiredMeta, k) {
-				problems = append(problems, fmt.Sprintf("it requires meta %s, which the bot does not always give", k))
+				extra = append(extra, k)
 			}
+		}
+		if len(missing) > 0 {
+			problems = append(problems, "meta "+strings.Join(missing, ", ")+" not accepted")
+		}
+		if len(extra) > 0 {
+			problems = append(problems, "requires meta "+strings.Join(extra, ", "))
 		}
 	}
 	if !hasTask(job, Group, Task) {
-		problems = append(problems, fmt.Sprintf("it has no task %q in a group %q", Task, Group))
+		problems = append(problems, fmt.Sprintf("no task %q in group %q", Task, Group))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: job %q: %s", ErrContract, deref(job.ID), strings.Join(problems, "; "))
+		return fmt.Errorf("%w: %s", ErrContract, strings.Join(problems, "; "))
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	payload := req.Payload
 	if p.Payload == "forbidden" {
 		if req.HasSecrets {
-			return Dispatched{}, fmt.Errorf("%w: builder %s forbids a dispatch payload, so it cannot receive the repository's secrets", ErrContract, req.Builder)
+			return Dispatched{}, fmt.Errorf("builder %s %w: it forbids payloads, so it cannot receive the secrets", req.Builder, ErrContract)
 		}
 		payload = nil
 	}

@@ -37,7 +37,7 @@ var (
 const dispatchMarker = "albatros"
 
 // ErrContract is returned for a builder job that does not honour the builder contract.
-var ErrContract = errors.New("builder contract not met")
+var ErrContract = errors.New("does not meet the builder contract")
 
 // ErrNotFound is returned for a build or builder job Nomad does not know (or has collected).
 var ErrNotFound = errors.New("not found in nomad")

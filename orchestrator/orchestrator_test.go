@@ -136,7 +136,7 @@ func TestContractViolationsAreExplained(t *testing.T) {
       config { command = "true" }
     }
   }
-}`, "it is not parameterized"},
+}`, `job "x" does not meet the builder contract: not parameterized`},
 		"service job": {`job "x" {
   type = "service"
   parameterized { meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"] }
@@ -146,7 +146,7 @@ func TestContractViolationsAreExplained(t *testing.T) {
       config { command = "true" }
     }
   }
-}`, `its type is "service"`},
+}`, `type "service", not batch`},
 		"missing meta and wrong names": {`job "x" {
   type = "batch"
   parameterized { meta_required = ["REPO_URL", "COMMIT", "DEPLOY_KEY"] }
@@ -156,7 +156,7 @@ func TestContractViolationsAreExplained(t *testing.T) {
       config { command = "true" }
     }
   }
-}`, `does not accept meta BRANCH; it does not accept meta FLAVOR; it requires meta DEPLOY_KEY, which the bot does not always give; it has no task "executor" in a group "runner"`},
+}`, `meta BRANCH, FLAVOR not accepted; requires meta DEPLOY_KEY; no task "executor" in group "runner"`},
 	}
 	for name, c := range cases {
 		_, err := o.ParseJob(ctx, c.hcl, "")
@@ -475,5 +475,23 @@ func TestUnplaceableBuild(t *testing.T) {
 	build, err := o.Build(ctx, "unplaceable", d.JobID)
 	if err != nil || build.Status != "dead" {
 		t.Fatalf("unplaceable build not stopped: %+v %v", build, err)
+	}
+}
+
+// Registering a builder creates its namespace when Nomad does not have it yet.
+func TestRegisterBuilderCreatesNamespace(t *testing.T) {
+	o, ctx := setup(t, "unrelated")
+	ns := "fresh-" + strings.ToLower(t.Name()[len(t.Name())-6:])
+	spec := hcl.Builders["builder"]
+	b, err := o.RegisterBuilder(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": ns, "driver": "raw_exec"}))
+	if err != nil {
+		t.Fatalf("register into a missing namespace: %v", err)
+	}
+	if _, _, err := env.Nomad(t).Client(t).Namespaces().Info(ns, nil); err != nil || b.Namespace != ns {
+		t.Fatalf("namespace %s not created: %v (%+v)", ns, err, b)
+	}
+	// Registering again (the bot's next start) is harmless.
+	if _, err := o.RegisterBuilder(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": ns, "driver": "raw_exec"})); err != nil {
+		t.Fatalf("register again: %v", err)
 	}
 }

@@ -115,7 +115,7 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
 		if err != nil {
 			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", err)
-			status.State, status.Description = forge.StateError, "could not start the build: "+readable(err)
+			status.State, status.Description = forge.StateError, readable(err)
 			if serr := f.SetStatus(ctx, status); serr != nil {
 				err = errors.Join(err, serr)
 			}
@@ -193,16 +193,17 @@ func (p *Pipeline) LogURL(ns, jobID string) string {
 	return p.cfg.BaseURL + "/logs/" + url.PathEscape(ns) + "/" + jobID
 }
 
-// readable shortens an error for a commit status: its last, most specific part.
+// readable says, for a commit status, why a build could not start: a builder's own
+// problem in full (it says what to fix), anything else by its last, most specific part.
 func readable(err error) string {
 	msg := err.Error()
 	if errors.Is(err, orchestrator.ErrContract) || errors.Is(err, orchestrator.ErrNotFound) {
 		return msg
 	}
 	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i > 12 {
-		return msg[i+2:]
+		msg = msg[i+2:]
 	}
-	return msg
+	return "could not start the build: " + msg
 }
 
 // keyedMutex locks per key; entries are dropped when no one holds or waits for them.

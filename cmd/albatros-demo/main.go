@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -45,45 +44,23 @@ func main() {
 	defer stop()
 	d := &demo{}
 	err := d.run(ctx, *wait, *botBin)
-	d.stop()
+	d.Stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "albatros-demo:", err)
 		os.Exit(1)
 	}
 }
 
-// demo is the running demo; it satisfies testenv.T so that the test environment's helpers
-// serve it too.
+// demo is the running demo; as a testenv.Program, the test environment's helpers serve it.
 type demo struct {
-	cleanups []func()
+	testenv.Program
 }
 
-type fatal struct{ msg string }
-
-func (d *demo) Helper()                         {}
-func (d *demo) Logf(format string, args ...any) { fmt.Printf(format+"\n", args...) }
-func (d *demo) Fatalf(format string, args ...any) {
-	panic(fatal{fmt.Sprintf(format, args...)})
-}
-func (d *demo) Cleanup(f func()) { d.cleanups = append(d.cleanups, f) }
-
-func (d *demo) stop() {
-	for i := len(d.cleanups) - 1; i >= 0; i-- {
-		d.cleanups[i]()
-	}
-	d.cleanups = nil
+func (d *demo) run(ctx context.Context, wait bool, botBin string) error {
+	return d.Run(func() error { return d.start(ctx, wait, botBin) })
 }
 
-func (d *demo) run(ctx context.Context, wait bool, botBin string) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(fatal)
-			if !ok {
-				panic(r)
-			}
-			err = errors.New(f.msg)
-		}
-	}()
+func (d *demo) start(ctx context.Context, wait bool, botBin string) error {
 	bin := func(name string) string {
 		p, err := testenv.Binary(name)
 		if err != nil {
