@@ -66,28 +66,6 @@ type sample struct {
 func run(p *testenv.Program, n int, poll time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*time.Minute+10*time.Minute)
 	defer cancel()
-	bin := func(name string) string {
-		b, err := testenv.Binary(name)
-		if err != nil {
-			p.Fatalf("%v", err)
-		}
-		return b
-	}
-	c, err := testenv.StartConsul(ctx, bin("consul"))
-	if err != nil {
-		return err
-	}
-	p.Cleanup(c.Stop)
-	nm, err := testenv.StartNomad(ctx, bin("nomad"))
-	if err != nil {
-		return err
-	}
-	p.Cleanup(nm.Stop)
-	g, err := testenv.StartGitea(ctx, bin("gitea"))
-	if err != nil {
-		return err
-	}
-	p.Cleanup(g.Stop)
 	dir, err := os.MkdirTemp("", "alb-bench-")
 	if err != nil {
 		return err
@@ -97,12 +75,11 @@ func run(p *testenv.Program, n int, poll time.Duration) error {
 	if err != nil {
 		return err
 	}
-	b, err := testenv.StartBot(ctx, botBin, append(append(nm.Env(), c.Env()...),
-		"ALBATROS_BUILDER_DRIVER=raw_exec", "ALBATROS_BUILDER_VARS=cpu=100,memory=128"))
+	stack, err := testenv.StartStack(ctx, p, botBin, "ALBATROS_BUILDER_DRIVER=raw_exec", "ALBATROS_BUILDER_VARS=cpu=100,memory=128")
 	if err != nil {
 		return err
 	}
-	p.Cleanup(b.Stop)
+	c, nm, g, b := stack.Consul, stack.Nomad, stack.Gitea, stack.Bot
 
 	user := g.CreateUser(p, "bench")
 	g.CreateOrg(p, user, "bench")

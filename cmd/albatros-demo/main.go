@@ -61,47 +61,26 @@ func (d *demo) run(ctx context.Context, wait bool, botBin string) error {
 }
 
 func (d *demo) start(ctx context.Context, wait bool, botBin string) error {
-	bin := func(name string) string {
-		p, err := testenv.Binary(name)
-		if err != nil {
-			d.Fatalf("%v", err)
-		}
-		return p
-	}
 	step := func(msg string) { fmt.Printf("• %s\n", msg) }
-
-	step("starting Consul, Nomad and Gitea on 127.0.0.1")
-	c, err := testenv.StartConsul(ctx, bin("consul"))
-	if err != nil {
-		return err
-	}
-	d.Cleanup(c.Stop)
-	n, err := testenv.StartNomad(ctx, bin("nomad"))
-	if err != nil {
-		return err
-	}
-	d.Cleanup(n.Stop)
-	g, err := testenv.StartGitea(ctx, bin("gitea"))
-	if err != nil {
-		return err
-	}
-	d.Cleanup(g.Stop)
-
-	step("starting albatros-bot")
 	if botBin == "" {
-		botBin = filepath.Join(filepath.Dir(bin("nomad")), "albatros-bot")
+		dir, err := testenv.BinDir()
+		if err != nil {
+			return err
+		}
+		botBin = filepath.Join(dir, "albatros-bot")
 	}
 	if _, err := os.Stat(botBin); err != nil {
 		return fmt.Errorf("%s not found: run `make build` (make demo does)", botBin)
 	}
-	b, err := testenv.StartBot(ctx, botBin, append(append(n.Env(), c.Env()...),
+	step("starting Consul, Nomad, Gitea and albatros-bot on 127.0.0.1")
+	stack, err := testenv.StartStack(ctx, d, botBin,
 		"ALBATROS_BUILDER_DRIVER=raw_exec", // the demo's Nomad runs builds as plain processes
 		"ALBATROS_BUILDER_VARS=cpu=200,memory=256",
-	))
+	)
 	if err != nil {
 		return err
 	}
-	d.Cleanup(b.Stop)
+	c, n, g, b := stack.Consul, stack.Nomad, stack.Gitea, stack.Bot
 
 	step("creating the demo user, organization and repository on Gitea")
 	user := g.CreateUser(d, "demo")
