@@ -79,7 +79,8 @@ type Event struct {
 }
 
 // Trigger names what made the event, stably across redeliveries: the branch pushed, the
-// tag, or the pull request and its action.
+// tag, or the pull request (its number only: opening and reopening it on the same commit
+// is one build).
 func (e Event) Trigger() string {
 	switch e.Kind {
 	case KindTag:

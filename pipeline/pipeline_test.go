@@ -1,0 +1,706 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
+)
+
+const (
+	cloneURL = "https://git.example.com/org/app.git"
+	sha      = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
+	baseURL  = "https://ci.example.com" // the bot's URL, without the trailing slash it is configured with
+)
+
+var (
+	appRepo        = forge.Repo{CloneURL: cloneURL, FullName: "org/app", Owner: "org", Name: "app", HTMLURL: "https://git.example.com/org/app"}
+	defaultBuilder = orchestrator.Builder{Namespace: "ci", Job: "builder"}
+	discard        = slog.New(slog.DiscardHandler)
+)
+
+// harness is a pipeline on fakes, with the fakes at hand to shape and inspect.
+type harness struct {
+	p      *pipeline.Pipeline
+	repos  *fakeRepos
+	builds *fakeBuilds
+	forge  *fakeForge
+	forges *fakeForges
+}
+
+// newHarness returns a pipeline whose registry holds entry for cloneURL.
+func newHarness(entry *registry.Repo) *harness {
+	h := &harness{
+		repos:  &fakeRepos{entries: map[string]*registry.Repo{cloneURL: entry}},
+		builds: &fakeBuilds{},
+		forge:  &fakeForge{},
+	}
+	h.forges = &fakeForges{forge: h.forge, repo: appRepo}
+	h.p = pipeline.New(pipeline.Config{
+		Repos:   h.repos,
+		Builds:  h.builds,
+		Forge:   h.forges.For,
+		BaseURL: baseURL + "/",
+		Builder: defaultBuilder,
+	})
+	return h
+}
+
+func entryWith(flavors ...string) *registry.Repo {
+	e := &registry.Repo{Flavors: flavors}
+	e.Trusted.Senders = []string{"quentin"}
+	return e
+}
+
+func pushEvent() forge.Event {
+	return forge.Event{Kind: forge.KindPush, Delivery: "delivery-1", Repo: appRepo, Commit: sha, Branch: "main", Sender: "quentin"}
+}
+
+func tagEvent() forge.Event {
+	return forge.Event{Kind: forge.KindTag, Delivery: "delivery-2", Repo: appRepo, Commit: sha, Tag: "v1.2.0", Sender: "quentin"}
+}
+
+func prEvent(sender string, fork bool) forge.Event {
+	head := appRepo
+	if fork {
+		head = forge.Repo{CloneURL: "https://git.example.com/mallory/app.git", FullName: "mallory/app", Owner: "mallory", Name: "app"}
+	}
+	return forge.Event{
+		Kind: forge.KindPullRequest, Delivery: "delivery-3", Repo: appRepo, Commit: sha, Branch: "feature", Sender: sender,
+		PullRequest: &forge.PullRequest{Number: 42, HeadRepo: head, HeadBranch: "feature", BaseBranch: "main", Fork: fork, Action: "opened"},
+	}
+}
+
+func flavorsOf(reqs []orchestrator.DispatchRequest) []string {
+	var out []string
+	for _, r := range reqs {
+		out = append(out, r.Meta["FLAVOR"])
+	}
+	return out
+}
+
+func contextsOf(ss []forge.Status) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.Context)
+	}
+	return out
+}
+
+func TestHandleOneBuildPerFlavor(t *testing.T) {
+	tests := []struct {
+		name    string
+		flavors []string // the entry's
+		flavor  string   // Handle's argument
+		want    []string
+	}{
+		{"entry flavors", []string{"default", "nix", "arm"}, "", []string{"default", "nix", "arm"}},
+		{"argument overrides entry", []string{"default", "nix"}, "arm", []string{"arm"}},
+		{"argument without entry flavors", nil, "nix", []string{"nix"}},
+		{"none is default", nil, "", []string{"default"}},
+		{"empty list is default", []string{}, "", []string{"default"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(entryWith(tt.flavors...))
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], tt.flavor)
+			if err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			reqs := h.builds.requests()
+			if f := flavorsOf(reqs); !slices.Equal(f, tt.want) {
+				t.Errorf("dispatched flavors %q, want %q", f, tt.want)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("Handle returned %d builds, want %d: %+v", len(got), len(tt.want), got)
+			}
+			for i, d := range got {
+				b, err := h.builds.Build(context.Background(), d.Namespace, d.JobID)
+				if err != nil {
+					t.Fatalf("build %d returned by Handle is not one the fake dispatched: %v", i, err)
+				}
+				if b.Meta["FLAVOR"] != tt.want[i] {
+					t.Errorf("build %d returned by Handle has flavor %q, want %q (flavor order)", i, b.Meta["FLAVOR"], tt.want[i])
+				}
+			}
+			var wantContexts []string
+			for _, f := range tt.want {
+				wantContexts = append(wantContexts, "albatros/"+f)
+			}
+			if c := contextsOf(h.forge.written()); !slices.Equal(c, wantContexts) {
+				t.Errorf("status contexts %q, want %q", c, wantContexts)
+			}
+		})
+	}
+}
+
+func TestHandleMeta(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   forge.Event
+		want map[string]string
+	}{
+		{"push", pushEvent(), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}},
+		{"tag", tagEvent(), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "", "FLAVOR": "nix", "TAG": "v1.2.0"}},
+		{"pull request", prEvent("quentin", false), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": "nix", "PR": "42"}},
+		{"fork pull request", prEvent("mallory", true), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": "nix", "PR": "42"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(entryWith("nix"))
+			if _, err := h.p.Handle(context.Background(), discard, tt.ev, h.repos.entries[cloneURL], ""); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			reqs := h.builds.requests()
+			if len(reqs) != 1 {
+				t.Fatalf("%d dispatches, want 1", len(reqs))
+			}
+			if !maps.Equal(reqs[0].Meta, tt.want) {
+				t.Errorf("meta %v, want %v", reqs[0].Meta, tt.want)
+			}
+		})
+	}
+}
+
+func TestHandleBuilder(t *testing.T) {
+	tests := []struct {
+		name    string
+		builder *registry.Builder // the entry's
+		want    orchestrator.Builder
+	}{
+		{"default", nil, defaultBuilder},
+		{"entry's job in the default namespace", &registry.Builder{Job: "mine"}, orchestrator.Builder{Namespace: "ci", Job: "mine"}},
+		{"entry's job and namespace", &registry.Builder{Job: "mine", Namespace: "team"}, orchestrator.Builder{Namespace: "team", Job: "mine"}},
+		{"entry without a job", &registry.Builder{Namespace: "team"}, defaultBuilder},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entryWith()
+			e.Builder = tt.builder
+			h := newHarness(e)
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), e, "")
+			if err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			reqs := h.builds.requests()
+			if len(reqs) != 1 || reqs[0].Builder != tt.want {
+				t.Fatalf("dispatched %+v, want one build of %s", reqs, tt.want)
+			}
+			// The log link follows the build into its builder's namespace.
+			want := baseURL + "/logs/" + tt.want.Namespace + "/" + got[0].JobID
+			if s := h.forge.written(); len(s) != 1 || s[0].TargetURL != want {
+				t.Errorf("statuses %+v, want one linking to %s", s, want)
+			}
+		})
+	}
+}
+
+func TestHandleSecrets(t *testing.T) {
+	const inject = "set +x\nexport SECRET1=xx"
+	vars := map[string]string{"REGISTRY_TOKEN": "tok-123", "DEPLOY_KEY": "it's a key"}
+	full, err := secrets.Payload(inject, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	injectOnly, err := secrets.Payload(inject, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	varsOnly, err := secrets.Payload("", vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name        string
+		senders     []string
+		inject      string
+		vars        map[string]string
+		ev          forge.Event
+		wantPayload []byte
+		wantSecrets bool
+	}{
+		{"trusted push", []string{"quentin", "lx"}, inject, vars, pushEvent(), full, true},
+		{"trusted tag", []string{"quentin"}, inject, vars, tagEvent(), full, true},
+		{"trusted pull request", []string{"quentin"}, inject, vars, prEvent("quentin", false), full, true},
+		{"trusted, inject only", []string{"quentin"}, inject, nil, pushEvent(), injectOnly, true},
+		{"trusted, secrets only", []string{"quentin"}, "", vars, pushEvent(), varsOnly, true},
+		{"trusted, nothing to give", []string{"quentin"}, "", nil, pushEvent(), secrets.Empty(), false},
+		{"untrusted push", []string{"lx"}, inject, vars, pushEvent(), secrets.Empty(), false},
+		{"no trusted senders", nil, inject, vars, pushEvent(), secrets.Empty(), false},
+		{"empty sender", []string{"", "quentin"}, inject, vars, func() forge.Event { e := pushEvent(); e.Sender = ""; return e }(), secrets.Empty(), false},
+		{"untrusted fork pull request", []string{"quentin"}, inject, vars, prEvent("mallory", true), secrets.Empty(), false},
+		{"untrusted pull request", []string{"quentin"}, inject, vars, prEvent("mallory", false), secrets.Empty(), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entryWith("default", "nix")
+			e.Trusted.Senders, e.Inject, e.Secrets = tt.senders, tt.inject, tt.vars
+			h := newHarness(e)
+			if _, err := h.p.Handle(context.Background(), discard, tt.ev, e, ""); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			reqs := h.builds.requests()
+			if len(reqs) != 2 {
+				t.Fatalf("%d dispatches, want 2", len(reqs))
+			}
+			for _, r := range reqs {
+				if string(r.Payload) != string(tt.wantPayload) || r.HasSecrets != tt.wantSecrets {
+					t.Errorf("flavor %s: payload %q (HasSecrets %v), want %q (HasSecrets %v)",
+						r.Meta["FLAVOR"], r.Payload, r.HasSecrets, tt.wantPayload, tt.wantSecrets)
+				}
+				if !tt.wantSecrets {
+					for _, v := range append(slices.Collect(maps.Values(vars)), "SECRET1=xx") {
+						if strings.Contains(string(r.Payload), v) {
+							t.Errorf("flavor %s: a build without secrets got %q", r.Meta["FLAVOR"], v)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// tokenOf returns the idempotency token a fresh pipeline (a restarted bot, or another one)
+// gives the build of ev in the default flavor, or in flavor.
+func tokenOf(t *testing.T, ev forge.Event, builder *registry.Builder, flavor string) string {
+	t.Helper()
+	e := entryWith()
+	e.Builder = builder
+	h := newHarness(e)
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, flavor); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	reqs := h.builds.requests()
+	if len(reqs) != 1 || reqs[0].IdempotencyToken == "" {
+		t.Fatalf("dispatches %+v, want one with a token", reqs)
+	}
+	return reqs[0].IdempotencyToken
+}
+
+func TestHandleIdempotencyToken(t *testing.T) {
+	base := tokenOf(t, pushEvent(), nil, "")
+
+	redelivered := pushEvent()
+	redelivered.Delivery = "delivery-99"
+	if got := tokenOf(t, redelivered, nil, ""); got != base {
+		t.Errorf("the same push delivered again has token %s, want %s", got, base)
+	}
+	if got := tokenOf(t, pushEvent(), &registry.Builder{Job: "builder", Namespace: "ci"}, ""); got != base {
+		t.Errorf("naming the default builder in the entry changed the token: %s, want %s", got, base)
+	}
+
+	differ := map[string]struct {
+		ev      forge.Event
+		builder *registry.Builder
+		flavor  string
+	}{
+		"commit": {ev: func() forge.Event { e := pushEvent(); e.Commit = strings.Repeat("a", 40); return e }()},
+		"branch": {ev: func() forge.Event { e := pushEvent(); e.Branch = "dev"; return e }()},
+		"repository": {ev: func() forge.Event {
+			e := pushEvent()
+			e.Repo.CloneURL = "https://git.example.com/org/other.git"
+			return e
+		}()},
+		"flavor":              {ev: pushEvent(), flavor: "nix"},
+		"tag":                 {ev: tagEvent()},
+		"builder job":         {ev: pushEvent(), builder: &registry.Builder{Job: "mine"}},
+		"builder ns":          {ev: pushEvent(), builder: &registry.Builder{Job: "builder", Namespace: "team"}},
+		"pull request":        {ev: prEvent("quentin", false)},
+		"tag named as branch": {ev: func() forge.Event { e := tagEvent(); e.Tag = "main"; return e }()},
+	}
+	seen := map[string]string{base: "push to main"}
+	for name, d := range differ {
+		got := tokenOf(t, d.ev, d.builder, d.flavor)
+		if other, dup := seen[got]; dup {
+			t.Errorf("token of the build with another %s equals the token of %s: %s", name, other, got)
+		}
+		seen[got] = "another " + name
+	}
+
+	// Same tag, pull request: the token follows the trigger too.
+	tag2 := tagEvent()
+	tag2.Tag = "v1.2.1"
+	if tokenOf(t, tag2, nil, "") == tokenOf(t, tagEvent(), nil, "") {
+		t.Errorf("two tags on the same commit share a token")
+	}
+	pr2 := prEvent("quentin", false)
+	pr2.PullRequest.Number = 43
+	if tokenOf(t, pr2, nil, "") == tokenOf(t, prEvent("quentin", false), nil, "") {
+		t.Errorf("two pull requests with the same head commit share a token")
+	}
+	prAgain := prEvent("quentin", false)
+	prAgain.Delivery = "delivery-100"
+	if tokenOf(t, prAgain, nil, "") != tokenOf(t, prEvent("quentin", false), nil, "") {
+		t.Errorf("the same pull request event delivered twice has two tokens")
+	}
+}
+
+func TestHandlePendingStatus(t *testing.T) {
+	h := newHarness(entryWith())
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if len(got) != 1 || got[0].Duplicate || got[0].Namespace != "ci" {
+		t.Fatalf("Handle returned %+v, want one new build in ci", got)
+	}
+	want := forge.Status{
+		Repo:        appRepo,
+		Commit:      sha,
+		State:       forge.StatePending,
+		Context:     "albatros/default",
+		Description: "queued in Nomad",
+		TargetURL:   "https://ci.example.com/logs/ci/" + got[0].JobID,
+	}
+	s := h.forge.written()
+	if len(s) != 1 {
+		t.Fatalf("%d statuses written, want exactly 1: %+v", len(s), s)
+	}
+	if s[0] != want {
+		t.Errorf("status\n %+v\nwant\n %+v", s[0], want)
+	}
+	if u := h.p.LogURL("ci", got[0].JobID); u != want.TargetURL {
+		t.Errorf("LogURL = %s, want the status's link %s", u, want.TargetURL)
+	}
+	if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.entries[cloneURL] {
+		t.Errorf("ForgeFor called %+v, want once with the entry and %s", h.forges.calls, cloneURL)
+	}
+}
+
+func TestHandleDuplicateWritesNoStatus(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	e := h.repos.entries[cloneURL]
+	first, err := h.p.Handle(context.Background(), discard, pushEvent(), e, "")
+	if err != nil {
+		t.Fatalf("first Handle: %v", err)
+	}
+	again := pushEvent()
+	again.Delivery = "delivery-redelivered"
+	second, err := h.p.Handle(context.Background(), discard, again, e, "")
+	if err != nil {
+		t.Fatalf("second Handle: %v", err)
+	}
+	if len(second) != 2 {
+		t.Fatalf("second Handle returned %+v, want the 2 builds", second)
+	}
+	for i, d := range second {
+		if !d.Duplicate || d.JobID != first[i].JobID {
+			t.Errorf("redelivery: build %d is %+v, want the duplicate of %s", i, d, first[i].JobID)
+		}
+	}
+	if s := h.forge.written(); len(s) != 2 {
+		t.Errorf("%d statuses after a delivery and its redelivery, want 2 (one per flavor, none for duplicates): %+v", len(s), s)
+	}
+}
+
+func TestHandleDispatchError(t *testing.T) {
+	// Errors as the orchestrator returns them.
+	errNomad := fmt.Errorf("dispatch ci/builder: %w", errors.New("Unexpected response code: 500 (no cluster leader)"))
+	errRefused := fmt.Errorf("builder job ci/builder: %w", errors.New("dial tcp 127.0.0.1:4646: connect: connection refused"))
+	errContract := fmt.Errorf("builder ci/builder %w", fmt.Errorf("%w: not parameterized; no task \"executor\" in group \"runner\"", orchestrator.ErrContract))
+	errMissing := fmt.Errorf("builder job ci/builder: %w", orchestrator.ErrNotFound)
+	tests := []struct {
+		name    string
+		failing map[string]error
+		// wantDesc is the description of the error status of each failing flavor; the
+		// others get a pending status.
+		wantDesc map[string]string
+	}{
+		{"middle flavor fails", map[string]error{"nix": errNomad},
+			map[string]string{"nix": "could not start the build: 500 (no cluster leader)"}},
+		{"all fail", map[string]error{"default": errRefused, "nix": errRefused, "arm": errNomad},
+			map[string]string{
+				"default": "could not start the build: connection refused",
+				"nix":     "could not start the build: connection refused",
+				"arm":     "could not start the build: 500 (no cluster leader)",
+			}},
+		// Since 82462be a builder's own problem is the whole description: it says what to fix,
+		// and fits a commit status (GitHub keeps 140 characters).
+		{"builder breaks the contract", map[string]error{"default": errContract},
+			map[string]string{"default": `builder ci/builder does not meet the builder contract: not parameterized; no task "executor" in group "runner"`}},
+		{"builder missing", map[string]error{"arm": errMissing},
+			map[string]string{"arm": "builder job ci/builder: not found in nomad"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(entryWith("default", "nix", "arm"))
+			h.builds.dispatchErr = tt.failing
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+			if err == nil {
+				t.Fatalf("Handle with failing dispatches returned no error")
+			}
+			for fl, ferr := range tt.failing {
+				if !errors.Is(err, ferr) {
+					t.Errorf("Handle's error %q does not wrap %s's dispatch error", err, fl)
+				}
+			}
+			if f := flavorsOf(h.builds.requests()); !slices.Equal(f, []string{"default", "nix", "arm"}) {
+				t.Errorf("dispatched %q, want every flavor tried", f)
+			}
+			if len(got) != 3-len(tt.failing) {
+				t.Errorf("Handle returned %d builds, want %d", len(got), 3-len(tt.failing))
+			}
+			s := h.forge.written()
+			if c := contextsOf(s); !slices.Equal(c, []string{"albatros/default", "albatros/nix", "albatros/arm"}) {
+				t.Fatalf("status contexts %q, want one per flavor, in order", c)
+			}
+			for _, st := range s {
+				if st.Commit != sha || st.Repo != appRepo {
+					t.Errorf("%s: status on %s@%s, want %s@%s", st.Context, st.Repo.FullName, st.Commit, appRepo.FullName, sha)
+				}
+				want, failed := tt.wantDesc[strings.TrimPrefix(st.Context, "albatros/")]
+				if !failed {
+					if st.State != forge.StatePending {
+						t.Errorf("%s: state %s, want pending", st.Context, st.State)
+					}
+					continue
+				}
+				if st.State != forge.StateError || st.Description != want {
+					t.Errorf("%s: %s %q, want error %q", st.Context, st.State, st.Description, want)
+				}
+				if len(st.Description) > 140 {
+					t.Errorf("%s: description of %d characters, more than a commit status keeps", st.Context, len(st.Description))
+				}
+			}
+		})
+	}
+}
+
+func TestHandleStatusWriteError(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	errForge := errors.New("gitea: 401 Unauthorized")
+	h.forge.setErr = errForge
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	if !errors.Is(err, errForge) {
+		t.Errorf("Handle with a failing forge = %v, want an error wrapping %v", err, errForge)
+	}
+	if len(got) != 2 || len(h.builds.requests()) != 2 {
+		t.Errorf("returned %+v after %d dispatches, want both flavors dispatched and returned", got, len(h.builds.requests()))
+	}
+}
+
+func TestHandleForgeLookupError(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	errNoForge := errors.New("no gitea url and token")
+	h.forges.err = errNoForge
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	if !errors.Is(err, errNoForge) {
+		t.Fatalf("Handle = %v, want an error wrapping %v", err, errNoForge)
+	}
+	if !strings.Contains(err.Error(), cloneURL) {
+		t.Errorf("error %q does not name the repository", err)
+	}
+	if len(got) != 0 || len(h.builds.requests()) != 0 || len(h.forge.written()) != 0 {
+		t.Errorf("with no forge: returned %+v, %d dispatches, %d statuses; want nothing", got, len(h.builds.requests()), len(h.forge.written()))
+	}
+}
+
+func TestHandleReportsBuildThatAlreadyEnded(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	h.builds.ended = map[string]orchestrator.Outcome{
+		"nix": {Result: orchestrator.Failure, Description: "the build failed: exit code 1", Final: true},
+	}
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	s := h.forge.written()
+	if len(s) != 3 {
+		t.Fatalf("statuses %+v, want pending for each flavor and failure for nix", s)
+	}
+	if s[0].Context != "albatros/default" || s[0].State != forge.StatePending {
+		t.Errorf("first status %+v, want pending on albatros/default", s[0])
+	}
+	link := baseURL + "/logs/ci/" + got[1].JobID
+	if s[1].Context != "albatros/nix" || s[1].State != forge.StatePending || s[1].TargetURL != link {
+		t.Errorf("second status %+v, want pending on albatros/nix linking to %s", s[1], link)
+	}
+	want := forge.Status{Repo: appRepo, Commit: sha, State: forge.StateFailure, Context: "albatros/nix", Description: "the build failed: exit code 1", TargetURL: link}
+	if s[2] != want {
+		t.Errorf("last status\n %+v\nwant the final one, after the pending\n %+v", s[2], want)
+	}
+	if !slices.Equal(h.builds.outcomeOf, []string{got[0].JobID, got[1].JobID}) {
+		t.Errorf("outcomes asked of %q, want of each build after its dispatch", h.builds.outcomeOf)
+	}
+}
+
+func TestHandleOutcomeError(t *testing.T) {
+	h := newHarness(entryWith())
+	errNomad := errors.New("allocations: connection refused")
+	h.builds.outcomeErr = errNomad
+	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	if !errors.Is(err, errNomad) {
+		t.Errorf("Handle = %v, want an error wrapping %v", err, errNomad)
+	}
+	if s := h.forge.written(); len(s) != 1 || s[0].State != forge.StatePending {
+		t.Errorf("statuses %+v, want the pending one", s)
+	}
+}
+
+func TestHandleConcurrentDeliveriesDispatchSerially(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	h.builds.hold = 5 * time.Millisecond
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			ev := pushEvent()
+			ev.Delivery = fmt.Sprintf("delivery-%d", i)
+			_, errs[i] = h.p.Handle(context.Background(), discard, ev, h.repos.entries[cloneURL], "")
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Handle %d: %v", i, err)
+		}
+	}
+	reqs := h.builds.requests()
+	if len(reqs) != 2*n {
+		t.Fatalf("%d dispatches, want %d (every delivery asks for both flavors)", len(reqs), 2*n)
+	}
+	if len(h.builds.overlaps) > 0 {
+		t.Errorf("dispatches with the same token ran concurrently %d times", len(h.builds.overlaps))
+	}
+	if len(h.builds.byToken) != 2 {
+		t.Errorf("%d builds started, want 2 (one per flavor)", len(h.builds.byToken))
+	}
+	if c := contextsOf(h.forge.written()); len(c) != 2 || !slices.Contains(c, "albatros/default") || !slices.Contains(c, "albatros/nix") {
+		t.Errorf("statuses in contexts %q, want one pending per flavor", c)
+	}
+}
+
+// reportHarness is a pipeline that knows one build of flavor nix of sha, as Nomad would
+// after a restart: dispatched earlier, its meta still there.
+func reportHarness() (*harness, orchestrator.Outcome, string) {
+	h := newHarness(entryWith("nix"))
+	const jobID = "builder/dispatch-albatros-1700000000-abcd1234"
+	h.builds.addBuild("ci", jobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"})
+	out := orchestrator.Outcome{Namespace: "ci", JobID: jobID, Result: orchestrator.Success, Description: "the build succeeded", Final: true}
+	return h, out, baseURL + "/logs/ci/" + jobID
+}
+
+func TestReport(t *testing.T) {
+	_, _, link := reportHarness()
+	otherLink := baseURL + "/logs/ci/builder/dispatch-albatros-1699999999-00000001"
+	status := func(state forge.State, context, link string) forge.Status {
+		return forge.Status{Repo: appRepo, Commit: sha, State: state, Context: context, TargetURL: link}
+	}
+	pendingOutcome := orchestrator.Outcome{Result: orchestrator.Pending, Description: "waiting for a node", Final: false}
+	tests := []struct {
+		name      string
+		before    []forge.Status // already on the commit
+		outcome   *orchestrator.Outcome
+		writeOnly bool  // the forge lacks LatestStatus
+		latestErr error // LatestStatus fails
+		wantWrite bool
+	}{
+		{name: "first status", wantWrite: true},
+		{name: "after its pending", before: []forge.Status{status(forge.StatePending, "albatros/nix", link)}, wantWrite: true},
+		{name: "already reported", before: []forge.Status{status(forge.StateSuccess, "albatros/nix", link)}},
+		{name: "same state of another build", before: []forge.Status{status(forge.StateSuccess, "albatros/nix", otherLink)}, wantWrite: true},
+		{name: "same state and link in another context", before: []forge.Status{status(forge.StateSuccess, "albatros/default", link)}, wantWrite: true},
+		{name: "final over an older final of the same build", before: []forge.Status{status(forge.StateError, "albatros/nix", link)}, wantWrite: true},
+		{name: "waiting does not hide the final", before: []forge.Status{status(forge.StateFailure, "albatros/nix", link)}, outcome: &pendingOutcome},
+		{name: "waiting repeated", before: []forge.Status{status(forge.StatePending, "albatros/nix", link)}, outcome: &pendingOutcome},
+		{name: "waiting over another build's final", before: []forge.Status{status(forge.StateFailure, "albatros/nix", otherLink)}, outcome: &pendingOutcome, wantWrite: true},
+		{name: "forge without LatestStatus", before: []forge.Status{status(forge.StateSuccess, "albatros/nix", link)}, writeOnly: true, wantWrite: true},
+		{name: "LatestStatus fails", before: []forge.Status{status(forge.StateSuccess, "albatros/nix", link)}, latestErr: errors.New("gitea: 500"), wantWrite: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, out, link := reportHarness()
+			if tt.outcome != nil {
+				o := *tt.outcome
+				o.Namespace, o.JobID = out.Namespace, out.JobID
+				out = o
+			}
+			h.forge.statuses = slices.Clone(tt.before)
+			h.forge.latestErr = tt.latestErr
+			if tt.writeOnly {
+				h.forges.forge = writeOnlyForge{h.forge}
+			}
+			if err := h.p.Report(context.Background(), out); err != nil {
+				t.Fatalf("Report: %v", err)
+			}
+			s := h.forge.written()
+			if !tt.wantWrite {
+				if len(s) != len(tt.before) {
+					t.Errorf("wrote %+v, want nothing", s[len(tt.before):])
+				}
+				return
+			}
+			if len(s) != len(tt.before)+1 {
+				t.Fatalf("wrote %d statuses, want 1", len(s)-len(tt.before))
+			}
+			want := forge.Status{Repo: appRepo, Commit: sha, State: forge.State(out.Result), Context: "albatros/nix", Description: out.Description, TargetURL: link}
+			if got := s[len(s)-1]; got != want {
+				t.Errorf("wrote\n %+v\nwant\n %+v", got, want)
+			}
+			if !slices.Equal(h.repos.lookups, []string{cloneURL}) {
+				t.Errorf("registry lookups %q, want the build's REPO_URL %s", h.repos.lookups, cloneURL)
+			}
+			if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.entries[cloneURL] {
+				t.Errorf("ForgeFor calls %+v, want one with the build's entry and REPO_URL", h.forges.calls)
+			}
+		})
+	}
+}
+
+func TestReportErrors(t *testing.T) {
+	errNomad := errors.New("nomad: connection refused")
+	errConsul := errors.New("consul get: connection refused")
+	errForge := errors.New("no gitea url and token")
+	tests := []struct {
+		name   string
+		shape  func(h *harness, out *orchestrator.Outcome)
+		wantIs error
+	}{
+		{"build unknown to nomad", func(h *harness, out *orchestrator.Outcome) { out.JobID = "builder/dispatch-albatros-1-gone" }, orchestrator.ErrNotFound},
+		{"nomad down", func(h *harness, out *orchestrator.Outcome) { h.builds.buildErr = errNomad }, errNomad},
+		{"repository no longer registered", func(h *harness, out *orchestrator.Outcome) { delete(h.repos.entries, cloneURL) }, registry.ErrNotFound},
+		{"consul down", func(h *harness, out *orchestrator.Outcome) { h.repos.err = errConsul }, errConsul},
+		{"no forge", func(h *harness, out *orchestrator.Outcome) { h.forges.err = errForge }, errForge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, out, _ := reportHarness()
+			tt.shape(h, &out)
+			err := h.p.Report(context.Background(), out)
+			if !errors.Is(err, tt.wantIs) {
+				t.Fatalf("Report = %v, want an error wrapping %v", err, tt.wantIs)
+			}
+			if !strings.Contains(err.Error(), out.JobID) {
+				t.Errorf("error %q does not name the build %s", err, out.JobID)
+			}
+			if s := h.forge.written(); len(s) != 0 {
+				t.Errorf("wrote %+v after a failure, want nothing", s)
+			}
+		})
+	}
+}
+
+func TestStatusContext(t *testing.T) {
+	if pipeline.DefaultFlavor != "default" {
+		t.Errorf("DefaultFlavor = %q, want default", pipeline.DefaultFlavor)
+	}
+	for flavor, want := range map[string]string{"default": "albatros/default", "nix": "albatros/nix"} {
+		if got := pipeline.StatusContext(flavor); got != want {
+			t.Errorf("StatusContext(%q) = %q, want %q", flavor, got, want)
+		}
+	}
+}
