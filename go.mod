@@ -4,8 +4,10 @@ go 1.26.7
 
 require (
 	code.gitea.io/sdk/gitea v0.25.1
+	github.com/google/go-github/v93 v93.0.0
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/hashicorp/nomad/api v0.0.0-20261016150620-df630b26e78a
+	golang.org/x/oauth2 v0.38.0
 )
 
 require (
@@ -15,6 +17,7 @@ require (
 	github.com/fatih/color v1.19.0 // indirect
 	github.com/go-fed/httpsig v1.1.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
+	github.com/google/go-querystring v1.2.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/hashicorp/cronexpr v1.1.3 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect

@@ -1,0 +1,159 @@
+// Package github is the GitHub driver of Albatros: it verifies and parses GitHub's webhook
+// deliveries (push, pull_request, ping) into forge events, and writes commit statuses back
+// through go-github, on github.com or a GitHub Enterprise Server. It is the only package that
+// imports github.com/google/go-github.
+//
+// It is not a GitHub App: it acts with one token, does not use the Checks API, and does not
+// read repositories, comments or anything else the bot does not act on.
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	gh "github.com/google/go-github/v93/github"
+	"golang.org/x/oauth2"
+
+	"github.com/albatros-ci/albatros/forge"
+)
+
+// Client talks to one GitHub API with one token.
+type Client struct {
+	api *gh.Client
+}
+
+var _ forge.Forge = (*Client)(nil)
+
+// publicAPI is github.com's REST API, go-github's default base.
+const publicAPI = "https://api.github.com/"
+
+// New returns a client for the GitHub API at apiURL, acting with token (a personal access
+// token, or any token that may write commit statuses). An empty apiURL, or
+// https://api.github.com/, means github.com; anything else is taken as the API base of a
+// GitHub Enterprise Server exactly as given (usually https://host/api/v3/). httpClient may be
+// nil for http.DefaultClient; the token is layered over it, and its timeout is kept.
+func New(apiURL, token string, httpClient *http.Client) (*Client, error) {
+	if token == "" {
+		return nil, errors.New("github: no token")
+	}
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	// oauth2's transport puts the token on every request, a redirected one included; so
+	// that it never reaches another host, redirects stay on the host they started from.
+	sameHost := *httpClient
+	sameHost.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Host != via[0].URL.Host {
+			return fmt.Errorf("github: refused a redirect from %s to %s, which would carry the token", via[0].URL.Host, req.URL.Host)
+		}
+		if len(via) >= 10 {
+			return errors.New("github: stopped after 10 redirects")
+		}
+		return nil
+	}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &sameHost)
+	authed := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
+	opts := []gh.ClientOptionsFunc{gh.WithHTTPClient(authed)}
+
+	if base := strings.TrimSuffix(apiURL, "/") + "/"; apiURL != "" && base != publicAPI {
+		u, err := url.Parse(base)
+		if err != nil {
+			return nil, fmt.Errorf("github: api url %q: %w", apiURL, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("github: api url %q is not an http(s) url", apiURL)
+		}
+		// WithEnterpriseURLs would append api/v3/ to any base not ending in it, which a
+		// proxy or a test server does not serve; the base is used as given instead. The bot
+		// uploads nothing, so the upload base is the same server: no request leaves it.
+		opts = append(opts, gh.WithURLs(&base, &base))
+	}
+	api, err := gh.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("github: %w", err)
+	}
+	return &Client{api: api}, nil
+}
+
+// maxDescription is GitHub's limit on a status description, in characters; a longer one is
+// refused with 422.
+const maxDescription = 140
+
+// SetStatus writes a commit status on s.Repo at s.Commit. A description longer than GitHub
+// accepts is cut, ending in "…".
+func (c *Client) SetStatus(ctx context.Context, s forge.Status) error {
+	_, _, err := c.api.Repositories.CreateStatus(ctx, s.Repo.Owner, s.Repo.Name, s.Commit, gh.RepoStatus{
+		State:       gh.Ptr(string(s.State)),
+		TargetURL:   gh.Ptr(s.TargetURL),
+		Description: gh.Ptr(truncate(s.Description, maxDescription)),
+		Context:     gh.Ptr(s.Context),
+	})
+	if err != nil {
+		return fmt.Errorf("github: set %s status %s on %s@%s: %w", s.Context, s.State, s.Repo.FullName, short(s.Commit), err)
+	}
+	return nil
+}
+
+// truncate cuts s to at most n characters (runes), the last being "…" when it cut.
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	runes := []rune(s)
+	return string(runes[:n-1]) + "…"
+}
+
+// LatestStatus returns the newest status of commit in context ctxName; ok is false when the
+// commit has none there. It reads the first 100 statuses of the commit, newest first, which
+// holds the newest of every context unless more than 100 were written after it.
+func (c *Client) LatestStatus(ctx context.Context, repo forge.Repo, commit, ctxName string) (forge.Status, bool, error) {
+	list, _, err := c.api.Repositories.ListStatuses(ctx, repo.Owner, repo.Name, commit, &gh.ListOptions{PerPage: 100})
+	if err != nil {
+		return forge.Status{}, false, fmt.Errorf("github: statuses of %s@%s: %w", repo.FullName, short(commit), err)
+	}
+	// GitHub lists newest first, but ids are what orders them for sure: statuses written in
+	// the same second share created_at.
+	var newest *gh.RepoStatus
+	for _, s := range list {
+		if s.GetContext() == ctxName && (newest == nil || s.GetID() > newest.GetID()) {
+			newest = s
+		}
+	}
+	if newest == nil {
+		return forge.Status{}, false, nil
+	}
+	return forge.Status{Repo: repo, Commit: commit, State: forge.State(newest.GetState()), Context: newest.GetContext(),
+		Description: newest.GetDescription(), TargetURL: newest.GetTargetURL()}, true, nil
+}
+
+// RepoFromCloneURL names the repository behind an HTTP(S) clone URL of github.com or of a
+// GitHub Enterprise Server (both serve repositories at the root: https://host/owner/name.git).
+// The clone URL is kept as given; the web page drops any user info.
+func RepoFromCloneURL(cloneURL string) (forge.Repo, error) {
+	u, err := url.Parse(cloneURL)
+	if err != nil {
+		return forge.Repo{}, fmt.Errorf("clone url %q: %w", cloneURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return forge.Repo{}, fmt.Errorf("clone url %q is not an http(s) url", cloneURL)
+	}
+	rest := strings.TrimSuffix(strings.TrimPrefix(u.Path, "/"), ".git")
+	owner, name, ok := strings.Cut(rest, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return forge.Repo{}, fmt.Errorf("clone url %q does not name owner/repo", cloneURL)
+	}
+	html := url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/" + owner + "/" + name}
+	return forge.Repo{CloneURL: cloneURL, FullName: owner + "/" + name, Owner: owner, Name: name, HTMLURL: html.String()}, nil
+}
+
+func short(sha string) string {
+	if len(sha) > 10 {
+		return sha[:10]
+	}
+	return sha
+}

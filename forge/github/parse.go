@@ -1,0 +1,164 @@
+package github
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	gh "github.com/google/go-github/v93/github"
+
+	"github.com/albatros-ci/albatros/forge"
+)
+
+// Locate reads only the repository a delivery is about, so that its webhook secret can be
+// found before the delivery is verified. Nothing else of the body is trusted or used.
+func Locate(body []byte) (forge.Repo, error) {
+	// A struct of its own rather than go-github's: an unverified body is read for these five
+	// strings and nothing more.
+	var p struct {
+		Repository *struct {
+			Name     string `json:"name"`
+			FullName string `json:"full_name"`
+			Owner    struct {
+				Login string `json:"login"`
+			} `json:"owner"`
+			HTMLURL  string `json:"html_url"`
+			CloneURL string `json:"clone_url"`
+		} `json:"repository"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return forge.Repo{}, fmt.Errorf("%w: %v", forge.ErrMalformed, err)
+	}
+	r := p.Repository
+	if r == nil || r.CloneURL == "" || r.FullName == "" {
+		return forge.Repo{}, fmt.Errorf("%w: no repository.clone_url or full_name", forge.ErrMalformed)
+	}
+	return repo(r.CloneURL, r.FullName, r.Owner.Login, r.Name, r.HTMLURL), nil
+}
+
+// Parse turns a verified delivery into a forge.Event. It acts on push (branches and tags),
+// pull_request (opened, synchronize, reopened) and ping. It returns an error wrapping
+// forge.ErrIgnoreEvent, saying why, for deliveries the bot does not act on (other events and
+// actions, ref deletions, pull requests from deleted forks), and one wrapping
+// forge.ErrMalformed for a delivery without X-GitHub-Event or a body that is not the
+// event's JSON.
+func Parse(h http.Header, body []byte) (forge.Event, error) {
+	event := h.Get(gh.EventTypeHeader)
+	switch event {
+	case "push", "pull_request", "ping":
+	case "":
+		return forge.Event{}, fmt.Errorf("%w: no %s header", forge.ErrMalformed, gh.EventTypeHeader)
+	default:
+		// Not parsed: a body the bot ignores need not be one go-github knows.
+		return forge.Event{}, forge.Ignore("event %q is not handled", event)
+	}
+	payload, err := gh.ParseWebHook(event, body)
+	if err != nil {
+		return forge.Event{}, fmt.Errorf("%w: %s: %v", forge.ErrMalformed, event, err)
+	}
+	var ev forge.Event
+	// A body of JSON null parses without error into a nil payload, matched by no case.
+	switch p := payload.(type) {
+	case *gh.PushEvent:
+		ev, err = parsePush(p)
+	case *gh.PullRequestEvent:
+		ev, err = parsePullRequest(p)
+	case *gh.PingEvent:
+		ev = forge.Event{Kind: forge.KindPing, Sender: p.GetSender().GetLogin()}
+		if p.Repo != nil {
+			ev.Repo = convert(p.Repo)
+		}
+	default:
+		return forge.Event{}, fmt.Errorf("%w: %s: not an object", forge.ErrMalformed, event)
+	}
+	ev.Delivery = h.Get(gh.DeliveryIDHeader)
+	return ev, err
+}
+
+func parsePush(p *gh.PushEvent) (forge.Event, error) {
+	r := p.GetRepo()
+	ref, after := p.GetRef(), p.GetAfter()
+	if r.GetCloneURL() == "" || r.GetFullName() == "" || ref == "" || after == "" {
+		return forge.Event{}, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
+	}
+	ev := forge.Event{
+		Repo:   repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL()),
+		Commit: after,
+		Sender: p.GetSender().GetLogin(),
+	}
+	// GitHub says deleted: true, and pushes the all-zero object name as after (40 or, in
+	// SHA-256 repositories, 64 zeros); either one means there is nothing to build.
+	if p.GetDeleted() || strings.Trim(after, "0") == "" {
+		return ev, forge.Ignore("deletion of %s", ref)
+	}
+	switch {
+	case strings.HasPrefix(ref, "refs/heads/"):
+		ev.Kind = forge.KindPush
+		ev.Branch = strings.TrimPrefix(ref, "refs/heads/")
+	case strings.HasPrefix(ref, "refs/tags/"):
+		ev.Kind = forge.KindTag
+		ev.Tag = strings.TrimPrefix(ref, "refs/tags/")
+	default:
+		return ev, forge.Ignore("push to %s, neither a branch nor a tag", ref)
+	}
+	return ev, nil
+}
+
+func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
+	pr := p.GetPullRequest()
+	if p.Repo == nil || p.GetRepo().GetCloneURL() == "" || pr.Head == nil || pr.Base == nil || pr.GetHead().GetSHA() == "" {
+		return forge.Event{}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
+	}
+	number := int64(pr.GetNumber())
+	if number == 0 {
+		number = int64(p.GetNumber())
+	}
+	action := p.GetAction()
+	switch action {
+	case "opened", "synchronize", "reopened":
+	default:
+		return forge.Event{}, forge.Ignore("pull request #%d %s", number, action)
+	}
+	// The head repository is null once the fork it came from is deleted: its commits are
+	// still in the base repository, but there is no branch left to build from.
+	if pr.Head.Repo == nil {
+		return forge.Event{}, forge.Ignore("pull request #%d %s: its head repository was deleted", number, action)
+	}
+	base := convert(p.Repo)
+	head := convert(pr.Head.Repo)
+	return forge.Event{
+		Kind:   forge.KindPullRequest,
+		Repo:   base,
+		Commit: pr.Head.GetSHA(),
+		Branch: pr.Head.GetRef(),
+		Sender: p.GetSender().GetLogin(),
+		PullRequest: &forge.PullRequest{
+			Number:     number,
+			HeadRepo:   head,
+			HeadBranch: pr.Head.GetRef(),
+			BaseBranch: pr.Base.GetRef(),
+			// GitHub's owner and repository names are case-insensitive.
+			Fork:   !strings.EqualFold(head.FullName, base.FullName),
+			Action: action,
+		},
+	}, nil
+}
+
+// convert names a repository of an event payload in the bot's terms.
+func convert(r *gh.Repository) forge.Repo {
+	return repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL())
+}
+
+// repo builds a forge.Repo, taking owner and name from full_name where the payload leaves
+// them out.
+func repo(cloneURL, fullName, owner, name, htmlURL string) forge.Repo {
+	o, n, _ := strings.Cut(fullName, "/")
+	if owner == "" {
+		owner = o
+	}
+	if name == "" {
+		name = n
+	}
+	return forge.Repo{CloneURL: cloneURL, FullName: fullName, Owner: owner, Name: name, HTMLURL: htmlURL}
+}

@@ -1,0 +1,325 @@
+package github_test
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/github"
+)
+
+// GitHub's own example payloads; testdata/README.md says where each comes from.
+//
+//go:embed testdata/*.json
+var payloads embed.FS
+
+// deliveryID is the example X-GitHub-Delivery of GitHub's webhook documentation.
+const deliveryID = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+
+// payload returns a testdata file's bytes.
+func payload(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := payloads.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// delivery returns the headers GitHub sends with a delivery of event.
+func delivery(event string) http.Header {
+	h := http.Header{}
+	h.Set("X-GitHub-Event", event)
+	h.Set("X-GitHub-Delivery", deliveryID)
+	return h
+}
+
+// decode reads a payload as generic JSON, keeping numbers as they are written.
+func decode(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// edit returns a testdata payload changed by f, for the variants GitHub's examples lack.
+func edit(t *testing.T, name string, f func(m map[string]any)) []byte {
+	t.Helper()
+	m := decode(t, payload(t, name))
+	f(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// field returns the value at path in a decoded payload, nil when absent.
+func field(m map[string]any, path ...string) any {
+	var cur any = m
+	for _, p := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[p]
+	}
+	return cur
+}
+
+// str returns the string at path, "" when absent or not a string.
+func str(m map[string]any, path ...string) string {
+	s, _ := field(m, path...).(string)
+	return s
+}
+
+// repoAt is the forge.Repo a payload's repository object at path describes, read
+// independently of the code under test.
+func repoAt(m map[string]any, path ...string) forge.Repo {
+	at := func(k ...string) string { return str(m, append(append([]string{}, path...), k...)...) }
+	return forge.Repo{CloneURL: at("clone_url"), FullName: at("full_name"), Owner: at("owner", "login"), Name: at("name"), HTMLURL: at("html_url")}
+}
+
+// parseWant is what a payload must parse to, besides what is read from the payload itself.
+type parseWant struct {
+	event   string // X-GitHub-Event
+	kind    forge.Kind
+	ignored string // substring of the reason, for ignored deliveries
+	branch  string
+	tag     string
+	action  string // pull request action
+}
+
+var parseWants = map[string]parseWant{
+	"push_branch.json":              {event: "push", kind: forge.KindPush, branch: "master"},
+	"push_tag.json":                 {event: "push", kind: forge.KindTag, tag: "simple-tag"},
+	"push_tag_deleted.json":         {event: "push", ignored: "deletion of refs/tags/simple-tag"},
+	"pull_request_opened.json":      {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "opened"},
+	"pull_request_synchronize.json": {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "synchronize"},
+	"pull_request_reopened.json":    {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "reopened"},
+	"pull_request_closed.json":      {event: "pull_request", ignored: "pull request #2 closed"},
+	"ping.json":                     {event: "ping", kind: forge.KindPing},
+	"ping_organization.json":        {event: "ping", kind: forge.KindPing},
+	"issue_comment_created.json":    {event: "issue_comment", ignored: `event "issue_comment" is not handled`},
+}
+
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+func TestParsePayloads(t *testing.T) {
+	entries, err := payloads.ReadDir("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, e := range entries {
+		want, ok := parseWants[e.Name()]
+		if !ok {
+			t.Errorf("testdata/%s has no expectation", e.Name())
+			continue
+		}
+		seen++
+		t.Run(e.Name(), func(t *testing.T) {
+			body := payload(t, e.Name())
+			ev, err := github.Parse(delivery(want.event), body)
+			if want.ignored != "" {
+				if !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), want.ignored) {
+					t.Fatalf("Parse = %v, want ignored (%s)", err, want.ignored)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			checkEvent(t, ev, decode(t, body), want)
+		})
+	}
+	if seen != len(parseWants) {
+		t.Errorf("testdata holds %d of the %d expected payloads", seen, len(parseWants))
+	}
+}
+
+// checkEvent compares a parsed event with the payload's own values and with want.
+func checkEvent(t *testing.T, ev forge.Event, m map[string]any, want parseWant) {
+	t.Helper()
+	exp := forge.Event{Kind: want.kind, Delivery: deliveryID, Sender: str(m, "sender", "login"), Branch: want.branch, Tag: want.tag}
+	if field(m, "repository") != nil {
+		exp.Repo = repoAt(m, "repository")
+	}
+	var expPR *forge.PullRequest
+	switch want.kind {
+	case forge.KindPush, forge.KindTag:
+		exp.Commit = str(m, "after")
+		ref := "refs/heads/" + want.branch
+		if want.kind == forge.KindTag {
+			ref = "refs/tags/" + want.tag
+		}
+		if str(m, "ref") != ref {
+			t.Fatalf("the payload's ref is %q, not %q", str(m, "ref"), ref)
+		}
+	case forge.KindPullRequest:
+		exp.Commit = str(m, "pull_request", "head", "sha")
+		number, _ := field(m, "pull_request", "number").(json.Number).Int64()
+		expPR = &forge.PullRequest{
+			Number:     number,
+			HeadRepo:   repoAt(m, "pull_request", "head", "repo"),
+			HeadBranch: str(m, "pull_request", "head", "ref"),
+			BaseBranch: str(m, "pull_request", "base", "ref"),
+			Fork:       str(m, "pull_request", "head", "repo", "full_name") != str(m, "pull_request", "base", "repo", "full_name"),
+			Action:     str(m, "action"),
+		}
+		if expPR.HeadBranch != want.branch || expPR.Action != want.action || number == 0 || expPR.BaseBranch == "" {
+			t.Fatalf("the payload's pull request is %+v, not from %s, %s", expPR, want.branch, want.action)
+		}
+	}
+
+	gotPR := ev.PullRequest
+	ev.PullRequest = nil
+	if ev != exp {
+		t.Errorf("Parse =\n%+v, want\n%+v", ev, exp)
+	}
+	switch {
+	case (gotPR == nil) != (expPR == nil):
+		t.Errorf("pull request = %+v, want %+v", gotPR, expPR)
+	case gotPR != nil && *gotPR != *expPR:
+		t.Errorf("pull request =\n%+v, want\n%+v", *gotPR, *expPR)
+	}
+	// Equal to the payload is not enough if the payload lacked the fields.
+	if ev.Sender == "" {
+		t.Error("no sender")
+	}
+	if want.kind != forge.KindPing && (!fullSHA.MatchString(ev.Commit) || ev.Repo.CloneURL == "" || ev.Repo.Owner == "" || ev.Repo.Name == "") {
+		t.Errorf("commit %q, repo %+v: missing fields", ev.Commit, ev.Repo)
+	}
+}
+
+// GitHub's examples delete only tags (push_tag_deleted.json); a branch deletion is derived
+// from push_branch.json, with deleted and after set as GitHub sends them and each alone.
+func TestParseBranchDeletion(t *testing.T) {
+	for name, f := range map[string]func(m map[string]any){
+		"deleted and zero after": func(m map[string]any) { m["deleted"] = true; m["after"] = strings.Repeat("0", 40) },
+		"deleted only":           func(m map[string]any) { m["deleted"] = true },
+		"zero after only":        func(m map[string]any) { m["after"] = strings.Repeat("0", 40) },
+		"zero SHA-256 after":     func(m map[string]any) { m["after"] = strings.Repeat("0", 64) },
+	} {
+		_, err := github.Parse(delivery("push"), edit(t, "push_branch.json", f))
+		if !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), "deletion of refs/heads/master") {
+			t.Errorf("%s: Parse = %v, want ignored as a deletion", name, err)
+		}
+	}
+}
+
+func TestParsePushToOtherRef(t *testing.T) {
+	body := edit(t, "push_branch.json", func(m map[string]any) { m["ref"] = "refs/notes/commits" })
+	if _, err := github.Parse(delivery("push"), body); !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), "refs/notes/commits") {
+		t.Errorf("Parse = %v, want ignored", err)
+	}
+}
+
+// GitHub's pull request examples all come from a branch of the base repository; a fork's is
+// derived from pull_request_opened.json by moving the head to another owner.
+func TestParseForkPullRequest(t *testing.T) {
+	body := edit(t, "pull_request_opened.json", func(m map[string]any) {
+		head := field(m, "pull_request", "head", "repo").(map[string]any)
+		head["full_name"] = "octocat/Hello-World"
+		head["clone_url"] = "https://github.com/octocat/Hello-World.git"
+		head["html_url"] = "https://github.com/octocat/Hello-World"
+		head["owner"].(map[string]any)["login"] = "octocat"
+	})
+	ev, err := github.Parse(delivery("pull_request"), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := ev.PullRequest
+	wantHead := forge.Repo{CloneURL: "https://github.com/octocat/Hello-World.git", FullName: "octocat/Hello-World", Owner: "octocat", Name: "Hello-World", HTMLURL: "https://github.com/octocat/Hello-World"}
+	if pr == nil || !pr.Fork || pr.HeadRepo != wantHead || ev.Repo.FullName != "Codertocat/Hello-World" {
+		t.Errorf("Parse = %+v, pull request %+v; want a fork's", ev, pr)
+	}
+}
+
+// Once a fork is deleted, GitHub sends its pull requests with a null head repository.
+func TestParseDeletedForkPullRequest(t *testing.T) {
+	body := edit(t, "pull_request_synchronize.json", func(m map[string]any) {
+		field(m, "pull_request", "head").(map[string]any)["repo"] = nil
+	})
+	_, err := github.Parse(delivery("pull_request"), body)
+	if !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), "head repository was deleted") {
+		t.Errorf("Parse = %v, want ignored", err)
+	}
+}
+
+func TestParseOtherPullRequestActions(t *testing.T) {
+	// "synchronized" is Gitea's word; GitHub says "synchronize".
+	for _, action := range []string{"closed", "edited", "labeled", "assigned", "converted_to_draft", "ready_for_review", "synchronized"} {
+		body := edit(t, "pull_request_opened.json", func(m map[string]any) { m["action"] = action })
+		_, err := github.Parse(delivery("pull_request"), body)
+		if !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), action) {
+			t.Errorf("%s: Parse = %v, want ignored", action, err)
+		}
+	}
+}
+
+func TestParseRejectsMalformed(t *testing.T) {
+	tests := []struct{ name, event, body string }{
+		{"not json", "push", `{"ref":`},
+		{"null", "push", `null`},
+		{"array", "push", `[]`},
+		{"empty object", "push", `{}`},
+		{"wrong type", "push", `{"ref":5,"after":"0123456789012345678901234567890123456789"}`},
+		{"push without repository", "push", `{"ref":"refs/heads/main","after":"0123456789012345678901234567890123456789"}`},
+		{"push without after", "push", `{"ref":"refs/heads/main","repository":{"full_name":"a/b","clone_url":"https://github.com/a/b.git"}}`},
+		{"pr without head", "pull_request", `{"action":"opened","pull_request":{"number":1},"repository":{"full_name":"a/b","clone_url":"https://github.com/a/b.git"}}`},
+		{"pr without repository", "pull_request", `{"action":"opened","pull_request":{"number":1,"head":{"sha":"0123456789012345678901234567890123456789"},"base":{}}}`},
+		{"ping not json", "ping", `{`},
+	}
+	for _, tt := range tests {
+		if _, err := github.Parse(delivery(tt.event), []byte(tt.body)); !errors.Is(err, forge.ErrMalformed) {
+			t.Errorf("%s: Parse = %v, want ErrMalformed", tt.name, err)
+		}
+	}
+	if _, err := github.Parse(http.Header{}, payload(t, "push_branch.json")); !errors.Is(err, forge.ErrMalformed) {
+		t.Errorf("no X-GitHub-Event: Parse = %v, want ErrMalformed", err)
+	}
+	// An event the bot ignores is not parsed, so its body does not matter.
+	if _, err := github.Parse(delivery("star"), []byte(`{`)); !errors.Is(err, forge.ErrIgnoreEvent) {
+		t.Errorf("ignored event with a bad body: Parse = %v, want ErrIgnoreEvent", err)
+	}
+}
+
+// Locate finds in every payload with a repository the repository Parse reports.
+func TestLocate(t *testing.T) {
+	for name, want := range parseWants {
+		body := payload(t, name)
+		m := decode(t, body)
+		got, err := github.Locate(body)
+		if field(m, "repository") == nil {
+			if !errors.Is(err, forge.ErrMalformed) {
+				t.Errorf("%s: Locate = %+v, %v; want ErrMalformed", name, got, err)
+			}
+			continue
+		}
+		if exp := repoAt(m, "repository"); err != nil || got != exp {
+			t.Errorf("%s: Locate = %+v, %v; want %+v", name, got, err, exp)
+		}
+		if want.kind == "" {
+			continue
+		}
+		if ev, err := github.Parse(delivery(want.event), body); err != nil || ev.Repo != got {
+			t.Errorf("%s: Parse's repository %+v (%v) is not Locate's %+v", name, ev.Repo, err, got)
+		}
+	}
+	for _, body := range []string{`{`, `{}`, `{"repository":null}`, `{"repository":{}}`, `{"repository":{"full_name":"a/b"}}`, `[]`} {
+		if _, err := github.Locate([]byte(body)); !errors.Is(err, forge.ErrMalformed) {
+			t.Errorf("Locate(%s) = %v, want ErrMalformed", body, err)
+		}
+	}
+}
