@@ -111,7 +111,9 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 		}
 		return nil, fmt.Errorf("build %s in %s: %w", id, ns, err)
 	}
-	if job.ParentID == nil || *job.ParentID == "" || !IsBuildID(id) {
+	// Only the bot's own dispatches are builds: its marker in the ID, a parent, and the
+	// contract's meta. The log pages serve nothing else of the cluster.
+	if job.ParentID == nil || *job.ParentID == "" || !IsBuildID(id) || job.Meta["REPO_URL"] == "" || job.Meta["COMMIT"] == "" {
 		return nil, fmt.Errorf("job %s in %s is not an Albatros build: %w", id, ns, ErrNotFound)
 	}
 	b := &Build{

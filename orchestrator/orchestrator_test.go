@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
+
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/testenv"
@@ -493,5 +495,40 @@ func TestRegisterBuilderCreatesNamespace(t *testing.T) {
 	// Registering again (the bot's next start) is harmless.
 	if _, err := o.RegisterBuilder(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": ns, "driver": "raw_exec"})); err != nil {
 		t.Fatalf("register again: %v", err)
+	}
+}
+
+// A job dispatched by someone else with the bot's marker, but without the builder contract's
+// meta, is not a build: the log pages will not serve it.
+func TestBuildRefusesForeignDispatches(t *testing.T) {
+	o, ctx := setup(t, "foreign")
+	c := env.Nomad(t).Client(t)
+	job, err := c.Jobs().ParseHCL(`job "backup" {
+  namespace = "foreign"
+  type = "batch"
+  parameterized { meta_optional = ["TARGET"] }
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config { command = "true" }
+    }
+  }
+}`, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &nomad.WriteOptions{Namespace: "foreign"}
+	if _, _, err := c.Jobs().Register(job, w); err != nil {
+		t.Fatal(err)
+	}
+	resp, _, err := c.Jobs().Dispatch("backup", map[string]string{"TARGET": "db"}, nil, "albatros", w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !orchestrator.IsBuildID(resp.DispatchedJobID) {
+		t.Fatalf("%s should carry the marker for this test to mean anything", resp.DispatchedJobID)
+	}
+	if _, err := o.Build(ctx, "foreign", resp.DispatchedJobID); !errors.Is(err, orchestrator.ErrNotFound) {
+		t.Fatalf("Build of a foreign dispatch: %v, want ErrNotFound", err)
 	}
 }

@@ -1,0 +1,739 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
+	"github.com/albatros-ci/albatros/server"
+	"github.com/albatros-ci/albatros/webhook"
+)
+
+// A build as the bot dispatches it: the job ID holds a slash.
+const (
+	buildID   = "builder/dispatch-albatros-1700000000-abcd1234"
+	repoURL   = "http://127.0.0.1:33669/org-67e531e3/parsed.git"
+	commit    = "33520fc545ee8d54b0ca4f9700611016abe1e613"
+	defaultNS = "ci"
+)
+
+// The secrets a build received (its payload) and those of the repository's current entry.
+const (
+	payloadToken = "payload-token-4242"
+	injectedKey  = "deploy-key-from-inject"
+	currentToken = "current-token-7777"
+	currentInj   = "injected-secret-9999"
+	htmlSecret   = `p<a>ss&"wd`
+)
+
+// payload is the secrets file of a trusted build, rendered as the pipeline renders it.
+func payload(t *testing.T) []byte {
+	t.Helper()
+	p, err := secrets.Payload("set +x\nexport DEPLOY_KEY="+injectedKey+"\n", map[string]string{"PAYLOAD_TOKEN": payloadToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// currentEntry is the repository's entry now: its secrets have changed since the build.
+func currentEntry() *registry.Repo {
+	r := &registry.Repo{
+		Inject:  "set +x\nexport INJECTED='" + currentInj + "'\n",
+		Secrets: map[string]string{"CURRENT_TOKEN": currentToken, "HTML": htmlSecret},
+	}
+	r.Hook.Secret = "webhook-secret"
+	return r
+}
+
+type followCall struct{ ns, id, logType string }
+
+// fakeBuilds is Nomad: one build, whose log is written in the given chunks, one Write each.
+type fakeBuilds struct {
+	meta      map[string]string
+	payload   []byte
+	err       error // returned by Build
+	chunks    []string
+	outcome   orchestrator.Outcome
+	followErr error
+	// hold, when set, stops Follow after the first chunk until it is closed: a build still
+	// running.
+	hold chan struct{}
+
+	mu      sync.Mutex
+	builds  []string // "ns id" asked for
+	follows []followCall
+}
+
+func (f *fakeBuilds) Build(_ context.Context, ns, id string) (*orchestrator.Build, error) {
+	f.mu.Lock()
+	f.builds = append(f.builds, ns+" "+id)
+	f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &orchestrator.Build{
+		Namespace: ns, ID: id, Builder: "builder", Meta: f.meta, Payload: f.payload, Status: "dead",
+		Submitted: time.Date(2026, 11, 26, 22, 24, 31, 0, time.UTC),
+	}, nil
+}
+
+func (f *fakeBuilds) Follow(_ context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error) {
+	f.mu.Lock()
+	f.follows = append(f.follows, followCall{ns, jobID, logType})
+	f.mu.Unlock()
+	for i, c := range f.chunks {
+		if _, err := io.WriteString(w, c); err != nil {
+			return orchestrator.Outcome{}, err
+		}
+		if i == 0 && f.hold != nil {
+			<-f.hold
+		}
+	}
+	return f.outcome, f.followErr
+}
+
+func (f *fakeBuilds) calls() ([]string, []followCall) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.builds), slices.Clone(f.follows)
+}
+
+// fakeRepos is the registry: one entry, or an error. It also serves the intake.
+type fakeRepos struct {
+	entries map[string]*registry.Repo
+	err     error
+
+	mu    sync.Mutex
+	asked []string
+}
+
+func (f *fakeRepos) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
+	f.mu.Lock()
+	f.asked = append(f.asked, cloneURL)
+	f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	if r, ok := f.entries[cloneURL]; ok {
+		return r, nil
+	}
+	return nil, fmt.Errorf("repository %s: %w", cloneURL, registry.ErrNotFound)
+}
+
+func (f *fakeRepos) Org(_ context.Context, orgURL string) (*registry.Org, error) {
+	return nil, fmt.Errorf("organization %s: %w", orgURL, registry.ErrNotFound)
+}
+
+func (f *fakeRepos) calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.asked)
+}
+
+// fakeHandler is the pipeline behind the intake; the routes need one, these tests send it
+// nothing valid.
+type fakeHandler struct {
+	mu    sync.Mutex
+	count int
+}
+
+func (f *fakeHandler) Handle(context.Context, *slog.Logger, forge.Event, *registry.Repo, string) ([]orchestrator.Dispatched, error) {
+	f.mu.Lock()
+	f.count++
+	f.mu.Unlock()
+	return nil, nil
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// fixture is a server on fakes.
+type fixture struct {
+	builds  *fakeBuilds
+	repos   *fakeRepos
+	handler *fakeHandler
+	url     string
+}
+
+func newFixture(t *testing.T, builds *fakeBuilds, checks ...server.Check) *fixture {
+	t.Helper()
+	f := &fixture{
+		builds:  builds,
+		repos:   &fakeRepos{entries: map[string]*registry.Repo{repoURL: currentEntry()}},
+		handler: &fakeHandler{},
+	}
+	intake := webhook.New(f.repos, f.handler, quiet())
+	srv := httptest.NewServer(server.New(server.Config{
+		Intake: intake, Builds: builds, Repos: f.repos, Checks: checks, Namespace: defaultNS, Log: quiet(),
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		intake.Wait()
+	})
+	f.url = srv.URL
+	return f
+}
+
+func get(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// build is a finished build that failed, whose log holds every secret, split across writes.
+func build(t *testing.T) *fakeBuilds {
+	return &fakeBuilds{
+		meta:    map[string]string{"REPO_URL": repoURL, "COMMIT": commit, "BRANCH": "main", "FLAVOR": "nix"},
+		payload: payload(t),
+		chunks: []string{
+			"start\n",
+			"payload=payload-to", "ken-4242 deploy=deploy-key-", "from-inject\n",
+			"current=current-", "token-", "7777 injected=inj", "ected-secret-9999\n",
+			"end\n",
+		},
+		outcome: orchestrator.Outcome{Result: orchestrator.Failure, Description: "the build failed with exit code 1"},
+	}
+}
+
+const maskedLog = "start\npayload=*** deploy=***\ncurrent=*** injected=***\nend\n"
+
+var allSecrets = []string{payloadToken, injectedKey, currentToken, currentInj, htmlSecret}
+
+func TestPlainLog(t *testing.T) {
+	tests := []struct {
+		name     string
+		query    url.Values
+		buildErr error
+		wantCode int
+		wantBody string     // the whole body for 200, else a substring
+		want     followCall // for 200: what was followed
+		wantAsk  string     // "ns id" Build was asked for; "" for no call
+	}{
+		{
+			name:     "stdout",
+			query:    url.Values{"job": {buildID}, "log": {"stdout"}},
+			wantCode: 200, wantBody: maskedLog, want: followCall{defaultNS, buildID, "stdout"}, wantAsk: defaultNS + " " + buildID,
+		},
+		{
+			name:     "stdout by default",
+			query:    url.Values{"job": {buildID}},
+			wantCode: 200, wantBody: maskedLog, want: followCall{defaultNS, buildID, "stdout"}, wantAsk: defaultNS + " " + buildID,
+		},
+		{
+			name:     "stderr",
+			query:    url.Values{"job": {buildID}, "log": {"stderr"}},
+			wantCode: 200, wantBody: maskedLog, want: followCall{defaultNS, buildID, "stderr"}, wantAsk: defaultNS + " " + buildID,
+		},
+		{
+			name:     "namespace named",
+			query:    url.Values{"job": {buildID}, "namespace": {"team-a"}},
+			wantCode: 200, wantBody: maskedLog, want: followCall{"team-a", buildID, "stdout"}, wantAsk: "team-a " + buildID,
+		},
+		{
+			name:     "bogus log",
+			query:    url.Values{"job": {buildID}, "log": {"bogus"}},
+			wantCode: 400, wantBody: "stdout or stderr",
+		},
+		// Other jobs' logs are never read: they may hold other people's secrets.
+		{name: "another dispatched job", query: url.Values{"job": {"web/dispatch-123-abc"}}, wantCode: 404},
+		{name: "a dispatch without the marker", query: url.Values{"job": {"builder/dispatch-1700000000-abcd1234"}}, wantCode: 404},
+		{name: "a service job", query: url.Values{"job": {"redis"}}, wantCode: 404},
+		{name: "a service job in another namespace", query: url.Values{"job": {"redis"}, "namespace": {"default"}}, wantCode: 404},
+		{name: "no job", query: url.Values{}, wantCode: 404},
+		{
+			name:     "build unknown to Nomad",
+			query:    url.Values{"job": {buildID}},
+			buildErr: fmt.Errorf("build %s in ci: %w", buildID, orchestrator.ErrNotFound),
+			wantCode: 404, wantAsk: defaultNS + " " + buildID,
+		},
+		{
+			name:     "Nomad down",
+			query:    url.Values{"job": {buildID}},
+			buildErr: errors.New("build: Get http://nomad:4646/v1/job: connection refused"),
+			wantCode: 503, wantAsk: defaultNS + " " + buildID,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := build(t)
+			b.err = tc.buildErr
+			f := newFixture(t, b)
+			resp, got := get(t, f.url+"/build?"+tc.query.Encode())
+			if resp.StatusCode != tc.wantCode {
+				t.Fatalf("status %d (%q), want %d", resp.StatusCode, got, tc.wantCode)
+			}
+			asked, follows := b.calls()
+			if tc.wantAsk == "" && len(asked) > 0 {
+				t.Errorf("Nomad was asked for %q, want no call", asked)
+			}
+			if tc.wantAsk != "" && !slices.Equal(asked, []string{tc.wantAsk}) {
+				t.Errorf("Nomad was asked for %q, want [%s]", asked, tc.wantAsk)
+			}
+			if tc.wantCode != 200 {
+				if len(follows) > 0 {
+					t.Errorf("log followed: %+v, want none", follows)
+				}
+				if !strings.Contains(got, tc.wantBody) {
+					t.Errorf("answer %q, want it to contain %q", got, tc.wantBody)
+				}
+				return
+			}
+			if got != tc.wantBody {
+				t.Errorf("log:\n%q\nwant\n%q", got, tc.wantBody)
+			}
+			for _, s := range allSecrets {
+				if strings.Contains(got, s) {
+					t.Errorf("log shows the secret %q", s)
+				}
+			}
+			if !slices.Equal(follows, []followCall{tc.want}) {
+				t.Errorf("followed %+v, want [%+v]", follows, tc.want)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type %q, want text/plain", ct)
+			}
+			if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("X-Content-Type-Options %q, want nosniff", resp.Header.Get("X-Content-Type-Options"))
+			}
+			if asked := f.repos.calls(); !slices.Contains(asked, repoURL) {
+				t.Errorf("registry asked for %q, want the build's repository %s (for its current secrets)", asked, repoURL)
+			}
+		})
+	}
+}
+
+// Each source of secrets is masked on its own: the payload alone, the current entry alone.
+func TestPlainLogMasksEachSource(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		entry   *registry.Repo
+		regErr  error
+		log     string
+		want    string
+	}{
+		{
+			name: "payload only (repository no longer registered)", payload: payload(t),
+			log: "a payload-token-4242 b deploy-key-from-inject c", want: "a *** b *** c",
+		},
+		{
+			name: "payload only (registry down)", payload: payload(t), regErr: errors.New("consul down"),
+			log: "a payload-token-4242 b", want: "a *** b",
+		},
+		{
+			name: "current secrets map only", payload: secrets.Empty(), entry: &registry.Repo{Secrets: map[string]string{"X": "only-in-the-map"}},
+			log: "x=only-in-the-map\n", want: "x=***\n",
+		},
+		{
+			name: "current inject only", payload: secrets.Empty(), entry: &registry.Repo{Inject: `export X="only in inject"`},
+			log: "x=only in inject\n", want: "x=***\n",
+		},
+		{
+			// What the masker held back as a possible start of a secret is written at the end.
+			name: "a log ending with the start of a secret", payload: payload(t),
+			log: "last words: payload-tok", want: "last words: payload-tok",
+		},
+		{
+			name: "a secret spanning lines, printed one line at a time", payload: func() []byte {
+				p, _ := secrets.Payload("", map[string]string{"KEY": "-----BEGIN KEY-----\nkey-material-line\n-----END KEY-----"})
+				return p
+			}(),
+			log: "line: key-material-line\n", want: "line: ***\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := build(t)
+			b.payload = tc.payload
+			// One byte per write: every secret is split as awkwardly as it can be.
+			b.chunks = strings.Split(tc.log, "")
+			f := newFixture(t, b)
+			f.repos.entries = map[string]*registry.Repo{}
+			if tc.entry != nil {
+				f.repos.entries[repoURL] = tc.entry
+			}
+			f.repos.err = tc.regErr
+			resp, got := get(t, f.url+"/build?job="+url.QueryEscape(buildID))
+			if resp.StatusCode != 200 || got != tc.want {
+				t.Errorf("status %d, log %q; want 200, %q", resp.StatusCode, got, tc.want)
+			}
+		})
+	}
+}
+
+// hrefs returns the links of the page's nav, unescaped, by their text.
+func hrefs(t *testing.T, page string) map[string]string {
+	t.Helper()
+	nav := regexp.MustCompile(`(?s)<nav>(.*?)</nav>`).FindStringSubmatch(page)
+	if nav == nil {
+		t.Fatalf("no nav in the page:\n%s", page)
+	}
+	links := map[string]string{}
+	for _, m := range regexp.MustCompile(`<a href="([^"]*)">([^<]*)</a>`).FindAllStringSubmatch(nav[1], -1) {
+		links[m[2]] = html.UnescapeString(m[1])
+	}
+	return links
+}
+
+func TestLogPage(t *testing.T) {
+	b := build(t)
+	b.chunks = append(b.chunks,
+		"\x1b[3", "1mred\x1b[0m plain\n", // a colour sequence split across writes
+		"<script>alert(1)</script>\n",
+		"html secret: p<a>s", `s&"wd`+"\n",
+		"last: current-tok", // the start of a secret, never finished: held back, then shown
+	)
+	b.outcome = orchestrator.Outcome{Result: orchestrator.Failure, Description: "the build failed: it printed " + payloadToken + " and " + currentToken}
+	f := newFixture(t, b)
+	page := "/logs/" + defaultNS + "/" + buildID
+
+	resp, got := get(t, f.url+page)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d (%q), want 200", resp.StatusCode, got)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("Content-Type %q, want text/html", ct)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("Content-Security-Policy %q, want default-src 'none'", csp)
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff", resp.Header.Get("X-Content-Type-Options"))
+	}
+	if _, follows := b.calls(); !slices.Equal(follows, []followCall{{defaultNS, buildID, "stdout"}}) {
+		t.Errorf("followed %+v, want the build's stdout", follows)
+	}
+
+	for _, want := range []string{
+		`<a href="http://127.0.0.1:33669/org-67e531e3/parsed">org-67e531e3/parsed</a>`,
+		"<dd>" + commit + "</dd>",
+		"<dt>branch</dt><dd>main</dd>",
+		"<dt>flavor</dt><dd>nix</dd>",
+		"<dd>" + defaultNS + "/" + buildID + "</dd>",
+		"<title>org-67e531e3/parsed 33520fc545 · nix · Albatros</title>",
+		`<span class="fg1">red</span> plain`,
+		"&lt;script&gt;alert(1)&lt;/script&gt;",
+		"start\npayload=*** deploy=***\ncurrent=*** injected=***\nend\n",
+		"html secret: ***\nlast: current-tok</pre>",
+		`<footer class="failure" id="result">failure: the build failed: it printed *** and ***</footer>`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(got, "<script>") {
+		t.Errorf("the log's HTML reached the page unescaped")
+	}
+	for _, s := range append(allSecrets, html.EscapeString(htmlSecret), "p&lt;a&gt;s") {
+		if strings.Contains(got, s) {
+			t.Errorf("page shows the secret %q", s)
+		}
+	}
+
+	// The links: stderr's page, and this stream as plain text.
+	links := hrefs(t, got)
+	stderrPage, raw := links["stderr"], links["plain text"]
+	if stderrPage != page+"?log=stderr" {
+		t.Errorf("stderr link %q, want %q", stderrPage, page+"?log=stderr")
+	}
+	if _, ok := links["stdout"]; ok {
+		t.Errorf("the current stream (stdout) is linked: %q", links)
+	}
+	ru, err := url.Parse(raw)
+	if err != nil || ru.Path != "/build" || ru.Query().Get("job") != buildID || ru.Query().Get("namespace") != defaultNS || ru.Query().Get("log") != "stdout" {
+		t.Errorf("plain text link %q, want /build of job %s in %s, stdout", raw, buildID, defaultNS)
+	}
+
+	// Following the links reaches the right streams.
+	b.mu.Lock()
+	b.follows = nil
+	b.mu.Unlock()
+	resp, stderrHTML := get(t, f.url+stderrPage)
+	if resp.StatusCode != 200 {
+		t.Fatalf("stderr page: status %d", resp.StatusCode)
+	}
+	links = hrefs(t, stderrHTML)
+	if links["stdout"] != page {
+		t.Errorf("on the stderr page, stdout link %q, want %q", links["stdout"], page)
+	}
+	if ru, err := url.Parse(links["plain text"]); err != nil || ru.Query().Get("log") != "stderr" || ru.Query().Get("job") != buildID {
+		t.Errorf("on the stderr page, plain text link %q, want /build of stderr", links["plain text"])
+	}
+	resp, plain := get(t, f.url+raw)
+	if resp.StatusCode != 200 || !strings.HasPrefix(plain, maskedLog) {
+		t.Errorf("plain text link: status %d, %q", resp.StatusCode, plain)
+	}
+	if _, follows := b.calls(); !slices.Equal(follows, []followCall{{defaultNS, buildID, "stderr"}, {defaultNS, buildID, "stdout"}}) {
+		t.Errorf("the links followed %+v, want stderr then stdout of %s", follows, buildID)
+	}
+}
+
+func TestLogPageHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		meta  map[string]string
+		want  []string
+		never []string
+	}{
+		{
+			name:  "credentials in the clone URL are not shown",
+			meta:  map[string]string{"REPO_URL": "https://ci:cred-in-url@git.example.com/org/app.git", "COMMIT": commit, "BRANCH": "main", "FLAVOR": "default"},
+			want:  []string{`<a href="https://git.example.com/org/app">org/app</a>`},
+			never: []string{"cred-in-url"},
+		},
+		{
+			name:  "a tag is shown instead of the branch",
+			meta:  map[string]string{"REPO_URL": repoURL, "COMMIT": commit, "BRANCH": "main", "TAG": "v1.0.0", "FLAVOR": "default"},
+			want:  []string{"<dt>tag</dt><dd>v1.0.0</dd>"},
+			never: []string{"<dt>branch</dt>"},
+		},
+		{
+			name: "a pull request",
+			meta: map[string]string{"REPO_URL": repoURL, "COMMIT": commit, "BRANCH": "patch", "PR": "7", "FLAVOR": "default"},
+			want: []string{"<dt>branch</dt><dd>patch</dd>", "<dt>pull request</dt><dd>#7</dd>"},
+		},
+		{
+			name:  "HTML in the meta is escaped",
+			meta:  map[string]string{"REPO_URL": repoURL, "COMMIT": commit, "BRANCH": "<b>x</b>", "FLAVOR": "default"},
+			want:  []string{"<dd>&lt;b&gt;x&lt;/b&gt;</dd>"},
+			never: []string{"<b>x</b>"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := build(t)
+			b.meta = tc.meta
+			f := newFixture(t, b)
+			resp, got := get(t, f.url+"/logs/"+defaultNS+"/"+buildID)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d (%q)", resp.StatusCode, got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			for _, n := range tc.never {
+				if strings.Contains(got, n) {
+					t.Errorf("page shows %q", n)
+				}
+			}
+		})
+	}
+}
+
+func TestLogPageOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		outcome   orchestrator.Outcome
+		followErr error
+		want      string
+	}{
+		{"success", orchestrator.Outcome{Result: orchestrator.Success, Description: "the build passed in 3s"},
+			nil, `<footer class="success" id="result">success: the build passed in 3s</footer>`},
+		{"error", orchestrator.Outcome{Result: orchestrator.Error, Description: "the build did not start: no node"},
+			nil, `<footer class="error" id="result">error: the build did not start: no node</footer>`},
+		{"log unreadable", orchestrator.Outcome{}, errors.New("stream: connection reset"),
+			`<footer class="error" id="result">error: the log could not be read to its end</footer>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := build(t)
+			b.outcome, b.followErr = tc.outcome, tc.followErr
+			f := newFixture(t, b)
+			resp, got := get(t, f.url+"/logs/"+defaultNS+"/"+buildID)
+			if resp.StatusCode != 200 || !strings.Contains(got, tc.want) {
+				t.Errorf("status %d, page ends %q; want 200 and %q", resp.StatusCode, tail(got), tc.want)
+			}
+		})
+	}
+}
+
+func tail(s string) string {
+	if i := strings.Index(s, "</pre>"); i >= 0 {
+		return s[i:]
+	}
+	return s
+}
+
+func TestLogPageRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		path     string
+		buildErr error
+		wantCode int
+		wantAsk  bool
+	}{
+		{name: "bogus log", path: "/logs/ci/" + buildID + "?log=bogus", wantCode: 400},
+		{name: "a service job", path: "/logs/ci/redis", wantCode: 404},
+		{name: "another dispatched job", path: "/logs/ci/web/dispatch-123-abc", wantCode: 404},
+		{name: "a service job in another namespace", path: "/logs/default/redis", wantCode: 404},
+		{name: "build unknown to Nomad", path: "/logs/ci/" + buildID,
+			buildErr: fmt.Errorf("build: %w", orchestrator.ErrNotFound), wantCode: 404, wantAsk: true},
+		{name: "Nomad down", path: "/logs/ci/" + buildID,
+			buildErr: errors.New("connection refused"), wantCode: 503, wantAsk: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := build(t)
+			b.err = tc.buildErr
+			f := newFixture(t, b)
+			resp, got := get(t, f.url+tc.path)
+			if resp.StatusCode != tc.wantCode {
+				t.Errorf("status %d (%q), want %d", resp.StatusCode, got, tc.wantCode)
+			}
+			asked, follows := b.calls()
+			if tc.wantAsk != (len(asked) > 0) {
+				t.Errorf("Nomad asked for %q; want a call: %v", asked, tc.wantAsk)
+			}
+			if len(follows) > 0 {
+				t.Errorf("log followed: %+v, want none", follows)
+			}
+			for _, s := range allSecrets {
+				if strings.Contains(got, s) {
+					t.Errorf("refusal shows the secret %q", s)
+				}
+			}
+		})
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	ok := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("connection refused") }
+	for _, tc := range []struct {
+		name     string
+		checks   []server.Check
+		wantCode int
+		wantBody string
+	}{
+		{"no checks", nil, 200, "ok\n"},
+		{"all pass", []server.Check{{"nomad", ok}, {"consul", ok}}, 200, "ok\n"},
+		{"one fails", []server.Check{{"nomad", ok}, {"consul", down}}, 503, "unavailable: consul\n"},
+		{"two fail", []server.Check{{"nomad", down}, {"consul", ok}, {"gitea", down}}, 503, "unavailable: nomad, gitea\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, build(t), tc.checks...)
+			resp, got := get(t, f.url+"/healthz")
+			if resp.StatusCode != tc.wantCode || got != tc.wantBody {
+				t.Errorf("status %d %q, want %d %q", resp.StatusCode, got, tc.wantCode, tc.wantBody)
+			}
+		})
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		wantCode     int
+	}{
+		{"GET", "/", 200},
+		{"GET", "/nothing-here", 404},
+		{"GET", "/webhook/gitea", 405},
+		{"GET", "/hook?token=x", 405},
+		{"POST", "/build?job=" + url.QueryEscape(buildID), 405},
+		{"POST", "/healthz", 405},
+		// The webhook routes reach the intake: a body that is not JSON is refused by it.
+		{"POST", "/webhook/gitea", 400},
+		{"POST", "/hook?token=x", 400},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			b := build(t)
+			f := newFixture(t, b)
+			req, err := http.NewRequest(tc.method, f.url+tc.path, strings.NewReader("not json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantCode {
+				t.Errorf("status %d (%q), want %d", resp.StatusCode, body, tc.wantCode)
+			}
+			if asked, follows := b.calls(); len(asked)+len(follows) > 0 {
+				t.Errorf("Nomad was asked %q %+v", asked, follows)
+			}
+		})
+	}
+}
+
+// A running build's log reaches the reader as it is written, not when the build ends.
+func TestLogsAreStreamed(t *testing.T) {
+	for _, path := range []string{
+		"/build?job=" + url.QueryEscape(buildID),
+		"/logs/" + defaultNS + "/" + buildID,
+	} {
+		t.Run(path, func(t *testing.T) {
+			b := build(t)
+			b.chunks = []string{"first line\n", "second line\n"}
+			b.hold = make(chan struct{})
+			f := newFixture(t, b)
+
+			// The reader reports when the first line arrived, then the rest of the body.
+			first := make(chan error, 1)
+			rest := make(chan string, 1)
+			go func() {
+				defer close(rest)
+				resp, err := http.Get(f.url + path)
+				if err != nil {
+					first <- err
+					return
+				}
+				defer resp.Body.Close()
+				if resp.Header.Get("Cache-Control") != "no-store" {
+					t.Errorf("Cache-Control %q, want no-store", resp.Header.Get("Cache-Control"))
+				}
+				r := bufio.NewReader(resp.Body)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						first <- fmt.Errorf("status %d, no first line: %v", resp.StatusCode, err)
+						return
+					}
+					if strings.HasSuffix(line, "first line\n") {
+						first <- nil
+						break
+					}
+				}
+				body, _ := io.ReadAll(r)
+				rest <- string(body)
+			}()
+			select {
+			case err := <-first:
+				if err != nil {
+					t.Error(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("the first line did not arrive while the build was running")
+			}
+			close(b.hold)
+			if r := <-rest; !strings.Contains(r, "second line\n") {
+				t.Errorf("after the build ended: %q; want the second line", r)
+			}
+		})
+	}
+}

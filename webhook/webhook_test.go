@@ -1,0 +1,739 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/gitea"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/webhook"
+)
+
+// testdata holds deliveries captured from a real Gitea (copied from forge/gitea/testdata).
+//
+//go:embed testdata/*.json
+var captured embed.FS
+
+// capture is one delivery as stored in testdata.
+type capture struct {
+	Event    string          `json:"event"`
+	Delivery string          `json:"delivery"`
+	Body     json.RawMessage `json:"body"`
+}
+
+func load(t testing.TB, name string) capture {
+	t.Helper()
+	raw, err := captured.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c capture
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return c
+}
+
+// What the captures are about.
+const (
+	cloneURL = "http://127.0.0.1:33669/org-67e531e3/parsed.git"
+	orgURL   = "http://127.0.0.1:33669/org-67e531e3"
+	fullName = "org-67e531e3/parsed"
+
+	repoSecret = "repo-webhook-secret"
+	orgSecret  = "org-webhook-secret"
+	hookToken  = "original-albatros-token"
+)
+
+// fakeRepos is the registry: entries by URL, or an error for every lookup. It records the
+// URLs it was asked for.
+type fakeRepos struct {
+	repos   map[string]*registry.Repo
+	repoErr error
+	orgs    map[string]*registry.Org
+	orgErr  error
+
+	mu        sync.Mutex
+	repoCalls []string
+	orgCalls  []string
+}
+
+func (f *fakeRepos) Repo(_ context.Context, url string) (*registry.Repo, error) {
+	f.mu.Lock()
+	f.repoCalls = append(f.repoCalls, url)
+	f.mu.Unlock()
+	if f.repoErr != nil {
+		return nil, f.repoErr
+	}
+	if r, ok := f.repos[url]; ok {
+		return r, nil
+	}
+	return nil, fmt.Errorf("repository %s: %w", url, registry.ErrNotFound)
+}
+
+func (f *fakeRepos) Org(_ context.Context, url string) (*registry.Org, error) {
+	f.mu.Lock()
+	f.orgCalls = append(f.orgCalls, url)
+	f.mu.Unlock()
+	if f.orgErr != nil {
+		return nil, f.orgErr
+	}
+	if o, ok := f.orgs[url]; ok {
+		return o, nil
+	}
+	return nil, fmt.Errorf("organization %s: %w", url, registry.ErrNotFound)
+}
+
+func (f *fakeRepos) calls() (repos, orgs []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.repoCalls), slices.Clone(f.orgCalls)
+}
+
+// handled is one call of the pipeline, with the state of its context when it looked.
+type handled struct {
+	ev          forge.Event
+	entry       *registry.Repo
+	flavor      string
+	ctxErr      error
+	deadline    time.Time
+	hasDeadline bool
+}
+
+// fakeHandler is the pipeline. When release is set, Handle signals entered and waits for
+// release before it looks at its context and records the call.
+type fakeHandler struct {
+	entered chan struct{}
+	release chan struct{}
+
+	mu      sync.Mutex
+	handled []handled
+}
+
+func (f *fakeHandler) Handle(ctx context.Context, _ *slog.Logger, ev forge.Event, entry *registry.Repo, flavor string) ([]orchestrator.Dispatched, error) {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
+	if f.release != nil {
+		<-f.release
+	}
+	h := handled{ev: ev, entry: entry, flavor: flavor, ctxErr: ctx.Err()}
+	h.deadline, h.hasDeadline = ctx.Deadline()
+	f.mu.Lock()
+	f.handled = append(f.handled, h)
+	f.mu.Unlock()
+	return []orchestrator.Dispatched{{Namespace: "ci", JobID: "builder/dispatch-albatros-1-x"}}, nil
+}
+
+func (f *fakeHandler) calls() []handled {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.handled)
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// serve starts the intake's two endpoints.
+func serve(t *testing.T, in *webhook.Intake) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("/webhook/gitea", in.Gitea())
+	mux.Handle("/hook", in.Token())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// signer sets the signature headers of a delivery.
+type signer func(h http.Header, body []byte)
+
+func giteaSig(secret string) signer {
+	return func(h http.Header, body []byte) { h.Set("X-Gitea-Signature", gitea.Sign(body, secret)) }
+}
+
+func hubSig(secret string) signer {
+	return func(h http.Header, body []byte) { h.Set("X-Hub-Signature-256", "sha256="+gitea.Sign(body, secret)) }
+}
+
+// bothSigs signs as Gitea does: both headers.
+func bothSigs(secret string) signer {
+	return func(h http.Header, body []byte) { giteaSig(secret)(h, body); hubSig(secret)(h, body) }
+}
+
+func unsigned(http.Header, []byte) {}
+
+// post sends a delivery as Gitea does: event and delivery headers, JSON body, signed by sign
+// over body (tamper, if set, changes the body after signing).
+func post(t *testing.T, url string, event, delivery string, body []byte, sign signer, tamper func([]byte) []byte) (*http.Response, string) {
+	t.Helper()
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	if event != "" {
+		h.Set("X-Gitea-Event", event)
+	}
+	h.Set("X-Gitea-Delivery", delivery)
+	sign(h, body)
+	if tamper != nil {
+		body = tamper(bytes.Clone(body))
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// edit changes a JSON body.
+func edit(t testing.TB, body []byte, change func(map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	change(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// pingBody is a ping delivery's body, shaped as Gitea sends it when a webhook is tested, with
+// the repository and sender of a captured delivery (no ping was captured).
+func pingBody(t *testing.T) []byte {
+	t.Helper()
+	var push map[string]any
+	if err := json.Unmarshal(load(t, "push_branch.json").Body, &push); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(map[string]any{
+		"zen":        "Keep it logically awesome.",
+		"hook_id":    1,
+		"hook":       map[string]any{"id": 1, "type": "gitea", "active": true, "events": []string{"push", "pull_request"}},
+		"repository": push["repository"],
+		"sender":     push["sender"],
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func entry(secret, token string) *registry.Repo {
+	r := &registry.Repo{}
+	r.Hook.Secret = secret
+	r.Hook.Token = token
+	return r
+}
+
+func org(secret string) *registry.Org {
+	o := &registry.Org{}
+	o.Hook.Secret = secret
+	return o
+}
+
+// wantEvent is what Handle must receive.
+type wantEvent struct {
+	kind   forge.Kind
+	commit string
+	branch string
+	tag    string
+	sender string
+	pr     int64 // the pull request's number; 0: not a pull request
+	fork   bool
+	flavor string
+}
+
+func TestIntake(t *testing.T) {
+	const (
+		mainSHA  = "33520fc545ee8d54b0ca4f9700611016abe1e613"
+		forkSHA  = "f4a722966b023978241fdd0dd36dda6b1e10fde0"
+		syncSHA  = "d24b9d1371c70db2419c2403115a8e357766461c"
+		featSHA  = "435def68240ec18d96fc7f2af545f206b63fee9a"
+		owner    = "owner-b03cca4d"
+		outsider = "outsider-42180001"
+	)
+	registryDown := errors.New("consul get albatros/…: connection refused")
+
+	tests := []struct {
+		name    string
+		capture string                    // file in testdata; "" for body
+		body    func(t *testing.T) []byte // when capture is ""
+		event   string                    // overrides the capture's event; "-" sends none
+		path    string
+		sign    signer
+		tamper  func([]byte) []byte
+		entry   *registry.Repo // nil: not registered
+		repoErr error
+		org     *registry.Org // nil: not registered
+		orgErr  error
+
+		wantCode int
+		wantBody string     // substring of the answer
+		want     *wantEvent // nil: Handle must not be called
+		// wantLookup: the registry was asked for the repository; wantOrgLookup: and for its
+		// organization.
+		wantLookup    bool
+		wantOrgLookup bool
+	}{
+		{
+			name: "push signed as Gitea signs", capture: "push_branch.json", path: "/webhook/gitea?flavor=nix",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted: push of " + fullName + " at " + mainSHA, wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "nix"},
+		},
+		{
+			name: "push with X-Gitea-Signature only and no flavor", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: giteaSig(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
+		},
+		{
+			name: "push with X-Hub-Signature-256 only", capture: "push_branch.json", path: "/webhook/gitea?flavor=default",
+			sign: hubSig(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "default"},
+		},
+		{
+			name: "tag", capture: "push_tag.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted: tag", wantLookup: true,
+			want: &wantEvent{kind: forge.KindTag, commit: mainSHA, tag: "v1.0.0", sender: owner},
+		},
+		{
+			name: "pull request from a fork", capture: "pr_opened_fork.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted: pull_request", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPullRequest, commit: forkSHA, branch: "patch", sender: outsider, pr: 1, fork: true},
+		},
+		{
+			name: "pull request synchronized", capture: "pr_synchronized.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPullRequest, commit: syncSHA, branch: "patch", sender: outsider, pr: 1, fork: true},
+		},
+		{
+			name: "pull request from the same repository", capture: "pr_same_repo.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPullRequest, commit: featSHA, branch: "feature", sender: owner, pr: 2},
+		},
+
+		// Signatures.
+		{
+			name: "wrong secret", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""),
+			wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "one of two signatures wrong", capture: "push_branch.json", path: "/webhook/gitea",
+			sign:  func(h http.Header, b []byte) { giteaSig(repoSecret)(h, b); hubSig("not-the-secret")(h, b) },
+			entry: entry(repoSecret, ""), wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "signature not hex", capture: "push_branch.json", path: "/webhook/gitea",
+			sign:  func(h http.Header, _ []byte) { h.Set("X-Gitea-Signature", "zz") },
+			entry: entry(repoSecret, ""), wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "no signature", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: unsigned, entry: entry(repoSecret, ""),
+			wantCode: 401, wantLookup: true,
+		},
+		{
+			name: "body altered after signing", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			tamper: func(b []byte) []byte {
+				return bytes.Replace(b, []byte("refs/heads/main"), []byte("refs/heads/evil"), 1)
+			},
+			wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "ignored event with a wrong signature is refused, not ignored", capture: "create_branch.json", path: "/webhook/gitea",
+			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""),
+			wantCode: 403, wantLookup: true,
+		},
+
+		// The organization's secret.
+		{
+			name: "entry without secret falls back to the organization's", capture: "push_branch.json", path: "/webhook/gitea?flavor=nix",
+			sign: bothSigs(orgSecret), entry: entry("", hookToken), org: org(orgSecret),
+			wantCode: 202, wantBody: "accepted", wantLookup: true, wantOrgLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "nix"},
+		},
+		{
+			name: "the repository's secret wins over the organization's", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(orgSecret), entry: entry(repoSecret, ""), org: org(orgSecret),
+			wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "neither repository nor organization secret", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(""), entry: entry("", hookToken),
+			wantCode: 403, wantLookup: true, wantOrgLookup: true,
+		},
+		{
+			name: "organization entry without secret", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(""), entry: entry("", ""), org: org(""),
+			wantCode: 403, wantLookup: true, wantOrgLookup: true,
+		},
+		{
+			name: "organization lookup fails", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(orgSecret), entry: entry("", ""), orgErr: registryDown,
+			wantCode: 503, wantLookup: true, wantOrgLookup: true,
+		},
+
+		// The registry.
+		{
+			name: "unknown repository", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), wantCode: 404, wantBody: "unknown repository", wantLookup: true,
+		},
+		{
+			name: "registry down", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), repoErr: registryDown, wantCode: 503, wantLookup: true,
+		},
+
+		// Payloads.
+		{
+			name: "malformed JSON", event: "push", path: "/webhook/gitea",
+			body: func(*testing.T) []byte { return []byte(`{"repository":{"clone_url":`) },
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 400,
+		},
+		{
+			name: "JSON without a repository", event: "push", path: "/webhook/gitea",
+			body: func(*testing.T) []byte { return []byte(`{"ref":"refs/heads/main"}`) },
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 400,
+		},
+		{
+			name: "signed push without after", event: "push", path: "/webhook/gitea",
+			body: func(t *testing.T) []byte {
+				return edit(t, load(t, "push_branch.json").Body, func(m map[string]any) { delete(m, "after") })
+			},
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 400, wantLookup: true,
+		},
+		{
+			name: "signed delivery without an event header", capture: "push_branch.json", event: "-", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 400, wantLookup: true,
+		},
+
+		// Events acknowledged and not acted on.
+		{
+			name: "branch created", capture: "create_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "ignored", wantLookup: true,
+		},
+		{
+			name: "branch deleted", capture: "delete_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "ignored", wantLookup: true,
+		},
+		{
+			name: "pull request closed", capture: "pr_closed.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "ignored", wantLookup: true,
+		},
+		{
+			name: "push deleting a branch", event: "push", path: "/webhook/gitea",
+			body: func(t *testing.T) []byte {
+				return edit(t, load(t, "push_branch.json").Body, func(m map[string]any) { m["after"] = strings.Repeat("0", 40) })
+			},
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "ignored", wantLookup: true,
+		},
+		{
+			name: "ping", event: "ping", path: "/webhook/gitea", body: pingBody,
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "pong", wantLookup: true,
+		},
+		{
+			name: "ping with a wrong signature", event: "ping", path: "/webhook/gitea", body: pingBody,
+			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""), wantCode: 403, wantLookup: true,
+		},
+
+		// The original Albatros's URL token.
+		{
+			name: "token", capture: "push_branch.json", path: "/hook?token=" + hookToken + "&flavor=nix",
+			sign: unsigned, entry: entry("", hookToken),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "nix"},
+		},
+		{
+			name: "wrong token", capture: "push_branch.json", path: "/hook?token=guess&flavor=nix",
+			sign: unsigned, entry: entry("", hookToken), wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "token prefix", capture: "push_branch.json", path: "/hook?token=" + hookToken[:5],
+			sign: unsigned, entry: entry("", hookToken), wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "no token", capture: "push_branch.json", path: "/hook?flavor=nix",
+			sign: unsigned, entry: entry("", hookToken), wantCode: 401, wantLookup: true,
+		},
+		{
+			name: "a signature is not a token", capture: "push_branch.json", path: "/hook",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, hookToken), wantCode: 401, wantLookup: true,
+		},
+		{
+			name: "entry without hook token", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, entry: entry(repoSecret, ""), wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "token of an unknown repository", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, wantCode: 404, wantLookup: true,
+		},
+		{
+			name: "token with the registry down", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, repoErr: registryDown, wantCode: 503, wantLookup: true,
+		},
+		{
+			name: "token on an ignored event", capture: "pr_closed.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, entry: entry("", hookToken), wantCode: 200, wantBody: "ignored", wantLookup: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := &fakeRepos{repoErr: tc.repoErr, orgErr: tc.orgErr, repos: map[string]*registry.Repo{}, orgs: map[string]*registry.Org{}}
+			if tc.entry != nil {
+				repos.repos[cloneURL] = tc.entry
+			}
+			if tc.org != nil {
+				repos.orgs[orgURL] = tc.org
+			}
+			h := &fakeHandler{}
+			in := webhook.New(repos, h, quiet())
+			srv := serve(t, in)
+
+			event, delivery := tc.event, "test-delivery"
+			var body []byte
+			if tc.capture != "" {
+				c := load(t, tc.capture)
+				body, delivery = c.Body, c.Delivery
+				if event == "" {
+					event = c.Event
+				}
+			} else {
+				body = tc.body(t)
+			}
+			if event == "-" {
+				event = ""
+			}
+			resp, got := post(t, srv.URL+tc.path, event, delivery, body, tc.sign, tc.tamper)
+			in.Wait()
+
+			if resp.StatusCode != tc.wantCode {
+				t.Errorf("status %d (%q), want %d", resp.StatusCode, got, tc.wantCode)
+			}
+			if !strings.Contains(got, tc.wantBody) {
+				t.Errorf("answer %q, want it to contain %q", got, tc.wantBody)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type %q, want text/plain", ct)
+			}
+			if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("X-Content-Type-Options %q, want nosniff", resp.Header.Get("X-Content-Type-Options"))
+			}
+
+			repoCalls, orgCalls := repos.calls()
+			if tc.wantLookup && !slices.Equal(repoCalls, []string{cloneURL}) {
+				t.Errorf("registry asked for repositories %q, want [%s]", repoCalls, cloneURL)
+			}
+			if !tc.wantLookup && len(repoCalls) > 0 {
+				t.Errorf("registry asked for repositories %q, want no lookup", repoCalls)
+			}
+			if tc.wantOrgLookup && !slices.Equal(orgCalls, []string{orgURL}) {
+				t.Errorf("registry asked for organizations %q, want [%s]", orgCalls, orgURL)
+			}
+			if !tc.wantOrgLookup && len(orgCalls) > 0 {
+				t.Errorf("registry asked for organizations %q, want no lookup", orgCalls)
+			}
+
+			calls := h.calls()
+			if tc.want == nil {
+				if len(calls) > 0 {
+					t.Errorf("handed on %d events (first %+v), want none", len(calls), calls[0].ev)
+				}
+				return
+			}
+			if len(calls) != 1 {
+				t.Fatalf("handed on %d events, want exactly 1", len(calls))
+			}
+			checkHandled(t, calls[0], *tc.want, tc.entry, delivery)
+		})
+	}
+}
+
+func checkHandled(t *testing.T, got handled, want wantEvent, entry *registry.Repo, delivery string) {
+	t.Helper()
+	ev := got.ev
+	if ev.Kind != want.kind || ev.Commit != want.commit || ev.Branch != want.branch || ev.Tag != want.tag || ev.Sender != want.sender {
+		t.Errorf("event %s commit %s branch %q tag %q sender %q; want %s commit %s branch %q tag %q sender %q",
+			ev.Kind, ev.Commit, ev.Branch, ev.Tag, ev.Sender, want.kind, want.commit, want.branch, want.tag, want.sender)
+	}
+	if ev.Repo.CloneURL != cloneURL || ev.Repo.FullName != fullName {
+		t.Errorf("event repository %+v, want %s (%s)", ev.Repo, fullName, cloneURL)
+	}
+	if ev.Delivery != delivery {
+		t.Errorf("event delivery %q, want %q", ev.Delivery, delivery)
+	}
+	switch {
+	case want.pr == 0 && ev.PullRequest != nil:
+		t.Errorf("pull request %+v on a %s", ev.PullRequest, ev.Kind)
+	case want.pr != 0 && ev.PullRequest == nil:
+		t.Errorf("no pull request on a %s", ev.Kind)
+	case want.pr != 0:
+		if ev.PullRequest.Number != want.pr || ev.PullRequest.Fork != want.fork {
+			t.Errorf("pull request %+v, want number %d fork %v", ev.PullRequest, want.pr, want.fork)
+		}
+	}
+	if got.flavor != want.flavor {
+		t.Errorf("flavor %q, want %q", got.flavor, want.flavor)
+	}
+	if got.entry != entry {
+		t.Errorf("handed on entry %+v, want the registry's %+v", got.entry, entry)
+	}
+}
+
+// padded is a captured push, signed-ready, padded with trailing whitespace (still valid JSON)
+// to exactly n bytes.
+func padded(t *testing.T, n int) []byte {
+	t.Helper()
+	body := load(t, "push_branch.json").Body
+	if len(body) > n {
+		t.Fatalf("capture is %d bytes, more than %d", len(body), n)
+	}
+	out := make([]byte, n)
+	copy(out, body)
+	for i := len(body); i < n; i++ {
+		out[i] = ' '
+	}
+	return out
+}
+
+func TestIntakeBodyLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		size     int
+		wantCode int
+		handled  int
+	}{
+		{"exactly MaxBody", webhook.MaxBody, http.StatusAccepted, 1},
+		{"one byte over MaxBody", webhook.MaxBody + 1, http.StatusRequestEntityTooLarge, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := &fakeRepos{repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+			h := &fakeHandler{}
+			in := webhook.New(repos, h, quiet())
+			srv := serve(t, in)
+
+			body := padded(t, tc.size)
+			resp, got := post(t, srv.URL+"/webhook/gitea", "push", "big", body, bothSigs(repoSecret), nil)
+			in.Wait()
+			if resp.StatusCode != tc.wantCode {
+				t.Errorf("%d-byte body: status %d (%q), want %d", len(body), resp.StatusCode, got, tc.wantCode)
+			}
+			if n := len(h.calls()); n != tc.handled {
+				t.Errorf("handed on %d events, want %d", n, tc.handled)
+			}
+			if repoCalls, _ := repos.calls(); tc.handled == 0 && len(repoCalls) > 0 {
+				t.Errorf("registry asked for %q before the body was bounded", repoCalls)
+			}
+		})
+	}
+}
+
+// The pipeline's work outlives the request: its context is not the request's, but it is
+// bounded.
+func TestIntakeHandlerContextOutlivesRequest(t *testing.T) {
+	repos := &fakeRepos{repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	in := webhook.New(repos, h, quiet())
+	reqCtx := make(chan context.Context, 1)
+	gitea := in.Gitea()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqCtx <- r.Context()
+		gitea.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	c := load(t, "push_branch.json")
+	start := time.Now()
+	resp, got := post(t, srv.URL, c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%q), want 202", resp.StatusCode, got)
+	}
+	// The request is over once net/http has cancelled its context.
+	select {
+	case <-(<-reqCtx).Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request's context was never cancelled")
+	}
+	<-h.entered
+	close(h.release)
+	in.Wait()
+
+	calls := h.calls()
+	if len(calls) != 1 {
+		t.Fatalf("handed on %d events, want 1", len(calls))
+	}
+	if calls[0].ctxErr != nil {
+		t.Errorf("the handler's context ended with the request: %v", calls[0].ctxErr)
+	}
+	if !calls[0].hasDeadline {
+		t.Errorf("the handler's context has no deadline: its work is unbounded")
+	} else if d := calls[0].deadline.Sub(start); d <= 0 || d > 10*time.Minute {
+		t.Errorf("the handler's deadline is %v after the request, want a bounded, positive time", d)
+	}
+}
+
+func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
+	repos := &fakeRepos{repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	in := webhook.New(repos, h, quiet())
+	srv := serve(t, in)
+
+	c := load(t, "push_branch.json")
+	resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%q), want 202", resp.StatusCode, got)
+	}
+	<-h.entered
+
+	waited := make(chan struct{})
+	go func() {
+		in.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		t.Fatal("Wait returned while the handler was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(h.release)
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after the handler ended")
+	}
+	if n := len(h.calls()); n != 1 {
+		t.Errorf("Wait returned with %d handled events, want 1", n)
+	}
+}
