@@ -39,8 +39,11 @@ type Config struct {
 	// GiteaURL and GiteaToken are used for repositories whose entry names no Gitea.
 	GiteaURL   string
 	GiteaToken string
-	LogLevel   slog.Level
-	LogFormat  string
+	// GitHubURL and GitHubToken are used for repositories on GitHub whose entry has none.
+	GitHubURL   string
+	GitHubToken string
+	LogLevel    slog.Level
+	LogFormat   string
 }
 
 // setting is one configurable value: a flag and the environment variable behind it.
@@ -61,6 +64,8 @@ func settings() []*setting {
 		{flag: "consul-prefix", env: "ALBATROS_CONSUL_PREFIX", def: registry.DefaultPrefix, usage: "Consul KV prefix of the repository registry"},
 		{flag: "gitea-url", env: "ALBATROS_GITEA_URL", usage: "Gitea URL for repositories whose registry entry names none"},
 		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", secret: true, usage: "Gitea token for repositories whose registry entry has none (or ALBATROS_GITEA_TOKEN_FILE)"},
+		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
+		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
 		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
 	}
@@ -140,6 +145,8 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		ConsulPrefix: s["consul-prefix"].value,
 		GiteaURL:     strings.TrimSuffix(s["gitea-url"].value, "/"),
 		GiteaToken:   s["gitea-token"].value,
+		GitHubURL:    strings.TrimSuffix(s["github-url"].value, "/"),
+		GitHubToken:  s["github-token"].value,
 		LogFormat:    s["log-format"].value,
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -183,6 +190,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	if c.GiteaURL != "" {
 		if err := httpURL(c.GiteaURL); err != nil {
 			bad("gitea-url", "%v", err)
+		}
+	}
+	if c.GitHubURL != "" {
+		if err := httpURL(c.GitHubURL); err != nil {
+			bad("github-url", "%v", err)
 		}
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(s["log-level"].value)); err != nil {

@@ -129,6 +129,12 @@ func TestLoadPrecedence(t *testing.T) {
 		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", get: func(c *config.Config) string { return c.GiteaToken },
 			envV: "env-token", flagV: "flag-token",
 			def: "", envWant: "env-token", flagWant: "flag-token"},
+		{flag: "github-url", env: "ALBATROS_GITHUB_URL", get: func(c *config.Config) string { return c.GitHubURL },
+			envV: "https://ghe.example.com/api/v3/", flagV: "https://api.github.com",
+			def: "", envWant: "https://ghe.example.com/api/v3", flagWant: "https://api.github.com"},
+		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", get: func(c *config.Config) string { return c.GitHubToken },
+			envV: "env-gh", flagV: "flag-gh",
+			def: "", envWant: "env-gh", flagWant: "flag-gh"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", get: func(c *config.Config) string { return c.LogLevel.String() },
 			envV: "warn", flagV: "debug",
 			def: "INFO", envWant: "WARN", flagWant: "DEBUG"},
@@ -245,6 +251,7 @@ func TestLoadBadSettings(t *testing.T) {
 		{"builder var without name", minimal().with("ALBATROS_BUILDER_VARS", "=1"), "ALBATROS_BUILDER_VARS (-builder-vars)"},
 		{"absolute consul prefix", minimal().with("ALBATROS_CONSUL_PREFIX", "/albatros/"), "ALBATROS_CONSUL_PREFIX (-consul-prefix)"},
 		{"gitea url without scheme", minimal().with("ALBATROS_GITEA_URL", "gitea:3000"), "ALBATROS_GITEA_URL (-gitea-url)"},
+		{"github url without scheme", minimal().with("ALBATROS_GITHUB_URL", "api.github.com"), "ALBATROS_GITHUB_URL (-github-url)"},
 		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},
 		{"bad log format", minimal().with("ALBATROS_LOG_FORMAT", "logfmt"), "ALBATROS_LOG_FORMAT (-log-format)"},
 		// The Nomad and Consul variables have no flag: only the variable can be named.
@@ -384,8 +391,10 @@ func TestLoadGiteaTokenFileMissing(t *testing.T) {
 
 func TestLoadHelp(t *testing.T) {
 	const secret = "s3cr3t-gitea-token-value"
+	const ghSecret = "ghp_s3cr3t-github-token-value"
 	e := minimal().with(
 		"ALBATROS_GITEA_TOKEN", secret,
+		"ALBATROS_GITHUB_TOKEN", ghSecret,
 		"ALBATROS_NAMESPACE", "from-env-namespace",
 	)
 	c, stderr, err := load(e, "-h")
@@ -403,6 +412,9 @@ func TestLoadHelp(t *testing.T) {
 		"ALBATROS_GITEA_URL",
 		"ALBATROS_GITEA_TOKEN",
 		"ALBATROS_GITEA_TOKEN_FILE",
+		"ALBATROS_GITHUB_URL",
+		"ALBATROS_GITHUB_TOKEN",
+		"ALBATROS_GITHUB_TOKEN_FILE",
 		"ALBATROS_LOG_LEVEL",
 		"ALBATROS_LOG_FORMAT",
 		"NOMAD_ADDR",
@@ -412,8 +424,8 @@ func TestLoadHelp(t *testing.T) {
 			t.Errorf("usage does not mention %s", want)
 		}
 	}
-	if strings.Contains(stderr, secret) {
-		t.Errorf("usage prints the value of ALBATROS_GITEA_TOKEN:\n%s", stderr)
+	if strings.Contains(stderr, secret) || strings.Contains(stderr, ghSecret) {
+		t.Errorf("usage prints the value of a token:\n%s", stderr)
 	}
 	// Non-secret values from the environment are shown as defaults.
 	if !strings.Contains(stderr, "from-env-namespace") {

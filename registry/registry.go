@@ -6,7 +6,8 @@
 //	 "trusted":{"senders":["quentin","lx"]},
 //	 "inject":"set +x\nexport SECRET1=xx"}
 //
-// Every field added since is optional: hook.secret (the HMAC secret of /webhook/gitea),
+// Every field added since is optional: hook.secret (the HMAC secret of /webhook/gitea and
+// /webhook/github), github (the repository is on GitHub: its API URL and token),
 // secrets (a map of names to values, exported to trusted builds like inject), flavors (one
 // build per flavor) and builder (a job of the user's own instead of the default builder).
 // An organization may hold a webhook secret shared by its repositories under
@@ -40,10 +41,11 @@ type Repo struct {
 		// Secret is the HMAC-SHA256 secret of POST /webhook/gitea deliveries.
 		Secret string `json:"secret,omitempty"`
 	} `json:"hook"`
-	Gitea struct {
-		URL   string `json:"url,omitempty"`
-		Token string `json:"token,omitempty"`
-	} `json:"gitea"`
+	// Gitea is the Gitea server and a token that may write commit statuses.
+	Gitea Access `json:"gitea"`
+	// GitHub, when set, makes the repository a GitHub one: URL is the REST API's base
+	// (empty for github.com), Token one that may write commit statuses.
+	GitHub  *Access `json:"github,omitempty"`
 	Trusted struct {
 		Senders []string `json:"senders,omitempty"`
 	} `json:"trusted"`
@@ -55,6 +57,12 @@ type Repo struct {
 	Flavors []string `json:"flavors,omitempty"`
 	// Builder names a parameterized job of the user's own; empty means the default builder.
 	Builder *Builder `json:"builder,omitempty"`
+}
+
+// Access is where a forge's API is and the token to use there.
+type Access struct {
+	URL   string `json:"url,omitempty"`
+	Token string `json:"token,omitempty"`
 }
 
 // Builder names a Nomad job.

@@ -57,6 +57,7 @@ func New(cfg Config) http.Handler {
 	s := &server{cfg}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhook/gitea", cfg.Intake.Gitea())
+	mux.Handle("POST /webhook/github", cfg.Intake.GitHub())
 	mux.Handle("POST /hook", cfg.Intake.Token())
 	mux.HandleFunc("GET /build", s.plainLog)
 	mux.HandleFunc("GET /logs/{ns}/{job...}", s.logPage)
@@ -67,7 +68,7 @@ func New(cfg Config) http.Handler {
 
 func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintln(w, "Albatros: a CI on Nomad. Webhooks: POST /webhook/gitea, POST /hook?token=…; logs: /logs/<namespace>/<job>; health: /healthz")
+	fmt.Fprintln(w, "Albatros: a CI on Nomad. Webhooks: POST /webhook/gitea, POST /webhook/github, POST /hook?token=…; logs: /logs/<namespace>/<job>; health: /healthz")
 }
 
 // healthz answers 200 when every dependency answers, else 503 naming the ones that do not.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/gitea"
+	"github.com/albatros-ci/albatros/forge/github"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
 )
@@ -61,30 +62,36 @@ var (
 	errUnknownRepo = errors.New("unknown repository")
 )
 
-// Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
-// organization's) webhook secret.
-func (in *Intake) Gitea() http.Handler {
-	return in.serve("gitea", func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) error {
-		secret := entry.Hook.Secret
-		if secret == "" {
-			if orgURL, err := registry.OrgURL(repo.CloneURL); err == nil {
-				org, err := in.repos.Org(r.Context(), orgURL)
-				switch {
-				case err == nil:
-					secret = org.Hook.Secret
-				case !errors.Is(err, registry.ErrNotFound):
-					return err
-				}
-			}
-		}
-		return gitea.VerifySignature(r.Header, body, secret)
-	})
+// driver is one forge's part in intake: its headers and its functions.
+type driver struct {
+	name           string
+	eventHeader    string
+	deliveryHeader string
+	locate         func(body []byte) (forge.Repo, error)
+	verify         func(h http.Header, body []byte, secret string) error
+	parse          func(h http.Header, body []byte) (forge.Event, error)
 }
 
-// Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL: the token
-// must equal the repository's hook.token.
+var (
+	giteaDriver  = driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", gitea.Locate, gitea.VerifySignature, gitea.Parse}
+	githubDriver = driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", github.Locate, github.VerifySignature, github.Parse}
+)
+
+// authenticator checks a delivery once its repository's entry is known.
+type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) error
+
+// Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
+// organization's) webhook secret.
+func (in *Intake) Gitea() http.Handler { return in.serve(giteaDriver, in.signed(giteaDriver)) }
+
+// GitHub serves POST /webhook/github: deliveries signed (X-Hub-Signature-256) with the
+// repository's (or its organization's) webhook secret.
+func (in *Intake) GitHub() http.Handler { return in.serve(githubDriver, in.signed(githubDriver)) }
+
+// Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL for Gitea:
+// the token must equal the repository's hook.token.
 func (in *Intake) Token() http.Handler {
-	return in.serve("gitea", func(r *http.Request, _ []byte, entry *registry.Repo, _ forge.Repo) error {
+	return in.serve(giteaDriver, func(r *http.Request, _ []byte, entry *registry.Repo, _ forge.Repo) error {
 		want := entry.Hook.Token
 		got := r.URL.Query().Get("token")
 		switch {
@@ -99,13 +106,33 @@ func (in *Intake) Token() http.Handler {
 	})
 }
 
+// signed authenticates by the forge's HMAC signature, with the repository's webhook secret
+// or, when it has none, its organization's.
+func (in *Intake) signed(d driver) authenticator {
+	return func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) error {
+		secret := entry.Hook.Secret
+		if secret == "" {
+			if orgURL, err := registry.OrgURL(repo.CloneURL); err == nil {
+				org, err := in.repos.Org(r.Context(), orgURL)
+				switch {
+				case err == nil:
+					secret = org.Hook.Secret
+				case !errors.Is(err, registry.ErrNotFound):
+					return err
+				}
+			}
+		}
+		return d.verify(r.Header, body, secret)
+	}
+}
+
 // serve is the intake sequence: bound the body, find the repository, authenticate, parse,
 // answer, then hand the event on.
-func (in *Intake) serve(forgeName string, authenticate func(*http.Request, []byte, *registry.Repo, forge.Repo) error) http.Handler {
+func (in *Intake) serve(d driver, authenticate authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		log := in.log.With("forge", forgeName, "delivery", r.Header.Get("X-Gitea-Delivery"), "event", r.Header.Get("X-Gitea-Event"))
-		code, msg, err := in.intake(w, r, &log, authenticate)
+		log := in.log.With("forge", d.name, "delivery", r.Header.Get(d.deliveryHeader), "event", r.Header.Get(d.eventHeader))
+		code, msg, err := in.intake(w, r, d, &log, authenticate)
 		if code >= 400 {
 			log.Warn("delivery refused", "status", code, "err", err, "took", time.Since(start))
 		} else {
@@ -120,8 +147,7 @@ func (in *Intake) serve(forgeName string, authenticate func(*http.Request, []byt
 
 // intake returns the HTTP status, the message for the forge, and the error behind a refusal.
 // Once the repository is known, *log carries it.
-func (in *Intake) intake(w http.ResponseWriter, r *http.Request, log **slog.Logger,
-	authenticate func(*http.Request, []byte, *registry.Repo, forge.Repo) error) (int, string, error) {
+func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log **slog.Logger, authenticate authenticator) (int, string, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -131,7 +157,7 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, log **slog.Logg
 		return refuse(err)
 	}
 	// Only the repository is read before authentication: it says whose secret to check.
-	repo, err := gitea.Locate(body)
+	repo, err := d.locate(body)
 	if err != nil {
 		return refuse(err)
 	}
@@ -146,7 +172,7 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, log **slog.Logg
 	if err := authenticate(r, body, entry, repo); err != nil {
 		return refuse(err)
 	}
-	ev, err := gitea.Parse(r.Header, body)
+	ev, err := d.parse(r.Header, body)
 	if err != nil {
 		return refuse(err)
 	}

@@ -67,9 +67,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	pipe := pipeline.New(pipeline.Config{
-		Repos:   repos,
-		Builds:  nomad,
-		Forge:   pipeline.GiteaForges{DefaultURL: cfg.GiteaURL, DefaultToken: cfg.GiteaToken, HTTP: &http.Client{Timeout: 30 * time.Second}}.For,
+		Repos:  repos,
+		Builds: nomad,
+		Forge: pipeline.Forges{
+			GiteaURL: cfg.GiteaURL, GiteaToken: cfg.GiteaToken,
+			GitHubURL: cfg.GitHubURL, GitHubToken: cfg.GitHubToken,
+			HTTP: &http.Client{Timeout: 30 * time.Second},
+		}.For,
 		BaseURL: cfg.URL,
 		Builder: orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder},
 	})
