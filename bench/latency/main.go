@@ -82,8 +82,8 @@ func run(p *testenv.Program, n int, poll time.Duration) error {
 	c, nm, g, b := stack.Consul, stack.Nomad, stack.Gitea, stack.Bot
 
 	user := g.CreateUser(p, "bench")
-	g.CreateOrg(p, user, "bench")
-	repo := g.CreateRepo(p, user, "bench", "latency")
+	g.CreateOrg(p, user, "bench-org")
+	repo := g.CreateRepo(p, user, "bench-org", "latency")
 	entry, _ := json.Marshal(map[string]any{
 		"hook":  map[string]string{"secret": "bench-secret"},
 		"gitea": map[string]string{"url": g.URL, "token": user.Token},
