@@ -12,29 +12,6 @@ import (
 	"github.com/albatros-ci/albatros/registry"
 )
 
-// fakeRepos is the registry: entries by clone URL. It records every lookup.
-type fakeRepos struct {
-	mu      sync.Mutex
-	entries map[string]*registry.Repo
-	err     error // returned by every lookup when set
-
-	lookups []string
-}
-
-func (f *fakeRepos) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.lookups = append(f.lookups, cloneURL)
-	if f.err != nil {
-		return nil, f.err
-	}
-	e, ok := f.entries[cloneURL]
-	if !ok {
-		return nil, fmt.Errorf("repository %s: %w", cloneURL, registry.ErrNotFound)
-	}
-	return e, nil
-}
-
 // fakeBuilds is Nomad as the pipeline sees it. Like Nomad, a dispatch with a token it has
 // seen returns the build it started for that token, marked Duplicate. It records every
 // dispatch request, and every pair of dispatches with the same token that overlapped.

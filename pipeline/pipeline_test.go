@@ -16,6 +16,7 @@ import (
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/secrets"
 )
 
@@ -34,7 +35,7 @@ var (
 // harness is a pipeline on fakes, with the fakes at hand to shape and inspect.
 type harness struct {
 	p      *pipeline.Pipeline
-	repos  *fakeRepos
+	repos  *registrytest.Fake
 	builds *fakeBuilds
 	forge  *fakeForge
 	forges *fakeForges
@@ -43,7 +44,7 @@ type harness struct {
 // newHarness returns a pipeline whose registry holds entry for cloneURL.
 func newHarness(entry *registry.Repo) *harness {
 	h := &harness{
-		repos:  &fakeRepos{entries: map[string]*registry.Repo{cloneURL: entry}},
+		repos:  &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry}},
 		builds: &fakeBuilds{},
 		forge:  &fakeForge{},
 	}
@@ -115,7 +116,7 @@ func TestHandleOneBuildPerFlavor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith(tt.flavors...))
-			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], tt.flavor)
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], tt.flavor)
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
@@ -160,7 +161,7 @@ func TestHandleMeta(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith("nix"))
-			if _, err := h.p.Handle(context.Background(), discard, tt.ev, h.repos.entries[cloneURL], ""); err != nil {
+			if _, err := h.p.Handle(context.Background(), discard, tt.ev, h.repos.Repos[cloneURL], ""); err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
 			reqs := h.builds.requests()
@@ -350,7 +351,7 @@ func TestHandleIdempotencyToken(t *testing.T) {
 
 func TestHandlePendingStatus(t *testing.T) {
 	h := newHarness(entryWith())
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
@@ -375,14 +376,14 @@ func TestHandlePendingStatus(t *testing.T) {
 	if u := h.p.LogURL("ci", got[0].JobID); u != want.TargetURL {
 		t.Errorf("LogURL = %s, want the status's link %s", u, want.TargetURL)
 	}
-	if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.entries[cloneURL] {
+	if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.Repos[cloneURL] {
 		t.Errorf("ForgeFor called %+v, want once with the entry and %s", h.forges.calls, cloneURL)
 	}
 }
 
 func TestHandleDuplicateWritesNoStatus(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
-	e := h.repos.entries[cloneURL]
+	e := h.repos.Repos[cloneURL]
 	first, err := h.p.Handle(context.Background(), discard, pushEvent(), e, "")
 	if err != nil {
 		t.Fatalf("first Handle: %v", err)
@@ -438,7 +439,7 @@ func TestHandleDispatchError(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith("default", "nix", "arm"))
 			h.builds.dispatchErr = tt.failing
-			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
 			if err == nil {
 				t.Fatalf("Handle with failing dispatches returned no error")
 			}
@@ -483,7 +484,7 @@ func TestHandleStatusWriteError(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	errForge := errors.New("gitea: 401 Unauthorized")
 	h.forge.setErr = errForge
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
 	if !errors.Is(err, errForge) {
 		t.Errorf("Handle with a failing forge = %v, want an error wrapping %v", err, errForge)
 	}
@@ -496,7 +497,7 @@ func TestHandleForgeLookupError(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	errNoForge := errors.New("no gitea url and token")
 	h.forges.err = errNoForge
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
 	if !errors.Is(err, errNoForge) {
 		t.Fatalf("Handle = %v, want an error wrapping %v", err, errNoForge)
 	}
@@ -513,7 +514,7 @@ func TestHandleReportsBuildThatAlreadyEnded(t *testing.T) {
 	h.builds.ended = map[string]orchestrator.Outcome{
 		"nix": {Result: orchestrator.Failure, Description: "the build failed: exit code 1", Final: true},
 	}
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
@@ -541,7 +542,7 @@ func TestHandleOutcomeError(t *testing.T) {
 	h := newHarness(entryWith())
 	errNomad := errors.New("allocations: connection refused")
 	h.builds.outcomeErr = errNomad
-	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.entries[cloneURL], "")
+	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
 	if !errors.Is(err, errNomad) {
 		t.Errorf("Handle = %v, want an error wrapping %v", err, errNomad)
 	}
@@ -560,7 +561,7 @@ func TestHandleConcurrentDeliveriesDispatchSerially(t *testing.T) {
 		wg.Go(func() {
 			ev := pushEvent()
 			ev.Delivery = fmt.Sprintf("delivery-%d", i)
-			_, errs[i] = h.p.Handle(context.Background(), discard, ev, h.repos.entries[cloneURL], "")
+			_, errs[i] = h.p.Handle(context.Background(), discard, ev, h.repos.Repos[cloneURL], "")
 		})
 	}
 	wg.Wait()
@@ -651,10 +652,10 @@ func TestReport(t *testing.T) {
 			if got := s[len(s)-1]; got != want {
 				t.Errorf("wrote\n %+v\nwant\n %+v", got, want)
 			}
-			if !slices.Equal(h.repos.lookups, []string{cloneURL}) {
-				t.Errorf("registry lookups %q, want the build's REPO_URL %s", h.repos.lookups, cloneURL)
+			if lookups, _ := h.repos.Calls(); !slices.Equal(lookups, []string{cloneURL}) {
+				t.Errorf("registry lookups %q, want the build's REPO_URL %s", lookups, cloneURL)
 			}
-			if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.entries[cloneURL] {
+			if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.Repos[cloneURL] {
 				t.Errorf("ForgeFor calls %+v, want one with the build's entry and REPO_URL", h.forges.calls)
 			}
 		})
@@ -672,8 +673,8 @@ func TestReportErrors(t *testing.T) {
 	}{
 		{"build unknown to nomad", func(h *harness, out *orchestrator.Outcome) { out.JobID = "builder/dispatch-albatros-1-gone" }, orchestrator.ErrNotFound},
 		{"nomad down", func(h *harness, out *orchestrator.Outcome) { h.builds.buildErr = errNomad }, errNomad},
-		{"repository no longer registered", func(h *harness, out *orchestrator.Outcome) { delete(h.repos.entries, cloneURL) }, registry.ErrNotFound},
-		{"consul down", func(h *harness, out *orchestrator.Outcome) { h.repos.err = errConsul }, errConsul},
+		{"repository no longer registered", func(h *harness, out *orchestrator.Outcome) { delete(h.repos.Repos, cloneURL) }, registry.ErrNotFound},
+		{"consul down", func(h *harness, out *orchestrator.Outcome) { h.repos.RepoErr = errConsul }, errConsul},
 		{"no forge", func(h *harness, out *orchestrator.Outcome) { h.forges.err = errForge }, errForge},
 	}
 	for _, tt := range tests {

@@ -21,6 +21,7 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/secrets"
 	"github.com/albatros-ci/albatros/server"
 	"github.com/albatros-ci/albatros/webhook"
@@ -116,38 +117,6 @@ func (f *fakeBuilds) calls() ([]string, []followCall) {
 	return slices.Clone(f.builds), slices.Clone(f.follows)
 }
 
-// fakeRepos is the registry: one entry, or an error. It also serves the intake.
-type fakeRepos struct {
-	entries map[string]*registry.Repo
-	err     error
-
-	mu    sync.Mutex
-	asked []string
-}
-
-func (f *fakeRepos) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
-	f.mu.Lock()
-	f.asked = append(f.asked, cloneURL)
-	f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	if r, ok := f.entries[cloneURL]; ok {
-		return r, nil
-	}
-	return nil, fmt.Errorf("repository %s: %w", cloneURL, registry.ErrNotFound)
-}
-
-func (f *fakeRepos) Org(_ context.Context, orgURL string) (*registry.Org, error) {
-	return nil, fmt.Errorf("organization %s: %w", orgURL, registry.ErrNotFound)
-}
-
-func (f *fakeRepos) calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.asked)
-}
-
 // fakeHandler is the pipeline behind the intake; the routes need one, these tests send it
 // nothing valid.
 type fakeHandler struct {
@@ -167,7 +136,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // fixture is a server on fakes.
 type fixture struct {
 	builds  *fakeBuilds
-	repos   *fakeRepos
+	repos   *registrytest.Fake
 	handler *fakeHandler
 	url     string
 }
@@ -176,7 +145,7 @@ func newFixture(t *testing.T, builds *fakeBuilds, checks ...server.Check) *fixtu
 	t.Helper()
 	f := &fixture{
 		builds:  builds,
-		repos:   &fakeRepos{entries: map[string]*registry.Repo{repoURL: currentEntry()}},
+		repos:   &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}},
 		handler: &fakeHandler{},
 	}
 	intake := webhook.New(f.repos, f.handler, quiet())
@@ -320,7 +289,7 @@ func TestPlainLog(t *testing.T) {
 			if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 				t.Errorf("X-Content-Type-Options %q, want nosniff", resp.Header.Get("X-Content-Type-Options"))
 			}
-			if asked := f.repos.calls(); !slices.Contains(asked, repoURL) {
+			if asked, _ := f.repos.Calls(); !slices.Contains(asked, repoURL) {
 				t.Errorf("registry asked for %q, want the build's repository %s (for its current secrets)", asked, repoURL)
 			}
 		})
@@ -372,11 +341,11 @@ func TestPlainLogMasksEachSource(t *testing.T) {
 			// One byte per write: every secret is split as awkwardly as it can be.
 			b.chunks = strings.Split(tc.log, "")
 			f := newFixture(t, b)
-			f.repos.entries = map[string]*registry.Repo{}
+			f.repos.Repos = map[string]*registry.Repo{}
 			if tc.entry != nil {
-				f.repos.entries[repoURL] = tc.entry
+				f.repos.Repos[repoURL] = tc.entry
 			}
-			f.repos.err = tc.regErr
+			f.repos.RepoErr = tc.regErr
 			resp, got := get(t, f.url+"/build?job="+url.QueryEscape(buildID))
 			if resp.StatusCode != 200 || got != tc.want {
 				t.Errorf("status %d, log %q; want 200, %q", resp.StatusCode, got, tc.want)

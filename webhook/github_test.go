@@ -14,6 +14,7 @@ import (
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/webhook"
 )
 
@@ -87,14 +88,14 @@ func TestIntakeGitHub(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			repos := &fakeRepos{repos: map[string]*registry.Repo{}, orgs: map[string]*registry.Org{}}
+			repos := &registrytest.Fake{Repos: map[string]*registry.Repo{}, Orgs: map[string]*registry.Org{}}
 			e := entry(repoSecret, "")
 			if c.orgOnly {
 				e = entry("", "")
-				repos.orgs[ghOrgURL] = org(orgSecret)
+				repos.Orgs[ghOrgURL] = org(orgSecret)
 			}
-			repos.repos[ghCloneURL] = e
-			repos.repos[pingRepo] = e
+			repos.Repos[ghCloneURL] = e
+			repos.Repos[pingRepo] = e
 			h := &fakeHandler{}
 			in := webhook.New(repos, h, quiet())
 			srv := httptest.NewServer(in.GitHub())
@@ -119,7 +120,7 @@ func TestIntakeGitHub(t *testing.T) {
 		})
 	}
 	// An unknown repository is refused before its signature is looked at.
-	in := webhook.New(&fakeRepos{}, &fakeHandler{}, quiet())
+	in := webhook.New(&registrytest.Fake{}, &fakeHandler{}, quiet())
 	srv := httptest.NewServer(in.GitHub())
 	defer srv.Close()
 	if code, _ := postGitHub(t, srv.URL, "push", push, map[string]string{"X-Hub-Signature-256": githubSign(push, repoSecret)}); code != http.StatusNotFound {

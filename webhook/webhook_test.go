@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/webhook"
 )
 
@@ -59,51 +59,6 @@ const (
 	orgSecret  = "org-webhook-secret"
 	hookToken  = "original-albatros-token"
 )
-
-// fakeRepos is the registry: entries by URL, or an error for every lookup. It records the
-// URLs it was asked for.
-type fakeRepos struct {
-	repos   map[string]*registry.Repo
-	repoErr error
-	orgs    map[string]*registry.Org
-	orgErr  error
-
-	mu        sync.Mutex
-	repoCalls []string
-	orgCalls  []string
-}
-
-func (f *fakeRepos) Repo(_ context.Context, url string) (*registry.Repo, error) {
-	f.mu.Lock()
-	f.repoCalls = append(f.repoCalls, url)
-	f.mu.Unlock()
-	if f.repoErr != nil {
-		return nil, f.repoErr
-	}
-	if r, ok := f.repos[url]; ok {
-		return r, nil
-	}
-	return nil, fmt.Errorf("repository %s: %w", url, registry.ErrNotFound)
-}
-
-func (f *fakeRepos) Org(_ context.Context, url string) (*registry.Org, error) {
-	f.mu.Lock()
-	f.orgCalls = append(f.orgCalls, url)
-	f.mu.Unlock()
-	if f.orgErr != nil {
-		return nil, f.orgErr
-	}
-	if o, ok := f.orgs[url]; ok {
-		return o, nil
-	}
-	return nil, fmt.Errorf("organization %s: %w", url, registry.ErrNotFound)
-}
-
-func (f *fakeRepos) calls() (repos, orgs []string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.repoCalls), slices.Clone(f.orgCalls)
-}
 
 // handled is one call of the pipeline, with the state of its context when it looked.
 type handled struct {
@@ -511,12 +466,12 @@ func TestIntake(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			repos := &fakeRepos{repoErr: tc.repoErr, orgErr: tc.orgErr, repos: map[string]*registry.Repo{}, orgs: map[string]*registry.Org{}}
+			repos := &registrytest.Fake{RepoErr: tc.repoErr, OrgErr: tc.orgErr, Repos: map[string]*registry.Repo{}, Orgs: map[string]*registry.Org{}}
 			if tc.entry != nil {
-				repos.repos[cloneURL] = tc.entry
+				repos.Repos[cloneURL] = tc.entry
 			}
 			if tc.org != nil {
-				repos.orgs[orgURL] = tc.org
+				repos.Orgs[orgURL] = tc.org
 			}
 			h := &fakeHandler{}
 			in := webhook.New(repos, h, quiet())
@@ -552,7 +507,7 @@ func TestIntake(t *testing.T) {
 				t.Errorf("X-Content-Type-Options %q, want nosniff", resp.Header.Get("X-Content-Type-Options"))
 			}
 
-			repoCalls, orgCalls := repos.calls()
+			repoCalls, orgCalls := repos.Calls()
 			if tc.wantLookup && !slices.Equal(repoCalls, []string{cloneURL}) {
 				t.Errorf("registry asked for repositories %q, want [%s]", repoCalls, cloneURL)
 			}
@@ -639,7 +594,7 @@ func TestIntakeBodyLimit(t *testing.T) {
 		{"one byte over MaxBody", webhook.MaxBody + 1, http.StatusRequestEntityTooLarge, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			repos := &fakeRepos{repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+			repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 			h := &fakeHandler{}
 			in := webhook.New(repos, h, quiet())
 			srv := serve(t, in)
@@ -653,7 +608,7 @@ func TestIntakeBodyLimit(t *testing.T) {
 			if n := len(h.calls()); n != tc.handled {
 				t.Errorf("handed on %d events, want %d", n, tc.handled)
 			}
-			if repoCalls, _ := repos.calls(); tc.handled == 0 && len(repoCalls) > 0 {
+			if repoCalls, _ := repos.Calls(); tc.handled == 0 && len(repoCalls) > 0 {
 				t.Errorf("registry asked for %q before the body was bounded", repoCalls)
 			}
 		})
@@ -663,7 +618,7 @@ func TestIntakeBodyLimit(t *testing.T) {
 // The pipeline's work outlives the request: its context is not the request's, but it is
 // bounded.
 func TestIntakeHandlerContextOutlivesRequest(t *testing.T) {
-	repos := &fakeRepos{repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	in := webhook.New(repos, h, quiet())
 	reqCtx := make(chan context.Context, 1)
@@ -705,7 +660,7 @@ func TestIntakeHandlerContextOutlivesRequest(t *testing.T) {
 }
 
 func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
-	repos := &fakeRepos{repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	in := webhook.New(repos, h, quiet())
 	srv := serve(t, in)

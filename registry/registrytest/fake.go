@@ -1,0 +1,62 @@
+// Package registrytest holds a fake of the repository registry for the tests of the
+// packages that read it: entries held in memory, errors on demand, and a record of every
+// lookup. It is for tests only; the registry itself is tested against a real Consul.
+package registrytest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// Fake serves entries by URL, as registry.Registry does.
+type Fake struct {
+	// Repos and Orgs are the entries, by clone URL and by organization URL.
+	Repos map[string]*registry.Repo
+	Orgs  map[string]*registry.Org
+	// RepoErr and OrgErr, when set, are returned by every lookup of their kind.
+	RepoErr error
+	OrgErr  error
+
+	mu        sync.Mutex
+	repoCalls []string
+	orgCalls  []string
+}
+
+// Repo returns the entry of cloneURL, or an error wrapping registry.ErrNotFound.
+func (f *Fake) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.repoCalls = append(f.repoCalls, cloneURL)
+	if f.RepoErr != nil {
+		return nil, f.RepoErr
+	}
+	if r, ok := f.Repos[cloneURL]; ok {
+		return r, nil
+	}
+	return nil, fmt.Errorf("repository %s: %w", cloneURL, registry.ErrNotFound)
+}
+
+// Org returns the entry of orgURL, or an error wrapping registry.ErrNotFound.
+func (f *Fake) Org(_ context.Context, orgURL string) (*registry.Org, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.orgCalls = append(f.orgCalls, orgURL)
+	if f.OrgErr != nil {
+		return nil, f.OrgErr
+	}
+	if o, ok := f.Orgs[orgURL]; ok {
+		return o, nil
+	}
+	return nil, fmt.Errorf("organization %s: %w", orgURL, registry.ErrNotFound)
+}
+
+// Calls returns the URLs looked up so far, in order.
+func (f *Fake) Calls() (repos, orgs []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.repoCalls), slices.Clone(f.orgCalls)
+}
