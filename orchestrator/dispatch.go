@@ -63,6 +63,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	if err != nil {
 		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
 	}
+	o.dispatchedIn(req.Builder.Namespace)
 	// A repeated idempotency token returns the existing job and creates no evaluation.
 	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Duplicate: resp.EvalID == ""}, nil
 }

@@ -14,8 +14,9 @@ import (
 // that ended while the bot was down are reported too; handle must therefore be idempotent.
 // A build that can never be placed is stopped, so that it does not wait forever.
 //
-// Watch reconnects after stream errors, which it passes to onErr, resuming at the next index.
-// It returns when ctx ends.
+// Watch reconnects after stream errors, which it passes to onErr, resuming at the next index,
+// and subscribes again when a build is dispatched into a namespace its stream does not
+// cover (Nomad expands the namespace wildcard at subscription). It returns when ctx ends.
 func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, Outcome), onErr func(error)) error {
 	topics := map[nomad.Topic][]string{
 		nomad.TopicAllocation: {"*"},
@@ -24,7 +25,12 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 	var next uint64 // 0: from the oldest event Nomad still buffers
 	seen := newSeen(8192)
 	backoff := 500 * time.Millisecond
+	defer o.setWatched(nil)
 	for ctx.Err() == nil {
+		// The namespaces as they are before subscribing: the stream covers at least these.
+		if err := o.listWatched(ctx); err != nil {
+			onErr(fmt.Errorf("nomad namespaces: %w", err))
+		}
 		streamCtx, cancel := context.WithCancel(ctx)
 		ch, err := o.c.EventStream().Stream(streamCtx, topics, next, &nomad.QueryOptions{Namespace: "*"})
 		if err != nil {
@@ -36,26 +42,78 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 			backoff = min(2*backoff, 15*time.Second)
 			continue
 		}
-		for events := range ch {
+		again := o.follow(ctx, ch, &next, seen, handle, onErr)
+		cancel()
+		if again {
+			continue // a new namespace: subscribe again at once, from the next index
+		}
+		if !sleep(ctx, backoff) {
+			break
+		}
+		backoff = min(2*backoff, 15*time.Second)
+	}
+	return ctx.Err()
+}
+
+// follow handles the events of one subscription until it breaks (false) or a dispatch asks
+// for a new one (true). next advances past every handled index.
+func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next *uint64, seen *seen, handle func(context.Context, Outcome), onErr func(error)) bool {
+	for {
+		select {
+		case <-o.resubscribe:
+			return true
+		case events, ok := <-ch:
+			if !ok {
+				return false
+			}
 			if events.Err != nil {
 				onErr(fmt.Errorf("nomad event stream: %w", events.Err))
-				break
+				return false
 			}
-			backoff = 500 * time.Millisecond
 			if events.IsHeartbeat() {
 				continue
 			}
 			for _, e := range events.Events {
 				o.handleEvent(ctx, e, seen, handle, onErr)
 			}
-			next = events.Index + 1
-		}
-		cancel()
-		if !sleep(ctx, backoff) {
-			break
+			*next = events.Index + 1
 		}
 	}
-	return ctx.Err()
+}
+
+func (o *Orchestrator) listWatched(ctx context.Context) error {
+	nss, _, err := o.c.Namespaces().List((&nomad.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		o.setWatched(map[string]bool{}) // unknown: any dispatch will ask to subscribe again
+		return err
+	}
+	watched := make(map[string]bool, len(nss))
+	for _, ns := range nss {
+		watched[ns.Name] = true
+	}
+	o.setWatched(watched)
+	return nil
+}
+
+func (o *Orchestrator) setWatched(w map[string]bool) {
+	o.mu.Lock()
+	o.watched = w
+	o.mu.Unlock()
+}
+
+// dispatchedIn notes a dispatch into ns; when Watch's stream does not cover ns, it asks
+// Watch to subscribe again.
+func (o *Orchestrator) dispatchedIn(ns string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.watched == nil || o.watched[ns] {
+		return
+	}
+	o.watched[ns] = true // asked once
+	select {
+	case o.resubscribe <- struct{}{}:
+	default:
+	}
 }
 
 func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *seen, handle func(context.Context, Outcome), onErr func(error)) {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -45,6 +46,12 @@ var ErrNotFound = errors.New("not found in nomad")
 // Orchestrator talks to one Nomad region.
 type Orchestrator struct {
 	c *nomad.Client
+
+	// The namespaces Watch's event stream covers: Nomad resolves the wildcard when it
+	// subscribes, so a dispatch into any other namespace asks Watch to subscribe again.
+	mu          sync.Mutex
+	watched     map[string]bool // nil while nothing watches
+	resubscribe chan struct{}
 }
 
 // New returns an orchestrator on the Nomad agent that the standard NOMAD_* environment
@@ -54,7 +61,7 @@ func New() (*Orchestrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}
-	return &Orchestrator{c: c}, nil
+	return &Orchestrator{c: c, resubscribe: make(chan struct{}, 1)}, nil
 }
 
 // Address is the Nomad API address in use, for messages.

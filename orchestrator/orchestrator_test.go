@@ -532,3 +532,26 @@ func TestBuildRefusesForeignDispatches(t *testing.T) {
 		t.Fatalf("Build of a foreign dispatch: %v, want ErrNotFound", err)
 	}
 }
+
+// Nomad resolves the namespace wildcard of an event stream when it subscribes: a build in a
+// namespace created after the bot started watching must still be reported.
+func TestWatchSeesNamespacesCreatedLater(t *testing.T) {
+	o, ctx := setup(t, "before")
+	seen := watch(t, ctx, o)
+	time.Sleep(500 * time.Millisecond) // the stream is subscribed
+
+	spec := hcl.Builders["builder"]
+	b, err := o.RegisterBuilder(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": "created-later", "driver": "raw_exec", "cpu": "100", "memory": "64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, sha := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: "#!/bin/sh\necho late\n", Executable: true}})
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := seen.wait(t, d.JobID)
+	if last := got[len(got)-1]; last.Result != orchestrator.Success || last.Namespace != "created-later" {
+		t.Fatalf("outcome %+v", last)
+	}
+}
