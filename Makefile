@@ -7,7 +7,7 @@ TOOLS    := nomad consul gitea
 # generous timeout (the tests themselves take a small part of it).
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build tools test vet unit demo bench clean
+.PHONY: all build tools test vet demo bench clean
 
 all: build
 
@@ -27,10 +27,6 @@ vet:
 ## test: vet, unit and integration tests (builds the tools first when they are missing)
 test: tools vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
-
-## unit: the tests that need no server (integration tests skip outside CI without binaries)
-unit: vet
-	ALBATROS_BIN_DIR=/nonexistent $(GO) test -count=1 ./...
 
 ## demo: Nomad, Consul, Gitea and the bot on loopback, with a demo repository; Ctrl-C stops all
 demo: tools build

@@ -30,7 +30,6 @@ func (o *Orchestrator) Follow(ctx context.Context, ns, jobID, logType string, w 
 	if err != nil || alloc == nil {
 		return never, err
 	}
-	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
 	written := int64(0)
 	if !taskDead(alloc) {
 		written, err = o.followRunning(ctx, alloc, logType, w)
@@ -38,9 +37,9 @@ func (o *Orchestrator) Follow(ctx context.Context, ns, jobID, logType string, w 
 			return Outcome{}, err
 		}
 	}
-	// The task has ended: read the whole log once more and write what following had not yet
-	// delivered (Nomad's follow stream never ends by itself).
-	if _, err := o.copyLog(alloc, logType, q, &skipWriter{w: w, skip: written}); err != nil {
+	// The task has ended, and Nomad's follow stream never ends by itself: write what
+	// following had not yet delivered, from where it stopped.
+	if err := o.copyLog(ctx, alloc, logType, written, w); err != nil {
 		return Outcome{}, err
 	}
 	return o.waitOutcome(ctx, ns, alloc.ID)
@@ -91,27 +90,26 @@ func (o *Orchestrator) followRunning(ctx context.Context, alloc *nomad.Allocatio
 	}
 }
 
-// copyLog writes the whole log as it is now.
-func (o *Orchestrator) copyLog(alloc *nomad.Allocation, logType string, q *nomad.QueryOptions, w io.Writer) (int64, error) {
+// copyLog writes the log as it is now from offset on (an offset from the start counts
+// across Nomad's rotated log files).
+func (o *Orchestrator) copyLog(ctx context.Context, alloc *nomad.Allocation, logType string, offset int64, w io.Writer) error {
 	stop := make(chan struct{})
 	defer close(stop)
-	frames, errs := o.c.AllocFS().Logs(alloc, false, Task, logType, "start", 0, stop, q)
-	var n int64
+	q := (&nomad.QueryOptions{Namespace: alloc.Namespace}).WithContext(ctx)
+	frames, errs := o.c.AllocFS().Logs(alloc, false, Task, logType, "start", offset, stop, q)
 	for f := range frames {
-		m, err := w.Write(f.Data)
-		n += int64(m)
-		if err != nil {
-			return n, err
+		if _, err := w.Write(f.Data); err != nil {
+			return err
 		}
 	}
 	select {
 	case err := <-errs:
 		if err != nil {
-			return n, fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
+			return fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
 		}
 	default:
 	}
-	return n, nil
+	return nil
 }
 
 // waitStarted waits until the build has an allocation whose executor task has started or
@@ -126,13 +124,7 @@ func (o *Orchestrator) waitStarted(ctx context.Context, ns, jobID string) (*noma
 			return nil, Outcome{}, fmt.Errorf("allocations of %s: %w", jobID, err)
 		}
 		index = meta.LastIndex
-		var newest *nomad.AllocationListStub
-		for _, s := range stubs {
-			if newest == nil || s.CreateIndex > newest.CreateIndex {
-				newest = s
-			}
-		}
-		if newest != nil {
+		if newest := newestAlloc(stubs); newest != nil {
 			ts := newest.TaskStates[Task]
 			if (ts != nil && (!ts.StartedAt.IsZero() || ts.State == "dead")) || isTerminal(newest.ClientStatus) {
 				a, _, err := o.c.Allocations().Info(newest.ID, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
@@ -216,56 +208,4 @@ func isTerminal(clientStatus string) bool {
 		return true
 	}
 	return false
-}
-
-// skipWriter drops the first skip bytes written to it.
-type skipWriter struct {
-	w    io.Writer
-	skip int64
-}
-
-func (s *skipWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	if s.skip >= int64(n) {
-		s.skip -= int64(n)
-		return n, nil
-	}
-	p = p[s.skip:]
-	s.skip = 0
-	if _, err := s.w.Write(p); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-// Outcome returns a build's result if it has ended; done is false while it is queued or
-// running.
-func (o *Orchestrator) Outcome(ctx context.Context, ns, jobID string) (out Outcome, done bool, err error) {
-	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
-	stubs, _, err := o.c.Jobs().Allocations(jobID, true, q)
-	if err != nil {
-		return Outcome{}, false, fmt.Errorf("allocations of %s: %w", jobID, err)
-	}
-	var newest *nomad.AllocationListStub
-	for _, s := range stubs {
-		if newest == nil || s.CreateIndex > newest.CreateIndex {
-			newest = s
-		}
-	}
-	if newest == nil {
-		b, err := o.Build(ctx, ns, jobID)
-		if err != nil || b.Status != "dead" {
-			return Outcome{}, false, err
-		}
-		return o.unplacedOutcome(ctx, ns, jobID), true, nil
-	}
-	if !isTerminal(newest.ClientStatus) {
-		return Outcome{}, false, nil
-	}
-	a, _, err := o.c.Allocations().Info(newest.ID, q)
-	if err != nil {
-		return Outcome{}, false, fmt.Errorf("allocation %s: %w", newest.ID, err)
-	}
-	out, done = allocOutcome(a)
-	return out, done, nil
 }

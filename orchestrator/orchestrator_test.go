@@ -352,9 +352,11 @@ func TestFollowIsLive(t *testing.T) {
 		t.Fatalf("follow ended with %+v while the build was still sleeping", out)
 	default:
 	}
+	// Every line once, in order: what following delivered and what the final read after
+	// the task's end added, neither lost nor repeated.
 	out := <-result
-	if out.Result != orchestrator.Success || !strings.Contains(w.String(), "first\nsecond\n") {
-		t.Fatalf("outcome %+v, log %q", out, w.String())
+	if log := w.String(); out.Result != orchestrator.Success || !strings.HasSuffix(log, "\nfirst\nsecond\n") || strings.Count(log, "first") != 1 || strings.Count(log, "albatros: building") != 1 {
+		t.Fatalf("outcome %+v, log %q", out, log)
 	}
 }
 

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,6 +30,45 @@ type Outcome struct {
 	Description string
 	// Final is false for news about a build that has not ended (waiting for resources).
 	Final bool
+}
+
+// Outcome returns a build's result if it has ended; done is false while it is queued or
+// running.
+func (o *Orchestrator) Outcome(ctx context.Context, ns, jobID string) (out Outcome, done bool, err error) {
+	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
+	stubs, _, err := o.c.Jobs().Allocations(jobID, true, q)
+	if err != nil {
+		return Outcome{}, false, fmt.Errorf("allocations of %s: %w", jobID, err)
+	}
+	newest := newestAlloc(stubs)
+	if newest == nil {
+		b, err := o.Build(ctx, ns, jobID)
+		if err != nil || b.Status != "dead" {
+			return Outcome{}, false, err
+		}
+		return o.unplacedOutcome(ctx, ns, jobID), true, nil
+	}
+	if !isTerminal(newest.ClientStatus) {
+		return Outcome{}, false, nil
+	}
+	a, _, err := o.c.Allocations().Info(newest.ID, q)
+	if err != nil {
+		return Outcome{}, false, fmt.Errorf("allocation %s: %w", newest.ID, err)
+	}
+	out, done = allocOutcome(a)
+	return out, done, nil
+}
+
+// newestAlloc is the build's latest allocation (the builders do not reschedule, but a
+// user's may), or nil.
+func newestAlloc(stubs []*nomad.AllocationListStub) *nomad.AllocationListStub {
+	var newest *nomad.AllocationListStub
+	for _, s := range stubs {
+		if newest == nil || s.CreateIndex > newest.CreateIndex {
+			newest = s
+		}
+	}
+	return newest
 }
 
 // allocOutcome reads the result of a build from its allocation; ok is false while the

@@ -171,6 +171,19 @@ func alive(pid int) bool {
 	return len(f) > 0 && f[0] != "Z"
 }
 
+// Descendants lists the PIDs of every process below pid, for tests that check a program
+// stopped everything it started.
+func Descendants(pid int) []int {
+	var out []int
+	for _, p := range descendants(pid) {
+		out = append(out, p.pid)
+	}
+	return out
+}
+
+// Running reports whether pid is a live process (not gone, not a zombie).
+func Running(pid int) bool { return alive(pid) }
+
 // freePorts reserves n distinct free TCP ports on 127.0.0.1. The listeners are held until
 // all n are chosen so that no port is handed out twice.
 func freePorts(n int) ([]int, error) {

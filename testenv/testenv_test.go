@@ -214,12 +214,6 @@ func TestGiteaWebhookSignedDelivery(t *testing.T) {
 	if payload.After != sha || payload.Ref != "refs/heads/main" || payload.Repository.CloneURL != repo.CloneURL {
 		t.Fatalf("payload after=%s ref=%s clone=%s, want %s refs/heads/main %s", payload.After, payload.Ref, payload.Repository.CloneURL, sha, repo.CloneURL)
 	}
-	// A wrong secret does not verify: the signature really depends on it.
-	bad := hmac.New(sha256.New, []byte(secret+"x"))
-	bad.Write(d.body)
-	if hex.EncodeToString(bad.Sum(nil)) == want {
-		t.Fatalf("signature does not depend on the secret")
-	}
 }
 
 func TestGiteaCommitStatus(t *testing.T) {

@@ -132,7 +132,10 @@ func (in *Intake) serve(d driver, authenticate authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		log := in.log.With("forge", d.name, "delivery", r.Header.Get(d.deliveryHeader), "event", r.Header.Get(d.eventHeader))
-		code, msg, err := in.intake(w, r, d, &log, authenticate)
+		code, msg, repo, err := in.intake(w, r, d, log, authenticate)
+		if repo != "" {
+			log = log.With("repo", repo)
+		}
 		if code >= 400 {
 			log.Warn("delivery refused", "status", code, "err", err, "took", time.Since(start))
 		} else {
@@ -145,44 +148,48 @@ func (in *Intake) serve(d driver, authenticate authenticator) http.Handler {
 	})
 }
 
-// intake returns the HTTP status, the message for the forge, and the error behind a refusal.
-// Once the repository is known, *log carries it.
-func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log **slog.Logger, authenticate authenticator) (int, string, error) {
+// intake returns the HTTP status, the message for the forge, the repository once it is
+// known, and the error behind a refusal.
+func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *slog.Logger, authenticate authenticator) (code int, msg, repoName string, err error) {
+	refused := func(err error) (int, string, string, error) {
+		code, msg, err := refuse(err)
+		return code, msg, repoName, err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			err = fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBody)
 		}
-		return refuse(err)
+		return refused(err)
 	}
 	// Only the repository is read before authentication: it says whose secret to check.
 	repo, err := d.locate(body)
 	if err != nil {
-		return refuse(err)
+		return refused(err)
 	}
 	entry, err := in.repos.Repo(r.Context(), repo.CloneURL)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			err = fmt.Errorf("%w: %s", errUnknownRepo, repo.CloneURL)
 		}
-		return refuse(err)
+		return refused(err)
 	}
-	*log = (*log).With("repo", repo.FullName)
+	repoName = repo.FullName
 	if err := authenticate(r, body, entry, repo); err != nil {
-		return refuse(err)
+		return refused(err)
 	}
 	ev, err := d.parse(r.Header, body)
 	if err != nil {
-		return refuse(err)
+		return refused(err)
 	}
 	if ev.Kind == forge.KindPing {
-		return http.StatusOK, "pong", nil
+		return http.StatusOK, "pong", repoName, nil
 	}
 	flavor := r.URL.Query().Get("flavor")
 
 	// Answer now; dispatch and the pending status follow on a context of their own.
-	hlog := *log
+	hlog := log.With("repo", repoName)
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
@@ -192,7 +199,7 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *
 			hlog.Error("event not fully handled", "err", err)
 		}
 	}()
-	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s at %s", ev.Kind, repo.FullName, ev.Commit), nil
+	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s at %s", ev.Kind, repo.FullName, ev.Commit), repoName, nil
 }
 
 // refuse maps an intake error to its HTTP status and a short message; the detail goes to the

@@ -99,7 +99,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// Ctrl-C stops the demo and everything it started.
-	pids := descendants(cmd.Process.Pid)
+	pids := testenv.Descendants(cmd.Process.Pid)
 	if len(pids) < 4 {
 		t.Fatalf("expected the demo's servers among its children, found %v", pids)
 	}
@@ -117,8 +117,9 @@ func TestDemo(t *testing.T) {
 		t.Fatal("demo still running 90s after Ctrl-C")
 	}
 	for _, pid := range pids {
-		if syscall.Kill(pid, 0) == nil && !zombie(pid) {
-			t.Errorf("process %d (%s) still running after the demo stopped", pid, cmdline(pid))
+		if testenv.Running(pid) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Errorf("process %d (%s) still running after the demo stopped", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
 	}
 }
@@ -143,48 +144,4 @@ func getJSON(t *testing.T, url string, v any) {
 	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
-}
-
-// descendants lists the processes below pid, from /proc.
-func descendants(pid int) []int {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		var child, ppid int
-		if _, err := fmt.Sscan(e.Name(), &child); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 {
-			fmt.Sscan(fields[1], &ppid)
-			children[ppid] = append(children[ppid], child)
-		}
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		cur := queue[0]
-		queue = queue[1:]
-		out = append(out, children[cur]...)
-		queue = append(queue, children[cur]...)
-	}
-	return out
-}
-
-func zombie(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	return len(fields) > 0 && fields[0] == "Z"
-}
-
-func cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.ReplaceAll(string(b), "\x00", " ")
 }
