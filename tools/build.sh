@@ -5,6 +5,10 @@
 # The cache is keyed by name, version and a hash of the tools module's go.mod and go.sum, so
 # a fresh clone of the same revision reuses the binary instead of rebuilding it for minutes,
 # and a change of pin or of build recipe builds again.
+#
+# The module's LICENSE is kept beside the binary and checked on every run (tools/license.sh):
+# a pin of a release that is not open source (Nomad >= 1.7, Consul >= 1.17: BUSL) fails here,
+# so `make test` and `make demo` fail with it.
 set -euo pipefail
 
 name=${1:?usage: tools/build.sh nomad|consul|gitea}
@@ -52,12 +56,21 @@ if [ ! -x "$cache/$name" ]; then
       go build -o "$tmp/$name" "$pkg"
       ;;
   esac
+  cp "$(go list -m -f '{{.Dir}}' "$pkg")/LICENSE" "$tmp/LICENSE"
   rm -rf "$cache"
   mv "$tmp" "$cache"
   trap - EXIT
   echo "tools/build.sh: built $name $version in $(( $(date +%s) - start ))s" >&2
 fi
 
+if [ ! -f "$cache/LICENSE" ]; then # a cache built before the licence was kept
+  cp "$(cd "$mod" && go list -m -f '{{.Dir}}' "$pkg")/LICENSE" "$cache/LICENSE"
+fi
+licence=$("$root/tools/license.sh" "$cache/LICENSE") || {
+  echo "tools/build.sh: $name $version is not open source; pin an open-source release in tools/$name/go.mod" >&2
+  exit 1
+}
+echo "tools/build.sh: $name $version ($licence)" >&2
 ln -sfn "$cache/$name" "$root/bin/$name"
 if [ -d "$cache/static" ]; then
   ln -sfn "$cache/static" "$root/bin/$name-static"
