@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/registry"
@@ -42,6 +43,11 @@ type Config struct {
 	// GitHubURL and GitHubToken are used for repositories on GitHub whose entry has none.
 	GitHubURL   string
 	GitHubToken string
+	// TokenSecrets lets /hook?token= deliveries without a verified signature give builds the
+	// repository's secrets (the original's behaviour; the token does not prove the sender).
+	TokenSecrets bool
+	// ReadTimeout bounds the time a client may take to send a whole request.
+	ReadTimeout time.Duration
 	LogLevel    slog.Level
 	LogFormat   string
 }
@@ -66,6 +72,8 @@ func settings() []*setting {
 		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", secret: true, usage: "Gitea token for repositories whose registry entry has none (or ALBATROS_GITEA_TOKEN_FILE)"},
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
+		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
+		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
 		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
 	}
@@ -196,6 +204,18 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		if err := httpURL(c.GitHubURL); err != nil {
 			bad("github-url", "%v", err)
 		}
+	}
+	switch v := s["hook-token-secrets"].value; v {
+	case "allow":
+		c.TokenSecrets = true
+	case "deny":
+	default:
+		bad("hook-token-secrets", "%q is not allow or deny", v)
+	}
+	if d, err := time.ParseDuration(s["read-timeout"].value); err != nil || d < time.Second {
+		bad("read-timeout", "%q is not a duration of at least 1s", s["read-timeout"].value)
+	} else {
+		c.ReadTimeout = d
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(s["log-level"].value)); err != nil {
 		bad("log-level", "%q is not debug, info, warn or error", s["log-level"].value)

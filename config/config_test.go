@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/albatros-ci/albatros/config"
 )
@@ -78,6 +79,19 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.GiteaURL != "" || c.GiteaToken != "" {
 		t.Errorf("GiteaURL, GiteaToken = %q, %q, want both empty", c.GiteaURL, c.GiteaToken)
+	}
+	if !c.TokenSecrets {
+		t.Error("TokenSecrets = false, want the original's behaviour (allow) by default")
+	}
+	if c.ReadTimeout != 30*time.Second {
+		t.Errorf("ReadTimeout = %v, want 30s", c.ReadTimeout)
+	}
+}
+
+func TestLoadHookTokenSecretsAndReadTimeout(t *testing.T) {
+	c := mustLoad(t, minimal().with("ALBATROS_HOOK_TOKEN_SECRETS", "deny", "ALBATROS_READ_TIMEOUT", "5s"))
+	if c.TokenSecrets || c.ReadTimeout != 5*time.Second {
+		t.Errorf("TokenSecrets = %v, ReadTimeout = %v; want false, 5s", c.TokenSecrets, c.ReadTimeout)
 	}
 }
 
@@ -252,6 +266,9 @@ func TestLoadBadSettings(t *testing.T) {
 		{"absolute consul prefix", minimal().with("ALBATROS_CONSUL_PREFIX", "/albatros/"), "ALBATROS_CONSUL_PREFIX (-consul-prefix)"},
 		{"gitea url without scheme", minimal().with("ALBATROS_GITEA_URL", "gitea:3000"), "ALBATROS_GITEA_URL (-gitea-url)"},
 		{"github url without scheme", minimal().with("ALBATROS_GITHUB_URL", "api.github.com"), "ALBATROS_GITHUB_URL (-github-url)"},
+		{"bad hook token secrets", minimal().with("ALBATROS_HOOK_TOKEN_SECRETS", "yes"), "ALBATROS_HOOK_TOKEN_SECRETS (-hook-token-secrets)"},
+		{"read timeout without unit", minimal().with("ALBATROS_READ_TIMEOUT", "30"), "ALBATROS_READ_TIMEOUT (-read-timeout)"},
+		{"read timeout too short", minimal().with("ALBATROS_READ_TIMEOUT", "10ms"), "ALBATROS_READ_TIMEOUT (-read-timeout)"},
 		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},
 		{"bad log format", minimal().with("ALBATROS_LOG_FORMAT", "logfmt"), "ALBATROS_LOG_FORMAT (-log-format)"},
 		// The Nomad and Consul variables have no flag: only the variable can be named.

@@ -116,11 +116,12 @@ func TestForkPullRequestSecrets(t *testing.T) {
 	const key = "-----BEGIN KEY-----\nline-one-of-the-key\nline-two-of-the-key\n-----END KEY-----"
 	g := env.Gitea(t)
 	trustee := g.CreateUser(t, testenv.UniqueName("trustee"))
-	p := newProject(t, entry{
+	e := entry{
 		"trusted": map[string]any{"senders": []string{trustee.Name}},
 		"inject":  "set +x\nexport INJECTED=injected-value-0815",
 		"secrets": map[string]string{"DEPLOY_TOKEN": token, "SSH_KEY": key},
-	}, "/webhook/gitea")
+	}
+	p := newProject(t, e, "/webhook/gitea")
 	// The script prints every secret: whole, one line of the key, and the token in two
 	// writes a second apart, so that it reaches the bot in separate log frames.
 	p.push("main", script(`echo "token=[${DEPLOY_TOKEN-none}] injected=[${INJECTED-none}]"
@@ -142,10 +143,23 @@ printf '%s' "${DEPLOY_TOKEN%%-4711}"; sleep 1; echo "-4711"
 	g.CreatePullRequest(t, trustee, p.repo, trustee.Name+":patch", "main", "trusted")
 	trusted := p.waitStatus(trustedSHA, "albatros/default", gitea.StatusSuccess)
 
+	// The outsider's code, in a pull request a trusted maintainer opens (the repository's
+	// owner, trusted too): the code that runs is still the outsider's, so the build gets no
+	// secrets.
+	e["trusted"] = map[string]any{"senders": []string{trustee.Name, p.owner.Name}}
+	p.register(e)
+	sneakySHA := g.Push(t, outsider, fork, "sneaky", "main", map[string]testenv.File{"CHANGE": {Content: "z\n"}}, "outsider change, opened by a maintainer")
+	g.CreatePullRequest(t, p.owner, p.repo, outsider.Name+":sneaky", "main", "opened by a trusted maintainer from an untrusted fork")
+	sneaky := p.waitStatus(sneakySHA, "albatros/default", gitea.StatusSuccess)
+
 	_, untrustedJob := jobFromLink(t, untrusted.TargetURL)
 	_, trustedJob := jobFromLink(t, trusted.TargetURL)
+	_, sneakyJob := jobFromLink(t, sneaky.TargetURL)
 	if raw := nomadLog(t, untrustedJob); !strings.Contains(raw, "token=[none] injected=[none]") {
 		t.Fatalf("untrusted build saw secrets:\n%s", raw)
+	}
+	if raw := nomadLog(t, sneakyJob); !strings.Contains(raw, "token=[none] injected=[none]") {
+		t.Fatalf("an untrusted fork's code, in a pull request opened by a trusted user, saw secrets:\n%s", raw)
 	}
 	// Nomad's own log proves the trusted build received them...
 	raw := nomadLog(t, trustedJob)
@@ -224,6 +238,13 @@ func TestBadDeliveriesChangeNothing(t *testing.T) {
 	unsigned.Del("X-Hub-Signature-256")
 	unsigned.Del("X-Hub-Signature")
 	huge := append(bytes.Repeat([]byte(" "), 26<<20), real.Body...)
+	uploadPack := bytes.ReplaceAll(real.Body, []byte(`"after": "`+sha), []byte(`"after": "--upload-pack=touch /tmp/albatros-pwned`))
+	newlineRef := bytes.ReplaceAll(real.Body, []byte(`"ref": "refs/heads/main"`), []byte(`"ref": "refs/heads/main\nFLAVOR=evil"`))
+	for name, b := range map[string][]byte{"upload-pack": uploadPack, "newline": newlineRef} {
+		if bytes.Equal(b, real.Body) {
+			t.Fatalf("the %s variant did not change the captured body:\n%s", name, real.Body)
+		}
+	}
 
 	cases := []struct {
 		name   string
@@ -237,7 +258,14 @@ func TestBadDeliveriesChangeNothing(t *testing.T) {
 		{"body changed after signing", "/webhook/gitea", real.Header, bytes.Replace(real.Body, []byte(sha), []byte(strings.Repeat("0", 39)+"1"), 1), http.StatusForbidden},
 		{"wrong token", "/hook?token=nope", real.Header, real.Body, http.StatusForbidden},
 		{"no token", "/hook", real.Header, real.Body, http.StatusUnauthorized},
-		{"unknown repository", "/webhook/gitea", signed(unknownBody, p.secret), unknownBody, http.StatusNotFound},
+		// Answered as a bad signature is: probing does not list the registered repositories.
+		{"unknown repository", "/webhook/gitea", signed(unknownBody, p.secret), unknownBody, http.StatusForbidden},
+		// The genuine delivery, replayed with a flavor of the replayer's choosing.
+		{"replayed with a flavor in the URL", "/webhook/gitea?flavor=evil", real.Header, real.Body, http.StatusBadRequest},
+		{"replayed with an empty flavor", "/webhook/gitea?flavor=", real.Header, real.Body, http.StatusBadRequest},
+		// Signed, but with fields that would reach git as options or break the meta.
+		{"commit that is a git option", "/webhook/gitea", signed(uploadPack, p.secret), uploadPack, http.StatusBadRequest},
+		{"branch with a newline", "/webhook/gitea", signed(newlineRef, p.secret), newlineRef, http.StatusBadRequest},
 		{"malformed JSON", "/webhook/gitea", signed([]byte(`{"repository": {`), p.secret), []byte(`{"repository": {`), http.StatusBadRequest},
 		{"not a repository event", "/webhook/gitea", signed([]byte(`{"zen":"hi"}`), p.secret), []byte(`{"zen":"hi"}`), http.StatusBadRequest},
 		{"26 MiB body", "/webhook/gitea", signed(huge, p.secret), huge, http.StatusRequestEntityTooLarge},
@@ -262,6 +290,14 @@ func TestBadDeliveriesChangeNothing(t *testing.T) {
 	}
 	if got := p.statuses(sha, "albatros/default"); len(got) != 2 {
 		t.Fatalf("statuses %v, want the genuine build's pending and success only", got)
+	}
+	for _, st := range p.g.Statuses(t, p.repo, sha) {
+		if st.Context != "albatros/default" {
+			t.Errorf("a status in context %q: the replay chose a build", st.Context)
+		}
+	}
+	if _, err := os.Stat("/tmp/albatros-pwned"); err == nil {
+		t.Error("/tmp/albatros-pwned exists: a commit reached git as an option")
 	}
 	if got := unknown.g.Statuses(t, unknown.repo, unknownSHA); len(got) != 0 {
 		t.Fatalf("statuses written for the unknown repository: %v", got)
@@ -294,12 +330,36 @@ func TestRedeliveryBuildsOnce(t *testing.T) {
 func TestOriginalHookURLAndFlavors(t *testing.T) {
 	p := newProject(t, entry{"flavors": []string{"fast", "slow"}}, "")
 	b := bot(t)
-	p.g.CreateWebhook(t, p.owner, p.repo, b.URL+"/hook?token="+p.token+"&flavor=nightly", "")
+	// The original's URL, signed too, since the entry has a webhook secret: one flavor of
+	// the entry's.
+	p.g.CreateWebhook(t, p.owner, p.repo, b.URL+"/hook?token="+p.token+"&flavor=slow", p.secret)
+	// A flavor the entry lacks, and a hook without the entry's secret (Gitea then signs with
+	// an empty key): refused.
+	nightly := newRecorder(t, b.URL+"/hook?token="+p.token+"&flavor=nightly")
+	p.g.CreateWebhook(t, p.owner, p.repo, nightly.URL(), p.secret)
+	unsigned := newRecorder(t, b.URL+"/hook?token="+p.token)
+	p.g.CreateWebhook(t, p.owner, p.repo, unsigned.URL(), "")
+
 	sha := p.push("main", script(printEnv))
-	st := p.waitStatus(sha, "albatros/nightly", gitea.StatusSuccess)
+	st := p.waitStatus(sha, "albatros/slow", gitea.StatusSuccess)
 	_, job := jobFromLink(t, st.TargetURL)
-	if meta := p.jobs()[job]; meta["FLAVOR"] != "nightly" {
+	if meta := p.jobs()[job]; meta["FLAVOR"] != "slow" {
 		t.Fatalf("flavor from the URL: %v", meta)
+	}
+	if d := nightly.wait("push", sha); d.Status != http.StatusBadRequest {
+		t.Errorf("/hook with a flavor the entry lacks: %d, want 400", d.Status)
+	}
+	if d := unsigned.wait("push", sha); d.Status != http.StatusForbidden {
+		t.Errorf("/hook without the secret of an entry that has one: %d, want 403", d.Status)
+	}
+	time.Sleep(2 * time.Second) // time for a wrong build to show up
+	if jobs := p.jobs(); len(jobs) != 1 {
+		t.Fatalf("builds %s, want only the slow flavor's", describe(jobs))
+	}
+	for _, st := range p.g.Statuses(t, p.repo, sha) {
+		if st.Context != "albatros/slow" {
+			t.Errorf("status in context %s", st.Context)
+		}
 	}
 
 	// Without a flavor in the URL, the entry's flavors each get a build.

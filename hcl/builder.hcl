@@ -106,6 +106,20 @@ job "builder" {
           set -eu
           exec 2>&1
 
+          # The bot validates what it dispatches (http(s) URLs only); a build dispatched by hand is
+          # checked here too (a file:/// URL names a repository on the node), and every value
+          # reaches git after "--" in any case.
+          case "$COMMIT" in
+            *[!0-9a-f]*|"") echo "albatros: COMMIT is not a full commit id"; exit 1 ;;
+          esac
+          if [ "$${#COMMIT}" -ne 40 ] && [ "$${#COMMIT}" -ne 64 ]; then
+            echo "albatros: COMMIT is not a full commit id"; exit 1
+          fi
+          case "$REPO_URL" in
+            http://*|https://*|file:///*) ;;
+            *) echo "albatros: REPO_URL is not an http(s) or file:/// URL"; exit 1 ;;
+          esac
+
           # The payload lands in the task's local directory, which Nomad's file API can read;
           # move it to the secrets directory, which that API does not serve.
           if [ -f "$NOMAD_TASK_DIR/albatros-payload" ]; then
@@ -124,13 +138,13 @@ job "builder" {
           mkdir -p "$src"
           cd "$src"
           git init -q
-          git remote add origin "$REPO_URL"
+          git remote add -- origin "$REPO_URL"
           # Fetch just the commit; servers that refuse to serve a bare SHA get a full fetch,
           # pull request heads included.
-          if ! git fetch -q --depth 1 origin "$COMMIT" 2>/dev/null; then
-            git fetch -q origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' '+refs/pull/*/head:refs/remotes/origin/pull/*'
+          if ! git fetch -q --depth 1 -- origin "$COMMIT" 2>/dev/null; then
+            git fetch -q -- origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' '+refs/pull/*/head:refs/remotes/origin/pull/*'
           fi
-          git -c advice.detachedHead=false checkout -q "$COMMIT"
+          git -c advice.detachedHead=false checkout -q --detach "$COMMIT" --
 
           if [ ! -f .albatros ]; then
             echo "albatros: there is no .albatros script at the root of the repository"

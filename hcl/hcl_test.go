@@ -2,6 +2,9 @@ package hcl_test
 
 import (
 	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -237,7 +240,9 @@ func TestBuilderScript(t *testing.T) {
 	for _, want := range []string{
 		`. "$ALBATROS_SECRETS_FILE"`,
 		`exec ./.albatros`,
-		`git -c advice.detachedHead=false checkout -q "$COMMIT"`,
+		`git -c advice.detachedHead=false checkout -q --detach "$COMMIT" --`,
+		`git fetch -q --depth 1 -- origin "$COMMIT"`,
+		`git remote add -- origin "$REPO_URL"`,
 		`exec 2>&1`,
 	} {
 		if !strings.Contains(src, want) {
@@ -257,6 +262,85 @@ func TestBuilderScript(t *testing.T) {
 	for _, want := range []string{`. "$ALBATROS_SECRETS_FILE"`, `./.albatros`, `NIX_REMOTE`} {
 		if !strings.Contains(nix, want) {
 			t.Errorf("nixcache.hcl's script lacks %s", want)
+		}
+	}
+}
+
+// buildScript is the executor's script of a shipped builder, as Nomad renders it: the
+// heredoc of the template whose destination is local/albatros-build.sh, dedented, with HCL's
+// $${ escapes undone.
+func buildScript(t *testing.T, name string) string {
+	t.Helper()
+	src := hcl.Builders[name].Source
+	m := regexp.MustCompile(`(?s)destination = "local/albatros-build.sh".*?data\s*=\s*<<-EOT\n(.*?)\n\s*EOT\n`).FindStringSubmatch(src)
+	if m == nil {
+		t.Fatalf("%s: no albatros-build.sh template", name)
+	}
+	lines := strings.Split(m[1], "\n")
+	indent := -1
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		if n := len(l) - len(strings.TrimLeft(l, " ")); indent < 0 || n < indent {
+			indent = n
+		}
+	}
+	for i, l := range lines {
+		if len(l) >= indent {
+			lines[i] = l[indent:]
+		}
+	}
+	return strings.ReplaceAll(strings.Join(lines, "\n"), "$${", "${") + "\n"
+}
+
+// The shipped builders refuse a COMMIT or REPO_URL that git could read as an option or a
+// transport before running git at all: a build dispatched by hand, or by another tool, gets
+// the same checks as the bot's.
+func TestBuilderScriptsRefuseHostileMeta(t *testing.T) {
+	sha := strings.Repeat("a", 40)
+	cases := []struct{ name, commit, repoURL, want string }{
+		{"option as commit", "--upload-pack=touch PWNED", "https://git.example.com/o/r.git", "COMMIT is not a full commit id"},
+		{"short commit", "abc1234", "https://git.example.com/o/r.git", "COMMIT is not a full commit id"},
+		{"uppercase commit", strings.Repeat("A", 40), "https://git.example.com/o/r.git", "COMMIT is not a full commit id"},
+		{"empty commit", "", "https://git.example.com/o/r.git", "COMMIT is not a full commit id"},
+		{"ext transport", sha, "ext::sh -c touch% PWNED", "REPO_URL is not an http(s) or file:/// URL"},
+		{"option as url", sha, "--upload-pack=touch PWNED", "REPO_URL is not an http(s) or file:/// URL"},
+		{"relative path", sha, "../other-repo", "REPO_URL is not an http(s) or file:/// URL"},
+	}
+	for _, name := range []string{"builder", "nixcache"} {
+		script := buildScript(t, name)
+		for _, c := range cases {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				dir := t.TempDir()
+				// A git that records being run: none of these may reach it.
+				bin := filepath.Join(dir, "bin")
+				if err := os.MkdirAll(bin, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(bin, "git"), []byte("#!/bin/sh\ntouch \"$(dirname \"$0\")/../git-ran\"\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				cmd := exec.Command("/bin/sh", "-c", strings.ReplaceAll(script, "PWNED", filepath.Join(dir, "pwned")))
+				cmd.Dir = dir
+				cmd.Env = []string{
+					"PATH=" + bin + ":/usr/bin:/bin",
+					"COMMIT=" + strings.ReplaceAll(c.commit, "PWNED", filepath.Join(dir, "pwned")),
+					"REPO_URL=" + strings.ReplaceAll(c.repoURL, "PWNED", filepath.Join(dir, "pwned")),
+					"BRANCH=main", "FLAVOR=default",
+					"NOMAD_TASK_DIR=" + dir, "NOMAD_ALLOC_DIR=" + dir,
+					"ALBATROS_SECRETS_FILE=" + filepath.Join(dir, "secrets"),
+				}
+				out, err := cmd.CombinedOutput()
+				if err == nil || !strings.Contains(string(out), c.want) {
+					t.Errorf("script: %v\n%s\nwant a failure saying %q", err, out, c.want)
+				}
+				for _, f := range []string{"git-ran", "pwned"} {
+					if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+						t.Errorf("%s exists: the hostile value reached git or a shell", f)
+					}
+				}
+			})
 		}
 	}
 }

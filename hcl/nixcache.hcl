@@ -142,6 +142,21 @@ job "nixcache" {
           #!/bin/sh
           set -eu
           exec 2>&1
+
+          # The bot validates what it dispatches (http(s) URLs only); a build dispatched by hand is
+          # checked here too (a file:/// URL names a repository on the node), and every value
+          # reaches git after "--" in any case.
+          case "$COMMIT" in
+            *[!0-9a-f]*|"") echo "albatros: COMMIT is not a full commit id"; exit 1 ;;
+          esac
+          if [ "$${#COMMIT}" -ne 40 ] && [ "$${#COMMIT}" -ne 64 ]; then
+            echo "albatros: COMMIT is not a full commit id"; exit 1
+          fi
+          case "$REPO_URL" in
+            http://*|https://*|file:///*) ;;
+            *) echo "albatros: REPO_URL is not an http(s) or file:/// URL"; exit 1 ;;
+          esac
+
           if [ -f "$NOMAD_TASK_DIR/albatros-payload" ]; then
             mv "$NOMAD_TASK_DIR/albatros-payload" "$ALBATROS_SECRETS_FILE"
           else
@@ -165,11 +180,11 @@ job "nixcache" {
           mkdir -p "$src"
           cd "$src"
           git init -q
-          git remote add origin "$REPO_URL"
-          if ! git fetch -q --depth 1 origin "$COMMIT" 2>/dev/null; then
-            git fetch -q origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' '+refs/pull/*/head:refs/remotes/origin/pull/*'
+          git remote add -- origin "$REPO_URL"
+          if ! git fetch -q --depth 1 -- origin "$COMMIT" 2>/dev/null; then
+            git fetch -q -- origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' '+refs/pull/*/head:refs/remotes/origin/pull/*'
           fi
-          git -c advice.detachedHead=false checkout -q "$COMMIT"
+          git -c advice.detachedHead=false checkout -q --detach "$COMMIT" --
           if [ ! -x .albatros ]; then
             echo "albatros: there is no executable .albatros script at the root of the repository"
             exit 1

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,18 +69,36 @@ const DefaultFlavor = "default"
 // StatusContext is the commit status context of a flavor's builds.
 func StatusContext(flavor string) string { return "albatros/" + flavor }
 
-// Handle starts the builds of an event on a registered repository: one per flavor (the
-// flavor argument, else the entry's flavors, else "default"), each with a pending status
-// linking to its log page. Secrets go only to builds whose sender the entry trusts.
-// Delivering the same event again starts nothing new. It returns the builds, in flavor order.
-func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, flavor string) ([]orchestrator.Dispatched, error) {
+// Options are what a delivery's URL and authentication add to its event.
+type Options struct {
+	// Flavor, when set, builds this one flavor instead of the entry's (the original
+	// /hook?flavor=; the webhook checks it against the entry before).
+	Flavor string
+	// NoSecrets withholds the secrets whatever the event says: the delivery's sender could
+	// not be proven (a /hook?token= delivery, when the bot is set to refuse those secrets).
+	NoSecrets bool
+}
+
+// flavorRE is what a flavor may be: it becomes a status context and the FLAVOR variable of
+// the builder's shell.
+var flavorRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidFlavor reports whether name may be a flavor.
+func ValidFlavor(name string) bool { return flavorRE.MatchString(name) }
+
+// Handle starts the builds of an event on a registered repository: one per flavor
+// (opts.Flavor, else the entry's flavors, else "default"), each with a pending status linking
+// to its log page. Secrets go only to builds of code from a trusted source (see
+// TrustedSource). Delivering the same event again starts nothing new. It returns the builds,
+// in flavor order.
+func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts Options) ([]orchestrator.Dispatched, error) {
 	f, repo, err := p.cfg.Forge(entry, ev.Repo.CloneURL)
 	if err != nil {
 		return nil, fmt.Errorf("forge for %s: %w", ev.Repo.CloneURL, err)
 	}
 	flavors := entry.Flavors
-	if flavor != "" {
-		flavors = []string{flavor}
+	if opts.Flavor != "" {
+		flavors = []string{opts.Flavor}
 	}
 	if len(flavors) == 0 {
 		flavors = []string{DefaultFlavor}
@@ -91,7 +110,7 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			builder.Namespace = p.cfg.Builder.Namespace
 		}
 	}
-	trusted := entry.Trusts(ev.Sender)
+	trusted := !opts.NoSecrets && TrustedSource(ev, entry)
 	payload, hasSecrets := secrets.Empty(), false
 	if trusted && (entry.Inject != "" || len(entry.Secrets) > 0) {
 		if payload, err = secrets.Payload(entry.Inject, entry.Secrets); err != nil {
@@ -99,11 +118,20 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 		}
 		hasSecrets = true
 	}
+	// Whatever is written to the forge is masked with the repository's secrets, given or not:
+	// Nomad's and the forge's error messages may quote them.
+	mask := entry.SecretValues()
 	log = log.With("commit", ev.Commit, "trigger", ev.Trigger(), "sender", ev.Sender, "trusted", trusted)
 
 	var out []orchestrator.Dispatched
 	var errs []error
 	for _, fl := range flavors {
+		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
+		if !ValidFlavor(fl) {
+			// From the registry entry; the forge refuses such a status context anyway.
+			errs = append(errs, fmt.Errorf("flavor %q of %s is not a valid flavor name", fl, ev.Repo.CloneURL))
+			continue
+		}
 		req := orchestrator.DispatchRequest{
 			Builder:          builder,
 			Meta:             meta(ev, fl),
@@ -112,10 +140,9 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			IdempotencyToken: idempotencyToken(ev, fl, builder),
 		}
 		d, err := p.dispatch(ctx, req)
-		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
 		if err != nil {
-			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", err)
-			status.State, status.Description = forge.StateError, readable(err)
+			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", secrets.MaskString(err.Error(), mask))
+			status.State, status.Description = forge.StateError, secrets.MaskString(readable(err), mask)
 			if serr := f.SetStatus(ctx, status); serr != nil {
 				err = errors.Join(err, serr)
 			}
@@ -133,23 +160,35 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			errs = append(errs, err)
 			continue
 		}
-		if err := p.reportIfEnded(ctx, d); err != nil {
+		if err := p.reportIfEnded(ctx, log, d); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return out, errors.Join(errs...)
 }
 
+// TrustedSource reports whether the code an event builds comes from a source the entry
+// trusts, and so may run with the repository's secrets. The code of a pull request from a
+// fork is the fork's: it is trusted when the fork's owner is, whoever opened, reopened or
+// updated the pull request. Anything else (pushes, tags, pull requests between branches of
+// the repository itself) was pushed by the event's sender, who must be trusted.
+func TrustedSource(ev forge.Event, entry *registry.Repo) bool {
+	if pr := ev.PullRequest; pr != nil && pr.Fork {
+		return entry.Trusts(pr.HeadRepo.Owner)
+	}
+	return entry.Trusts(ev.Sender)
+}
+
 // reportIfEnded reports a build that ended before its pending status was written. Report,
 // called from the event stream, may have written the final status first; the pending
 // status, newer, would then hide it. Checking after the pending write has completed means
 // that whichever write lands last is the final one, also with several bots.
-func (p *Pipeline) reportIfEnded(ctx context.Context, d orchestrator.Dispatched) error {
+func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orchestrator.Dispatched) error {
 	out, done, err := p.cfg.Builds.Outcome(ctx, d.Namespace, d.JobID)
 	if err != nil || !done {
 		return err
 	}
-	return p.Report(ctx, out)
+	return p.Report(ctx, log, out)
 }
 
 // dispatch serializes dispatches that share a token, so that deliveries of the same event

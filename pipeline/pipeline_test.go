@@ -73,10 +73,12 @@ func tagEvent() forge.Event {
 	return forge.Event{Kind: forge.KindTag, Delivery: "delivery-2", Repo: appRepo, Commit: sha, Tag: "v1.2.0", Sender: "quentin"}
 }
 
-func prEvent(sender string, fork bool) forge.Event {
-	head := appRepo
+// prEvent is a pull request opened by sender, from a fork owned by forkOwner, or from a
+// branch of the repository itself when forkOwner is empty.
+func prEvent(sender, forkOwner string) forge.Event {
+	head, fork := appRepo, forkOwner != ""
 	if fork {
-		head = forge.Repo{CloneURL: "https://git.example.com/mallory/app.git", FullName: "mallory/app", Owner: "mallory", Name: "app"}
+		head = forge.Repo{CloneURL: "https://git.example.com/" + forkOwner + "/app.git", FullName: forkOwner + "/app", Owner: forkOwner, Name: "app"}
 	}
 	return forge.Event{
 		Kind: forge.KindPullRequest, Delivery: "delivery-3", Repo: appRepo, Commit: sha, Branch: "feature", Sender: sender,
@@ -116,7 +118,7 @@ func TestHandleOneBuildPerFlavor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith(tt.flavors...))
-			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], tt.flavor)
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{Flavor: tt.flavor})
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
@@ -155,13 +157,13 @@ func TestHandleMeta(t *testing.T) {
 	}{
 		{"push", pushEvent(), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}},
 		{"tag", tagEvent(), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "", "FLAVOR": "nix", "TAG": "v1.2.0"}},
-		{"pull request", prEvent("quentin", false), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": "nix", "PR": "42"}},
-		{"fork pull request", prEvent("mallory", true), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": "nix", "PR": "42"}},
+		{"pull request", prEvent("quentin", ""), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": "nix", "PR": "42"}},
+		{"fork pull request", prEvent("mallory", "mallory"), map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": "nix", "PR": "42"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith("nix"))
-			if _, err := h.p.Handle(context.Background(), discard, tt.ev, h.repos.Repos[cloneURL], ""); err != nil {
+			if _, err := h.p.Handle(context.Background(), discard, tt.ev, h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
 			reqs := h.builds.requests()
@@ -191,7 +193,7 @@ func TestHandleBuilder(t *testing.T) {
 			e := entryWith()
 			e.Builder = tt.builder
 			h := newHarness(e)
-			got, err := h.p.Handle(context.Background(), discard, pushEvent(), e, "")
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{})
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
@@ -235,22 +237,26 @@ func TestHandleSecrets(t *testing.T) {
 	}{
 		{"trusted push", []string{"quentin", "lx"}, inject, vars, pushEvent(), full, true},
 		{"trusted tag", []string{"quentin"}, inject, vars, tagEvent(), full, true},
-		{"trusted pull request", []string{"quentin"}, inject, vars, prEvent("quentin", false), full, true},
+		{"trusted pull request", []string{"quentin"}, inject, vars, prEvent("quentin", ""), full, true},
 		{"trusted, inject only", []string{"quentin"}, inject, nil, pushEvent(), injectOnly, true},
 		{"trusted, secrets only", []string{"quentin"}, "", vars, pushEvent(), varsOnly, true},
 		{"trusted, nothing to give", []string{"quentin"}, "", nil, pushEvent(), secrets.Empty(), false},
 		{"untrusted push", []string{"lx"}, inject, vars, pushEvent(), secrets.Empty(), false},
 		{"no trusted senders", nil, inject, vars, pushEvent(), secrets.Empty(), false},
 		{"empty sender", []string{"", "quentin"}, inject, vars, func() forge.Event { e := pushEvent(); e.Sender = ""; return e }(), secrets.Empty(), false},
-		{"untrusted fork pull request", []string{"quentin"}, inject, vars, prEvent("mallory", true), secrets.Empty(), false},
-		{"untrusted pull request", []string{"quentin"}, inject, vars, prEvent("mallory", false), secrets.Empty(), false},
+		{"untrusted fork pull request", []string{"quentin"}, inject, vars, prEvent("mallory", "mallory"), secrets.Empty(), false},
+		{"untrusted pull request", []string{"quentin"}, inject, vars, prEvent("mallory", ""), secrets.Empty(), false},
+		// The fork's code runs: its owner decides, not who opened or updated the pull request.
+		{"untrusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "mallory"), secrets.Empty(), false},
+		{"trusted fork, untrusted sender", []string{"lx"}, inject, vars, prEvent("mallory", "lx"), full, true},
+		{"trusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "quentin"), full, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := entryWith("default", "nix")
 			e.Trusted.Senders, e.Inject, e.Secrets = tt.senders, tt.inject, tt.vars
 			h := newHarness(e)
-			if _, err := h.p.Handle(context.Background(), discard, tt.ev, e, ""); err != nil {
+			if _, err := h.p.Handle(context.Background(), discard, tt.ev, e, pipeline.Options{}); err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
 			reqs := h.builds.requests()
@@ -281,7 +287,7 @@ func tokenOf(t *testing.T, ev forge.Event, builder *registry.Builder, flavor str
 	e := entryWith()
 	e.Builder = builder
 	h := newHarness(e)
-	if _, err := h.p.Handle(context.Background(), discard, ev, e, flavor); err != nil {
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{Flavor: flavor}); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
 	reqs := h.builds.requests()
@@ -319,7 +325,7 @@ func TestHandleIdempotencyToken(t *testing.T) {
 		"tag":                 {ev: tagEvent()},
 		"builder job":         {ev: pushEvent(), builder: &registry.Builder{Job: "mine"}},
 		"builder ns":          {ev: pushEvent(), builder: &registry.Builder{Job: "builder", Namespace: "team"}},
-		"pull request":        {ev: prEvent("quentin", false)},
+		"pull request":        {ev: prEvent("quentin", "")},
 		"tag named as branch": {ev: func() forge.Event { e := tagEvent(); e.Tag = "main"; return e }()},
 	}
 	seen := map[string]string{base: "push to main"}
@@ -337,21 +343,21 @@ func TestHandleIdempotencyToken(t *testing.T) {
 	if tokenOf(t, tag2, nil, "") == tokenOf(t, tagEvent(), nil, "") {
 		t.Errorf("two tags on the same commit share a token")
 	}
-	pr2 := prEvent("quentin", false)
+	pr2 := prEvent("quentin", "")
 	pr2.PullRequest.Number = 43
-	if tokenOf(t, pr2, nil, "") == tokenOf(t, prEvent("quentin", false), nil, "") {
+	if tokenOf(t, pr2, nil, "") == tokenOf(t, prEvent("quentin", ""), nil, "") {
 		t.Errorf("two pull requests with the same head commit share a token")
 	}
-	prAgain := prEvent("quentin", false)
+	prAgain := prEvent("quentin", "")
 	prAgain.Delivery = "delivery-100"
-	if tokenOf(t, prAgain, nil, "") != tokenOf(t, prEvent("quentin", false), nil, "") {
+	if tokenOf(t, prAgain, nil, "") != tokenOf(t, prEvent("quentin", ""), nil, "") {
 		t.Errorf("the same pull request event delivered twice has two tokens")
 	}
 }
 
 func TestHandlePendingStatus(t *testing.T) {
 	h := newHarness(entryWith())
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
@@ -384,13 +390,13 @@ func TestHandlePendingStatus(t *testing.T) {
 func TestHandleDuplicateWritesNoStatus(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	e := h.repos.Repos[cloneURL]
-	first, err := h.p.Handle(context.Background(), discard, pushEvent(), e, "")
+	first, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{})
 	if err != nil {
 		t.Fatalf("first Handle: %v", err)
 	}
 	again := pushEvent()
 	again.Delivery = "delivery-redelivered"
-	second, err := h.p.Handle(context.Background(), discard, again, e, "")
+	second, err := h.p.Handle(context.Background(), discard, again, e, pipeline.Options{})
 	if err != nil {
 		t.Fatalf("second Handle: %v", err)
 	}
@@ -439,7 +445,7 @@ func TestHandleDispatchError(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith("default", "nix", "arm"))
 			h.builds.dispatchErr = tt.failing
-			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
+			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 			if err == nil {
 				t.Fatalf("Handle with failing dispatches returned no error")
 			}
@@ -484,7 +490,7 @@ func TestHandleStatusWriteError(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	errForge := errors.New("gitea: 401 Unauthorized")
 	h.forge.setErr = errForge
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if !errors.Is(err, errForge) {
 		t.Errorf("Handle with a failing forge = %v, want an error wrapping %v", err, errForge)
 	}
@@ -497,7 +503,7 @@ func TestHandleForgeLookupError(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	errNoForge := errors.New("no gitea url and token")
 	h.forges.err = errNoForge
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if !errors.Is(err, errNoForge) {
 		t.Fatalf("Handle = %v, want an error wrapping %v", err, errNoForge)
 	}
@@ -514,7 +520,7 @@ func TestHandleReportsBuildThatAlreadyEnded(t *testing.T) {
 	h.builds.ended = map[string]orchestrator.Outcome{
 		"nix": {Result: orchestrator.Failure, Description: "the build failed: exit code 1", Final: true},
 	}
-	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
@@ -542,7 +548,7 @@ func TestHandleOutcomeError(t *testing.T) {
 	h := newHarness(entryWith())
 	errNomad := errors.New("allocations: connection refused")
 	h.builds.outcomeErr = errNomad
-	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], "")
+	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if !errors.Is(err, errNomad) {
 		t.Errorf("Handle = %v, want an error wrapping %v", err, errNomad)
 	}
@@ -561,7 +567,7 @@ func TestHandleConcurrentDeliveriesDispatchSerially(t *testing.T) {
 		wg.Go(func() {
 			ev := pushEvent()
 			ev.Delivery = fmt.Sprintf("delivery-%d", i)
-			_, errs[i] = h.p.Handle(context.Background(), discard, ev, h.repos.Repos[cloneURL], "")
+			_, errs[i] = h.p.Handle(context.Background(), discard, ev, h.repos.Repos[cloneURL], pipeline.Options{})
 		})
 	}
 	wg.Wait()
@@ -635,7 +641,7 @@ func TestReport(t *testing.T) {
 			if tt.writeOnly {
 				h.forges.forge = writeOnlyForge{h.forge}
 			}
-			if err := h.p.Report(context.Background(), out); err != nil {
+			if err := h.p.Report(context.Background(), discard, out); err != nil {
 				t.Fatalf("Report: %v", err)
 			}
 			s := h.forge.written()
@@ -681,7 +687,7 @@ func TestReportErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h, out, _ := reportHarness()
 			tt.shape(h, &out)
-			err := h.p.Report(context.Background(), out)
+			err := h.p.Report(context.Background(), discard, out)
 			if !errors.Is(err, tt.wantIs) {
 				t.Fatalf("Report = %v, want an error wrapping %v", err, tt.wantIs)
 			}
@@ -702,6 +708,73 @@ func TestStatusContext(t *testing.T) {
 	for flavor, want := range map[string]string{"default": "albatros/default", "nix": "albatros/nix"} {
 		if got := pipeline.StatusContext(flavor); got != want {
 			t.Errorf("StatusContext(%q) = %q, want %q", flavor, got, want)
+		}
+	}
+}
+
+func TestHandleNoSecretsOption(t *testing.T) {
+	e := entryWith()
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e)
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{NoSecrets: true}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if reqs := h.builds.requests(); len(reqs) != 1 || reqs[0].HasSecrets || string(reqs[0].Payload) != string(secrets.Empty()) {
+		t.Errorf("a trusted push with NoSecrets dispatched %+v, want no secrets", reqs)
+	}
+}
+
+func TestHandleRefusesInvalidFlavors(t *testing.T) {
+	h := newHarness(entryWith("ok", "bad flavor", "-x", "fine.1"))
+	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
+	if err == nil || !strings.Contains(err.Error(), `"bad flavor"`) || !strings.Contains(err.Error(), `"-x"`) {
+		t.Errorf("Handle = %v, want an error naming both invalid flavors", err)
+	}
+	if f := flavorsOf(h.builds.requests()); !slices.Equal(f, []string{"ok", "fine.1"}) {
+		t.Errorf("dispatched flavors %q, want only the valid ones", f)
+	}
+	for _, s := range h.forge.written() {
+		if s.Context != "albatros/ok" && s.Context != "albatros/fine.1" {
+			t.Errorf("status in context %q", s.Context)
+		}
+	}
+}
+
+func TestValidFlavor(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"default": true, "nix": true, "arm64.v8": true, "a_b-c": true, "9": true, strings.Repeat("a", 64): true,
+		"": false, "-x": false, ".x": false, "a b": false, "a/b": false, "a\nb": false, strings.Repeat("a", 65): false, "é": false,
+	} {
+		if pipeline.ValidFlavor(name) != ok {
+			t.Errorf("ValidFlavor(%q) = %v, want %v", name, !ok, ok)
+		}
+	}
+}
+
+// What the bot writes on the forge is masked like the logs: Nomad's messages and dispatch
+// errors may quote a secret.
+func TestStatusesAreMasked(t *testing.T) {
+	const token = "s3cr3t-in-a-message"
+	e := entryWith("default", "nix")
+	e.Secrets = map[string]string{"TOKEN": token}
+	e.Inject = "export OTHER=inject-s3cr3t"
+
+	h := newHarness(e)
+	h.builds.dispatchErr = map[string]error{"nix": fmt.Errorf("dispatch ci/builder: Unexpected response code: 500 (meta value %s inject-s3cr3t)", token)}
+	h.builds.ended = map[string]orchestrator.Outcome{
+		"default": {Result: orchestrator.Error, Description: "the build did not start: Driver Failure: exec " + token + " not found", Final: true},
+	}
+	_, _ = h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{})
+	written := h.forge.written()
+	if len(written) != 3 {
+		t.Fatalf("statuses %+v, want pending and error on default, error on nix", written)
+	}
+	for _, s := range written {
+		if strings.Contains(s.Description, token) || strings.Contains(s.Description, "inject-s3cr3t") {
+			t.Errorf("status %s %s shows a secret: %q", s.Context, s.State, s.Description)
+		}
+		if s.State == forge.StateError && !strings.Contains(s.Description, "***") {
+			t.Errorf("status %s: %q, want the secret masked as ***", s.Context, s.Description)
 		}
 	}
 }

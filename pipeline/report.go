@@ -3,9 +3,11 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/secrets"
 )
 
 // statusReader is the optional forge capability Report uses to skip a status the commit
@@ -18,8 +20,8 @@ type statusReader interface {
 
 // Report writes a build's outcome as the status of its commit. The build's repository,
 // commit and flavor are read back from Nomad (the dispatch meta), so a restarted bot reports
-// builds it did not start.
-func (p *Pipeline) Report(ctx context.Context, out orchestrator.Outcome) error {
+// builds it did not start. It logs the status it writes, masked as written.
+func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrator.Outcome) error {
 	b, err := p.cfg.Builds.Build(ctx, out.Namespace, out.JobID)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", out.JobID, err)
@@ -34,11 +36,12 @@ func (p *Pipeline) Report(ctx context.Context, out orchestrator.Outcome) error {
 		return fmt.Errorf("report %s: forge for %s: %w", out.JobID, cloneURL, err)
 	}
 	s := forge.Status{
-		Repo:        repo,
-		Commit:      commit,
-		State:       forge.State(out.Result),
-		Context:     StatusContext(flavor),
-		Description: out.Description,
+		Repo:    repo,
+		Commit:  commit,
+		State:   forge.State(out.Result),
+		Context: StatusContext(flavor),
+		// Nomad's words about the build (a task's failure message, say) may quote a secret.
+		Description: secrets.MaskString(out.Description, append(secrets.Values(b.Payload), entry.SecretValues()...)),
 		TargetURL:   p.LogURL(out.Namespace, out.JobID),
 	}
 	if r, ok := f.(statusReader); ok {
@@ -52,5 +55,9 @@ func (p *Pipeline) Report(ctx context.Context, out orchestrator.Outcome) error {
 			return nil
 		}
 	}
-	return f.SetStatus(ctx, s)
+	if err := f.SetStatus(ctx, s); err != nil {
+		return err
+	}
+	log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
+	return nil
 }

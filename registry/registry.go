@@ -28,10 +28,16 @@ import (
 	"strings"
 
 	consul "github.com/hashicorp/consul/api"
+
+	"github.com/albatros-ci/albatros/secrets"
 )
 
 // ErrNotFound is returned for a repository or organization that has no entry.
 var ErrNotFound = errors.New("not registered")
+
+// ErrUnavailable is returned when Consul could not be read or written: the answer is not
+// known, unlike ErrNotFound.
+var ErrUnavailable = errors.New("registry unavailable")
 
 // Repo is a repository's entry.
 type Repo struct {
@@ -74,6 +80,16 @@ type Builder struct {
 // Trusts reports whether sender may receive the repository's secrets.
 func (r *Repo) Trusts(sender string) bool {
 	return sender != "" && slices.Contains(r.Trusted.Senders, sender)
+}
+
+// SecretValues are the values of the repository's secrets (its inject snippet's and its
+// secrets map's), for masking whatever the bot relays or writes.
+func (r *Repo) SecretValues() []string {
+	values := secrets.Values([]byte(r.Inject))
+	for _, v := range r.Secrets {
+		values = append(values, v)
+	}
+	return values
 }
 
 // Org is an organization's entry.
@@ -159,7 +175,7 @@ func (r *Registry) Ready(ctx context.Context) error {
 func (r *Registry) get(ctx context.Context, key string, v any) error {
 	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("consul get %s: %w", key, err)
+		return fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
 	}
 	if pair == nil {
 		return ErrNotFound
@@ -176,7 +192,7 @@ func (r *Registry) put(ctx context.Context, key string, v any) error {
 		return err
 	}
 	if _, err := r.kv.Put(&consul.KVPair{Key: key, Value: b}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("consul put %s: %w", key, err)
+		return fmt.Errorf("%w: consul put %s: %w", ErrUnavailable, key, err)
 	}
 	return nil
 }

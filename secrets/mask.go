@@ -103,3 +103,13 @@ scan:
 	m.out.Reset()
 	return err
 }
+
+// MaskString returns s with every one of values masked, as a Masker masks a stream: for the
+// short texts the bot writes itself (commit status descriptions, log lines, page footers).
+func MaskString(s string, values []string) string {
+	var b strings.Builder
+	m := NewMasker(&b, values)
+	_, _ = io.WriteString(m, s)
+	_ = m.Flush()
+	return b.String()
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -122,11 +123,7 @@ func (s *server) secretValues(ctx context.Context, b *orchestrator.Build) []stri
 		}
 		return values
 	}
-	values = append(values, secrets.Values([]byte(entry.Inject))...)
-	for _, v := range entry.Secrets {
-		values = append(values, v)
-	}
-	return values
+	return append(values, entry.SecretValues()...)
 }
 
 func logType(r *http.Request) (string, bool) {
@@ -198,11 +195,7 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 		out = orchestrator.Outcome{Result: orchestrator.Error, Description: "the log could not be read to its end"}
 	}
 	// The description is Nomad's words about the build; mask it too.
-	var desc strings.Builder
-	dm := secrets.NewMasker(&desc, values)
-	_, _ = io.WriteString(dm, out.Description)
-	_ = dm.Flush()
-	_ = templates.LogFoot(fw, templates.LogResult{Result: string(out.Result), Description: desc.String()})
+	_ = templates.LogFoot(fw, templates.LogResult{Result: string(out.Result), Description: secrets.MaskString(out.Description, values)})
 }
 
 func pageOf(b *orchestrator.Build, stream string) templates.LogPage {
@@ -237,7 +230,46 @@ func pageOf(b *orchestrator.Build, stream string) templates.LogPage {
 	return p
 }
 
+// Default timeouts of the bot's HTTP server.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	WriteTimeout      = 60 * time.Second
+	IdleTimeout       = 120 * time.Second
+)
+
+// Timeouts are how long a client may take to send a request (Read: headers and body), and
+// how long the bot may take to write a response (Write; the log streams excepted).
+type Timeouts struct {
+	Read, Write time.Duration
+}
+
+// HTTPServer returns the bot's HTTP server for handler: a client has t.Read to send a whole
+// request, every response but the log streams must be written within t.Write (WriteTimeout
+// when zero), and idle connections close after IdleTimeout. base is the context of every
+// request; cancelling it ends the log streams at shutdown.
+func HTTPServer(addr string, handler http.Handler, t Timeouts, base context.Context) *http.Server {
+	if t.Write == 0 {
+		t.Write = WriteTimeout
+	}
+	header := ReadHeaderTimeout
+	if t.Read > 0 {
+		header = min(header, t.Read)
+	}
+	return &http.Server{
+		Addr:              addr,
+		Handler:           handler,
+		ReadHeaderTimeout: header,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       IdleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+}
+
+// streamHeaders sets the headers of a log stream, and lifts the server's write deadline
+// from its connection: a log is written for as long as its build runs.
 func streamHeaders(w http.ResponseWriter, contentType string) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -8,6 +8,7 @@ import (
 	"html"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/secrets"
@@ -124,7 +126,7 @@ type fakeHandler struct {
 	count int
 }
 
-func (f *fakeHandler) Handle(context.Context, *slog.Logger, forge.Event, *registry.Repo, string) ([]orchestrator.Dispatched, error) {
+func (f *fakeHandler) Handle(context.Context, *slog.Logger, forge.Event, *registry.Repo, pipeline.Options) ([]orchestrator.Dispatched, error) {
 	f.mu.Lock()
 	f.count++
 	f.mu.Unlock()
@@ -148,7 +150,7 @@ func newFixture(t *testing.T, builds *fakeBuilds, checks ...server.Check) *fixtu
 		repos:   &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}},
 		handler: &fakeHandler{},
 	}
-	intake := webhook.New(f.repos, f.handler, quiet())
+	intake := webhook.New(f.repos, f.handler, quiet(), webhook.Options{})
 	srv := httptest.NewServer(server.New(server.Config{
 		Intake: intake, Builds: builds, Repos: f.repos, Checks: checks, Namespace: defaultNS, Log: quiet(),
 	}))
@@ -704,5 +706,45 @@ func TestLogsAreStreamed(t *testing.T) {
 				t.Errorf("after the build ended: %q; want the second line", r)
 			}
 		})
+	}
+}
+
+// The server's write timeout cuts off a slow response, but not a log stream, which lasts
+// as long as its build.
+func TestWriteTimeoutSparesLogStreams(t *testing.T) {
+	b := build(t)
+	b.hold = make(chan struct{})
+	slowCheck := server.Check{Name: "slow", Check: func(ctx context.Context) error {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}}
+	intake := webhook.New(repos, &fakeHandler{}, quiet(), webhook.Options{})
+	handler := server.New(server.Config{Intake: intake, Builds: b, Repos: repos, Checks: []server.Check{slowCheck}, Namespace: defaultNS, Log: quiet()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.HTTPServer(ln.Addr().String(), handler, server.Timeouts{Read: time.Second, Write: time.Second}, context.Background())
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	base := "http://" + ln.Addr().String()
+
+	// A build that runs 2.5 s, longer than both timeouts: its log page arrives whole.
+	time.AfterFunc(2500*time.Millisecond, func() { close(b.hold) })
+	resp, page := get(t, base+"/logs/"+defaultNS+"/"+buildID)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "end") || !strings.Contains(page, `class="failure"`) {
+		t.Fatalf("log page of a build outlasting the write timeout: %d\n%s", resp.StatusCode, page)
+	}
+	// A response that takes longer than the write timeout is cut off.
+	if resp, err := http.Get(base + "/healthz"); err == nil {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatalf("a 2 s response with a 1 s write timeout arrived: %d %q", resp.StatusCode, body)
+		}
 	}
 }

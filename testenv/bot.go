@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -81,3 +83,24 @@ func (b *Bot) Log() string {
 
 // Exited reports whether the bot process has ended.
 func (b *Bot) Exited() bool { return b.proc.exited() }
+
+// PID is the bot's process id.
+func (b *Bot) PID() int { return b.proc.cmd.Process.Pid }
+
+// RSS reads the bot's resident memory from /proc, in bytes.
+func (b *Bot) RSS() (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.PID()))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			return kib << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", b.PID())
+}

@@ -97,7 +97,7 @@ func TestIntakeGitHub(t *testing.T) {
 			repos.Repos[ghCloneURL] = e
 			repos.Repos[pingRepo] = e
 			h := &fakeHandler{}
-			in := webhook.New(repos, h, quiet())
+			in := webhook.New(repos, h, quiet(), webhook.Options{})
 			srv := httptest.NewServer(in.GitHub())
 			defer srv.Close()
 
@@ -119,11 +119,12 @@ func TestIntakeGitHub(t *testing.T) {
 			}
 		})
 	}
-	// An unknown repository is refused before its signature is looked at.
-	in := webhook.New(&registrytest.Fake{}, &fakeHandler{}, quiet())
+	// An unknown repository is refused before its signature is looked at, as a bad signature
+	// is: probing does not tell which repositories are registered.
+	in := webhook.New(&registrytest.Fake{}, &fakeHandler{}, quiet(), webhook.Options{})
 	srv := httptest.NewServer(in.GitHub())
 	defer srv.Close()
-	if code, _ := postGitHub(t, srv.URL, "push", push, map[string]string{"X-Hub-Signature-256": githubSign(push, repoSecret)}); code != http.StatusNotFound {
+	if code, _ := postGitHub(t, srv.URL, "push", push, map[string]string{"X-Hub-Signature-256": githubSign(push, repoSecret)}); code != http.StatusForbidden {
 		t.Fatalf("unknown repository: %d", code)
 	}
 }

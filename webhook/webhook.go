@@ -11,9 +11,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,11 +22,20 @@ import (
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/forge/github"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
 )
 
-// MaxBody is the largest delivery accepted, as GitHub caps its own (25 MiB).
-const MaxBody = 25 << 20
+// The largest delivery each endpoint reads. GitHub caps its own deliveries at 25 MiB; Gitea
+// has no cap, and its payloads rarely pass 1 MiB (a push lists its commits, without diffs).
+const (
+	MaxGitHubBody = 25 << 20
+	MaxGiteaBody  = 8 << 20
+)
+
+// DefaultReadBudget bounds the memory of the bodies being read before they are authenticated,
+// all deliveries together: past it, a delivery is answered 503 before its body is read.
+const DefaultReadBudget = 48 << 20
 
 // repos is the registry as intake uses it.
 type repos interface {
@@ -35,7 +45,18 @@ type repos interface {
 
 // handler is the pipeline as intake uses it.
 type handler interface {
-	Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, flavor string) ([]orchestrator.Dispatched, error)
+	Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts pipeline.Options) ([]orchestrator.Dispatched, error)
+}
+
+// Options are the intake's settings.
+type Options struct {
+	// TokenSecrets lets /hook?token= deliveries that carry no verified signature give builds
+	// the repository's secrets, as the original Albatros did. The token only proves that the
+	// caller knows the hook URL, not who sent the event: an operator may refuse it.
+	TokenSecrets bool
+	// ReadBudget bounds the bytes of unauthenticated bodies held at once (DefaultReadBudget
+	// when zero).
+	ReadBudget int64
 }
 
 // Intake serves the webhook endpoints.
@@ -43,42 +64,52 @@ type Intake struct {
 	repos   repos
 	handler handler
 	log     *slog.Logger
+	opts    Options
+	budget  budget
 	// Timeout bounds the work done for one delivery after it is answered.
 	timeout time.Duration
 	wg      sync.WaitGroup
 }
 
 // New returns an intake that looks repositories up in repos and hands events to h.
-func New(repos repos, h handler, log *slog.Logger) *Intake {
-	return &Intake{repos: repos, handler: h, log: log, timeout: 2 * time.Minute}
+func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
+	if opts.ReadBudget <= 0 {
+		opts.ReadBudget = DefaultReadBudget
+	}
+	return &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, timeout: 2 * time.Minute}
 }
 
 // Wait blocks until the work of every answered delivery is done.
 func (in *Intake) Wait() { in.wg.Wait() }
 
-// Sentinel errors of intake, mapped to HTTP statuses by statusOf.
+// Sentinel errors of intake, mapped to HTTP statuses by refuse.
 var (
 	errTooLarge    = errors.New("body too large")
+	errBusy        = errors.New("too many deliveries being read")
+	errUnreadable  = errors.New("body could not be read")
 	errUnknownRepo = errors.New("unknown repository")
+	errFlavor      = errors.New("bad flavor")
 )
 
-// driver is one forge's part in intake: its headers and its functions.
+// driver is one forge's part in intake: its headers, its size limit and its functions.
 type driver struct {
 	name           string
 	eventHeader    string
 	deliveryHeader string
+	maxBody        int64
 	locate         func(body []byte) (forge.Repo, error)
 	verify         func(h http.Header, body []byte, secret string) error
 	parse          func(h http.Header, body []byte) (forge.Event, error)
 }
 
 var (
-	giteaDriver  = driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", gitea.Locate, gitea.VerifySignature, gitea.Parse}
-	githubDriver = driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", github.Locate, github.VerifySignature, github.Parse}
+	giteaDriver  = driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", MaxGiteaBody, gitea.Locate, gitea.VerifySignature, gitea.Parse}
+	githubDriver = driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", MaxGitHubBody, github.Locate, github.VerifySignature, github.Parse}
 )
 
-// authenticator checks a delivery once its repository's entry is known.
-type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) error
+// authenticator checks a delivery once its repository's entry is known, and returns the
+// options of the builds it may start.
+type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) (pipeline.Options, error)
 
 // Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
 // organization's) webhook secret.
@@ -89,27 +120,51 @@ func (in *Intake) Gitea() http.Handler { return in.serve(giteaDriver, in.signed(
 func (in *Intake) GitHub() http.Handler { return in.serve(githubDriver, in.signed(githubDriver)) }
 
 // Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL for Gitea:
-// the token must equal the repository's hook.token.
+// the token must equal the repository's hook.token, and when the entry also has a
+// hook.secret the delivery must be signed with it too. flavor, when given, must be one of
+// the entry's flavors (when it has any) and a valid flavor name. A delivery authenticated by
+// the token alone gets no secrets unless Options.TokenSecrets allows it.
 func (in *Intake) Token() http.Handler {
-	return in.serve(giteaDriver, func(r *http.Request, _ []byte, entry *registry.Repo, _ forge.Repo) error {
+	return in.serve(giteaDriver, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
 		want := entry.Hook.Token
 		got := r.URL.Query().Get("token")
 		switch {
 		case want == "":
-			return fmt.Errorf("%w: the repository has no hook token", forge.ErrSignature)
+			return pipeline.Options{}, fmt.Errorf("%w: the repository has no hook token", forge.ErrSignature)
 		case got == "":
-			return fmt.Errorf("%w: no token in the URL", forge.ErrUnsigned)
+			return pipeline.Options{}, fmt.Errorf("%w: no token in the URL", forge.ErrUnsigned)
 		case subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1:
-			return fmt.Errorf("%w: wrong token", forge.ErrSignature)
+			return pipeline.Options{}, fmt.Errorf("%w: wrong token", forge.ErrSignature)
 		}
-		return nil
+		signed := entry.Hook.Secret != ""
+		if signed {
+			if err := gitea.VerifySignature(r.Header, body, entry.Hook.Secret); err != nil {
+				return pipeline.Options{}, err
+			}
+		}
+		opts := pipeline.Options{NoSecrets: !signed && !in.opts.TokenSecrets}
+		if r.URL.Query().Has("flavor") {
+			fl := r.URL.Query().Get("flavor")
+			switch {
+			case !pipeline.ValidFlavor(fl):
+				return opts, fmt.Errorf("%w: %q is not a flavor name", errFlavor, clip(fl))
+			case len(entry.Flavors) > 0 && !slices.Contains(entry.Flavors, fl):
+				return opts, fmt.Errorf("%w: %q is not one of the repository's flavors", errFlavor, fl)
+			}
+			opts.Flavor = fl
+		}
+		return opts, nil
 	})
 }
 
 // signed authenticates by the forge's HMAC signature, with the repository's webhook secret
-// or, when it has none, its organization's.
+// or, when it has none, its organization's. Nothing outside the signed body chooses what is
+// built: a flavor in the URL is refused.
 func (in *Intake) signed(d driver) authenticator {
-	return func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) error {
+	return func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) (pipeline.Options, error) {
+		if r.URL.Query().Has("flavor") {
+			return pipeline.Options{}, fmt.Errorf("%w: a flavor in the URL of a signed endpoint (flavors come from the repository's configuration)", errFlavor)
+		}
 		secret := entry.Hook.Secret
 		if secret == "" {
 			if orgURL, err := registry.OrgURL(repo.CloneURL); err == nil {
@@ -118,11 +173,11 @@ func (in *Intake) signed(d driver) authenticator {
 				case err == nil:
 					secret = org.Hook.Secret
 				case !errors.Is(err, registry.ErrNotFound):
-					return err
+					return pipeline.Options{}, err
 				}
 			}
 		}
-		return d.verify(r.Header, body, secret)
+		return pipeline.Options{}, d.verify(r.Header, body, secret)
 	}
 }
 
@@ -155,12 +210,9 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *
 		code, msg, err := refuse(err)
 		return code, msg, repoName, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, release, err := in.read(w, r, d.maxBody)
+	defer release()
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			err = fmt.Errorf("%w: more than %d bytes", errTooLarge, MaxBody)
-		}
 		return refused(err)
 	}
 	// Only the repository is read before authentication: it says whose secret to check.
@@ -175,10 +227,11 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *
 		}
 		return refused(err)
 	}
-	repoName = repo.FullName
-	if err := authenticate(r, body, entry, repo); err != nil {
+	opts, err := authenticate(r, body, entry, repo)
+	if err != nil {
 		return refused(err)
 	}
+	repoName = repo.FullName
 	ev, err := d.parse(r.Header, body)
 	if err != nil {
 		return refused(err)
@@ -186,16 +239,20 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *
 	if ev.Kind == forge.KindPing {
 		return http.StatusOK, "pong", repoName, nil
 	}
-	flavor := r.URL.Query().Get("flavor")
 
 	// Answer now; dispatch and the pending status follow on a context of their own.
 	hlog := log.With("repo", repoName)
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				hlog.Error("panic while handling a delivery", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), in.timeout)
 		defer cancel()
-		if _, err := in.handler.Handle(ctx, hlog, ev, entry, flavor); err != nil {
+		if _, err := in.handler.Handle(ctx, hlog, ev, entry, opts); err != nil {
 			hlog.Error("event not fully handled", "err", err)
 		}
 	}()
@@ -203,23 +260,37 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *
 }
 
 // refuse maps an intake error to its HTTP status and a short message; the detail goes to the
-// log only.
+// log only. An unknown repository is refused exactly as a bad signature is, so that probing
+// does not tell which repositories are registered.
 func refuse(err error) (int, string, error) {
 	switch {
 	case errors.Is(err, forge.ErrIgnoreEvent):
 		return http.StatusOK, "ignored: " + err.Error(), nil
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge, "body too large", err
+	case errors.Is(err, errBusy):
+		return http.StatusServiceUnavailable, "busy: too many deliveries at once, retry later", err
+	case errors.Is(err, errUnreadable):
+		return http.StatusBadRequest, "the body could not be read", err
+	case errors.Is(err, errFlavor):
+		return http.StatusBadRequest, err.Error(), err
 	case errors.Is(err, forge.ErrMalformed):
 		return http.StatusBadRequest, "malformed payload", err
-	case errors.Is(err, errUnknownRepo):
-		return http.StatusNotFound, "unknown repository", err
 	case errors.Is(err, forge.ErrUnsigned):
 		return http.StatusUnauthorized, "missing signature or token", err
-	case errors.Is(err, forge.ErrSignature):
+	case errors.Is(err, forge.ErrSignature), errors.Is(err, errUnknownRepo):
 		return http.StatusForbidden, "bad signature or token", err
-	default:
-		// The registry (Consul) could not be read.
+	case errors.Is(err, registry.ErrUnavailable):
 		return http.StatusServiceUnavailable, "registry unavailable", err
+	default:
+		return http.StatusInternalServerError, "internal error", err
 	}
+}
+
+// clip keeps an error message about hostile input short.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

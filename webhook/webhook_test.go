@@ -6,19 +6,23 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/webhook"
@@ -64,7 +68,7 @@ const (
 type handled struct {
 	ev          forge.Event
 	entry       *registry.Repo
-	flavor      string
+	opts        pipeline.Options
 	ctxErr      error
 	deadline    time.Time
 	hasDeadline bool
@@ -80,14 +84,14 @@ type fakeHandler struct {
 	handled []handled
 }
 
-func (f *fakeHandler) Handle(ctx context.Context, _ *slog.Logger, ev forge.Event, entry *registry.Repo, flavor string) ([]orchestrator.Dispatched, error) {
+func (f *fakeHandler) Handle(ctx context.Context, _ *slog.Logger, ev forge.Event, entry *registry.Repo, opts pipeline.Options) ([]orchestrator.Dispatched, error) {
 	if f.entered != nil {
 		f.entered <- struct{}{}
 	}
 	if f.release != nil {
 		<-f.release
 	}
-	h := handled{ev: ev, entry: entry, flavor: flavor, ctxErr: ctx.Err()}
+	h := handled{ev: ev, entry: entry, opts: opts, ctxErr: ctx.Err()}
 	h.deadline, h.hasDeadline = ctx.Deadline()
 	f.mu.Lock()
 	f.handled = append(f.handled, h)
@@ -206,6 +210,11 @@ func entry(secret, token string) *registry.Repo {
 	return r
 }
 
+func withFlavors(r *registry.Repo, flavors ...string) *registry.Repo {
+	r.Flavors = flavors
+	return r
+}
+
 func org(secret string) *registry.Org {
 	o := &registry.Org{}
 	o.Hook.Secret = secret
@@ -222,6 +231,8 @@ type wantEvent struct {
 	pr     int64 // the pull request's number; 0: not a pull request
 	fork   bool
 	flavor string
+	// noSecrets: the pipeline is told to withhold the secrets.
+	noSecrets bool
 }
 
 func TestIntake(t *testing.T) {
@@ -233,7 +244,8 @@ func TestIntake(t *testing.T) {
 		owner    = "owner-b03cca4d"
 		outsider = "outsider-42180001"
 	)
-	registryDown := errors.New("consul get albatros/…: connection refused")
+	registryDown := fmt.Errorf("%w: consul get albatros/…: connection refused", registry.ErrUnavailable)
+	corrupt := errors.New("consul key albatros/… is not a valid entry: invalid character")
 
 	tests := []struct {
 		name    string
@@ -247,6 +259,9 @@ func TestIntake(t *testing.T) {
 		repoErr error
 		org     *registry.Org // nil: not registered
 		orgErr  error
+		// denyTokenSecrets sets the intake to refuse secrets to /hook deliveries that are
+		// authenticated by the token alone.
+		denyTokenSecrets bool
 
 		wantCode int
 		wantBody string     // substring of the answer
@@ -257,10 +272,20 @@ func TestIntake(t *testing.T) {
 		wantOrgLookup bool
 	}{
 		{
-			name: "push signed as Gitea signs", capture: "push_branch.json", path: "/webhook/gitea?flavor=nix",
+			name: "push signed as Gitea signs", capture: "push_branch.json", path: "/webhook/gitea",
 			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
 			wantCode: 202, wantBody: "accepted: push of " + fullName + " at " + mainSHA, wantLookup: true,
-			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "nix"},
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
+		},
+		{
+			// A captured delivery replayed with a flavor of the attacker's choosing.
+			name: "flavor in the URL of a signed endpoint", capture: "push_branch.json", path: "/webhook/gitea?flavor=nix",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 400, wantBody: "flavors come from the repository's configuration", wantLookup: true,
+		},
+		{
+			name: "empty flavor in the URL of a signed endpoint", capture: "push_branch.json", path: "/webhook/gitea?flavor=",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 400, wantLookup: true,
 		},
 		{
 			name: "push with X-Gitea-Signature only and no flavor", capture: "push_branch.json", path: "/webhook/gitea",
@@ -269,10 +294,10 @@ func TestIntake(t *testing.T) {
 			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
 		},
 		{
-			name: "push with X-Hub-Signature-256 only", capture: "push_branch.json", path: "/webhook/gitea?flavor=default",
+			name: "push with X-Hub-Signature-256 only", capture: "push_branch.json", path: "/webhook/gitea?unrelated=1",
 			sign: hubSig(repoSecret), entry: entry(repoSecret, ""),
 			wantCode: 202, wantBody: "accepted", wantLookup: true,
-			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "default"},
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
 		},
 		{
 			name: "tag", capture: "push_tag.json", path: "/webhook/gitea",
@@ -336,10 +361,10 @@ func TestIntake(t *testing.T) {
 
 		// The organization's secret.
 		{
-			name: "entry without secret falls back to the organization's", capture: "push_branch.json", path: "/webhook/gitea?flavor=nix",
+			name: "entry without secret falls back to the organization's", capture: "push_branch.json", path: "/webhook/gitea",
 			sign: bothSigs(orgSecret), entry: entry("", hookToken), org: org(orgSecret),
 			wantCode: 202, wantBody: "accepted", wantLookup: true, wantOrgLookup: true,
-			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "nix"},
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
 		},
 		{
 			name: "the repository's secret wins over the organization's", capture: "push_branch.json", path: "/webhook/gitea",
@@ -364,12 +389,17 @@ func TestIntake(t *testing.T) {
 
 		// The registry.
 		{
+			// Answered as a bad signature is, so that probing does not list the registry.
 			name: "unknown repository", capture: "push_branch.json", path: "/webhook/gitea",
-			sign: bothSigs(repoSecret), wantCode: 404, wantBody: "unknown repository", wantLookup: true,
+			sign: bothSigs(repoSecret), wantCode: 403, wantBody: "bad signature or token", wantLookup: true,
 		},
 		{
 			name: "registry down", capture: "push_branch.json", path: "/webhook/gitea",
-			sign: bothSigs(repoSecret), repoErr: registryDown, wantCode: 503, wantLookup: true,
+			sign: bothSigs(repoSecret), repoErr: registryDown, wantCode: 503, wantBody: "registry unavailable", wantLookup: true,
+		},
+		{
+			name: "entry that is not valid JSON", capture: "push_branch.json", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), repoErr: corrupt, wantCode: 500, wantBody: "internal error", wantLookup: true,
 		},
 
 		// Payloads.
@@ -432,6 +462,55 @@ func TestIntake(t *testing.T) {
 			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "nix"},
 		},
 		{
+			name: "token without a flavor", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, entry: entry("", hookToken),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
+		},
+		{
+			name: "token, set to refuse secrets to token-only deliveries", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, entry: entry("", hookToken), denyTokenSecrets: true,
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, noSecrets: true},
+		},
+		{
+			name: "token and signature, set to refuse secrets to token-only deliveries", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, hookToken), denyTokenSecrets: true,
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
+		},
+		{
+			name: "token of an entry with a secret, unsigned", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, entry: entry(repoSecret, hookToken), wantCode: 401, wantLookup: true,
+		},
+		{
+			name: "token of an entry with a secret, wrongly signed", capture: "push_branch.json", path: "/hook?token=" + hookToken,
+			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, hookToken), wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "token with a flavor the entry has", capture: "push_branch.json", path: "/hook?token=" + hookToken + "&flavor=slow",
+			sign: unsigned, entry: withFlavors(entry("", hookToken), "fast", "slow"),
+			wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner, flavor: "slow"},
+		},
+		{
+			name: "token with a flavor the entry lacks", capture: "push_branch.json", path: "/hook?token=" + hookToken + "&flavor=nightly",
+			sign: unsigned, entry: withFlavors(entry("", hookToken), "fast", "slow"),
+			wantCode: 400, wantBody: "not one of the repository's flavors", wantLookup: true,
+		},
+		{
+			name: "token with a flavor that is no flavor name", capture: "push_branch.json", path: "/hook?token=" + hookToken + "&flavor=..%2Fx",
+			sign: unsigned, entry: entry("", hookToken), wantCode: 400, wantBody: "is not a flavor name", wantLookup: true,
+		},
+		{
+			name: "token with a flavor holding a newline", capture: "push_branch.json", path: "/hook?token=" + hookToken + "&flavor=a%0Ab",
+			sign: unsigned, entry: entry("", hookToken), wantCode: 400, wantLookup: true,
+		},
+		{
+			name: "token with an empty flavor", capture: "push_branch.json", path: "/hook?token=" + hookToken + "&flavor=",
+			sign: unsigned, entry: entry("", hookToken), wantCode: 400, wantLookup: true,
+		},
+		{
 			name: "wrong token", capture: "push_branch.json", path: "/hook?token=guess&flavor=nix",
 			sign: unsigned, entry: entry("", hookToken), wantCode: 403, wantLookup: true,
 		},
@@ -453,7 +532,7 @@ func TestIntake(t *testing.T) {
 		},
 		{
 			name: "token of an unknown repository", capture: "push_branch.json", path: "/hook?token=" + hookToken,
-			sign: unsigned, wantCode: 404, wantLookup: true,
+			sign: unsigned, wantCode: 403, wantBody: "bad signature or token", wantLookup: true,
 		},
 		{
 			name: "token with the registry down", capture: "push_branch.json", path: "/hook?token=" + hookToken,
@@ -474,7 +553,7 @@ func TestIntake(t *testing.T) {
 				repos.Orgs[orgURL] = tc.org
 			}
 			h := &fakeHandler{}
-			in := webhook.New(repos, h, quiet())
+			in := webhook.New(repos, h, quiet(), webhook.Options{TokenSecrets: !tc.denyTokenSecrets})
 			srv := serve(t, in)
 
 			event, delivery := tc.event, "test-delivery"
@@ -559,8 +638,11 @@ func checkHandled(t *testing.T, got handled, want wantEvent, entry *registry.Rep
 			t.Errorf("pull request %+v, want number %d fork %v", ev.PullRequest, want.pr, want.fork)
 		}
 	}
-	if got.flavor != want.flavor {
-		t.Errorf("flavor %q, want %q", got.flavor, want.flavor)
+	if got.opts.Flavor != want.flavor {
+		t.Errorf("flavor %q, want %q", got.opts.Flavor, want.flavor)
+	}
+	if got.opts.NoSecrets != want.noSecrets {
+		t.Errorf("NoSecrets %v, want %v", got.opts.NoSecrets, want.noSecrets)
 	}
 	if got.entry != entry {
 		t.Errorf("handed on entry %+v, want the registry's %+v", got.entry, entry)
@@ -590,13 +672,13 @@ func TestIntakeBodyLimit(t *testing.T) {
 		wantCode int
 		handled  int
 	}{
-		{"exactly MaxBody", webhook.MaxBody, http.StatusAccepted, 1},
-		{"one byte over MaxBody", webhook.MaxBody + 1, http.StatusRequestEntityTooLarge, 0},
+		{"exactly MaxGiteaBody", webhook.MaxGiteaBody, http.StatusAccepted, 1},
+		{"one byte over MaxGiteaBody", webhook.MaxGiteaBody + 1, http.StatusRequestEntityTooLarge, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 			h := &fakeHandler{}
-			in := webhook.New(repos, h, quiet())
+			in := webhook.New(repos, h, quiet(), webhook.Options{})
 			srv := serve(t, in)
 
 			body := padded(t, tc.size)
@@ -620,7 +702,7 @@ func TestIntakeBodyLimit(t *testing.T) {
 func TestIntakeHandlerContextOutlivesRequest(t *testing.T) {
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	in := webhook.New(repos, h, quiet())
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
 	reqCtx := make(chan context.Context, 1)
 	gitea := in.Gitea()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -662,7 +744,7 @@ func TestIntakeHandlerContextOutlivesRequest(t *testing.T) {
 func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	in := webhook.New(repos, h, quiet())
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
 	srv := serve(t, in)
 
 	c := load(t, "push_branch.json")
@@ -691,4 +773,135 @@ func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
 	if n := len(h.calls()); n != 1 {
 		t.Errorf("Wait returned with %d handled events, want 1", n)
 	}
+}
+
+// Bodies being read before authentication share one memory budget: past it, a delivery is
+// answered 503 at once, and the budget comes back when a read ends, however it ends.
+func TestIntakeReadBudget(t *testing.T) {
+	const budget = 1 << 20
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{}
+	in := webhook.New(repos, h, quiet(), webhook.Options{ReadBudget: budget})
+	srv := serve(t, in)
+
+	// A client that announces 800 kB and sends a few bytes holds 800 kB of the budget.
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /webhook/gitea HTTP/1.1\r\nHost: x\r\nX-Gitea-Event: push\r\nContent-Type: application/json\r\nContent-Length: 800000\r\n\r\n{\"repo")
+
+	big := padded(t, 400_000)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, got := post(t, srv.URL+"/webhook/gitea", "push", "big", big, bothSigs(repoSecret), nil)
+		if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(got, "busy") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a 400 kB delivery beside a held 800 kB read: %d %q, want 503 busy", resp.StatusCode, got)
+		}
+		time.Sleep(20 * time.Millisecond) // the slow client's headers may not be read yet
+	}
+	// A small delivery still fits.
+	c := load(t, "push_branch.json")
+	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a small delivery beside the held read: %d %q, want 202", resp.StatusCode, got)
+	}
+	// The slow client gives up: its budget comes back.
+	conn.Close()
+	for {
+		resp, got := post(t, srv.URL+"/webhook/gitea", "push", "big", big, bothSigs(repoSecret), nil)
+		if resp.StatusCode == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the slow client left: %d %q, want 202", resp.StatusCode, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	in.Wait()
+	if n := len(h.calls()); n != 2 {
+		t.Errorf("handed on %d events, want the 2 accepted", n)
+	}
+	// A body announced larger than the endpoint reads is refused before it is read.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhook/gitea", io.LimitReader(neverEnding{}, webhook.MaxGiteaBody+1))
+	req.ContentLength = webhook.MaxGiteaBody + 1
+	req.Header.Set("X-Gitea-Event", "push")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("announced %d bytes: %d, want 413", req.ContentLength, resp.StatusCode)
+	}
+}
+
+type neverEnding struct{}
+
+func (neverEnding) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+// A body that breaks off is the client's fault (400), not the registry's (503), and nothing
+// is looked up or handed on.
+func TestIntakeBodyReadError(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{}
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
+	body := io.MultiReader(strings.NewReader(`{"repository":{"clone_url":"`), iotest.ErrReader(errors.New("connection reset by peer")))
+	req := httptest.NewRequest(http.MethodPost, "/webhook/gitea", body)
+	req.Header.Set("X-Gitea-Event", "push")
+	rec := httptest.NewRecorder()
+	in.Gitea().ServeHTTP(rec, req)
+	in.Wait()
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("broken body: %d %q, want 400", rec.Code, rec.Body.String())
+	}
+	if repoCalls, _ := repos.Calls(); len(repoCalls) > 0 || len(h.calls()) > 0 {
+		t.Errorf("after a broken body: lookups %q, %d events handed on; want none", repoCalls, len(h.calls()))
+	}
+}
+
+// A panic in the pipeline is logged, and the bot goes on serving.
+func TestIntakeRecoversFromPanics(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
+	in := webhook.New(repos, panicking{}, log, webhook.Options{})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	for range 2 {
+		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%d %q", resp.StatusCode, got)
+		}
+		in.Wait()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logged.String(), "panic while handling a delivery"); n != 2 {
+		t.Errorf("%d panics logged, want 2:\n%s", n, logged.String())
+	}
+}
+
+type panicking struct{}
+
+func (panicking) Handle(context.Context, *slog.Logger, forge.Event, *registry.Repo, pipeline.Options) ([]orchestrator.Dispatched, error) {
+	panic("nil map in the pipeline")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -77,7 +77,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		BaseURL: cfg.URL,
 		Builder: orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder},
 	})
-	intake := webhook.New(repos, pipe, log)
+	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets})
 	handler := server.New(server.Config{
 		Intake:    intake,
 		Builds:    nomad,
@@ -96,23 +96,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		_ = nomad.Watch(watchCtx, func(ctx context.Context, out orchestrator.Outcome) {
 			rctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			if err := pipe.Report(rctx, out); err != nil {
+			if err := pipe.Report(rctx, log, out); err != nil {
 				log.Error("report build result", "job", out.JobID, "result", out.Result, "err", err)
-				return
 			}
-			log.Info("build result reported", "job", out.JobID, "result", out.Result, "description", out.Description)
 		}, func(err error) { log.Warn("event stream", "err", err) })
 	}()
 
 	// Log pages stream for as long as a build runs; shutdown ends them through this context.
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
-	srv := &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
+	srv := server.HTTPServer(cfg.Addr, handler, server.Timeouts{Read: cfg.ReadTimeout}, base)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ALBATROS_ADDR: %w", err)

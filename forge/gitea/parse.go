@@ -64,7 +64,8 @@ func Locate(body []byte) (forge.Repo, error) {
 
 // Parse turns a verified delivery into a forge.Event. It returns an error wrapping
 // forge.ErrIgnoreEvent for deliveries the bot does not act on, and one wrapping
-// forge.ErrMalformed for bodies that are not the event's JSON.
+// forge.ErrMalformed for bodies that are not the event's JSON or whose fields fail
+// forge.Event.Validate (a commit that is not an object name, a ref git would refuse, …).
 func Parse(h http.Header, body []byte) (forge.Event, error) {
 	event := h.Get("X-Gitea-Event")
 	if event == "" {
@@ -90,6 +91,9 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 		return forge.Event{}, forge.Ignore("event %q is not handled", event)
 	}
 	ev.Delivery = delivery
+	if err == nil && ev.Kind != forge.KindPing {
+		err = ev.Validate()
+	}
 	return ev, err
 }
 

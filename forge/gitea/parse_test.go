@@ -319,3 +319,45 @@ func closePR(t *testing.T, g *testenv.Gitea, owner *testenv.User, repo *testenv.
 		t.Fatalf("close pull request #%d: %v", n, err)
 	}
 }
+
+// Fields that reach git, Nomad and the builder's shell are refused when git would refuse
+// them, even in a delivery whose signature verified.
+func TestParseRejectsHostileFields(t *testing.T) {
+	load := func(name string) (capture, map[string]any) {
+		raw, err := captured.ReadFile("testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c capture
+		if err := json.Unmarshal(raw, &c); err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		if err := json.Unmarshal(c.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		return c, body
+	}
+	cases := map[string]struct {
+		file   string
+		mutate func(map[string]any)
+	}{
+		"option as commit":       {"push_branch.json", func(b map[string]any) { b["after"] = "--upload-pack=touch /tmp/pwned" }},
+		"short commit":           {"push_branch.json", func(b map[string]any) { b["after"] = "abc1234" }},
+		"newline in branch":      {"push_branch.json", func(b map[string]any) { b["ref"] = "refs/heads/main\nFLAVOR=evil" }},
+		"option as branch":       {"push_branch.json", func(b map[string]any) { b["ref"] = "refs/heads/--exec=sh" }},
+		"dotdot in tag":          {"push_tag.json", func(b map[string]any) { b["ref"] = "refs/tags/v1..0" }},
+		"ext:: clone url":        {"push_branch.json", func(b map[string]any) { field(b, "repository").(map[string]any)["clone_url"] = "ext::sh -c id" }},
+		"option as pr head sha":  {"pr_opened_fork.json", func(b map[string]any) { field(b, "pull_request", "head").(map[string]any)["sha"] = "--upload-pack=id" }},
+		"escape in pr head ref":  {"pr_opened_fork.json", func(b map[string]any) { field(b, "pull_request", "head").(map[string]any)["ref"] = "patch\x1b[2J" }},
+		"control char in sender": {"push_branch.json", func(b map[string]any) { field(b, "sender").(map[string]any)["login"] = "x\ry" }},
+	}
+	for name, tc := range cases {
+		c, body := load(tc.file)
+		tc.mutate(body)
+		c.Body, _ = json.Marshal(body)
+		if ev, err := gitea.Parse(c.header(), c.Body); !errors.Is(err, forge.ErrMalformed) {
+			t.Errorf("%s: Parse = %+v, %v; want ErrMalformed", name, ev, err)
+		}
+	}
+}

@@ -41,8 +41,8 @@ func Locate(body []byte) (forge.Repo, error) {
 // pull_request (opened, synchronize, reopened) and ping. It returns an error wrapping
 // forge.ErrIgnoreEvent, saying why, for deliveries the bot does not act on (other events and
 // actions, ref deletions, pull requests from deleted forks), and one wrapping
-// forge.ErrMalformed for a delivery without X-GitHub-Event or a body that is not the
-// event's JSON.
+// forge.ErrMalformed for a delivery without X-GitHub-Event, a body that is not the event's
+// JSON, or fields that fail forge.Event.Validate.
 func Parse(h http.Header, body []byte) (forge.Event, error) {
 	event := h.Get(gh.EventTypeHeader)
 	switch event {
@@ -73,6 +73,9 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 		return forge.Event{}, fmt.Errorf("%w: %s: not an object", forge.ErrMalformed, event)
 	}
 	ev.Delivery = h.Get(gh.DeliveryIDHeader)
+	if err == nil && ev.Kind != forge.KindPing {
+		err = ev.Validate()
+	}
 	return ev, err
 }
 

@@ -323,3 +323,25 @@ func TestLocate(t *testing.T) {
 		}
 	}
 }
+
+// Fields that reach git, Nomad and the builder's shell are refused when git would refuse
+// them, even in a delivery whose signature verified.
+func TestParseRejectsHostileFields(t *testing.T) {
+	cases := map[string]struct {
+		event, file string
+		mutate      func(map[string]any)
+	}{
+		"option as commit":      {"push", "push_branch.json", func(m map[string]any) { m["after"] = "--upload-pack=touch /tmp/pwned" }},
+		"newline in branch":     {"push", "push_branch.json", func(m map[string]any) { m["ref"] = "refs/heads/main\nx" }},
+		"option as tag":         {"push", "push_tag.json", func(m map[string]any) { m["ref"] = "refs/tags/-v1" }},
+		"ext:: clone url":       {"push", "push_branch.json", func(m map[string]any) { field(m, "repository").(map[string]any)["clone_url"] = "ext::sh -c id" }},
+		"option as pr head sha": {"pull_request", "pull_request_opened.json", func(m map[string]any) { field(m, "pull_request", "head").(map[string]any)["sha"] = "--upload-pack=id" }},
+		"bad pr head ref":       {"pull_request", "pull_request_opened.json", func(m map[string]any) { field(m, "pull_request", "head").(map[string]any)["ref"] = "a..b" }},
+	}
+	for name, tc := range cases {
+		body := edit(t, tc.file, tc.mutate)
+		if ev, err := github.Parse(delivery(tc.event), body); !errors.Is(err, forge.ErrMalformed) {
+			t.Errorf("%s: Parse = %+v, %v; want ErrMalformed", name, ev, err)
+		}
+	}
+}
