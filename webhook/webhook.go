@@ -19,18 +19,11 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/forge/gitea"
-	"github.com/albatros-ci/albatros/forge/github"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
-)
-
-// The largest delivery each endpoint reads. GitHub caps its own deliveries at 25 MiB; Gitea
-// has no cap, and its payloads rarely pass 1 MiB (a push lists its commits, without diffs).
-const (
-	MaxGitHubBody = 25 << 20
-	MaxGiteaBody  = 8 << 20
 )
 
 // DefaultReadBudget bounds the memory of the bodies being read before they are authenticated,
@@ -91,33 +84,17 @@ var (
 	errFlavor      = errors.New("bad flavor")
 )
 
-// driver is one forge's part in intake: its headers, its size limit and its functions.
-type driver struct {
-	name           string
-	eventHeader    string
-	deliveryHeader string
-	maxBody        int64
-	locate         func(body []byte) (forge.Repo, error)
-	verify         func(h http.Header, body []byte, secret string) error
-	parse          func(h http.Header, body []byte) (forge.Event, error)
-}
-
-var (
-	giteaDriver  = driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", MaxGiteaBody, gitea.Locate, gitea.VerifySignature, gitea.Parse}
-	githubDriver = driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", MaxGitHubBody, github.Locate, github.VerifySignature, github.Parse}
-)
-
 // authenticator checks a delivery once its repository's entry is known, and returns the
 // options of the builds it may start.
 type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) (pipeline.Options, error)
 
 // Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
 // organization's) webhook secret.
-func (in *Intake) Gitea() http.Handler { return in.serve(giteaDriver, in.signed(giteaDriver)) }
+func (in *Intake) Gitea() http.Handler { return in.serve(forges.Gitea, in.signed(forges.Gitea)) }
 
 // GitHub serves POST /webhook/github: deliveries signed (X-Hub-Signature-256) with the
 // repository's (or its organization's) webhook secret.
-func (in *Intake) GitHub() http.Handler { return in.serve(githubDriver, in.signed(githubDriver)) }
+func (in *Intake) GitHub() http.Handler { return in.serve(forges.GitHub, in.signed(forges.GitHub)) }
 
 // Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL for Gitea:
 // the token must equal the repository's hook.token, and when the entry also has a
@@ -125,7 +102,7 @@ func (in *Intake) GitHub() http.Handler { return in.serve(githubDriver, in.signe
 // the entry's flavors (when it has any) and a valid flavor name. A delivery authenticated by
 // the token alone gets no secrets unless Options.TokenSecrets allows it.
 func (in *Intake) Token() http.Handler {
-	return in.serve(giteaDriver, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
+	return in.serve(forges.Gitea, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
 		want := entry.Hook.Token
 		got := r.URL.Query().Get("token")
 		switch {
@@ -160,7 +137,7 @@ func (in *Intake) Token() http.Handler {
 // signed authenticates by the forge's HMAC signature, with the repository's webhook secret
 // or, when it has none, its organization's. Nothing outside the signed body chooses what is
 // built: a flavor in the URL is refused.
-func (in *Intake) signed(d driver) authenticator {
+func (in *Intake) signed(d forges.Driver) authenticator {
 	return func(r *http.Request, body []byte, entry *registry.Repo, repo forge.Repo) (pipeline.Options, error) {
 		if r.URL.Query().Has("flavor") {
 			return pipeline.Options{}, fmt.Errorf("%w: a flavor in the URL of a signed endpoint (flavors come from the repository's configuration)", errFlavor)
@@ -177,16 +154,16 @@ func (in *Intake) signed(d driver) authenticator {
 				}
 			}
 		}
-		return pipeline.Options{}, d.verify(r.Header, body, secret)
+		return pipeline.Options{}, d.Verify(r.Header, body, secret)
 	}
 }
 
 // serve is the intake sequence: bound the body, find the repository, authenticate, parse,
 // answer, then hand the event on.
-func (in *Intake) serve(d driver, authenticate authenticator) http.Handler {
+func (in *Intake) serve(d forges.Driver, authenticate authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		log := in.log.With("forge", d.name, "delivery", r.Header.Get(d.deliveryHeader), "event", r.Header.Get(d.eventHeader))
+		log := in.log.With("forge", d.Name, "delivery", r.Header.Get(d.DeliveryHeader), "event", r.Header.Get(d.EventHeader))
 		code, msg, repo, err := in.intake(w, r, d, log, authenticate)
 		if repo != "" {
 			log = log.With("repo", repo)
@@ -205,18 +182,18 @@ func (in *Intake) serve(d driver, authenticate authenticator) http.Handler {
 
 // intake returns the HTTP status, the message for the forge, the repository once it is
 // known, and the error behind a refusal.
-func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *slog.Logger, authenticate authenticator) (code int, msg, repoName string, err error) {
+func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver, log *slog.Logger, authenticate authenticator) (code int, msg, repoName string, err error) {
 	refused := func(err error) (int, string, string, error) {
 		code, msg, err := refuse(err)
 		return code, msg, repoName, err
 	}
-	body, release, err := in.read(w, r, d.maxBody)
+	body, release, err := in.read(w, r, d.MaxBody)
 	defer release()
 	if err != nil {
 		return refused(err)
 	}
 	// Only the repository is read before authentication: it says whose secret to check.
-	repo, err := d.locate(body)
+	repo, err := d.Locate(body)
 	if err != nil {
 		return refused(err)
 	}
@@ -232,7 +209,7 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d driver, log *
 		return refused(err)
 	}
 	repoName = repo.FullName
-	ev, err := d.parse(r.Header, body)
+	ev, err := d.Parse(r.Header, body)
 	if err != nil {
 		return refused(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -672,8 +673,8 @@ func TestIntakeBodyLimit(t *testing.T) {
 		wantCode int
 		handled  int
 	}{
-		{"exactly MaxGiteaBody", webhook.MaxGiteaBody, http.StatusAccepted, 1},
-		{"one byte over MaxGiteaBody", webhook.MaxGiteaBody + 1, http.StatusRequestEntityTooLarge, 0},
+		{"exactly MaxGiteaBody", forges.MaxGiteaBody, http.StatusAccepted, 1},
+		{"one byte over MaxGiteaBody", forges.MaxGiteaBody + 1, http.StatusRequestEntityTooLarge, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
@@ -825,8 +826,8 @@ func TestIntakeReadBudget(t *testing.T) {
 		t.Errorf("handed on %d events, want the 2 accepted", n)
 	}
 	// A body announced larger than the endpoint reads is refused before it is read.
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhook/gitea", io.LimitReader(neverEnding{}, webhook.MaxGiteaBody+1))
-	req.ContentLength = webhook.MaxGiteaBody + 1
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhook/gitea", io.LimitReader(neverEnding{}, forges.MaxGiteaBody+1))
+	req.ContentLength = forges.MaxGiteaBody + 1
 	req.Header.Set("X-Gitea-Event", "push")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/config"
+	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -69,11 +70,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	pipe := pipeline.New(pipeline.Config{
 		Repos:  repos,
 		Builds: nomad,
-		Forge: pipeline.Forges{
+		Forge: forges.New(forges.Config{
 			GiteaURL: cfg.GiteaURL, GiteaToken: cfg.GiteaToken,
 			GitHubURL: cfg.GitHubURL, GitHubToken: cfg.GitHubToken,
 			HTTP: &http.Client{Timeout: 30 * time.Second},
-		}.For,
+		}).For,
 		BaseURL: cfg.URL,
 		Builder: orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder},
 	})

@@ -1,12 +1,12 @@
-package pipeline_test
+package forges_test
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/forge/github"
-	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
 )
 
@@ -24,29 +24,29 @@ func TestForgesChoosesTheForge(t *testing.T) {
 	withGitHub := func(url, token string) *registry.Repo {
 		return &registry.Repo{GitHub: &registry.Access{URL: url, Token: token}}
 	}
-	botDefaults := pipeline.Forges{GiteaURL: "https://git.example.com", GiteaToken: "gitea-tok", GitHubToken: "gh-tok"}
+	botDefaults := forges.Config{GiteaURL: "https://git.example.com", GiteaToken: "gitea-tok", GitHubToken: "gh-tok"}
 	cases := []struct {
 		name   string
-		forges pipeline.Forges
+		forges forges.Config
 		entry  *registry.Repo
 		clone  string
 		want   string // "gitea", "github", or an error substring
 	}{
-		{"original entry with gitea fields", pipeline.Forges{}, withGitea("https://git.example.com", "t"), giteaClone, "gitea"},
+		{"original entry with gitea fields", forges.Config{}, withGitea("https://git.example.com", "t"), giteaClone, "gitea"},
 		{"entry without gitea fields uses the bot's", botDefaults, &registry.Repo{}, giteaClone, "gitea"},
-		{"nothing for gitea at all", pipeline.Forges{}, &registry.Repo{}, giteaClone, "no gitea url and token"},
+		{"nothing for gitea at all", forges.Config{}, &registry.Repo{}, giteaClone, "no gitea url and token"},
 		{"clone URL not on the gitea server", botDefaults, &registry.Repo{}, "https://elsewhere.example.com/org/app.git", "is not on the gitea server"},
-		{"entry on github with its token", pipeline.Forges{}, withGitHub("", "entry-tok"), githubClone, "github"},
+		{"entry on github with its token", forges.Config{}, withGitHub("", "entry-tok"), githubClone, "github"},
 		{"entry on github with the bot's token", botDefaults, withGitHub("", ""), githubClone, "github"},
-		{"entry on github enterprise", pipeline.Forges{}, withGitHub("https://ghe.example.com/api/v3/", "t"), gheClone, "github"},
-		{"entry on github without any token", pipeline.Forges{}, withGitHub("", ""), githubClone, "no github token"},
+		{"entry on github enterprise", forges.Config{}, withGitHub("https://ghe.example.com/api/v3/", "t"), gheClone, "github"},
+		{"entry on github without any token", forges.Config{}, withGitHub("", ""), githubClone, "no github token"},
 		{"github.com clone with the bot's github token", botDefaults, &registry.Repo{}, githubClone, "github"},
-		{"github.com clone without a github token", pipeline.Forges{GiteaURL: "https://github.com", GiteaToken: "x"}, &registry.Repo{}, githubClone, "gitea"},
+		{"github.com clone without a github token", forges.Config{GiteaURL: "https://github.com", GiteaToken: "x"}, &registry.Repo{}, githubClone, "gitea"},
 		{"explicit gitea fields win over the host", botDefaults, withGitea("https://github.com", "t"), githubClone, "gitea"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f, repo, err := c.forges.For(c.entry, c.clone)
+			f, repo, err := forges.New(c.forges).For(c.entry, c.clone)
 			switch c.want {
 			case "gitea", "github":
 				if err != nil {
@@ -66,5 +66,27 @@ func TestForgesChoosesTheForge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A client is made once per server and token, and reused: one transport, pooled connections.
+func TestForgesReusesClients(t *testing.T) {
+	fs := forges.New(forges.Config{GiteaURL: "https://git.example.com", GiteaToken: "bot", GitHubToken: "gh"})
+	e := &registry.Repo{}
+	a, _, _ := fs.For(e, "https://git.example.com/org/app.git")
+	b, _, _ := fs.For(e, "https://git.example.com/other/lib.git")
+	if a == nil || a != b {
+		t.Errorf("two repositories of one server and token got clients %p and %p, want one", a, b)
+	}
+	own := &registry.Repo{}
+	own.Gitea = registry.Access{URL: "https://git.example.com", Token: "the-repo's"}
+	c, _, _ := fs.For(own, "https://git.example.com/org/app.git")
+	if c == a {
+		t.Error("a repository with its own token got the bot's client")
+	}
+	g1, _, _ := fs.For(e, "https://github.com/org/app.git")
+	g2, _, _ := fs.For(e, "https://github.com/org/lib.git")
+	if g1 == nil || g1 != g2 {
+		t.Errorf("github clients %p and %p, want one", g1, g2)
 	}
 }
