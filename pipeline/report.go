@@ -10,14 +10,6 @@ import (
 	"github.com/albatros-ci/albatros/secrets"
 )
 
-// statusReader is the optional forge capability Report uses to skip a status the commit
-// already has (the event stream is replayed at start, and a second bot sees the same events).
-type statusReader interface {
-	// LatestStatus returns the newest status of a commit in a context; ok is false when
-	// there is none.
-	LatestStatus(ctx context.Context, repo forge.Repo, commit, context string) (s forge.Status, ok bool, err error)
-}
-
 // Report writes a build's outcome as the status of its commit. The build's repository,
 // commit and flavor are read back from Nomad (the dispatch meta), so a restarted bot reports
 // builds it did not start. It logs the status it writes, masked as written.
@@ -44,7 +36,9 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 		Description: secrets.MaskString(out.Description, append(secrets.Values(b.Payload), entry.SecretValues()...)),
 		TargetURL:   p.LogURL(out.Namespace, out.JobID),
 	}
-	if r, ok := f.(statusReader); ok {
+	// Skip a status the commit already has: the event stream is replayed at start, and a
+	// second bot sees the same events.
+	if r, ok := f.(forge.StatusReader); ok {
 		cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context)
 		// The same build in the same state: already reported.
 		if err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL {

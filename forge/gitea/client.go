@@ -22,7 +22,10 @@ type Client struct {
 	http    *http.Client
 }
 
-var _ forge.Forge = (*Client)(nil)
+var (
+	_ forge.Forge        = (*Client)(nil)
+	_ forge.StatusReader = (*Client)(nil)
+)
 
 // New returns a client for the Gitea server at baseURL, acting with token. httpClient may be
 // nil for http.DefaultClient.

@@ -27,7 +27,10 @@ type Client struct {
 	api *gh.Client
 }
 
-var _ forge.Forge = (*Client)(nil)
+var (
+	_ forge.Forge        = (*Client)(nil)
+	_ forge.StatusReader = (*Client)(nil)
+)
 
 // publicAPI is github.com's REST API, go-github's default base.
 const publicAPI = "https://api.github.com/"
