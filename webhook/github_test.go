@@ -4,25 +4,20 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
-	"embed"
 	"encoding/hex"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/webhook"
 )
-
-// GitHub's own published example payloads (@octokit/webhooks-examples 7.6.1, MIT; see
-// forge/github/testdata/README.md), copied from forge/github/testdata.
-//
-//go:embed testdata/github/*.json
-var githubExamples embed.FS
 
 const (
 	ghCloneURL = "https://github.com/Codertocat/Hello-World.git"
@@ -56,7 +51,7 @@ func postGitHub(t *testing.T, url, event string, body []byte, header map[string]
 
 func TestIntakeGitHub(t *testing.T) {
 	example := func(name string) []byte {
-		b, err := githubExamples.ReadFile("testdata/github/" + name)
+		b, err := fs.ReadFile(forgetest.GitHub, name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,11 +3,11 @@ package webhook_test
 import (
 	"bytes"
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -28,11 +29,6 @@ import (
 	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/webhook"
 )
-
-// testdata holds deliveries captured from a real Gitea (copied from forge/gitea/testdata).
-//
-//go:embed testdata/*.json
-var captured embed.FS
 
 // capture is one delivery as stored in testdata.
 type capture struct {
@@ -43,7 +39,7 @@ type capture struct {
 
 func load(t testing.TB, name string) capture {
 	t.Helper()
-	raw, err := captured.ReadFile("testdata/" + name)
+	raw, err := fs.ReadFile(forgetest.Gitea, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,11 @@
 package gitea_test
 
 import (
-	"embed"
 	"encoding/json"
 	"errors"
 	"flag"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,11 +19,12 @@ import (
 	sdk "code.gitea.io/sdk/gitea"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.json with deliveries captured from the real Gitea")
+var update = flag.Bool("update", false, "rewrite forge/forgetest/testdata/gitea/*.json with deliveries captured from the real Gitea")
 
 var env = testenv.New(testenv.Options{Gitea: true})
 
@@ -32,8 +33,8 @@ func TestMain(m *testing.M) {
 	os.Exit(env.Run(m))
 }
 
-//go:embed testdata/*.json
-var captured embed.FS
+// captured are the deliveries captured from the real Gitea, shared with the intake's tests.
+var captured = forgetest.Gitea
 
 // capture is one delivery as stored in testdata: the headers the parser reads and the body.
 type capture struct {
@@ -73,7 +74,7 @@ var expectations = map[string]expectation{
 }
 
 func TestParseCapturedPayloads(t *testing.T) {
-	entries, err := captured.ReadDir("testdata")
+	entries, err := fs.ReadDir(captured, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestParseCapturedPayloads(t *testing.T) {
 			continue
 		}
 		seen++
-		raw, _ := captured.ReadFile("testdata/" + e.Name())
+		raw, _ := fs.ReadFile(captured, e.Name())
 		var c capture
 		if err := json.Unmarshal(raw, &c); err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
@@ -151,7 +152,7 @@ func check(t *testing.T, name string, c capture, want expectation) {
 // A push whose after is all zeros deletes the ref. Gitea 1.26 sends a delete event instead
 // (captured above), but GitHub and older Gitea send this push: it must not build.
 func TestPushOfDeletedRefIsIgnored(t *testing.T) {
-	raw, err := captured.ReadFile("testdata/push_branch.json")
+	raw, err := fs.ReadFile(captured, "push_branch.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +307,7 @@ func TestParseLiveDeliveries(t *testing.T) {
 		_ = json.Unmarshal(c.Body, &pretty)
 		body, _ := json.MarshalIndent(pretty, "  ", "  ")
 		out, _ := json.MarshalIndent(capture{Event: c.Event, Delivery: c.Delivery, Body: body}, "", "  ")
-		if err := os.WriteFile(filepath.Join("testdata", name), append(out, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(forgetest.GiteaDir, name), append(out, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,7 +325,7 @@ func closePR(t *testing.T, g *testenv.Gitea, owner *testenv.User, repo *testenv.
 // them, even in a delivery whose signature verified.
 func TestParseRejectsHostileFields(t *testing.T) {
 	load := func(name string) (capture, map[string]any) {
-		raw, err := captured.ReadFile("testdata/" + name)
+		raw, err := fs.ReadFile(captured, name)
 		if err != nil {
 			t.Fatal(err)
 		}

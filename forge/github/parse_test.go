@@ -2,22 +2,21 @@ package github_test
 
 import (
 	"bytes"
-	"embed"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/forge/github"
 )
 
 // GitHub's own example payloads; testdata/README.md says where each comes from.
-//
-//go:embed testdata/*.json
-var payloads embed.FS
+var payloads = forgetest.GitHub
 
 // deliveryID is the example X-GitHub-Delivery of GitHub's webhook documentation.
 const deliveryID = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
@@ -25,7 +24,7 @@ const deliveryID = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 // payload returns a testdata file's bytes.
 func payload(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := payloads.ReadFile("testdata/" + name)
+	b, err := fs.ReadFile(payloads, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +115,15 @@ var parseWants = map[string]parseWant{
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 func TestParsePayloads(t *testing.T) {
-	entries, err := payloads.ReadDir("testdata")
+	entries, err := fs.ReadDir(payloads, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := 0
 	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") { // README.md
+			continue
+		}
 		want, ok := parseWants[e.Name()]
 		if !ok {
 			t.Errorf("testdata/%s has no expectation", e.Name())
