@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/orchestrator/orchestratortest"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
@@ -36,19 +38,19 @@ var (
 type harness struct {
 	p      *pipeline.Pipeline
 	repos  *registrytest.Fake
-	builds *fakeBuilds
-	forge  *fakeForge
-	forges *fakeForges
+	builds *orchestratortest.Fake
+	forge  *forgetest.Forge
+	forges *forgetest.Forges
 }
 
 // newHarness returns a pipeline whose registry holds entry for cloneURL.
 func newHarness(entry *registry.Repo) *harness {
 	h := &harness{
 		repos:  &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry}},
-		builds: &fakeBuilds{},
-		forge:  &fakeForge{},
+		builds: &orchestratortest.Fake{},
+		forge:  &forgetest.Forge{},
 	}
-	h.forges = &fakeForges{forge: h.forge, repo: appRepo}
+	h.forges = &forgetest.Forges{Forge: h.forge, Repo: appRepo}
 	h.p = pipeline.New(pipeline.Config{
 		Repos:   h.repos,
 		Builds:  h.builds,
@@ -122,7 +124,7 @@ func TestHandleOneBuildPerFlavor(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
-			reqs := h.builds.requests()
+			reqs := h.builds.Dispatches()
 			if f := flavorsOf(reqs); !slices.Equal(f, tt.want) {
 				t.Errorf("dispatched flavors %q, want %q", f, tt.want)
 			}
@@ -142,7 +144,7 @@ func TestHandleOneBuildPerFlavor(t *testing.T) {
 			for _, f := range tt.want {
 				wantContexts = append(wantContexts, "albatros/"+f)
 			}
-			if c := contextsOf(h.forge.written()); !slices.Equal(c, wantContexts) {
+			if c := contextsOf(h.forge.Statuses()); !slices.Equal(c, wantContexts) {
 				t.Errorf("status contexts %q, want %q", c, wantContexts)
 			}
 		})
@@ -166,7 +168,7 @@ func TestHandleMeta(t *testing.T) {
 			if _, err := h.p.Handle(context.Background(), discard, tt.ev, h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
-			reqs := h.builds.requests()
+			reqs := h.builds.Dispatches()
 			if len(reqs) != 1 {
 				t.Fatalf("%d dispatches, want 1", len(reqs))
 			}
@@ -197,13 +199,13 @@ func TestHandleBuilder(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
-			reqs := h.builds.requests()
+			reqs := h.builds.Dispatches()
 			if len(reqs) != 1 || reqs[0].Builder != tt.want {
 				t.Fatalf("dispatched %+v, want one build of %s", reqs, tt.want)
 			}
 			// The log link follows the build into its builder's namespace.
 			want := baseURL + "/logs/" + tt.want.Namespace + "/" + got[0].JobID
-			if s := h.forge.written(); len(s) != 1 || s[0].TargetURL != want {
+			if s := h.forge.Statuses(); len(s) != 1 || s[0].TargetURL != want {
 				t.Errorf("statuses %+v, want one linking to %s", s, want)
 			}
 		})
@@ -259,7 +261,7 @@ func TestHandleSecrets(t *testing.T) {
 			if _, err := h.p.Handle(context.Background(), discard, tt.ev, e, pipeline.Options{}); err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
-			reqs := h.builds.requests()
+			reqs := h.builds.Dispatches()
 			if len(reqs) != 2 {
 				t.Fatalf("%d dispatches, want 2", len(reqs))
 			}
@@ -290,7 +292,7 @@ func tokenOf(t *testing.T, ev forge.Event, builder *registry.Builder, flavor str
 	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{Flavor: flavor}); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	reqs := h.builds.requests()
+	reqs := h.builds.Dispatches()
 	if len(reqs) != 1 || reqs[0].IdempotencyToken == "" {
 		t.Fatalf("dispatches %+v, want one with a token", reqs)
 	}
@@ -372,7 +374,7 @@ func TestHandlePendingStatus(t *testing.T) {
 		Description: "queued in Nomad",
 		TargetURL:   "https://ci.example.com/logs/ci/" + got[0].JobID,
 	}
-	s := h.forge.written()
+	s := h.forge.Statuses()
 	if len(s) != 1 {
 		t.Fatalf("%d statuses written, want exactly 1: %+v", len(s), s)
 	}
@@ -382,8 +384,8 @@ func TestHandlePendingStatus(t *testing.T) {
 	if u := h.p.LogURL("ci", got[0].JobID); u != want.TargetURL {
 		t.Errorf("LogURL = %s, want the status's link %s", u, want.TargetURL)
 	}
-	if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.Repos[cloneURL] {
-		t.Errorf("ForgeFor called %+v, want once with the entry and %s", h.forges.calls, cloneURL)
+	if calls := h.forges.Calls(); len(calls) != 1 || calls[0].CloneURL != cloneURL || calls[0].Entry != h.repos.Repos[cloneURL] {
+		t.Errorf("ForgeFor called %+v, want once with the entry and %s", calls, cloneURL)
 	}
 }
 
@@ -408,7 +410,7 @@ func TestHandleDuplicateWritesNoStatus(t *testing.T) {
 			t.Errorf("redelivery: build %d is %+v, want the duplicate of %s", i, d, first[i].JobID)
 		}
 	}
-	if s := h.forge.written(); len(s) != 2 {
+	if s := h.forge.Statuses(); len(s) != 2 {
 		t.Errorf("%d statuses after a delivery and its redelivery, want 2 (one per flavor, none for duplicates): %+v", len(s), s)
 	}
 }
@@ -444,7 +446,7 @@ func TestHandleDispatchError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(entryWith("default", "nix", "arm"))
-			h.builds.dispatchErr = tt.failing
+			h.builds.DispatchErr = tt.failing
 			got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 			if err == nil {
 				t.Fatalf("Handle with failing dispatches returned no error")
@@ -454,13 +456,13 @@ func TestHandleDispatchError(t *testing.T) {
 					t.Errorf("Handle's error %q does not wrap %s's dispatch error", err, fl)
 				}
 			}
-			if f := flavorsOf(h.builds.requests()); !slices.Equal(f, []string{"default", "nix", "arm"}) {
+			if f := flavorsOf(h.builds.Dispatches()); !slices.Equal(f, []string{"default", "nix", "arm"}) {
 				t.Errorf("dispatched %q, want every flavor tried", f)
 			}
 			if len(got) != 3-len(tt.failing) {
 				t.Errorf("Handle returned %d builds, want %d", len(got), 3-len(tt.failing))
 			}
-			s := h.forge.written()
+			s := h.forge.Statuses()
 			if c := contextsOf(s); !slices.Equal(c, []string{"albatros/default", "albatros/nix", "albatros/arm"}) {
 				t.Fatalf("status contexts %q, want one per flavor, in order", c)
 			}
@@ -489,20 +491,20 @@ func TestHandleDispatchError(t *testing.T) {
 func TestHandleStatusWriteError(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	errForge := errors.New("gitea: 401 Unauthorized")
-	h.forge.setErr = errForge
+	h.forge.SetErr = errForge
 	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if !errors.Is(err, errForge) {
 		t.Errorf("Handle with a failing forge = %v, want an error wrapping %v", err, errForge)
 	}
-	if len(got) != 2 || len(h.builds.requests()) != 2 {
-		t.Errorf("returned %+v after %d dispatches, want both flavors dispatched and returned", got, len(h.builds.requests()))
+	if len(got) != 2 || len(h.builds.Dispatches()) != 2 {
+		t.Errorf("returned %+v after %d dispatches, want both flavors dispatched and returned", got, len(h.builds.Dispatches()))
 	}
 }
 
 func TestHandleForgeLookupError(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
 	errNoForge := errors.New("no gitea url and token")
-	h.forges.err = errNoForge
+	h.forges.Err = errNoForge
 	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if !errors.Is(err, errNoForge) {
 		t.Fatalf("Handle = %v, want an error wrapping %v", err, errNoForge)
@@ -510,21 +512,21 @@ func TestHandleForgeLookupError(t *testing.T) {
 	if !strings.Contains(err.Error(), cloneURL) {
 		t.Errorf("error %q does not name the repository", err)
 	}
-	if len(got) != 0 || len(h.builds.requests()) != 0 || len(h.forge.written()) != 0 {
-		t.Errorf("with no forge: returned %+v, %d dispatches, %d statuses; want nothing", got, len(h.builds.requests()), len(h.forge.written()))
+	if len(got) != 0 || len(h.builds.Dispatches()) != 0 || len(h.forge.Statuses()) != 0 {
+		t.Errorf("with no forge: returned %+v, %d dispatches, %d statuses; want nothing", got, len(h.builds.Dispatches()), len(h.forge.Statuses()))
 	}
 }
 
 func TestHandleReportsBuildThatAlreadyEnded(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
-	h.builds.ended = map[string]orchestrator.Outcome{
+	h.builds.Ended = map[string]orchestrator.Outcome{
 		"nix": {Result: orchestrator.Failure, Description: "the build failed: exit code 1", Final: true},
 	}
 	got, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	s := h.forge.written()
+	s := h.forge.Statuses()
 	if len(s) != 3 {
 		t.Fatalf("statuses %+v, want pending for each flavor and failure for nix", s)
 	}
@@ -539,27 +541,29 @@ func TestHandleReportsBuildThatAlreadyEnded(t *testing.T) {
 	if s[2] != want {
 		t.Errorf("last status\n %+v\nwant the final one, after the pending\n %+v", s[2], want)
 	}
-	if !slices.Equal(h.builds.outcomeOf, []string{got[0].JobID, got[1].JobID}) {
-		t.Errorf("outcomes asked of %q, want of each build after its dispatch", h.builds.outcomeOf)
+	asked := h.builds.OutcomeCalls()
+	wantAsked := []orchestratortest.Ref{{Namespace: got[0].Namespace, ID: got[0].JobID}, {Namespace: got[1].Namespace, ID: got[1].JobID}}
+	if !slices.Equal(asked, wantAsked) {
+		t.Errorf("outcomes asked of %+v, want of each build after its dispatch", asked)
 	}
 }
 
 func TestHandleOutcomeError(t *testing.T) {
 	h := newHarness(entryWith())
 	errNomad := errors.New("allocations: connection refused")
-	h.builds.outcomeErr = errNomad
+	h.builds.OutcomeErr = errNomad
 	_, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
 	if !errors.Is(err, errNomad) {
 		t.Errorf("Handle = %v, want an error wrapping %v", err, errNomad)
 	}
-	if s := h.forge.written(); len(s) != 1 || s[0].State != forge.StatePending {
+	if s := h.forge.Statuses(); len(s) != 1 || s[0].State != forge.StatePending {
 		t.Errorf("statuses %+v, want the pending one", s)
 	}
 }
 
 func TestHandleConcurrentDeliveriesDispatchSerially(t *testing.T) {
 	h := newHarness(entryWith("default", "nix"))
-	h.builds.hold = 5 * time.Millisecond
+	h.builds.DispatchDelay = 5 * time.Millisecond
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -576,17 +580,17 @@ func TestHandleConcurrentDeliveriesDispatchSerially(t *testing.T) {
 			t.Errorf("Handle %d: %v", i, err)
 		}
 	}
-	reqs := h.builds.requests()
+	reqs := h.builds.Dispatches()
 	if len(reqs) != 2*n {
 		t.Fatalf("%d dispatches, want %d (every delivery asks for both flavors)", len(reqs), 2*n)
 	}
-	if len(h.builds.overlaps) > 0 {
-		t.Errorf("dispatches with the same token ran concurrently %d times", len(h.builds.overlaps))
+	if o := h.builds.Overlaps(); len(o) > 0 {
+		t.Errorf("dispatches with the same token ran concurrently %d times", len(o))
 	}
-	if len(h.builds.byToken) != 2 {
-		t.Errorf("%d builds started, want 2 (one per flavor)", len(h.builds.byToken))
+	if started := h.builds.Started(); len(started) != 2 {
+		t.Errorf("%d builds started, want 2 (one per flavor)", len(started))
 	}
-	if c := contextsOf(h.forge.written()); len(c) != 2 || !slices.Contains(c, "albatros/default") || !slices.Contains(c, "albatros/nix") {
+	if c := contextsOf(h.forge.Statuses()); len(c) != 2 || !slices.Contains(c, "albatros/default") || !slices.Contains(c, "albatros/nix") {
 		t.Errorf("statuses in contexts %q, want one pending per flavor", c)
 	}
 }
@@ -596,7 +600,7 @@ func TestHandleConcurrentDeliveriesDispatchSerially(t *testing.T) {
 func reportHarness() (*harness, orchestrator.Outcome, string) {
 	h := newHarness(entryWith("nix"))
 	const jobID = "builder/dispatch-albatros-1700000000-abcd1234"
-	h.builds.addBuild("ci", jobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"})
+	h.builds.AddBuild("ci", jobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}, nil, "pending")
 	out := orchestrator.Outcome{Namespace: "ci", JobID: jobID, Result: orchestrator.Success, Description: "the build succeeded", Final: true}
 	return h, out, baseURL + "/logs/ci/" + jobID
 }
@@ -636,15 +640,15 @@ func TestReport(t *testing.T) {
 				o.Namespace, o.JobID = out.Namespace, out.JobID
 				out = o
 			}
-			h.forge.statuses = slices.Clone(tt.before)
-			h.forge.latestErr = tt.latestErr
+			h.forge.AddStatuses(tt.before...)
+			h.forge.LatestErr = tt.latestErr
 			if tt.writeOnly {
-				h.forges.forge = writeOnlyForge{h.forge}
+				h.forges.Forge = forgetest.WriteOnly{Forge: h.forge}
 			}
 			if err := h.p.Report(context.Background(), discard, out); err != nil {
 				t.Fatalf("Report: %v", err)
 			}
-			s := h.forge.written()
+			s := h.forge.Statuses()
 			if !tt.wantWrite {
 				if len(s) != len(tt.before) {
 					t.Errorf("wrote %+v, want nothing", s[len(tt.before):])
@@ -661,8 +665,8 @@ func TestReport(t *testing.T) {
 			if lookups, _ := h.repos.Calls(); !slices.Equal(lookups, []string{cloneURL}) {
 				t.Errorf("registry lookups %q, want the build's REPO_URL %s", lookups, cloneURL)
 			}
-			if len(h.forges.calls) != 1 || h.forges.calls[0].cloneURL != cloneURL || h.forges.calls[0].entry != h.repos.Repos[cloneURL] {
-				t.Errorf("ForgeFor calls %+v, want one with the build's entry and REPO_URL", h.forges.calls)
+			if calls := h.forges.Calls(); len(calls) != 1 || calls[0].CloneURL != cloneURL || calls[0].Entry != h.repos.Repos[cloneURL] {
+				t.Errorf("ForgeFor calls %+v, want one with the build's entry and REPO_URL", calls)
 			}
 		})
 	}
@@ -678,10 +682,10 @@ func TestReportErrors(t *testing.T) {
 		wantIs error
 	}{
 		{"build unknown to nomad", func(h *harness, out *orchestrator.Outcome) { out.JobID = "builder/dispatch-albatros-1-gone" }, orchestrator.ErrNotFound},
-		{"nomad down", func(h *harness, out *orchestrator.Outcome) { h.builds.buildErr = errNomad }, errNomad},
+		{"nomad down", func(h *harness, out *orchestrator.Outcome) { h.builds.BuildErr = errNomad }, errNomad},
 		{"repository no longer registered", func(h *harness, out *orchestrator.Outcome) { delete(h.repos.Repos, cloneURL) }, registry.ErrNotFound},
 		{"consul down", func(h *harness, out *orchestrator.Outcome) { h.repos.RepoErr = errConsul }, errConsul},
-		{"no forge", func(h *harness, out *orchestrator.Outcome) { h.forges.err = errForge }, errForge},
+		{"no forge", func(h *harness, out *orchestrator.Outcome) { h.forges.Err = errForge }, errForge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -694,7 +698,7 @@ func TestReportErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), out.JobID) {
 				t.Errorf("error %q does not name the build %s", err, out.JobID)
 			}
-			if s := h.forge.written(); len(s) != 0 {
+			if s := h.forge.Statuses(); len(s) != 0 {
 				t.Errorf("wrote %+v after a failure, want nothing", s)
 			}
 		})
@@ -719,7 +723,7 @@ func TestHandleNoSecretsOption(t *testing.T) {
 	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{NoSecrets: true}); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	if reqs := h.builds.requests(); len(reqs) != 1 || reqs[0].HasSecrets || string(reqs[0].Payload) != string(secrets.Empty()) {
+	if reqs := h.builds.Dispatches(); len(reqs) != 1 || reqs[0].HasSecrets || string(reqs[0].Payload) != string(secrets.Empty()) {
 		t.Errorf("a trusted push with NoSecrets dispatched %+v, want no secrets", reqs)
 	}
 }
@@ -730,10 +734,10 @@ func TestHandleRefusesInvalidFlavors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"bad flavor"`) || !strings.Contains(err.Error(), `"-x"`) {
 		t.Errorf("Handle = %v, want an error naming both invalid flavors", err)
 	}
-	if f := flavorsOf(h.builds.requests()); !slices.Equal(f, []string{"ok", "fine.1"}) {
+	if f := flavorsOf(h.builds.Dispatches()); !slices.Equal(f, []string{"ok", "fine.1"}) {
 		t.Errorf("dispatched flavors %q, want only the valid ones", f)
 	}
-	for _, s := range h.forge.written() {
+	for _, s := range h.forge.Statuses() {
 		if s.Context != "albatros/ok" && s.Context != "albatros/fine.1" {
 			t.Errorf("status in context %q", s.Context)
 		}
@@ -760,12 +764,12 @@ func TestStatusesAreMasked(t *testing.T) {
 	e.Inject = "export OTHER=inject-s3cr3t"
 
 	h := newHarness(e)
-	h.builds.dispatchErr = map[string]error{"nix": fmt.Errorf("dispatch ci/builder: Unexpected response code: 500 (meta value %s inject-s3cr3t)", token)}
-	h.builds.ended = map[string]orchestrator.Outcome{
+	h.builds.DispatchErr = map[string]error{"nix": fmt.Errorf("dispatch ci/builder: Unexpected response code: 500 (meta value %s inject-s3cr3t)", token)}
+	h.builds.Ended = map[string]orchestrator.Outcome{
 		"default": {Result: orchestrator.Error, Description: "the build did not start: Driver Failure: exec " + token + " not found", Final: true},
 	}
 	_, _ = h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{})
-	written := h.forge.written()
+	written := h.forge.Statuses()
 	if len(written) != 3 {
 		t.Fatalf("statuses %+v, want pending and error on default, error on nix", written)
 	}

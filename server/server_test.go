@@ -21,6 +21,7 @@ import (
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/orchestrator/orchestratortest"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
@@ -66,57 +67,14 @@ func currentEntry() *registry.Repo {
 	return r
 }
 
-type followCall struct{ ns, id, logType string }
-
-// fakeBuilds is Nomad: one build, whose log is written in the given chunks, one Write each.
-type fakeBuilds struct {
-	meta      map[string]string
-	payload   []byte
-	err       error // returned by Build
-	chunks    []string
-	outcome   orchestrator.Outcome
-	followErr error
-	// hold, when set, stops Follow after the first chunk until it is closed: a build still
-	// running.
-	hold chan struct{}
-
-	mu      sync.Mutex
-	builds  []string // "ns id" asked for
-	follows []followCall
+// buildIn names the build in namespace ns, as Build is asked for it.
+func buildIn(ns string) orchestratortest.Ref {
+	return orchestratortest.Ref{Namespace: ns, ID: buildID}
 }
 
-func (f *fakeBuilds) Build(_ context.Context, ns, id string) (*orchestrator.Build, error) {
-	f.mu.Lock()
-	f.builds = append(f.builds, ns+" "+id)
-	f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	return &orchestrator.Build{
-		Namespace: ns, ID: id, Builder: "builder", Meta: f.meta, Payload: f.payload, Status: "dead",
-		Submitted: time.Date(2026, 11, 26, 22, 24, 31, 0, time.UTC),
-	}, nil
-}
-
-func (f *fakeBuilds) Follow(_ context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error) {
-	f.mu.Lock()
-	f.follows = append(f.follows, followCall{ns, jobID, logType})
-	f.mu.Unlock()
-	for i, c := range f.chunks {
-		if _, err := io.WriteString(w, c); err != nil {
-			return orchestrator.Outcome{}, err
-		}
-		if i == 0 && f.hold != nil {
-			<-f.hold
-		}
-	}
-	return f.outcome, f.followErr
-}
-
-func (f *fakeBuilds) calls() ([]string, []followCall) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.builds), slices.Clone(f.follows)
+// follow is a Follow call of the log of type logType of the build in namespace ns.
+func follow(ns, logType string) orchestratortest.FollowCall {
+	return orchestratortest.FollowCall{Namespace: ns, ID: buildID, LogType: logType}
 }
 
 // fakeHandler is the pipeline behind the intake; the routes need one, these tests send it
@@ -137,13 +95,13 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // fixture is a server on fakes.
 type fixture struct {
-	builds  *fakeBuilds
+	builds  *orchestratortest.Fake
 	repos   *registrytest.Fake
 	handler *fakeHandler
 	url     string
 }
 
-func newFixture(t *testing.T, builds *fakeBuilds, checks ...server.Check) *fixture {
+func newFixture(t *testing.T, builds *orchestratortest.Fake, checks ...server.Check) *fixture {
 	t.Helper()
 	f := &fixture{
 		builds:  builds,
@@ -176,19 +134,25 @@ func get(t *testing.T, u string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// build is a finished build that failed, whose log holds every secret, split across writes.
-func build(t *testing.T) *fakeBuilds {
-	return &fakeBuilds{
-		meta:    map[string]string{"REPO_URL": repoURL, "COMMIT": commit, "BRANCH": "main", "FLAVOR": "nix"},
-		payload: payload(t),
-		chunks: []string{
+// buildMeta is the meta of the build the tests read.
+func buildMeta() map[string]string {
+	return map[string]string{"REPO_URL": repoURL, "COMMIT": commit, "BRANCH": "main", "FLAVOR": "nix"}
+}
+
+// build is Nomad knowing one build, buildID in defaultNS: finished and failed, its log
+// holding every secret, split across writes.
+func build(t *testing.T) *orchestratortest.Fake {
+	b := &orchestratortest.Fake{
+		LogChunks: []string{
 			"start\n",
 			"payload=payload-to", "ken-4242 deploy=deploy-key-", "from-inject\n",
 			"current=current-", "token-", "7777 injected=inj", "ected-secret-9999\n",
 			"end\n",
 		},
-		outcome: orchestrator.Outcome{Result: orchestrator.Failure, Description: "the build failed with exit code 1"},
+		FollowOutcome: orchestrator.Outcome{Result: orchestrator.Failure, Description: "the build failed with exit code 1"},
 	}
+	b.AddBuild(defaultNS, buildID, "builder", buildMeta(), payload(t), "dead")
+	return b
 }
 
 const maskedLog = "start\npayload=*** deploy=***\ncurrent=*** injected=***\nend\n"
@@ -201,29 +165,29 @@ func TestPlainLog(t *testing.T) {
 		query    url.Values
 		buildErr error
 		wantCode int
-		wantBody string     // the whole body for 200, else a substring
-		want     followCall // for 200: what was followed
-		wantAsk  string     // "ns id" Build was asked for; "" for no call
+		wantBody string                      // the whole body for 200, else a substring
+		want     orchestratortest.FollowCall // for 200: what was followed
+		wantAsk  orchestratortest.Ref        // the build Build was asked for; zero for no call
 	}{
 		{
 			name:     "stdout",
 			query:    url.Values{"job": {buildID}, "log": {"stdout"}},
-			wantCode: 200, wantBody: maskedLog, want: followCall{defaultNS, buildID, "stdout"}, wantAsk: defaultNS + " " + buildID,
+			wantCode: 200, wantBody: maskedLog, want: follow(defaultNS, "stdout"), wantAsk: buildIn(defaultNS),
 		},
 		{
 			name:     "stdout by default",
 			query:    url.Values{"job": {buildID}},
-			wantCode: 200, wantBody: maskedLog, want: followCall{defaultNS, buildID, "stdout"}, wantAsk: defaultNS + " " + buildID,
+			wantCode: 200, wantBody: maskedLog, want: follow(defaultNS, "stdout"), wantAsk: buildIn(defaultNS),
 		},
 		{
 			name:     "stderr",
 			query:    url.Values{"job": {buildID}, "log": {"stderr"}},
-			wantCode: 200, wantBody: maskedLog, want: followCall{defaultNS, buildID, "stderr"}, wantAsk: defaultNS + " " + buildID,
+			wantCode: 200, wantBody: maskedLog, want: follow(defaultNS, "stderr"), wantAsk: buildIn(defaultNS),
 		},
 		{
 			name:     "namespace named",
 			query:    url.Values{"job": {buildID}, "namespace": {"team-a"}},
-			wantCode: 200, wantBody: maskedLog, want: followCall{"team-a", buildID, "stdout"}, wantAsk: "team-a " + buildID,
+			wantCode: 200, wantBody: maskedLog, want: follow("team-a", "stdout"), wantAsk: buildIn("team-a"),
 		},
 		{
 			name:     "bogus log",
@@ -240,30 +204,34 @@ func TestPlainLog(t *testing.T) {
 			name:     "build unknown to Nomad",
 			query:    url.Values{"job": {buildID}},
 			buildErr: fmt.Errorf("build %s in ci: %w", buildID, orchestrator.ErrNotFound),
-			wantCode: 404, wantAsk: defaultNS + " " + buildID,
+			wantCode: 404, wantAsk: buildIn(defaultNS),
 		},
 		{
 			name:     "Nomad down",
 			query:    url.Values{"job": {buildID}},
 			buildErr: errors.New("build: Get http://nomad:4646/v1/job: connection refused"),
-			wantCode: 503, wantAsk: defaultNS + " " + buildID,
+			wantCode: 503, wantAsk: buildIn(defaultNS),
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b := build(t)
-			b.err = tc.buildErr
+			b.BuildErr = tc.buildErr
+			if ns := tc.query.Get("namespace"); ns != "" {
+				// Nomad knows the build where the request looks for it.
+				b.AddBuild(ns, buildID, "builder", buildMeta(), payload(t), "dead")
+			}
 			f := newFixture(t, b)
 			resp, got := get(t, f.url+"/build?"+tc.query.Encode())
 			if resp.StatusCode != tc.wantCode {
 				t.Fatalf("status %d (%q), want %d", resp.StatusCode, got, tc.wantCode)
 			}
-			asked, follows := b.calls()
-			if tc.wantAsk == "" && len(asked) > 0 {
-				t.Errorf("Nomad was asked for %q, want no call", asked)
+			asked, follows := b.BuildCalls(), b.FollowCalls()
+			if tc.wantAsk == (orchestratortest.Ref{}) && len(asked) > 0 {
+				t.Errorf("Nomad was asked for %+v, want no call", asked)
 			}
-			if tc.wantAsk != "" && !slices.Equal(asked, []string{tc.wantAsk}) {
-				t.Errorf("Nomad was asked for %q, want [%s]", asked, tc.wantAsk)
+			if tc.wantAsk != (orchestratortest.Ref{}) && !slices.Equal(asked, []orchestratortest.Ref{tc.wantAsk}) {
+				t.Errorf("Nomad was asked for %+v, want [%+v]", asked, tc.wantAsk)
 			}
 			if tc.wantCode != 200 {
 				if len(follows) > 0 {
@@ -282,7 +250,7 @@ func TestPlainLog(t *testing.T) {
 					t.Errorf("log shows the secret %q", s)
 				}
 			}
-			if !slices.Equal(follows, []followCall{tc.want}) {
+			if !slices.Equal(follows, []orchestratortest.FollowCall{tc.want}) {
 				t.Errorf("followed %+v, want [%+v]", follows, tc.want)
 			}
 			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
@@ -339,9 +307,9 @@ func TestPlainLogMasksEachSource(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := build(t)
-			b.payload = tc.payload
+			b.AddBuild(defaultNS, buildID, "builder", buildMeta(), tc.payload, "dead")
 			// One byte per write: every secret is split as awkwardly as it can be.
-			b.chunks = strings.Split(tc.log, "")
+			b.LogChunks = strings.Split(tc.log, "")
 			f := newFixture(t, b)
 			f.repos.Repos = map[string]*registry.Repo{}
 			if tc.entry != nil {
@@ -372,13 +340,13 @@ func hrefs(t *testing.T, page string) map[string]string {
 
 func TestLogPage(t *testing.T) {
 	b := build(t)
-	b.chunks = append(b.chunks,
+	b.LogChunks = append(b.LogChunks,
 		"\x1b[3", "1mred\x1b[0m plain\n", // a colour sequence split across writes
 		"<script>alert(1)</script>\n",
 		"html secret: p<a>s", `s&"wd`+"\n",
 		"last: current-tok", // the start of a secret, never finished: held back, then shown
 	)
-	b.outcome = orchestrator.Outcome{Result: orchestrator.Failure, Description: "the build failed: it printed " + payloadToken + " and " + currentToken}
+	b.FollowOutcome = orchestrator.Outcome{Result: orchestrator.Failure, Description: "the build failed: it printed " + payloadToken + " and " + currentToken}
 	f := newFixture(t, b)
 	page := "/logs/" + defaultNS + "/" + buildID
 
@@ -395,7 +363,7 @@ func TestLogPage(t *testing.T) {
 	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("X-Content-Type-Options %q, want nosniff", resp.Header.Get("X-Content-Type-Options"))
 	}
-	if _, follows := b.calls(); !slices.Equal(follows, []followCall{{defaultNS, buildID, "stdout"}}) {
+	if follows := b.FollowCalls(); !slices.Equal(follows, []orchestratortest.FollowCall{follow(defaultNS, "stdout")}) {
 		t.Errorf("followed %+v, want the build's stdout", follows)
 	}
 
@@ -440,9 +408,7 @@ func TestLogPage(t *testing.T) {
 	}
 
 	// Following the links reaches the right streams.
-	b.mu.Lock()
-	b.follows = nil
-	b.mu.Unlock()
+	followedBefore := len(b.FollowCalls())
 	resp, stderrHTML := get(t, f.url+stderrPage)
 	if resp.StatusCode != 200 {
 		t.Fatalf("stderr page: status %d", resp.StatusCode)
@@ -458,7 +424,7 @@ func TestLogPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(plain, maskedLog) {
 		t.Errorf("plain text link: status %d, %q", resp.StatusCode, plain)
 	}
-	if _, follows := b.calls(); !slices.Equal(follows, []followCall{{defaultNS, buildID, "stderr"}, {defaultNS, buildID, "stdout"}}) {
+	if follows := b.FollowCalls()[followedBefore:]; !slices.Equal(follows, []orchestratortest.FollowCall{follow(defaultNS, "stderr"), follow(defaultNS, "stdout")}) {
 		t.Errorf("the links followed %+v, want stderr then stdout of %s", follows, buildID)
 	}
 }
@@ -496,7 +462,7 @@ func TestLogPageHeader(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := build(t)
-			b.meta = tc.meta
+			b.AddBuild(defaultNS, buildID, "builder", tc.meta, payload(t), "dead")
 			f := newFixture(t, b)
 			resp, got := get(t, f.url+"/logs/"+defaultNS+"/"+buildID)
 			if resp.StatusCode != 200 {
@@ -532,7 +498,7 @@ func TestLogPageOutcome(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := build(t)
-			b.outcome, b.followErr = tc.outcome, tc.followErr
+			b.FollowOutcome, b.FollowErr = tc.outcome, tc.followErr
 			f := newFixture(t, b)
 			resp, got := get(t, f.url+"/logs/"+defaultNS+"/"+buildID)
 			if resp.StatusCode != 200 || !strings.Contains(got, tc.want) {
@@ -568,15 +534,15 @@ func TestLogPageRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := build(t)
-			b.err = tc.buildErr
+			b.BuildErr = tc.buildErr
 			f := newFixture(t, b)
 			resp, got := get(t, f.url+tc.path)
 			if resp.StatusCode != tc.wantCode {
 				t.Errorf("status %d (%q), want %d", resp.StatusCode, got, tc.wantCode)
 			}
-			asked, follows := b.calls()
+			asked, follows := b.BuildCalls(), b.FollowCalls()
 			if tc.wantAsk != (len(asked) > 0) {
-				t.Errorf("Nomad asked for %q; want a call: %v", asked, tc.wantAsk)
+				t.Errorf("Nomad asked for %+v; want a call: %v", asked, tc.wantAsk)
 			}
 			if len(follows) > 0 {
 				t.Errorf("log followed: %+v, want none", follows)
@@ -645,8 +611,8 @@ func TestRoutes(t *testing.T) {
 			if resp.StatusCode != tc.wantCode {
 				t.Errorf("status %d (%q), want %d", resp.StatusCode, body, tc.wantCode)
 			}
-			if asked, follows := b.calls(); len(asked)+len(follows) > 0 {
-				t.Errorf("Nomad was asked %q %+v", asked, follows)
+			if asked, follows := b.BuildCalls(), b.FollowCalls(); len(asked)+len(follows) > 0 {
+				t.Errorf("Nomad was asked %+v %+v", asked, follows)
 			}
 		})
 	}
@@ -660,8 +626,8 @@ func TestLogsAreStreamed(t *testing.T) {
 	} {
 		t.Run(path, func(t *testing.T) {
 			b := build(t)
-			b.chunks = []string{"first line\n", "second line\n"}
-			b.hold = make(chan struct{})
+			b.LogChunks = []string{"first line\n", "second line\n"}
+			b.FollowHold = make(chan struct{})
 			f := newFixture(t, b)
 
 			// The reader reports when the first line arrived, then the rest of the body.
@@ -701,7 +667,7 @@ func TestLogsAreStreamed(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Error("the first line did not arrive while the build was running")
 			}
-			close(b.hold)
+			close(b.FollowHold)
 			if r := <-rest; !strings.Contains(r, "second line\n") {
 				t.Errorf("after the build ended: %q; want the second line", r)
 			}
@@ -713,7 +679,7 @@ func TestLogsAreStreamed(t *testing.T) {
 // as long as its build.
 func TestWriteTimeoutSparesLogStreams(t *testing.T) {
 	b := build(t)
-	b.hold = make(chan struct{})
+	b.FollowHold = make(chan struct{})
 	slowCheck := server.Check{Name: "slow", Check: func(ctx context.Context) error {
 		select {
 		case <-time.After(2 * time.Second):
@@ -734,7 +700,7 @@ func TestWriteTimeoutSparesLogStreams(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 
 	// A build that runs 2.5 s, longer than both timeouts: its log page arrives whole.
-	time.AfterFunc(2500*time.Millisecond, func() { close(b.hold) })
+	time.AfterFunc(2500*time.Millisecond, func() { close(b.FollowHold) })
 	resp, page := get(t, base+"/logs/"+defaultNS+"/"+buildID)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "end") || !strings.Contains(page, `class="failure"`) {
 		t.Fatalf("log page of a build outlasting the write timeout: %d\n%s", resp.StatusCode, page)
