@@ -21,6 +21,7 @@ import (
 
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/seal"
 )
 
 // Config is every setting of the bot.
@@ -43,6 +44,16 @@ type Config struct {
 	// GitHubURL and GitHubToken are used for repositories on GitHub whose entry has none.
 	GitHubURL   string
 	GitHubToken string
+	// GiteaClientID and GiteaClientSecret are the bot's OAuth2 application on Gitea, through
+	// which owners log in to install Albatros and manage it.
+	GiteaClientID     string
+	GiteaClientSecret string
+	// SecretKey seals what the bot stores and its session cookies; PreviousSecretKey, during
+	// a key rotation, still opens what the previous key sealed.
+	SecretKey         []byte
+	PreviousSecretKey []byte
+	// HookCheckInterval is how often the installations' webhooks and access are checked.
+	HookCheckInterval time.Duration
 	// TokenSecrets lets /hook?token= deliveries without a verified signature give builds the
 	// repository's secrets (the original's behaviour; the token does not prove the sender).
 	TokenSecrets bool
@@ -70,6 +81,11 @@ func settings() []*setting {
 		{flag: "consul-prefix", env: "ALBATROS_CONSUL_PREFIX", def: registry.DefaultPrefix, usage: "Consul KV prefix of the repository registry"},
 		{flag: "gitea-url", env: "ALBATROS_GITEA_URL", usage: "Gitea URL for repositories whose registry entry names none"},
 		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", secret: true, usage: "Gitea token for repositories whose registry entry has none (or ALBATROS_GITEA_TOKEN_FILE)"},
+		{flag: "gitea-client-id", env: "ALBATROS_GITEA_CLIENT_ID", usage: "client id of the bot's OAuth2 application on Gitea (redirect URI <ALBATROS_URL>/login/gitea/callback); with the client secret and the secret key, enables installing Albatros on organizations"},
+		{flag: "gitea-client-secret", env: "ALBATROS_GITEA_CLIENT_SECRET", secret: true, usage: "client secret of the bot's OAuth2 application on Gitea (or ALBATROS_GITEA_CLIENT_SECRET_FILE)"},
+		{flag: "secret-key", env: "ALBATROS_SECRET_KEY", secret: true, usage: "at least 32 random bytes: seals the secrets the bot keeps in Consul and its session cookies (or ALBATROS_SECRET_KEY_FILE)"},
+		{flag: "previous-secret-key", env: "ALBATROS_SECRET_KEY_PREVIOUS", secret: true, usage: "the secret key before a rotation: still opens what it sealed, which the bot seals again with the current key (or ALBATROS_SECRET_KEY_PREVIOUS_FILE)"},
+		{flag: "hook-check-interval", env: "ALBATROS_HOOK_CHECK_INTERVAL", def: "10m", usage: "how often the installations' webhooks and the bot's access are checked and repaired"},
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
@@ -205,6 +221,36 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 			bad("github-url", "%v", err)
 		}
 	}
+	c.GiteaClientID = s["gitea-client-id"].value
+	c.GiteaClientSecret = s["gitea-client-secret"].value
+	if k := s["secret-key"].value; k != "" {
+		if len(k) < seal.MinKeyLength {
+			bad("secret-key", "is %d bytes; at least %d random bytes are needed (e.g. openssl rand -hex 32)", len(k), seal.MinKeyLength)
+		}
+		c.SecretKey = []byte(k)
+	}
+	if k := s["previous-secret-key"].value; k != "" {
+		if len(k) < seal.MinKeyLength {
+			bad("previous-secret-key", "is %d bytes; at least %d are needed", len(k), seal.MinKeyLength)
+		}
+		if c.SecretKey == nil {
+			bad("previous-secret-key", "is set without ALBATROS_SECRET_KEY, the key that replaces it")
+		}
+		c.PreviousSecretKey = []byte(k)
+	}
+	if c.GiteaClientID != "" || c.GiteaClientSecret != "" {
+		// Installing needs all of these; name every one that is missing.
+		for _, need := range []string{"gitea-url", "gitea-token", "gitea-client-id", "gitea-client-secret", "secret-key"} {
+			if s[need].value == "" {
+				bad(need, "is required to install Albatros through Gitea's OAuth2 (ALBATROS_GITEA_CLIENT_ID and _SECRET are set)")
+			}
+		}
+	}
+	if d, err := time.ParseDuration(s["hook-check-interval"].value); err != nil || d < time.Second {
+		bad("hook-check-interval", "%q is not a duration of at least 1s", s["hook-check-interval"].value)
+	} else {
+		c.HookCheckInterval = d
+	}
 	switch v := s["hook-token-secrets"].value; v {
 	case "allow":
 		c.TokenSecrets = true
@@ -259,6 +305,15 @@ func consulAddr(v string) error {
 		return fmt.Errorf("%q is neither host:port nor a URL", v)
 	}
 	return nil
+}
+
+// InstallEnabled reports whether owners can install Albatros through Gitea's OAuth2, and
+// when they cannot, why (for the home page).
+func (c *Config) InstallEnabled() (bool, string) {
+	if c.GiteaClientID == "" {
+		return false, "installing through Gitea is not set up on this bot: it needs its OAuth2 application (ALBATROS_GITEA_CLIENT_ID, ALBATROS_GITEA_CLIENT_SECRET), its Gitea account (ALBATROS_GITEA_URL, ALBATROS_GITEA_TOKEN) and a secret key (ALBATROS_SECRET_KEY)"
+	}
+	return true, ""
 }
 
 // Logger returns the logger the settings ask for, writing to w.

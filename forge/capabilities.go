@@ -13,3 +13,67 @@ type StatusReader interface {
 	// the commit has none there.
 	LatestStatus(ctx context.Context, repo Repo, commit, ctxName string) (s Status, ok bool, err error)
 }
+
+// Hook is an organization's webhook, as the bot wants it or finds it.
+type Hook struct {
+	ID int64
+	// URL is where the forge posts; ContentType is "json" for the bot's.
+	URL         string
+	ContentType string
+	Events      []string
+	Active      bool
+	// Secret is the HMAC secret: written, never read back from the forge.
+	Secret string
+}
+
+// OrgHooks manages an organization's webhooks (on Gitea, an owner's right).
+type OrgHooks interface {
+	// ListOrgHooks returns every webhook of org, without their secrets.
+	ListOrgHooks(ctx context.Context, org string) ([]Hook, error)
+	// CreateOrgHook creates h on org and returns it with its id.
+	CreateOrgHook(ctx context.Context, org string, h Hook) (Hook, error)
+	// EditOrgHook sets the hook h.ID of org to h, secret included.
+	EditOrgHook(ctx context.Context, org string, h Hook) error
+	// DeleteOrgHook deletes a hook; deleting one that is gone is not an error.
+	DeleteOrgHook(ctx context.Context, org string, id int64) error
+}
+
+// OrgOwners reads and changes who owns an organization.
+type OrgOwners interface {
+	// IsOwner reports whether user owns org.
+	IsOwner(ctx context.Context, org, user string) (bool, error)
+	// AddOwner makes user an owner of org; RemoveOwner undoes it. Both are no-ops when
+	// there is nothing to do.
+	AddOwner(ctx context.Context, org, user string) error
+	RemoveOwner(ctx context.Context, org, user string) error
+}
+
+// TeamMembers tells who belongs to an organization's teams.
+type TeamMembers interface {
+	// IsTeamMember reports whether user is a member of the team named team in org; a team
+	// that does not exist has no members.
+	IsTeamMember(ctx context.Context, org, team, user string) (bool, error)
+}
+
+// Account is who a client acts as.
+type Account interface {
+	// Me returns the login of the client's user.
+	Me(ctx context.Context) (string, error)
+	// MyOrgs returns the organizations the client's user belongs to.
+	MyOrgs(ctx context.Context) ([]string, error)
+}
+
+// RepoReaders tells who may read a repository.
+type RepoReaders interface {
+	// IsPrivate reports whether repo is hidden from anonymous visitors; a repository the
+	// client cannot see counts as private.
+	IsPrivate(ctx context.Context, repo Repo) (bool, error)
+	// CanRead reports whether user, a login on this forge, may read repo.
+	CanRead(ctx context.Context, repo Repo, user string) (bool, error)
+}
+
+// OrgRepos lists an organization's repositories.
+type OrgRepos interface {
+	// OrgRepos returns the repositories of org, by name.
+	OrgRepos(ctx context.Context, org string) ([]Repo, error)
+}

@@ -181,10 +181,18 @@ job "nixcache" {
           cd "$src"
           git init -q
           git remote add -- origin "$REPO_URL"
+          # A private repository is fetched with ALBATROS_GIT_TOKEN, when the build's secrets
+          # hold one (trusted builds only); it reaches git through the environment, not argv.
+          token=$( (. "$ALBATROS_SECRETS_FILE" >/dev/null 2>&1; printf %s "$${ALBATROS_GIT_TOKEN:-}") )
+          if [ -n "$token" ]; then
+            export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="Authorization: token $token"
+          fi
+          unset token
           if ! git fetch -q --depth 1 -- origin "$COMMIT" 2>/dev/null; then
             git fetch -q -- origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' '+refs/pull/*/head:refs/remotes/origin/pull/*'
           fi
           git -c advice.detachedHead=false checkout -q --detach "$COMMIT" --
+          unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0
           if [ ! -x .albatros ]; then
             echo "albatros: there is no executable .albatros script at the root of the repository"
             exit 1

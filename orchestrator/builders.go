@@ -52,8 +52,15 @@ func (o *Orchestrator) RegisterBuilder(ctx context.Context, src, variables strin
 }
 
 // CheckBuilder reads a registered job and checks the builder contract, so that a user's own
-// builder that cannot work is reported clearly instead of failing at dispatch.
-func (o *Orchestrator) CheckBuilder(ctx context.Context, b Builder) (*nomad.Job, error) {
+// builder that cannot work is reported clearly (before it is saved as a repository's
+// builder, and instead of failing at dispatch). The error wraps ErrNotFound or ErrContract.
+func (o *Orchestrator) CheckBuilder(ctx context.Context, b Builder) error {
+	_, err := o.builder(ctx, b)
+	return err
+}
+
+// builder reads a registered builder job and checks its contract.
+func (o *Orchestrator) builder(ctx context.Context, b Builder) (*nomad.Job, error) {
 	job, _, err := o.c.Jobs().Info(b.Job, (&nomad.QueryOptions{Namespace: b.Namespace}).WithContext(ctx))
 	if err != nil {
 		if isNotFound(err) {

@@ -34,7 +34,7 @@ type Dispatched struct {
 
 // Dispatch starts a build of req.Builder after checking its contract.
 func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispatched, error) {
-	job, err := o.CheckBuilder(ctx, req.Builder)
+	job, err := o.builder(ctx, req.Builder)
 	if err != nil {
 		return Dispatched{}, err
 	}

@@ -557,3 +557,54 @@ func TestWatchSeesNamespacesCreatedLater(t *testing.T) {
 		t.Fatalf("outcome %+v", last)
 	}
 }
+
+// Recent lists a repository's builds from Nomad's job list (with meta) and allocation list,
+// newest first, with their states and run times.
+func TestRecent(t *testing.T) {
+	o, ctx := setup(t, "recent")
+	b := registerDefault(t, ctx, o, "recent")
+	seen := watch(t, ctx, o)
+	pass, passSHA := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: "#!/bin/sh\necho ok\n", Executable: true}})
+	fail, failSHA := testenv.LocalRepo(t, map[string]testenv.File{".albatros": {Content: "#!/bin/sh\nexit 4\n", Executable: true}})
+	dispatch := func(url, sha, branch string) string {
+		d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": branch, "FLAVOR": "default"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen.wait(t, d.JobID)
+		return d.JobID
+	}
+	first := dispatch(pass, passSHA, "main")
+	time.Sleep(1100 * time.Millisecond) // submit times a second apart: a stable order
+	second := dispatch(fail, failSHA, "topic")
+
+	all, err := o.Recent(ctx, "file://", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []orchestrator.Summary
+	for _, s := range all {
+		if s.ID == first || s.ID == second {
+			mine = append(mine, s)
+		}
+	}
+	if len(mine) != 2 || mine[0].ID != second || mine[1].ID != first {
+		t.Fatalf("Recent = %+v, want the failing build, then the passing one", all)
+	}
+	if mine[0].State != "failure" || mine[1].State != "success" {
+		t.Errorf("states %s, %s; want failure, success", mine[0].State, mine[1].State)
+	}
+	for _, s := range mine {
+		if s.Namespace != "recent" || s.Started.IsZero() || s.Finished.Before(s.Started) || s.Meta["COMMIT"] == "" || s.Submitted.IsZero() {
+			t.Errorf("summary %+v", s)
+		}
+	}
+	// Only the repositories asked for.
+	only, err := o.Recent(ctx, pass, 10)
+	if err != nil || len(only) != 1 || only[0].ID != first || only[0].Meta["BRANCH"] != "main" {
+		t.Errorf("Recent(%s) = %+v, %v", pass, only, err)
+	}
+	if none, err := o.Recent(ctx, "https://nowhere.example.com/", 10); err != nil || len(none) != 0 {
+		t.Errorf("Recent(nowhere) = %+v, %v", none, err)
+	}
+}

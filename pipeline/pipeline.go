@@ -110,7 +110,13 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			builder.Namespace = p.cfg.Builder.Namespace
 		}
 	}
-	trusted := !opts.NoSecrets && TrustedSource(ev, entry)
+	trusted := false
+	if !opts.NoSecrets {
+		if trusted, err = TrustedSource(ctx, f, ev, entry); err != nil {
+			// Fail closed: the build runs, without the secrets.
+			log.Warn("trust could not be checked: building without secrets", "err", err)
+		}
+	}
 	payload, hasSecrets := secrets.Empty(), false
 	if trusted && (entry.Inject != "" || len(entry.Secrets) > 0) {
 		if payload, err = secrets.Payload(entry.Inject, entry.Secrets); err != nil {
@@ -171,12 +177,37 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 // trusts, and so may run with the repository's secrets. The code of a pull request from a
 // fork is the fork's: it is trusted when the fork's owner is, whoever opened, reopened or
 // updated the pull request. Anything else (pushes, tags, pull requests between branches of
-// the repository itself) was pushed by the event's sender, who must be trusted.
-func TrustedSource(ev forge.Event, entry *registry.Repo) bool {
+// the repository itself) was pushed by the event's sender, who must be trusted. A user is
+// trusted when the entry names them, or when they belong to one of its trusted teams of
+// the repository's organization, which f must then be able to tell (forge.TeamMembers).
+func TrustedSource(ctx context.Context, f forge.Forge, ev forge.Event, entry *registry.Repo) (bool, error) {
+	who := ev.Sender
 	if pr := ev.PullRequest; pr != nil && pr.Fork {
-		return entry.Trusts(pr.HeadRepo.Owner)
+		who = pr.HeadRepo.Owner
 	}
-	return entry.Trusts(ev.Sender)
+	if who == "" {
+		return false, nil
+	}
+	if entry.Trusts(who) {
+		return true, nil
+	}
+	if len(entry.Trusted.Teams) == 0 {
+		return false, nil
+	}
+	teams, ok := f.(forge.TeamMembers)
+	if !ok {
+		return false, fmt.Errorf("trusted teams %q: the forge cannot tell team members", entry.Trusted.Teams)
+	}
+	for _, team := range entry.Trusted.Teams {
+		in, err := teams.IsTeamMember(ctx, ev.Repo.Owner, team, who)
+		if err != nil {
+			return false, err
+		}
+		if in {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // reportIfEnded reports a build that ended before its pending status was written. Report,

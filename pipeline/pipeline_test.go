@@ -782,3 +782,38 @@ func TestStatusesAreMasked(t *testing.T) {
 		}
 	}
 }
+
+// Members of a trusted team of the repository's organization are trusted; the forge tells
+// who they are, and when it cannot, the build runs without secrets.
+func TestHandleTrustedTeams(t *testing.T) {
+	tests := []struct {
+		name    string
+		ev      forge.Event
+		teamErr error
+		want    bool
+	}{
+		{"push by a team member", func() forge.Event { e := pushEvent(); e.Sender = "tess"; return e }(), nil, true},
+		{"push by someone else", func() forge.Event { e := pushEvent(); e.Sender = "mallory"; return e }(), nil, false},
+		{"fork of a team member, opened by someone else", prEvent("mallory", "tess"), nil, true},
+		{"fork of someone else, opened by a team member", prEvent("tess", "mallory"), nil, false},
+		{"the forge cannot tell", func() forge.Event { e := pushEvent(); e.Sender = "tess"; return e }(), errors.New("gitea: 403"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entryWith()
+			e.Trusted.Senders = nil
+			e.Trusted.Teams = []string{"release"}
+			e.Secrets = map[string]string{"TOKEN": "tok-123"}
+			h := newHarness(e)
+			h.forge.Teams = map[string][]string{"org/release": {"tess"}, "org/other": {"mallory"}}
+			h.forge.TeamErr = tt.teamErr
+			if _, err := h.p.Handle(context.Background(), discard, tt.ev, e, pipeline.Options{}); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			reqs := h.builds.Dispatches()
+			if len(reqs) != 1 || reqs[0].HasSecrets != tt.want {
+				t.Errorf("dispatched %+v, want secrets %v", reqs, tt.want)
+			}
+		})
+	}
+}

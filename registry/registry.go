@@ -26,9 +26,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	consul "github.com/hashicorp/consul/api"
 
+	"github.com/albatros-ci/albatros/seal"
 	"github.com/albatros-ci/albatros/secrets"
 )
 
@@ -54,6 +56,8 @@ type Repo struct {
 	GitHub  *Access `json:"github,omitempty"`
 	Trusted struct {
 		Senders []string `json:"senders,omitempty"`
+		// Teams are teams of the repository's organization whose members are trusted.
+		Teams []string `json:"teams,omitempty"`
 	} `json:"trusted"`
 	// Inject is a shell snippet given to trusted builds, usually `export NAME=value` lines.
 	Inject string `json:"inject,omitempty"`
@@ -63,6 +67,10 @@ type Repo struct {
 	Flavors []string `json:"flavors,omitempty"`
 	// Builder names a parameterized job of the user's own; empty means the default builder.
 	Builder *Builder `json:"builder,omitempty"`
+
+	// Installed is true for an entry made of the organization's installation rather than
+	// read from the repository's own key.
+	Installed bool `json:"-"`
 }
 
 // Access is where a forge's API is and the token to use there.
@@ -77,7 +85,8 @@ type Builder struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// Trusts reports whether sender may receive the repository's secrets.
+// Trusts reports whether sender is one of the repository's trusted users (its trusted
+// teams are the forge's to check).
 func (r *Repo) Trusts(sender string) bool {
 	return sender != "" && slices.Contains(r.Trusted.Senders, sender)
 }
@@ -101,16 +110,19 @@ type Org struct {
 
 // Registry reads and writes entries under a key prefix.
 type Registry struct {
+	client *consul.Client
 	kv     *consul.KV
 	prefix string
+	keys   *seal.Keyring // nil: installations cannot be read or written
 }
 
 // DefaultPrefix is the original Albatros's key prefix.
 const DefaultPrefix = "albatros/"
 
 // New returns a registry on the Consul agent that the standard CONSUL_* environment
-// variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, …) point at.
-func New(prefix string) (*Registry, error) {
+// variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, …) point at. keys seal and
+// open the secrets of installations; without them (nil), installations are not read.
+func New(prefix string, keys *seal.Keyring) (*Registry, error) {
 	c, err := consul.NewClient(consul.DefaultConfig())
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
@@ -121,7 +133,7 @@ func New(prefix string) (*Registry, error) {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return &Registry{kv: c.KV(), prefix: prefix}, nil
+	return &Registry{client: c, kv: c.KV(), prefix: prefix, keys: keys}, nil
 }
 
 // RepoKey is the KV key of a repository: the prefix and the standard base64 of its clone URL.
@@ -134,22 +146,80 @@ func (r *Registry) OrgKey(orgURL string) string {
 	return r.prefix + "org/" + base64.StdEncoding.EncodeToString([]byte(strings.TrimSuffix(orgURL, "/")))
 }
 
-// Repo reads a repository's entry; ErrNotFound when it has none.
+// Repo reads a repository's entry: its own key's, else the one its organization's
+// installation makes (Repo.Installed); ErrNotFound when it has neither.
 func (r *Registry) Repo(ctx context.Context, cloneURL string) (*Repo, error) {
 	var repo Repo
-	if err := r.get(ctx, r.RepoKey(cloneURL), &repo); err != nil {
+	err := r.get(ctx, r.RepoKey(cloneURL), &repo)
+	if err == nil {
+		return &repo, nil
+	}
+	if !errors.Is(err, ErrNotFound) || r.keys == nil {
 		return nil, fmt.Errorf("repository %s: %w", cloneURL, err)
 	}
-	return &repo, nil
+	orgURL, oerr := OrgURL(cloneURL)
+	name, nerr := RepoName(cloneURL)
+	if oerr != nil || nerr != nil {
+		return nil, fmt.Errorf("repository %s: %w", cloneURL, err)
+	}
+	inst, err := r.Installation(ctx, orgURL)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", cloneURL, err)
+	}
+	return r.fromInstallation(inst, name)
 }
 
-// Org reads an organization's entry; ErrNotFound when it has none.
+// Org reads an organization's entry: its own key's, else its installation's webhook
+// secret; ErrNotFound when it has neither.
 func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {
 	var org Org
-	if err := r.get(ctx, r.OrgKey(orgURL), &org); err != nil {
+	err := r.get(ctx, r.OrgKey(orgURL), &org)
+	if err == nil {
+		return &org, nil
+	}
+	if !errors.Is(err, ErrNotFound) || r.keys == nil {
 		return nil, fmt.Errorf("organization %s: %w", orgURL, err)
 	}
+	inst, err := r.Installation(ctx, orgURL)
+	if err != nil {
+		return nil, fmt.Errorf("organization %s: %w", orgURL, err)
+	}
+	if org.Hook.Secret, err = r.HookSecret(inst); err != nil {
+		return nil, err
+	}
 	return &org, nil
+}
+
+// Lock takes the lock name (a key under the prefix's locks/) for as long as the bot's
+// Consul session lives, trying once: ok is false when another holder has it. Call unlock
+// when done. Two bots that take the same lock before acting do not act at once.
+func (r *Registry) Lock(ctx context.Context, name string) (unlock func(), ok bool, err error) {
+	l, err := r.client.LockOpts(&consul.LockOptions{
+		Key:          r.prefix + "locks/" + name,
+		SessionName:  "albatros " + name,
+		SessionTTL:   "15s",
+		LockTryOnce:  true,
+		LockWaitTime: time.Second,
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: lock %s: %w", ErrUnavailable, name, err)
+	}
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			close(stop)
+		case <-stop:
+		}
+	}()
+	held, err := l.Lock(stop)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: lock %s: %w", ErrUnavailable, name, err)
+	}
+	if held == nil {
+		return nil, false, nil
+	}
+	return func() { _ = l.Unlock() }, true, nil
 }
 
 // PutRepo writes a repository's entry.

@@ -14,6 +14,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/seal"
 	"github.com/albatros-ci/albatros/testenv"
 )
 
@@ -28,11 +29,25 @@ func setup(t *testing.T) (*registry.Registry, *consul.KV, string) {
 	t.Helper()
 	c := env.Consul(t)
 	prefix := c.Prefix(t)
-	r, err := registry.New(prefix)
+	r, err := registry.New(prefix, testKeys(t))
 	if err != nil {
 		t.Fatalf("registry.New(%q): %v", prefix, err)
 	}
 	return r, c.Client(t).KV(), prefix
+}
+
+var (
+	keyA = []byte("registry-test-key-a-0123456789abcdef")
+	keyB = []byte("registry-test-key-b-0123456789abcdef")
+)
+
+func testKeys(t *testing.T, previous ...[]byte) *seal.Keyring {
+	t.Helper()
+	k, err := seal.New(keyA, previous...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func testContext(t *testing.T) context.Context {
@@ -360,7 +375,7 @@ func TestReadyUnreachable(t *testing.T) {
 	l.Close() // nothing listens there now
 	t.Setenv("CONSUL_HTTP_ADDR", addr)
 
-	r, err := registry.New("albatros/")
+	r, err := registry.New("albatros/", nil)
 	if err != nil {
 		t.Fatalf("registry.New: %v", err)
 	}
@@ -397,7 +412,7 @@ func TestPrefix(t *testing.T) {
 		{base + "slash/", base + "slash/" + b64},
 	}
 	for _, tt := range tests {
-		r, err := registry.New(tt.prefix)
+		r, err := registry.New(tt.prefix, nil)
 		if err != nil {
 			t.Fatalf("registry.New(%q): %v", tt.prefix, err)
 		}
@@ -419,7 +434,7 @@ func TestPrefix(t *testing.T) {
 	}
 
 	// No prefix is the original's.
-	r, err := registry.New("")
+	r, err := registry.New("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,15 @@ type Config struct {
 	Checks []Check
 	// Namespace is where /build looks for a job when the request names no namespace.
 	Namespace string
-	Log       *slog.Logger
+	// Pages, when set, adds the web pages (home, sign-in, installs, settings) to the
+	// routes; without them / answers a line of text.
+	Pages interface{ Register(*http.ServeMux) }
+	// Logs, when set, decides who may read a build's log, and answers itself when the
+	// request may not (private repositories); without it every log is open.
+	Logs interface {
+		AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool
+	}
+	Log *slog.Logger
 }
 
 type server struct{ Config }
@@ -63,7 +71,11 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /build", s.plainLog)
 	mux.HandleFunc("GET /logs/{ns}/{job...}", s.logPage)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /{$}", s.index)
+	if cfg.Pages != nil {
+		cfg.Pages.Register(mux)
+	} else {
+		mux.HandleFunc("GET /{$}", s.index)
+	}
 	return mux
 }
 
@@ -107,6 +119,9 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *o
 			s.Log.Error("read build", "job", id, "namespace", ns, "err", err)
 			http.Error(w, "nomad unavailable", http.StatusServiceUnavailable)
 		}
+		return nil
+	}
+	if s.Logs != nil && !s.Logs.AllowLog(w, r, b.Meta["REPO_URL"]) {
 		return nil
 	}
 	return b

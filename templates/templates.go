@@ -1,19 +1,26 @@
 // Package templates renders what the bot shows people: the live log page of a build (HTML,
-// streamed as the build runs, with the terminal's ANSI colours), built from the templates
-// embedded here. It does no I/O beyond the writer it is given.
+// streamed as the build runs, with the terminal's ANSI colours) and the pages of the web
+// interface (home, organizations, settings), built from the html/template files embedded
+// here. It does no I/O beyond the writer it is given.
 package templates
 
 import (
 	"embed"
 	"html/template"
 	"io"
+	"strings"
 	"time"
 )
 
 //go:embed *.html
 var files embed.FS
 
-var pages = template.Must(template.ParseFS(files, "*.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"join": func(v []string) string { return strings.Join(v, ", ") },
+}).ParseFS(files, "*.html"))
+
+// Page writes the web page name (home, orgs, org, repo, error) with data.
+func Page(w io.Writer, name string, data any) error { return pages.ExecuteTemplate(w, name, data) }
 
 // LogPage is the header of a build's log page.
 type LogPage struct {

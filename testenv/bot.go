@@ -40,15 +40,29 @@ func BuildBot(ctx context.Context, dir string) (string, error) {
 // (NOMAD_ADDR, CONSUL_HTTP_ADDR, ALBATROS_* settings), ALBATROS_ADDR and ALBATROS_URL set to
 // that port, and waits until /healthz answers 200.
 func StartBot(ctx context.Context, bin string, extraEnv []string) (*Bot, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	return StartBotOn(ctx, bin, addr, extraEnv)
+}
+
+// FreeAddr returns a free loopback address (127.0.0.1:port), for a bot whose URL must be
+// known before it starts (an OAuth2 application's redirect URI names it).
+func FreeAddr() (string, error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("127.0.0.1:%d", ports[0]), nil
+}
+
+// StartBotOn starts the bot as StartBot does, on addr.
+func StartBotOn(ctx context.Context, bin, addr string, extraEnv []string) (*Bot, error) {
 	dir, err := tempDir("bot")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(1)
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	b := &Bot{URL: "http://" + addr, LogPath: filepath.Join(dir, "bot.log"), Dir: dir}
 	env := append([]string{
 		"PATH=" + os.Getenv("PATH"),

@@ -80,8 +80,19 @@ func (g *Gitea) CreateOrg(t T, owner *User, name string) {
 // owner's own namespace.
 func (g *Gitea) CreateRepo(t T, owner *User, org, name string) *Repo {
 	t.Helper()
+	return g.createRepo(t, owner, org, name, false)
+}
+
+// CreatePrivateRepo creates an empty private repository, as CreateRepo does.
+func (g *Gitea) CreatePrivateRepo(t T, owner *User, org, name string) *Repo {
+	t.Helper()
+	return g.createRepo(t, owner, org, name, true)
+}
+
+func (g *Gitea) createRepo(t T, owner *User, org, name string, private bool) *Repo {
+	t.Helper()
 	c := g.Client(t, owner.Token)
-	opt := gitea.CreateRepoOption{Name: name, DefaultBranch: "main"}
+	opt := gitea.CreateRepoOption{Name: name, DefaultBranch: "main", Private: private}
 	var r *gitea.Repository
 	var err error
 	if org != "" {

@@ -158,3 +158,15 @@ func (f *Forges) github(entry *registry.Repo, cloneURL string) *registry.Access 
 	}
 	return nil
 }
+
+// GiteaBot returns the client of the bot's own Gitea account (Config's GiteaURL and
+// GiteaToken), the same one For hands out for them; nil when the bot has none.
+func (f *Forges) GiteaBot() *gitea.Client {
+	if f.cfg.GiteaURL == "" || f.cfg.GiteaToken == "" {
+		return nil
+	}
+	c, _ := f.client("gitea", f.cfg.GiteaURL, f.cfg.GiteaToken, func() (forge.Forge, error) {
+		return gitea.New(f.cfg.GiteaURL, f.cfg.GiteaToken, f.cfg.HTTP), nil
+	})
+	return c.(*gitea.Client)
+}

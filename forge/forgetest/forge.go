@@ -14,6 +14,7 @@ import (
 var (
 	_ forge.Forge        = (*Forge)(nil)
 	_ forge.StatusReader = (*Forge)(nil)
+	_ forge.TeamMembers  = (*Forge)(nil)
 	_ forge.Forge        = WriteOnly{}
 )
 
@@ -25,6 +26,10 @@ type Forge struct {
 	SetErr error
 	// LatestErr, when set, fails every LatestStatus.
 	LatestErr error
+	// Teams are the members of the organizations' teams, by "org/team"; TeamErr, when set,
+	// fails every IsTeamMember.
+	Teams   map[string][]string
+	TeamErr error
 
 	mu       sync.Mutex
 	statuses []forge.Status // on the forge, oldest first
@@ -40,6 +45,14 @@ func (f *Forge) SetStatus(_ context.Context, s forge.Status) error {
 	}
 	f.statuses = append(f.statuses, s)
 	return nil
+}
+
+// IsTeamMember reports whether user is in Teams[org/team], or returns TeamErr.
+func (f *Forge) IsTeamMember(_ context.Context, org, team, user string) (bool, error) {
+	if f.TeamErr != nil {
+		return false, f.TeamErr
+	}
+	return slices.Contains(f.Teams[org+"/"+team], user), nil
 }
 
 // LatestStatus returns the newest status of commit in repo and context ctxName, or

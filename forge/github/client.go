@@ -160,3 +160,30 @@ func short(sha string) string {
 	}
 	return sha
 }
+
+var _ forge.RepoReaders = (*Client)(nil)
+
+// IsPrivate reports whether repo is private; a repository the token cannot see counts as
+// private.
+func (c *Client) IsPrivate(ctx context.Context, repo forge.Repo) (bool, error) {
+	r, resp, err := c.api.Repositories.Get(ctx, repo.Owner, repo.Name)
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusNotFound {
+			return true, nil
+		}
+		return true, fmt.Errorf("github: repository %s: %w", repo.FullName, err)
+	}
+	return r.GetPrivate() || r.GetVisibility() == "internal", nil
+}
+
+// CanRead reports whether user, a GitHub login, may read repo.
+func (c *Client) CanRead(ctx context.Context, repo forge.Repo, user string) (bool, error) {
+	p, resp, err := c.api.Repositories.GetPermissionLevel(ctx, repo.Owner, repo.Name, user)
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusNotFound {
+			return false, nil
+		}
+		return false, fmt.Errorf("github: permission of %s on %s: %w", user, repo.FullName, err)
+	}
+	return p.GetPermission() != "none" && p.GetPermission() != "", nil
+}

@@ -1,0 +1,140 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// Summary is one build as a list of builds shows it, read from Nomad.
+type Summary struct {
+	Namespace, ID string
+	// Meta is the dispatch meta: REPO_URL, COMMIT, BRANCH, FLAVOR, and TAG or PR.
+	Meta map[string]string
+	// State is queued, running, success, failure or error.
+	State     string
+	Submitted time.Time
+	// Started and Finished are the executor task's, zero until they happen.
+	Started, Finished time.Time
+}
+
+// Took is how long the build ran, or has been running at now.
+func (s Summary) Took(now time.Time) time.Duration {
+	switch {
+	case s.Started.IsZero():
+		return 0
+	case s.Finished.IsZero():
+		return now.Sub(s.Started).Round(time.Second)
+	}
+	return s.Finished.Sub(s.Started).Round(time.Second)
+}
+
+// Recent lists the newest builds (at most limit) of the repositories whose clone URL starts
+// with repoPrefix, newest first, in every namespace. It asks Nomad twice, whatever the
+// number of builds: once for the dispatched jobs with their meta, once for their
+// allocations.
+func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int) ([]Summary, error) {
+	q := (&nomad.QueryOptions{Namespace: "*", Filter: `ID contains "/dispatch-` + dispatchMarker + `-" and ParentID != ""`}).WithContext(ctx)
+	jobs, _, err := o.c.Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, q)
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
+	var out []Summary
+	for _, j := range jobs {
+		if !IsBuildID(j.ID) || !strings.HasPrefix(j.Meta["REPO_URL"], repoPrefix) {
+			continue
+		}
+		out = append(out, Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime)})
+	}
+	slices.SortFunc(out, func(a, b Summary) int { return b.Submitted.Compare(a.Submitted) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	aq := (&nomad.QueryOptions{Namespace: "*", Filter: `JobID contains "/dispatch-` + dispatchMarker + `-"`}).WithContext(ctx)
+	allocs, _, err := o.c.Allocations().List(aq)
+	if err != nil {
+		return nil, fmt.Errorf("list build allocations: %w", err)
+	}
+	newest := map[string]*nomad.AllocationListStub{}
+	for _, a := range allocs {
+		key := a.Namespace + "/" + a.JobID
+		if cur := newest[key]; cur == nil || a.CreateIndex > cur.CreateIndex {
+			newest[key] = a
+		}
+	}
+	for i := range out {
+		a := newest[out[i].Namespace+"/"+out[i].ID]
+		if a == nil {
+			continue
+		}
+		if ts := a.TaskStates[Task]; ts != nil {
+			out[i].Started, out[i].Finished = ts.StartedAt, ts.FinishedAt
+			if !ts.StartedAt.IsZero() && ts.State == "running" {
+				out[i].State = "running"
+			}
+		}
+		if st := stubState(a); st != "" {
+			out[i].State = st
+		}
+	}
+	return out, nil
+}
+
+// jobState is a build's state from its job alone: queued until an allocation tells more,
+// error when it ended without one.
+func jobState(j *nomad.JobListStub) string {
+	if j.Status == "dead" {
+		return string(Error)
+	}
+	if s := j.JobSummary; s != nil {
+		if tg, ok := s.Summary[Group]; ok && tg.Running > 0 {
+			return "running"
+		}
+	}
+	return "queued"
+}
+
+// stubState is the result of an ended allocation, as allocOutcome reads it; "" while it runs.
+func stubState(a *nomad.AllocationListStub) string {
+	switch a.ClientStatus {
+	case nomad.AllocClientStatusComplete, nomad.AllocClientStatusFailed:
+	case nomad.AllocClientStatusLost:
+		return string(Error)
+	default:
+		return ""
+	}
+	ts := a.TaskStates[Task]
+	if ts == nil || ts.StartedAt.IsZero() {
+		return string(Error)
+	}
+	if killed(ts) && (a.DesiredStatus == nomad.AllocDesiredStatusStop || a.DesiredStatus == nomad.AllocDesiredStatusEvict) {
+		return string(Error)
+	}
+	code, oom, terminated := exitCode(ts)
+	switch {
+	case oom:
+		return string(Failure)
+	case a.ClientStatus == nomad.AllocClientStatusComplete && (!terminated || code == 0):
+		return string(Success)
+	case terminated && code != 0:
+		return string(Failure)
+	}
+	return string(Error)
+}
+
+// Ref names a build in a URL: its log page's path.
+func (s Summary) Ref() string { return s.Namespace + "/" + s.ID }
+
+// PR is the pull request number of a build, 0 for none.
+func (s Summary) PR() int {
+	n, _ := strconv.Atoi(s.Meta["PR"])
+	return n
+}

@@ -1,0 +1,84 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// AllowLog decides whether the request may read the log of a build of the repository at
+// cloneURL, and answers itself when it may not. A public repository's logs are open to
+// all, as in the original Albatros. A private repository's are served only to a signed-in
+// user who can read the repository on Gitea: an anonymous visitor is sent to sign in and
+// back, anyone else gets 403. The forge's answers are trusted for a minute at most.
+func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool {
+	ctx := r.Context()
+	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
+	if errors.Is(err, registry.ErrNotFound) {
+		entry, err = &registry.Repo{}, nil // no longer registered: ask with the bot's own access
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("log access: registry", "repo", cloneURL, "err", err)
+		http.Error(w, "the repository's access could not be checked", http.StatusServiceUnavailable)
+		return false
+	}
+	f, repo, err := wb.cfg.Forge(entry, cloneURL)
+	if err != nil {
+		// A forge the bot cannot reach is not one it can ask: refuse rather than guess.
+		wb.cfg.Log.Warn("log access: forge", "repo", cloneURL, "err", err)
+		http.Error(w, "the repository's access could not be checked", http.StatusForbidden)
+		return false
+	}
+	readers, ok := f.(forge.RepoReaders)
+	if !ok {
+		return true
+	}
+	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return readers.IsPrivate(ctx, repo) }, ctx)
+	if err != nil {
+		wb.cfg.Log.Warn("log access: visibility", "repo", cloneURL, "err", err)
+		http.Error(w, "the repository's access could not be checked", http.StatusServiceUnavailable)
+		return false
+	}
+	if !private {
+		return true
+	}
+	if wb.cfg.OAuth == nil || !strings.HasPrefix(cloneURL, wb.cfg.GiteaURL+"/") {
+		// Nobody can sign in here with an identity of that forge.
+		http.Error(w, "this build is of a private repository: its log is served to the repository's readers, who sign in through the bot's Gitea", http.StatusForbidden)
+		return false
+	}
+	s, ok := wb.session(r)
+	if !ok {
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return false
+	}
+	can, err := wb.cached(&wb.access, "read\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return readers.CanRead(ctx, repo, s.Login) }, ctx)
+	if err != nil {
+		wb.cfg.Log.Warn("log access: permission", "repo", cloneURL, "user", s.Login, "err", err)
+		http.Error(w, "your access to the repository could not be checked", http.StatusServiceUnavailable)
+		return false
+	}
+	if !can {
+		http.Error(w, s.Login+" cannot read this repository", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// cached answers from c, or asks and remembers.
+func (wb *Web) cached(c *ttlCache, key string, ask func(context.Context) (bool, error), ctx context.Context) (bool, error) {
+	if v, found := c.get(key); found {
+		return v, nil
+	}
+	v, err := ask(ctx)
+	if err != nil {
+		return false, err
+	}
+	c.put(key, v)
+	return v, nil
+}

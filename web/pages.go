@@ -1,0 +1,446 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/albatros-ci/albatros/install"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/templates"
+)
+
+// page is what every page shows around its content.
+type page struct {
+	Title, Login, Flash, Error string
+}
+
+// done are the messages a page shows after a change, by the code its redirect carries (no
+// text of the request's own reaches the page).
+var done = map[string]string{
+	"installed":      "Albatros is installed: every repository of this organization builds on its next push.",
+	"uninstalled":    "Albatros is uninstalled from the organization: its webhook is removed, and nothing of it is built any more.",
+	"saved":          "Settings saved.",
+	"checked":        "The webhook and the bot's access are as they should be.",
+	"repaired":       "The webhook was repaired (the bot's log says what was wrong).",
+	"secret-set":     "Secret set. Its value is sealed and will not be shown again.",
+	"secret-deleted": "Secret deleted.",
+}
+
+func (wb *Web) page(r *http.Request, title string) page {
+	s, _ := wb.session(r)
+	return page{Title: title, Login: s.Login, Flash: done[r.URL.Query().Get("done")]}
+}
+
+func (wb *Web) render(w http.ResponseWriter, code int, name string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	if err := templates.Page(w, name, data); err != nil {
+		wb.cfg.Log.Warn("render page", "page", name, "err", err)
+	}
+}
+
+// fail answers with an error page.
+func (wb *Web) fail(w http.ResponseWriter, r *http.Request, code int, title, message string) {
+	wb.render(w, code, "error", struct {
+		page
+		Message string
+	}{wb.page(r, title), message})
+}
+
+func (wb *Web) home(w http.ResponseWriter, r *http.Request) {
+	wb.render(w, http.StatusOK, "home", struct {
+		page
+		InstallEnabled                      bool
+		DisabledReason, BotLogin, ForgeName string
+	}{wb.page(r, "A CI on Nomad"), wb.cfg.OAuth != nil, wb.cfg.DisabledReason, wb.cfg.BotLogin, "Gitea"})
+}
+
+// orgs lists the organizations the signed-in user owns, with Install or Settings and
+// Uninstall for each.
+func (wb *Web) orgs(w http.ResponseWriter, r *http.Request) {
+	if wb.cfg.OAuth == nil {
+		wb.fail(w, r, http.StatusNotFound, "Installing is not available", wb.cfg.DisabledReason)
+		return
+	}
+	s, ok := wb.session(r)
+	if !ok {
+		http.Redirect(w, r, "/login?next=/orgs", http.StatusSeeOther)
+		return
+	}
+	type item struct {
+		Name      string
+		Installed bool
+	}
+	var items []item
+	for _, org := range s.Orgs {
+		_, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			wb.cfg.Log.Warn("read installation", "org", org, "err", err)
+			wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installations could not be read")
+			return
+		}
+		items = append(items, item{org, err == nil})
+	}
+	wb.render(w, http.StatusOK, "orgs", struct {
+		page
+		Orgs      []item
+		ForgeName string
+	}{wb.page(r, "Your organizations"), items, "Gitea"})
+}
+
+// install starts installing on {org}: a round trip through Gitea's authorize page, which
+// a user who granted the bot before passes at once, brings back a token of the user's own,
+// with which the callback installs.
+func (wb *Web) install(w http.ResponseWriter, r *http.Request) {
+	wb.startFlow(w, r, flow{Install: r.PathValue("org")})
+}
+
+func (wb *Web) uninstall(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := wb.cfg.Installer.Uninstall(r.Context(), org); err != nil {
+		wb.cfg.Log.Warn("uninstall", "org", org, "err", err)
+		code := http.StatusBadGateway
+		switch {
+		case errors.Is(err, install.ErrNotInstalled):
+			code = http.StatusNotFound
+		case errors.Is(err, install.ErrBusy):
+			code = http.StatusConflict
+		}
+		wb.fail(w, r, code, "Not uninstalled", "Albatros could not be uninstalled from "+org+": "+err.Error())
+		return
+	}
+	s, _ := wb.session(r)
+	wb.cfg.Log.Info("uninstalled", "org", org, "by", s.Login)
+	http.Redirect(w, r, "/orgs?done=uninstalled", http.StatusSeeOther)
+}
+
+// check checks and repairs {org}'s webhook now, as the bot does every check interval.
+func (wb *Web) check(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	repaired, err := wb.cfg.Installer.Check(r.Context(), org)
+	if err != nil {
+		wb.cfg.Log.Warn("check", "org", org, "err", err)
+		code := http.StatusBadGateway
+		if errors.Is(err, registry.ErrNotFound) {
+			code = http.StatusNotFound
+		}
+		wb.fail(w, r, code, "Not checked", "The installation on "+org+" could not be checked: "+err.Error())
+		return
+	}
+	code := "checked"
+	if len(repaired) > 0 {
+		code = "repaired"
+	}
+	wb.redirectDone(w, r, code)
+}
+
+// settingsPage is the data of the organization's and a repository's pages.
+type settingsPage struct {
+	page
+	Org, Repo, Base string
+	Installation    *registry.Installation
+	HookURL         string
+	Settings        registry.Settings
+	Secrets         []string
+	DefaultFlavors  string
+	DefaultBuilder  string
+	Repos           []repoItem
+	Builds          []buildRow
+}
+
+type repoItem struct {
+	Name   string
+	Custom bool
+}
+
+// installation reads {org}'s installation, answering 404 or 503 itself when it cannot.
+func (wb *Web) installation(w http.ResponseWriter, r *http.Request) *registry.Installation {
+	org := r.PathValue("org")
+	inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
+	if errors.Is(err, registry.ErrNotFound) {
+		wb.fail(w, r, http.StatusNotFound, "Not installed", "Albatros is not installed on "+org+".")
+		return nil
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("read installation", "org", org, "err", err)
+		wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installation could not be read")
+		return nil
+	}
+	return inst
+}
+
+func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *registry.Installation, repo string, code int, problem string) {
+	ctx := r.Context()
+	d := settingsPage{
+		page: wb.page(r, inst.Org), Org: inst.Org, Repo: repo, Base: "/orgs/" + inst.Org,
+		Installation: inst, HookURL: wb.cfg.BaseURL + "/webhook/gitea",
+		Settings: inst.SettingsOf(repo), DefaultFlavors: pipeline.DefaultFlavor, DefaultBuilder: wb.cfg.DefaultBuilder.String(),
+	}
+	d.Error = problem
+	if problem != "" {
+		d.Flash = ""
+	}
+	d.Secrets = slices.Sorted(maps.Keys(d.Settings.Secrets))
+	prefix := wb.cfg.Installer.OrgURL(inst.Org) + "/"
+	name := "org"
+	if repo != "" {
+		d.Base += "/repos/" + repo
+		d.Title = inst.Org + "/" + repo
+		prefix += repo + ".git"
+		name = "repo"
+	} else {
+		repos, err := wb.cfg.Bot.OrgRepos(ctx, inst.Org)
+		if err != nil {
+			wb.cfg.Log.Warn("list repositories", "org", inst.Org, "err", err)
+		}
+		for _, rp := range repos {
+			_, custom := inst.Repos[rp.Name]
+			d.Repos = append(d.Repos, repoItem{rp.Name, custom})
+		}
+	}
+	summaries, err := wb.cfg.Builds.Recent(ctx, prefix, 30)
+	if err != nil {
+		wb.cfg.Log.Warn("recent builds", "org", inst.Org, "err", err)
+	}
+	now := time.Now()
+	for _, s := range summaries {
+		d.Builds = append(d.Builds, wb.buildRow(s, now))
+	}
+	wb.render(w, code, name, d)
+}
+
+func (wb *Web) orgPage(w http.ResponseWriter, r *http.Request) {
+	if inst := wb.installation(w, r); inst != nil {
+		wb.settingsPage(w, r, inst, "", http.StatusOK, "")
+	}
+}
+
+// repo checks that {repo} is a repository of the organization, answering 404 itself when
+// it is not.
+func (wb *Web) repo(w http.ResponseWriter, r *http.Request, inst *registry.Installation) (string, bool) {
+	name := r.PathValue("repo")
+	if name == "" {
+		return "", true
+	}
+	repos, err := wb.cfg.Bot.OrgRepos(r.Context(), inst.Org)
+	if err != nil {
+		wb.fail(w, r, http.StatusBadGateway, "Gitea unavailable", "the repositories of "+inst.Org+" could not be listed")
+		return "", false
+	}
+	for _, rp := range repos {
+		if rp.Name == name {
+			return name, true
+		}
+	}
+	wb.fail(w, r, http.StatusNotFound, "No such repository", inst.Org+" has no repository "+name+".")
+	return "", false
+}
+
+func (wb *Web) repoPage(w http.ResponseWriter, r *http.Request) {
+	inst := wb.installation(w, r)
+	if inst == nil {
+		return
+	}
+	if repo, ok := wb.repo(w, r, inst); ok {
+		wb.settingsPage(w, r, inst, repo, http.StatusOK, "")
+	}
+}
+
+// What the settings forms accept: every value ends up in a Nomad meta, a shell or a forge
+// API call.
+var (
+	nameRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+	secretRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	jobRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	namespaceRE = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)
+)
+
+// MaxSecret is the longest secret value accepted.
+const MaxSecret = 64 << 10
+
+// list splits a form field on commas and white space, without duplicates.
+func list(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' }) {
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// change applies f to {org}'s installation, read afresh, and writes it with a
+// check-and-set, again when another change came first. f returns a problem to show the
+// user (nothing is written then).
+func (wb *Web) change(w http.ResponseWriter, r *http.Request, f func(inst *registry.Installation, repo string) (problem string)) {
+	inst := wb.installation(w, r)
+	if inst == nil {
+		return
+	}
+	repo, ok := wb.repo(w, r, inst)
+	if !ok {
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		wb.settingsPage(w, r, inst, repo, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		if problem := f(inst, repo); problem != "" {
+			// Show the settings as they are, not as the refused form had them.
+			if fresh := wb.installation(w, r); fresh != nil {
+				wb.settingsPage(w, r, fresh, repo, http.StatusBadRequest, problem)
+			}
+			return
+		}
+		err := wb.cfg.Records.PutInstallation(r.Context(), inst)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, registry.ErrConflict) || attempt == 3 {
+			wb.cfg.Log.Warn("write installation", "org", inst.Org, "err", err)
+			wb.fail(w, r, http.StatusServiceUnavailable, "Not saved", "the settings could not be written to Consul")
+			return
+		}
+		if inst = wb.installation(w, r); inst == nil {
+			return
+		}
+	}
+	return
+}
+
+func (wb *Web) redirectDone(w http.ResponseWriter, r *http.Request, code string) {
+	target := "/orgs/" + url.PathEscape(r.PathValue("org"))
+	if repo := r.PathValue("repo"); repo != "" {
+		target += "/repos/" + url.PathEscape(repo)
+	}
+	http.Redirect(w, r, target+"?done="+code, http.StatusSeeOther)
+}
+
+func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
+	wrote := false
+	wb.change(w, r, func(inst *registry.Installation, repo string) string {
+		s := inst.SettingsOf(repo)
+		s.Trusted.Users, s.Trusted.Teams, s.Flavors = list(r.PostFormValue("users")), list(r.PostFormValue("teams")), list(r.PostFormValue("flavors"))
+		for _, u := range append(slices.Clone(s.Trusted.Users), s.Trusted.Teams...) {
+			if !nameRE.MatchString(u) {
+				return fmt.Sprintf("%q is not a user or team name.", u)
+			}
+		}
+		for _, fl := range s.Flavors {
+			if !pipeline.ValidFlavor(fl) {
+				return fmt.Sprintf("%q is not a flavor name (letters, digits, '.', '_' and '-', up to 64).", fl)
+			}
+		}
+		job, ns := strings.TrimSpace(r.PostFormValue("builder_job")), strings.TrimSpace(r.PostFormValue("builder_namespace"))
+		s.Builder = nil
+		if job != "" {
+			if !jobRE.MatchString(job) || (ns != "" && !namespaceRE.MatchString(ns)) {
+				return "The builder's job or namespace is not a Nomad name."
+			}
+			b := orchestrator.Builder{Namespace: ns, Job: job}
+			if b.Namespace == "" {
+				b.Namespace = wb.cfg.DefaultBuilder.Namespace
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			err := wb.cfg.Builds.CheckBuilder(ctx, b)
+			cancel()
+			if err != nil {
+				return "The builder was not saved: " + err.Error()
+			}
+			s.Builder = &registry.Builder{Job: job, Namespace: ns}
+		} else if ns != "" {
+			return "A builder namespace needs a builder job."
+		}
+		inst.SetSettings(repo, s)
+		wrote = true
+		return ""
+	})
+	if wrote {
+		wb.redirectDone(w, r, "saved")
+	}
+}
+
+func (wb *Web) setSecret(w http.ResponseWriter, r *http.Request) {
+	wrote := false
+	wb.change(w, r, func(inst *registry.Installation, repo string) string {
+		name, value := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("value")
+		switch {
+		case !secretRE.MatchString(name):
+			return "A secret's name is a shell variable's: letters, digits and '_', not starting with a digit."
+		case value == "" || len(value) > MaxSecret || strings.ContainsRune(value, 0):
+			return fmt.Sprintf("A secret's value is 1 to %d bytes, without NUL.", MaxSecret)
+		}
+		if err := wb.cfg.Records.SetSecret(inst, repo, name, value); err != nil {
+			return "The secret could not be sealed: " + err.Error()
+		}
+		wrote = true
+		return ""
+	})
+	if wrote {
+		wb.redirectDone(w, r, "secret-set")
+	}
+}
+
+func (wb *Web) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	wrote := false
+	wb.change(w, r, func(inst *registry.Installation, repo string) string {
+		s := inst.SettingsOf(repo)
+		name := r.PostFormValue("name")
+		if _, ok := s.Secrets[name]; !ok {
+			return "There is no secret " + fmt.Sprintf("%q", name) + "."
+		}
+		delete(s.Secrets, name)
+		inst.SetSettings(repo, s)
+		wrote = true
+		return ""
+	})
+	if wrote {
+		wb.redirectDone(w, r, "secret-deleted")
+	}
+}
+
+// buildRow is one build in a page's list.
+type buildRow struct {
+	Repo, Short, CommitURL, Ref, Flavor, State, Emoji, Took, Log string
+}
+
+var emoji = map[string]string{"success": "✅", "failure": "❌", "error": "⚠️", "running": "🔄", "queued": "⏳"}
+
+func (wb *Web) buildRow(s orchestrator.Summary, now time.Time) buildRow {
+	repoURL := strings.TrimSuffix(s.Meta["REPO_URL"], ".git")
+	row := buildRow{Repo: repoURL, Flavor: s.Meta["FLAVOR"], State: s.State, Emoji: emoji[s.State], Log: wb.cfg.BaseURL + "/logs/" + url.PathEscape(s.Namespace) + "/" + s.ID}
+	if u, err := url.Parse(repoURL); err == nil {
+		row.Repo = strings.Trim(u.Path, "/")
+		if u.Scheme == "http" || u.Scheme == "https" {
+			u.User = nil
+			row.CommitURL = u.String() + "/commit/" + s.Meta["COMMIT"]
+		}
+	}
+	row.Short = s.Meta["COMMIT"]
+	if len(row.Short) > 10 {
+		row.Short = row.Short[:10]
+	}
+	switch {
+	case s.Meta["TAG"] != "":
+		row.Ref = "tag " + s.Meta["TAG"]
+	case s.PR() > 0:
+		row.Ref = fmt.Sprintf("PR #%d (%s)", s.PR(), s.Meta["BRANCH"])
+	default:
+		row.Ref = s.Meta["BRANCH"]
+	}
+	if d := s.Took(now); d > 0 {
+		row.Took = d.String()
+	}
+	return row
+}

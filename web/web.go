@@ -1,0 +1,186 @@
+// Package web is the bot's interface for people: the home page with its "Install Albatros"
+// button, the sign-in through Gitea's OAuth2 provider, the list of a user's organizations
+// with Install and Uninstall, the settings pages of an installed organization and of its
+// repositories (trusted users and teams, secrets, flavors, builder) with their recent
+// builds, and the check of who may read a private repository's build logs.
+//
+// It keeps nothing in memory that matters: a session is a sealed cookie, an OAuth2 flow's
+// state travels sealed in the flow itself, and every admin request checks on Gitea, with
+// the bot's own account, that the user owns the organization (cached for a minute at
+// most). State-changing requests are POSTs behind net/http's cross-origin protection.
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/install"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/seal"
+)
+
+// records is the registry as the pages use it.
+type records interface {
+	Repo(ctx context.Context, cloneURL string) (*registry.Repo, error)
+	Installation(ctx context.Context, orgURL string) (*registry.Installation, error)
+	PutInstallation(ctx context.Context, inst *registry.Installation) error
+	SetSecret(inst *registry.Installation, repo, name, value string) error
+}
+
+// installer is package install as the pages use it.
+type installer interface {
+	Install(ctx context.Context, user install.Owner, org string) (*registry.Installation, error)
+	Uninstall(ctx context.Context, org string) error
+	Check(ctx context.Context, org string) ([]string, error)
+	OrgURL(org string) string
+}
+
+// builds is the orchestrator as the pages use it.
+type builds interface {
+	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
+	CheckBuilder(ctx context.Context, b orchestrator.Builder) error
+}
+
+// BotClient is the bot account's Gitea client as the pages use it.
+type BotClient interface {
+	forge.OrgOwners
+	forge.OrgRepos
+}
+
+// ForgeFor finds a registered repository's forge client (forges.Forges.For).
+type ForgeFor func(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error)
+
+// Config is what the pages are made of.
+type Config struct {
+	// BaseURL is the bot's public URL (ALBATROS_URL); GiteaURL the Gitea it works with.
+	BaseURL, GiteaURL string
+	// OAuth is the bot's OAuth2 application on Gitea; nil when installing is not set up,
+	// and DisabledReason then says why.
+	OAuth          *oauth2.Config
+	DisabledReason string
+	// Keys seal the session cookies and the OAuth2 state.
+	Keys *seal.Keyring
+	// Bot is the bot account's client, BotLogin its login.
+	Bot      BotClient
+	BotLogin string
+	// UserClient makes a client acting with a user's OAuth2 token, for installing.
+	UserClient func(token string) install.Owner
+	Installer  installer
+	Records    records
+	Builds     builds
+	Forge      ForgeFor
+	// DefaultBuilder is the builder of repositories that name none.
+	DefaultBuilder orchestrator.Builder
+	Log            *slog.Logger
+}
+
+// Web serves the pages.
+type Web struct {
+	cfg    Config
+	secure bool // cookies only over https, when the bot is served over https
+	owners ttlCache
+	access ttlCache
+}
+
+// New returns the pages of cfg.
+func New(cfg Config) *Web {
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	cfg.GiteaURL = strings.TrimSuffix(cfg.GiteaURL, "/")
+	return &Web{cfg: cfg, secure: strings.HasPrefix(cfg.BaseURL, "https://")}
+}
+
+// Route is one of the pages' routes.
+type Route struct {
+	Method, Pattern string
+	// Admin routes need a signed-in owner of the organization: an anonymous visitor is
+	// sent to sign in, anyone else gets 403.
+	Admin  bool
+	handle func(w http.ResponseWriter, r *http.Request)
+}
+
+// Routes lists every route of the pages, for the router and for tests that go over them.
+func (wb *Web) Routes() []Route {
+	return []Route{
+		{"GET", "/{$}", false, wb.home},
+		{"GET", "/login", false, wb.login},
+		{"GET", "/login/gitea/callback", false, wb.callback},
+		{"POST", "/logout", false, wb.logout},
+		{"GET", "/orgs", false, wb.orgs},
+		{"POST", "/orgs/{org}/install", true, wb.install},
+		{"POST", "/orgs/{org}/uninstall", true, wb.uninstall},
+		{"POST", "/orgs/{org}/check", true, wb.check},
+		{"GET", "/orgs/{org}", true, wb.orgPage},
+		{"POST", "/orgs/{org}/settings", true, wb.saveSettings},
+		{"POST", "/orgs/{org}/secrets", true, wb.setSecret},
+		{"POST", "/orgs/{org}/secrets/delete", true, wb.deleteSecret},
+		{"GET", "/orgs/{org}/repos/{repo}", true, wb.repoPage},
+		{"POST", "/orgs/{org}/repos/{repo}/settings", true, wb.saveSettings},
+		{"POST", "/orgs/{org}/repos/{repo}/secrets", true, wb.setSecret},
+		{"POST", "/orgs/{org}/repos/{repo}/secrets/delete", true, wb.deleteSecret},
+	}
+}
+
+// Register adds the pages to mux, behind cross-origin protection: a POST from another site
+// is refused with 403 before it reaches a handler.
+func (wb *Web) Register(mux *http.ServeMux) {
+	cop := http.NewCrossOriginProtection()
+	for _, rt := range wb.Routes() {
+		h := http.Handler(http.HandlerFunc(rt.handle))
+		if rt.Admin {
+			h = wb.owner(h)
+		}
+		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(securityHeaders(h)))
+	}
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// ttlCache remembers answers for a minute at most.
+type ttlCache struct {
+	mu sync.Mutex
+	m  map[string]cached
+}
+
+type cached struct {
+	ok bool
+	at time.Time
+}
+
+// maxAge is how long a check on Gitea is trusted.
+const maxAge = time.Minute
+
+func (c *ttlCache) get(key string) (ok, found bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, found := c.m[key]
+	if !found || time.Since(e.at) > maxAge {
+		return false, false
+	}
+	return e.ok, true
+}
+
+func (c *ttlCache) put(key string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) > 10000 {
+		c.m = map[string]cached{}
+	}
+	c.m[key] = cached{ok, time.Now()}
+}
