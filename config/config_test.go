@@ -467,3 +467,51 @@ func TestLoggerFormat(t *testing.T) {
 		}
 	}
 }
+
+// Installing through Gitea needs the OAuth2 application, the bot's Gitea account and a
+// secret key: with the client id or secret given, every missing one is named; without
+// them, a token-only setup keeps working and the home page says why installing is off.
+func TestLoadInstallSettings(t *testing.T) {
+	key := strings.Repeat("k", 32)
+	full := minimal().with("ALBATROS_GITEA_URL", "https://git.example.com", "ALBATROS_GITEA_TOKEN", "bot-token",
+		"ALBATROS_GITEA_CLIENT_ID", "client", "ALBATROS_GITEA_CLIENT_SECRET", "client-secret", "ALBATROS_SECRET_KEY", key)
+	c := mustLoad(t, full)
+	if ok, why := c.InstallEnabled(); !ok || why != "" || string(c.SecretKey) != key || c.GiteaClientSecret != "client-secret" || c.HookCheckInterval != 10*time.Minute {
+		t.Errorf("full install settings: enabled %v (%q), %+v", ok, why, c)
+	}
+	c = mustLoad(t, minimal())
+	if ok, why := c.InstallEnabled(); ok || !strings.Contains(why, "ALBATROS_GITEA_CLIENT_ID") {
+		t.Errorf("token-only setup: enabled %v, reason %q", ok, why)
+	}
+	_, _, err := load(minimal().with("ALBATROS_GITEA_CLIENT_ID", "client"))
+	for _, want := range []string{"ALBATROS_GITEA_URL (-gitea-url)", "ALBATROS_GITEA_TOKEN (-gitea-token)", "ALBATROS_GITEA_CLIENT_SECRET (-gitea-client-secret)", "ALBATROS_SECRET_KEY (-secret-key)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("client id alone: %v, want it to name %s", err, want)
+		}
+	}
+	for name, e := range map[string]env{
+		"short key":              full.with("ALBATROS_SECRET_KEY", "short"),
+		"short previous key":     full.with("ALBATROS_SECRET_KEY_PREVIOUS", "short"),
+		"previous without a key": minimal().with("ALBATROS_SECRET_KEY_PREVIOUS", key),
+		"interval without unit":  full.with("ALBATROS_HOOK_CHECK_INTERVAL", "10"),
+	} {
+		if _, _, err := load(e); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Secrets come from files too, and are never printed.
+	dir := t.TempDir()
+	keyFile, secretFile := filepath.Join(dir, "key"), filepath.Join(dir, "secret")
+	_ = os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
+	_ = os.WriteFile(secretFile, []byte("from-a-file\n"), 0o600)
+	fromFiles := minimal().with("ALBATROS_GITEA_URL", "https://git.example.com", "ALBATROS_GITEA_TOKEN", "bot-token",
+		"ALBATROS_GITEA_CLIENT_ID", "client", "ALBATROS_GITEA_CLIENT_SECRET_FILE", secretFile, "ALBATROS_SECRET_KEY_FILE", keyFile)
+	c, out, err := load(fromFiles, "-h")
+	if !errors.Is(err, flag.ErrHelp) || strings.Contains(out, key) || strings.Contains(out, "from-a-file") {
+		t.Errorf("-h prints a secret or fails: %v\n%s", err, out)
+	}
+	c = mustLoad(t, fromFiles)
+	if string(c.SecretKey) != key || c.GiteaClientSecret != "from-a-file" {
+		t.Errorf("from files: key %q, client secret %q", c.SecretKey, c.GiteaClientSecret)
+	}
+}

@@ -3,26 +3,25 @@ package e2e
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	_ "embed"
 	"encoding/hex"
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/albatros-ci/albatros/forge/forgetest"
 )
 
-// GitHub's own published example of a push delivery (@octokit/webhooks-examples 7.6.1,
-// MIT; see forge/github/testdata/README.md).
-//
-//go:embed testdata/github_push.json
-var githubPush []byte
-
-// fakeGitHub speaks GitHub's documented REST API for commit statuses, and records them.
+// fakeGitHub speaks GitHub's documented REST API for commit statuses, and records them; it
+// serves its one repository (GET /repos/{owner}/{repo}) as GitHub's published example shows
+// a repository, public.
 type fakeGitHub struct {
 	token string
+	repo  map[string]any
 	mu    sync.Mutex
 	got   []map[string]any // in the order received, each with "sha" and "repo" added
 }
@@ -60,8 +59,19 @@ func (f *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Unlock()
 		json.NewEncoder(w).Encode(out)
+	// GET /repos/{owner}/{repo}
+	case r.Method == http.MethodGet && len(parts) == 3 && parts[0] == "repos":
+		f.mu.Lock()
+		repo := f.repo
+		f.mu.Unlock()
+		if repo == nil || repo["full_name"] != parts[1]+"/"+parts[2] {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(repo)
 	default:
 		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}`))
 	}
 }
 
@@ -104,13 +114,21 @@ func TestGitHubPushBuildsAndReports(t *testing.T) {
 	}, "")
 	sha := p.push("main", script(printEnv))
 
+	// GitHub's own published example of a push delivery (see forge/forgetest/testdata/github).
+	example, err := fs.ReadFile(forgetest.GitHub, "push_branch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var payload map[string]any
-	if err := json.Unmarshal(githubPush, &payload); err != nil {
+	if err := json.Unmarshal(example, &payload); err != nil {
 		t.Fatal(err)
 	}
 	repo := payload["repository"].(map[string]any)
 	repo["clone_url"], repo["full_name"], repo["name"], repo["html_url"] = p.repo.CloneURL, p.repo.FullName(), p.repo.Name, p.repo.HTMLURL
 	repo["owner"].(map[string]any)["login"] = p.repo.Owner
+	gh.mu.Lock()
+	gh.repo = repo // the example's repository is public ("private": false)
+	gh.mu.Unlock()
 	payload["after"], payload["ref"] = sha, "refs/heads/main"
 	body, _ := json.Marshal(payload)
 	mac := hmac.New(sha256.New, []byte("gh-secret"))

@@ -71,6 +71,11 @@ licence=$("$root/tools/license.sh" "$cache/LICENSE") || {
   exit 1
 }
 echo "tools/build.sh: $name $version ($licence)" >&2
+# Gitea's frontend (its JavaScript and CSS, not in the Go module) is built from the module's
+# own web_src into the static root, once per source (tools/gitea-frontend.sh keeps a stamp).
+if [ "$name" = gitea ]; then
+  "$root/tools/gitea-frontend.sh" "$(cd "$mod" && go list -m -f '{{.Dir}}' "$pkg")" "$cache/static"
+fi
 ln -sfn "$cache/$name" "$root/bin/$name"
 if [ -d "$cache/static" ]; then
   ln -sfn "$cache/static" "$root/bin/$name-static"

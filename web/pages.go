@@ -439,8 +439,8 @@ func (wb *Web) buildRow(s orchestrator.Summary, now time.Time) buildRow {
 	default:
 		row.Ref = s.Meta["BRANCH"]
 	}
-	if d := s.Took(now); d > 0 {
-		row.Took = d.String()
+	if !s.Started.IsZero() {
+		row.Took = s.Took(now).String()
 	}
 	return row
 }

@@ -137,14 +137,21 @@ func (wb *Web) Register(mux *http.ServeMux) {
 		if rt.Admin {
 			h = wb.owner(h)
 		}
-		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(securityHeaders(h)))
+		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(wb.securityHeaders(h)))
 	}
 }
 
-func securityHeaders(h http.Handler) http.Handler {
+func (wb *Web) securityHeaders(h http.Handler) http.Handler {
+	// Forms post to the bot, whose answer may redirect to Gitea's authorize page: browsers
+	// hold redirects after a form post to form-action too.
+	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+	if wb.cfg.GiteaURL != "" {
+		csp += " " + wb.cfg.GiteaURL
+	}
+	csp += "; frame-ancestors 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		hd.Set("Content-Security-Policy", csp)
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("Cache-Control", "no-store")

@@ -1,0 +1,137 @@
+package install
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "code.gitea.io/sdk/gitea"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/albatros-ci/albatros/testenv"
+)
+
+// browser starts a headless Chromium for the test. Gitea's pages call alert() when their
+// JavaScript bundle is missing; any dialog is accepted, so that it cannot stall the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	bin, err := testenv.Chromium()
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skipf("%v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1200, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			t.Logf("accepting a %s dialog: %q", ev.Type, ev.Message)
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancel)
+	return tctx
+}
+
+// shot saves a screenshot of the page as name.png in $ALBATROS_SCREENSHOTS, when set (the
+// README's pictures: ALBATROS_SCREENSHOTS=docs/img go test ./e2e/install -run Browser):
+// the window, or the whole page when full.
+func shot(t *testing.T, ctx context.Context, name string, full bool) {
+	t.Helper()
+	dir := os.Getenv("ALBATROS_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	take := chromedp.CaptureScreenshot()
+	if full {
+		take = chromedp.Screenshot(chromedp.CSS("body"))
+	}
+	png, err := chromedp.Run(ctx, take)
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The whole install in a real browser, as an organization's owner does it: the home page's
+// Install Albatros, Gitea's sign-in and authorize pages, the organization's Install button;
+// then a repository created afterwards builds green with no other setup.
+func TestInstallInTheBrowser(t *testing.T) {
+	p := newProject(t)
+	b := bot(t)
+	ctx := browser(t)
+	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("%s (at %s): %v", what, loc, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	do("home page", chromedp.Navigate(b.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#install")))
+	shot(t, ctx, "home", false)
+	do("Install Albatros", chromedp.Click(chromedp.CSS("#install")), chromedp.WaitVisible(chromedp.CSS("#user_name")))
+	do("sign in on Gitea",
+		chromedp.SendKeys(chromedp.CSS("#user_name"), p.owner.Name),
+		chromedp.SendKeys(chromedp.CSS("#password"), p.owner.Password),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS("#authorize-app")),
+	)
+	shot(t, ctx, "gitea-authorize", false)
+	do("authorize the bot", chromedp.Click(chromedp.CSS("#authorize-app")), chromedp.WaitVisible(chromedp.CSS("#org-"+p.org)))
+	shot(t, ctx, "organizations", false)
+	do("Install on the organization",
+		chromedp.Click(chromedp.CSS("#org-"+p.org+" button")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+	)
+	if got := text("#flash"); !strings.Contains(got, "Albatros is installed") {
+		t.Fatalf("after Install: %q", got)
+	}
+	if hooks := p.hooks(); len(hooks) != 1 || !p.botIsOwner() {
+		t.Fatalf("after install in the browser: hooks %+v, bot owner %v", hooks, p.botIsOwner())
+	}
+
+	repo := p.g.CreateRepo(t, p.owner, p.org, "website")
+	sha := p.g.Push(t, p.owner, repo, "main", "", script("echo building the website\nsleep 1\necho done\n"), "first commit")
+	p.waitStatus(repo, sha, sdk.StatusSuccess)
+	failing := p.g.Push(t, p.owner, repo, "topic", "main", script("echo a test fails\nexit 1\n"), "a failing change")
+	p.waitStatus(repo, failing, sdk.StatusFailure)
+
+	do("the organization's page lists the builds", chromedp.Navigate(b.URL+"/orgs/"+p.org), chromedp.WaitVisible(chromedp.CSS("#builds")))
+	if got := text("#builds"); !strings.Contains(got, sha[:10]) || !strings.Contains(got, "success") || !strings.Contains(got, "failure") {
+		t.Fatalf("builds on the page: %q", got)
+	}
+	shot(t, ctx, "organization", true)
+	do("the log of the build", chromedp.Click(chromedp.CSS(`#builds a[href*="/logs/"]`)), chromedp.WaitVisible(chromedp.CSS("#result")))
+	shot(t, ctx, "log", false)
+}
