@@ -17,6 +17,13 @@ type Stack struct {
 // them (with extraEnv added to its environment). What it starts is stopped by t's cleanups,
 // also when a later step fails.
 func StartStack(ctx context.Context, t T, botBin string, extraEnv ...string) (*Stack, error) {
+	return StartStackWith(ctx, t, botBin, func(*Stack, string) ([]string, error) { return extraEnv, nil })
+}
+
+// StartStackWith starts the stack as StartStack does; once the servers run, and before the
+// bot starts, setup is given them and the bot's future URL (an OAuth2 application's redirect
+// URI names it) and returns the bot's extra environment.
+func StartStackWith(ctx context.Context, t T, botBin string, setup func(s *Stack, botURL string) ([]string, error)) (*Stack, error) {
 	s := &Stack{}
 	server := func(name string, start func(bin string) (stop func(), err error)) error {
 		bin, err := Binary(name)
@@ -52,7 +59,15 @@ func StartStack(ctx context.Context, t T, botBin string, extraEnv ...string) (*S
 	if err != nil {
 		return nil, err
 	}
-	s.Bot, err = StartBot(ctx, botBin, append(append(s.Nomad.Env(), s.Consul.Env()...), extraEnv...))
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	extraEnv, err := setup(s, "http://"+addr)
+	if err != nil {
+		return nil, err
+	}
+	s.Bot, err = StartBotOn(ctx, botBin, addr, append(append(s.Nomad.Env(), s.Consul.Env()...), extraEnv...))
 	if err != nil {
 		return nil, fmt.Errorf("start albatros-bot: %w", err)
 	}

@@ -1,26 +1,35 @@
 // Command albatros-demo runs Albatros on loopback with everything it needs: it starts Consul,
-// Nomad, Gitea and the bot (from bin/, which `make demo` fills), creates a demo user,
-// organization and repository with an .albatros script, registers the repository, installs
-// its webhook and pushes a commit. It prints where to watch the build, then runs until
-// Ctrl-C, when it stops everything it started.
+// Nomad, Gitea and the bot (from bin/, which `make demo` fills), with the bot's own Gitea
+// account and its OAuth2 application, as an operator sets them up. It creates a demo user
+// with two organizations, installs Albatros on the first (as its Install button does, with
+// the demo user's token), pushes a commit with an .albatros script to a repository there,
+// and leaves the second organization for the user to install through the bot's pages. It
+// prints where to watch the build and how to sign in, then runs until Ctrl-C, when it stops
+// everything it started.
 package main
 
 import (
 	"context"
-	"encoding/base64"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
-	consul "github.com/hashicorp/consul/api"
-
+	"github.com/albatros-ci/albatros/forge/gitea"
+	"github.com/albatros-ci/albatros/install"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/seal"
 	"github.com/albatros-ci/albatros/testenv"
+	"github.com/albatros-ci/albatros/web"
 )
 
 const albatrosScript = `#!/bin/sh
@@ -73,32 +82,43 @@ func (d *demo) start(ctx context.Context, wait bool, botBin string) error {
 		return fmt.Errorf("%s not found: run `make build` (make demo does)", botBin)
 	}
 	step("starting Consul, Nomad, Gitea and albatros-bot on 127.0.0.1")
-	stack, err := testenv.StartStack(ctx, d, botBin,
-		"ALBATROS_BUILDER_DRIVER=raw_exec", // the demo's Nomad runs builds as plain processes
-		"ALBATROS_BUILDER_VARS=cpu=200,memory=256",
-	)
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	secretKey := hex.EncodeToString(key)
+	var account, user *testenv.User
+	stack, err := testenv.StartStackWith(ctx, d, botBin, func(s *testenv.Stack, botURL string) ([]string, error) {
+		step("creating the bot's Gitea account and its OAuth2 application, and the demo user")
+		g := s.Gitea
+		account = g.CreateUser(d, "albatros")
+		user = g.CreateUser(d, "demo")
+		id, secret := g.CreateOAuth2App(d, account, "Albatros", botURL+web.RedirectPath)
+		return []string{
+			"ALBATROS_GITEA_URL=" + strings.TrimSuffix(g.URL, "/"),
+			"ALBATROS_GITEA_TOKEN=" + account.Token,
+			"ALBATROS_GITEA_CLIENT_ID=" + id,
+			"ALBATROS_GITEA_CLIENT_SECRET=" + secret,
+			"ALBATROS_SECRET_KEY=" + secretKey,
+			"ALBATROS_BUILDER_DRIVER=raw_exec", // the demo's Nomad runs builds as plain processes
+			"ALBATROS_BUILDER_VARS=cpu=200,memory=256",
+		}, nil
+	})
 	if err != nil {
 		return err
 	}
 	c, n, g, b := stack.Consul, stack.Nomad, stack.Gitea, stack.Bot
 
-	step("creating the demo user, organization and repository on Gitea")
-	user := g.CreateUser(d, "demo")
-	g.CreateOrg(d, user, "albatros-demo")
-	repo := g.CreateRepo(d, user, "albatros-demo", "hello")
-	secret := "demo-webhook-secret"
-	entry := map[string]any{
-		"hook":    map[string]string{"secret": secret},
-		"gitea":   map[string]string{"url": g.URL, "token": user.Token},
-		"trusted": map[string][]string{"senders": {user.Name}},
-		"secrets": map[string]string{"DEMO_TOKEN": "hunter2-demo-token"},
+	step("creating two organizations; installing Albatros on albatros-demo")
+	const installedOrg, otherOrg = "albatros-demo", "second-org"
+	g.CreateOrg(d, user, installedOrg)
+	g.CreateOrg(d, user, otherOrg)
+	g.CreateRepo(d, user, otherOrg, "tools")
+	inst, err := preinstall(ctx, c, g, b, account, user, installedOrg, secretKey)
+	if err != nil {
+		return fmt.Errorf("install albatros on %s: %w", installedOrg, err)
 	}
-	raw, _ := json.Marshal(entry)
-	key := "albatros/" + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
-	if _, err := c.Client(d).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
-		return fmt.Errorf("register the demo repository: %w", err)
-	}
-	g.CreateWebhook(d, user, repo, b.URL+"/webhook/gitea", secret)
+	repo := g.CreateRepo(d, user, installedOrg, "hello")
 
 	step("pushing a commit with an .albatros script")
 	sha := g.Push(d, user, repo, "main", "", map[string]testenv.File{
@@ -117,12 +137,13 @@ Albatros is running.
   Build log (live):                 %s
   Gitea login:                      user %q, password %q
   Bot:                              %s   (log: %s)
-  Registry entry in Consul:         %s
+                                    log in as demo and click Install Albatros on %s
+  Installation in Consul:           %s
   Nomad and Consul from a shell:    export NOMAD_ADDR=%s CONSUL_HTTP_ADDR=%s
                                     bin/nomad job status -namespace=ci
                                     bin/consul kv get %s
 
-`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, b.URL, b.LogPath, key, n.Addr, c.Addr, key)
+`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, b.URL, b.LogPath, otherOrg, inst, n.Addr, c.Addr, inst)
 	if _, err := waitStatus(ctx, g.URL, repo, sha, "success"); err != nil {
 		return err
 	}
@@ -132,6 +153,39 @@ Albatros is running.
 		fmt.Println("\nstopping everything the demo started")
 	}
 	return nil
+}
+
+// preinstall installs Albatros on org as the bot's Install button does (with the owner's
+// token, which makes the bot account an owner and creates the webhook), then trusts the
+// owner and gives the organization a secret, as its settings page does. It returns the
+// installation's Consul key.
+func preinstall(ctx context.Context, c *testenv.Consul, g *testenv.Gitea, b *testenv.Bot, account, owner *testenv.User, org, secretKey string) (string, error) {
+	keys, err := seal.New([]byte(secretKey))
+	if err != nil {
+		return "", err
+	}
+	os.Setenv("CONSUL_HTTP_ADDR", c.Addr)
+	reg, err := registry.New(registry.DefaultPrefix, keys)
+	if err != nil {
+		return "", err
+	}
+	giteaURL := strings.TrimSuffix(g.URL, "/")
+	in := install.New(install.Config{
+		Records: reg, Bot: gitea.New(giteaURL, account.Token, nil), BotLogin: account.Name,
+		ForgeURL: giteaURL, HookURL: b.URL + "/webhook/gitea", Log: slog.New(slog.DiscardHandler),
+	})
+	inst, err := in.Install(ctx, gitea.New(giteaURL, owner.Token, nil), org)
+	if err != nil {
+		return "", err
+	}
+	inst.Settings.Trusted.Users = []string{owner.Name}
+	if err := reg.SetSecret(inst, "", "DEMO_TOKEN", "hunter2-demo-token"); err != nil {
+		return "", err
+	}
+	if err := reg.PutInstallation(ctx, inst); err != nil {
+		return "", err
+	}
+	return reg.InstallKey(inst.OrgURL()), nil
 }
 
 // waitStatus polls the commit's combined statuses through Gitea's public API until the

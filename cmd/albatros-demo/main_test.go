@@ -98,6 +98,36 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("log page %d:\n%s", code, page)
 	}
 
+	// The bot offers to install on the second organization, which has no webhook yet, while
+	// the first has the one the demo's install made.
+	install := regexp.MustCompile(`Bot:\s+(http://\S+)\s.*\n\s+log in as demo and click Install Albatros on (\S+)`).FindStringSubmatch(out)
+	if install == nil {
+		t.Fatalf("the demo does not say where to install Albatros:\n%s", out)
+	}
+	if code, home := get(t, install[1]+"/"); code != http.StatusOK || !strings.Contains(home, "Install Albatros") || strings.Contains(home, "not available") {
+		t.Fatalf("the bot's home page %d:\n%s", code, home)
+	}
+	hooks := func(org string) int {
+		req, _ := http.NewRequest(http.MethodGet, m[1]+"api/v1/orgs/"+org+"/hooks", nil)
+		req.SetBasicAuth(login[1], login[2])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var list []any
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+			t.Fatalf("hooks of %s: %d %v", org, resp.StatusCode, err)
+		}
+		return len(list)
+	}
+	if n := hooks(install[2]); n != 0 {
+		t.Errorf("%s, left for the user to install, has %d hooks", install[2], n)
+	}
+	if n := hooks(m[2]); n != 1 {
+		t.Errorf("%s, installed by the demo, has %d hooks, want 1", m[2], n)
+	}
+
 	// Ctrl-C stops the demo and everything it started.
 	pids := testenv.Descendants(cmd.Process.Pid)
 	if len(pids) < 4 {
