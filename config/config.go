@@ -14,12 +14,12 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/albatros-ci/albatros/hcl"
+	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/seal"
 )
@@ -36,6 +36,9 @@ type Config struct {
 	Builders []string
 	// BuilderVars are HCL variables for the shipped builders (driver included).
 	BuilderVars map[string]string
+	// BuilderNamespaces are the Nomad namespaces the owners of an installed organization
+	// may choose a builder from (Namespace by default).
+	BuilderNamespaces []string
 	// ConsulPrefix is the KV prefix of the repository registry.
 	ConsulPrefix string
 	// GiteaURL and GiteaToken are used for repositories whose entry names no Gitea.
@@ -78,6 +81,7 @@ func settings() []*setting {
 		{flag: "builders", env: "ALBATROS_BUILDERS", def: hcl.DefaultBuilder, usage: "shipped builders to register at start, comma-separated: builder, nixcache; or none"},
 		{flag: "builder-driver", env: "ALBATROS_BUILDER_DRIVER", def: "exec", usage: "task driver of the default builder: exec, raw_exec or docker"},
 		{flag: "builder-vars", env: "ALBATROS_BUILDER_VARS", usage: "more HCL variables for the shipped builders, name=value[,name=value…] (cpu, memory, image, datacenters, store)"},
+		{flag: "builder-namespaces", env: "ALBATROS_BUILDER_NAMESPACES", usage: "Nomad namespaces, comma-separated, whose jobs the owners of an installed organization may choose as their builder (default: the namespace of the shipped builders)"},
 		{flag: "consul-prefix", env: "ALBATROS_CONSUL_PREFIX", def: registry.DefaultPrefix, usage: "Consul KV prefix of the repository registry"},
 		{flag: "gitea-url", env: "ALBATROS_GITEA_URL", usage: "Gitea URL for repositories whose registry entry names none"},
 		{flag: "gitea-token", env: "ALBATROS_GITEA_TOKEN", secret: true, usage: "Gitea token for repositories whose registry entry has none (or ALBATROS_GITEA_TOKEN_FILE)"},
@@ -154,8 +158,6 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (*Config,
 	return c, nil
 }
 
-var namespaceRE = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)
-
 func validate(s map[string]*setting, getenv func(string) string) (*Config, error) {
 	var errs []error
 	bad := func(name string, format string, args ...any) {
@@ -181,7 +183,7 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	} else if err := httpURL(c.URL); err != nil {
 		bad("url", "%v", err)
 	}
-	if !namespaceRE.MatchString(c.Namespace) {
+	if !orchestrator.ValidNamespace(c.Namespace) {
 		bad("namespace", "%q is not a Nomad namespace name", c.Namespace)
 	}
 	for b := range strings.SplitSeq(s["builders"].value, ",") {
@@ -207,6 +209,18 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		bad("builder-driver", "%q is not exec, raw_exec or docker", driver)
 	}
 	c.BuilderVars["driver"] = driver
+	for ns := range strings.SplitSeq(s["builder-namespaces"].value, ",") {
+		if ns = strings.TrimSpace(ns); ns == "" {
+			continue
+		}
+		if !orchestrator.ValidNamespace(ns) {
+			bad("builder-namespaces", "%q is not a Nomad namespace name", ns)
+		}
+		c.BuilderNamespaces = append(c.BuilderNamespaces, ns)
+	}
+	if !slices.Contains(c.BuilderNamespaces, c.Namespace) {
+		c.BuilderNamespaces = append([]string{c.Namespace}, c.BuilderNamespaces...)
+	}
 	c.BuilderVars["namespace"] = c.Namespace
 	if c.ConsulPrefix == "" || strings.HasPrefix(c.ConsulPrefix, "/") {
 		bad("consul-prefix", "%q must be a non-empty relative key prefix", c.ConsulPrefix)

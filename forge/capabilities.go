@@ -40,6 +40,9 @@ type OrgHooks interface {
 
 // OrgOwners reads and changes who owns an organization.
 type OrgOwners interface {
+	// OrgName returns the organization's name as the forge spells it (names are
+	// case-insensitive: "ACME" is "acme").
+	OrgName(ctx context.Context, org string) (string, error)
 	// IsOwner reports whether user owns org.
 	IsOwner(ctx context.Context, org, user string) (bool, error)
 	// AddOwner makes user an owner of org; RemoveOwner undoes it. Both are no-ops when

@@ -88,7 +88,7 @@ var (
 )
 
 // OrgURL is the URL of org on the bot's forge: its installation's key.
-func (in *Installer) OrgURL(org string) string { return in.cfg.ForgeURL + "/" + org }
+func (in *Installer) OrgURL(org string) string { return registry.OrgURLOf(in.cfg.ForgeURL, org) }
 
 // lock holds the installation's lock while f runs.
 func (in *Installer) lock(ctx context.Context, org string, f func() error) error {
@@ -109,6 +109,10 @@ func (in *Installer) lock(ctx context.Context, org string, f func() error) error
 func (in *Installer) Install(ctx context.Context, user Owner, org string) (*registry.Installation, error) {
 	login, err := user.Me(ctx)
 	if err != nil {
+		return nil, err
+	}
+	// One installation per organization, however its name is spelled in the request.
+	if org, err = user.OrgName(ctx, org); err != nil {
 		return nil, err
 	}
 	owner, err := user.IsOwner(ctx, org, login)
@@ -137,12 +141,20 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 			return fmt.Errorf("make the bot account %s an owner of %s: %w", in.cfg.BotLogin, org, err)
 		}
 		inst = &registry.Installation{Forge: "gitea", URL: in.cfg.ForgeURL, Org: org, InstalledBy: login, InstalledAt: time.Now().UTC().Truncate(time.Second)}
+		// Not installed after all: leave nothing behind, the bot's ownership included.
+		undo := func() {
+			ctx := context.WithoutCancel(ctx)
+			if inst.Hook.ID != 0 {
+				_ = in.cfg.Bot.DeleteOrgHook(ctx, org, inst.Hook.ID)
+			}
+			_ = user.RemoveOwner(ctx, org, in.cfg.BotLogin)
+		}
 		if err := in.createHook(ctx, inst); err != nil {
+			undo()
 			return err
 		}
 		if err := in.cfg.Records.PutInstallation(ctx, inst); err != nil {
-			// Not recorded: leave nothing behind.
-			_ = in.cfg.Bot.DeleteOrgHook(context.WithoutCancel(ctx), org, inst.Hook.ID)
+			undo()
 			return err
 		}
 		in.cfg.Log.Info("albatros installed", "org", org, "by", login, "hook", inst.Hook.ID)
@@ -182,6 +194,10 @@ func newSecret() (string, error) {
 // Uninstall removes the webhook, the installation's record and the bot's ownership of org.
 // The caller has checked that the user asking owns org.
 func (in *Installer) Uninstall(ctx context.Context, org string) error {
+	org, err := in.cfg.Bot.OrgName(ctx, org)
+	if err != nil {
+		return err
+	}
 	return in.lock(ctx, org, func() error {
 		inst, err := in.cfg.Records.Installation(ctx, in.OrgURL(org))
 		if errors.Is(err, registry.ErrNotFound) {

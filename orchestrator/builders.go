@@ -3,11 +3,17 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
+
+var namespaceRE = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)
+
+// ValidNamespace reports whether ns is a name Nomad accepts for a namespace.
+func ValidNamespace(ns string) bool { return namespaceRE.MatchString(ns) }
 
 // Builder names a builder job.
 type Builder struct {

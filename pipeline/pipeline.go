@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,10 @@ type Config struct {
 	BaseURL string
 	// Builder is the default builder; a repository may name its own.
 	Builder orchestrator.Builder
+	// BuilderNamespaces are where the builder of an installed organization's repository
+	// (chosen by its owners on the settings page) may come from; a per-repository entry,
+	// written by the operator, may name any.
+	BuilderNamespaces []string
 }
 
 // Pipeline turns events into builds and outcomes into statuses.
@@ -110,6 +115,15 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			builder.Namespace = p.cfg.Builder.Namespace
 		}
 	}
+	if entry.Installed && !slices.Contains(p.cfg.BuilderNamespaces, builder.Namespace) {
+		err := fmt.Errorf("builder %s: its namespace is not one this bot lets organizations use", builder)
+		for _, fl := range flavors {
+			if serr := f.SetStatus(ctx, forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl), State: forge.StateError, Description: err.Error()}); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+		return nil, err
+	}
 	trusted := false
 	if !opts.NoSecrets {
 		if trusted, err = TrustedSource(ctx, f, ev, entry); err != nil {
@@ -143,7 +157,7 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			Meta:             meta(ev, fl),
 			Payload:          payload,
 			HasSecrets:       hasSecrets,
-			IdempotencyToken: idempotencyToken(ev, fl, builder),
+			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets),
 		}
 		d, err := p.dispatch(ctx, req)
 		if err != nil {
@@ -249,9 +263,16 @@ func meta(ev forge.Event, flavor string) map[string]string {
 
 // idempotencyToken identifies a build by what it builds and why, not by delivery: a
 // redelivery of the same event, from the forge or from a second bot, maps to the same build.
-func idempotencyToken(ev forge.Event, flavor string, b orchestrator.Builder) string {
+// Whether the build gets the secrets is part of it: a build that ran without them (its
+// sender's trust could not be checked, or it came through /hook with the token alone)
+// does not stand for one that gets them.
+func idempotencyToken(ev forge.Event, flavor string, b orchestrator.Builder, withSecrets bool) string {
+	secrets := "without-secrets"
+	if withSecrets {
+		secrets = "with-secrets"
+	}
 	h := sha256.New()
-	for _, part := range []string{ev.Repo.CloneURL, ev.Commit, flavor, ev.Trigger(), b.String()} {
+	for _, part := range []string{ev.Repo.CloneURL, ev.Commit, flavor, ev.Trigger(), b.String(), secrets} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

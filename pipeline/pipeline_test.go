@@ -817,3 +817,59 @@ func TestHandleTrustedTeams(t *testing.T) {
 		})
 	}
 }
+
+// A build that ran without the secrets does not stand for one that gets them: a delivery of
+// the same event whose sender's trust can be checked again starts the build with secrets.
+func TestTokenFollowsTheSecrets(t *testing.T) {
+	e := entryWith()
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e)
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{NoSecrets: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := h.builds.Dispatches()
+	if len(reqs) != 3 || reqs[0].IdempotencyToken == reqs[1].IdempotencyToken || reqs[1].IdempotencyToken != reqs[2].IdempotencyToken {
+		t.Fatalf("tokens without, with, with secrets: %+v", reqs)
+	}
+	if started := h.builds.Started(); len(started) != 2 {
+		t.Errorf("%d builds started, want one without and one with the secrets", len(started))
+	}
+}
+
+// The builder an installed organization's owners choose must come from an allowed
+// namespace; an operator's own entry may name any.
+func TestInstalledBuilderNamespaces(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		installed bool
+		ns        string
+		ok        bool
+	}{
+		{"installed, allowed namespace", true, "ci", true},
+		{"installed, another tenant's namespace", true, "payroll", false},
+		{"operator's entry, any namespace", false, "payroll", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entryWith()
+			e.Installed = tt.installed
+			e.Builder = &registry.Builder{Job: "their-job", Namespace: tt.ns}
+			h := newHarness(e)
+			h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, BuilderNamespaces: []string{"ci"}})
+			_, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{})
+			if got := len(h.builds.Dispatches()) == 1; got != tt.ok || (err == nil) != tt.ok {
+				t.Fatalf("dispatched %v, err %v; want dispatched %v", got, err, tt.ok)
+			}
+			if !tt.ok {
+				if s := h.forge.Statuses(); len(s) != 1 || s[0].State != forge.StateError || !strings.Contains(s[0].Description, "not one this bot lets organizations use") {
+					t.Errorf("statuses %+v", s)
+				}
+			}
+		})
+	}
+}

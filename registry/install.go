@@ -64,7 +64,10 @@ type Trusted struct {
 }
 
 // OrgURL is the installation's organization URL, its key in the registry.
-func (i *Installation) OrgURL() string { return strings.TrimSuffix(i.URL, "/") + "/" + i.Org }
+func (i *Installation) OrgURL() string { return OrgURLOf(i.URL, i.Org) }
+
+// OrgURLOf is the URL of the organization org on the forge at forgeURL.
+func OrgURLOf(forgeURL, org string) string { return strings.TrimSuffix(forgeURL, "/") + "/" + org }
 
 // Errors of the installation records.
 var (
@@ -136,21 +139,17 @@ func (r *Registry) PutInstallation(ctx context.Context, inst *Installation) erro
 		return err
 	}
 	key := r.InstallKey(inst.OrgURL())
-	ok, _, err := r.kv.CAS(&consul.KVPair{Key: key, Value: b, ModifyIndex: inst.index}, (&consul.WriteOptions{}).WithContext(ctx))
+	// A transaction, so that the index it answers is the one of this write: the record may
+	// be written again from inst, and only if nobody wrote it since.
+	ok, resp, _, err := r.client.Txn().Txn(consul.TxnOps{{KV: &consul.KVTxnOp{Verb: consul.KVCAS, Key: key, Value: b, Index: inst.index}}},
+		(&consul.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("%w: consul cas %s: %w", ErrUnavailable, key, err)
 	}
-	if !ok {
+	if !ok || resp == nil || len(resp.Results) != 1 || resp.Results[0].KV == nil {
 		return fmt.Errorf("installation of %s: %w", inst.OrgURL(), ErrConflict)
 	}
-	// The index after the write: read it back (Consul's CAS answers only true or false).
-	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
-	}
-	if pair != nil {
-		inst.index = pair.ModifyIndex
-	}
+	inst.index = resp.Results[0].KV.ModifyIndex
 	return nil
 }
 
@@ -284,7 +283,10 @@ func (r *Registry) Reseal(ctx context.Context) (int, error) {
 		if string(before) == string(after) {
 			continue
 		}
-		if err := r.PutInstallation(ctx, inst); err != nil && !errors.Is(err, ErrConflict) {
+		switch err := r.PutInstallation(ctx, inst); {
+		case errors.Is(err, ErrConflict):
+			continue // changed meanwhile: its writer sealed with the current key
+		case err != nil:
 			return n, err
 		}
 		n++

@@ -190,9 +190,11 @@ func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {
 	return &org, nil
 }
 
-// Lock takes the lock name (a key under the prefix's locks/) for as long as the bot's
-// Consul session lives, trying once: ok is false when another holder has it. Call unlock
-// when done. Two bots that take the same lock before acting do not act at once.
+// Lock takes the lock name (a key under the prefix's locks/), trying for a second: ok is
+// false when another holder has it. Call unlock when done. Two bots that take the same
+// lock before acting do not act at once. The lock lasts as long as the Consul session the
+// client renews (TTL 15 s): a holder that loses it (Consul down for longer) is not told, so
+// what runs under a lock also writes with a check-and-set.
 func (r *Registry) Lock(ctx context.Context, name string) (unlock func(), ok bool, err error) {
 	l, err := r.client.LockOpts(&consul.LockOptions{
 		Key:          r.prefix + "locks/" + name,
@@ -204,15 +206,11 @@ func (r *Registry) Lock(ctx context.Context, name string) (unlock func(), ok boo
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: lock %s: %w", ErrUnavailable, name, err)
 	}
+	// Acquiring stops when ctx ends; once Lock returns, nothing watches ctx any more.
 	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			close(stop)
-		case <-stop:
-		}
-	}()
+	cancelStop := context.AfterFunc(ctx, func() { close(stop) })
 	held, err := l.Lock(stop)
+	cancelStop()
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: lock %s: %w", ErrUnavailable, name, err)
 	}

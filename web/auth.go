@@ -57,8 +57,10 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if e := q.Get("error"); e != "" {
-		wb.fail(w, r, http.StatusForbidden, "Not signed in", "Gitea answered: "+e+" "+q.Get("error_description"))
+	if q.Get("error") != "" {
+		// Gitea's words travel in the URL, which anyone can write: they are logged, not shown.
+		wb.cfg.Log.Info("sign-in declined", "error", q.Get("error"), "description", q.Get("error_description"))
+		wb.fail(w, r, http.StatusForbidden, "Not signed in", "The sign-in was cancelled or refused on Gitea.")
 		return
 	}
 	var f flow
@@ -103,20 +105,23 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, localPath(f.Next), http.StatusSeeOther)
 		return
 	}
-	if _, err := wb.cfg.Installer.Install(ctx, user, f.Install); err != nil {
+	inst, err := wb.cfg.Installer.Install(ctx, user, f.Install)
+	if err != nil {
 		wb.cfg.Log.Warn("install", "org", f.Install, "user", login, "err", err)
-		code, msg := http.StatusBadGateway, "Albatros could not be installed on "+f.Install+": "+err.Error()
+		code, msg := http.StatusBadGateway, "Albatros could not be installed on "+f.Install+": Gitea or Consul did not answer as expected (the bot's log says more). Try again."
 		switch {
 		case errors.Is(err, install.ErrNotOwner):
 			code, msg = http.StatusForbidden, "You are not an owner of "+f.Install+"."
 		case errors.Is(err, install.ErrBusy):
-			code = http.StatusConflict
+			code, msg = http.StatusConflict, install.ErrBusy.Error()
+		case errors.Is(err, registry.ErrUnavailable):
+			code = http.StatusServiceUnavailable
 		}
 		wb.fail(w, r, code, "Not installed", msg)
 		return
 	}
-	wb.owners.put(f.Install+"\x00"+login, true)
-	http.Redirect(w, r, "/orgs/"+url.PathEscape(f.Install)+"?done=installed", http.StatusSeeOther)
+	wb.owners.put(inst.Org+"\x00"+login, true)
+	http.Redirect(w, r, "/orgs/"+url.PathEscape(inst.Org)+"?done=installed", http.StatusSeeOther)
 }
 
 // ownedOrgs are the organizations user owns.
@@ -147,11 +152,16 @@ func (wb *Web) logout(w http.ResponseWriter, r *http.Request) {
 
 // owner lets a request through only for a signed-in owner of the organization {org}: an
 // anonymous visitor is sent to sign in (and back), anyone else gets 403. Ownership is
-// checked on Gitea with the bot's account, and trusted for a minute at most; installing
-// on an organization the bot cannot see yet relies on the session's list, and the install
-// itself checks again with the user's own token.
-func (wb *Web) owner(next http.Handler) http.Handler {
+// checked on Gitea with the bot's account, and trusted for a minute at most. With listed,
+// the organizations the session lists as owned at sign-in pass too: the bot may not see a
+// private organization it is not (or no longer) in, and Install checks again with the
+// user's own token.
+func (wb *Web) owner(next http.Handler, listed bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if wb.cfg.OAuth == nil || wb.cfg.Bot == nil || wb.cfg.Installer == nil {
+			wb.fail(w, r, http.StatusNotFound, "Not available", wb.cfg.DisabledReason)
+			return
+		}
 		s, ok := wb.session(r)
 		if !ok {
 			target := r.URL.RequestURI()
@@ -162,6 +172,10 @@ func (wb *Web) owner(next http.Handler) http.Handler {
 			return
 		}
 		org := r.PathValue("org")
+		if listed && slices.Contains(s.Orgs, org) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		owns, err := wb.isOwner(r.Context(), org, s)
 		if err != nil {
 			wb.cfg.Log.Warn("owner check", "org", org, "user", s.Login, "err", err)
@@ -184,17 +198,6 @@ func (wb *Web) isOwner(ctx context.Context, org string, s session) (bool, error)
 	ok, err := wb.cfg.Bot.IsOwner(ctx, org, s.Login)
 	if err != nil {
 		return false, err
-	}
-	// The bot sees only the organizations it may see: a private one it is not in yet is
-	// known from the session (its install checks again with the user's token).
-	if !ok && slices.Contains(s.Orgs, org) {
-		_, err := wb.cfg.Records.Installation(ctx, wb.cfg.Installer.OrgURL(org))
-		if errors.Is(err, registry.ErrNotFound) {
-			return true, nil // not installed: only Install acts on it, checking again
-		}
-		if err != nil {
-			return false, err
-		}
 	}
 	wb.owners.put(key, ok)
 	return ok, nil

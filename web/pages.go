@@ -108,15 +108,7 @@ func (wb *Web) install(w http.ResponseWriter, r *http.Request) {
 func (wb *Web) uninstall(w http.ResponseWriter, r *http.Request) {
 	org := r.PathValue("org")
 	if err := wb.cfg.Installer.Uninstall(r.Context(), org); err != nil {
-		wb.cfg.Log.Warn("uninstall", "org", org, "err", err)
-		code := http.StatusBadGateway
-		switch {
-		case errors.Is(err, install.ErrNotInstalled):
-			code = http.StatusNotFound
-		case errors.Is(err, install.ErrBusy):
-			code = http.StatusConflict
-		}
-		wb.fail(w, r, code, "Not uninstalled", "Albatros could not be uninstalled from "+org+": "+err.Error())
+		wb.installFailed(w, r, "Not uninstalled", "Albatros could not be uninstalled from "+org, err)
 		return
 	}
 	s, _ := wb.session(r)
@@ -129,12 +121,7 @@ func (wb *Web) check(w http.ResponseWriter, r *http.Request) {
 	org := r.PathValue("org")
 	repaired, err := wb.cfg.Installer.Check(r.Context(), org)
 	if err != nil {
-		wb.cfg.Log.Warn("check", "org", org, "err", err)
-		code := http.StatusBadGateway
-		if errors.Is(err, registry.ErrNotFound) {
-			code = http.StatusNotFound
-		}
-		wb.fail(w, r, code, "Not checked", "The installation on "+org+" could not be checked: "+err.Error())
+		wb.installFailed(w, r, "Not checked", "The installation on "+org+" could not be checked", err)
 		return
 	}
 	code := "checked"
@@ -142,6 +129,24 @@ func (wb *Web) check(w http.ResponseWriter, r *http.Request) {
 		code = "repaired"
 	}
 	wb.redirectDone(w, r, code)
+}
+
+// installFailed answers an error of uninstalling or checking with its status and a short
+// message; the detail goes to the log.
+func (wb *Web) installFailed(w http.ResponseWriter, r *http.Request, title, what string, err error) {
+	wb.cfg.Log.Warn(strings.ToLower(title), "org", r.PathValue("org"), "err", err)
+	code, why := http.StatusBadGateway, "Gitea did not answer as expected (the bot's log says more)."
+	switch {
+	case errors.Is(err, install.ErrNotInstalled), errors.Is(err, registry.ErrNotFound):
+		code, why = http.StatusNotFound, "Albatros is not installed there."
+	case errors.Is(err, install.ErrBusy):
+		code, why = http.StatusConflict, install.ErrBusy.Error()+"."
+	case errors.Is(err, install.ErrLostOwnership):
+		code, why = http.StatusConflict, "the bot's account is no longer an owner of the organization: install Albatros there again."
+	case errors.Is(err, registry.ErrUnavailable):
+		code, why = http.StatusServiceUnavailable, "Consul is unavailable."
+	}
+	wb.fail(w, r, code, title, what+": "+why)
 }
 
 // settingsPage is the data of the organization's and a repository's pages.
@@ -214,6 +219,10 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 	}
 	now := time.Now()
 	for _, s := range summaries {
+		// A repository's page: its clone URL exactly (…/app.git is a prefix of …/app.github.git).
+		if repo != "" && s.Meta["REPO_URL"] != prefix {
+			continue
+		}
 		d.Builds = append(d.Builds, wb.buildRow(s, now))
 	}
 	wb.render(w, code, name, d)
@@ -259,10 +268,9 @@ func (wb *Web) repoPage(w http.ResponseWriter, r *http.Request) {
 // What the settings forms accept: every value ends up in a Nomad meta, a shell or a forge
 // API call.
 var (
-	nameRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
-	secretRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	jobRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	namespaceRE = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+	secretRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	jobRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 )
 
 // MaxSecret is the longest secret value accepted.
@@ -281,19 +289,20 @@ func list(v string) []string {
 
 // change applies f to {org}'s installation, read afresh, and writes it with a
 // check-and-set, again when another change came first. f returns a problem to show the
-// user (nothing is written then).
-func (wb *Web) change(w http.ResponseWriter, r *http.Request, f func(inst *registry.Installation, repo string) (problem string)) {
+// user (nothing is written then). change answers itself unless it wrote, and reports
+// whether it did.
+func (wb *Web) change(w http.ResponseWriter, r *http.Request, f func(inst *registry.Installation, repo string) (problem string)) bool {
 	inst := wb.installation(w, r)
 	if inst == nil {
-		return
+		return false
 	}
 	repo, ok := wb.repo(w, r, inst)
 	if !ok {
-		return
+		return false
 	}
 	if err := r.ParseForm(); err != nil {
 		wb.settingsPage(w, r, inst, repo, http.StatusBadRequest, "The form could not be read.")
-		return
+		return false
 	}
 	for attempt := 0; ; attempt++ {
 		if problem := f(inst, repo); problem != "" {
@@ -301,22 +310,21 @@ func (wb *Web) change(w http.ResponseWriter, r *http.Request, f func(inst *regis
 			if fresh := wb.installation(w, r); fresh != nil {
 				wb.settingsPage(w, r, fresh, repo, http.StatusBadRequest, problem)
 			}
-			return
+			return false
 		}
 		err := wb.cfg.Records.PutInstallation(r.Context(), inst)
 		if err == nil {
-			break
+			return true
 		}
 		if !errors.Is(err, registry.ErrConflict) || attempt == 3 {
 			wb.cfg.Log.Warn("write installation", "org", inst.Org, "err", err)
 			wb.fail(w, r, http.StatusServiceUnavailable, "Not saved", "the settings could not be written to Consul")
-			return
+			return false
 		}
 		if inst = wb.installation(w, r); inst == nil {
-			return
+			return false
 		}
 	}
-	return
 }
 
 func (wb *Web) redirectDone(w http.ResponseWriter, r *http.Request, code string) {
@@ -328,8 +336,7 @@ func (wb *Web) redirectDone(w http.ResponseWriter, r *http.Request, code string)
 }
 
 func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
-	wrote := false
-	wb.change(w, r, func(inst *registry.Installation, repo string) string {
+	if wb.change(w, r, func(inst *registry.Installation, repo string) string {
 		s := inst.SettingsOf(repo)
 		s.Trusted.Users, s.Trusted.Teams, s.Flavors = list(r.PostFormValue("users")), list(r.PostFormValue("teams")), list(r.PostFormValue("flavors"))
 		for _, u := range append(slices.Clone(s.Trusted.Users), s.Trusted.Teams...) {
@@ -345,35 +352,41 @@ func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
 		job, ns := strings.TrimSpace(r.PostFormValue("builder_job")), strings.TrimSpace(r.PostFormValue("builder_namespace"))
 		s.Builder = nil
 		if job != "" {
-			if !jobRE.MatchString(job) || (ns != "" && !namespaceRE.MatchString(ns)) {
+			if !jobRE.MatchString(job) || (ns != "" && !orchestrator.ValidNamespace(ns)) {
 				return "The builder's job or namespace is not a Nomad name."
 			}
 			b := orchestrator.Builder{Namespace: ns, Job: job}
 			if b.Namespace == "" {
 				b.Namespace = wb.cfg.DefaultBuilder.Namespace
 			}
+			if !slices.Contains(wb.cfg.BuilderNamespaces, b.Namespace) {
+				return fmt.Sprintf("The builder was not saved: builders of installed organizations come from the namespaces %s.", strings.Join(wb.cfg.BuilderNamespaces, ", "))
+			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 			err := wb.cfg.Builds.CheckBuilder(ctx, b)
 			cancel()
-			if err != nil {
+			switch {
+			case errors.Is(err, orchestrator.ErrContract):
 				return "The builder was not saved: " + err.Error()
+			case errors.Is(err, orchestrator.ErrNotFound):
+				return fmt.Sprintf("The builder was not saved: there is no job %s in Nomad.", b)
+			case err != nil:
+				wb.cfg.Log.Warn("check builder", "builder", b.String(), "err", err)
+				return "The builder was not saved: Nomad could not be asked about it."
 			}
 			s.Builder = &registry.Builder{Job: job, Namespace: ns}
 		} else if ns != "" {
 			return "A builder namespace needs a builder job."
 		}
 		inst.SetSettings(repo, s)
-		wrote = true
 		return ""
-	})
-	if wrote {
+	}) {
 		wb.redirectDone(w, r, "saved")
 	}
 }
 
 func (wb *Web) setSecret(w http.ResponseWriter, r *http.Request) {
-	wrote := false
-	wb.change(w, r, func(inst *registry.Installation, repo string) string {
+	if wb.change(w, r, func(inst *registry.Installation, repo string) string {
 		name, value := strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("value")
 		switch {
 		case !secretRE.MatchString(name):
@@ -384,17 +397,14 @@ func (wb *Web) setSecret(w http.ResponseWriter, r *http.Request) {
 		if err := wb.cfg.Records.SetSecret(inst, repo, name, value); err != nil {
 			return "The secret could not be sealed: " + err.Error()
 		}
-		wrote = true
 		return ""
-	})
-	if wrote {
+	}) {
 		wb.redirectDone(w, r, "secret-set")
 	}
 }
 
 func (wb *Web) deleteSecret(w http.ResponseWriter, r *http.Request) {
-	wrote := false
-	wb.change(w, r, func(inst *registry.Installation, repo string) string {
+	if wb.change(w, r, func(inst *registry.Installation, repo string) string {
 		s := inst.SettingsOf(repo)
 		name := r.PostFormValue("name")
 		if _, ok := s.Secrets[name]; !ok {
@@ -402,10 +412,8 @@ func (wb *Web) deleteSecret(w http.ResponseWriter, r *http.Request) {
 		}
 		delete(s.Secrets, name)
 		inst.SetSettings(repo, s)
-		wrote = true
 		return ""
-	})
-	if wrote {
+	}) {
 		wb.redirectDone(w, r, "secret-deleted")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 )
@@ -122,11 +123,21 @@ func randomString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// localPath keeps a redirect target on the bot: a path of its own, or "/".
+// localPath keeps a redirect target on the bot: a clean path of its own (with its query),
+// or "/". A path is cleaned before it is checked, as http.Redirect cleans it before it
+// sends it: "/./\\evil.example.com" must not become "/\\evil.example.com".
 func localPath(next string) string {
 	u, err := url.Parse(next)
-	if err != nil || next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || u.Host != "" || u.Scheme != "" {
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") ||
+		strings.ContainsAny(next, "\\\r\n\t") || strings.ContainsAny(u.Path, "\\\r\n\t") {
 		return "/"
 	}
-	return next
+	clean := path.Clean(u.EscapedPath())
+	if strings.HasPrefix(clean, "//") {
+		return "/"
+	}
+	if u.RawQuery != "" {
+		clean += "?" + u.RawQuery
+	}
+	return clean
 }

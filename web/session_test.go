@@ -161,6 +161,12 @@ func TestLocalPath(t *testing.T) {
 		"/\\evil.example.com":       "/",
 		"orgs":                      "/",
 		"javascript:alert(1)":       "/",
+		"/./%5Cevil.example.com":    "/",
+		"/.//evil.example.com":      "/evil.example.com",
+		"/orgs/../\\evil":           "/",
+		"/a/../b":                   "/b",
+		"/%2F%2Fevil.example.com":   "/%2F%2Fevil.example.com",
+		"/x\nLocation: y":           "/",
 	} {
 		if got := localPath(in); got != want {
 			t.Errorf("localPath(%q) = %q, want %q", in, got, want)

@@ -77,9 +77,11 @@ type Config struct {
 	Records    records
 	Builds     builds
 	Forge      ForgeFor
-	// DefaultBuilder is the builder of repositories that name none.
-	DefaultBuilder orchestrator.Builder
-	Log            *slog.Logger
+	// DefaultBuilder is the builder of repositories that name none; BuilderNamespaces the
+	// Nomad namespaces an organization's owners may choose a builder from.
+	DefaultBuilder    orchestrator.Builder
+	BuilderNamespaces []string
+	Log               *slog.Logger
 }
 
 // Web serves the pages.
@@ -102,29 +104,32 @@ type Route struct {
 	Method, Pattern string
 	// Admin routes need a signed-in owner of the organization: an anonymous visitor is
 	// sent to sign in, anyone else gets 403.
-	Admin  bool
+	Admin bool
+	// listed: the session's list of owned organizations suffices (Install, which checks
+	// again with the user's token).
+	listed bool
 	handle func(w http.ResponseWriter, r *http.Request)
 }
 
 // Routes lists every route of the pages, for the router and for tests that go over them.
 func (wb *Web) Routes() []Route {
 	return []Route{
-		{"GET", "/{$}", false, wb.home},
-		{"GET", "/login", false, wb.login},
-		{"GET", "/login/gitea/callback", false, wb.callback},
-		{"POST", "/logout", false, wb.logout},
-		{"GET", "/orgs", false, wb.orgs},
-		{"POST", "/orgs/{org}/install", true, wb.install},
-		{"POST", "/orgs/{org}/uninstall", true, wb.uninstall},
-		{"POST", "/orgs/{org}/check", true, wb.check},
-		{"GET", "/orgs/{org}", true, wb.orgPage},
-		{"POST", "/orgs/{org}/settings", true, wb.saveSettings},
-		{"POST", "/orgs/{org}/secrets", true, wb.setSecret},
-		{"POST", "/orgs/{org}/secrets/delete", true, wb.deleteSecret},
-		{"GET", "/orgs/{org}/repos/{repo}", true, wb.repoPage},
-		{"POST", "/orgs/{org}/repos/{repo}/settings", true, wb.saveSettings},
-		{"POST", "/orgs/{org}/repos/{repo}/secrets", true, wb.setSecret},
-		{"POST", "/orgs/{org}/repos/{repo}/secrets/delete", true, wb.deleteSecret},
+		{"GET", "/{$}", false, false, wb.home},
+		{"GET", "/login", false, false, wb.login},
+		{"GET", "/login/gitea/callback", false, false, wb.callback},
+		{"POST", "/logout", false, false, wb.logout},
+		{"GET", "/orgs", false, false, wb.orgs},
+		{"POST", "/orgs/{org}/install", true, true, wb.install},
+		{"POST", "/orgs/{org}/uninstall", true, false, wb.uninstall},
+		{"POST", "/orgs/{org}/check", true, false, wb.check},
+		{"GET", "/orgs/{org}", true, false, wb.orgPage},
+		{"POST", "/orgs/{org}/settings", true, false, wb.saveSettings},
+		{"POST", "/orgs/{org}/secrets", true, false, wb.setSecret},
+		{"POST", "/orgs/{org}/secrets/delete", true, false, wb.deleteSecret},
+		{"GET", "/orgs/{org}/repos/{repo}", true, false, wb.repoPage},
+		{"POST", "/orgs/{org}/repos/{repo}/settings", true, false, wb.saveSettings},
+		{"POST", "/orgs/{org}/repos/{repo}/secrets", true, false, wb.setSecret},
+		{"POST", "/orgs/{org}/repos/{repo}/secrets/delete", true, false, wb.deleteSecret},
 	}
 }
 
@@ -135,7 +140,7 @@ func (wb *Web) Register(mux *http.ServeMux) {
 	for _, rt := range wb.Routes() {
 		h := http.Handler(http.HandlerFunc(rt.handle))
 		if rt.Admin {
-			h = wb.owner(h)
+			h = wb.owner(h, rt.listed)
 		}
 		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(wb.securityHeaders(h)))
 	}

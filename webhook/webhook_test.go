@@ -772,23 +772,42 @@ func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
 	}
 }
 
-// Bodies being read before authentication share one memory budget: past it, a delivery is
-// answered 503 at once, and the budget comes back when a read ends, however it ends.
+// Bodies being read before authentication share one memory budget, charged as the bytes
+// arrive: past it, a delivery is answered 503, and the budget comes back when a read ends,
+// however it ends. A client that announces much and sends little holds little.
 func TestIntakeReadBudget(t *testing.T) {
-	const budget = 1 << 20
+	const budget = 1<<20 + 1<<18 // 1.25 MiB
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{}
 	in := webhook.New(repos, h, quiet(), webhook.Options{ReadBudget: budget})
 	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	big := padded(t, 400_000)
 
-	// A client that announces 800 kB and sends a few bytes holds 800 kB of the budget.
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	// A client that announces 8 MB and sends a few bytes holds a first buffer only.
+	liar, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST /webhook/gitea HTTP/1.1\r\nHost: x\r\nX-Gitea-Event: push\r\nContent-Type: application/json\r\nContent-Length: 800000\r\n\r\n{\"repo")
+	defer liar.Close()
+	fmt.Fprintf(liar, "POST /webhook/gitea HTTP/1.1\r\nHost: x\r\nX-Gitea-Event: push\r\nContent-Length: 8000000\r\n\r\n{\"repo")
+	time.Sleep(100 * time.Millisecond)
+	if resp, got := post(t, srv.URL+"/webhook/gitea", "push", "big", big, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a 400 kB delivery beside a client that announced 8 MB: %d %q, want 202", resp.StatusCode, got)
+	}
 
-	big := padded(t, 400_000)
+	// A client that sent 700 kB of 800 kB holds 1 MiB (its buffer, doubled as it grew).
+	slow, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(slow, "POST /webhook/gitea HTTP/1.1\r\nHost: x\r\nX-Gitea-Event: push\r\nContent-Type: application/json\r\nContent-Length: 800000\r\n\r\n")
+	if _, err := slow.Write(bytes.Repeat([]byte(" "), 700_000)); err != nil {
+		t.Fatal(err)
+	}
+	// Time for the bot to read them (loopback: milliseconds), before another delivery
+	// competes for the budget.
+	time.Sleep(300 * time.Millisecond)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, got := post(t, srv.URL+"/webhook/gitea", "push", "big", big, bothSigs(repoSecret), nil)
@@ -796,17 +815,16 @@ func TestIntakeReadBudget(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("a 400 kB delivery beside a held 800 kB read: %d %q, want 503 busy", resp.StatusCode, got)
+			t.Fatalf("a 400 kB delivery beside 700 kB held: %d %q, want 503 busy", resp.StatusCode, got)
 		}
-		time.Sleep(20 * time.Millisecond) // the slow client's headers may not be read yet
+		time.Sleep(20 * time.Millisecond) // the slow client's bytes may not be read yet
 	}
 	// A small delivery still fits.
-	c := load(t, "push_branch.json")
 	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("a small delivery beside the held read: %d %q, want 202", resp.StatusCode, got)
 	}
 	// The slow client gives up: its budget comes back.
-	conn.Close()
+	slow.Close()
 	for {
 		resp, got := post(t, srv.URL+"/webhook/gitea", "push", "big", big, bothSigs(repoSecret), nil)
 		if resp.StatusCode == http.StatusAccepted {
@@ -817,9 +835,10 @@ func TestIntakeReadBudget(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	liar.Close()
 	in.Wait()
-	if n := len(h.calls()); n != 2 {
-		t.Errorf("handed on %d events, want the 2 accepted", n)
+	if n := len(h.calls()); n != 3 {
+		t.Errorf("handed on %d events, want the 3 accepted", n)
 	}
 	// A body announced larger than the endpoint reads is refused before it is read.
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhook/gitea", io.LimitReader(neverEnding{}, forges.MaxGiteaBody+1))

@@ -109,6 +109,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Forge:   fs.For,
 		BaseURL: cfg.URL,
 		Builder: defaultBuilder,
+
+		BuilderNamespaces: cfg.BuilderNamespaces,
 	})
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets})
 
@@ -136,7 +138,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	webCfg := web.Config{
 		BaseURL: cfg.URL, GiteaURL: cfg.GiteaURL, Keys: keys, BotLogin: botLogin,
 		Records: repos, Builds: nomad, Forge: fs.For,
-		DefaultBuilder: defaultBuilder, Log: log,
+		DefaultBuilder: defaultBuilder, BuilderNamespaces: cfg.BuilderNamespaces, Log: log,
 		UserClient: func(token string) install.Owner { return gitea.New(cfg.GiteaURL, token, nil) },
 	}
 	if bot != nil {

@@ -21,7 +21,7 @@ var (
 )
 
 // pageSize is what the bot asks per page of a list; Gitea caps it at its MAX_RESPONSE_ITEMS
-// (50 by default), and a short page ends the list.
+// (50 by default).
 const pageSize = 50
 
 // all collects every page of a list.
@@ -33,7 +33,9 @@ func all[T any](list func(opt sdk.ListOptions) ([]T, *sdk.Response, error)) ([]T
 			return nil, err
 		}
 		out = append(out, items...)
-		if len(items) < pageSize || page >= 1000 {
+		// Gitea caps a page at its MAX_RESPONSE_ITEMS, which may be below pageSize: only an
+		// empty page ends the list for sure.
+		if len(items) == 0 || page >= 1000 {
 			return out, nil
 		}
 	}
@@ -106,6 +108,19 @@ func (c *Client) DeleteOrgHook(ctx context.Context, org string, id int64) error 
 		return fmt.Errorf("gitea: delete hook %d of %s: %w", id, org, err)
 	}
 	return nil
+}
+
+// OrgName returns org's name as Gitea spells it.
+func (c *Client) OrgName(ctx context.Context, org string) (string, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return "", err
+	}
+	o, _, err := cl.GetOrg(org)
+	if err != nil {
+		return "", fmt.Errorf("gitea: organization %s: %w", org, err)
+	}
+	return o.UserName, nil
 }
 
 // IsOwner reports whether user owns org.

@@ -176,7 +176,9 @@ func (c *Client) IsPrivate(ctx context.Context, repo forge.Repo) (bool, error) {
 	return r.GetPrivate() || r.GetVisibility() == "internal", nil
 }
 
-// CanRead reports whether user, a GitHub login, may read repo.
+// CanRead reports whether user, a GitHub login, may read repo. The bot's sign-in is
+// Gitea's, so its log pages do not ask it (a private GitHub repository's logs are refused);
+// it completes forge.RepoReaders for a GitHub sign-in to come.
 func (c *Client) CanRead(ctx context.Context, repo forge.Repo, user string) (bool, error) {
 	p, resp, err := c.api.Repositories.GetPermissionLevel(ctx, repo.Owner, repo.Name, user)
 	if err != nil {
