@@ -82,7 +82,7 @@ func slowBot(t *testing.T) *testenv.Bot {
 		t.Fatalf("start a second bot: %v", err)
 	}
 	t.Cleanup(b.Stop)
-	dumpLogOnFailure(t, b)
+	b.LogOnFailure(t)
 	return b
 }
 

@@ -69,19 +69,6 @@ func bot(t *testing.T) *testenv.Bot {
 	return theBot
 }
 
-// dumpLogOnFailure shows the end of the bot's log when the test fails.
-func dumpLogOnFailure(t *testing.T, b *testenv.Bot) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			log := b.Log()
-			if len(log) > 20000 {
-				log = log[len(log)-20000:]
-			}
-			t.Logf("albatros-bot log (end):\n%s", log)
-		}
-	})
-}
-
 // project is one test's repository: its owner, org, registry entry and webhook.
 type project struct {
 	t      *testing.T
@@ -104,7 +91,7 @@ type entry map[string]any
 func newProject(t *testing.T, e entry, path string) *project {
 	t.Helper()
 	b := bot(t)
-	dumpLogOnFailure(t, b)
+	b.LogOnFailure(t)
 	g := env.Gitea(t)
 	p := &project{t: t, g: g, secret: "whsec-" + testenv.UniqueName("s"), token: "tok-" + testenv.UniqueName("t")}
 	p.owner = g.CreateUser(t, testenv.UniqueName("owner"))

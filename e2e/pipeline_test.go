@@ -155,14 +155,14 @@ printf '%s' "${DEPLOY_TOKEN%%-4711}"; sleep 1; echo "-4711"
 	_, untrustedJob := jobFromLink(t, untrusted.TargetURL)
 	_, trustedJob := jobFromLink(t, trusted.TargetURL)
 	_, sneakyJob := jobFromLink(t, sneaky.TargetURL)
-	if raw := nomadLog(t, untrustedJob); !strings.Contains(raw, "token=[none] injected=[none]") {
+	if raw := env.Nomad(t).BuildLog(t, "ci", untrustedJob); !strings.Contains(raw, "token=[none] injected=[none]") {
 		t.Fatalf("untrusted build saw secrets:\n%s", raw)
 	}
-	if raw := nomadLog(t, sneakyJob); !strings.Contains(raw, "token=[none] injected=[none]") {
+	if raw := env.Nomad(t).BuildLog(t, "ci", sneakyJob); !strings.Contains(raw, "token=[none] injected=[none]") {
 		t.Fatalf("an untrusted fork's code, in a pull request opened by a trusted user, saw secrets:\n%s", raw)
 	}
 	// Nomad's own log proves the trusted build received them...
-	raw := nomadLog(t, trustedJob)
+	raw := env.Nomad(t).BuildLog(t, "ci", trustedJob)
 	if !strings.Contains(raw, "token=["+token+"] injected=[injected-value-0815]") || !strings.Contains(raw, key) {
 		t.Fatalf("trusted build did not get the secrets:\n%s", raw)
 	}
@@ -187,29 +187,6 @@ printf '%s' "${DEPLOY_TOKEN%%-4711}"; sleep 1; echo "-4711"
 			t.Errorf("status shows the secret: %+v", st)
 		}
 	}
-}
-
-// nomadLog reads a build's stdout straight from Nomad, bypassing the bot.
-func nomadLog(t *testing.T, job string) string {
-	t.Helper()
-	c := env.Nomad(t).Client(t)
-	q := &nomad.QueryOptions{Namespace: "ci"}
-	stubs, _, err := c.Jobs().Allocations(job, true, q)
-	if err != nil || len(stubs) == 0 {
-		t.Fatalf("allocations of %s: %v %v", job, stubs, err)
-	}
-	a, _, err := c.Allocations().Info(stubs[0].ID, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel := make(chan struct{})
-	defer close(cancel)
-	frames, _ := c.AllocFS().Logs(a, false, "executor", "stdout", "start", 0, cancel, q)
-	var out bytes.Buffer
-	for f := range frames {
-		out.Write(f.Data)
-	}
-	return out.String()
 }
 
 func TestBadDeliveriesChangeNothing(t *testing.T) {

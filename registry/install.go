@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -345,18 +344,4 @@ func union(a, b []string) []string {
 		}
 	}
 	return out
-}
-
-// RepoName is the name of the repository at cloneURL (http://host/org/app.git gives app).
-func RepoName(cloneURL string) (string, error) {
-	u, err := url.Parse(cloneURL)
-	if err != nil {
-		return "", err
-	}
-	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
-	i := strings.LastIndexByte(p, '/')
-	if i < 0 || i == len(p)-1 {
-		return "", fmt.Errorf("clone url %q names no repository", cloneURL)
-	}
-	return p[i+1:], nil
 }

@@ -268,17 +268,30 @@ func (r *Registry) put(ctx context.Context, key string, v any) error {
 // OrgURL is the URL of the owner of the repository at cloneURL (http://host/org/repo.git
 // gives http://host/org).
 func OrgURL(cloneURL string) (string, error) {
+	org, _, err := splitCloneURL(cloneURL)
+	return org, err
+}
+
+// RepoName is the name of the repository at cloneURL (http://host/org/app.git gives app).
+func RepoName(cloneURL string) (string, error) {
+	_, name, err := splitCloneURL(cloneURL)
+	return name, err
+}
+
+// splitCloneURL cuts a clone URL into its owner's URL (without user info, query or
+// fragment) and the repository's name.
+func splitCloneURL(cloneURL string) (ownerURL, name string, err error) {
 	u, err := url.Parse(cloneURL)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), ".git")
 	i := strings.LastIndexByte(p, '/')
-	if i <= 0 {
-		return "", fmt.Errorf("clone url %q has no owner", cloneURL)
+	if i <= 0 || i == len(p)-1 {
+		return "", "", fmt.Errorf("clone url %q does not name owner/repository", cloneURL)
 	}
 	u.Path = p[:i]
 	u.User = nil
 	u.RawQuery, u.Fragment = "", ""
-	return u.String(), nil
+	return u.String(), p[i+1:], nil
 }

@@ -329,6 +329,9 @@ func TestOrgURL(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("OrgURL(%q) = %q, %v; want %q", tt.cloneURL, got, err, tt.want)
 		}
+		if name, err := registry.RepoName(tt.cloneURL); err != nil || name != "repo" {
+			t.Errorf("RepoName(%q) = %q, %v; want repo", tt.cloneURL, name, err)
+		}
 	}
 }
 

@@ -118,3 +118,20 @@ func (b *Bot) RSS() (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", b.PID())
 }
+
+// LogOnFailure shows the end of the bot's log in t's output when t fails.
+func (b *Bot) LogOnFailure(t interface {
+	Cleanup(func())
+	Failed() bool
+	Logf(format string, args ...any)
+}) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			log := b.Log()
+			if len(log) > 20000 {
+				log = log[len(log)-20000:]
+			}
+			t.Logf("albatros-bot log (end):\n%s", log)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -154,4 +155,28 @@ func (n *Nomad) CreateNamespace(t T, name string) string {
 		t.Fatalf("create nomad namespace %s: %v", name, err)
 	}
 	return name
+}
+
+// BuildLog reads the stdout of a build's executor task straight from Nomad, bypassing the
+// bot: what the build really printed, secrets unmasked.
+func (n *Nomad) BuildLog(t T, ns, job string) string {
+	t.Helper()
+	c := n.Client(t)
+	q := &nomad.QueryOptions{Namespace: ns}
+	stubs, _, err := c.Jobs().Allocations(job, true, q)
+	if err != nil || len(stubs) == 0 {
+		t.Fatalf("allocations of %s: %v %v", job, stubs, err)
+	}
+	a, _, err := c.Allocations().Info(stubs[0].ID, q)
+	if err != nil {
+		t.Fatalf("allocation of %s: %v", job, err)
+	}
+	cancel := make(chan struct{})
+	defer close(cancel)
+	frames, _ := c.AllocFS().Logs(a, false, "executor", "stdout", "start", 0, cancel, q)
+	var out strings.Builder
+	for f := range frames {
+		out.Write(f.Data)
+	}
+	return out.String()
 }

@@ -69,7 +69,7 @@ func bot(t *testing.T) *testenv.Bot {
 	if setupErr != nil {
 		t.Fatalf("start the bot: %v", setupErr)
 	}
-	dumpLogOnFailure(t, mainBot)
+	mainBot.LogOnFailure(t)
 	return mainBot
 }
 
@@ -116,18 +116,6 @@ func startBotURL(ctx context.Context, t testing.TB, interval, url string) (*test
 		"ALBATROS_BUILDER_VARS=cpu=100,memory=128",
 		"ALBATROS_LOG_LEVEL=debug",
 	))
-}
-
-func dumpLogOnFailure(t *testing.T, b *testenv.Bot) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			log := b.Log()
-			if len(log) > 20000 {
-				log = log[len(log)-20000:]
-			}
-			t.Logf("albatros-bot log (end):\n%s", log)
-		}
-	})
 }
 
 // client is a person using the bot's pages: an HTTP client with cookies, that follows
@@ -313,29 +301,6 @@ func jobs(t *testing.T, repo *testenv.Repo) map[string]map[string]string {
 		}
 	}
 	return out
-}
-
-// nomadLog reads a build's stdout straight from Nomad, bypassing the bot.
-func nomadLog(t *testing.T, ns, job string) string {
-	t.Helper()
-	c := env.Nomad(t).Client(t)
-	q := &nomad.QueryOptions{Namespace: ns}
-	stubs, _, err := c.Jobs().Allocations(job, true, q)
-	if err != nil || len(stubs) == 0 {
-		t.Fatalf("allocations of %s: %v %v", job, stubs, err)
-	}
-	a, _, err := c.Allocations().Info(stubs[0].ID, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel := make(chan struct{})
-	defer close(cancel)
-	frames, _ := c.AllocFS().Logs(a, false, "executor", "stdout", "start", 0, cancel, q)
-	var out strings.Builder
-	for f := range frames {
-		out.Write(f.Data)
-	}
-	return out.String()
 }
 
 // jobFromLink is the namespace and job a status links to (…/logs/<ns>/<job>).

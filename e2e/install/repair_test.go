@@ -91,7 +91,7 @@ func TestTwoBotsRepairOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Stop()
-	dumpLogOnFailure(t, second)
+	second.LogOnFailure(t)
 
 	// The owner asks both bots to check at the same moment, right after deleting the hook,
 	// on top of their own checks every second or two.

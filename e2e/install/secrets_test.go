@@ -67,7 +67,7 @@ func TestSecretsAndTrust(t *testing.T) {
 	for name, sha := range map[string]string{"trusted": trusted, "untrusted": untrusted, "team": byTeam} {
 		st := p.waitStatus(repo, sha, sdk.StatusSuccess)
 		ns, job := jobFromLink(t, st.TargetURL)
-		logs[name] = nomadLog(t, ns, job)
+		logs[name] = env.Nomad(t).BuildLog(t, ns, job)
 		statuses = append(statuses, g.Statuses(t, repo, sha)...)
 		// The log the bot relays masks it.
 		_, relayed := newClient(t, bot(t)).get("/build?namespace=" + ns + "&job=" + job)
@@ -107,7 +107,7 @@ func TestSecretsAndTrust(t *testing.T) {
 	after := g.Push(t, p.owner, repo, "main", "", script(printToken+"echo after\n"), "after the delete")
 	st := p.waitStatus(repo, after, sdk.StatusSuccess)
 	ns, job := jobFromLink(t, st.TargetURL)
-	if log := nomadLog(t, ns, job); !strings.Contains(log, "token=[none]") {
+	if log := env.Nomad(t).BuildLog(t, ns, job); !strings.Contains(log, "token=[none]") {
 		t.Errorf("a deleted secret reached a build:\n%s", log)
 	}
 }
