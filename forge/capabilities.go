@@ -80,3 +80,42 @@ type OrgRepos interface {
 	// OrgRepos returns the repositories of org, by name.
 	OrgRepos(ctx context.Context, org string) ([]Repo, error)
 }
+
+// Commenter reads and writes the comments of pull requests.
+type Commenter interface {
+	// Comments returns the comments of pull request number, oldest first.
+	Comments(ctx context.Context, repo Repo, number int64) ([]Comment, error)
+	// CreateComment adds a comment to pull request number and returns it.
+	CreateComment(ctx context.Context, repo Repo, number int64, body string) (Comment, error)
+	// EditComment replaces the body of comment id.
+	EditComment(ctx context.Context, repo Repo, id int64, body string) error
+}
+
+// Reactor puts reactions (eyes, rocket, …) on comments.
+type Reactor interface {
+	// React adds reaction to comment id; adding one that is there is not an error.
+	React(ctx context.Context, repo Repo, id int64, reaction string) error
+}
+
+// PullRequestInfo is a pull request as the forge has it now.
+type PullRequestInfo struct {
+	PullRequest
+	// Head is the head commit's SHA, Author the login of who opened it.
+	Head   string
+	Author string
+	Open   bool
+}
+
+// PullRequests reads pull requests.
+type PullRequests interface {
+	// PullRequestInfo returns pull request number as it is now.
+	PullRequestInfo(ctx context.Context, repo Repo, number int64) (PullRequestInfo, error)
+	// PullRequestCommits returns the SHAs of the pull request's commits.
+	PullRequestCommits(ctx context.Context, repo Repo, number int64) ([]string, error)
+}
+
+// Writers tells who may write to a repository.
+type Writers interface {
+	// CanWrite reports whether user may push to repo (directly, or through a team).
+	CanWrite(ctx context.Context, repo Repo, user string) (bool, error)
+}

@@ -28,6 +28,10 @@ const (
 	KindTag         Kind = "tag"          // a tag pushed
 	KindPullRequest Kind = "pull_request" // a pull request opened, synchronized or reopened
 	KindPing        Kind = "ping"         // the forge testing a newly installed webhook
+	// KindComment is a new comment on a pull request (edits and deletions are not events).
+	KindComment Kind = "comment"
+	// KindPullRequestClosed is a pull request closed or merged: its builds can stop.
+	KindPullRequestClosed Kind = "pull_request_closed"
 )
 
 // Repo identifies a repository on a forge.
@@ -59,6 +63,13 @@ type PullRequest struct {
 	Action string
 }
 
+// Comment is a comment on a pull request.
+type Comment struct {
+	ID     int64
+	Body   string
+	Author string
+}
+
 // Event is one webhook delivery, turned into the bot's own terms.
 type Event struct {
 	Kind Kind
@@ -72,8 +83,12 @@ type Event struct {
 	Branch string
 	// Tag is the tag's name, for KindTag.
 	Tag string
-	// PullRequest is set for KindPullRequest.
+	// PullRequest is set for KindPullRequest and KindPullRequestClosed, and for KindComment
+	// with its number only (a comment's payload does not carry the head: read the pull
+	// request).
 	PullRequest *PullRequest
+	// Comment is set for KindComment.
+	Comment *Comment
 	// Sender is the login of the user who caused the event.
 	Sender string
 }

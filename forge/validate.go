@@ -21,8 +21,11 @@ func (e Event) Validate() error {
 }
 
 func (e Event) validate() error {
-	if err := CheckCommit(e.Commit); err != nil {
-		return err
+	// A comment's payload carries no commit, and a closed pull request's is not built.
+	if e.Kind != KindComment && e.Kind != KindPullRequestClosed {
+		if err := CheckCommit(e.Commit); err != nil {
+			return err
+		}
 	}
 	if err := CheckCloneURL(e.Repo.CloneURL); err != nil {
 		return err
@@ -40,6 +43,18 @@ func (e Event) validate() error {
 	case KindPush:
 		if err := CheckRefName("branch", e.Branch); err != nil {
 			return err
+		}
+	case KindComment, KindPullRequestClosed:
+		if e.PullRequest == nil || e.PullRequest.Number <= 0 {
+			return fmt.Errorf("pull request without a number")
+		}
+		if c := e.Comment; e.Kind == KindComment && (c == nil || c.ID <= 0) {
+			return fmt.Errorf("comment without an id")
+		}
+		if c := e.Comment; c != nil {
+			if err := checkText("comment author", c.Author); err != nil {
+				return err
+			}
 		}
 	case KindPullRequest:
 		if e.PullRequest == nil || e.PullRequest.Number <= 0 {

@@ -233,7 +233,11 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 			hlog.Error("event not fully handled", "err", err)
 		}
 	}()
-	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s at %s", ev.Kind, repo.FullName, ev.Commit), repoName, nil
+	what := "at " + ev.Commit
+	if ev.Commit == "" && ev.PullRequest != nil {
+		what = fmt.Sprintf("#%d", ev.PullRequest.Number)
+	}
+	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s %s", ev.Kind, repo.FullName, what), repoName, nil
 }
 
 // refuse maps an intake error to its HTTP status and a short message; the detail goes to the

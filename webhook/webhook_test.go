@@ -432,8 +432,10 @@ func TestIntake(t *testing.T) {
 			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "ignored", wantLookup: true,
 		},
 		{
+			// Its builds are stopped: handed on, with no commit.
 			name: "pull request closed", capture: "pr_closed.json", path: "/webhook/gitea",
-			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 200, wantBody: "ignored", wantLookup: true,
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""), wantCode: 202, wantBody: "accepted: pull_request_closed of " + fullName + " #1", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPullRequestClosed, sender: owner, pr: 1, fork: true},
 		},
 		{
 			name: "push deleting a branch", event: "push", path: "/webhook/gitea",
@@ -536,7 +538,7 @@ func TestIntake(t *testing.T) {
 			sign: unsigned, repoErr: registryDown, wantCode: 503, wantLookup: true,
 		},
 		{
-			name: "token on an ignored event", capture: "pr_closed.json", path: "/hook?token=" + hookToken,
+			name: "token on an ignored event", capture: "create_branch.json", path: "/hook?token=" + hookToken,
 			sign: unsigned, entry: entry("", hookToken), wantCode: 200, wantBody: "ignored", wantLookup: true,
 		},
 	}

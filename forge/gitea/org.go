@@ -20,25 +20,26 @@ var (
 	_ forge.OrgRepos    = (*Client)(nil)
 )
 
-// pageSize is what the bot asks per page of a list; Gitea caps it at its MAX_RESPONSE_ITEMS
-// (50 by default).
+// pageSize is what the bot asks per page of a list.
 const pageSize = 50
 
-// all collects every page of a list.
+// all collects every page of a list, following the Link header's next page (Gitea caps a
+// page at its MAX_RESPONSE_ITEMS, which may be below pageSize; an endpoint without pages
+// sends no next link).
 func all[T any](list func(opt sdk.ListOptions) ([]T, *sdk.Response, error)) ([]T, error) {
 	var out []T
-	for page := 1; ; page++ {
-		items, _, err := list(sdk.ListOptions{Page: page, PageSize: pageSize})
+	for page := 1; page > 0 && page <= 1000; {
+		items, resp, err := list(sdk.ListOptions{Page: page, PageSize: pageSize})
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, items...)
-		// Gitea caps a page at its MAX_RESPONSE_ITEMS, which may be below pageSize: only an
-		// empty page ends the list for sure.
-		if len(items) == 0 || page >= 1000 {
-			return out, nil
+		if resp == nil || resp.NextPage <= page {
+			break
 		}
+		page = resp.NextPage
 	}
+	return out, nil
 }
 
 // notFound reports whether an SDK call failed with 404.

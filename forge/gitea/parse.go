@@ -81,6 +81,8 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 		ev, err = parsePush(body)
 	case "pull_request":
 		ev, err = parsePullRequest(body)
+	case "issue_comment":
+		ev, err = parseComment(h, body)
 	case "ping":
 		var r forge.Repo
 		r, err = Locate(body)
@@ -156,9 +158,55 @@ func parsePullRequest(body []byte) (forge.Event, error) {
 	switch p.Action {
 	case "opened", "synchronized", "reopened":
 		return ev, nil
+	case "closed":
+		ev.Kind, ev.Commit, ev.Branch = forge.KindPullRequestClosed, "", ""
+		return ev, nil
 	default:
 		return ev, forge.Ignore("pull request #%d %s", number, p.Action)
 	}
+}
+
+// commentPayload is the part of an issue_comment delivery the bot reads.
+type commentPayload struct {
+	Action string `json:"action"`
+	Issue  *struct {
+		Number int64 `json:"number"`
+	} `json:"issue"`
+	Comment *struct {
+		ID   int64  `json:"id"`
+		Body string `json:"body"`
+		User user   `json:"user"`
+	} `json:"comment"`
+	IsPull     bool        `json:"is_pull"`
+	Repository *repository `json:"repository"`
+	Sender     user        `json:"sender"`
+}
+
+// parseComment reads a new comment on a pull request. Gitea sends comments on issues and on
+// pull requests as issue_comment; X-Gitea-Event-Type (pull_request_comment) and is_pull tell
+// them apart. Edits and deletions are ignored: a command counts when it is written.
+func parseComment(h http.Header, body []byte) (forge.Event, error) {
+	var p commentPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return forge.Event{}, fmt.Errorf("%w: issue_comment: %v", forge.ErrMalformed, err)
+	}
+	if p.Repository == nil || p.Issue == nil || p.Comment == nil {
+		return forge.Event{}, fmt.Errorf("%w: issue_comment without repository, issue or comment", forge.ErrMalformed)
+	}
+	ev := forge.Event{
+		Kind:        forge.KindComment,
+		Repo:        p.Repository.convert(),
+		Sender:      p.Sender.Login,
+		PullRequest: &forge.PullRequest{Number: p.Issue.Number},
+		Comment:     &forge.Comment{ID: p.Comment.ID, Body: p.Comment.Body, Author: p.Comment.User.Login},
+	}
+	if t := h.Get("X-Gitea-Event-Type"); !p.IsPull || (t != "" && t != "pull_request_comment") {
+		return ev, forge.Ignore("comment on issue #%d, not a pull request", p.Issue.Number)
+	}
+	if p.Action != "created" {
+		return ev, forge.Ignore("comment %d %s", p.Comment.ID, p.Action)
+	}
+	return ev, nil
 }
 
 func (r *repository) convert() forge.Repo {

@@ -38,14 +38,18 @@ var captured = forgetest.Gitea
 
 // capture is one delivery as stored in testdata: the headers the parser reads and the body.
 type capture struct {
-	Event    string          `json:"event"`
-	Delivery string          `json:"delivery"`
-	Body     json.RawMessage `json:"body"`
+	Event     string          `json:"event"`
+	EventType string          `json:"event_type,omitempty"`
+	Delivery  string          `json:"delivery"`
+	Body      json.RawMessage `json:"body"`
 }
 
 func (c capture) header() http.Header {
 	h := http.Header{}
 	h.Set("X-Gitea-Event", c.Event)
+	if c.EventType != "" {
+		h.Set("X-Gitea-Event-Type", c.EventType)
+	}
 	h.Set("X-Gitea-Delivery", c.Delivery)
 	return h
 }
@@ -63,14 +67,16 @@ type expectation struct {
 }
 
 var expectations = map[string]expectation{
-	"push_branch.json":     {kind: forge.KindPush, branch: "main"},
-	"push_tag.json":        {kind: forge.KindTag, tag: "v1.0.0"},
-	"pr_opened_fork.json":  {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "opened"},
-	"pr_synchronized.json": {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "synchronized"},
-	"pr_closed.json":       {ignored: "closed"},
-	"pr_same_repo.json":    {kind: forge.KindPullRequest, branch: "feature", pr: true, fork: false, action: "opened"},
-	"create_branch.json":   {ignored: `event "create" is not handled`},
-	"delete_branch.json":   {ignored: `event "delete" is not handled`},
+	"push_branch.json":        {kind: forge.KindPush, branch: "main"},
+	"push_tag.json":           {kind: forge.KindTag, tag: "v1.0.0"},
+	"pr_opened_fork.json":     {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "opened"},
+	"pr_synchronized.json":    {kind: forge.KindPullRequest, branch: "patch", pr: true, fork: true, action: "synchronized"},
+	"pr_closed.json":          {kind: forge.KindPullRequestClosed},
+	"pr_comment_created.json": {kind: forge.KindComment},
+	"pr_comment_edited.json":  {ignored: "edited"},
+	"pr_same_repo.json":       {kind: forge.KindPullRequest, branch: "feature", pr: true, fork: false, action: "opened"},
+	"create_branch.json":      {ignored: `event "create" is not handled`},
+	"delete_branch.json":      {ignored: `event "delete" is not handled`},
 }
 
 func TestParseCapturedPayloads(t *testing.T) {
@@ -112,6 +118,10 @@ func check(t *testing.T, name string, c capture, want expectation) {
 		t.Errorf("%s: %v", name, err)
 		return
 	}
+	if want.kind == forge.KindComment || want.kind == forge.KindPullRequestClosed {
+		checkPullRequestNews(t, name, c, ev, want)
+		return
+	}
 	var body struct {
 		After       string `json:"after"`
 		PullRequest struct {
@@ -146,6 +156,44 @@ func check(t *testing.T, name string, c capture, want expectation) {
 		}
 	} else if ev.PullRequest != nil {
 		t.Errorf("%s: pull request on a %s", name, ev.Kind)
+	}
+}
+
+// checkPullRequestNews checks a comment on a pull request, or its closing, against its body.
+func checkPullRequestNews(t *testing.T, name string, c capture, ev forge.Event, want expectation) {
+	t.Helper()
+	var body struct {
+		Number int64 `json:"number"`
+		Issue  struct {
+			Number int64 `json:"number"`
+		} `json:"issue"`
+		Comment struct {
+			ID   int64  `json:"id"`
+			Body string `json:"body"`
+			User struct {
+				Login string `json:"login"`
+			} `json:"user"`
+		} `json:"comment"`
+		Repository struct {
+			CloneURL string `json:"clone_url"`
+		} `json:"repository"`
+	}
+	_ = json.Unmarshal(c.Body, &body)
+	number := body.Number
+	if want.kind == forge.KindComment {
+		number = body.Issue.Number
+	}
+	if ev.Kind != want.kind || ev.Commit != "" || ev.Repo.CloneURL != body.Repository.CloneURL || ev.PullRequest == nil || ev.PullRequest.Number != number || number == 0 {
+		t.Errorf("%s: parsed %+v", name, ev)
+		return
+	}
+	if want.kind == forge.KindComment {
+		cm := ev.Comment
+		if cm == nil || cm.ID != body.Comment.ID || cm.Body != body.Comment.Body || cm.Author != body.Comment.User.Login || cm.Author == "" || !strings.Contains(cm.Body, "/rebuild") {
+			t.Errorf("%s: comment %+v", name, cm)
+		}
+	} else if ev.Comment != nil {
+		t.Errorf("%s: a comment on a closed pull request: %+v", name, ev.Comment)
 	}
 }
 
@@ -209,7 +257,7 @@ type listener struct {
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	l.mu.Lock()
-	l.got = append(l.got, capture{Event: r.Header.Get("X-Gitea-Event"), Delivery: r.Header.Get("X-Gitea-Delivery"), Body: body})
+	l.got = append(l.got, capture{Event: r.Header.Get("X-Gitea-Event"), EventType: r.Header.Get("X-Gitea-Event-Type"), Delivery: r.Header.Get("X-Gitea-Delivery"), Body: body})
 	l.mu.Unlock()
 }
 
@@ -287,6 +335,20 @@ func TestParseLiveDeliveries(t *testing.T) {
 	got["pr_synchronized.json"] = l.wait(t, "pull_request", func(m map[string]any) bool {
 		return field(m, "action") == "synchronized" && field(m, "pull_request", "head", "sha") == second
 	})
+	// A comment on the pull request, then the same comment edited: Gitea sends both as
+	// issue_comment, with X-Gitea-Event-Type pull_request_comment.
+	body := "Looks good.\n\n/rebuild nix\n\n> /rebuild quoted\n"
+	c, _, err := g.Client(t, owner.Token).CreateIssueComment(repo.Owner, repo.Name, n, sdk.CreateIssueCommentOption{Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got["pr_comment_created.json"] = l.wait(t, "issue_comment", func(m map[string]any) bool {
+		return field(m, "action") == "created" && field(m, "comment", "body") == body
+	})
+	if _, _, err := g.Client(t, owner.Token).EditIssueComment(repo.Owner, repo.Name, c.ID, sdk.EditIssueCommentOption{Body: body + "edited\n"}); err != nil {
+		t.Fatal(err)
+	}
+	got["pr_comment_edited.json"] = l.wait(t, "issue_comment", is("action", "edited"))
 	closePR(t, g, owner, repo, n)
 	got["pr_closed.json"] = l.wait(t, "pull_request", is("action", "closed"))
 
@@ -306,7 +368,7 @@ func TestParseLiveDeliveries(t *testing.T) {
 		var pretty any
 		_ = json.Unmarshal(c.Body, &pretty)
 		body, _ := json.MarshalIndent(pretty, "  ", "  ")
-		out, _ := json.MarshalIndent(capture{Event: c.Event, Delivery: c.Delivery, Body: body}, "", "  ")
+		out, _ := json.MarshalIndent(capture{Event: c.Event, EventType: c.EventType, Delivery: c.Delivery, Body: body}, "", "  ")
 		if err := os.WriteFile(filepath.Join(forgetest.GiteaDir, name), append(out, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}

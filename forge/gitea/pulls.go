@@ -1,0 +1,187 @@
+package gitea
+
+import (
+	"context"
+	"fmt"
+
+	sdk "code.gitea.io/sdk/gitea"
+
+	"github.com/albatros-ci/albatros/forge"
+)
+
+var (
+	_ forge.Commenter    = (*Client)(nil)
+	_ forge.Reactor      = (*Client)(nil)
+	_ forge.PullRequests = (*Client)(nil)
+	_ forge.Writers      = (*Client)(nil)
+)
+
+// Comments returns the comments of pull request number, oldest first.
+func (c *Client) Comments(ctx context.Context, repo forge.Repo, number int64) ([]forge.Comment, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := all(func(o sdk.ListOptions) ([]*sdk.Comment, *sdk.Response, error) {
+		return cl.ListIssueComments(repo.Owner, repo.Name, number, sdk.ListIssueCommentOptions{ListOptions: o})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gitea: comments of %s#%d: %w", repo.FullName, number, err)
+	}
+	out := make([]forge.Comment, 0, len(list))
+	for _, cm := range list {
+		out = append(out, commentOf(cm))
+	}
+	return out, nil
+}
+
+func commentOf(cm *sdk.Comment) forge.Comment {
+	c := forge.Comment{ID: cm.ID, Body: cm.Body}
+	if cm.Poster != nil {
+		c.Author = cm.Poster.UserName
+	}
+	return c
+}
+
+// CreateComment adds a comment to pull request number.
+func (c *Client) CreateComment(ctx context.Context, repo forge.Repo, number int64, body string) (forge.Comment, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return forge.Comment{}, err
+	}
+	cm, _, err := cl.CreateIssueComment(repo.Owner, repo.Name, number, sdk.CreateIssueCommentOption{Body: body})
+	if err != nil {
+		return forge.Comment{}, fmt.Errorf("gitea: comment on %s#%d: %w", repo.FullName, number, err)
+	}
+	return commentOf(cm), nil
+}
+
+// EditComment replaces the body of comment id.
+func (c *Client) EditComment(ctx context.Context, repo forge.Repo, id int64, body string) error {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return err
+	}
+	if _, _, err := cl.EditIssueComment(repo.Owner, repo.Name, id, sdk.EditIssueCommentOption{Body: body}); err != nil {
+		return fmt.Errorf("gitea: edit comment %d of %s: %w", id, repo.FullName, err)
+	}
+	return nil
+}
+
+// React adds reaction to comment id (Gitea answers 200 for one already there).
+func (c *Client) React(ctx context.Context, repo forge.Repo, id int64, reaction string) error {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return err
+	}
+	if _, _, err := cl.PostIssueCommentReaction(repo.Owner, repo.Name, id, reaction); err != nil {
+		return fmt.Errorf("gitea: react %s to comment %d of %s: %w", reaction, id, repo.FullName, err)
+	}
+	return nil
+}
+
+// PullRequestInfo returns pull request number as it is now.
+func (c *Client) PullRequestInfo(ctx context.Context, repo forge.Repo, number int64) (forge.PullRequestInfo, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return forge.PullRequestInfo{}, err
+	}
+	pr, _, err := cl.GetPullRequest(repo.Owner, repo.Name, number)
+	if err != nil {
+		return forge.PullRequestInfo{}, fmt.Errorf("gitea: pull request %s#%d: %w", repo.FullName, number, err)
+	}
+	if pr.Head == nil || pr.Base == nil {
+		return forge.PullRequestInfo{}, fmt.Errorf("gitea: pull request %s#%d has no head or base", repo.FullName, number)
+	}
+	info := forge.PullRequestInfo{
+		PullRequest: forge.PullRequest{Number: number, HeadBranch: pr.Head.Ref, BaseBranch: pr.Base.Ref},
+		Head:        pr.Head.Sha,
+		Open:        pr.State == sdk.StateOpen,
+	}
+	if pr.Poster != nil {
+		info.Author = pr.Poster.UserName
+	}
+	if r := pr.Head.Repository; r != nil {
+		owner := ""
+		if r.Owner != nil {
+			owner = r.Owner.UserName
+		}
+		info.HeadRepo = forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, Name: r.Name, HTMLURL: r.HTMLURL}
+		info.Fork = r.CloneURL != repo.CloneURL
+	}
+	return info, nil
+}
+
+// PullRequestCommits returns the SHAs of the pull request's commits.
+func (c *Client) PullRequestCommits(ctx context.Context, repo forge.Repo, number int64) ([]string, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return nil, err
+	}
+	commits, err := all(func(o sdk.ListOptions) ([]*sdk.Commit, *sdk.Response, error) {
+		return cl.ListPullRequestCommits(repo.Owner, repo.Name, number, sdk.ListPullRequestCommitsOptions{ListOptions: o})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gitea: commits of %s#%d: %w", repo.FullName, number, err)
+	}
+	out := make([]string, 0, len(commits))
+	for _, cm := range commits {
+		if cm.CommitMeta != nil {
+			out = append(out, cm.SHA)
+		}
+	}
+	return out, nil
+}
+
+// CanWrite reports whether user may push to repo: as a collaborator with write access or
+// more, or as a member of a team of the repository's organization whose access to the
+// code is write or more and that includes the repository. Gitea's permission endpoint
+// alone does not tell the second: for a member of a team with write on the code unit only
+// it answers "read". The bot, an owner of an installed organization, may ask both.
+func (c *Client) CanWrite(ctx context.Context, repo forge.Repo, user string) (bool, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return false, err
+	}
+	p, resp, err := cl.CollaboratorPermission(repo.Owner, repo.Name, user)
+	switch {
+	case err == nil && writes(string(p.Permission)):
+		return true, nil
+	case err != nil && !notFound(resp):
+		return false, fmt.Errorf("gitea: permission of %s on %s: %w", user, repo.FullName, err)
+	}
+	if _, resp, err := cl.GetOrg(repo.Owner); err != nil {
+		if notFound(resp) {
+			return false, nil // a user's repository: no teams
+		}
+		return false, fmt.Errorf("gitea: organization %s: %w", repo.Owner, err)
+	}
+	teams, err := all(func(o sdk.ListOptions) ([]*sdk.Team, *sdk.Response, error) {
+		return cl.ListOrgTeams(repo.Owner, sdk.ListTeamsOptions{ListOptions: o})
+	})
+	if err != nil {
+		return false, fmt.Errorf("gitea: teams of %s: %w", repo.Owner, err)
+	}
+	for _, t := range teams {
+		if !writes(string(t.Permission)) && !writes(t.UnitsMap["repo.code"]) {
+			continue
+		}
+		if _, resp, err := cl.GetTeamMember(t.ID, user); err != nil {
+			if notFound(resp) {
+				continue
+			}
+			return false, fmt.Errorf("gitea: is %s in team %s: %w", user, t.Name, err)
+		}
+		if t.IncludesAllRepositories {
+			return true, nil
+		}
+		if _, resp, err := cl.GetTeamRepository(t.ID, repo.Owner, repo.Name); err == nil {
+			return true, nil
+		} else if !notFound(resp) {
+			return false, fmt.Errorf("gitea: does team %s have %s: %w", t.Name, repo.FullName, err)
+		}
+	}
+	return false, nil
+}
+
+func writes(mode string) bool { return mode == "write" || mode == "admin" || mode == "owner" }
