@@ -174,7 +174,7 @@ func (in *Installer) createHook(ctx context.Context, inst *registry.Installation
 	if err != nil {
 		return err
 	}
-	inst.Hook.ID = h.ID
+	inst.Hook.ID, inst.Hook.URL = h.ID, in.cfg.HookURL
 	return in.cfg.Records.SealHookSecret(inst, secret)
 }
 
@@ -337,8 +337,8 @@ func (in *Installer) CheckAll(ctx context.Context) {
 		return
 	}
 	for _, inst := range all {
-		if strings.TrimSuffix(inst.URL, "/") != in.cfg.ForgeURL {
-			continue // another bot's forge
+		if strings.TrimSuffix(inst.URL, "/") != in.cfg.ForgeURL || (inst.Hook.URL != "" && inst.Hook.URL != in.cfg.HookURL) {
+			continue // another deployment's: another forge, or another bot URL on it
 		}
 		if _, err := in.Check(ctx, inst.Org); err != nil {
 			in.cfg.Log.Error("check installation", "org", inst.Org, "err", err)

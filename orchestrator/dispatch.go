@@ -67,3 +67,13 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	// A repeated idempotency token returns the existing job and creates no evaluation.
 	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Duplicate: resp.EvalID == ""}, nil
 }
+
+// Stop stops a build (Nomad's job stop, kept for its logs); stopping one that has ended or
+// is gone is not an error.
+func (o *Orchestrator) Stop(ctx context.Context, ns, id string) error {
+	w := (&nomad.WriteOptions{Namespace: ns}).WithContext(ctx)
+	if _, _, err := o.c.Jobs().Deregister(id, false, w); err != nil && !isNotFound(err) {
+		return fmt.Errorf("stop %s in %s: %w", id, ns, err)
+	}
+	return nil
+}

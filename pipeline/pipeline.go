@@ -35,6 +35,13 @@ type builds interface {
 	Dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error)
 	Build(ctx context.Context, ns, id string) (*orchestrator.Build, error)
 	Outcome(ctx context.Context, ns, id string) (orchestrator.Outcome, bool, error)
+	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
+	Stop(ctx context.Context, ns, id string) error
+}
+
+// locks is the registry's locks, as the pipeline uses them (a lock per pull request).
+type locks interface {
+	Lock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
 // ForgeFor returns the forge client for a registered repository, and the repository as that
@@ -50,6 +57,8 @@ type Config struct {
 	BaseURL string
 	// Builder is the default builder; a repository may name its own.
 	Builder orchestrator.Builder
+	// Locks serialize the bots writing one pull request's comment (nil: one bot).
+	Locks locks
 	// BuilderNamespaces are where the builder of an installed organization's repository
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.
@@ -60,6 +69,7 @@ type Config struct {
 type Pipeline struct {
 	cfg      Config
 	inflight keyedMutex
+	logins   logins
 }
 
 // New returns a pipeline.
@@ -82,6 +92,12 @@ type Options struct {
 	// NoSecrets withholds the secrets whatever the event says: the delivery's sender could
 	// not be proven (a /hook?token= delivery, when the bot is set to refuse those secrets).
 	NoSecrets bool
+	// Approved gives the secrets to the builds of this exact commit: a maintainer's
+	// /approve of it.
+	Approved bool
+	// Again names a request to build what was built before (a /rebuild comment, an
+	// approval): a new build, once per request.
+	Again string
 }
 
 // flavorRE is what a flavor may be: it becomes a status context and the FLAVOR variable of
@@ -96,11 +112,30 @@ func ValidFlavor(name string) bool { return flavorRE.MatchString(name) }
 // to its log page. Secrets go only to builds of code from a trusted source (see
 // TrustedSource). Delivering the same event again starts nothing new. It returns the builds,
 // in flavor order.
+//
+// A comment on a pull request runs its commands (see comment), a closed pull request stops
+// its builds (see closed); a pull request's builds are shown in its conversation comment.
 func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts Options) ([]orchestrator.Dispatched, error) {
 	f, repo, err := p.cfg.Forge(entry, ev.Repo.CloneURL)
 	if err != nil {
 		return nil, fmt.Errorf("forge for %s: %w", ev.Repo.CloneURL, err)
 	}
+	switch ev.Kind {
+	case forge.KindComment:
+		return p.comment(ctx, log, ev, entry, f, repo, opts)
+	case forge.KindPullRequestClosed:
+		return nil, p.closed(ctx, log, ev, entry, f, repo)
+	}
+	out, err := p.build(ctx, log, ev, entry, f, repo, opts)
+	if ev.PullRequest != nil {
+		err = errors.Join(err, p.converse(ctx, log, f, repo, entry, ev.PullRequest.Number))
+	}
+	return out, err
+}
+
+// build dispatches the builds of an event (see Handle).
+func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, opts Options) ([]orchestrator.Dispatched, error) {
+	var err error
 	flavors := entry.Flavors
 	if opts.Flavor != "" {
 		flavors = []string{opts.Flavor}
@@ -124,8 +159,8 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 		}
 		return nil, err
 	}
-	trusted := false
-	if !opts.NoSecrets {
+	trusted := opts.Approved
+	if !opts.NoSecrets && !trusted {
 		if trusted, err = TrustedSource(ctx, f, ev, entry); err != nil {
 			// Fail closed: the build runs, without the secrets.
 			log.Warn("trust could not be checked: building without secrets", "err", err)
@@ -157,7 +192,7 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 			Meta:             meta(ev, fl),
 			Payload:          payload,
 			HasSecrets:       hasSecrets,
-			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets),
+			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets, opts.Again),
 		}
 		d, err := p.dispatch(ctx, req)
 		if err != nil {
@@ -266,13 +301,13 @@ func meta(ev forge.Event, flavor string) map[string]string {
 // Whether the build gets the secrets is part of it: a build that ran without them (its
 // sender's trust could not be checked, or it came through /hook with the token alone)
 // does not stand for one that gets them.
-func idempotencyToken(ev forge.Event, flavor string, b orchestrator.Builder, withSecrets bool) string {
+func idempotencyToken(ev forge.Event, flavor string, b orchestrator.Builder, withSecrets bool, again string) string {
 	secrets := "without-secrets"
 	if withSecrets {
 		secrets = "with-secrets"
 	}
 	h := sha256.New()
-	for _, part := range []string{ev.Repo.CloneURL, ev.Commit, flavor, ev.Trigger(), b.String(), secrets} {
+	for _, part := range []string{ev.Repo.CloneURL, ev.Commit, flavor, ev.Trigger(), b.String(), secrets, again} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

@@ -51,6 +51,9 @@ func newHarness(entry *registry.Repo) *harness {
 		forge:  &forgetest.Forge{},
 	}
 	h.forges = &forgetest.Forges{Forge: h.forge, Repo: appRepo}
+	// The bot's account, and the pull request that prEvent is about.
+	h.forge.Login = "albatros"
+	h.forge.SetPR(forge.PullRequestInfo{PullRequest: forge.PullRequest{Number: 42, HeadRepo: appRepo, HeadBranch: "feature", BaseBranch: "main"}, Head: sha, Author: "quentin", Open: true})
 	h.p = pipeline.New(pipeline.Config{
 		Repos:   h.repos,
 		Builds:  h.builds,
@@ -289,6 +292,9 @@ func tokenOf(t *testing.T, ev forge.Event, builder *registry.Builder, flavor str
 	e := entryWith()
 	e.Builder = builder
 	h := newHarness(e)
+	if ev.PullRequest != nil {
+		h.forge.SetPR(forge.PullRequestInfo{PullRequest: *ev.PullRequest, Head: ev.Commit, Author: ev.Sender, Open: true})
+	}
 	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{Flavor: flavor}); err != nil {
 		t.Fatalf("Handle: %v", err)
 	}

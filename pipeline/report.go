@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -38,20 +39,29 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	}
 	// Skip a status the commit already has: the event stream is replayed at start, and a
 	// second bot sees the same events.
+	already := false
 	if r, ok := f.(forge.StatusReader); ok {
 		cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context)
-		// The same build in the same state: already reported.
-		if err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL {
-			return nil
-		}
+		// The same build in the same state: already reported (its pull request's comment
+		// is brought up to date all the same: whoever wrote the status, a closing pull
+		// request for one, may have written the comment before the build ended).
+		already = err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL
 		// News of a build still waiting must not hide the final status of this build.
 		if err == nil && found && !out.Final && cur.TargetURL == s.TargetURL && cur.State != forge.StatePending {
 			return nil
 		}
 	}
-	if err := f.SetStatus(ctx, s); err != nil {
-		return err
+	if !already {
+		if p.stoppedByClose(ctx, f, repo, b, out) {
+			s.Description = ClosedDescription
+		}
+		if err := f.SetStatus(ctx, s); err != nil {
+			return err
+		}
+		log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
 	}
-	log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
+	if number, err := strconv.ParseInt(b.Meta["PR"], 10, 64); err == nil && out.Final {
+		return p.converse(ctx, log, f, repo, entry, number)
+	}
 	return nil
 }

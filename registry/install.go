@@ -30,6 +30,9 @@ type Installation struct {
 	Hook  struct {
 		// ID is the organization webhook's id on the forge.
 		ID int64 `json:"id"`
+		// URL is where it posts: the bot deployment (ALBATROS_URL) that owns the
+		// installation, and the only one that repairs it.
+		URL string `json:"url"`
 		// Secret is the webhook's HMAC secret, sealed.
 		Secret string `json:"secret"`
 	} `json:"hook"`

@@ -111,6 +111,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Builder: defaultBuilder,
 
 		BuilderNamespaces: cfg.BuilderNamespaces,
+		Locks:             repos,
 	})
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets})
 

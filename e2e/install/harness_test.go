@@ -39,6 +39,7 @@ var (
 	botBin    string
 	account   *testenv.User // the bot's own Gitea account
 	mainBot   *testenv.Bot
+	recorded  *recorder // the bot's public URL
 )
 
 // bot returns the package's bot, with its Gitea account and OAuth2 application, started on
@@ -61,10 +62,16 @@ func bot(t *testing.T) *testenv.Bot {
 			return
 		}
 		account = g.CreateUser(t, testenv.UniqueName("albatros"))
-		mainBot, setupErr = startBot(ctx, t, "2s")
-		if setupErr == nil {
-			env.AtStop(mainBot.Stop)
+		// The bot's public URL is a recorder in front of it, so that a test can deliver a
+		// webhook again exactly as Gitea sent it; replicas share that URL.
+		recorded = newRecorder()
+		env.AtStop(recorded.srv.Close)
+		mainBot, setupErr = startBotURL(ctx, t, "2s", recorded.srv.URL)
+		if setupErr != nil {
+			return
 		}
+		env.AtStop(mainBot.Stop)
+		recorded.target, setupErr = url.Parse(mainBot.URL)
 	})
 	if setupErr != nil {
 		t.Fatalf("start the bot: %v", setupErr)
@@ -326,4 +333,12 @@ func allKV(t *testing.T) string {
 		fmt.Fprintf(&b, "%s=%s\n", p.Key, p.Value)
 	}
 	return b.String()
+}
+
+// public is the bot's public URL (ALBATROS_URL): where its webhooks post and its links
+// point, the recorder in front of it.
+func public(t *testing.T) string {
+	t.Helper()
+	bot(t)
+	return recorded.srv.URL
 }

@@ -14,7 +14,7 @@ import (
 func TestInstallBuildsEveryRepository(t *testing.T) {
 	p, c := installed(t)
 	hooks := p.hooks()
-	if len(hooks) != 1 || hooks[0].Config["url"] != bot(t).URL+"/webhook/gitea" || hooks[0].Config["content_type"] != "json" || !hooks[0].Active {
+	if len(hooks) != 1 || hooks[0].Config["url"] != public(t)+"/webhook/gitea" || hooks[0].Config["content_type"] != "json" || !hooks[0].Active {
 		t.Fatalf("hooks after install: %+v", hooks)
 	}
 	if !p.botIsOwner() {
@@ -28,7 +28,7 @@ func TestInstallBuildsEveryRepository(t *testing.T) {
 	repo := p.g.CreateRepo(t, p.owner, p.org, "made-after")
 	sha := p.g.Push(t, p.owner, repo, "main", "", script("echo built by albatros\n"), "first")
 	st := p.waitStatus(repo, sha, sdk.StatusSuccess)
-	if !strings.HasPrefix(st.TargetURL, bot(t).URL+"/logs/") {
+	if !strings.HasPrefix(st.TargetURL, public(t)+"/logs/") {
 		t.Fatalf("status links to %q", st.TargetURL)
 	}
 	// The status is the bot's own, not the installer's.

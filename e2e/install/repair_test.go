@@ -47,7 +47,7 @@ func TestDeletedHookIsRestored(t *testing.T) {
 	if _, err := p.g.Client(t, p.owner.Token).DeleteOrgHook(p.org, before.ID); err != nil {
 		t.Fatal(err)
 	}
-	after := p.waitHook(bot(t).URL, before.ID)
+	after := p.waitHook(public(t), before.ID)
 	if !strings.Contains(bot(t).Log(), "was deleted: created webhook") {
 		t.Error("the repair is not in the bot's log")
 	}
@@ -69,7 +69,7 @@ func TestChangedHookIsSetBack(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	back := p.waitHook(bot(t).URL, 0)
+	back := p.waitHook(public(t), 0)
 	if back.ID != h.ID {
 		t.Errorf("the changed webhook %d was replaced by %d, want it set back", h.ID, back.ID)
 	}
@@ -86,7 +86,7 @@ func TestTwoBotsRepairOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// A second replica of the bot, behind the same public URL, checking every second.
-	second, err := startBotURL(ctx, t, "1s", bot(t).URL)
+	second, err := startBotURL(ctx, t, "1s", public(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +121,6 @@ func TestTwoBotsRepairOnce(t *testing.T) {
 		if hooks := p.hooks(); len(hooks) != 1 {
 			t.Fatalf("round %d: two bots checking at once left %d hooks: %+v", round, len(hooks), hooks)
 		}
-		p.waitHook(bot(t).URL, hooks[0].ID)
+		p.waitHook(public(t), hooks[0].ID)
 	}
 }

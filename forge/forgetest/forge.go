@@ -2,6 +2,7 @@ package forgetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -15,6 +16,11 @@ var (
 	_ forge.Forge        = (*Forge)(nil)
 	_ forge.StatusReader = (*Forge)(nil)
 	_ forge.TeamMembers  = (*Forge)(nil)
+	_ forge.Account      = (*Forge)(nil)
+	_ forge.Commenter    = (*Forge)(nil)
+	_ forge.Reactor      = (*Forge)(nil)
+	_ forge.PullRequests = (*Forge)(nil)
+	_ forge.Writers      = (*Forge)(nil)
 	_ forge.Forge        = WriteOnly{}
 )
 
@@ -30,10 +36,27 @@ type Forge struct {
 	// fails every IsTeamMember.
 	Teams   map[string][]string
 	TeamErr error
+	// Login is who the client acts as; Writers may push to every repository.
+	Login   string
+	Writers []string
+	// PRs are the forge's pull requests, by number (the fake serves one repository);
+	// Commits are their commits.
+	PRs     map[int64]forge.PullRequestInfo
+	Commits map[int64][]string
 
-	mu       sync.Mutex
-	statuses []forge.Status // on the forge, oldest first
-	reads    int
+	mu        sync.Mutex
+	statuses  []forge.Status // on the forge, oldest first
+	reads     int
+	comments  map[int64][]forge.Comment
+	nextID    int64
+	reactions []Reaction
+	edits     int
+}
+
+// Reaction is a reaction the bot put on a comment.
+type Reaction struct {
+	Comment  int64
+	Reaction string
 }
 
 // SetStatus keeps s, or returns SetErr.
@@ -141,4 +164,112 @@ func (f *Forges) Calls() []ForCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
+}
+
+// Me returns Login.
+func (f *Forge) Me(context.Context) (string, error) { return f.Login, nil }
+
+// MyOrgs returns nothing: the fake client belongs to no organization.
+func (f *Forge) MyOrgs(context.Context) ([]string, error) { return nil, nil }
+
+// Comments returns the comments of pull request number, oldest first.
+func (f *Forge) Comments(_ context.Context, _ forge.Repo, number int64) ([]forge.Comment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.comments[number]), nil
+}
+
+// CreateComment adds a comment by Login.
+func (f *Forge) CreateComment(_ context.Context, _ forge.Repo, number int64, body string) (forge.Comment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.addComment(number, f.Login, body), nil
+}
+
+// AddComment adds a comment by author, as a person writes one.
+func (f *Forge) AddComment(number int64, author, body string) forge.Comment {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.addComment(number, author, body)
+}
+
+func (f *Forge) addComment(number int64, author, body string) forge.Comment {
+	if f.comments == nil {
+		f.comments = map[int64][]forge.Comment{}
+	}
+	f.nextID++
+	c := forge.Comment{ID: f.nextID, Body: body, Author: author}
+	f.comments[number] = append(f.comments[number], c)
+	return c
+}
+
+// EditComment replaces the body of comment id.
+func (f *Forge) EditComment(_ context.Context, _ forge.Repo, id int64, body string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for n, list := range f.comments {
+		for i := range list {
+			if list[i].ID == id {
+				f.comments[n][i].Body = body
+				f.edits++
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no comment %d", id)
+}
+
+// Edits counts the EditComment calls that changed a comment.
+func (f *Forge) Edits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.edits
+}
+
+// React records a reaction.
+func (f *Forge) React(_ context.Context, _ forge.Repo, id int64, reaction string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reactions = append(f.reactions, Reaction{id, reaction})
+	return nil
+}
+
+// Reactions returns the reactions so far, in order.
+func (f *Forge) Reactions() []Reaction {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reactions)
+}
+
+// PullRequestInfo returns PRs[number].
+func (f *Forge) PullRequestInfo(_ context.Context, _ forge.Repo, number int64) (forge.PullRequestInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	info, ok := f.PRs[number]
+	if !ok {
+		return forge.PullRequestInfo{}, fmt.Errorf("no pull request %d", number)
+	}
+	return info, nil
+}
+
+// SetPR replaces pull request number, as a push or a close does.
+func (f *Forge) SetPR(info forge.PullRequestInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.PRs == nil {
+		f.PRs = map[int64]forge.PullRequestInfo{}
+	}
+	f.PRs[info.Number] = info
+}
+
+// PullRequestCommits returns Commits[number].
+func (f *Forge) PullRequestCommits(_ context.Context, _ forge.Repo, number int64) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.Commits[number]), nil
+}
+
+// CanWrite reports whether user is one of Writers.
+func (f *Forge) CanWrite(_ context.Context, _ forge.Repo, user string) (bool, error) {
+	return slices.Contains(f.Writers, user), nil
 }

@@ -26,6 +26,8 @@ type nomad interface {
 	Build(ctx context.Context, ns, id string) (*orchestrator.Build, error)
 	Outcome(ctx context.Context, ns, jobID string) (orchestrator.Outcome, bool, error)
 	Follow(ctx context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error)
+	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
+	Stop(ctx context.Context, ns, id string) error
 }
 
 var (
@@ -69,6 +71,7 @@ type Fake struct {
 	buildCalls []Ref
 	outcomes   []Ref
 	follows    []FollowCall
+	stopped    []Ref
 }
 
 // Ref names a build: Nomad keys jobs by namespace and ID.
@@ -267,4 +270,52 @@ func (f *Fake) FollowCalls() []FollowCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.follows)
+}
+
+// Recent lists the builds of repositories whose clone URL starts with repoPrefix, newest
+// first (by submit time, then by dispatch order), at most limit: state "queued" for a
+// build whose flavor has no Ended outcome and which was not stopped, else the outcome's
+// result ("error" for a stopped one).
+func (f *Fake) Recent(_ context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []orchestrator.Summary
+	for ref, b := range f.builds {
+		if !strings.HasPrefix(b.Meta["REPO_URL"], repoPrefix) {
+			continue
+		}
+		state := "queued"
+		if out, ok := f.Ended[b.Meta["FLAVOR"]]; ok {
+			state = string(out.Result)
+		}
+		if slices.Contains(f.stopped, ref) {
+			state = string(orchestrator.Error)
+		}
+		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted})
+	}
+	slices.SortFunc(out, func(a, b orchestrator.Summary) int {
+		if c := b.Submitted.Compare(a.Submitted); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Stop records that ns/id was stopped; Recent then says it ended in error.
+func (f *Fake) Stop(_ context.Context, ns, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = append(f.stopped, Ref{ns, id})
+	return nil
+}
+
+// Stopped returns the builds Stop stopped, in order.
+func (f *Fake) Stopped() []Ref {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.stopped)
 }

@@ -1,0 +1,256 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
+)
+
+// Marker starts the bot's comment on a pull request, hidden in the rendered comment: the bot
+// finds its comment again by it (and by its author), and edits it in place.
+const Marker = "<!-- albatros: builds of this pull request -->"
+
+// converse writes the state of a pull request's builds in the bot's one comment on it,
+// creating the comment the first time and editing it after. The state is read afresh from
+// Nomad (the builds whose meta name the pull request) and the forge (the head), so that
+// any bot writes the same comment; bots serialize on a lock per pull request and read the
+// comments again once they hold it, so that two never create two comments. A forge that
+// cannot comment has no conversation.
+func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, number int64) error {
+	c, ok := f.(forge.Commenter)
+	prs, ok2 := f.(forge.PullRequests)
+	if !ok || !ok2 {
+		return nil
+	}
+	unlock, err := p.lockPR(ctx, repo.CloneURL, number)
+	if err != nil {
+		return fmt.Errorf("conversation of %s#%d: %w", repo.FullName, number, err)
+	}
+	defer unlock()
+	info, err := prs.PullRequestInfo(ctx, repo, number)
+	if err != nil {
+		return err
+	}
+	body, err := p.render(ctx, f, repo, entry, info)
+	if err != nil {
+		return err
+	}
+	me, err := p.me(ctx, f)
+	if err != nil {
+		return err
+	}
+	comments, err := c.Comments(ctx, repo, number)
+	if err != nil {
+		return err
+	}
+	for _, cm := range comments {
+		if cm.Author == me && strings.HasPrefix(cm.Body, Marker) {
+			if cm.Body == body {
+				return nil
+			}
+			return c.EditComment(ctx, repo, cm.ID, body)
+		}
+	}
+	created, err := c.CreateComment(ctx, repo, number, body)
+	if err == nil {
+		log.Info("conversation started", "pr", number, "comment", created.ID)
+	}
+	return err
+}
+
+// lockPR holds the pull request's lock, waiting for it a while: another bot writing the
+// same comment holds it for a few requests at most.
+func (p *Pipeline) lockPR(ctx context.Context, cloneURL string, number int64) (func(), error) {
+	if p.cfg.Locks == nil {
+		return func() {}, nil
+	}
+	sum := sha256.Sum256([]byte(cloneURL))
+	name := "pr/" + hex.EncodeToString(sum[:8]) + "/" + strconv.FormatInt(number, 10)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		unlock, ok, err := p.cfg.Locks.Lock(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return unlock, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("another bot holds the pull request's lock")
+		}
+	}
+}
+
+// me is the login the forge client acts as: its own comments are the bot's.
+func (p *Pipeline) me(ctx context.Context, f forge.Forge) (string, error) {
+	a, ok := f.(forge.Account)
+	if !ok {
+		return "", errors.New("the forge cannot say who the bot is there")
+	}
+	p.logins.mu.Lock()
+	login, found := p.logins.m[f]
+	p.logins.mu.Unlock()
+	if found {
+		return login, nil
+	}
+	login, err := a.Me(ctx)
+	if err != nil {
+		return "", err
+	}
+	p.logins.mu.Lock()
+	if p.logins.m == nil {
+		p.logins.m = map[forge.Forge]string{}
+	}
+	p.logins.m[f] = login
+	p.logins.mu.Unlock()
+	return login, nil
+}
+
+// logins are the forge clients' logins, asked once.
+type logins struct {
+	mu sync.Mutex
+	m  map[forge.Forge]string
+}
+
+// render writes the comment: the head commit's builds, one row per flavor (its newest
+// build), the note on secrets, and one collapsed line per earlier head.
+func (p *Pipeline) render(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo) (string, error) {
+	all, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
+	if err != nil {
+		return "", err
+	}
+	pr := strconv.FormatInt(info.Number, 10)
+	type head struct {
+		sha    string
+		builds []orchestrator.Summary // newest first
+	}
+	var heads []*head // newest first
+	for _, s := range all {
+		if s.Meta["REPO_URL"] != repo.CloneURL || s.Meta["PR"] != pr {
+			continue
+		}
+		i := slices.IndexFunc(heads, func(h *head) bool { return h.sha == s.Meta["COMMIT"] })
+		if i < 0 {
+			heads = append(heads, &head{sha: s.Meta["COMMIT"]})
+			i = len(heads) - 1
+		}
+		heads[i].builds = append(heads[i].builds, s)
+	}
+	// The pull request's head first, built or not.
+	i := slices.IndexFunc(heads, func(h *head) bool { return h.sha == info.Head })
+	if i < 0 {
+		heads = slices.Insert(heads, 0, &head{sha: info.Head})
+	} else {
+		h := heads[i]
+		heads = slices.Insert(slices.Delete(heads, i, i+1), 0, h)
+	}
+	now := time.Now()
+	var b strings.Builder
+	b.WriteString(Marker + "\n")
+	fmt.Fprintf(&b, "### Albatros · %s\n\n", p.commitLink(repo, info.Head))
+	cur := heads[0]
+	if len(cur.builds) == 0 {
+		b.WriteString("No build of this commit yet.\n")
+	} else {
+		b.WriteString("| flavor | state | took | log |\n|---|---|---|---|\n")
+		for _, s := range newestPerFlavor(cur.builds) {
+			took := ""
+			if !s.Started.IsZero() {
+				took = s.Took(now).String()
+			}
+			fmt.Fprintf(&b, "| %s | %s %s | %s | [log](%s) |\n", s.Meta["FLAVOR"], stateEmoji[s.State], s.State, took, p.LogURL(s.Namespace, s.ID))
+		}
+	}
+	if note, err := p.secretsNote(ctx, f, repo, entry, info, cur.builds); err != nil {
+		return "", err
+	} else if note != "" {
+		b.WriteString("\n" + note + "\n")
+	}
+	if !info.Open {
+		b.WriteString("\nThis pull request is closed: its builds that were still running were stopped.\n")
+	}
+	if len(heads) > 1 {
+		b.WriteString("\n<details><summary>Earlier commits</summary>\n\n")
+		for _, h := range heads[1:] {
+			var parts []string
+			for _, s := range newestPerFlavor(h.builds) {
+				parts = append(parts, fmt.Sprintf("%s [%s](%s)", stateEmoji[s.State], s.Meta["FLAVOR"], p.LogURL(s.Namespace, s.ID)))
+			}
+			fmt.Fprintf(&b, "- %s: %s\n", p.commitLink(repo, h.sha), strings.Join(parts, ", "))
+		}
+		b.WriteString("\n</details>\n")
+	}
+	return b.String(), nil
+}
+
+var stateEmoji = map[string]string{"success": "✅", "failure": "❌", "error": "⚠️", "running": "🔄", "queued": "⏳"}
+
+// newestPerFlavor keeps the newest build of each flavor (a rebuild replaces the row), in
+// flavor order.
+func newestPerFlavor(builds []orchestrator.Summary) []orchestrator.Summary {
+	var out []orchestrator.Summary
+	for _, s := range builds { // newest first
+		if !slices.ContainsFunc(out, func(o orchestrator.Summary) bool { return o.Meta["FLAVOR"] == s.Meta["FLAVOR"] }) {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b orchestrator.Summary) int { return strings.Compare(a.Meta["FLAVOR"], b.Meta["FLAVOR"]) })
+	return out
+}
+
+func (p *Pipeline) commitLink(repo forge.Repo, sha string) string {
+	short := sha
+	if len(short) > 7 {
+		short = short[:7]
+	}
+	if repo.HTMLURL == "" {
+		return "`" + short + "`"
+	}
+	return fmt.Sprintf("[`%s`](%s/commit/%s)", short, strings.TrimSuffix(repo.HTMLURL, "/"), sha)
+}
+
+// secretsNote says, when the head's builds ran without the repository's secrets because
+// its code comes from an untrusted fork, how a maintainer gives them to this commit.
+func (p *Pipeline) secretsNote(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo, builds []orchestrator.Summary) (string, error) {
+	if len(entry.SecretValues()) == 0 || len(builds) == 0 {
+		return "", nil
+	}
+	ev := forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: info.Head, Sender: info.Author, PullRequest: &info.PullRequest}
+	trusted, err := TrustedSource(ctx, f, ev, entry)
+	if err != nil || trusted {
+		return "", nil // a build that could not be trusted says so in the bot's log
+	}
+	for _, s := range builds {
+		b, err := p.cfg.Builds.Build(ctx, s.Namespace, s.ID)
+		if err != nil {
+			if errors.Is(err, orchestrator.ErrNotFound) {
+				continue
+			}
+			return "", err
+		}
+		if len(secrets.Values(b.Payload)) > 0 {
+			return "Approved: this commit's builds run with the repository's secrets.", nil
+		}
+	}
+	short := info.Head[:min(len(info.Head), 7)]
+	from := "its author `" + info.Author + "` is"
+	if info.Fork {
+		from = "it comes from the fork `" + info.HeadRepo.FullName + "`, whose owner is"
+	}
+	return fmt.Sprintf("> [!NOTE]\n> The builds of %s ran **without the repository's secrets**: %s not trusted here.\n"+
+		"> A maintainer who has read this exact commit can run it with them by commenting `/approve %s`; a later push needs a new approval.",
+		p.commitLink(repo, info.Head), from, short), nil
+}
