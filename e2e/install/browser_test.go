@@ -2,6 +2,7 @@ package install
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,13 +60,23 @@ func browser(t *testing.T) context.Context {
 // the window, or the whole page when full.
 func shot(t *testing.T, ctx context.Context, name string, full bool) {
 	t.Helper()
+	sel := ""
+	if full {
+		sel = "body"
+	}
+	shotOf(t, ctx, name, sel)
+}
+
+// shotOf saves a screenshot of the element sel (the window when sel is empty), as shot does.
+func shotOf(t *testing.T, ctx context.Context, name, sel string) {
+	t.Helper()
 	dir := os.Getenv("ALBATROS_SCREENSHOTS")
 	if dir == "" {
 		return
 	}
 	take := chromedp.CaptureScreenshot()
-	if full {
-		take = chromedp.Screenshot(chromedp.CSS("body"))
+	if sel != "" {
+		take = chromedp.Screenshot(chromedp.CSS(sel))
 	}
 	png, err := chromedp.Run(ctx, take)
 	if err != nil {
@@ -134,4 +145,48 @@ func TestInstallInTheBrowser(t *testing.T) {
 	shot(t, ctx, "organization", true)
 	do("the log of the build", chromedp.Click(chromedp.CSS(`#builds a[href*="/logs/"]`)), chromedp.WaitVisible(chromedp.CSS("#result")))
 	shot(t, ctx, "log", false)
+}
+
+// The bot's comment as people see it on the pull request's page in Gitea: the table of
+// the head's builds, the request for approval, the earlier heads collapsed.
+func TestPullRequestPageInTheBrowser(t *testing.T) {
+	x := conversation(t, "default nix")
+	outsider := x.g.CreateUser(t, testenv.UniqueName("contributor"))
+	fork := x.g.Fork(t, outsider, x.repo)
+	x.g.Push(t, outsider, fork, "fix-typo", "main", script(printToken+"echo first try\n"), "Fix a typo")
+	x.open(outsider, outsider.Name+":fix-typo")
+	x.waitComment("the first head's builds", func(b string) bool { return strings.Count(b, "✅ success") == 2 })
+	head := x.g.Push(t, outsider, fork, "fix-typo", "", script(printToken+"echo the fix\nexit 1\n"), "Fix the fix")
+	x.waitComment("the second head's builds", func(b string) bool {
+		return strings.Contains(b, "/commit/"+head) && strings.Contains(b, "failure") && strings.Contains(b, "<details>")
+	})
+
+	ctx := browser(t)
+	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("%s (at %s): %v", what, loc, err)
+		}
+	}
+	do("sign in on Gitea",
+		chromedp.Navigate(x.g.URL+"user/login"),
+		chromedp.WaitVisible(chromedp.CSS("#user_name")),
+		chromedp.SendKeys(chromedp.CSS("#user_name"), x.owner.Name),
+		chromedp.SendKeys(chromedp.CSS("#password"), x.owner.Password),
+		chromedp.Submit(chromedp.CSS("#password")),
+	)
+	time.Sleep(time.Second)
+	do("the pull request's page", chromedp.Navigate(fmt.Sprintf("%s%s/pulls/%d", x.g.URL, x.repo.FullName(), x.number)),
+		chromedp.WaitVisible(chromedp.CSS(".timeline-item.comment")))
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".timeline")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Albatros", "default", "nix", "without the repository's secrets", "/approve " + head[:7], "Earlier commits"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the pull request's page lacks %q", want)
+		}
+	}
+	shotOf(t, ctx, "pull-request", ".issue-content-left")
 }

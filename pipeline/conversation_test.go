@@ -1,0 +1,196 @@
+package pipeline_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/pipeline"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden with the comments the pipeline writes now")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pipeline -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+const sha2 = "0b5f1d7e2c9a4b3e6f8d1c2b3a4e5f6d7c8b9a0e"
+
+// forkPR is pull request 42 from mallory's fork, at head.
+func forkPR(head string) forge.PullRequestInfo {
+	return forge.PullRequestInfo{
+		PullRequest: forge.PullRequest{Number: 42, HeadRepo: forge.Repo{CloneURL: "https://git.example.com/mallory/app.git", FullName: "mallory/app", Owner: "mallory", Name: "app"}, HeadBranch: "feature", BaseBranch: "main", Fork: true},
+		Head:        head, Author: "mallory", Open: true,
+	}
+}
+
+// comments returns the bot's conversation comments.
+func botComments(h *harness) []forge.Comment {
+	list, _ := h.forge.Comments(context.Background(), appRepo, 42)
+	var out []forge.Comment
+	for _, c := range list {
+		if c.Author == "albatros" && strings.HasPrefix(c.Body, pipeline.Marker) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// The pull request's one comment: written at dispatch, edited (never doubled) by a
+// redelivery and by a new head, which collapses the earlier one; it asks for an approval
+// of the head while its builds run without the secrets.
+func TestConversationComment(t *testing.T) {
+	e := entryWith("default", "nix")
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e)
+	h.forge.SetPR(forkPR(sha))
+	ev := prEvent("mallory", "mallory")
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	c := botComments(h)
+	if len(c) != 1 {
+		t.Fatalf("%d comments after the first push, want 1", len(c))
+	}
+	golden(t, "conversation-first.golden", c[0].Body)
+
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if c := botComments(h); len(c) != 1 {
+		t.Fatalf("%d comments after a redelivery, want 1", len(c))
+	}
+
+	h.forge.SetPR(forkPR(sha2))
+	ev2 := prEvent("mallory", "mallory")
+	ev2.Commit = sha2
+	if _, err := h.p.Handle(context.Background(), discard, ev2, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	c = botComments(h)
+	if len(c) != 1 || h.forge.Edits() == 0 {
+		t.Fatalf("%d comments, %d edits after a second head; want 1 comment, edited", len(c), h.forge.Edits())
+	}
+	golden(t, "conversation-second.golden", c[0].Body)
+}
+
+// Commands: who may, what runs, what is said.
+func TestCommentCommands(t *testing.T) {
+	e := entryWith("default", "nix")
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	comment := func(h *harness, author, body string) (forge.Event, int) {
+		c := h.forge.AddComment(42, author, body)
+		return forge.Event{Kind: forge.KindComment, Repo: appRepo, Sender: author, PullRequest: &forge.PullRequest{Number: 42}, Comment: &c}, len(h.builds.Dispatches())
+	}
+	replies := func(h *harness, not int64) []string {
+		list, _ := h.forge.Comments(context.Background(), appRepo, 42)
+		var out []string
+		for _, c := range list {
+			if c.Author == "albatros" && c.ID != not && !strings.HasPrefix(c.Body, pipeline.Marker) {
+				out = append(out, c.Body)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name, author, body string
+		writers            []string
+		closed             bool
+		wantFlavors        []string // dispatched
+		wantSecrets        bool
+		wantReply          string
+		wantReactions      []string
+	}{
+		{name: "rebuild by a writer", author: "wanda", body: "/rebuild", writers: []string{"wanda"}, wantFlavors: []string{"default", "nix"}, wantReactions: []string{"eyes", "rocket"}},
+		{name: "rebuild of a flavor by a trusted user", author: "quentin", body: "flaky\n/rebuild nix", wantFlavors: []string{"nix"}, wantReactions: []string{"eyes", "rocket"}},
+		{name: "rebuild of an unknown flavor", author: "quentin", body: "/rebuild arm", wantReply: "`arm` is not a flavor of this repository (default, nix)", wantReactions: []string{"eyes"}},
+		{name: "rebuild by an outsider", author: "mallory", body: "/rebuild", wantReply: "@mallory only this repository's maintainers"},
+		{name: "the bot's own comment", author: "albatros", body: "/rebuild"},
+		{name: "quoted", author: "quentin", body: "> /rebuild"},
+		{name: "approve the head", author: "quentin", body: "/approve " + sha2[:9], wantFlavors: []string{"default", "nix"}, wantSecrets: true, wantReactions: []string{"eyes", "rocket"}},
+		{name: "approve an older commit", author: "quentin", body: "/approve " + sha[:7], wantReply: "its head is now `" + sha2[:7] + "`", wantReactions: []string{"eyes"}},
+		{name: "approve no commit of the pull request", author: "quentin", body: "/approve deadbeef", wantReply: "is no commit of this pull request", wantReactions: []string{"eyes"}},
+		{name: "approve without a sha", author: "quentin", body: "/approve", wantReply: "`/approve " + sha2[:7] + "` for the head", wantReactions: []string{"eyes"}},
+		{name: "on a closed pull request", author: "quentin", body: "/rebuild", closed: true, wantReply: "this pull request is closed", wantReactions: []string{"eyes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(e)
+			h.forge.Writers = tt.writers
+			pr := forkPR(sha2)
+			pr.Open = !tt.closed
+			h.forge.SetPR(pr)
+			h.forge.Commits = map[int64][]string{42: {sha, sha2}}
+			ev, before := comment(h, tt.author, tt.body)
+			if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			reqs := h.builds.Dispatches()[before:]
+			var flavors []string
+			for _, r := range reqs {
+				flavors = append(flavors, r.Meta["FLAVOR"])
+				if r.Meta["COMMIT"] != sha2 || r.Meta["PR"] != "42" || r.HasSecrets != tt.wantSecrets {
+					t.Errorf("dispatched %+v, want the head %s with secrets %v", r.Meta, sha2[:7], tt.wantSecrets)
+				}
+			}
+			if strings.Join(flavors, ",") != strings.Join(tt.wantFlavors, ",") {
+				t.Errorf("dispatched flavors %q, want %q", flavors, tt.wantFlavors)
+			}
+			r := replies(h, ev.Comment.ID)
+			if tt.wantReply == "" && len(r) > 0 || tt.wantReply != "" && (len(r) != 1 || !strings.Contains(r[0], tt.wantReply)) {
+				t.Errorf("replies %q, want %q", r, tt.wantReply)
+			}
+			var reactions []string
+			for _, x := range h.forge.Reactions() {
+				if x.Comment == ev.Comment.ID {
+					reactions = append(reactions, x.Reaction)
+				}
+			}
+			if strings.Join(reactions, ",") != strings.Join(tt.wantReactions, ",") {
+				t.Errorf("reactions %q, want %q", reactions, tt.wantReactions)
+			}
+		})
+	}
+}
+
+// A rebuild is a new build once per comment: the same comment delivered again starts
+// nothing new, another comment does.
+func TestRebuildOncePerComment(t *testing.T) {
+	e := entryWith()
+	h := newHarness(e)
+	h.forge.SetPR(forkPR(sha2))
+	first := h.forge.AddComment(42, "quentin", "/rebuild")
+	ev := forge.Event{Kind: forge.KindComment, Repo: appRepo, Sender: "quentin", PullRequest: &forge.PullRequest{Number: 42}, Comment: &first}
+	for range 2 {
+		if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := h.forge.AddComment(42, "quentin", "/rebuild")
+	ev.Comment = &second
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.builds.Started()); n != 2 {
+		t.Fatalf("%d builds started by two comments, one delivered twice; want 2", n)
+	}
+}
+
