@@ -478,3 +478,40 @@ func TestBotRefusesBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// A second push to a branch, and to a pull request, stops the build of the first commit
+// still running, whose status says which commit superseded it.
+func TestSupersededBuilds(t *testing.T) {
+	p := newProject(t, entry{}, "/webhook/gitea")
+	slow := script("echo long\nsleep 90\n")
+	first := p.push("main", slow)
+	p.waitStatus(first, "albatros/default", gitea.StatusPending)
+	time.Sleep(2 * time.Second) // running, not only queued
+	second := p.push("main", script("echo quick\n"))
+	st := p.waitStatus(first, "albatros/default", gitea.StatusError)
+	if st.Description != "superseded by "+second[:7] {
+		t.Errorf("the first commit's status %q, want superseded by %s", st.Description, second[:7])
+	}
+	p.waitStatus(second, "albatros/default", gitea.StatusSuccess)
+	// Nomad's own end of the stopped build does not overwrite it.
+	time.Sleep(3 * time.Second)
+	if got := p.statuses(first, "albatros/default"); got[len(got)-1] != gitea.StatusError {
+		t.Fatalf("statuses of the first commit %v", got)
+	}
+	if st := p.waitStatus(first, "albatros/default", gitea.StatusError); st.Description != "superseded by "+second[:7] {
+		t.Errorf("after Nomad reported the stop: %q", st.Description)
+	}
+
+	// The same for the pull request of a fork.
+	g := env.Gitea(t)
+	outsider := g.CreateUser(t, testenv.UniqueName("forker"))
+	fork := g.Fork(t, outsider, p.repo)
+	one := g.Push(t, outsider, fork, "patch", "main", slow, "slow change")
+	g.CreatePullRequest(t, outsider, p.repo, outsider.Name+":patch", "main", "superseded")
+	p.waitStatus(one, "albatros/default", gitea.StatusPending)
+	two := g.Push(t, outsider, fork, "patch", "", script("echo better\n"), "better change")
+	if st := p.waitStatus(one, "albatros/default", gitea.StatusError); st.Description != "superseded by "+two[:7] {
+		t.Errorf("the pull request's first head: %q, want superseded by %s", st.Description, two[:7])
+	}
+	p.waitStatus(two, "albatros/default", gitea.StatusSuccess)
+}

@@ -180,6 +180,12 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 
 	var out []orchestrator.Dispatched
 	var errs []error
+	var recent []orchestrator.Summary // the builds a new one may supersede, read once
+	if supersedes(ev, entry) {
+		if recent, err = p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 200); err != nil {
+			log.Warn("older builds not superseded: they could not be listed", "err", err)
+		}
+	}
 	for _, fl := range flavors {
 		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
 		if !ValidFlavor(fl) {
@@ -210,6 +216,9 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			continue
 		}
 		log.Info("build dispatched", "flavor", fl, "job", d.JobID, "namespace", d.Namespace)
+		if err := p.supersede(ctx, log, f, repo, ev, fl, recent); err != nil {
+			errs = append(errs, err)
+		}
 		status.State, status.Description, status.TargetURL = forge.StatePending, "queued in Nomad", p.LogURL(d.Namespace, d.JobID)
 		if err := f.SetStatus(ctx, status); err != nil {
 			errs = append(errs, err)

@@ -879,3 +879,52 @@ func TestInstalledBuilderNamespaces(t *testing.T) {
 		})
 	}
 }
+
+// A new commit of a branch or pull request stops the older builds of the same flavor still
+// queued or running, and marks them superseded; tags, other branches, and entries that say
+// so are left alone.
+func TestSupersede(t *testing.T) {
+	no := false
+	for _, tt := range []struct {
+		name       string
+		second     func(forge.Event) forge.Event
+		supersede  *bool
+		wantStops  int
+		wantStatus string
+	}{
+		{"a second push to the branch", func(e forge.Event) forge.Event { return e }, nil, 2, "superseded by 0b5f1d7"},
+		{"a push to another branch", func(e forge.Event) forge.Event { e.Branch = "other"; return e }, nil, 0, ""},
+		{"the entry keeps older builds", func(e forge.Event) forge.Event { return e }, &no, 0, ""},
+		{"a tag", func(e forge.Event) forge.Event { e.Kind, e.Tag, e.Branch = forge.KindTag, "v2", ""; return e }, nil, 0, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entryWith("default", "nix")
+			e.Supersede = tt.supersede
+			h := newHarness(e)
+			first := pushEvent()
+			if _, err := h.p.Handle(context.Background(), discard, first, e, pipeline.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			second := tt.second(pushEvent())
+			second.Commit = sha2
+			if _, err := h.p.Handle(context.Background(), discard, second, e, pipeline.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(h.builds.Stopped()); n != tt.wantStops {
+				t.Fatalf("%d builds stopped, want %d", n, tt.wantStops)
+			}
+			if tt.wantStops == 0 {
+				return
+			}
+			var marked []string
+			for _, s := range h.forge.Statuses() {
+				if s.Commit == sha && s.State == forge.StateError {
+					marked = append(marked, s.Context+": "+s.Description)
+				}
+			}
+			if len(marked) != 2 || !strings.Contains(marked[0], tt.wantStatus) || !strings.Contains(marked[1], tt.wantStatus) {
+				t.Errorf("statuses of the first commit: %q, want both flavors %q", marked, tt.wantStatus)
+			}
+		})
+	}
+}

@@ -54,6 +54,8 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	if !already {
 		if p.stoppedByClose(ctx, f, repo, b, out) {
 			s.Description = ClosedDescription
+		} else if by := p.supersededBy(ctx, b, out); by != "" {
+			s.Description = SupersededDescription(by)
 		}
 		if err := f.SetStatus(ctx, s); err != nil {
 			return err

@@ -67,6 +67,9 @@ type Repo struct {
 	Flavors []string `json:"flavors,omitempty"`
 	// Builder names a parameterized job of the user's own; empty means the default builder.
 	Builder *Builder `json:"builder,omitempty"`
+	// Supersede, when false, keeps the builds of a branch or pull request running when a
+	// newer commit of it is pushed; by default they are stopped. Tags are never superseded.
+	Supersede *bool `json:"supersede,omitempty"`
 
 	// Installed is true for an entry made of the organization's installation rather than
 	// read from the repository's own key.

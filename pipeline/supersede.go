@@ -1,0 +1,85 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// supersedes reports whether a new build of ev makes the older builds of its branch or pull
+// request moot: for pushes to a branch and pull requests, unless the entry says otherwise;
+// never for tags.
+func supersedes(ev forge.Event, entry *registry.Repo) bool {
+	if entry.Supersede != nil && !*entry.Supersede {
+		return false
+	}
+	return ev.Kind == forge.KindPush || ev.Kind == forge.KindPullRequest
+}
+
+// sameLine reports whether build s is of the same branch or pull request, and flavor, as
+// the new build of ev.
+func sameLine(s orchestrator.Summary, ev forge.Event, flavor string) bool {
+	m := s.Meta
+	if m["REPO_URL"] != ev.Repo.CloneURL || m["FLAVOR"] != flavor || m["TAG"] != "" {
+		return false
+	}
+	if ev.PullRequest != nil {
+		return m["PR"] == strconv.FormatInt(ev.PullRequest.Number, 10)
+	}
+	return m["PR"] == "" && m["BRANCH"] == ev.Branch
+}
+
+// SupersededDescription is the status of a build stopped for a newer commit.
+func SupersededDescription(sha string) string { return "superseded by " + sha[:min(len(sha), 7)] }
+
+// supersede stops the builds of ev's branch or pull request, in flavor, that are still
+// queued or running for another commit, and marks their statuses.
+func (p *Pipeline) supersede(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, ev forge.Event, flavor string, recent []orchestrator.Summary) error {
+	var errs []error
+	for _, s := range recent {
+		if !sameLine(s, ev, flavor) || s.Meta["COMMIT"] == ev.Commit || (s.State != "queued" && s.State != "running") {
+			continue
+		}
+		if err := p.cfg.Builds.Stop(ctx, s.Namespace, s.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("build superseded", "job", s.ID, "commit", s.Meta["COMMIT"], "by", ev.Commit, "flavor", flavor)
+		errs = append(errs, f.SetStatus(ctx, forge.Status{
+			Repo: repo, Commit: s.Meta["COMMIT"], State: forge.StateError, Context: StatusContext(flavor),
+			Description: SupersededDescription(ev.Commit), TargetURL: p.LogURL(s.Namespace, s.ID),
+		}))
+	}
+	return errors.Join(errs...)
+}
+
+// supersededBy returns the commit of a newer build of the same branch or pull request and
+// flavor as b, if there is one: b was stopped for it. Report keeps that description when
+// Nomad reports the stop.
+func (p *Pipeline) supersededBy(ctx context.Context, b *orchestrator.Build, out orchestrator.Outcome) string {
+	if out.Result != orchestrator.Error || b.Meta["TAG"] != "" {
+		return ""
+	}
+	recent, err := p.cfg.Builds.Recent(ctx, b.Meta["REPO_URL"], 200)
+	if err != nil {
+		return ""
+	}
+	ev := forge.Event{Repo: forge.Repo{CloneURL: b.Meta["REPO_URL"]}, Branch: b.Meta["BRANCH"]}
+	if n, err := strconv.ParseInt(b.Meta["PR"], 10, 64); err == nil {
+		ev.PullRequest = &forge.PullRequest{Number: n}
+	}
+	for _, s := range recent { // newest first
+		if s.ID == b.ID && s.Namespace == b.Namespace {
+			return ""
+		}
+		if sameLine(s, ev, b.Meta["FLAVOR"]) && s.Meta["COMMIT"] != b.Meta["COMMIT"] && s.Submitted.After(b.Submitted) {
+			return s.Meta["COMMIT"]
+		}
+	}
+	return ""
+}
