@@ -193,4 +193,3 @@ func TestRebuildOncePerComment(t *testing.T) {
 		t.Fatalf("%d builds started by two comments, one delivered twice; want 2", n)
 	}
 }
-
