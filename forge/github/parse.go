@@ -110,7 +110,7 @@ func parsePush(p *gh.PushEvent) (forge.Event, error) {
 
 func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
 	pr := p.GetPullRequest()
-	if p.Repo == nil || p.GetRepo().GetCloneURL() == "" || pr.Head == nil || pr.Base == nil || pr.GetHead().GetSHA() == "" {
+	if p.Repo == nil || p.GetRepo().GetCloneURL() == "" || pr == nil || pr.Head == nil || pr.Base == nil || pr.GetHead().GetSHA() == "" {
 		return forge.Event{}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
 	}
 	number := int64(pr.GetNumber())
