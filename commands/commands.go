@@ -1,8 +1,9 @@
 // Package commands reads the commands people write to the bot in pull request comments:
 // `/rebuild`, `/rebuild <flavor>` and `/approve <sha>`. A command counts only as the first
 // word of a line of the comment's own text: not inside a quote (`> `), a fenced code block
-// (``` or ~~~) or an indented code block (four spaces or a tab). Several commands in one
-// comment each count once; unknown `/words` are not commands.
+// (``` or ~~~), an indented code block (four columns of indentation, tabs counting to the
+// next multiple of four), an HTML comment (`<!-- -->`, invisible once rendered) or a `<pre>`
+// block. Several commands in one comment each count once; unknown `/words` are not commands.
 //
 // It only reads text; who may run a command, and what it does, is the pipeline's.
 package commands
@@ -38,7 +39,8 @@ func Parse(body string) []Command {
 		body = body[:maxComment]
 	}
 	var out []Command
-	fence := "" // the open code fence, if any
+	fence := ""  // the open code fence, if any
+	hidden := "" // the end of the open HTML comment or <pre> block, if any
 	for line := range strings.Lines(body) {
 		line = strings.TrimRight(line, "\r\n")
 		if fence != "" {
@@ -47,10 +49,20 @@ func Parse(body string) []Command {
 			}
 			continue
 		}
-		if strings.HasPrefix(line, "    ") || strings.HasPrefix(line, "\t") {
+		if hidden != "" {
+			if strings.Contains(strings.ToLower(line), hidden) {
+				hidden = ""
+			}
+			continue
+		}
+		if indent(line) >= 4 {
 			continue // indented code
 		}
-		text := strings.TrimLeft(line, " ")
+		text := strings.TrimLeft(line, " \t")
+		if end := opensHidden(text); end != "" {
+			hidden = end
+			continue
+		}
 		if f := opens(text); f != "" {
 			fence = f
 			continue
@@ -76,6 +88,34 @@ func Parse(body string) []Command {
 		}
 	}
 	return out
+}
+
+// indent is a line's indentation in columns, a tab moving to the next multiple of four.
+func indent(line string) int {
+	col := 0
+	for _, r := range line {
+		switch r {
+		case ' ':
+			col++
+		case '\t':
+			col += 4 - col%4
+		default:
+			return col
+		}
+	}
+	return col
+}
+
+// opensHidden returns what ends the HTML comment or <pre> block a line opens and does not
+// close, or "" when it opens none that outlives it.
+func opensHidden(text string) string {
+	lower := strings.ToLower(text)
+	for _, b := range [][2]string{{"<!--", "-->"}, {"<pre", "</pre>"}} {
+		if i := strings.Index(lower, b[0]); i >= 0 && !strings.Contains(lower[i+len(b[0]):], b[1]) {
+			return b[1]
+		}
+	}
+	return ""
 }
 
 // opens returns the fence a line opens (three or more backticks or tildes), or "".

@@ -277,6 +277,11 @@ func (in *Installer) repair(ctx context.Context, inst *registry.Installation) ([
 			return nil, err
 		}
 		repaired = append(repaired, fmt.Sprintf("webhook %d was deleted: created webhook %d with a new secret", old, inst.Hook.ID))
+	} else if inst.Hook.URL == "" && hooks[i].URL != in.cfg.HookURL {
+		// Recorded before installations named their bot's URL: the hook may be another
+		// deployment's, which this one must not turn to itself.
+		in.cfg.Log.Warn("webhook of an installation without its bot's URL points elsewhere: left alone", "org", org, "hook", inst.Hook.ID, "url", hooks[i].URL)
+		return nil, nil
 	} else if wrong := in.wrong(hooks[i]); len(wrong) > 0 {
 		secret, err := in.cfg.Records.HookSecret(inst)
 		if err != nil {
@@ -288,6 +293,12 @@ func (in *Installer) repair(ctx context.Context, inst *registry.Installation) ([
 			return nil, err
 		}
 		repaired = append(repaired, fmt.Sprintf("webhook %d was changed (%s): set back", inst.Hook.ID, strings.Join(wrong, "; ")))
+	}
+	if inst.Hook.URL == "" {
+		inst.Hook.URL = in.cfg.HookURL
+		if err := in.cfg.Records.PutInstallation(ctx, inst); err != nil {
+			return repaired, err
+		}
 	}
 	// Other webhooks to the bot's URL are left over from a failed install or repair: they
 	// would deliver twice, with a secret the bot does not know.

@@ -17,12 +17,22 @@ import (
 // Watch reconnects after stream errors, which it passes to onErr, resuming at the next index,
 // and subscribes again when a build is dispatched into a namespace its stream does not
 // cover (Nomad expands the namespace wildcard at subscription). It returns when ctx ends.
-func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, Outcome), onErr func(error)) error {
+//
+// With opts.After, the stream resumes after that index (the last one a bot handled, kept
+// in Consul); when the first event Nomad sends is later than the next index, events may be
+// lost (Nomad starts silently at the oldest event it still buffers) and opts.Gap is called
+// to find the builds that changed meanwhile by listing them. opts.Handled is told the last
+// index handled after each batch.
+func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, Outcome), onErr func(error), opts WatchOptions) error {
 	topics := map[nomad.Topic][]string{
 		nomad.TopicAllocation: {"*"},
 		nomad.TopicEvaluation: {"*"},
 	}
 	var next uint64 // 0: from the oldest event Nomad still buffers
+	if opts.After > 0 {
+		next = opts.After + 1
+	}
+	checkGap := opts.After > 0 && opts.Gap != nil
 	seen := newSeen(8192)
 	backoff := 500 * time.Millisecond
 	defer o.setWatched(nil)
@@ -42,7 +52,14 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 			backoff = min(2*backoff, 15*time.Second)
 			continue
 		}
-		again := o.follow(ctx, ch, &next, seen, handle, onErr)
+		again := o.follow(ctx, ch, &next, seen, handle, onErr, func(first uint64) {
+			if checkGap {
+				checkGap = false
+				if first > opts.After+1 {
+					opts.Gap(ctx, opts.After)
+				}
+			}
+		}, opts.Handled)
 		cancel()
 		if again {
 			continue // a new namespace: subscribe again at once, from the next index
@@ -57,7 +74,7 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 
 // follow handles the events of one subscription until it breaks (false) or a dispatch asks
 // for a new one (true). next advances past every handled index.
-func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next *uint64, seen *seen, handle func(context.Context, Outcome), onErr func(error)) bool {
+func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next *uint64, seen *seen, handle func(context.Context, Outcome), onErr func(error), first func(uint64), handled func(uint64)) bool {
 	for {
 		select {
 		case <-o.resubscribe:
@@ -73,10 +90,14 @@ func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next
 			if events.IsHeartbeat() {
 				continue
 			}
+			first(events.Index)
 			for _, e := range events.Events {
 				o.handleEvent(ctx, e, seen, handle, onErr)
 			}
 			*next = events.Index + 1
+			if handled != nil {
+				handled(events.Index)
+			}
 		}
 	}
 }
@@ -153,6 +174,17 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 		}
 		handle(ctx, out)
 	}
+}
+
+// WatchOptions say where Watch resumes and whom it tells of its progress.
+type WatchOptions struct {
+	// After is the last event index handled before; 0 starts at the oldest event Nomad
+	// still buffers.
+	After uint64
+	// Gap is called, once, when the stream resumes later than After+1.
+	Gap func(ctx context.Context, after uint64)
+	// Handled, when set, is told the index of each batch of events once handled.
+	Handled func(index uint64)
 }
 
 // seen remembers the last n keys, so that replays and repeated updates of an allocation that

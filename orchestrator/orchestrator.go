@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,9 @@ type Build struct {
 	// Status is Nomad's job status: pending, running or dead.
 	Status    string
 	Submitted time.Time
+	// Stopped is true once the job was stopped (Nomad's job stop): superseded, its pull
+	// request closed, or by an operator.
+	Stopped bool
 }
 
 // Build reads a dispatched build job; ErrNotFound when Nomad does not know it.
@@ -130,6 +134,7 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 		Meta:      job.Meta,
 		Payload:   job.Payload,
 		Status:    deref(job.Status),
+		Stopped:   job.Stop != nil && *job.Stop,
 	}
 	if job.SubmitTime != nil {
 		b.Submitted = time.Unix(0, *job.SubmitTime)
@@ -156,4 +161,39 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// LogPath is the path of a build's log page on the bot: /logs/<namespace>/<job ID>, each
+// segment escaped (a builder's job ID may hold any character but a slash's meaning).
+func LogPath(ns, jobID string) string {
+	segs := strings.Split(jobID, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "/logs/" + url.PathEscape(ns) + "/" + strings.Join(segs, "/")
+}
+
+// ParseLogPath returns the namespace and job ID of a LogPath.
+func ParseLogPath(path string) (ns, jobID string, ok bool) {
+	rest, found := strings.CutPrefix(path, "/logs/")
+	if !found {
+		return "", "", false
+	}
+	ns, job, found := strings.Cut(rest, "/")
+	if !found || ns == "" || job == "" {
+		return "", "", false
+	}
+	segs := strings.Split(job, "/")
+	for i, s := range segs {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return "", "", false
+		}
+		segs[i] = u
+	}
+	n, err := url.PathUnescape(ns)
+	if err != nil {
+		return "", "", false
+	}
+	return n, strings.Join(segs, "/"), true
 }

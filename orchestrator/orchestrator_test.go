@@ -190,7 +190,7 @@ func watch(t *testing.T, ctx context.Context, o *orchestrator.Orchestrator) *out
 			out.mu.Lock()
 			out.got[oc.JobID] = append(out.got[oc.JobID], oc)
 			out.mu.Unlock()
-		}, func(err error) { t.Logf("event stream: %v", err) })
+		}, func(err error) { t.Logf("event stream: %v", err) }, orchestrator.WatchOptions{})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return out

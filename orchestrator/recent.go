@@ -21,6 +21,11 @@ type Summary struct {
 	Submitted time.Time
 	// Started and Finished are the executor task's, zero until they happen.
 	Started, Finished time.Time
+	// ModifyIndex is the job's last change in Nomad's raft index.
+	ModifyIndex uint64
+	// Stopped is true once the job was stopped; its state is then error, also while its
+	// task is still being killed.
+	Stopped bool
 }
 
 // Took is how long the build ran, or has been running at now.
@@ -49,7 +54,7 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 		if !IsBuildID(j.ID) || !strings.HasPrefix(j.Meta["REPO_URL"], repoPrefix) {
 			continue
 		}
-		out = append(out, Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime)})
+		out = append(out, Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop})
 	}
 	slices.SortFunc(out, func(a, b Summary) int { return b.Submitted.Compare(a.Submitted) })
 	if len(out) > limit {
@@ -77,7 +82,7 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 		}
 		if ts := a.TaskStates[Task]; ts != nil {
 			out[i].Started, out[i].Finished = ts.StartedAt, ts.FinishedAt
-			if !ts.StartedAt.IsZero() && ts.State == "running" {
+			if !ts.StartedAt.IsZero() && ts.State == "running" && !out[i].Stopped {
 				out[i].State = "running"
 			}
 		}
@@ -91,7 +96,7 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 // jobState is a build's state from its job alone: queued until an allocation tells more,
 // error when it ended without one.
 func jobState(j *nomad.JobListStub) string {
-	if j.Status == "dead" {
+	if j.Status == "dead" || j.Stop {
 		return string(Error)
 	}
 	if s := j.JobSummary; s != nil {

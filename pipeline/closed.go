@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 
@@ -18,9 +19,20 @@ const ClosedDescription = "stopped: pull request closed"
 // is no longer to be merged), marks their statuses, and says so in the conversation.
 func (p *Pipeline) closed(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo) error {
 	number := ev.PullRequest.Number
+	// The event's word is not enough to stop builds: the forge must say so too.
+	if prs, ok := f.(forge.PullRequests); ok {
+		info, err := prs.PullRequestInfo(ctx, repo, number)
+		if err != nil {
+			return fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err)
+		}
+		if info.Open {
+			log.Warn("closed pull request is open: nothing stopped", "pr", number)
+			return nil
+		}
+	}
 	all, err := p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 500)
 	if err != nil {
-		return err
+		return fmt.Errorf("builds of %s#%d: %w", repo.FullName, number, err)
 	}
 	var errs []error
 	for _, s := range all {
@@ -28,7 +40,7 @@ func (p *Pipeline) closed(ctx context.Context, log *slog.Logger, ev forge.Event,
 			continue
 		}
 		if err := p.cfg.Builds.Stop(ctx, s.Namespace, s.ID); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("stop %s: %w", s.ID, err))
 			continue
 		}
 		log.Info("build stopped: pull request closed", "pr", number, "job", s.ID)
@@ -42,9 +54,10 @@ func (p *Pipeline) closed(ctx context.Context, log *slog.Logger, ev forge.Event,
 }
 
 // stoppedByClose reports whether an outcome is a pull request's build stopped because the
-// pull request closed: its status says so, and not just "stopped".
+// pull request closed: it was stopped, and the pull request is closed; its status says so,
+// and not just "stopped".
 func (p *Pipeline) stoppedByClose(ctx context.Context, f forge.Forge, repo forge.Repo, b *orchestrator.Build, out orchestrator.Outcome) bool {
-	if out.Result != orchestrator.Error || b.Meta["PR"] == "" {
+	if out.Result != orchestrator.Error || !b.Stopped || b.Meta["PR"] == "" {
 		return false
 	}
 	prs, ok := f.(forge.PullRequests)

@@ -14,22 +14,28 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
 )
 
-// shaPrefixRE is what /approve takes: 7 to 64 hex characters of a commit.
-var shaPrefixRE = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
+// shaRE is what /approve takes: a full commit id, 40 (SHA-1) or 64 (SHA-256) hex
+// characters. A prefix would do for a human, but a short one can be forged: a commit made
+// to share the prefix of the one the maintainer read, pushed in its place.
+var shaRE = regexp.MustCompile(`^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$`)
 
 // comment runs the commands of a new comment on a pull request:
 //
 //   - /rebuild builds every flavor of the pull request's head again, /rebuild <flavor> one
-//     flavor: a new build even of the same commit, once per comment, with the secrets the
-//     code would get from a push, no more;
+//     flavor: a new build even of the same commit, once per comment. It gets the
+//     repository's secrets when an earlier build of that exact commit had them (a trusted
+//     push of it, or an approval), or when the head is a trusted owner's fork's; who
+//     pushed the head of a branch of the repository is not known otherwise;
 //   - /approve <sha> builds the pull request's head with the repository's secrets, once per
-//     flavor, when sha is (a prefix of) that head; of an earlier commit of the pull
+//     flavor, when sha is that head's full commit id; of an earlier commit of the pull
 //     request, it says which commit is the head now and builds nothing.
 //
-// Only a trusted user (of the entry or the installation, users or teams) or one with write
-// access to the repository may; anyone else gets a reply saying why, and nothing runs. The
+// /rebuild is for trusted users (of the entry or the installation, users or teams) and
+// for users with write access to the repository; /approve, which hands the secrets to
+// code, for trusted users only. Anyone else gets a reply saying why, and nothing runs. The
 // bot's own comments are not read. An accepted comment gets the reaction eyes, then rocket
 // once its builds are dispatched.
 func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, opts Options) ([]orchestrator.Dispatched, error) {
@@ -53,13 +59,16 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	log = log.With("pr", number, "comment", cm.ID, "author", cm.Author)
 	reply := func(text string) error {
 		_, err := c.CreateComment(ctx, repo, number, fmt.Sprintf("@%s %s", cm.Author, text))
-		return err
+		if err != nil {
+			return fmt.Errorf("reply to comment %d on %s#%d: %w", cm.ID, repo.FullName, number, err)
+		}
+		return nil
 	}
-	may, err := p.mayCommand(ctx, f, repo, entry, cm.Author)
+	trusted, writer, err := p.rights(ctx, f, repo, entry, cm.Author)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("rights of %s on %s: %w", cm.Author, repo.FullName, err)
 	}
-	if !may {
+	if !trusted && !writer {
 		log.Info("command refused: neither trusted nor a writer")
 		return nil, reply(fmt.Sprintf("only this repository's maintainers (write access) and its trusted users may `/%s` here: nothing was run.", cmds[0].Name))
 	}
@@ -73,7 +82,7 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	react("eyes")
 	info, err := prs.PullRequestInfo(ctx, repo, number)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err)
 	}
 	if !info.Open {
 		return nil, reply("this pull request is closed: nothing was run.")
@@ -83,10 +92,13 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 		Sender: info.Author, PullRequest: &info.PullRequest,
 	}
 	if err := head.Validate(); err != nil {
-		return nil, fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err)
+		log.Warn("command refused: the pull request's head cannot be built", "err", err)
+		return nil, errors.Join(fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err),
+			reply("this pull request's head cannot be built (its source repository or branch is gone?): nothing was run."))
 	}
 	var out []orchestrator.Dispatched
 	var errs []error
+	hadSecrets := -1 // whether an earlier build of the head had the secrets, once asked
 	for _, cmd := range cmds {
 		o := Options{NoSecrets: opts.NoSecrets}
 		switch cmd.Name {
@@ -100,16 +112,36 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 				}
 				o.Flavor = fl
 			}
+			if hadSecrets < 0 {
+				had, err := p.hadSecrets(ctx, repo, info.Head)
+				if err != nil {
+					log.Warn("earlier builds of the head could not be read: rebuilding without secrets", "err", err)
+				}
+				hadSecrets = 0
+				if had {
+					hadSecrets = 1
+				}
+			}
+			// The code of a fork is its owner's, whom TrustedSource judges; the head of a
+			// branch of the repository may have been pushed by anyone who writes to it.
+			o.Approved = hadSecrets == 1
+			o.NoSecrets = o.NoSecrets || (!o.Approved && !info.Fork)
 		case commands.Approve:
-			if len(cmd.Args) == 0 || !shaPrefixRE.MatchString(cmd.Args[0]) {
-				errs = append(errs, reply("`/approve` takes the commit to run with the secrets: `/approve "+info.Head[:7]+"` for the head."))
+			if !trusted {
+				log.Info("approval refused: not a trusted user")
+				errs = append(errs, reply("only this repository's trusted users may `/approve`: it gives the repository's secrets to the code. Nothing was run."))
+				continue
+			}
+			if len(cmd.Args) == 0 || !shaRE.MatchString(cmd.Args[0]) {
+				errs = append(errs, reply("`/approve` takes the full id of the commit to run with the secrets: `/approve "+info.Head+"` for the head."))
 				continue
 			}
 			sha := strings.ToLower(cmd.Args[0])
-			if !strings.HasPrefix(info.Head, sha) {
+			if sha != info.Head {
 				msg, err := p.notHead(ctx, prs, repo, number, sha, info.Head)
 				if err != nil {
-					return out, err
+					errs = append(errs, err)
+					continue
 				}
 				errs = append(errs, reply(msg))
 				continue
@@ -129,37 +161,57 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	return out, errors.Join(errs...)
 }
 
+// hadSecrets reports whether a build of commit in repo (a push's or a pull request's) ran
+// with the repository's secrets.
+func (p *Pipeline) hadSecrets(ctx context.Context, repo forge.Repo, commit string) (bool, error) {
+	all, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range all {
+		if s.Meta["REPO_URL"] != repo.CloneURL || s.Meta["COMMIT"] != commit {
+			continue
+		}
+		b, err := p.cfg.Builds.Build(ctx, s.Namespace, s.ID)
+		if errors.Is(err, orchestrator.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if len(secrets.Values(b.Payload)) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // notHead says why /approve of sha runs nothing: it is an earlier commit of the pull
 // request (and which is the head now), or none of its commits.
 func (p *Pipeline) notHead(ctx context.Context, prs forge.PullRequests, repo forge.Repo, number int64, sha, head string) (string, error) {
 	commits, err := prs.PullRequestCommits(ctx, repo, number)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("commits of %s#%d: %w", repo.FullName, number, err)
 	}
-	short := head[:7]
-	for _, c := range commits {
-		if strings.HasPrefix(c, sha) {
-			return fmt.Sprintf("`%s` is not the head of this pull request any more: its head is now `%s`. Nothing was run; read that commit and `/approve %s` to run it with the secrets.", sha[:min(len(sha), 12)], short, short), nil
-		}
+	if slices.Contains(commits, sha) {
+		return fmt.Sprintf("`%s` is not the head of this pull request any more: its head is now `%s`. Nothing was run; read that commit and `/approve %s` to run it with the secrets.", sha[:12], head[:12], head), nil
 	}
-	return fmt.Sprintf("`%s` is no commit of this pull request: its head is `%s`. Nothing was run.", sha[:min(len(sha), 12)], short), nil
+	return fmt.Sprintf("`%s` is no commit of this pull request: its head is `%s`. Nothing was run.", sha[:12], head[:12]), nil
 }
 
-// mayCommand reports whether user may give the bot commands on the repository: a trusted
-// user (by name or team), or one with write access.
-func (p *Pipeline) mayCommand(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, user string) (bool, error) {
-	trusted, err := TrustedSource(ctx, f, forge.Event{Kind: forge.KindPush, Repo: repo, Sender: user}, entry)
-	if err != nil {
-		return false, err
-	}
-	if trusted {
-		return true, nil
+// rights reports whether user is trusted on the repository (by name or team), and, when
+// not, whether they have write access to it.
+func (p *Pipeline) rights(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, user string) (trusted, writer bool, err error) {
+	trusted, err = TrustedSource(ctx, f, forge.Event{Kind: forge.KindPush, Repo: repo, Sender: user}, entry)
+	if err != nil || trusted {
+		return trusted, false, err
 	}
 	w, ok := f.(forge.Writers)
 	if !ok {
-		return false, nil
+		return false, false, nil
 	}
-	return w.CanWrite(ctx, repo, user)
+	writer, err = w.CanWrite(ctx, repo, user)
+	return false, writer, err
 }
 
 // flavors are the flavors an entry builds.
@@ -170,10 +222,11 @@ func (p *Pipeline) flavors(entry *registry.Repo) []string {
 	return []string{DefaultFlavor}
 }
 
-// clip keeps what the bot quotes of a comment short.
+// clip keeps what the bot quotes of a comment short, and inside its backticks.
 func clip(s string) string {
+	s = strings.ReplaceAll(s, "`", "")
 	if len(s) > 40 {
-		return s[:40] + "…"
+		return strings.ToValidUTF8(s[:40], "") + "…"
 	}
 	return s
 }

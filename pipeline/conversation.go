@@ -40,35 +40,40 @@ func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge
 		return fmt.Errorf("conversation of %s#%d: %w", repo.FullName, number, err)
 	}
 	defer unlock()
+	wrap := func(err error) error { return fmt.Errorf("conversation of %s#%d: %w", repo.FullName, number, err) }
 	info, err := prs.PullRequestInfo(ctx, repo, number)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	body, err := p.render(ctx, f, repo, entry, info)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	me, err := p.me(ctx, f)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	comments, err := c.Comments(ctx, repo, number)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	for _, cm := range comments {
-		if cm.Author == me && strings.HasPrefix(cm.Body, Marker) {
+		if strings.EqualFold(cm.Author, me) && strings.HasPrefix(cm.Body, Marker) {
 			if cm.Body == body {
 				return nil
 			}
-			return c.EditComment(ctx, repo, cm.ID, body)
+			if err := c.EditComment(ctx, repo, cm.ID, body); err != nil {
+				return wrap(err)
+			}
+			return nil
 		}
 	}
 	created, err := c.CreateComment(ctx, repo, number, body)
-	if err == nil {
-		log.Info("conversation started", "pr", number, "comment", created.ID)
+	if err != nil {
+		return wrap(err)
 	}
-	return err
+	log.Info("conversation started", "pr", number, "comment", created.ID)
+	return nil
 }
 
 // lockPR holds the pull request's lock, waiting for it a while: another bot writing the
@@ -81,7 +86,10 @@ func (p *Pipeline) lockPR(ctx context.Context, cloneURL string, number int64) (f
 	name := "pr/" + hex.EncodeToString(sum[:8]) + "/" + strconv.FormatInt(number, 10)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		unlock, ok, err := p.cfg.Locks.Lock(ctx, name)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		unlock, ok, err := p.cfg.Locks.Lock(ctx, name) // waits a second for it
 		if err != nil {
 			return nil, err
 		}
@@ -90,6 +98,10 @@ func (p *Pipeline) lockPR(ctx context.Context, cloneURL string, number int64) (f
 		}
 		if time.Now().After(deadline) {
 			return nil, errors.New("another bot holds the pull request's lock")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -167,9 +179,11 @@ func (p *Pipeline) render(ctx context.Context, f forge.Forge, repo forge.Repo, e
 	} else {
 		b.WriteString("| flavor | state | took | log |\n|---|---|---|---|\n")
 		for _, s := range newestPerFlavor(cur.builds) {
+			// Only a finished build's: a running one's would change the comment at every
+			// refresh.
 			took := ""
-			if !s.Started.IsZero() {
-				took = s.Took(now).String()
+			if !s.Started.IsZero() && !s.Finished.IsZero() {
+				took = s.Took(now).Round(time.Second).String()
 			}
 			fmt.Fprintf(&b, "| %s | %s %s | %s | [log](%s) |\n", s.Meta["FLAVOR"], stateEmoji[s.State], s.State, took, p.LogURL(s.Namespace, s.ID))
 		}
@@ -245,12 +259,11 @@ func (p *Pipeline) secretsNote(ctx context.Context, f forge.Forge, repo forge.Re
 			return "Approved: this commit's builds run with the repository's secrets.", nil
 		}
 	}
-	short := info.Head[:min(len(info.Head), 7)]
 	from := "its author `" + info.Author + "` is"
 	if info.Fork {
 		from = "it comes from the fork `" + info.HeadRepo.FullName + "`, whose owner is"
 	}
 	return fmt.Sprintf("> [!NOTE]\n> The builds of %s ran **without the repository's secrets**: %s not trusted here.\n"+
-		"> A maintainer who has read this exact commit can run it with them by commenting `/approve %s`; a later push needs a new approval.",
-		p.commitLink(repo, info.Head), from, short), nil
+		"> A trusted user who has read this exact commit can run it with them by commenting `/approve %s`; a later push needs a new approval.",
+		p.commitLink(repo, info.Head), from, info.Head), nil
 }

@@ -5,10 +5,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/orchestrator/orchestratortest"
 	"github.com/albatros-ci/albatros/pipeline"
 )
 
@@ -122,13 +125,19 @@ func TestCommentCommands(t *testing.T) {
 		{name: "rebuild by a writer", author: "wanda", body: "/rebuild", writers: []string{"wanda"}, wantFlavors: []string{"default", "nix"}, wantReactions: []string{"eyes", "rocket"}},
 		{name: "rebuild of a flavor by a trusted user", author: "quentin", body: "flaky\n/rebuild nix", wantFlavors: []string{"nix"}, wantReactions: []string{"eyes", "rocket"}},
 		{name: "rebuild of an unknown flavor", author: "quentin", body: "/rebuild arm", wantReply: "`arm` is not a flavor of this repository (default, nix)", wantReactions: []string{"eyes"}},
+		{name: "rebuild of a flavor with backticks", author: "quentin", body: "/rebuild `@everyone`", wantReply: "`@everyone` is not a flavor", wantReactions: []string{"eyes"}},
 		{name: "rebuild by an outsider", author: "mallory", body: "/rebuild", wantReply: "@mallory only this repository's maintainers"},
 		{name: "the bot's own comment", author: "albatros", body: "/rebuild"},
+		{name: "the bot's own comment, other case", author: "Albatros", body: "/rebuild"},
 		{name: "quoted", author: "quentin", body: "> /rebuild"},
-		{name: "approve the head", author: "quentin", body: "/approve " + sha2[:9], wantFlavors: []string{"default", "nix"}, wantSecrets: true, wantReactions: []string{"eyes", "rocket"}},
-		{name: "approve an older commit", author: "quentin", body: "/approve " + sha[:7], wantReply: "its head is now `" + sha2[:7] + "`", wantReactions: []string{"eyes"}},
-		{name: "approve no commit of the pull request", author: "quentin", body: "/approve deadbeef", wantReply: "is no commit of this pull request", wantReactions: []string{"eyes"}},
-		{name: "approve without a sha", author: "quentin", body: "/approve", wantReply: "`/approve " + sha2[:7] + "` for the head", wantReactions: []string{"eyes"}},
+		{name: "approve the head", author: "quentin", body: "/approve " + sha2, wantFlavors: []string{"default", "nix"}, wantSecrets: true, wantReactions: []string{"eyes", "rocket"}},
+		{name: "approve the head, upper case", author: "quentin", body: "/approve " + strings.ToUpper(sha2), wantFlavors: []string{"default", "nix"}, wantSecrets: true, wantReactions: []string{"eyes", "rocket"}},
+		{name: "approve by a prefix of the head", author: "quentin", body: "/approve " + sha2[:12], wantReply: "takes the full id of the commit", wantReactions: []string{"eyes"}},
+		{name: "approve by a writer who is not trusted", author: "wanda", body: "/approve " + sha2, writers: []string{"wanda"}, wantReply: "only this repository's trusted users may `/approve`", wantReactions: []string{"eyes"}},
+		{name: "approve an older commit", author: "quentin", body: "/approve " + sha, wantReply: "its head is now `" + sha2[:12] + "`", wantReactions: []string{"eyes"}},
+		{name: "approve no commit of the pull request", author: "quentin", body: "/approve " + strings.Repeat("d", 40), wantReply: "is no commit of this pull request", wantReactions: []string{"eyes"}},
+		{name: "approve without a sha", author: "quentin", body: "/approve", wantReply: "`/approve " + sha2 + "` for the head", wantReactions: []string{"eyes"}},
+		{name: "approve an older commit, then rebuild", author: "quentin", body: "/approve " + sha + "\n/rebuild nix", wantFlavors: []string{"nix"}, wantReply: "its head is now", wantReactions: []string{"eyes", "rocket"}},
 		{name: "on a closed pull request", author: "quentin", body: "/rebuild", closed: true, wantReply: "this pull request is closed", wantReactions: []string{"eyes"}},
 	}
 	for _, tt := range tests {
@@ -191,5 +200,144 @@ func TestRebuildOncePerComment(t *testing.T) {
 	}
 	if n := len(h.builds.Started()); n != 2 {
 		t.Fatalf("%d builds started by two comments, one delivered twice; want 2", n)
+	}
+}
+
+// prComment is quentin's (or author's) new comment on pull request 42.
+func prComment(h *harness, author, body string) forge.Event {
+	c := h.forge.AddComment(42, author, body)
+	return forge.Event{Kind: forge.KindComment, Repo: appRepo, Sender: author, PullRequest: &forge.PullRequest{Number: 42}, Comment: &c}
+}
+
+// An approval in a delivery that withholds the secrets gives none; comments and closed
+// pull requests in unsigned deliveries are refused and change nothing.
+func TestUnprovenDeliveries(t *testing.T) {
+	e := entryWith("default")
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e)
+	h.forge.SetPR(forkPR(sha2))
+	if _, err := h.p.Handle(context.Background(), discard, prComment(h, "quentin", "/approve "+sha2), e, pipeline.Options{NoSecrets: true}); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.builds.Dispatches(); len(d) != 1 || d[0].HasSecrets {
+		t.Fatalf("dispatches %+v, want one without the secrets", d)
+	}
+	closed := forge.Event{Kind: forge.KindPullRequestClosed, Repo: appRepo, Sender: "quentin", PullRequest: &forge.PullRequest{Number: 42}}
+	for _, ev := range []forge.Event{prComment(h, "quentin", "/rebuild"), closed} {
+		if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{NoSecrets: true, Unsigned: true}); err == nil {
+			t.Errorf("%s in an unsigned delivery: no error", ev.Kind)
+		}
+	}
+	if n, s := len(h.builds.Dispatches()), len(h.builds.Stopped()); n != 1 || s != 0 {
+		t.Errorf("%d dispatches, %d stops after unsigned deliveries; want 1 and 0", n, s)
+	}
+}
+
+// /rebuild gives the secrets only when an earlier build of the same commit had them:
+// whoever opened the pull request, its head may have been pushed by someone else.
+func TestRebuildSecretsFollowTheCommit(t *testing.T) {
+	e := entryWith("default")
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e) // pull request 42 between branches, opened by quentin (trusted)
+	h.forge.Writers = []string{"wanda"}
+	if _, err := h.p.Handle(context.Background(), discard, prComment(h, "wanda", "/rebuild"), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Handle(context.Background(), discard, prEvent("quentin", ""), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Handle(context.Background(), discard, prComment(h, "wanda", "/rebuild"), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var got []bool
+	for _, d := range h.builds.Dispatches() {
+		got = append(got, d.HasSecrets)
+	}
+	if !slices.Equal(got, []bool{false, true, true}) {
+		t.Errorf("secrets of the rebuild, the trusted push's build, the second rebuild: %v; want false, true, true", got)
+	}
+}
+
+// A /rebuild stops the build of the same commit still running, and that build's end does
+// not overwrite the new build's status.
+func TestRebuildReplacesTheRunningBuild(t *testing.T) {
+	e := entryWith("default")
+	h := newHarness(e)
+	if _, err := h.p.Handle(context.Background(), discard, prEvent("quentin", ""), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	first := h.builds.Started()[0]
+	if _, err := h.p.Handle(context.Background(), discard, prComment(h, "quentin", "/rebuild"), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	started := h.builds.Started()
+	if len(started) != 2 || !slices.Equal(h.builds.Stopped(), []orchestratortest.Ref{{Namespace: first.Namespace, ID: first.JobID}}) {
+		t.Fatalf("started %v, stopped %v; want a second build and the first stopped", started, h.builds.Stopped())
+	}
+	before := len(h.forge.Statuses())
+	if err := h.p.Report(context.Background(), discard, orchestrator.Outcome{Namespace: first.Namespace, JobID: first.JobID, Result: orchestrator.Error, Description: "stopped", Final: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.forge.Statuses(); len(s) != before {
+		t.Errorf("the replaced build's end wrote %+v over the new build's status", s[before:])
+	}
+}
+
+// A pull request closed and reopened on the same commit builds again (Nomad's idempotency
+// would return the stopped build), once however often the reopening is delivered.
+func TestReopenedPullRequestBuildsAgain(t *testing.T) {
+	e := entryWith("default")
+	h := newHarness(e)
+	ev := prEvent("quentin", "")
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := h.forge.PullRequestInfo(context.Background(), appRepo, 42)
+	info.Open = false
+	h.forge.SetPR(info)
+	closed := forge.Event{Kind: forge.KindPullRequestClosed, Repo: appRepo, Sender: "quentin", PullRequest: &forge.PullRequest{Number: 42}}
+	if _, err := h.p.Handle(context.Background(), discard, closed, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.builds.Stopped()); n != 1 {
+		t.Fatalf("%d builds stopped by the close, want 1", n)
+	}
+	// A late redelivery of the opening, while closed, starts nothing.
+	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.builds.Started()); n != 1 {
+		t.Fatalf("%d builds after a redelivery to a closed pull request, want 1", n)
+	}
+	info.Open = true
+	h.forge.SetPR(info)
+	for range 2 {
+		if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(h.builds.Started()); n != 2 {
+		t.Fatalf("%d builds after reopening (delivered twice), want 2", n)
+	}
+	last := h.forge.Statuses()[len(h.forge.Statuses())-1]
+	if last.State != forge.StatePending || !strings.HasSuffix(last.TargetURL, h.builds.Started()[1].JobID) {
+		t.Errorf("last status %+v, want the new build pending", last)
+	}
+}
+
+// A closed pull request event that the forge contradicts (the pull request is open) stops
+// nothing.
+func TestClosedButOpen(t *testing.T) {
+	e := entryWith("default")
+	h := newHarness(e)
+	if _, err := h.p.Handle(context.Background(), discard, prEvent("quentin", ""), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	closed := forge.Event{Kind: forge.KindPullRequestClosed, Repo: appRepo, Sender: "quentin", PullRequest: &forge.PullRequest{Number: 42}}
+	if _, err := h.p.Handle(context.Background(), discard, closed, e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.builds.Stopped(); len(s) != 0 {
+		t.Errorf("stopped %v for a pull request that is open", s)
 	}
 }

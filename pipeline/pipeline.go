@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -92,6 +91,9 @@ type Options struct {
 	// NoSecrets withholds the secrets whatever the event says: the delivery's sender could
 	// not be proven (a /hook?token= delivery, when the bot is set to refuse those secrets).
 	NoSecrets bool
+	// Unsigned says the delivery was not signed (a /hook?token= delivery): what it says of
+	// who commented or closed a pull request is not believed, and such events are refused.
+	Unsigned bool
 	// Approved gives the secrets to the builds of this exact commit: a maintainer's
 	// /approve of it.
 	Approved bool
@@ -119,6 +121,9 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 	f, repo, err := p.cfg.Forge(entry, ev.Repo.CloneURL)
 	if err != nil {
 		return nil, fmt.Errorf("forge for %s: %w", ev.Repo.CloneURL, err)
+	}
+	if opts.Unsigned && (ev.Kind == forge.KindComment || ev.Kind == forge.KindPullRequestClosed) {
+		return nil, fmt.Errorf("%s of %s in an unsigned delivery: refused (who wrote it cannot be proven)", ev.Kind, ev.Repo.CloneURL)
 	}
 	switch ev.Kind {
 	case forge.KindComment:
@@ -159,7 +164,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		return nil, err
 	}
-	trusted := opts.Approved
+	trusted := opts.Approved && !opts.NoSecrets
 	if !opts.NoSecrets && !trusted {
 		if trusted, err = TrustedSource(ctx, f, ev, entry); err != nil {
 			// Fail closed: the build runs, without the secrets.
@@ -201,6 +206,9 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets, opts.Again),
 		}
 		d, err := p.dispatch(ctx, req)
+		if err == nil && d.Duplicate {
+			d, err = p.again(ctx, log, ev, f, repo, req, d)
+		}
 		if err != nil {
 			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", secrets.MaskString(err.Error(), mask))
 			status.State, status.Description = forge.StateError, secrets.MaskString(readable(err), mask)
@@ -216,7 +224,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			continue
 		}
 		log.Info("build dispatched", "flavor", fl, "job", d.JobID, "namespace", d.Namespace)
-		if err := p.supersede(ctx, log, f, repo, ev, fl, recent); err != nil {
+		if err := p.supersede(ctx, log, f, repo, ev, fl, recent, d, opts.Again != ""); err != nil {
 			errs = append(errs, err)
 		}
 		status.State, status.Description, status.TargetURL = forge.StatePending, "queued in Nomad", p.LogURL(d.Namespace, d.JobID)
@@ -266,6 +274,52 @@ func TrustedSource(ctx context.Context, f forge.Forge, ev forge.Event, entry *re
 		}
 	}
 	return false, nil
+}
+
+// again builds once more what a stopped build built, when a dispatch finds it by its
+// token: the pull request was reopened on the same commit, or a branch pushed back to a
+// commit whose build was superseded. Nomad's idempotency returns any job with the token
+// that is not yet garbage-collected, stopped or not. The new token names the stopped build,
+// so that a redelivery finds the new build in turn. A pull request's build is started only
+// while the pull request is open.
+func (p *Pipeline) again(ctx context.Context, log *slog.Logger, ev forge.Event, f forge.Forge, repo forge.Repo, req orchestrator.DispatchRequest, d orchestrator.Dispatched) (orchestrator.Dispatched, error) {
+	for range 16 {
+		b, err := p.cfg.Builds.Build(ctx, d.Namespace, d.JobID)
+		if err != nil {
+			if errors.Is(err, orchestrator.ErrNotFound) {
+				return d, nil
+			}
+			return d, err
+		}
+		if !b.Stopped {
+			return d, nil
+		}
+		if ev.PullRequest != nil {
+			prs, ok := f.(forge.PullRequests)
+			if !ok {
+				return d, nil
+			}
+			info, err := prs.PullRequestInfo(ctx, repo, ev.PullRequest.Number)
+			if err != nil {
+				return d, fmt.Errorf("pull request %s#%d: %w", repo.FullName, ev.PullRequest.Number, err)
+			}
+			if !info.Open || info.Head != ev.Commit {
+				return d, nil
+			}
+		}
+		log.Info("the build of this event was stopped: building it again", "job", d.JobID)
+		req.IdempotencyToken = chainToken(req.IdempotencyToken, d.JobID)
+		if d, err = p.dispatch(ctx, req); err != nil || !d.Duplicate {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// chainToken is the token of the build that follows the stopped build job of token.
+func chainToken(token, job string) string {
+	h := sha256.Sum256([]byte(token + "\x00after\x00" + job))
+	return "albatros-" + hex.EncodeToString(h[:])[:32]
 }
 
 // reportIfEnded reports a build that ended before its pending status was written. Report,
@@ -325,7 +379,7 @@ func idempotencyToken(ev forge.Event, flavor string, b orchestrator.Builder, wit
 
 // LogURL is the page of a build's live log.
 func (p *Pipeline) LogURL(ns, jobID string) string {
-	return p.cfg.BaseURL + "/logs/" + url.PathEscape(ns) + "/" + jobID
+	return p.cfg.BaseURL + orchestrator.LogPath(ns, jobID)
 }
 
 // readable says, for a commit status, why a build could not start: a builder's own

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/secrets"
 )
 
@@ -39,31 +41,81 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	}
 	// Skip a status the commit already has: the event stream is replayed at start, and a
 	// second bot sees the same events.
-	already := false
+	hidden := false // a newer build of the commit has the status
 	if r, ok := f.(forge.StatusReader); ok {
 		cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context)
-		// The same build in the same state: already reported (its pull request's comment
-		// is brought up to date all the same: whoever wrote the status, a closing pull
-		// request for one, may have written the comment before the build ended).
-		already = err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL
-		// News of a build still waiting must not hide the final status of this build.
-		if err == nil && found && !out.Final && cur.TargetURL == s.TargetURL && cur.State != forge.StatePending {
-			return nil
+		if err == nil && found {
+			if cur.State == s.State && cur.TargetURL == s.TargetURL {
+				return nil // already reported, by this bot or another, with its comment
+			}
+			// News of a build still waiting must not hide the final status of this build.
+			if !out.Final && cur.TargetURL == s.TargetURL && cur.State != forge.StatePending {
+				return nil
+			}
+			// Nor may an older build's hide a newer one's (a /rebuild, an approval).
+			if cur.TargetURL != s.TargetURL && p.newer(ctx, cur.TargetURL, b) {
+				log.Info("build result not reported: a newer build of the commit has its status", "job", out.JobID, "result", out.Result, "status", cur.TargetURL)
+				hidden = true
+			}
 		}
 	}
-	if !already {
-		if p.stoppedByClose(ctx, f, repo, b, out) {
-			s.Description = ClosedDescription
-		} else if by := p.supersededBy(ctx, b, out); by != "" {
-			s.Description = SupersededDescription(by)
-		}
-		if err := f.SetStatus(ctx, s); err != nil {
-			return err
-		}
-		log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
+	if hidden {
+		return p.conversePR(ctx, log, f, repo, entry, b, out)
 	}
-	if number, err := strconv.ParseInt(b.Meta["PR"], 10, 64); err == nil && out.Final {
-		return p.converse(ctx, log, f, repo, entry, number)
+	if p.stoppedByClose(ctx, f, repo, b, out) {
+		s.Description = ClosedDescription
+	} else if by := p.supersededBy(ctx, b, out); by != "" {
+		s.Description = SupersededDescription(by)
+	} else if out.Result == orchestrator.Error && b.Stopped && p.replaced(ctx, b) {
+		s.Description = ReplacedDescription
+	}
+	if err := f.SetStatus(ctx, s); err != nil {
+		return fmt.Errorf("report %s: %w", out.JobID, err)
+	}
+	log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
+	return p.conversePR(ctx, log, f, repo, entry, b, out)
+}
+
+// conversePR brings the comment of b's pull request up to date with b's final state (a
+// state some bot reported already is in it).
+func (p *Pipeline) conversePR(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, b *orchestrator.Build, out orchestrator.Outcome) error {
+	number, err := strconv.ParseInt(b.Meta["PR"], 10, 64)
+	if err != nil || !out.Final {
+		return nil
+	}
+	if err := p.converse(ctx, log, f, repo, entry, number); err != nil {
+		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}
 	return nil
+}
+
+// newer reports whether the build a status links to (by its log page) was submitted after
+// b.
+func (p *Pipeline) newer(ctx context.Context, targetURL string, b *orchestrator.Build) bool {
+	path, ok := strings.CutPrefix(targetURL, p.cfg.BaseURL)
+	if !ok {
+		return false
+	}
+	ns, id, ok := orchestrator.ParseLogPath(path)
+	if !ok {
+		return false
+	}
+	other, err := p.cfg.Builds.Build(ctx, ns, id)
+	return err == nil && other.Submitted.After(b.Submitted)
+}
+
+// replaced reports whether a newer build of b's commit and flavor, of the same pull request
+// or branch, exists: b was stopped for it.
+func (p *Pipeline) replaced(ctx context.Context, b *orchestrator.Build) bool {
+	recent, err := p.cfg.Builds.Recent(ctx, b.Meta["REPO_URL"], 200)
+	if err != nil {
+		return false
+	}
+	for _, s := range recent {
+		if s.ID != b.ID && s.Meta["COMMIT"] == b.Meta["COMMIT"] && s.Meta["FLAVOR"] == b.Meta["FLAVOR"] &&
+			s.Meta["PR"] == b.Meta["PR"] && s.Meta["BRANCH"] == b.Meta["BRANCH"] && s.Submitted.After(b.Submitted) {
+			return true
+		}
+	}
+	return false
 }

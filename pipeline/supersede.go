@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 
@@ -37,16 +38,28 @@ func sameLine(s orchestrator.Summary, ev forge.Event, flavor string) bool {
 // SupersededDescription is the status of a build stopped for a newer commit.
 func SupersededDescription(sha string) string { return "superseded by " + sha[:min(len(sha), 7)] }
 
+// ReplacedDescription is the status of a build stopped for a new build of the same commit
+// (a /rebuild, an approval).
+const ReplacedDescription = "replaced by a new build of this commit"
+
 // supersede stops the builds of ev's branch or pull request, in flavor, that are still
-// queued or running for another commit, and marks their statuses.
-func (p *Pipeline) supersede(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, ev forge.Event, flavor string, recent []orchestrator.Summary) error {
+// queued or running for another commit, and marks their statuses. With sameCommit (the new
+// build d is a /rebuild or an approval), the other builds of ev's commit go too: they would
+// report to the same status. The status of a build of ev's commit is left to d, whose
+// pending status follows.
+func (p *Pipeline) supersede(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, ev forge.Event, flavor string, recent []orchestrator.Summary, d orchestrator.Dispatched, sameCommit bool) error {
 	var errs []error
 	for _, s := range recent {
-		if !sameLine(s, ev, flavor) || s.Meta["COMMIT"] == ev.Commit || (s.State != "queued" && s.State != "running") {
+		same := s.Meta["COMMIT"] == ev.Commit
+		if !sameLine(s, ev, flavor) || (same && !sameCommit) || (s.ID == d.JobID && s.Namespace == d.Namespace) || (s.State != "queued" && s.State != "running") {
 			continue
 		}
 		if err := p.cfg.Builds.Stop(ctx, s.Namespace, s.ID); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("stop %s: %w", s.ID, err))
+			continue
+		}
+		if same {
+			log.Info("build replaced", "job", s.ID, "by", d.JobID, "flavor", flavor)
 			continue
 		}
 		log.Info("build superseded", "job", s.ID, "commit", s.Meta["COMMIT"], "by", ev.Commit, "flavor", flavor)
@@ -62,7 +75,7 @@ func (p *Pipeline) supersede(ctx context.Context, log *slog.Logger, f forge.Forg
 // flavor as b, if there is one: b was stopped for it. Report keeps that description when
 // Nomad reports the stop.
 func (p *Pipeline) supersededBy(ctx context.Context, b *orchestrator.Build, out orchestrator.Outcome) string {
-	if out.Result != orchestrator.Error || b.Meta["TAG"] != "" {
+	if out.Result != orchestrator.Error || !b.Stopped || b.Meta["TAG"] != "" {
 		return ""
 	}
 	recent, err := p.cfg.Builds.Recent(ctx, b.Meta["REPO_URL"], 200)

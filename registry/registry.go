@@ -298,3 +298,69 @@ func splitCloneURL(cloneURL string) (ownerURL, name string, err error) {
 	u.RawQuery, u.Fragment = "", ""
 	return u.String(), p[i+1:], nil
 }
+
+// Lead runs run whenever this bot holds the leadership name (a Consul lock with a session,
+// under the prefix's leaders/), until ctx ends: one bot at a time runs it, and when the
+// holder stops or dies (its session expires after 15 s), another takes over. run's context
+// ends when the leadership is lost. Errors reaching Consul go to onErr, and are retried.
+func (r *Registry) Lead(ctx context.Context, name string, run func(context.Context), onErr func(error)) {
+	for ctx.Err() == nil {
+		l, err := r.client.LockOpts(&consul.LockOptions{
+			Key:              r.prefix + "leaders/" + name,
+			SessionName:      "albatros leader " + name,
+			SessionTTL:       "15s",
+			LockDelay:        time.Second,
+			MonitorRetries:   5,
+			MonitorRetryTime: time.Second,
+		})
+		if err == nil {
+			stop := make(chan struct{})
+			cancelStop := context.AfterFunc(ctx, func() { close(stop) })
+			var lost <-chan struct{}
+			lost, err = l.Lock(stop)
+			cancelStop()
+			if err == nil && lost != nil {
+				runCtx, cancel := context.WithCancel(ctx)
+				go func() {
+					select {
+					case <-lost:
+						cancel()
+					case <-runCtx.Done():
+					}
+				}()
+				run(runCtx)
+				cancel()
+				_ = l.Unlock()
+				continue
+			}
+		}
+		if err != nil {
+			onErr(fmt.Errorf("%w: leadership %s: %w", ErrUnavailable, name, err))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// State reads a value the bots keep for themselves under the prefix's state/ (the last
+// event index handled, say); "" when there is none.
+func (r *Registry) State(ctx context.Context, name string) (string, error) {
+	pair, _, err := r.kv.Get(r.prefix+"state/"+name, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("%w: consul get state/%s: %w", ErrUnavailable, name, err)
+	}
+	if pair == nil {
+		return "", nil
+	}
+	return string(pair.Value), nil
+}
+
+// SetState writes a value State reads.
+func (r *Registry) SetState(ctx context.Context, name, value string) error {
+	if _, err := r.kv.Put(&consul.KVPair{Key: r.prefix + "state/" + name, Value: []byte(value)}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("%w: consul put state/%s: %w", ErrUnavailable, name, err)
+	}
+	return nil
+}

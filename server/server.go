@@ -228,7 +228,7 @@ func pageOf(b *orchestrator.Build, stream string) templates.LogPage {
 	if len(short) > 10 {
 		short = short[:10]
 	}
-	base := "/logs/" + url.PathEscape(b.Namespace) + "/" + b.ID
+	base := orchestrator.LogPath(b.Namespace, b.ID)
 	p := templates.LogPage{
 		Repo: name, RepoURL: repoURL, Commit: commit, ShortCommit: short,
 		Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], PR: b.Meta["PR"], Flavor: b.Meta["FLAVOR"],

@@ -427,7 +427,7 @@ var emoji = map[string]string{"success": "✅", "failure": "❌", "error": "⚠�
 
 func (wb *Web) buildRow(s orchestrator.Summary, now time.Time) buildRow {
 	repoURL := strings.TrimSuffix(s.Meta["REPO_URL"], ".git")
-	row := buildRow{Repo: repoURL, Flavor: s.Meta["FLAVOR"], State: s.State, Emoji: emoji[s.State], Log: wb.cfg.BaseURL + "/logs/" + url.PathEscape(s.Namespace) + "/" + s.ID}
+	row := buildRow{Repo: repoURL, Flavor: s.Meta["FLAVOR"], State: s.State, Emoji: emoji[s.State], Log: wb.cfg.BaseURL + orchestrator.LogPath(s.Namespace, s.ID)}
 	if u, err := url.Parse(repoURL); err == nil {
 		row.Repo = strings.Trim(u.Path, "/")
 		if u.Scheme == "http" || u.Scheme == "https" {

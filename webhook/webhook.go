@@ -100,7 +100,8 @@ func (in *Intake) GitHub() http.Handler { return in.serve(forges.GitHub, in.sign
 // the token must equal the repository's hook.token, and when the entry also has a
 // hook.secret the delivery must be signed with it too. flavor, when given, must be one of
 // the entry's flavors (when it has any) and a valid flavor name. A delivery authenticated by
-// the token alone gets no secrets unless Options.TokenSecrets allows it.
+// the token alone gets no secrets unless Options.TokenSecrets allows it, and its comments and
+// closed pull requests are ignored: their author is the body's word.
 func (in *Intake) Token() http.Handler {
 	return in.serve(forges.Gitea, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
 		want := entry.Hook.Token
@@ -119,7 +120,7 @@ func (in *Intake) Token() http.Handler {
 				return pipeline.Options{}, err
 			}
 		}
-		opts := pipeline.Options{NoSecrets: !signed && !in.opts.TokenSecrets}
+		opts := pipeline.Options{NoSecrets: !signed && !in.opts.TokenSecrets, Unsigned: !signed}
 		if r.URL.Query().Has("flavor") {
 			fl := r.URL.Query().Get("flavor")
 			switch {
@@ -215,6 +216,11 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	}
 	if ev.Kind == forge.KindPing {
 		return http.StatusOK, "pong", repoName, nil
+	}
+	// Who wrote a comment or closed a pull request is the body's word: only a signature
+	// makes it the forge's.
+	if opts.Unsigned && (ev.Kind == forge.KindComment || ev.Kind == forge.KindPullRequestClosed) {
+		return refused(fmt.Errorf("%w: %s in a delivery authenticated by the token alone (give the webhook a secret)", forge.ErrIgnoreEvent, ev.Kind))
 	}
 
 	// Answer now; dispatch and the pending status follow on a context of their own.

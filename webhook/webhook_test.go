@@ -479,6 +479,26 @@ func TestIntake(t *testing.T) {
 			want: &wantEvent{kind: forge.KindPush, commit: mainSHA, branch: "main", sender: owner},
 		},
 		{
+			// Who wrote it is the body's word: a forged maintainer's /approve.
+			name: "comment authenticated by the token alone", event: "issue_comment", path: "/hook?token=" + hookToken,
+			body: func(t *testing.T) []byte {
+				return edit(t, load(t, "pr_comment_created.json").Body, func(m map[string]any) {
+					r := m["repository"].(map[string]any)
+					r["clone_url"], r["full_name"] = cloneURL, fullName
+				})
+			},
+			sign: unsigned, entry: entry("", hookToken), wantCode: 200, wantBody: "ignored: comment in a delivery authenticated by the token alone", wantLookup: true,
+		},
+		{
+			name: "closed pull request authenticated by the token alone", capture: "pr_closed.json", path: "/hook?token=" + hookToken,
+			sign: unsigned, entry: entry("", hookToken), wantCode: 200, wantBody: "give the webhook a secret", wantLookup: true,
+		},
+		{
+			name: "closed pull request with token and signature", capture: "pr_closed.json", path: "/hook?token=" + hookToken,
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, hookToken), wantCode: 202, wantBody: "accepted", wantLookup: true,
+			want: &wantEvent{kind: forge.KindPullRequestClosed, sender: owner, pr: 1, fork: true},
+		},
+		{
 			name: "token of an entry with a secret, unsigned", capture: "push_branch.json", path: "/hook?token=" + hookToken,
 			sign: unsigned, entry: entry(repoSecret, hookToken), wantCode: 401, wantLookup: true,
 		},

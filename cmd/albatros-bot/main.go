@@ -191,7 +191,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			if err := pipe.Report(rctx, log, out); err != nil {
 				log.Error("report build result", "job", out.JobID, "result", out.Result, "err", err)
 			}
-		}, func(err error) { log.Warn("event stream", "err", err) })
+		}, func(err error) { log.Warn("event stream", "err", err) }, orchestrator.WatchOptions{})
 	}()
 	// Installations are checked and repaired at start and every interval.
 	checked := make(chan struct{})

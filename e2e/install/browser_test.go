@@ -183,7 +183,7 @@ func TestPullRequestPageInTheBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Albatros", "default", "nix", "without the repository's secrets", "/approve " + head[:7], "Earlier commits"} {
+	for _, want := range []string{"Albatros", "default", "nix", "without the repository's secrets", "/approve " + head, "Earlier commits"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the pull request's page lacks %q", want)
 		}

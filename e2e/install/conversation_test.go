@@ -358,7 +358,7 @@ func TestApproveBindsToACommit(t *testing.T) {
 	x.open(outsider, outsider.Name+":patch")
 	x.waitBuilds(second, "default", 1)
 	body := x.waitComment("the request for approval", func(b string) bool {
-		return strings.Contains(b, "without the repository's secrets") && strings.Contains(b, "/approve "+second[:7])
+		return strings.Contains(b, "without the repository's secrets") && strings.Contains(b, "/approve "+second)
 	})
 	if strings.Contains(body, "conversation-s3cr3t") {
 		t.Fatal("the comment shows the secret")
@@ -368,18 +368,31 @@ func TestApproveBindsToACommit(t *testing.T) {
 	}
 
 	// An approval of the older commit runs nothing.
-	x.say(x.owner, "/approve "+first[:10])
+	x.say(x.owner, "/approve "+first)
+	// Nor does one by a prefix of the head (it could be forged), nor one by a writer who is
+	// not trusted.
+	x.say(x.owner, "/approve "+second[:12])
+	writer := x.g.CreateUser(t, testenv.UniqueName("writer"))
+	x.g.AddCollaborator(t, x.owner, x.repo, writer.Name)
+	x.say(writer, "/approve "+second)
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(strings.Join(x.replies(), "\n"), "its head is now `"+second[:7]+"`") {
+	for {
+		r := strings.Join(x.replies(), "\n")
+		if strings.Contains(r, "its head is now `"+second[:12]+"`") && strings.Contains(r, "takes the full id") && strings.Contains(r, "@"+writer.Name+" only this repository's trusted users") {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replies %q, want one naming the head", x.replies())
+			t.Fatalf("replies %q, want one naming the head, one asking for the full id, one refusing the writer", x.replies())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if n := len(x.builds(second)["default"]); n != 1 {
+		t.Fatalf("%d builds of the head after refused approvals, want 1", n)
 	}
 	// An approval of the head runs it with the secrets, once however often it is given.
 	x.say(x.owner, "/approve "+second)
 	x.waitBuilds(second, "default", 2)
-	x.say(x.owner, "Approved again.\n/approve "+second[:7])
+	x.say(x.owner, "Approved again.\n/approve "+second)
 	x.waitComment("the approval", func(b string) bool { return strings.Contains(b, "Approved") })
 	time.Sleep(2 * time.Second)
 	if n := len(x.builds(second)["default"]); n != 2 {
@@ -391,7 +404,7 @@ func TestApproveBindsToACommit(t *testing.T) {
 	// A push after the approval runs without the secrets, and asks again.
 	third := x.g.Push(t, outsider, fork, "patch", "", script(printToken+"echo third\n"), "third")
 	x.waitBuilds(third, "default", 1)
-	x.waitComment("a new request for approval", func(b string) bool { return strings.Contains(b, "/approve "+third[:7]) })
+	x.waitComment("a new request for approval", func(b string) bool { return strings.Contains(b, "/approve "+third) })
 	if log := lastLog(t, x, third); !strings.Contains(log, "token=[none]") {
 		t.Fatalf("a push after the approval got the secrets:\n%s", log)
 	}
@@ -441,4 +454,16 @@ func TestClosingStopsBuilds(t *testing.T) {
 			t.Errorf("build %s is not stopped (status %s): %v", id, st, err)
 		}
 	}
+	// Reopened on the same commit, it builds again (Nomad's idempotency would hand back
+	// the stopped build), and closing stops that one too.
+	open := sdk.StateOpen
+	if _, _, err := x.g.Client(t, x.owner.Token).EditPullRequest(x.repo.Owner, x.repo.Name, x.number, sdk.EditPullRequestOption{State: &open}); err != nil {
+		t.Fatal(err)
+	}
+	x.waitBuilds(head, "default", 2)
+	x.waitStatus(x.repo, head, sdk.StatusPending)
+	if _, _, err := x.g.Client(t, x.owner.Token).EditPullRequest(x.repo.Owner, x.repo.Name, x.number, sdk.EditPullRequestOption{State: &closed}); err != nil {
+		t.Fatal(err)
+	}
+	x.waitStatus(x.repo, head, sdk.StatusError)
 }

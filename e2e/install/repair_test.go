@@ -2,12 +2,15 @@ package install
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
+	consulapi "github.com/hashicorp/consul/api"
 )
 
 // waitHook waits until the organization has exactly one webhook, to the bot, as the bot
@@ -122,5 +125,57 @@ func TestTwoBotsRepairOnce(t *testing.T) {
 			t.Fatalf("round %d: two bots checking at once left %d hooks: %+v", round, len(hooks), hooks)
 		}
 		p.waitHook(public(t), hooks[0].ID)
+	}
+}
+
+// An installation recorded before records named their bot's URL: a webhook that points
+// elsewhere (maybe another deployment's) is left alone; one that points at this bot is
+// adopted, its URL recorded.
+func TestInstallationWithoutItsBotsURL(t *testing.T) {
+	p, _ := installed(t)
+	h := p.hooks()[0]
+	kv := env.Consul(t).Client(t).KV()
+	key := "albatros/install/" + base64.StdEncoding.EncodeToString([]byte(strings.TrimSuffix(p.g.URL, "/")+"/"+p.org))
+	var rec map[string]any
+	if err := json.Unmarshal(p.record(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	delete(rec["hook"].(map[string]any), "url")
+	raw, _ := json.Marshal(rec)
+	if _, err := kv.Put(&consulapi.KVPair{Key: key, Value: raw}, nil); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := "http://127.0.0.1:9/another-deployment/webhook/gitea"
+	if _, err := p.g.Client(t, p.owner.Token).EditOrgHook(p.org, h.ID, sdk.EditHookOption{Config: map[string]string{"url": elsewhere, "content_type": "json"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	leftAlone := func() bool {
+		for line := range strings.Lines(bot(t).Log()) {
+			if strings.Contains(line, "org="+p.org+" ") && strings.Contains(line, "points elsewhere: left alone") {
+				return true
+			}
+		}
+		return false
+	}
+	for !leftAlone() {
+		if time.Now().After(deadline) {
+			t.Fatal("the bot did not log that it left the webhook alone within 30s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if hooks := p.hooks(); len(hooks) != 1 || hooks[0].Config["url"] != elsewhere {
+		t.Fatalf("hooks %+v, want the one webhook still pointing elsewhere", hooks)
+	}
+	// Pointed back at this bot, it is this bot's: recorded.
+	if _, err := p.g.Client(t, p.owner.Token).EditOrgHook(p.org, h.ID, sdk.EditHookOption{Config: map[string]string{"url": public(t) + "/webhook/gitea", "content_type": "json"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(string(p.record()), `"url":"`+public(t)+`/webhook/gitea"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the record never got the bot's URL: %s", p.record())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

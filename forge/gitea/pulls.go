@@ -101,6 +101,9 @@ func (c *Client) PullRequestInfo(ctx context.Context, repo forge.Repo, number in
 	if pr.Poster != nil {
 		info.Author = pr.Poster.UserName
 	}
+	// A pull request whose head repository is gone (a deleted fork) is a fork's: its code
+	// is nobody's the bot trusts.
+	info.Fork = true
 	if r := pr.Head.Repository; r != nil {
 		owner := ""
 		if r.Owner != nil {

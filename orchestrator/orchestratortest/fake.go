@@ -162,7 +162,7 @@ func submitted(id string) time.Time {
 	return time.Unix(sec, 0).UTC()
 }
 
-// Build returns a copy of the build ns/id, BuildErr, or an error wrapping
+// Build returns a copy of the build ns/id (Stopped once Stop stopped it), BuildErr, or an error wrapping
 // orchestrator.ErrNotFound for a build the fake does not know.
 func (f *Fake) Build(_ context.Context, ns, id string) (*orchestrator.Build, error) {
 	f.mu.Lock()
@@ -177,6 +177,7 @@ func (f *Fake) Build(_ context.Context, ns, id string) (*orchestrator.Build, err
 	}
 	c := *b
 	c.Meta, c.Payload = maps.Clone(b.Meta), slices.Clone(b.Payload)
+	c.Stopped = slices.Contains(f.stopped, Ref{ns, id})
 	return &c, nil
 }
 
@@ -288,10 +289,11 @@ func (f *Fake) Recent(_ context.Context, repoPrefix string, limit int) ([]orches
 		if out, ok := f.Ended[b.Meta["FLAVOR"]]; ok {
 			state = string(out.Result)
 		}
-		if slices.Contains(f.stopped, ref) {
+		stopped := slices.Contains(f.stopped, ref)
+		if stopped {
 			state = string(orchestrator.Error)
 		}
-		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted})
+		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped})
 	}
 	slices.SortFunc(out, func(a, b orchestrator.Summary) int {
 		if c := b.Submitted.Compare(a.Submitted); c != 0 {
