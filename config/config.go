@@ -57,6 +57,9 @@ type Config struct {
 	PreviousSecretKey []byte
 	// HookCheckInterval is how often the installations' webhooks and access are checked.
 	HookCheckInterval time.Duration
+	// ReconcileInterval is how often the reconciler looks for heads that were never built;
+	// 0 runs it at start only.
+	ReconcileInterval time.Duration
 	// TokenSecrets lets /hook?token= deliveries without a verified signature give builds the
 	// repository's secrets (the original's behaviour; the token does not prove the sender).
 	TokenSecrets bool
@@ -90,6 +93,7 @@ func settings() []*setting {
 		{flag: "secret-key", env: "ALBATROS_SECRET_KEY", secret: true, usage: "at least 32 random bytes: seals the secrets the bot keeps in Consul and its session cookies (or ALBATROS_SECRET_KEY_FILE)"},
 		{flag: "previous-secret-key", env: "ALBATROS_SECRET_KEY_PREVIOUS", secret: true, usage: "the secret key before a rotation: still opens what it sealed, which the bot seals again with the current key (or ALBATROS_SECRET_KEY_PREVIOUS_FILE)"},
 		{flag: "hook-check-interval", env: "ALBATROS_HOOK_CHECK_INTERVAL", def: "10m", usage: "how often the installations' webhooks and the bot's access are checked and repaired"},
+		{flag: "reconcile-interval", env: "ALBATROS_RECONCILE_INTERVAL", def: "5m", usage: "how often the heads of default branches and open pull requests are compared with their statuses, to build those whose delivery never arrived (0: at start only)"},
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
@@ -264,6 +268,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		bad("hook-check-interval", "%q is not a duration of at least 1s", s["hook-check-interval"].value)
 	} else {
 		c.HookCheckInterval = d
+	}
+	if d, err := time.ParseDuration(s["reconcile-interval"].value); err != nil || (d != 0 && d < time.Second) {
+		bad("reconcile-interval", "%q is not 0 or a duration of at least 1s", s["reconcile-interval"].value)
+	} else {
+		c.ReconcileInterval = d
 	}
 	switch v := s["hook-token-secrets"].value; v {
 	case "allow":

@@ -77,7 +77,8 @@ func slowBot(t *testing.T) *testenv.Bot {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b, err := testenv.StartBot(ctx, botBin, append(append(n.Env(), c.Env()...),
-		"ALBATROS_BUILDERS=none", "ALBATROS_READ_TIMEOUT=4s"))
+		// A registry of its own: it must not lead the package bot's event stream.
+		"ALBATROS_BUILDERS=none", "ALBATROS_READ_TIMEOUT=4s", "ALBATROS_CONSUL_PREFIX=slow-bot/"))
 	if err != nil {
 		t.Fatalf("start a second bot: %v", err)
 	}

@@ -58,6 +58,9 @@ func bot(t *testing.T) *testenv.Bot {
 			"ALBATROS_BUILDER_DRIVER=raw_exec",
 			"ALBATROS_BUILDER_VARS=cpu=100,memory=128",
 			"ALBATROS_LOG_LEVEL=debug",
+			// The reconciler runs at start only: a pass in the middle of a test would build
+			// the heads that a test expects to stay unbuilt.
+			"ALBATROS_RECONCILE_INTERVAL=0",
 		))
 		if botErr == nil {
 			env.AtStop(theBot.Stop)

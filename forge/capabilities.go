@@ -1,6 +1,9 @@
 package forge
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // The optional capabilities of a forge client, beyond Forge. A consumer finds them by type
 // assertion; each driver asserts at compile time the ones it implements
@@ -104,6 +107,8 @@ type PullRequestInfo struct {
 	Head   string
 	Author string
 	Open   bool
+	// Updated is when the pull request last changed (a push to it, say).
+	Updated time.Time
 }
 
 // PullRequests reads pull requests.
@@ -118,4 +123,14 @@ type PullRequests interface {
 type Writers interface {
 	// CanWrite reports whether user may push to repo (directly, or through a team).
 	CanWrite(ctx context.Context, repo Repo, user string) (bool, error)
+}
+
+// Heads tells what a repository would build now: the reconciler compares them with the
+// statuses and builds, to find the deliveries that never arrived.
+type Heads interface {
+	// DefaultHead returns the default branch, its head commit and that commit's date.
+	DefaultHead(ctx context.Context, repo Repo) (branch, commit string, date time.Time, err error)
+	// OpenPullRequests returns the open pull requests, the most recently updated first, at
+	// most limit.
+	OpenPullRequests(ctx context.Context, repo Repo, limit int) ([]PullRequestInfo, error)
 }

@@ -10,19 +10,22 @@ import (
 
 // Watch follows Nomad's event stream (/v1/event/stream, allocation and evaluation topics, all
 // namespaces) and calls handle, in order, for every build that ends and for every build that
-// cannot be placed. It replays what Nomad's event buffer still holds at start, so that builds
-// that ended while the bot was down are reported too; handle must therefore be idempotent.
-// A build that can never be placed is stopped, so that it does not wait forever.
+// cannot be placed. Without opts.After it replays what Nomad's event buffer still holds at
+// start, so that builds that ended while the bot was down are reported too; handle must
+// therefore be idempotent. A build that can never be placed is stopped, so that it does not
+// wait forever.
 //
 // Watch reconnects after stream errors, which it passes to onErr, resuming at the next index,
 // and subscribes again when a build is dispatched into a namespace its stream does not
 // cover (Nomad expands the namespace wildcard at subscription). It returns when ctx ends.
 //
-// With opts.After, the stream resumes after that index (the last one a bot handled, kept
-// in Consul); when the first event Nomad sends is later than the next index, events may be
-// lost (Nomad starts silently at the oldest event it still buffers) and opts.Gap is called
-// to find the builds that changed meanwhile by listing them. opts.Handled is told the last
-// index handled after each batch.
+// With opts.After, the stream resumes after that index (the last one a bot handled, kept in
+// Consul). Nomad starts silently at the oldest event it still buffers when the index asked
+// for is older (after its restart, say, or a long outage), and a stream that resumes later
+// than the index asked for cannot tell a gap from a quiet time; so after every broken
+// stream, once subscribed again, opts.Gap is called with the last index handled to find
+// the builds that changed meanwhile by listing them. The caller lists at start. opts.Handled
+// is told the index of each batch once handled.
 func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, Outcome), onErr func(error), opts WatchOptions) error {
 	topics := map[nomad.Topic][]string{
 		nomad.TopicAllocation: {"*"},
@@ -32,9 +35,10 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 	if opts.After > 0 {
 		next = opts.After + 1
 	}
-	checkGap := opts.After > 0 && opts.Gap != nil
+	broken := false // the last subscription broke: events may have been missed since next
 	seen := newSeen(8192)
-	backoff := 500 * time.Millisecond
+	const minBackoff = 500 * time.Millisecond
+	backoff := minBackoff
 	defer o.setWatched(nil)
 	for ctx.Err() == nil {
 		// The namespaces as they are before subscribing: the stream covers at least these.
@@ -52,18 +56,19 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 			backoff = min(2*backoff, 15*time.Second)
 			continue
 		}
-		again := o.follow(ctx, ch, &next, seen, handle, onErr, func(first uint64) {
-			if checkGap {
-				checkGap = false
-				if first > opts.After+1 {
-					opts.Gap(ctx, opts.After)
-				}
-			}
-		}, opts.Handled)
+		if broken && opts.Gap != nil && next > 0 {
+			opts.Gap(ctx, next-1)
+		}
+		broken = false
+		again, handled := o.follow(ctx, ch, &next, seen, handle, onErr, opts.Handled)
 		cancel()
+		if handled {
+			backoff = minBackoff
+		}
 		if again {
 			continue // a new namespace: subscribe again at once, from the next index
 		}
+		broken = true
 		if !sleep(ctx, backoff) {
 			break
 		}
@@ -72,31 +77,31 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 	return ctx.Err()
 }
 
-// follow handles the events of one subscription until it breaks (false) or a dispatch asks
-// for a new one (true). next advances past every handled index.
-func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next *uint64, seen *seen, handle func(context.Context, Outcome), onErr func(error), first func(uint64), handled func(uint64)) bool {
+// follow handles the events of one subscription until it breaks (again false) or a
+// dispatch asks for a new one (again true). next advances past every handled index;
+// handled says whether any event was.
+func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next *uint64, seen *seen, handle func(context.Context, Outcome), onErr func(error), done func(uint64)) (again, handled bool) {
 	for {
 		select {
 		case <-o.resubscribe:
-			return true
+			return true, handled
 		case events, ok := <-ch:
 			if !ok {
-				return false
+				return false, handled
 			}
 			if events.Err != nil {
 				onErr(fmt.Errorf("nomad event stream: %w", events.Err))
-				return false
+				return false, handled
 			}
 			if events.IsHeartbeat() {
 				continue
 			}
-			first(events.Index)
 			for _, e := range events.Events {
 				o.handleEvent(ctx, e, seen, handle, onErr)
 			}
-			*next = events.Index + 1
-			if handled != nil {
-				handled(events.Index)
+			*next, handled = events.Index+1, true
+			if done != nil {
+				done(events.Index)
 			}
 		}
 	}
@@ -148,6 +153,7 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 		if !ok || seen.add("alloc/"+a.ID) {
 			return
 		}
+		out.Index = e.Index
 		handle(ctx, out)
 	case nomad.TopicEvaluation:
 		ev, err := e.Evaluation()
@@ -172,6 +178,7 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 				onErr(fmt.Errorf("stop unplaceable build %s: %w", ev.JobID, err))
 			}
 		}
+		out.Index = e.Index
 		handle(ctx, out)
 	}
 }
@@ -181,7 +188,7 @@ type WatchOptions struct {
 	// After is the last event index handled before; 0 starts at the oldest event Nomad
 	// still buffers.
 	After uint64
-	// Gap is called, once, when the stream resumes later than After+1.
+	// Gap is called with the last index handled when the stream resumes after breaking.
 	Gap func(ctx context.Context, after uint64)
 	// Handled, when set, is told the index of each batch of events once handled.
 	Handled func(index uint64)

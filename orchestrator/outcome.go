@@ -30,6 +30,8 @@ type Outcome struct {
 	Description string
 	// Final is false for news about a build that has not ended (waiting for resources).
 	Final bool
+	// Index is the Nomad event index the outcome was learned at; 0 when it was asked for.
+	Index uint64
 }
 
 // Outcome returns a build's result if it has ended; done is false while it is queued or

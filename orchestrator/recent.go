@@ -143,3 +143,22 @@ func (s Summary) PR() int {
 	n, _ := strconv.Atoi(s.Meta["PR"])
 	return n
 }
+
+// Index is Nomad's latest index of its jobs and allocations: an event index a bot kept
+// that is above it belongs to another cluster (or one rebuilt from scratch).
+func (o *Orchestrator) Index(ctx context.Context) (uint64, error) {
+	q := (&nomad.QueryOptions{Namespace: "*", PerPage: 1}).WithContext(ctx)
+	_, jm, err := o.c.Jobs().List(q)
+	if err != nil {
+		return 0, fmt.Errorf("nomad index: %w", err)
+	}
+	_, am, err := o.c.Allocations().List(q)
+	if err != nil {
+		return 0, fmt.Errorf("nomad index: %w", err)
+	}
+	_, em, err := o.c.Evaluations().List(q)
+	if err != nil {
+		return 0, fmt.Errorf("nomad index: %w", err)
+	}
+	return max(jm.LastIndex, am.LastIndex, em.LastIndex), nil
+}

@@ -100,6 +100,9 @@ type Options struct {
 	// Again names a request to build what was built before (a /rebuild comment, an
 	// approval): a new build, once per request.
 	Again string
+	// Reconciled says the reconciler found the event (its delivery never arrived); the
+	// pending status says so.
+	Reconciled bool
 }
 
 // flavorRE is what a flavor may be: it becomes a status context and the FLAVOR variable of
@@ -228,6 +231,9 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			errs = append(errs, err)
 		}
 		status.State, status.Description, status.TargetURL = forge.StatePending, "queued in Nomad", p.LogURL(d.Namespace, d.JobID)
+		if opts.Reconciled {
+			status.Description = ReconciledDescription
+		}
 		if err := f.SetStatus(ctx, status); err != nil {
 			errs = append(errs, err)
 			continue

@@ -172,6 +172,28 @@ func (r *Registry) Repo(ctx context.Context, cloneURL string) (*Repo, error) {
 	return r.fromInstallation(inst, name)
 }
 
+// RepoURLs returns the clone URLs of the repositories that have an entry of their own
+// (not those of installed organizations).
+func (r *Registry) RepoURLs(ctx context.Context) ([]string, error) {
+	keys, _, err := r.kv.Keys(r.prefix, "/", (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: consul keys %s: %w", ErrUnavailable, r.prefix, err)
+	}
+	var out []string
+	for _, k := range keys {
+		name := strings.TrimPrefix(k, r.prefix)
+		if name == "" || strings.Contains(name, "/") {
+			continue // a folder: org/, install/, locks/, …
+		}
+		u, err := base64.StdEncoding.DecodeString(name)
+		if err != nil || !strings.Contains(string(u), "://") {
+			continue
+		}
+		out = append(out, string(u))
+	}
+	return out, nil
+}
+
 // Org reads an organization's entry: its own key's, else its installation's webhook
 // secret; ErrNotFound when it has neither.
 func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {

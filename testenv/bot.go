@@ -89,6 +89,16 @@ func (b *Bot) Stop() {
 	_ = os.RemoveAll(b.Dir)
 }
 
+// Kill kills the bot with SIGKILL, as a crash would: it finishes nothing. Its directory and
+// log stay until Stop.
+func (b *Bot) Kill() {
+	if b.proc.exited() {
+		return
+	}
+	_ = b.proc.cmd.Process.Kill()
+	<-b.proc.done
+}
+
 // Log returns the bot's log so far.
 func (b *Bot) Log() string {
 	out, _ := os.ReadFile(b.LogPath)

@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -174,31 +176,34 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Checks:    []server.Check{{Name: "nomad", Check: nomad.Ready}, {Name: "consul", Check: repos.Ready}},
 	})
 
-	// Results come back through Nomad's event stream.
+	// Results come back through Nomad's event stream, followed by one bot at a time (the
+	// leader of "events"); installations are checked and repaired by the leader of
+	// "installations". Every bot serves webhooks and pages.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
+	onLeadErr := func(err error) { log.Warn("leadership", "err", err) }
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		_ = nomad.Watch(watchCtx, func(ctx context.Context, out orchestrator.Outcome) {
-			defer func() {
-				if p := recover(); p != nil {
-					log.Error("panic while reporting a build result", "job", out.JobID, "panic", p, "stack", string(debug.Stack()))
-				}
-			}()
-			rctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			if err := pipe.Report(rctx, log, out); err != nil {
-				log.Error("report build result", "job", out.JobID, "result", out.Result, "err", err)
-			}
-		}, func(err error) { log.Warn("event stream", "err", err) }, orchestrator.WatchOptions{})
+		repos.Lead(watchCtx, "events", func(ctx context.Context) {
+			followEvents(ctx, log, nomad, repos, pipe)
+		}, onLeadErr)
 	}()
-	// Installations are checked and repaired at start and every interval.
+	reconciled := make(chan struct{})
+	go func() {
+		defer close(reconciled)
+		repos.Lead(watchCtx, "reconciler", func(ctx context.Context) {
+			reconcile(ctx, log, cfg, repos, bot, pipe)
+		}, onLeadErr)
+	}()
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
 		if installer != nil {
-			installer.Run(watchCtx, cfg.HookCheckInterval)
+			repos.Lead(watchCtx, "installations", func(ctx context.Context) {
+				log.Info("leading: checking installations", "every", cfg.HookCheckInterval)
+				installer.Run(ctx, cfg.HookCheckInterval)
+			}, onLeadErr)
 		}
 	}()
 
@@ -227,6 +232,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	intake.Wait() // dispatches and pending statuses of answered deliveries
 	stopWatch()
 	<-watched
+	<-reconciled
 	<-checked
 	return err
 }
@@ -249,6 +255,118 @@ func waitReady(ctx context.Context, log *slog.Logger, name string, check func(co
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// eventsIndex is the state key of the last Nomad event index whose outcomes are reported.
+const eventsIndex = "events-index"
+
+// followEvents reports build results while this bot leads: it catches up on the builds that
+// changed since the event index the last leader kept (every build the first time), follows
+// Nomad's event stream from there, and keeps the index it has reported up to in Consul.
+func followEvents(ctx context.Context, log *slog.Logger, nomad *orchestrator.Orchestrator, repos *registry.Registry, pipe *pipeline.Pipeline) {
+	var after uint64
+	if v, err := repos.State(ctx, eventsIndex); err != nil {
+		log.Warn("event index not read: listing every build", "err", err)
+	} else if v != "" {
+		after, _ = strconv.ParseUint(v, 10, 64)
+	}
+	if cur, err := nomad.Index(ctx); err == nil && after > cur {
+		log.Warn("the event index kept is ahead of Nomad's (another cluster?): listing every build", "kept", after, "nomad", cur)
+		after = 0
+	}
+	log.Info("leading: following Nomad's event stream", "after", after)
+	rep := pipeline.NewReporter(pipe, log, pipeline.ReporterOptions{})
+	recoverAfter := func(ctx context.Context, after uint64) {
+		n, err := pipe.Recover(ctx, log, rep, after)
+		if err != nil {
+			log.Warn("builds not listed: the event stream alone reports them", "after", after, "err", err)
+			return
+		}
+		log.Info("caught up on the builds that changed meanwhile", "after", after, "builds", n)
+	}
+	recoverAfter(ctx, after)
+
+	saved := after
+	save := func(ctx context.Context) {
+		if w := rep.Watermark(); w > saved {
+			if err := repos.SetState(ctx, eventsIndex, strconv.FormatUint(w, 10)); err != nil {
+				log.Warn("event index not kept", "err", err)
+				return
+			}
+			saved = w
+		}
+	}
+	rep.Handed(after)
+	saving := make(chan struct{})
+	go func() {
+		defer close(saving)
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				save(ctx)
+			}
+		}
+	}()
+	_ = nomad.Watch(ctx, rep.Report, func(err error) { log.Warn("event stream", "err", err) }, orchestrator.WatchOptions{
+		After: after, Gap: recoverAfter, Handled: rep.Handed,
+	})
+	<-saving
+	rep.Wait()
+	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	save(final)
+}
+
+// reconcile runs the reconciler while this bot leads it: at once, then every
+// cfg.ReconcileInterval (never again when 0), over the repositories with an entry and
+// those of the organizations installed on the bot's Gitea.
+func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos *registry.Registry, bot *gitea.Client, pipe *pipeline.Pipeline) {
+	log.Info("leading: reconciling", "every", cfg.ReconcileInterval)
+	for {
+		urls, err := repos.RepoURLs(ctx)
+		if err != nil {
+			log.Warn("reconciler: registered repositories not listed", "err", err)
+		}
+		if bot != nil {
+			insts, err := repos.Installations(ctx)
+			if err != nil {
+				log.Warn("reconciler: installations not listed", "err", err)
+			}
+			for _, inst := range insts {
+				if strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(cfg.GiteaURL, "/") {
+					continue
+				}
+				list, err := bot.OrgRepos(ctx, inst.Org)
+				if err != nil {
+					log.Warn("reconciler: repositories not listed", "org", inst.Org, "err", err)
+					continue
+				}
+				for _, r := range list {
+					urls = append(urls, r.CloneURL)
+				}
+			}
+		}
+		slices.Sort(urls)
+		urls = slices.Compact(urls)
+		n, err := pipe.Reconcile(ctx, log, urls, pipeline.ReconcileOptions{})
+		if err != nil {
+			log.Warn("reconciler", "err", err)
+		}
+		log.Info("reconciler pass", "repositories", len(urls), "builds", n)
+		if cfg.ReconcileInterval == 0 {
+			<-ctx.Done()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(cfg.ReconcileInterval):
 		}
 	}
 }

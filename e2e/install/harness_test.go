@@ -122,6 +122,7 @@ func startBotURL(ctx context.Context, t testing.TB, interval, url string) (*test
 		"ALBATROS_BUILDER_DRIVER=raw_exec",
 		"ALBATROS_BUILDER_VARS=cpu=100,memory=128",
 		"ALBATROS_LOG_LEVEL=debug",
+		"ALBATROS_RECONCILE_INTERVAL=0", // at start only: a pass mid-test would build heads
 	))
 }
 

@@ -60,8 +60,9 @@ func TestSecretsAndTrust(t *testing.T) {
 	}
 
 	trusted := g.Push(t, p.owner, repo, "main", "", script(printToken), "by the owner, trusted")
-	untrusted := g.Push(t, dev, repo, "main", "", script(printToken+"echo untrusted\n"), "by a developer, not trusted")
-	byTeam := g.Push(t, releaser, repo, "main", "", script(printToken+"echo team\n"), "by a member of the trusted team")
+	// On branches of their own: a push to main would supersede the build before it.
+	untrusted := g.Push(t, dev, repo, "dev", "main", script(printToken+"echo untrusted\n"), "by a developer, not trusted")
+	byTeam := g.Push(t, releaser, repo, "release", "main", script(printToken+"echo team\n"), "by a member of the trusted team")
 	logs := map[string]string{}
 	var statuses []*sdk.Status
 	for name, sha := range map[string]string{"trusted": trusted, "untrusted": untrusted, "team": byTeam} {

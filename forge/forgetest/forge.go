@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/registry"
@@ -21,6 +22,7 @@ var (
 	_ forge.Reactor      = (*Forge)(nil)
 	_ forge.PullRequests = (*Forge)(nil)
 	_ forge.Writers      = (*Forge)(nil)
+	_ forge.Heads        = (*Forge)(nil)
 	_ forge.Forge        = WriteOnly{}
 )
 
@@ -43,6 +45,10 @@ type Forge struct {
 	// Commits are their commits.
 	PRs     map[int64]forge.PullRequestInfo
 	Commits map[int64][]string
+	// Default is the default branch, DefaultCommit its head, DefaultDate that commit's
+	// date.
+	Default, DefaultCommit string
+	DefaultDate            time.Time
 
 	mu        sync.Mutex
 	statuses  []forge.Status // on the forge, oldest first
@@ -68,6 +74,13 @@ func (f *Forge) SetStatus(_ context.Context, s forge.Status) error {
 	}
 	f.statuses = append(f.statuses, s)
 	return nil
+}
+
+// FailStatuses sets SetErr while the forge is in use: nil makes SetStatus work again.
+func (f *Forge) FailStatuses(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.SetErr = err
 }
 
 // IsTeamMember reports whether user is in Teams[org/team], or returns TeamErr.
@@ -272,4 +285,25 @@ func (f *Forge) PullRequestCommits(_ context.Context, _ forge.Repo, number int64
 // CanWrite reports whether user is one of Writers.
 func (f *Forge) CanWrite(_ context.Context, _ forge.Repo, user string) (bool, error) {
 	return slices.Contains(f.Writers, user), nil
+}
+
+// DefaultHead returns Default, DefaultCommit and DefaultDate.
+func (f *Forge) DefaultHead(context.Context, forge.Repo) (string, string, time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Default, f.DefaultCommit, f.DefaultDate, nil
+}
+
+// OpenPullRequests returns the open ones of PRs, the most recently updated first.
+func (f *Forge) OpenPullRequests(_ context.Context, _ forge.Repo, limit int) ([]forge.PullRequestInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []forge.PullRequestInfo
+	for _, pr := range f.PRs {
+		if pr.Open {
+			out = append(out, pr)
+		}
+	}
+	slices.SortFunc(out, func(a, b forge.PullRequestInfo) int { return b.Updated.Compare(a.Updated) })
+	return out[:min(len(out), limit)], nil
 }

@@ -25,6 +25,17 @@ type Client struct {
 var (
 	_ forge.Forge        = (*Client)(nil)
 	_ forge.StatusReader = (*Client)(nil)
+	_ forge.OrgHooks     = (*Client)(nil)
+	_ forge.OrgOwners    = (*Client)(nil)
+	_ forge.TeamMembers  = (*Client)(nil)
+	_ forge.Account      = (*Client)(nil)
+	_ forge.RepoReaders  = (*Client)(nil)
+	_ forge.OrgRepos     = (*Client)(nil)
+	_ forge.Commenter    = (*Client)(nil)
+	_ forge.Reactor      = (*Client)(nil)
+	_ forge.PullRequests = (*Client)(nil)
+	_ forge.Writers      = (*Client)(nil)
+	_ forge.Heads        = (*Client)(nil)
 )
 
 // New returns a client for the Gitea server at baseURL, acting with token. httpClient may be

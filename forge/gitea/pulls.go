@@ -3,6 +3,7 @@ package gitea
 import (
 	"context"
 	"fmt"
+	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
 
@@ -90,6 +91,12 @@ func (c *Client) PullRequestInfo(ctx context.Context, repo forge.Repo, number in
 	if err != nil {
 		return forge.PullRequestInfo{}, fmt.Errorf("gitea: pull request %s#%d: %w", repo.FullName, number, err)
 	}
+	return prInfo(repo, pr)
+}
+
+// prInfo converts a pull request of repo.
+func prInfo(repo forge.Repo, pr *sdk.PullRequest) (forge.PullRequestInfo, error) {
+	number := pr.Index
 	if pr.Head == nil || pr.Base == nil {
 		return forge.PullRequestInfo{}, fmt.Errorf("gitea: pull request %s#%d has no head or base", repo.FullName, number)
 	}
@@ -97,6 +104,9 @@ func (c *Client) PullRequestInfo(ctx context.Context, repo forge.Repo, number in
 		PullRequest: forge.PullRequest{Number: number, HeadBranch: pr.Head.Ref, BaseBranch: pr.Base.Ref},
 		Head:        pr.Head.Sha,
 		Open:        pr.State == sdk.StateOpen,
+	}
+	if pr.Updated != nil {
+		info.Updated = *pr.Updated
 	}
 	if pr.Poster != nil {
 		info.Author = pr.Poster.UserName
@@ -188,3 +198,55 @@ func (c *Client) CanWrite(ctx context.Context, repo forge.Repo, user string) (bo
 }
 
 func writes(mode string) bool { return mode == "write" || mode == "admin" || mode == "owner" }
+
+// DefaultHead returns the default branch of repo, its head commit and the commit's date.
+func (c *Client) DefaultHead(ctx context.Context, repo forge.Repo) (string, string, time.Time, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	r, _, err := cl.GetRepo(repo.Owner, repo.Name)
+	if err != nil {
+		return "", "", time.Time{}, fmt.Errorf("gitea: repository %s: %w", repo.FullName, err)
+	}
+	if r.Empty || r.DefaultBranch == "" {
+		return "", "", time.Time{}, nil
+	}
+	b, _, err := cl.GetRepoBranch(repo.Owner, repo.Name, r.DefaultBranch)
+	if err != nil {
+		return "", "", time.Time{}, fmt.Errorf("gitea: branch %s of %s: %w", r.DefaultBranch, repo.FullName, err)
+	}
+	if b.Commit == nil {
+		return r.DefaultBranch, "", time.Time{}, nil
+	}
+	return r.DefaultBranch, b.Commit.ID, b.Commit.Timestamp, nil
+}
+
+// OpenPullRequests returns repo's open pull requests, the most recently updated first, at
+// most limit.
+func (c *Client) OpenPullRequests(ctx context.Context, repo forge.Repo, limit int) ([]forge.PullRequestInfo, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []forge.PullRequestInfo
+	for page := 1; len(out) < limit; page++ {
+		prs, resp, err := cl.ListRepoPullRequests(repo.Owner, repo.Name, sdk.ListPullRequestsOptions{
+			ListOptions: sdk.ListOptions{Page: page, PageSize: min(limit, 50)},
+			State:       sdk.StateOpen,
+			Sort:        "recentupdate",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gitea: pull requests of %s: %w", repo.FullName, err)
+		}
+		for _, pr := range prs {
+			if info, err := prInfo(repo, pr); err == nil && len(out) < limit {
+				out = append(out, info)
+			}
+		}
+		if len(prs) == 0 || resp == nil || resp.NextPage == 0 {
+			break
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,186 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// ReconciledDescription is the pending status of a build the reconciler started.
+const ReconciledDescription = "queued in Nomad (found by the reconciler: its delivery never arrived)"
+
+// ReconcileOptions bound a reconciliation pass.
+type ReconcileOptions struct {
+	// MaxBuilds bounds the builds a pass starts (20 when 0): the next pass finds the rest.
+	MaxBuilds int
+	// MaxPullRequests bounds the open pull requests read per repository, the most recently
+	// updated first (50 when 0).
+	MaxPullRequests int
+	// Window is how old a head may be and still be built (72 h when 0): a delivery goes
+	// missing now, and a repository's heads from before it used Albatros are not its to
+	// build.
+	Window time.Duration
+}
+
+// Reconcile is the safety net for deliveries that never arrived (the bot was down, the
+// network cut): for each repository, the head of its default branch and of each open pull
+// request that has no Albatros status in any of its flavors and no build in Nomad is built,
+// its pending status saying the reconciler found it. Who pushed it is unknown, so it runs
+// without the secrets unless it is a trusted owner's fork's (see TrustedSource). A head
+// whose status is pending for a build that has ended gets the build's final status (a
+// report given up on while the forge was down). It returns how many builds it started.
+func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, cloneURLs []string, opts ReconcileOptions) (int, error) {
+	if opts.MaxBuilds <= 0 {
+		opts.MaxBuilds = 20
+	}
+	if opts.MaxPullRequests <= 0 {
+		opts.MaxPullRequests = 50
+	}
+	if opts.Window <= 0 {
+		opts.Window = 72 * time.Hour
+	}
+	started := 0
+	var errs []error
+	for _, cloneURL := range cloneURLs {
+		if ctx.Err() != nil {
+			break
+		}
+		if started >= opts.MaxBuilds {
+			log.Info("reconciler: builds left to the next pass", "max", opts.MaxBuilds)
+			break
+		}
+		n, err := p.reconcileRepo(ctx, log, cloneURL, opts, opts.MaxBuilds-started)
+		started += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reconcile %s: %w", cloneURL, err))
+		}
+	}
+	return started, errors.Join(errs...)
+}
+
+func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, cloneURL string, opts ReconcileOptions, budget int) (int, error) {
+	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
+	if err != nil {
+		return 0, err
+	}
+	f, repo, err := p.cfg.Forge(entry, cloneURL)
+	if err != nil {
+		return 0, err
+	}
+	heads, ok := f.(forge.Heads)
+	if !ok {
+		return 0, nil
+	}
+	now := time.Now()
+	var events []forge.Event
+	branch, commit, date, err := heads.DefaultHead(ctx, repo)
+	if err != nil {
+		return 0, err
+	}
+	if commit != "" && now.Sub(date) < opts.Window {
+		events = append(events, forge.Event{Kind: forge.KindPush, Repo: repo, Commit: commit, Branch: branch})
+	}
+	prs, err := heads.OpenPullRequests(ctx, repo, opts.MaxPullRequests)
+	if err != nil {
+		return 0, err
+	}
+	for _, pr := range prs {
+		if now.Sub(pr.Updated) < opts.Window {
+			events = append(events, forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: pr.Head, Branch: pr.HeadBranch, PullRequest: &pr.PullRequest})
+		}
+	}
+	if len(events) == 0 {
+		return 0, nil
+	}
+	all, err := p.cfg.Builds.Recent(ctx, cloneURL, 1000)
+	if err != nil {
+		return 0, err
+	}
+	built := map[string]bool{}
+	for _, s := range all {
+		if s.Meta["REPO_URL"] == cloneURL {
+			built[s.Meta["COMMIT"]] = true
+		}
+	}
+	started := 0
+	var errs []error
+	for _, ev := range events {
+		if started >= budget {
+			break
+		}
+		if err := ev.Validate(); err != nil {
+			log.Warn("reconciler: head not built", "repo", repo.FullName, "commit", ev.Commit, "err", err)
+			continue
+		}
+		n, err := p.reconcileHead(ctx, log, ev, entry, f, repo, built[ev.Commit])
+		started += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return started, errors.Join(errs...)
+}
+
+// reconcileHead builds ev's head when it has neither an Albatros status nor a build, and
+// reports the ended builds its pending statuses link to.
+func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, built bool) (int, error) {
+	seen := built
+	if r, ok := f.(forge.StatusReader); ok {
+		for _, fl := range p.flavors(entry) {
+			cur, found, err := r.LatestStatus(ctx, repo, ev.Commit, StatusContext(fl))
+			if err != nil {
+				return 0, err // the forge is in trouble: the next pass tries again
+			}
+			if !found {
+				continue
+			}
+			seen = true
+			if cur.State == forge.StatePending {
+				p.reportIfLinkedEnded(ctx, log, cur.TargetURL)
+			}
+		}
+	}
+	if seen {
+		return 0, nil
+	}
+	log = log.With("repo", repo.FullName, "commit", ev.Commit, "trigger", ev.Trigger())
+	log.Info("reconciler: a head without status or build: building it")
+	d, err := p.build(ctx, log, ev, entry, f, repo, Options{Reconciled: true})
+	if ev.PullRequest != nil {
+		err = errors.Join(err, p.converse(ctx, log, f, repo, entry, ev.PullRequest.Number))
+	}
+	n := 0
+	for _, x := range d {
+		if !x.Duplicate {
+			n++
+		}
+	}
+	return n, err
+}
+
+// reportIfLinkedEnded reports the build a pending status links to, if it has ended.
+func (p *Pipeline) reportIfLinkedEnded(ctx context.Context, log *slog.Logger, targetURL string) {
+	path, ok := strings.CutPrefix(targetURL, p.cfg.BaseURL)
+	if !ok {
+		return
+	}
+	ns, id, ok := orchestrator.ParseLogPath(path)
+	if !ok {
+		return
+	}
+	out, done, err := p.cfg.Builds.Outcome(ctx, ns, id)
+	if err != nil || !done {
+		return
+	}
+	log.Info("reconciler: a pending status of a build that has ended", "job", id)
+	if err := p.Report(ctx, log, out); err != nil {
+		log.Warn("reconciler: build result not reported", "job", id, "err", err)
+	}
+}

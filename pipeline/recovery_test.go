@@ -1,0 +1,186 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
+)
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A forge that is down when a result is due: the reporter retries until it is back, and
+// holds the event index below the outcome meanwhile; other builds' results go through.
+func TestReporterRetriesWhileTheForgeIsDown(t *testing.T) {
+	h, out, link := reportHarness()
+	out.Index = 7
+	h.forge.FailStatuses(errors.New("gitea: 502 bad gateway"))
+	r := pipeline.NewReporter(h.p, discard, pipeline.ReporterOptions{Backoff: 10 * time.Millisecond, GiveUp: time.Minute})
+	r.Handed(5)
+	r.Report(context.Background(), out)
+	r.Handed(9)
+	time.Sleep(50 * time.Millisecond) // a few failed attempts
+	if w := r.Watermark(); w != 6 {
+		t.Errorf("watermark %d while index 7's outcome is retried, want 6", w)
+	}
+	h.forge.FailStatuses(nil)
+	waitFor(t, "the status written once the forge is back", func() bool { return len(h.forge.Statuses()) == 1 })
+	r.Wait()
+	if s := h.forge.Statuses(); s[0].TargetURL != link || s[0].State != forge.StateSuccess {
+		t.Errorf("wrote %+v, want the build's success", s[0])
+	}
+	if w := r.Watermark(); w != 9 {
+		t.Errorf("watermark %d once done, want 9", w)
+	}
+}
+
+// Retries end: after GiveUp the outcome is left to the reconciler and the index moves on;
+// a build Nomad no longer knows is not retried at all.
+func TestReporterGivesUp(t *testing.T) {
+	h, out, _ := reportHarness()
+	out.Index = 3
+	h.forge.FailStatuses(errors.New("gitea: connection refused"))
+	r := pipeline.NewReporter(h.p, discard, pipeline.ReporterOptions{Backoff: 5 * time.Millisecond, GiveUp: 50 * time.Millisecond})
+	r.Report(context.Background(), out)
+	gone := out
+	gone.JobID, gone.Index = "builder/dispatch-albatros-1-gone", 4
+	r.Report(context.Background(), gone)
+	r.Handed(4)
+	r.Wait()
+	if w := r.Watermark(); w != 4 {
+		t.Errorf("watermark %d after giving up, want 4", w)
+	}
+	if n := len(h.builds.BuildCalls()); n > 20 {
+		t.Errorf("%d reads of Nomad for two outcomes: the unknown build was retried", n)
+	}
+}
+
+// Outcomes abandoned because the leadership ended hold the index below them: the next
+// leader resumes there.
+func TestReporterAbandonedHoldTheIndex(t *testing.T) {
+	h, out, _ := reportHarness()
+	out.Index = 12
+	h.forge.FailStatuses(errors.New("gitea: 503"))
+	r := pipeline.NewReporter(h.p, discard, pipeline.ReporterOptions{Backoff: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.Handed(10)
+	r.Report(ctx, out)
+	r.Handed(20)
+	time.Sleep(30 * time.Millisecond)
+	cancel()
+	r.Wait()
+	if w := r.Watermark(); w != 11 {
+		t.Errorf("watermark %d after abandoning index 12's outcome, want 11", w)
+	}
+}
+
+// Recover reports the builds Nomad holds: the final status of one that ended, pending for
+// one still queued (its pending status may never have been written).
+func TestRecover(t *testing.T) {
+	h := newHarness(entryWith("nix", "default"))
+	h.builds.Ended = map[string]orchestrator.Outcome{"nix": {Result: orchestrator.Failure, Description: "the build failed", Final: true}}
+	for _, fl := range []string{"nix", "default"} {
+		h.builds.AddBuild("ci", "builder/dispatch-albatros-1700000000-"+fl, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": fl}, nil, "pending")
+	}
+	r := pipeline.NewReporter(h.p, discard, pipeline.ReporterOptions{})
+	n, err := h.p.Recover(context.Background(), discard, r, 0)
+	if err != nil || n != 2 {
+		t.Fatalf("Recover = %d, %v; want 2 builds", n, err)
+	}
+	r.Wait()
+	got := map[string]forge.State{}
+	for _, s := range h.forge.Statuses() {
+		got[s.Context] = s.State
+	}
+	if got["albatros/nix"] != forge.StateFailure || got["albatros/default"] != forge.StatePending {
+		t.Errorf("statuses %v, want nix failure and default pending", got)
+	}
+	// Again: nothing new to write.
+	before := len(h.forge.Statuses())
+	if _, err := h.p.Recover(context.Background(), discard, r, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.Wait()
+	if s := h.forge.Statuses(); len(s) != before {
+		t.Errorf("a second recovery wrote %+v", s[before:])
+	}
+}
+
+// The reconciler builds the heads that have neither status nor build (the default
+// branch's, recent pull requests'), says so in their status, once, without the secrets;
+// old heads and heads with a status are left alone; a pass starts at most MaxBuilds.
+func TestReconcile(t *testing.T) {
+	e := entryWith("default")
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e)
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now().Add(-time.Minute)
+	pr := forkPR(sha2)
+	pr.Updated = time.Now()
+	h.forge.SetPR(pr)
+	old := forkPR(strings.Repeat("a", 40))
+	old.Number, old.Updated = 43, time.Now().Add(-30*24*time.Hour)
+	h.forge.SetPR(old)
+
+	n, err := h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{MaxBuilds: 1})
+	if err != nil || n != 1 {
+		t.Fatalf("first pass: %d builds, %v; want 1 (MaxBuilds)", n, err)
+	}
+	n, err = h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{})
+	if err != nil || n != 1 {
+		t.Fatalf("second pass: %d builds, %v; want the other head", n, err)
+	}
+	n, err = h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{})
+	if err != nil || n != 0 {
+		t.Fatalf("third pass: %d builds, %v; want none", n, err)
+	}
+	commits := map[string]bool{}
+	for _, d := range h.builds.Dispatches() {
+		commits[d.Meta["COMMIT"]] = true
+		if d.HasSecrets {
+			t.Errorf("reconciled build of %s got the secrets", d.Meta["COMMIT"][:7])
+		}
+	}
+	if len(commits) != 2 || !commits[sha] || !commits[sha2] {
+		t.Errorf("built %v, want the default branch's head and the recent pull request's", commits)
+	}
+	for _, s := range h.forge.Statuses() {
+		if s.State == forge.StatePending && s.Description != pipeline.ReconciledDescription {
+			t.Errorf("pending status %q, want %q", s.Description, pipeline.ReconciledDescription)
+		}
+	}
+	if len(botComments(h)) != 1 {
+		t.Errorf("the reconciled pull request has %d conversation comments, want 1", len(botComments(h)))
+	}
+}
+
+// A head whose pending status links to a build that has ended gets its final status from
+// the reconciler (its report was given up on), and no new build.
+func TestReconcileReportsWhatWasGivenUp(t *testing.T) {
+	h, out, link := reportHarness()
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now()
+	h.forge.AddStatuses(forge.Status{Repo: appRepo, Commit: sha, State: forge.StatePending, Context: "albatros/nix", TargetURL: link})
+	h.builds.Ended = map[string]orchestrator.Outcome{"nix": {Result: out.Result, Description: out.Description, Final: true}}
+	n, err := h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{})
+	if err != nil || n != 0 {
+		t.Fatalf("Reconcile = %d, %v; want no build", n, err)
+	}
+	s := h.forge.Statuses()
+	if last := s[len(s)-1]; last.State != forge.StateSuccess || last.TargetURL != link {
+		t.Errorf("last status %+v, want the build's success", last)
+	}
+}
