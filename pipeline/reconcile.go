@@ -11,10 +11,40 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/secrets"
 )
 
 // ReconciledDescription is the pending status of a build the reconciler started.
 const ReconciledDescription = "queued in Nomad (found by the reconciler: its delivery never arrived)"
+
+// NomadDownDescription is the status of a commit whose delivery came while Nomad could not
+// be reached: nothing was built, and the reconciler builds it once Nomad is back.
+const NomadDownDescription = "not built: Nomad was unreachable (the reconciler builds it once Nomad is back)"
+
+// Unavailable says, in the statuses of ev's commit, that nothing was built because Nomad
+// could not be reached (cause); events that build nothing are left alone.
+func (p *Pipeline) Unavailable(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts Options, cause error) error {
+	if ev.Kind != forge.KindPush && ev.Kind != forge.KindTag && ev.Kind != forge.KindPullRequest {
+		return nil
+	}
+	f, repo, err := p.cfg.Forge(entry, ev.Repo.CloneURL)
+	if err != nil {
+		return fmt.Errorf("forge for %s: %w", ev.Repo.CloneURL, err)
+	}
+	flavors := p.flavors(entry)
+	if opts.Flavor != "" {
+		flavors = []string{opts.Flavor}
+	}
+	log.Warn("nothing built: nomad unreachable", "commit", ev.Commit, "err", secrets.MaskString(cause.Error(), entry.SecretValues()))
+	var errs []error
+	for _, fl := range flavors {
+		if !ValidFlavor(fl) {
+			continue
+		}
+		errs = append(errs, f.SetStatus(ctx, forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl), State: forge.StateError, Description: NomadDownDescription}))
+	}
+	return errors.Join(errs...)
+}
 
 // ReconcileOptions bound a reconciliation pass.
 type ReconcileOptions struct {
@@ -138,7 +168,7 @@ func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge
 			if err != nil {
 				return 0, err // the forge is in trouble: the next pass tries again
 			}
-			if !found {
+			if !found || (cur.State == forge.StateError && cur.Description == NomadDownDescription) {
 				continue
 			}
 			seen = true

@@ -91,6 +91,10 @@ func (f *fakeHandler) Handle(context.Context, *slog.Logger, forge.Event, *regist
 	return nil, nil
 }
 
+func (f *fakeHandler) Unavailable(context.Context, *slog.Logger, forge.Event, *registry.Repo, pipeline.Options, error) error {
+	return nil
+}
+
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // fixture is a server on fakes.

@@ -164,6 +164,24 @@ func StartGitea(ctx context.Context, bin string) (*Gitea, error) {
 	return g, nil
 }
 
+// StopServer stops `gitea web` alone, keeping its data: the forge is down until
+// StartServer.
+func (g *Gitea) StopServer() {
+	g.proc.stop(10 * time.Second)
+}
+
+// StartServer starts `gitea web` again after StopServer, on the same port and data.
+func (g *Gitea) StartServer(ctx context.Context) error {
+	p, err := startProcess("gitea", g.bin, []string{"web", "--config", g.cfg}, g.Dir, g.env(), filepath.Join(g.Dir, "gitea.log"))
+	if err != nil {
+		return err
+	}
+	g.proc = p
+	return waitFor(ctx, p, 60*time.Second, func(ctx context.Context) error {
+		return httpOK(ctx, g.URL+"api/v1/version")
+	})
+}
+
 // Stop stops the server and removes its directory.
 func (g *Gitea) Stop() {
 	if g.proc != nil {

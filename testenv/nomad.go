@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -20,6 +21,10 @@ type Nomad struct {
 	// Dir holds the agent's data and its log (nomad.log).
 	Dir  string
 	proc *process
+	bin  string
+	args []string
+	// orphans are the executors and tasks of agents stopped alone, killed by Stop.
+	orphans []procID
 }
 
 // DefaultNamespace is the namespace the builders run in, created at start.
@@ -62,6 +67,17 @@ plugin "raw_exec" {
 
 // StartNomad starts a Nomad dev agent from bin and waits for its leader and a ready node.
 func StartNomad(ctx context.Context, bin string) (*Nomad, error) {
+	return startNomad(ctx, bin, false)
+}
+
+// StartPersistentNomad starts a Nomad agent, server and client, that keeps its state in its
+// data directory (a dev agent keeps it in memory): it can be stopped and started again with
+// its jobs, allocations and raft index, as a restarted cluster would be.
+func StartPersistentNomad(ctx context.Context, bin string) (*Nomad, error) {
+	return startNomad(ctx, bin, true)
+}
+
+func startNomad(ctx context.Context, bin string, persistent bool) (*Nomad, error) {
 	dir, err := tempDir("nomad")
 	if err != nil {
 		return nil, err
@@ -73,27 +89,49 @@ func StartNomad(ctx context.Context, bin string) (*Nomad, error) {
 	cfg := filepath.Join(dir, "agent.hcl")
 	// A short data_dir keeps task socket paths under the unix socket length limit.
 	body := fmt.Sprintf(nomadConfig, filepath.Join(dir, "d"), ports[0], ports[1], ports[2])
+	args := []string{"agent", "-dev", "-config=" + cfg}
+	if persistent {
+		body += "\nserver {\n  enabled          = true\n  bootstrap_expect = 1\n}\n"
+		args = []string{"agent", "-config=" + cfg}
+	}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
-	// raw_exec tasks inherit the agent's environment: give it a small, known one.
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"TMPDIR=" + dir,
-		"LANG=C.UTF-8",
-	}
-	p, err := startProcess("nomad", bin, []string{"agent", "-dev", "-config=" + cfg}, dir, env, filepath.Join(dir, "nomad.log"))
-	if err != nil {
+	n := &Nomad{Addr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Dir: dir, bin: bin, args: args}
+	if err := n.start(ctx); err != nil {
+		n.Stop()
 		return nil, err
 	}
-	n := &Nomad{Addr: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), Dir: dir, proc: p}
 	client, err := n.client()
+	if err == nil {
+		_, err = client.Namespaces().Register(&nomad.Namespace{Name: DefaultNamespace, Description: "Albatros builds"}, nil)
+	}
 	if err != nil {
 		n.Stop()
 		return nil, err
 	}
-	err = waitFor(ctx, p, 60*time.Second, func(ctx context.Context) error {
+	return n, nil
+}
+
+// start starts the agent and waits for its leader and a ready node with raw_exec.
+func (n *Nomad) start(ctx context.Context) error {
+	// raw_exec tasks inherit the agent's environment: give it a small, known one.
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + n.Dir,
+		"TMPDIR=" + n.Dir,
+		"LANG=C.UTF-8",
+	}
+	p, err := startProcess("nomad", n.bin, n.args, n.Dir, env, filepath.Join(n.Dir, "nomad.log"))
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	client, err := n.client()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, p, 90*time.Second, func(ctx context.Context) error {
 		q := (&nomad.QueryOptions{}).WithContext(ctx)
 		if leader, err := client.Status().Leader(); err != nil || leader == "" {
 			return fmt.Errorf("no leader yet: %v", err)
@@ -111,19 +149,30 @@ func StartNomad(ctx context.Context, bin string) (*Nomad, error) {
 		}
 		return errors.New("no ready node with raw_exec yet")
 	})
-	if err == nil {
-		_, err = client.Namespaces().Register(&nomad.Namespace{Name: DefaultNamespace, Description: "Albatros builds"}, nil)
-	}
-	if err != nil {
-		n.Stop()
-		return nil, err
-	}
-	return n, nil
+}
+
+// StopAgent stops the agent alone (SIGTERM), as an operator restarting it would: the tasks
+// it runs go on, and a persistent agent started again (StartAgent) finds them.
+func (n *Nomad) StopAgent() {
+	n.orphans = append(n.orphans, descendants(n.proc.cmd.Process.Pid)...)
+	n.proc.stopOnly(30 * time.Second)
+}
+
+// StartAgent starts an agent stopped by StopAgent again, on the same ports and data.
+func (n *Nomad) StartAgent(ctx context.Context) error {
+	return n.start(ctx)
 }
 
 // Stop stops the agent and every process it spawned (executors and tasks).
 func (n *Nomad) Stop() {
-	n.proc.stop(15 * time.Second)
+	if n.proc != nil {
+		n.proc.stop(15 * time.Second)
+	}
+	for _, k := range n.orphans {
+		if alive(k.pid) && startTime(k.pid) == k.start {
+			_ = syscall.Kill(k.pid, syscall.SIGKILL)
+		}
+	}
 	_ = os.RemoveAll(n.Dir)
 }
 

@@ -86,6 +86,20 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
+// stopOnly ends the process itself (SIGTERM, SIGKILL after grace), leaving what it spawned.
+func (p *process) stopOnly(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
 // tail returns the last n bytes of the process's log, for failure messages.
 func (p *process) tail(n int) string {
 	b, err := os.ReadFile(p.logPath)

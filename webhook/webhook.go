@@ -39,6 +39,7 @@ type repos interface {
 // handler is the pipeline as intake uses it.
 type handler interface {
 	Handle(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts pipeline.Options) ([]orchestrator.Dispatched, error)
+	Unavailable(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts pipeline.Options, cause error) error
 }
 
 // Options are the intake's settings.
@@ -50,6 +51,10 @@ type Options struct {
 	// ReadBudget bounds the bytes of unauthenticated bodies held at once (DefaultReadBudget
 	// when zero).
 	ReadBudget int64
+	// Nomad, when set, is asked before a delivery is accepted: when it fails, the delivery
+	// is answered 503 (the forge shows it failed, and may be asked to redeliver) and the
+	// handler is told (Unavailable), to say so in the commit's statuses.
+	Nomad func(context.Context) error
 }
 
 // Intake serves the webhook endpoints.
@@ -82,6 +87,7 @@ var (
 	errUnreadable  = errors.New("body could not be read")
 	errUnknownRepo = errors.New("unknown repository")
 	errFlavor      = errors.New("bad flavor")
+	errNomad       = errors.New("nomad unreachable")
 )
 
 // authenticator checks a delivery once its repository's entry is known, and returns the
@@ -223,27 +229,46 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 		return refused(fmt.Errorf("%w: %s in a delivery authenticated by the token alone (give the webhook a secret)", forge.ErrIgnoreEvent, ev.Kind))
 	}
 
-	// Answer now; dispatch and the pending status follow on a context of their own.
 	hlog := log.With("repo", repoName)
-	in.wg.Add(1)
-	go func() {
-		defer in.wg.Done()
-		defer func() {
-			if p := recover(); p != nil {
-				hlog.Error("panic while handling a delivery", "panic", p, "stack", string(debug.Stack()))
-			}
-		}()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), in.timeout)
-		defer cancel()
-		if _, err := in.handler.Handle(ctx, hlog, ev, entry, opts); err != nil {
-			hlog.Error("event not fully handled", "err", err)
+	if in.opts.Nomad != nil {
+		cctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		nerr := in.opts.Nomad(cctx)
+		cancel()
+		if nerr != nil {
+			in.detach(r.Context(), hlog, func(ctx context.Context) error {
+				return in.handler.Unavailable(ctx, hlog, ev, entry, opts, nerr)
+			})
+			return refused(fmt.Errorf("%w: %w", errNomad, nerr))
 		}
-	}()
+	}
+	// Answer now; dispatch and the pending status follow on a context of their own.
+	in.detach(r.Context(), hlog, func(ctx context.Context) error {
+		_, err := in.handler.Handle(ctx, hlog, ev, entry, opts)
+		return err
+	})
 	what := "at " + ev.Commit
 	if ev.Commit == "" && ev.PullRequest != nil {
 		what = fmt.Sprintf("#%d", ev.PullRequest.Number)
 	}
 	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s %s", ev.Kind, repo.FullName, what), repoName, nil
+}
+
+// detach runs work after the answer, on a context of its own that shutdown waits for.
+func (in *Intake) detach(parent context.Context, log *slog.Logger, work func(context.Context) error) {
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic while handling a delivery", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), in.timeout)
+		defer cancel()
+		if err := work(ctx); err != nil {
+			log.Error("event not fully handled", "err", err)
+		}
+	}()
 }
 
 // refuse maps an intake error to its HTTP status and a short message; the detail goes to the
@@ -269,6 +294,8 @@ func refuse(err error) (int, string, error) {
 		return http.StatusForbidden, "bad signature or token", err
 	case errors.Is(err, registry.ErrUnavailable):
 		return http.StatusServiceUnavailable, "registry unavailable", err
+	case errors.Is(err, errNomad):
+		return http.StatusServiceUnavailable, "nomad unreachable: nothing was built, redeliver later", err
 	default:
 		return http.StatusInternalServerError, "internal error", err
 	}

@@ -77,8 +77,16 @@ type fakeHandler struct {
 	entered chan struct{}
 	release chan struct{}
 
-	mu      sync.Mutex
-	handled []handled
+	mu          sync.Mutex
+	handled     []handled
+	unavailable []error // the causes Unavailable was told
+}
+
+func (f *fakeHandler) Unavailable(_ context.Context, _ *slog.Logger, _ forge.Event, _ *registry.Repo, _ pipeline.Options, cause error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unavailable = append(f.unavailable, cause)
+	return nil
 }
 
 func (f *fakeHandler) Handle(ctx context.Context, _ *slog.Logger, ev forge.Event, entry *registry.Repo, opts pipeline.Options) ([]orchestrator.Dispatched, error) {
@@ -760,6 +768,33 @@ func TestIntakeHandlerContextOutlivesRequest(t *testing.T) {
 	}
 }
 
+// Nomad unreachable when a delivery arrives: 503, nothing handed on to build, and the
+// handler told, to say so in the commit's statuses.
+func TestIntakeNomadUnreachable(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{}
+	down := errors.New("dial tcp 127.0.0.1:4646: connect: connection refused")
+	in := webhook.New(repos, h, quiet(), webhook.Options{Nomad: func(context.Context) error { return down }})
+	srv := httptest.NewServer(in.Gitea())
+	defer srv.Close()
+	c := load(t, "push_branch.json")
+	resp, got := post(t, srv.URL, c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(got, "nomad unreachable") {
+		t.Fatalf("status %d (%q), want 503 naming Nomad", resp.StatusCode, got)
+	}
+	in.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.handled) != 0 || len(h.unavailable) != 1 || !errors.Is(h.unavailable[0], down) {
+		t.Errorf("handled %d, told unavailable %v; want none handled, told once of %v", len(h.handled), h.unavailable, down)
+	}
+	// A bad signature is still refused as such, before Nomad is asked.
+	resp, _ = post(t, srv.URL, c.Event, c.Delivery, c.Body, bothSigs("wrong"), nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bad signature while Nomad is down: %d, want 403", resp.StatusCode)
+	}
+}
+
 func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
@@ -930,6 +965,10 @@ func TestIntakeRecoversFromPanics(t *testing.T) {
 type panicking struct{}
 
 func (panicking) Handle(context.Context, *slog.Logger, forge.Event, *registry.Repo, pipeline.Options) ([]orchestrator.Dispatched, error) {
+	panic("nil map in the pipeline")
+}
+
+func (panicking) Unavailable(context.Context, *slog.Logger, forge.Event, *registry.Repo, pipeline.Options, error) error {
 	panic("nil map in the pipeline")
 }
 

@@ -115,7 +115,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		BuilderNamespaces: cfg.BuilderNamespaces,
 		Locks:             repos,
 	})
-	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets})
+	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready})
 
 	// The bot's own Gitea account: it installs, repairs and checks rights.
 	bot := fs.GiteaBot()
