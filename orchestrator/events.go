@@ -81,10 +81,18 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 // dispatch asks for a new one (again true). next advances past every handled index;
 // handled says whether any event was.
 func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next *uint64, seen *seen, handle func(context.Context, Outcome), onErr func(error), done func(uint64)) (again, handled bool) {
+	// A namespace created since the subscription is not in it; a dispatch into it by this
+	// process asks at once (resubscribe), one by another bot is found by looking.
+	look := time.NewTicker(namespaceLook)
+	defer look.Stop()
 	for {
 		select {
 		case <-o.resubscribe:
 			return true, handled
+		case <-look.C:
+			if o.newNamespace(ctx) {
+				return true, handled
+			}
 		case events, ok := <-ch:
 			if !ok {
 				return false, handled
@@ -105,6 +113,25 @@ func (o *Orchestrator) follow(ctx context.Context, ch <-chan *nomad.Events, next
 			}
 		}
 	}
+}
+
+// namespaceLook is how often Watch looks for namespaces its stream does not cover.
+const namespaceLook = time.Minute
+
+// newNamespace reports whether Nomad has a namespace the stream does not cover.
+func (o *Orchestrator) newNamespace(ctx context.Context) bool {
+	nss, _, err := o.c.Namespaces().List((&nomad.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ns := range nss {
+		if o.watched != nil && !o.watched[ns.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *Orchestrator) listWatched(ctx context.Context) error {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -36,6 +37,13 @@ type builds interface {
 	Outcome(ctx context.Context, ns, id string) (orchestrator.Outcome, bool, error)
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	Stop(ctx context.Context, ns, id string) error
+}
+
+// dedup is the registry's dedup records, as the pipeline uses them (see registry.Dedup).
+type dedup interface {
+	Claim(ctx context.Context, key string) (registry.Dedup, bool, error)
+	Settle(ctx context.Context, key, ns, jobID string) error
+	Release(ctx context.Context, key string) error
 }
 
 // locks is the registry's locks, as the pipeline uses them (a lock per pull request).
@@ -58,6 +66,9 @@ type Config struct {
 	Builder orchestrator.Builder
 	// Locks serialize the bots writing one pull request's comment (nil: one bot).
 	Locks locks
+	// Dedup, when set, is asked before every dispatch: a build key already dispatched (by
+	// this bot or another) is found there, without asking Nomad to scan its children.
+	Dedup dedup
 	// BuilderNamespaces are where the builder of an installed organization's repository
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.
@@ -340,12 +351,45 @@ func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orches
 	return p.Report(ctx, log, out)
 }
 
-// dispatch serializes dispatches that share a token, so that deliveries of the same event
-// arriving together do not race past Nomad's idempotency check.
+// DispatchOnce is the dispatch every build goes through (see dispatch), for benchmarks and
+// tools that measure it apart from the forge.
+func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
+	return p.dispatch(ctx, req)
+}
+
+// dispatch dispatches req once per token. Dispatches that share a token are serialized in
+// this bot; across bots, the dedup record claimed in Consul with a check-and-set decides,
+// and Nomad's idempotency token is the second guard (for a claim that timed out, or Consul
+// failing).
 func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
 	unlock := p.inflight.lock(req.IdempotencyToken)
 	defer unlock()
-	return p.cfg.Builds.Dispatch(ctx, req)
+	claimed := false
+	if p.cfg.Dedup != nil {
+		rec, ok, err := p.cfg.Dedup.Claim(ctx, req.IdempotencyToken)
+		switch {
+		case err != nil:
+			// Nomad's token alone guards this one.
+		case ok:
+			claimed = true
+		case rec.JobID != "":
+			return orchestrator.Dispatched{Namespace: rec.Namespace, JobID: rec.JobID, Duplicate: true}, nil
+		}
+	}
+	d, err := p.cfg.Builds.Dispatch(ctx, req)
+	if claimed {
+		// On a context of its own: a dispatch made must be recorded.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err != nil {
+			_ = p.cfg.Dedup.Release(rctx, req.IdempotencyToken)
+		} else {
+			// Unrecorded, the claim goes stale and is taken over by the next dispatch of
+			// the key, which Nomad's token then maps to this build.
+			_ = p.cfg.Dedup.Settle(rctx, req.IdempotencyToken, d.Namespace, d.JobID)
+		}
+	}
+	return d, err
 }
 
 // meta is the dispatch meta of a build: the builder contract's four keys, plus TAG or PR.

@@ -10,6 +10,7 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry/registrytest"
 )
 
 // waitFor polls cond for up to 5 s.
@@ -182,5 +183,37 @@ func TestReconcileReportsWhatWasGivenUp(t *testing.T) {
 	s := h.forge.Statuses()
 	if last := s[len(s)-1]; last.State != forge.StateSuccess || last.TargetURL != link {
 		t.Errorf("last status %+v, want the build's success", last)
+	}
+}
+
+// Two bots sharing the dedup records: a delivery handled by one and redelivered to the
+// other dispatches once, and the second never asks Nomad. A dispatch that failed releases
+// its claim, so that the next delivery builds.
+func TestDedupAcrossBots(t *testing.T) {
+	e := entryWith("default")
+	h := newHarness(e)
+	shared := &registrytest.Dedup{}
+	replica := func() *pipeline.Pipeline {
+		return pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: shared})
+	}
+	one, two := replica(), replica()
+	h.builds.DispatchErr = map[string]error{"default": errors.New("nomad: 500")}
+	if _, err := one.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{}); err == nil {
+		t.Fatal("a failed dispatch: no error")
+	}
+	h.builds.DispatchErr = nil
+	if _, err := two.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	asked := len(h.builds.Dispatches())
+	d, err := one.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{})
+	if err != nil || len(d) != 1 || !d[0].Duplicate {
+		t.Fatalf("redelivery to the other bot: %+v, %v; want the build, duplicate", d, err)
+	}
+	if n := len(h.builds.Dispatches()); n != asked {
+		t.Errorf("the redelivery asked Nomad %d more times, want 0", n-asked)
+	}
+	if n := len(h.builds.Started()); n != 1 {
+		t.Errorf("%d builds started, want 1", n)
 	}
 }

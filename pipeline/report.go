@@ -2,10 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -69,9 +72,15 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	} else if out.Result == orchestrator.Error && b.Stopped && p.replaced(ctx, b) {
 		s.Description = ReplacedDescription
 	}
+	done, mine := p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	if !mine {
+		return nil // another bot writes it, or has
+	}
 	if err := f.SetStatus(ctx, s); err != nil {
+		done(false)
 		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}
+	done(true)
 	log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
 	return p.conversePR(ctx, log, f, repo, entry, b, out)
 }
@@ -118,4 +127,36 @@ func (p *Pipeline) replaced(ctx context.Context, b *orchestrator.Build) bool {
 		}
 	}
 	return false
+}
+
+// claimReport makes one bot of several write a build's state: the first to claim the
+// state's record in Consul (registry.Claim) writes it, and marks it done (done(true)), or
+// releases it when the write failed (done(false)), for a retry. mine is false when another
+// bot wrote it or is writing it; a claim whose bot died is taken over once stale. Without
+// dedup records (one bot), or when Consul fails, every report is mine.
+func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forge.State) (done func(ok bool), mine bool) {
+	nop := func(bool) {}
+	if p.cfg.Dedup == nil {
+		return nop, true
+	}
+	sum := sha256.Sum256([]byte(ns + "\x00" + jobID + "\x00" + string(state)))
+	key := "report-" + hex.EncodeToString(sum[:16])
+	rec, claimed, err := p.cfg.Dedup.Claim(ctx, key)
+	switch {
+	case err != nil:
+		return nop, true
+	case !claimed && rec.JobID != "":
+		return nop, false // written
+	case !claimed:
+		return nop, true // its writer is slow: better twice than never
+	}
+	return func(ok bool) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if ok {
+			_ = p.cfg.Dedup.Settle(rctx, key, ns, jobID)
+		} else {
+			_ = p.cfg.Dedup.Release(rctx, key)
+		}
+	}, true
 }

@@ -114,6 +114,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 		BuilderNamespaces: cfg.BuilderNamespaces,
 		Locks:             repos,
+		Dedup:             repos,
 	})
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready})
 
@@ -323,6 +324,10 @@ func followEvents(ctx context.Context, log *slog.Logger, nomad *orchestrator.Orc
 	save(final)
 }
 
+// dedupAge is how long a build key's dedup record is kept: Nomad collects dispatched jobs
+// after 4 h by default, and a delivery later than that builds again there too.
+const dedupAge = 24 * time.Hour
+
 // reconcile runs the reconciler while this bot leads it: at once, then every
 // cfg.ReconcileInterval (never again when 0), over the repositories with an entry and
 // those of the organizations installed on the bot's Gitea.
@@ -359,6 +364,11 @@ func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos 
 			log.Warn("reconciler", "err", err)
 		}
 		log.Info("reconciler pass", "repositories", len(urls), "builds", n)
+		if gone, err := repos.CleanDedup(ctx, dedupAge); err != nil {
+			log.Warn("dedup records not cleaned", "err", err)
+		} else if gone > 0 {
+			log.Info("dedup records cleaned", "deleted", gone, "older than", dedupAge)
+		}
 		if cfg.ReconcileInterval == 0 {
 			<-ctx.Done()
 			return

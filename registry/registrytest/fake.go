@@ -60,3 +60,41 @@ func (f *Fake) Calls() (repos, orgs []string) {
 	defer f.mu.Unlock()
 	return slices.Clone(f.repoCalls), slices.Clone(f.orgCalls)
 }
+
+// Dedup holds build keys' records in memory, as the registry does in Consul: one claim
+// per key, the settled job for the others. It is safe for concurrent use.
+type Dedup struct {
+	mu   sync.Mutex
+	recs map[string]*registry.Dedup
+}
+
+// Claim claims key, or returns its settled record; a claim not yet settled is returned
+// as is (no job), as Registry.Claim does after waiting.
+func (d *Dedup) Claim(_ context.Context, key string) (registry.Dedup, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.recs == nil {
+		d.recs = map[string]*registry.Dedup{}
+	}
+	if r, ok := d.recs[key]; ok {
+		return *r, false, nil
+	}
+	d.recs[key] = &registry.Dedup{}
+	return registry.Dedup{}, true, nil
+}
+
+// Settle records the job of key.
+func (d *Dedup) Settle(_ context.Context, key, ns, jobID string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.recs[key] = &registry.Dedup{Namespace: ns, JobID: jobID}
+	return nil
+}
+
+// Release drops key's claim.
+func (d *Dedup) Release(_ context.Context, key string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.recs, key)
+	return nil
+}

@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// Dedup is the record of one build key (the dispatch's idempotency token) under the
+// prefix's dedup/: claimed by the bot about to dispatch it, then holding the job it became.
+// A redelivery, or a second bot, finds the build there without asking Nomad, whose token
+// check scans every retained child of the builder.
+type Dedup struct {
+	Namespace string    `json:"ns,omitempty"`
+	JobID     string    `json:"job,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Dedup timings: a claim without a job after ClaimStale is a bot that died mid-dispatch,
+// and is taken over; a bot that finds a fresh claim waits for its job up to ClaimWait.
+const (
+	ClaimStale = 30 * time.Second
+	ClaimWait  = 10 * time.Second
+)
+
+func (r *Registry) dedupKey(key string) string { return r.prefix + "dedup/" + key }
+
+// Claim claims key for a dispatch. claimed is true when the caller now holds the claim and
+// must Settle it (or Release it when the dispatch fails). Otherwise rec.JobID is the build
+// another dispatch of key made; it is empty when the other claimant did not settle within
+// ClaimWait, in which case the caller dispatches anyway and relies on Nomad's token.
+func (r *Registry) Claim(ctx context.Context, key string) (rec Dedup, claimed bool, err error) {
+	k := r.dedupKey(key)
+	deadline := time.Now().Add(ClaimWait)
+	for {
+		raw, _ := json.Marshal(Dedup{At: time.Now().UTC()})
+		ok, _, err := r.kv.CAS(&consul.KVPair{Key: k, Value: raw, ModifyIndex: 0}, (&consul.WriteOptions{}).WithContext(ctx))
+		if err != nil {
+			return Dedup{}, false, fmt.Errorf("%w: claim %s: %w", ErrUnavailable, key, err)
+		}
+		if ok {
+			return Dedup{}, true, nil
+		}
+		pair, _, err := r.kv.Get(k, (&consul.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return Dedup{}, false, fmt.Errorf("%w: read claim %s: %w", ErrUnavailable, key, err)
+		}
+		if pair == nil {
+			continue // released meanwhile: claim again
+		}
+		if err := json.Unmarshal(pair.Value, &rec); err != nil {
+			return Dedup{}, false, fmt.Errorf("claim %s: %w", key, err)
+		}
+		if rec.JobID != "" {
+			return rec, false, nil
+		}
+		if time.Since(rec.At) > ClaimStale {
+			// Its claimant died before settling: take it over, with a check-and-set so
+			// that of two bots doing so one wins.
+			raw, _ := json.Marshal(Dedup{At: time.Now().UTC()})
+			ok, _, err := r.kv.CAS(&consul.KVPair{Key: k, Value: raw, ModifyIndex: pair.ModifyIndex}, (&consul.WriteOptions{}).WithContext(ctx))
+			if err != nil {
+				return Dedup{}, false, fmt.Errorf("%w: claim %s: %w", ErrUnavailable, key, err)
+			}
+			if ok {
+				return Dedup{}, true, nil
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			return Dedup{}, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Dedup{}, false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Settle records the job that the claim of key became.
+func (r *Registry) Settle(ctx context.Context, key, ns, jobID string) error {
+	raw, _ := json.Marshal(Dedup{Namespace: ns, JobID: jobID, At: time.Now().UTC()})
+	if _, err := r.kv.Put(&consul.KVPair{Key: r.dedupKey(key), Value: raw}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("%w: settle %s: %w", ErrUnavailable, key, err)
+	}
+	return nil
+}
+
+// Release drops the claim of key (its dispatch failed), so that a retry may claim it.
+func (r *Registry) Release(ctx context.Context, key string) error {
+	if _, err := r.kv.Delete(r.dedupKey(key), (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("%w: release %s: %w", ErrUnavailable, key, err)
+	}
+	return nil
+}
+
+// CleanDedup deletes the records older than age: Nomad has collected their jobs long
+// since (job_gc_threshold is 4 h by default), and a delivery that late builds again there
+// too. It returns how many it deleted.
+func (r *Registry) CleanDedup(ctx context.Context, age time.Duration) (int, error) {
+	pairs, _, err := r.kv.List(r.prefix+"dedup/", (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return 0, fmt.Errorf("%w: list dedup/: %w", ErrUnavailable, err)
+	}
+	n := 0
+	var errs []error
+	for _, p := range pairs {
+		var rec Dedup
+		if err := json.Unmarshal(p.Value, &rec); err == nil && time.Since(rec.At) < age {
+			continue
+		}
+		// Deleted only if unchanged since listed: a claim renewed meanwhile stays.
+		ok, _, err := r.kv.DeleteCAS(&consul.KVPair{Key: p.Key, ModifyIndex: p.ModifyIndex}, (&consul.WriteOptions{}).WithContext(ctx))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", strings.TrimPrefix(p.Key, r.prefix), err))
+			continue
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}

@@ -1,0 +1,88 @@
+package registry_test
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// One claim per key: of many claimants at once exactly one dispatches, and the others get
+// its job once it is settled.
+func TestClaimOnce(t *testing.T) {
+	r, _, _ := setup(t)
+	ctx := testContext(t)
+	const claimants = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won, jobs := 0, map[string]int{}
+	for range claimants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, claimed, err := r.Claim(ctx, "albatros-key-1")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if claimed {
+				won++
+				time.Sleep(100 * time.Millisecond) // the dispatch
+				if err := r.Settle(ctx, "albatros-key-1", "ci", "builder/dispatch-albatros-1-a"); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			jobs[rec.Namespace+"/"+rec.JobID]++
+		}()
+	}
+	wg.Wait()
+	if won != 1 || jobs["ci/builder/dispatch-albatros-1-a"] != claimants-1 {
+		t.Fatalf("%d claims won, others got %v; want 1 and the settled job", won, jobs)
+	}
+}
+
+// A released claim (the dispatch failed) can be claimed again; a claim left unsettled
+// longer than ClaimStale (its bot died) is taken over.
+func TestClaimReleaseAndStale(t *testing.T) {
+	r, kv, prefix := setup(t)
+	ctx := testContext(t)
+	if _, claimed, err := r.Claim(ctx, "k2"); err != nil || !claimed {
+		t.Fatalf("first claim: %v %v", claimed, err)
+	}
+	if err := r.Release(ctx, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, claimed, err := r.Claim(ctx, "k2"); err != nil || !claimed {
+		t.Fatalf("claim after release: %v %v", claimed, err)
+	}
+	old, _ := json.Marshal(registry.Dedup{At: time.Now().Add(-registry.ClaimStale - time.Second)})
+	putRaw(t, kv, prefix+"dedup/k3", string(old))
+	if _, claimed, err := r.Claim(ctx, "k3"); err != nil || !claimed {
+		t.Fatalf("claim of a stale claim: %v %v", claimed, err)
+	}
+}
+
+// CleanDedup deletes the records older than the age it is given, and only those.
+func TestCleanDedup(t *testing.T) {
+	r, kv, prefix := setup(t)
+	ctx := testContext(t)
+	old, _ := json.Marshal(registry.Dedup{Namespace: "ci", JobID: "j-old", At: time.Now().Add(-48 * time.Hour)})
+	putRaw(t, kv, prefix+"dedup/old", string(old))
+	if err := r.Settle(ctx, "new", "ci", "j-new"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.CleanDedup(ctx, 24*time.Hour); err != nil || n != 1 {
+		t.Fatalf("CleanDedup = %d, %v; want 1", n, err)
+	}
+	if p, _, _ := kv.Get(prefix+"dedup/old", nil); p != nil {
+		t.Error("the old record is still there")
+	}
+	if rec, claimed, err := r.Claim(ctx, "new"); err != nil || claimed || rec.JobID != "j-new" {
+		t.Errorf("the recent record: %+v %v %v, want j-new kept", rec, claimed, err)
+	}
+}
