@@ -33,9 +33,10 @@ demo: tools build
 	$(GO) build -o bin/albatros-demo ./cmd/albatros-demo
 	bin/albatros-demo
 
-## bench: the latency benchmark on the real stack reported in docs/BENCHMARKS.md
+## bench: the benchmarks on the real stack reported in docs/BENCHMARKS.md
 bench: tools
 	$(GO) run ./bench/latency -n 50
+	$(GO) run ./bench/dispatch -n 300 -children 0,1000,5000
 
 clean:
 	rm -rf bin
