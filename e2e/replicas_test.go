@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"code.gitea.io/sdk/gitea"
+	consul "github.com/hashicorp/consul/api"
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/albatros-ci/albatros/testenv"
+)
+
+// fanOut is a webhook target that delivers every delivery three times to the bots: to
+// each at once, then to the first again; Gitea gets the first answer.
+type fanOut struct {
+	mu   sync.Mutex
+	bots []string // webhook URLs; a stopped bot is removed
+}
+
+func (f *fanOut) handler(t *testing.T) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		bots := append([]string(nil), f.bots...)
+		f.mu.Unlock()
+		targets := append(bots, bots[0])
+		codes := make([]int, len(targets))
+		var wg sync.WaitGroup
+		for i, target := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+				for k, v := range r.Header {
+					if k != "Content-Length" {
+						req.Header[k] = v
+					}
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					codes[i] = http.StatusBadGateway
+					return
+				}
+				resp.Body.Close()
+				codes[i] = resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		w.WriteHeader(codes[0])
+	})
+}
+
+// envInt reads a positive integer setting of the test, or def.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: a positive integer, please", name, v)
+	}
+	return n
+}
+
+// Two bots on one registry, every push delivered three times (to each bot, and to one of
+// them again), one bot stopped half-way: each push builds exactly once and gets exactly one
+// final status. ALBATROS_SOAK_PUSHES and ALBATROS_SOAK_REPOS scale it (30 over 3 by
+// default; the figure is 500 over 20).
+func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
+	pushes, repos := envInt(t, "ALBATROS_SOAK_PUSHES", 30), envInt(t, "ALBATROS_SOAK_REPOS", 3)
+	prefix := testenv.UniqueName("replicas") + "/"
+	var bots []*testenv.Bot
+	out := &fanOut{}
+	for range 2 {
+		addr, err := testenv.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ownBot(t, addr, prefix, "ALBATROS_RECONCILE_INTERVAL=0")
+		bots = append(bots, b)
+		out.bots = append(out.bots, b.URL+"/webhook/gitea")
+	}
+	target := httptest.NewServer(out.handler(t))
+	defer target.Close()
+
+	g := env.Gitea(t)
+	owner := g.CreateUser(t, testenv.UniqueName("owner"))
+	org := testenv.UniqueName("org")
+	g.CreateOrg(t, owner, org)
+	const secret = "replicas-webhook-secret"
+	var all []*testenv.Repo
+	for i := range repos {
+		repo := g.CreateRepo(t, owner, org, fmt.Sprintf("app%d", i))
+		raw, _ := json.Marshal(entry{"hook": map[string]string{"secret": secret}, "gitea": map[string]string{"url": g.URL, "token": owner.Token}})
+		key := prefix + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
+		if _, err := env.Consul(t).Client(t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
+			t.Fatal(err)
+		}
+		// The default branch first, before the webhook: it is not counted.
+		g.Push(t, owner, repo, "main", "", script("echo ok\n"), "base")
+		g.CreateWebhook(t, owner, repo, target.URL, secret, "push")
+		all = append(all, repo)
+	}
+
+	type pushed struct {
+		repo *testenv.Repo
+		sha  string
+	}
+	var made []pushed
+	start := time.Now()
+	for i := range pushes {
+		if i == pushes/2 {
+			// The first bot stops (SIGTERM); deliveries reach the second only.
+			out.mu.Lock()
+			out.bots = out.bots[1:]
+			out.mu.Unlock()
+			bots[0].Stop()
+		}
+		repo := all[i%len(all)]
+		// A branch per push: pushes to one branch would supersede each other's builds.
+		sha := g.Push(t, owner, repo, fmt.Sprintf("b%d", i), "main", script(fmt.Sprintf("echo build %d\n", i)), fmt.Sprintf("push %d", i))
+		made = append(made, pushed{repo, sha})
+	}
+	t.Logf("%d pushes over %d repositories in %s", pushes, repos, time.Since(start).Round(time.Second))
+
+	// Every push: one final status, success, exactly once.
+	deadline := time.Now().Add(time.Duration(pushes)*time.Second + 2*time.Minute)
+	for _, m := range made {
+		for {
+			var states []gitea.StatusState
+			list := g.Statuses(t, m.repo, m.sha)
+			for i := len(list) - 1; i >= 0; i-- {
+				if list[i].Context == "albatros/default" {
+					states = append(states, list[i].State)
+				}
+			}
+			finals := 0
+			for _, s := range states {
+				if s != gitea.StatusPending {
+					finals++
+				}
+			}
+			if finals > 0 {
+				if finals != 1 || states[len(states)-1] != gitea.StatusSuccess {
+					t.Errorf("%s %s: statuses %v, want one final success", m.repo.Name, m.sha[:7], states)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s %s: no final status; statuses %v", m.repo.Name, m.sha[:7], states)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	t.Logf("all final in %s", time.Since(start).Round(time.Second))
+	// A moment for a late double to show, then: one Nomad job per push.
+	time.Sleep(2 * time.Second)
+	byCommit := map[string]int{}
+	c := env.Nomad(t).Client(t)
+	stubs, _, err := c.Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, &nomad.QueryOptions{Namespace: "*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stubs {
+		if s.ParentID != "" {
+			byCommit[s.Meta["COMMIT"]]++
+		}
+	}
+	jobs := 0
+	for _, m := range made {
+		jobs += byCommit[m.sha]
+		if byCommit[m.sha] != 1 {
+			t.Errorf("%s %s: %d Nomad jobs, want 1", m.repo.Name, m.sha[:7], byCommit[m.sha])
+		}
+	}
+	t.Logf("%d pushes, %d deliveries to the bots, %d Nomad jobs", pushes, pushes*3, jobs)
+}
