@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -118,4 +119,84 @@ func TestFaults(t *testing.T) {
 	p.waitStatus(late, "albatros/default", gitea.StatusSuccess)
 	once("gitea down", late)
 	logged("build result not reported yet: retrying")
+}
+
+// Consul stopped while the bot runs: deliveries answer 503 and /healthz names Consul; once
+// Consul is back, without restarting the bot, /healthz is green again, the bot leads its
+// background work again, and the push whose delivery was refused gets built by the
+// reconciler.
+func TestConsulDown(t *testing.T) {
+	bin, err := testenv.Binary("consul")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// A Consul of its own that keeps its keys on disk, to stop and start again; the
+	// package's is a dev agent, and other tests use it.
+	c, err := testenv.StartPersistentConsul(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := testenv.UniqueName("consuldown") + "/"
+	b := ownBot(t, addr, prefix, "CONSUL_HTTP_ADDR="+c.Addr, "ALBATROS_RECONCILE_INTERVAL=2s")
+	p := newProject(t, nil, "")
+	p.registerIn(c.Client(t), prefix, addr)
+	health := func() (int, string) {
+		resp, err := http.Get(b.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	before := p.push("main", script("echo built before consul stopped\n"))
+	p.waitStatus(before, "albatros/default", gitea.StatusSuccess)
+
+	c.StopAgent()
+	missed := p.push("main", script("echo built once consul was back\n"))
+	d := p.proxy.wait("push", missed)
+	if d.Status != http.StatusServiceUnavailable {
+		t.Errorf("a delivery while Consul is down: %d, want 503", d.Status)
+	}
+	if code, body := health(); code != http.StatusServiceUnavailable || !strings.Contains(body, "consul") {
+		t.Errorf("/healthz while Consul is down: %d %q, want 503 naming consul", code, body)
+	}
+	if n := len(p.jobs()); n != 1 {
+		t.Errorf("%d builds in Nomad while Consul is down, want the first one only", n)
+	}
+
+	if err := c.StartAgent(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for code, body := health(); code != http.StatusOK; code, body = health() {
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz 30 s after Consul is back: %d %q", code, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	p.waitStatus(missed, "albatros/default", gitea.StatusSuccess)
+	found := false
+	for _, s := range p.g.Statuses(t, p.repo, missed) {
+		found = found || s.State == gitea.StatusPending && s.Description == pipeline.ReconciledDescription
+	}
+	if !found {
+		t.Errorf("the push refused while Consul was down has no pending status saying the reconciler found it")
+	}
+	if n := p.count(missed, "albatros/default", gitea.StatusSuccess); n != 1 {
+		t.Errorf("%d success statuses of the refused push, want 1", n)
+	}
+	after := p.push("main", script("echo built after consul came back\n"))
+	p.waitStatus(after, "albatros/default", gitea.StatusSuccess)
+	if n := len(p.jobs()); n != 3 {
+		t.Errorf("%d builds in Nomad, want 3 (one per push)", n)
+	}
 }

@@ -44,6 +44,12 @@ func ownBot(t *testing.T, addr, prefix string, extra ...string) *testenv.Bot {
 // under a registry prefix of its own, and points a webhook at addr through a recorder.
 func (p *project) registerUnder(prefix, addr string) {
 	p.t.Helper()
+	p.registerIn(env.Consul(p.t).Client(p.t), prefix, addr)
+}
+
+// registerIn is registerUnder in the Consul that c talks to.
+func (p *project) registerIn(c *consul.Client, prefix, addr string) {
+	p.t.Helper()
 	raw, err := json.Marshal(entry{
 		"hook":  map[string]string{"secret": p.secret},
 		"gitea": map[string]string{"url": p.g.URL, "token": p.owner.Token},
@@ -52,7 +58,7 @@ func (p *project) registerUnder(prefix, addr string) {
 		p.t.Fatal(err)
 	}
 	key := prefix + base64.StdEncoding.EncodeToString([]byte(p.repo.CloneURL))
-	if _, err := env.Consul(p.t).Client(p.t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
+	if _, err := c.KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
 		p.t.Fatal(err)
 	}
 	p.proxy = newRecorder(p.t, "http://"+addr+"/webhook/gitea")

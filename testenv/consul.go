@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,12 +11,14 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// Consul is a running Consul dev agent (in-memory server).
+// Consul is a running Consul agent: a dev agent (in-memory server), or a persistent one.
 type Consul struct {
 	// Addr is the HTTP API address, as CONSUL_HTTP_ADDR takes it (host:port).
 	Addr string
 	// Dir holds the agent's config and its log (consul.log).
 	Dir  string
+	bin  string
+	args []string
 	proc *process
 }
 
@@ -39,6 +40,17 @@ ports {
 
 // StartConsul starts a Consul dev agent from bin and waits until its KV store takes writes.
 func StartConsul(ctx context.Context, bin string) (*Consul, error) {
+	return startConsul(ctx, bin, false)
+}
+
+// StartPersistentConsul starts a Consul server of one that keeps its state in its data
+// directory (a dev agent keeps it in memory): it can be stopped and started again with its
+// keys and sessions, as a restarted cluster would be.
+func StartPersistentConsul(ctx context.Context, bin string) (*Consul, error) {
+	return startConsul(ctx, bin, true)
+}
+
+func startConsul(ctx context.Context, bin string, persistent bool) (*Consul, error) {
 	dir, err := tempDir("consul")
 	if err != nil {
 		return nil, err
@@ -48,41 +60,59 @@ func StartConsul(ctx context.Context, bin string) (*Consul, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "agent.hcl")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(consulConfig, ports[0], ports[1], ports[2], ports[3])), 0o644); err != nil {
+	body := fmt.Sprintf(consulConfig, ports[0], ports[1], ports[2], ports[3])
+	args := []string{"agent", "-dev", "-config-file=" + cfg}
+	if persistent {
+		body += fmt.Sprintf("server = true\nbootstrap_expect = 1\ndata_dir = %q\n", filepath.Join(dir, "data"))
+		args = []string{"agent", "-config-file=" + cfg}
+	}
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	p, err := startProcess("consul", bin, []string{"agent", "-dev", "-config-file=" + cfg}, dir, env, filepath.Join(dir, "consul.log"))
-	if err != nil {
-		return nil, err
-	}
-	c := &Consul{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), Dir: dir, proc: p}
-	client, err := c.client()
-	if err != nil {
-		c.Stop()
-		return nil, err
-	}
-	err = waitFor(ctx, p, 60*time.Second, func(ctx context.Context) error {
-		w := (&consul.WriteOptions{}).WithContext(ctx)
-		ok, _, err := client.KV().CAS(&consul.KVPair{Key: "testenv/ready", Value: []byte("1")}, w)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errors.New("kv write not accepted yet")
-		}
-		return nil
-	})
-	if err != nil {
+	c := &Consul{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), Dir: dir, bin: bin, args: args}
+	if err := c.start(ctx); err != nil {
 		c.Stop()
 		return nil, err
 	}
 	return c, nil
 }
 
+// start starts the agent and waits until its KV store takes writes.
+func (c *Consul) start(ctx context.Context) error {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Dir}
+	p, err := startProcess("consul", c.bin, c.args, c.Dir, env, filepath.Join(c.Dir, "consul.log"))
+	if err != nil {
+		return err
+	}
+	c.proc = p
+	client, err := c.client()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, p, 60*time.Second, func(ctx context.Context) error {
+		w := (&consul.WriteOptions{}).WithContext(ctx)
+		// A write needs a leader; a restarted agent has the key already, so no check-and-set.
+		_, err := client.KV().Put(&consul.KVPair{Key: "testenv/ready", Value: []byte("1")}, w)
+		return err
+	})
+}
+
+// StopAgent stops the agent (SIGTERM), as an operator restarting it would; a persistent
+// agent started again (StartAgent) has its keys back.
+func (c *Consul) StopAgent() {
+	c.proc.stopOnly(10 * time.Second)
+}
+
+// StartAgent starts an agent stopped by StopAgent again, on the same ports and data.
+func (c *Consul) StartAgent(ctx context.Context) error {
+	return c.start(ctx)
+}
+
 // Stop stops the agent. Consul exits 1 on SIGTERM; that is its normal way out.
 func (c *Consul) Stop() {
-	c.proc.stop(10 * time.Second)
+	if c.proc != nil {
+		c.proc.stop(10 * time.Second)
+	}
 	_ = os.RemoveAll(c.Dir)
 }
 
