@@ -11,9 +11,9 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// Dedup is the record of one build key (the dispatch's idempotency token) under the
-// prefix's dedup/: claimed by the bot about to dispatch it, then holding the job it became.
-// A redelivery, or a second bot, finds the build there without asking Nomad, whose token
+// Dedup is the record of one build key (the dispatch's idempotency token) under the run
+// prefix's dedup/: claimed by the bot about to dispatch it, then holding the job it
+// became. A redelivery, or a second bot, finds the build there without asking Nomad, whose token
 // check scans every retained child of the builder.
 type Dedup struct {
 	Namespace string    `json:"ns,omitempty"`
@@ -28,7 +28,7 @@ const (
 	ClaimWait  = 10 * time.Second
 )
 
-func (r *Registry) dedupKey(key string) string { return r.prefix + "dedup/" + key }
+func (r *Registry) dedupKey(key string) string { return r.run + "dedup/" + key }
 
 // Claim claims key for a dispatch. claimed is true when the caller now holds the claim and
 // must Settle it (or Release it when the dispatch fails). Otherwise rec.JobID is the build
@@ -104,7 +104,7 @@ func (r *Registry) Release(ctx context.Context, key string) error {
 // since (job_gc_threshold is 4 h by default), and a delivery that late builds again there
 // too. It returns how many it deleted.
 func (r *Registry) CleanDedup(ctx context.Context, age time.Duration) (int, error) {
-	pairs, _, err := r.kv.List(r.prefix+"dedup/", (&consul.QueryOptions{}).WithContext(ctx))
+	pairs, _, err := r.kv.List(r.run+"dedup/", (&consul.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return 0, fmt.Errorf("%w: list dedup/: %w", ErrUnavailable, err)
 	}

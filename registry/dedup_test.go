@@ -61,7 +61,7 @@ func TestClaimReleaseAndStale(t *testing.T) {
 		t.Fatalf("claim after release: %v %v", claimed, err)
 	}
 	old, _ := json.Marshal(registry.Dedup{At: time.Now().Add(-registry.ClaimStale - time.Second)})
-	putRaw(t, kv, prefix+"dedup/k3", string(old))
+	putRaw(t, kv, registry.RunPrefix(prefix)+"dedup/k3", string(old))
 	if _, claimed, err := r.Claim(ctx, "k3"); err != nil || !claimed {
 		t.Fatalf("claim of a stale claim: %v %v", claimed, err)
 	}
@@ -72,14 +72,14 @@ func TestCleanDedup(t *testing.T) {
 	r, kv, prefix := setup(t)
 	ctx := testContext(t)
 	old, _ := json.Marshal(registry.Dedup{Namespace: "ci", JobID: "j-old", At: time.Now().Add(-48 * time.Hour)})
-	putRaw(t, kv, prefix+"dedup/old", string(old))
+	putRaw(t, kv, registry.RunPrefix(prefix)+"dedup/old", string(old))
 	if err := r.Settle(ctx, "new", "ci", "j-new"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := r.CleanDedup(ctx, 24*time.Hour); err != nil || n != 1 {
 		t.Fatalf("CleanDedup = %d, %v; want 1", n, err)
 	}
-	if p, _, _ := kv.Get(prefix+"dedup/old", nil); p != nil {
+	if p, _, _ := kv.Get(registry.RunPrefix(prefix)+"dedup/old", nil); p != nil {
 		t.Error("the old record is still there")
 	}
 	if rec, claimed, err := r.Claim(ctx, "new"); err != nil || claimed || rec.JobID != "j-new" {

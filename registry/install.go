@@ -88,10 +88,9 @@ func (r *Registry) InstallKey(orgURL string) string {
 // Installation reads the installation of the organization at orgURL; ErrNotFound when
 // there is none.
 func (r *Registry) Installation(ctx context.Context, orgURL string) (*Installation, error) {
-	key := r.InstallKey(orgURL)
-	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
+	pair, err := r.pair(ctx, r.InstallKey(orgURL))
 	if err != nil {
-		return nil, fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
+		return nil, err
 	}
 	if pair == nil {
 		return nil, fmt.Errorf("installation of %s: %w", orgURL, ErrNotFound)
@@ -110,9 +109,9 @@ func decodeInstallation(pair *consul.KVPair) (*Installation, error) {
 
 // Installations lists every installation, in key order.
 func (r *Registry) Installations(ctx context.Context) ([]*Installation, error) {
-	pairs, _, err := r.kv.List(r.prefix+"install/", (&consul.QueryOptions{}).WithContext(ctx))
+	pairs, err := r.list(ctx, r.prefix+"install/")
 	if err != nil {
-		return nil, fmt.Errorf("%w: consul list %sinstall/: %w", ErrUnavailable, r.prefix, err)
+		return nil, err
 	}
 	var out []*Installation
 	for _, p := range pairs {
@@ -152,6 +151,7 @@ func (r *Registry) PutInstallation(ctx context.Context, inst *Installation) erro
 		return fmt.Errorf("installation of %s: %w", inst.OrgURL(), ErrConflict)
 	}
 	inst.index = resp.Results[0].KV.ModifyIndex
+	r.wrote(key, b, inst.index)
 	return nil
 }
 
@@ -165,6 +165,9 @@ func (r *Registry) DeleteInstallation(ctx context.Context, inst *Installation) e
 	}
 	if !ok {
 		return fmt.Errorf("installation of %s: %w", inst.OrgURL(), ErrConflict)
+	}
+	if r.mirror != nil {
+		r.mirror.deleted(key)
 	}
 	return nil
 }

@@ -116,7 +116,12 @@ type Registry struct {
 	client *consul.Client
 	kv     *consul.KV
 	prefix string
+	// run is where the bots keep keys of their own (dedup records, locks, leaderships,
+	// the event index): beside the prefix, not under it, since they change at every build
+	// and the follower of the entries (Follow) would wake at each.
+	run    string
 	keys   *seal.Keyring // nil: installations cannot be read or written
+	mirror *mirror       // set by Follow: entries are read from memory
 }
 
 // DefaultPrefix is the original Albatros's key prefix.
@@ -136,7 +141,13 @@ func New(prefix string, keys *seal.Keyring) (*Registry, error) {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return &Registry{client: c, kv: c.KV(), prefix: prefix, keys: keys}, nil
+	return &Registry{client: c, kv: c.KV(), prefix: prefix, run: RunPrefix(prefix), keys: keys}, nil
+}
+
+// RunPrefix is where the bots of the registry at prefix keep their own keys: the prefix
+// with "-run" added (albatros/ gives albatros-run/).
+func RunPrefix(prefix string) string {
+	return strings.TrimSuffix(prefix, "/") + "-run/"
 }
 
 // RepoKey is the KV key of a repository: the prefix and the standard base64 of its clone URL.
@@ -175,15 +186,15 @@ func (r *Registry) Repo(ctx context.Context, cloneURL string) (*Repo, error) {
 // RepoURLs returns the clone URLs of the repositories that have an entry of their own
 // (not those of installed organizations).
 func (r *Registry) RepoURLs(ctx context.Context) ([]string, error) {
-	keys, _, err := r.kv.Keys(r.prefix, "/", (&consul.QueryOptions{}).WithContext(ctx))
+	pairs, err := r.list(ctx, r.prefix)
 	if err != nil {
-		return nil, fmt.Errorf("%w: consul keys %s: %w", ErrUnavailable, r.prefix, err)
+		return nil, err
 	}
 	var out []string
-	for _, k := range keys {
-		name := strings.TrimPrefix(k, r.prefix)
+	for _, p := range pairs {
+		name := strings.TrimPrefix(p.Key, r.prefix)
 		if name == "" || strings.Contains(name, "/") {
-			continue // a folder: org/, install/, locks/, …
+			continue // in a folder: org/, install/, …
 		}
 		u, err := base64.StdEncoding.DecodeString(name)
 		if err != nil || !strings.Contains(string(u), "://") {
@@ -215,14 +226,14 @@ func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {
 	return &org, nil
 }
 
-// Lock takes the lock name (a key under the prefix's locks/), trying for a second: ok is
+// Lock takes the lock name (a key under the run prefix's locks/), trying for a second: ok is
 // false when another holder has it. Call unlock when done. Two bots that take the same
 // lock before acting do not act at once. The lock lasts as long as the Consul session the
 // client renews (TTL 15 s): a holder that loses it (Consul down for longer) is not told, so
 // what runs under a lock also writes with a check-and-set.
 func (r *Registry) Lock(ctx context.Context, name string) (unlock func(), ok bool, err error) {
 	l, err := r.client.LockOpts(&consul.LockOptions{
-		Key:          r.prefix + "locks/" + name,
+		Key:          r.run + "locks/" + name,
 		SessionName:  "albatros " + name,
 		SessionTTL:   "15s",
 		LockTryOnce:  true,
@@ -255,20 +266,10 @@ func (r *Registry) PutOrg(ctx context.Context, orgURL string, org *Org) error {
 	return r.put(ctx, r.OrgKey(orgURL), org)
 }
 
-// Ready returns nil when the Consul agent answers and has a leader.
-func (r *Registry) Ready(ctx context.Context) error {
-	// Status().Leader takes no options; a KV read with a context is as cheap and honours ctx.
-	_, _, err := r.kv.Get(r.prefix, (&consul.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("consul: %w", err)
-	}
-	return nil
-}
-
 func (r *Registry) get(ctx context.Context, key string, v any) error {
-	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
+	pair, err := r.pair(ctx, key)
 	if err != nil {
-		return fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
+		return err
 	}
 	if pair == nil {
 		return ErrNotFound
@@ -279,15 +280,59 @@ func (r *Registry) get(ctx context.Context, key string, v any) error {
 	return nil
 }
 
+// pair reads the entry at key: from memory when the registry follows its entries, else
+// from Consul; nil when there is none.
+func (r *Registry) pair(ctx context.Context, key string) (*consul.KVPair, error) {
+	if r.mirror != nil {
+		return r.mirror.get(key)
+	}
+	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
+	}
+	return pair, nil
+}
+
+// list reads the entries under prefix, in key order: from memory when the registry
+// follows its entries, else from Consul.
+func (r *Registry) list(ctx context.Context, prefix string) (consul.KVPairs, error) {
+	if r.mirror != nil {
+		return r.mirror.list(prefix)
+	}
+	pairs, _, err := r.kv.List(prefix, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: consul list %s: %w", ErrUnavailable, prefix, err)
+	}
+	return pairs, nil
+}
+
 func (r *Registry) put(ctx context.Context, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if _, err := r.kv.Put(&consul.KVPair{Key: key, Value: b}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+	// A transaction, so that the index it answers is the one of this write.
+	ok, resp, _, err := r.client.Txn().Txn(consul.TxnOps{{KV: &consul.KVTxnOp{Verb: consul.KVSet, Key: key, Value: b}}},
+		(&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
 		return fmt.Errorf("%w: consul put %s: %w", ErrUnavailable, key, err)
 	}
+	if !ok || resp == nil || len(resp.Results) != 1 || resp.Results[0].KV == nil {
+		return fmt.Errorf("%w: consul put %s: not applied", ErrUnavailable, key)
+	}
+	r.wrote(key, b, resp.Results[0].KV.ModifyIndex)
 	return nil
+}
+
+// wrote tells the follower of a write this bot made.
+func (r *Registry) wrote(key string, value []byte, index uint64) {
+	if r.mirror != nil {
+		r.mirror.wrote(&consul.KVPair{Key: key, Value: value, ModifyIndex: index, CreateIndex: index})
+	}
+}
+
+func sortPairs(pairs consul.KVPairs) {
+	slices.SortFunc(pairs, func(a, b *consul.KVPair) int { return strings.Compare(a.Key, b.Key) })
 }
 
 // OrgURL is the URL of the owner of the repository at cloneURL (http://host/org/repo.git
@@ -322,13 +367,13 @@ func splitCloneURL(cloneURL string) (ownerURL, name string, err error) {
 }
 
 // Lead runs run whenever this bot holds the leadership name (a Consul lock with a session,
-// under the prefix's leaders/), until ctx ends: one bot at a time runs it, and when the
+// under the run prefix's leaders/), until ctx ends: one bot at a time runs it, and when the
 // holder stops or dies (its session expires after 15 s), another takes over. run's context
 // ends when the leadership is lost. Errors reaching Consul go to onErr, and are retried.
 func (r *Registry) Lead(ctx context.Context, name string, run func(context.Context), onErr func(error)) {
 	for ctx.Err() == nil {
 		l, err := r.client.LockOpts(&consul.LockOptions{
-			Key:              r.prefix + "leaders/" + name,
+			Key:              r.run + "leaders/" + name,
 			SessionName:      "albatros leader " + name,
 			SessionTTL:       "15s",
 			LockDelay:        time.Second,
@@ -366,10 +411,10 @@ func (r *Registry) Lead(ctx context.Context, name string, run func(context.Conte
 	}
 }
 
-// State reads a value the bots keep for themselves under the prefix's state/ (the last
+// State reads a value the bots keep for themselves under the run prefix's state/ (the last
 // event index handled, say); "" when there is none.
 func (r *Registry) State(ctx context.Context, name string) (string, error) {
-	pair, _, err := r.kv.Get(r.prefix+"state/"+name, (&consul.QueryOptions{}).WithContext(ctx))
+	pair, _, err := r.kv.Get(r.run+"state/"+name, (&consul.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return "", fmt.Errorf("%w: consul get state/%s: %w", ErrUnavailable, name, err)
 	}
@@ -381,7 +426,7 @@ func (r *Registry) State(ctx context.Context, name string) (string, error) {
 
 // SetState writes a value State reads.
 func (r *Registry) SetState(ctx context.Context, name, value string) error {
-	if _, err := r.kv.Put(&consul.KVPair{Key: r.prefix + "state/" + name, Value: []byte(value)}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := r.kv.Put(&consul.KVPair{Key: r.run + "state/" + name, Value: []byte(value)}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("%w: consul put state/%s: %w", ErrUnavailable, name, err)
 	}
 	return nil

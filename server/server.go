@@ -85,12 +85,18 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 }
 
 // healthz answers 200 when every dependency answers, else 503 naming the ones that do not.
+// A registry serving the entries it read last, Consul being down, answers 200 "degraded".
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	var failed []string
+	var failed, degraded []string
 	for _, c := range s.Checks {
-		if err := c.Check(ctx); err != nil {
+		err := c.Check(ctx)
+		switch {
+		case errors.Is(err, registry.ErrStale):
+			// Consul is down, and the entries last read are served: the bot works.
+			degraded = append(degraded, c.Name+": "+err.Error())
+		case err != nil:
 			s.Log.Warn("health check failed", "dependency", c.Name, "err", err)
 			failed = append(failed, c.Name)
 		}
@@ -100,9 +106,12 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	if len(failed) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "unavailable: %s\n", strings.Join(failed, ", "))
-		return
+	} else {
+		fmt.Fprintln(w, "ok")
 	}
-	fmt.Fprintln(w, "ok")
+	for _, d := range degraded {
+		fmt.Fprintf(w, "degraded: %s\n", d)
+	}
 }
 
 // build finds the build a log request names, answering 404 (or 503) itself when it cannot.

@@ -563,6 +563,7 @@ func TestLogPageRefusals(t *testing.T) {
 func TestHealthz(t *testing.T) {
 	ok := func(context.Context) error { return nil }
 	down := func(context.Context) error { return errors.New("connection refused") }
+	stale := func(context.Context) error { return fmt.Errorf("consul unreachable: %w", registry.ErrStale) }
 	for _, tc := range []struct {
 		name     string
 		checks   []server.Check
@@ -573,6 +574,8 @@ func TestHealthz(t *testing.T) {
 		{"all pass", []server.Check{{"nomad", ok}, {"consul", ok}}, 200, "ok\n"},
 		{"one fails", []server.Check{{"nomad", ok}, {"consul", down}}, 503, "unavailable: consul\n"},
 		{"two fail", []server.Check{{"nomad", down}, {"consul", ok}, {"gitea", down}}, 503, "unavailable: nomad, gitea\n"},
+		{"consul down, entries served", []server.Check{{"nomad", ok}, {"consul", stale}}, 200, "ok\ndegraded: consul: consul unreachable: serving the entries last read\n"},
+		{"nomad down, consul stale", []server.Check{{"nomad", down}, {"consul", stale}}, 503, "unavailable: nomad\ndegraded: consul: consul unreachable: serving the entries last read\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, build(t), tc.checks...)

@@ -138,7 +138,8 @@ func (c *Consul) client() (*consul.Client, error) {
 }
 
 // Prefix returns a KV key prefix unique to the test, for keys that must not meet another
-// test's. The keys under it are deleted when the test ends.
+// test's. The keys under it, and under its registry's run prefix, are deleted when the
+// test ends.
 func (c *Consul) Prefix(t interface {
 	T
 	Name() string
@@ -146,6 +147,9 @@ func (c *Consul) Prefix(t interface {
 	t.Helper()
 	prefix := "test/" + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "/"
 	client := c.Client(t)
-	t.Cleanup(func() { _, _ = client.KV().DeleteTree(prefix, nil) })
+	t.Cleanup(func() {
+		_, _ = client.KV().DeleteTree(prefix, nil)
+		_, _ = client.KV().DeleteTree(strings.TrimSuffix(prefix, "/")+"-run/", nil) // registry.RunPrefix
+	})
 	return prefix
 }

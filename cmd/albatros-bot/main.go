@@ -74,6 +74,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The entries live in memory, kept fresh by a blocking query on Consul: a delivery
+	// costs no round trip, and a Consul outage serves the entries last read.
+	repos.Follow(ctx, func(err error) { log.Warn("registry: reading the entries failed, retrying", "err", err) })
 	if err := waitReady(ctx, log, "nomad", nomad.Ready); err != nil {
 		return err
 	}
