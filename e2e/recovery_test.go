@@ -151,17 +151,22 @@ func TestBotKilledAndRestarted(t *testing.T) {
 	}
 	t.Logf("missed push built: %s", st.TargetURL)
 
-	// Each commit built once, each final status written once.
+	p.builtOnce(quick, slow, missed)
+}
+
+// builtOnce checks that each commit has one build in Nomad and one success status.
+func (p *project) builtOnce(shas ...string) {
+	p.t.Helper()
 	byCommit := map[string]int{}
 	for _, meta := range p.jobs() {
 		byCommit[meta["COMMIT"]]++
 	}
-	for _, sha := range []string{quick, slow, missed} {
+	for _, sha := range shas {
 		if byCommit[sha] != 1 {
-			t.Errorf("%d builds of %s, want 1", byCommit[sha], sha[:7])
+			p.t.Errorf("%d builds of %s, want 1", byCommit[sha], sha[:7])
 		}
 		if n := p.count(sha, "albatros/default", gitea.StatusSuccess); n != 1 {
-			t.Errorf("%d success statuses of %s, want 1: %v", n, sha[:7], p.statuses(sha, "albatros/default"))
+			p.t.Errorf("%d success statuses of %s, want 1: %v", n, sha[:7], p.statuses(sha, "albatros/default"))
 		}
 	}
 }

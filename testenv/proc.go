@@ -71,13 +71,7 @@ func (p *process) stop(grace time.Duration) {
 	}
 	pid := p.cmd.Process.Pid
 	kids := descendants(pid)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.stopOnly(grace)
 	// Anything the server spawned and left running (re-parented by now) is killed by PID.
 	for _, k := range append(kids, descendants(pid)...) {
 		if alive(k.pid) && startTime(k.pid) == k.start {
