@@ -199,10 +199,16 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	if err != nil {
 		return refused(err)
 	}
-	// Only the repository is read before authentication: it says whose secret to check.
-	repo, err := d.Locate(body)
-	if err != nil {
-		return refused(err)
+	// One decode of the body, before authentication; of what it read, only the repository
+	// is used until the raw body is verified: it says whose secret to check. The event, or
+	// the parser's error, is acted on once the body is verified.
+	ev, perr := d.Parse(r.Header, body)
+	repo := ev.Repo
+	if repo.CloneURL == "" {
+		if perr == nil || errors.Is(perr, forge.ErrIgnoreEvent) {
+			perr = fmt.Errorf("%w: no repository", forge.ErrMalformed)
+		}
+		return refused(perr)
 	}
 	entry, err := in.repos.Repo(r.Context(), repo.CloneURL)
 	if err != nil {
@@ -216,9 +222,8 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 		return refused(err)
 	}
 	repoName = repo.FullName
-	ev, err := d.Parse(r.Header, body)
-	if err != nil {
-		return refused(err)
+	if perr != nil {
+		return refused(perr)
 	}
 	if ev.Kind == forge.KindPing {
 		return http.StatusOK, "pong", repoName, nil

@@ -141,6 +141,11 @@ func bothSigs(secret string) signer {
 
 func unsigned(http.Header, []byte) {}
 
+// hostilePush is a captured push whose commit is an option for git.
+func hostilePush(t *testing.T) []byte {
+	return bytes.Replace(load(t, "push_branch.json").Body, []byte(`"after": "`), []byte(`"after": "--upload-pack=touch /tmp/x `), 1)
+}
+
 // post sends a delivery as Gitea does: event and delivery headers, JSON body, signed by sign
 // over body (tamper, if set, changes the body after signing).
 func post(t *testing.T, url string, event, delivery string, body []byte, sign signer, tamper func([]byte) []byte) (*http.Response, string) {
@@ -362,6 +367,18 @@ func TestIntake(t *testing.T) {
 			name: "ignored event with a wrong signature is refused, not ignored", capture: "create_branch.json", path: "/webhook/gitea",
 			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""),
 			wantCode: 403, wantLookup: true,
+		},
+		{
+			// Parsed before it is verified (once), but the parser's verdict waits for the
+			// signature: an unverified caller learns nothing of it.
+			name: "malformed event with a wrong signature is refused, not judged", body: hostilePush, event: "push", path: "/webhook/gitea",
+			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""),
+			wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "malformed event with the right signature is a 400", body: hostilePush, event: "push", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 400, wantLookup: true,
 		},
 
 		// The organization's secret.

@@ -27,11 +27,11 @@ type Driver struct {
 	EventHeader, DeliveryHeader string
 	// MaxBody is the largest delivery read.
 	MaxBody int64
-	// Locate reads only the repository a delivery is about, before it is verified.
-	Locate func(body []byte) (forge.Repo, error)
 	// Verify checks a delivery's signature against secret.
 	Verify func(h http.Header, body []byte, secret string) error
-	// Parse turns a verified delivery into an event (see forge.ErrIgnoreEvent).
+	// Parse reads a delivery once, before it is verified: its ev.Repo (set whatever the
+	// error, when the body names a repository) picks the secret; the event, or the error
+	// (see forge.ErrIgnoreEvent), is acted on once the body is verified.
 	Parse func(h http.Header, body []byte) (forge.Event, error)
 }
 
@@ -45,8 +45,8 @@ const (
 
 // The drivers.
 var (
-	Gitea  = Driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", MaxGiteaBody, gitea.Locate, gitea.VerifySignature, gitea.Parse}
-	GitHub = Driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", MaxGitHubBody, github.Locate, github.VerifySignature, github.Parse}
+	Gitea  = Driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", MaxGiteaBody, gitea.VerifySignature, gitea.Parse}
+	GitHub = Driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", MaxGitHubBody, github.VerifySignature, github.Parse}
 )
 
 // Config is the bot's own access to each forge, for repositories whose entry names none.

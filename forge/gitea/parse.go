@@ -47,8 +47,8 @@ type (
 	}
 )
 
-// Locate reads only the repository a delivery is about, so that its webhook secret can be
-// found before the delivery is verified. Nothing else of the body is trusted or used.
+// Locate reads only the repository a delivery is about. Parse reads it this way for the
+// events it does not act on; the fuzz tests hold Parse to it for every event.
 func Locate(body []byte) (forge.Repo, error) {
 	var p struct {
 		Repository *repository `json:"repository"`
@@ -62,7 +62,10 @@ func Locate(body []byte) (forge.Repo, error) {
 	return p.Repository.convert(), nil
 }
 
-// Parse turns a verified delivery into a forge.Event. It returns an error wrapping
+// Parse reads a delivery, once, before it is verified: ev.Repo is the repository the body
+// names whenever it names one, whatever the error, so that the caller picks the secret
+// from it, verifies the raw body, and only then acts on the event or the error. Nothing
+// but ev.Repo may be used before the body is verified. It returns an error wrapping
 // forge.ErrIgnoreEvent for deliveries the bot does not act on, and one wrapping
 // forge.ErrMalformed for bodies that are not the event's JSON or whose fields fail
 // forge.Event.Validate (a commit that is not an object name, a ref git would refuse, …).
@@ -83,14 +86,19 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 		ev, err = parsePullRequest(body)
 	case "issue_comment":
 		ev, err = parseComment(h, body)
-	case "ping":
-		var r forge.Repo
-		r, err = Locate(body)
-		ev = forge.Event{Kind: forge.KindPing, Repo: r}
-	case "":
-		return forge.Event{}, fmt.Errorf("%w: no X-Gitea-Event header", forge.ErrMalformed)
 	default:
-		return forge.Event{}, forge.Ignore("event %q is not handled", event)
+		// Events the bot does not act on: the repository alone, to verify the delivery
+		// before saying it is ignored.
+		ev.Repo, err = Locate(body)
+		switch {
+		case err != nil:
+		case event == "ping":
+			ev.Kind = forge.KindPing
+		case event == "":
+			err = fmt.Errorf("%w: no X-Gitea-Event header", forge.ErrMalformed)
+		default:
+			err = forge.Ignore("event %q is not handled", event)
+		}
 	}
 	ev.Delivery = delivery
 	if err == nil && ev.Kind != forge.KindPing {
@@ -104,10 +112,10 @@ func parsePush(body []byte) (forge.Event, error) {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return forge.Event{}, fmt.Errorf("%w: push: %v", forge.ErrMalformed, err)
 	}
-	if p.Repository == nil || p.Repository.CloneURL == "" || p.Ref == "" || p.After == "" {
-		return forge.Event{}, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
-	}
 	ev := forge.Event{Repo: p.Repository.convert(), Commit: p.After, Sender: p.Sender.Login}
+	if ev.Repo.CloneURL == "" || p.Ref == "" || p.After == "" {
+		return ev, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
+	}
 	// A deleted ref is pushed as the all-zero object name (40 or, in SHA-256 repos, 64).
 	if strings.Trim(p.After, "0") == "" {
 		return ev, forge.Ignore("deletion of %s", p.Ref)
@@ -131,8 +139,8 @@ func parsePullRequest(body []byte) (forge.Event, error) {
 		return forge.Event{}, fmt.Errorf("%w: pull_request: %v", forge.ErrMalformed, err)
 	}
 	pr := p.PullRequest
-	if p.Repository == nil || pr == nil || pr.Head == nil || pr.Base == nil || pr.Head.Sha == "" || pr.Head.Repo == nil {
-		return forge.Event{}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
+	if pr == nil || pr.Head == nil || pr.Base == nil || pr.Head.Sha == "" || pr.Head.Repo == nil || p.Repository.convert().CloneURL == "" {
+		return forge.Event{Repo: p.Repository.convert()}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
 	}
 	number := pr.Number
 	if number == 0 {
@@ -190,8 +198,8 @@ func parseComment(h http.Header, body []byte) (forge.Event, error) {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return forge.Event{}, fmt.Errorf("%w: issue_comment: %v", forge.ErrMalformed, err)
 	}
-	if p.Repository == nil || p.Issue == nil || p.Comment == nil {
-		return forge.Event{}, fmt.Errorf("%w: issue_comment without repository, issue or comment", forge.ErrMalformed)
+	if p.Issue == nil || p.Comment == nil || p.Repository.convert().CloneURL == "" {
+		return forge.Event{Repo: p.Repository.convert()}, fmt.Errorf("%w: issue_comment without repository, issue or comment", forge.ErrMalformed)
 	}
 	ev := forge.Event{
 		Kind:        forge.KindComment,
@@ -209,7 +217,12 @@ func parseComment(h http.Header, body []byte) (forge.Event, error) {
 	return ev, nil
 }
 
+// convert names a repository of a payload in the bot's terms; a payload without one (nil)
+// names none.
 func (r *repository) convert() forge.Repo {
+	if r == nil {
+		return forge.Repo{}
+	}
 	owner := r.Owner.Login
 	if owner == "" {
 		owner, _, _ = strings.Cut(r.FullName, "/")

@@ -11,8 +11,8 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 )
 
-// Locate reads only the repository a delivery is about, so that its webhook secret can be
-// found before the delivery is verified. Nothing else of the body is trusted or used.
+// Locate reads only the repository a delivery is about. Parse reads it this way for the
+// events it does not act on; the fuzz tests hold Parse to it for every event.
 func Locate(body []byte) (forge.Repo, error) {
 	// A struct of its own rather than go-github's: an unverified body is read for these five
 	// strings and nothing more.
@@ -37,21 +37,31 @@ func Locate(body []byte) (forge.Repo, error) {
 	return repo(r.CloneURL, r.FullName, r.Owner.Login, r.Name, r.HTMLURL), nil
 }
 
-// Parse turns a verified delivery into a forge.Event. It acts on push (branches and tags),
-// pull_request (opened, synchronize, reopened) and ping. It returns an error wrapping
-// forge.ErrIgnoreEvent, saying why, for deliveries the bot does not act on (other events and
-// actions, ref deletions, pull requests from deleted forks), and one wrapping
+// Parse reads a delivery, once, before it is verified: ev.Repo is the repository the body
+// names whenever it names one, whatever the error, so that the caller picks the secret
+// from it, verifies the raw body, and only then acts on the event or the error. Nothing
+// but ev.Repo may be used before the body is verified. It acts on push (branches and
+// tags), pull_request (opened, synchronize, reopened) and ping. It returns an error
+// wrapping forge.ErrIgnoreEvent, saying why, for deliveries the bot does not act on (other
+// events and actions, ref deletions, pull requests from deleted forks), and one wrapping
 // forge.ErrMalformed for a delivery without X-GitHub-Event, a body that is not the event's
 // JSON, or fields that fail forge.Event.Validate.
 func Parse(h http.Header, body []byte) (forge.Event, error) {
 	event := h.Get(gh.EventTypeHeader)
+	delivery := h.Get(gh.DeliveryIDHeader)
 	switch event {
 	case "push", "pull_request", "ping":
-	case "":
-		return forge.Event{}, fmt.Errorf("%w: no %s header", forge.ErrMalformed, gh.EventTypeHeader)
 	default:
-		// Not parsed: a body the bot ignores need not be one go-github knows.
-		return forge.Event{}, forge.Ignore("event %q is not handled", event)
+		// Not parsed as an event: a body the bot ignores need not be one go-github knows.
+		r, err := Locate(body)
+		switch {
+		case err != nil:
+		case event == "":
+			err = fmt.Errorf("%w: no %s header", forge.ErrMalformed, gh.EventTypeHeader)
+		default:
+			err = forge.Ignore("event %q is not handled", event)
+		}
+		return forge.Event{Repo: r, Delivery: delivery}, err
 	}
 	payload, err := gh.ParseWebHook(event, body)
 	if err != nil {
@@ -72,8 +82,15 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 	default:
 		return forge.Event{}, fmt.Errorf("%w: %s: not an object", forge.ErrMalformed, event)
 	}
-	ev.Delivery = h.Get(gh.DeliveryIDHeader)
-	if err == nil && ev.Kind != forge.KindPing {
+	if ev.Repo.FullName == "" {
+		ev.Repo = forge.Repo{} // Locate's rule: a repository needs its clone URL and its full name
+	}
+	ev.Delivery = delivery
+	switch {
+	case err != nil:
+	case ev.Repo.CloneURL == "" && ev.Kind != forge.KindPing: // an organization's ping names none
+		err = fmt.Errorf("%w: no repository.clone_url or full_name", forge.ErrMalformed)
+	case ev.Kind != forge.KindPing:
 		err = ev.Validate()
 	}
 	return ev, err
@@ -82,13 +99,13 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 func parsePush(p *gh.PushEvent) (forge.Event, error) {
 	r := p.GetRepo()
 	ref, after := p.GetRef(), p.GetAfter()
-	if r.GetCloneURL() == "" || r.GetFullName() == "" || ref == "" || after == "" {
-		return forge.Event{}, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
-	}
 	ev := forge.Event{
 		Repo:   repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL()),
 		Commit: after,
 		Sender: p.GetSender().GetLogin(),
+	}
+	if r.GetCloneURL() == "" || r.GetFullName() == "" || ref == "" || after == "" {
+		return ev, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
 	}
 	// GitHub says deleted: true, and pushes the all-zero object name as after (40 or, in
 	// SHA-256 repositories, 64 zeros); either one means there is nothing to build.
@@ -110,8 +127,9 @@ func parsePush(p *gh.PushEvent) (forge.Event, error) {
 
 func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
 	pr := p.GetPullRequest()
-	if p.Repo == nil || p.GetRepo().GetCloneURL() == "" || pr == nil || pr.Head == nil || pr.Base == nil || pr.GetHead().GetSHA() == "" {
-		return forge.Event{}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
+	base := convert(p.GetRepo())
+	if base.CloneURL == "" || pr == nil || pr.Head == nil || pr.Base == nil || pr.GetHead().GetSHA() == "" {
+		return forge.Event{Repo: base}, fmt.Errorf("%w: pull_request without repository, head or base", forge.ErrMalformed)
 	}
 	number := int64(pr.GetNumber())
 	if number == 0 {
@@ -121,14 +139,13 @@ func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
 	switch action {
 	case "opened", "synchronize", "reopened":
 	default:
-		return forge.Event{}, forge.Ignore("pull request #%d %s", number, action)
+		return forge.Event{Repo: base}, forge.Ignore("pull request #%d %s", number, action)
 	}
 	// The head repository is null once the fork it came from is deleted: its commits are
 	// still in the base repository, but there is no branch left to build from.
 	if pr.Head.Repo == nil {
-		return forge.Event{}, forge.Ignore("pull request #%d %s: its head repository was deleted", number, action)
+		return forge.Event{Repo: base}, forge.Ignore("pull request #%d %s: its head repository was deleted", number, action)
 	}
-	base := convert(p.Repo)
 	head := convert(pr.Head.Repo)
 	return forge.Event{
 		Kind:   forge.KindPullRequest,
