@@ -37,6 +37,7 @@ demo: tools build
 bench: tools
 	$(GO) run ./bench/latency -n 50
 	$(GO) run ./bench/dispatch -n 300 -children 0,1000,5000
+	$(GO) run ./bench/ingest -d 5s -rounds 3
 
 clean:
 	rm -rf bin

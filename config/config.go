@@ -65,8 +65,11 @@ type Config struct {
 	TokenSecrets bool
 	// ReadTimeout bounds the time a client may take to send a whole request.
 	ReadTimeout time.Duration
-	LogLevel    slog.Level
-	LogFormat   string
+	// PprofAddr, when set, is an address of its own where Go's profiler (net/http/pprof)
+	// answers; off by default.
+	PprofAddr string
+	LogLevel  slog.Level
+	LogFormat string
 }
 
 // setting is one configurable value: a flag and the environment variable behind it.
@@ -98,6 +101,7 @@ func settings() []*setting {
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
+		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
 		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
 	}
@@ -181,6 +185,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("addr", "%q is not host:port", c.Addr)
+	}
+	if c.PprofAddr = s["pprof-addr"].value; c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			bad("pprof-addr", "%q is not host:port", c.PprofAddr)
+		}
 	}
 	if c.URL == "" {
 		bad("url", "is required: the public URL at which the forge's users reach the bot")

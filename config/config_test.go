@@ -86,6 +86,9 @@ func TestLoadDefaults(t *testing.T) {
 	if c.ReadTimeout != 30*time.Second {
 		t.Errorf("ReadTimeout = %v, want 30s", c.ReadTimeout)
 	}
+	if c.PprofAddr != "" {
+		t.Errorf("PprofAddr = %q, want the profiler off by default", c.PprofAddr)
+	}
 }
 
 func TestLoadHookTokenSecretsAndReadTimeout(t *testing.T) {
@@ -269,6 +272,7 @@ func TestLoadBadSettings(t *testing.T) {
 		{"bad hook token secrets", minimal().with("ALBATROS_HOOK_TOKEN_SECRETS", "yes"), "ALBATROS_HOOK_TOKEN_SECRETS (-hook-token-secrets)"},
 		{"read timeout without unit", minimal().with("ALBATROS_READ_TIMEOUT", "30"), "ALBATROS_READ_TIMEOUT (-read-timeout)"},
 		{"read timeout too short", minimal().with("ALBATROS_READ_TIMEOUT", "10ms"), "ALBATROS_READ_TIMEOUT (-read-timeout)"},
+		{"pprof addr without port", minimal().with("ALBATROS_PPROF_ADDR", "localhost"), "ALBATROS_PPROF_ADDR (-pprof-addr)"},
 		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},
 		{"bad log format", minimal().with("ALBATROS_LOG_FORMAT", "logfmt"), "ALBATROS_LOG_FORMAT (-log-format)"},
 		// The Nomad and Consul variables have no flag: only the variable can be named.

@@ -479,6 +479,31 @@ func TestBotRefusesBadSettings(t *testing.T) {
 	}
 }
 
+// Go's profiler is off by default, and answers on an address of its own when asked for,
+// never on the bot's own.
+func TestProfiler(t *testing.T) {
+	if code, _ := get(t, bot(t).URL+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ on the bot's address: %d, want 404", code)
+	}
+	addr, pprofAddr := freeAddr(t), freeAddr(t)
+	b := ownBot(t, addr, testenv.UniqueName("pprof")+"/", "ALBATROS_PPROF_ADDR="+pprofAddr)
+	if code, body := get(t, "http://"+pprofAddr+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("profiler at ALBATROS_PPROF_ADDR: %d %.80q", code, body)
+	}
+	if code, _ := get(t, b.URL+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ on the bot's address with the profiler on: %d, want 404", code)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
 // A second push to a branch, and to a pull request, stops the build of the first commit
 // still running, whose status says which commit superseded it.
 func TestSupersededBuilds(t *testing.T) {

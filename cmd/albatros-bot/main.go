@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -222,6 +223,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("albatros-bot listening", "addr", ln.Addr().String(), "url", cfg.URL, "nomad", nomad.Address(), "builders", cfg.Builders, "install", webCfg.OAuth != nil)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.PprofAddr != "" {
+		stopProfiler, err := profiler(cfg.PprofAddr, log)
+		if err != nil {
+			return fmt.Errorf("ALBATROS_PPROF_ADDR: %w", err)
+		}
+		defer stopProfiler()
+	}
 
 	select {
 	case err := <-served:
@@ -382,4 +390,23 @@ func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos 
 		case <-time.After(cfg.ReconcileInterval):
 		}
 	}
+}
+
+// profiler serves Go's profiler (net/http/pprof) on a listener of its own, apart from the
+// bot's routes; stop closes it.
+func profiler(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
