@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/albatros-ci/albatros/logfan"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/secrets"
@@ -59,11 +60,17 @@ type Config struct {
 	Log *slog.Logger
 }
 
-type server struct{ Config }
+type server struct {
+	Config
+	// logs shares each build's followed log among the viewers of its page; builds reads
+	// each build once for them.
+	logs   *logfan.Hub
+	builds *buildCache
+}
 
 // New returns the bot's HTTP handler.
 func New(cfg Config) http.Handler {
-	s := &server{cfg}
+	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, logfan.Options{}), builds: newBuildCache(cfg.Builds.Build)}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhook/gitea", cfg.Intake.Gitea())
 	mux.Handle("POST /webhook/github", cfg.Intake.GitHub())
@@ -120,8 +127,11 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *o
 		http.Error(w, "no such build", http.StatusNotFound)
 		return nil
 	}
-	b, err := s.Builds.Build(r.Context(), ns, id)
+	b, err := s.builds.get(r.Context(), ns, id)
 	if err != nil {
+		if r.Context().Err() != nil {
+			return nil
+		}
 		if errors.Is(err, orchestrator.ErrNotFound) {
 			http.Error(w, "no such build (Nomad may have garbage-collected it)", http.StatusNotFound)
 		} else {
@@ -206,10 +216,9 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 	if err := templates.LogHead(fw, page); err != nil {
 		return
 	}
+	// One follow of the log in Nomad, masked once, however many people watch it.
 	ansi := templates.NewANSI(fw)
-	m := secrets.NewMasker(ansi, values)
-	out, err := s.Builds.Follow(r.Context(), b.Namespace, b.ID, stream, m)
-	_ = m.Flush()
+	out, err := s.logs.Watch(r.Context(), b.Namespace, b.ID, stream, func() []string { return values }, ansi)
 	_ = ansi.Close()
 	if err != nil {
 		if r.Context().Err() != nil {

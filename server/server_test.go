@@ -433,6 +433,47 @@ func TestLogPage(t *testing.T) {
 	}
 }
 
+// Many viewers of one build's page at once: Nomad is asked for the build and its log once,
+// and every viewer gets the whole log, masked.
+func TestLogPageViewersShareOneRead(t *testing.T) {
+	b := build(t)
+	f := newFixture(t, b)
+	page := f.url + "/logs/" + defaultNS + "/" + buildID
+	var wg sync.WaitGroup
+	bodies := make([]string, 50)
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(page)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			bodies[i] = string(body)
+		}()
+	}
+	wg.Wait()
+	for _, body := range bodies {
+		if !strings.Contains(body, "payload=*** deploy=***") || !strings.Contains(body, "end") {
+			t.Fatalf("a viewer's page lacks the masked log:\n%s", body)
+		}
+		for _, secret := range allSecrets {
+			if strings.Contains(body, secret) {
+				t.Fatalf("a viewer's page shows %q", secret)
+			}
+		}
+	}
+	if n := len(b.BuildCalls()); n != 1 {
+		t.Errorf("Nomad was asked for the build %d times for 50 viewers, want once", n)
+	}
+	if n := len(b.FollowCalls()); n != 1 {
+		t.Errorf("Nomad's log was followed %d times for 50 viewers, want once", n)
+	}
+}
+
 func TestLogPageHeader(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

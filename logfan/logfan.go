@@ -1,0 +1,250 @@
+// Package logfan follows each build's log once, however many people watch it: the first
+// viewer of a build's stdout (or stderr) starts one upstream follow of Nomad's log, masked
+// once, into an in-memory tape; every viewer, early or late, reads the tape from its start
+// at its own pace. A slow viewer lags behind without holding the stream back or holding
+// memory of its own; the tape keeps the newest Options.Keep bytes, and a viewer that falls
+// behind what it keeps is told how much it missed and goes on from there.
+//
+// Nomad answers a client's 101st connection with 429 (http_max_conns_per_client): with one
+// stream (and its blocking queries) per viewer, a popular build's log broke for everyone
+// past about 50 viewers. Through the tape, a build costs the same few connections to Nomad
+// with one viewer or a thousand.
+package logfan
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/secrets"
+)
+
+// Source writes a build's log to w from its start, following it while the build runs, and
+// returns the build's outcome once the log is whole (orchestrator.Orchestrator.Follow).
+type Source func(ctx context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error)
+
+// Defaults of Options.
+const (
+	DefaultKeep   = 32 << 20
+	DefaultLinger = time.Minute
+	chunkSize     = 32 << 10
+)
+
+// Options tune a Hub.
+type Options struct {
+	// Keep is how many bytes of each watched log are kept in memory (DefaultKeep when 0).
+	Keep int64
+	// Linger is how long a log stays after it has ended, or after its last viewer left
+	// while it runs (its upstream is then stopped): a viewer coming back meanwhile does
+	// not start another upstream (DefaultLinger when 0).
+	Linger time.Duration
+}
+
+// Hub shares the logs being watched. Safe for concurrent use.
+type Hub struct {
+	src       Source
+	opts      Options
+	mu        sync.Mutex
+	tapes     map[key]*tape
+	upstreams atomic.Int64
+}
+
+type key struct{ ns, job, stream string }
+
+// New returns a hub that reads logs from src.
+func New(src Source, opts Options) *Hub {
+	if opts.Keep <= 0 {
+		opts.Keep = DefaultKeep
+	}
+	if opts.Linger <= 0 {
+		opts.Linger = DefaultLinger
+	}
+	return &Hub{src: src, opts: opts, tapes: map[key]*tape{}}
+}
+
+// Upstreams is how many upstream follows the hub has started since it was made.
+func (h *Hub) Upstreams() int64 { return h.upstreams.Load() }
+
+// Watching is how many logs the hub holds now.
+func (h *Hub) Watching() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.tapes)
+}
+
+// Watch writes the log (stdout or stderr) of a build to w from its start, following it
+// while the build runs, and returns the build's outcome once all of it is written, or
+// ctx's error when the viewer leaves first. The log is masked with values (asked once,
+// when the log's upstream starts: the secrets the build received and its repository's).
+func (h *Hub) Watch(ctx context.Context, ns, jobID, logType string, values func() []string, w io.Writer) (orchestrator.Outcome, error) {
+	t := h.join(key{ns, jobID, logType}, values)
+	defer h.leave(t)
+	var off int64
+	for {
+		t.mu.Lock()
+		skipped := t.start - off
+		if skipped > 0 {
+			off = t.start
+		}
+		data := t.at(off)
+		done, out, err, changed := t.done, t.out, t.err, t.changed
+		t.mu.Unlock()
+		if skipped > 0 {
+			if _, err := fmt.Fprintf(w, "\n[… %d bytes of this log were written faster than they were read here, and are no longer kept: the plain log has them]\n", skipped); err != nil {
+				return orchestrator.Outcome{}, err
+			}
+		}
+		if len(data) > 0 {
+			if _, err := w.Write(data); err != nil {
+				return orchestrator.Outcome{}, err
+			}
+			off += int64(len(data))
+			continue
+		}
+		if done {
+			return out, err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return orchestrator.Outcome{}, ctx.Err()
+		}
+	}
+}
+
+// tape is one log being followed: the bytes it keeps, and how it ended.
+type tape struct {
+	key     key
+	mu      sync.Mutex
+	chunks  [][]byte // kept bytes in order; only the last one grows, and only past what was read
+	start   int64    // offset of the first kept byte
+	end     int64    // offset after the last byte
+	keep    int64
+	changed chan struct{} // closed and replaced at every change
+	done    bool
+	out     orchestrator.Outcome
+	err     error
+	viewers int
+	cancel  context.CancelFunc
+	linger  *time.Timer // removes the tape: after its end, or once nobody watches it
+}
+
+// join returns the tape of k, starting its upstream when nobody follows it yet.
+func (h *Hub) join(k key, values func() []string) *tape {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t, ok := h.tapes[k]; ok {
+		t.mu.Lock()
+		t.viewers++
+		if t.linger != nil && !t.done {
+			t.linger.Stop() // a viewer is back before the upstream was stopped
+			t.linger = nil
+		}
+		t.mu.Unlock()
+		return t
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &tape{key: k, keep: h.opts.Keep, changed: make(chan struct{}), viewers: 1, cancel: cancel}
+	h.tapes[k] = t
+	h.upstreams.Add(1)
+	go h.follow(ctx, t, values())
+	return t
+}
+
+// follow is a tape's upstream: the log, masked once for every viewer.
+func (h *Hub) follow(ctx context.Context, t *tape, values []string) {
+	defer t.cancel()
+	m := secrets.NewMasker(t, values)
+	out, err := h.src(ctx, t.key.ns, t.key.job, t.key.stream, m)
+	if ferr := m.Flush(); err == nil {
+		err = ferr
+	}
+	t.mu.Lock()
+	t.done, t.out, t.err = true, out, err
+	t.broadcast()
+	if t.linger != nil {
+		t.linger.Stop()
+	}
+	wait := h.opts.Linger
+	if err != nil {
+		wait = 0 // the next viewer tries again
+	}
+	t.linger = time.AfterFunc(wait, func() { h.drop(t) })
+	t.mu.Unlock()
+}
+
+// leave counts a viewer out; the last one out of a running log stops its upstream once it
+// has lingered.
+func (h *Hub) leave(t *tape) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.viewers--
+	if t.viewers == 0 && !t.done && t.linger == nil {
+		t.linger = time.AfterFunc(h.opts.Linger, func() {
+			t.mu.Lock()
+			idle := t.viewers == 0 && !t.done
+			t.mu.Unlock()
+			if idle {
+				t.cancel()
+				h.drop(t)
+			}
+		})
+	}
+}
+
+// drop forgets t, unless another tape has taken its place.
+func (h *Hub) drop(t *tape) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tapes[t.key] == t {
+		delete(h.tapes, t.key)
+	}
+}
+
+// Write appends p to the tape (the upstream's writes, masked) and wakes the viewers.
+func (t *tape) Write(p []byte) (int, error) {
+	n := len(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(p) > 0 {
+		last := len(t.chunks) - 1
+		if last < 0 || len(t.chunks[last]) == cap(t.chunks[last]) {
+			t.chunks = append(t.chunks, make([]byte, 0, chunkSize))
+			last++
+		}
+		c := t.chunks[last]
+		k := min(len(p), cap(c)-len(c))
+		// Appending within the capacity writes past every slice a viewer holds.
+		t.chunks[last] = append(c, p[:k]...)
+		p = p[k:]
+		t.end += int64(k)
+	}
+	for t.end-t.start > t.keep && len(t.chunks) > 1 {
+		t.start += int64(len(t.chunks[0]))
+		t.chunks[0] = nil
+		t.chunks = t.chunks[1:]
+	}
+	t.broadcast()
+	return n, nil
+}
+
+// at returns the kept bytes from off on, up to the end of the chunk off is in; nil when
+// there are none yet. Every chunk but the last is full, so the chunk is found by division.
+// Call with t.mu held.
+func (t *tape) at(off int64) []byte {
+	if off < t.start || off >= t.end {
+		return nil
+	}
+	rel := off - t.start
+	c := t.chunks[rel/chunkSize]
+	return c[rel%chunkSize:]
+}
+
+func (t *tape) broadcast() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
