@@ -38,6 +38,7 @@ bench: tools
 	$(GO) run ./bench/latency -n 50
 	$(GO) run ./bench/dispatch -n 300 -children 0,1000,5000
 	$(GO) run ./bench/ingest -d 5s -rounds 3
+	$(GO) run ./bench/logrelay -mib 50 -n 5
 
 clean:
 	rm -rf bin

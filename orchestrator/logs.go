@@ -2,8 +2,11 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"strconv"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -50,66 +53,102 @@ func (o *Orchestrator) Follow(ctx context.Context, ns, jobID, logType string, w 
 func (o *Orchestrator) followRunning(ctx context.Context, alloc *nomad.Allocation, logType string, w io.Writer) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := make(chan struct{})
-	defer close(stop)
-	q := (&nomad.QueryOptions{Namespace: alloc.Namespace}).WithContext(ctx)
-	frames, errs := o.c.AllocFS().Logs(alloc, true, Task, logType, "start", 0, stop, q)
-
 	dead := make(chan error, 1)
 	go func() { dead <- o.waitTaskDead(ctx, alloc) }()
 
-	var written int64
-	for {
-		select {
-		case <-ctx.Done():
-			return written, ctx.Err()
-		case err := <-dead:
-			return written, err
-		case err := <-errs:
-			if err != nil {
-				// The follow stream broke; the final read after the task ends catches up.
-				if err := <-dead; err != nil {
-					return written, err
-				}
-				return written, nil
-			}
-		case f, ok := <-frames:
-			if !ok {
-				frames = nil // closed: wait for the task to end
-				continue
-			}
-			if len(f.Data) == 0 {
-				continue
-			}
-			n, err := w.Write(f.Data)
-			written += int64(n)
-			if err != nil {
-				return written, err
-			}
-		}
+	body, err := o.logs(ctx, alloc, logType, true, 0)
+	if err != nil {
+		// The stream could not be opened; the final read after the task ends catches up.
+		return 0, <-dead
 	}
+	type copied struct {
+		n   int64
+		err error
+	}
+	done := make(chan copied, 1)
+	go func() {
+		n, err := io.CopyBuffer(markedWriter{w}, body, make([]byte, 32<<10))
+		done <- copied{n, err}
+	}()
+	var c copied
+	select {
+	case err = <-dead:
+		// The task has ended: stop following (Nomad's follow stream never ends by itself).
+		body.Close()
+		c = <-done
+	case c = <-done:
+		body.Close()
+		// The follow stream broke (or the writer failed): the final read after the task
+		// ends catches up, from what was written.
+		if werr := writeErr(c.err); werr != nil {
+			cancel()
+			<-dead
+			return c.n, werr
+		}
+		err = <-dead
+	}
+	if err == nil {
+		err = writeErr(c.err)
+	}
+	return c.n, err
+}
+
+// writeErr keeps the errors of the writer side of a copy, and drops those of the reading
+// side: a log stream that broke, or was closed, is caught up by the final read.
+func writeErr(err error) error {
+	var we *writerError
+	if errors.As(err, &we) {
+		return we.err
+	}
+	return nil
+}
+
+// writerError marks an error of the writer a log is copied to.
+type writerError struct{ err error }
+
+func (e *writerError) Error() string { return e.err.Error() }
+
+// markedWriter wraps the errors of w as writerError.
+type markedWriter struct{ w io.Writer }
+
+func (m markedWriter) Write(p []byte) (int, error) {
+	n, err := m.w.Write(p)
+	if err != nil {
+		err = &writerError{err}
+	}
+	return n, err
 }
 
 // copyLog writes the log as it is now from offset on (an offset from the start counts
 // across Nomad's rotated log files).
 func (o *Orchestrator) copyLog(ctx context.Context, alloc *nomad.Allocation, logType string, offset int64, w io.Writer) error {
-	stop := make(chan struct{})
-	defer close(stop)
-	q := (&nomad.QueryOptions{Namespace: alloc.Namespace}).WithContext(ctx)
-	frames, errs := o.c.AllocFS().Logs(alloc, false, Task, logType, "start", offset, stop, q)
-	for f := range frames {
-		if _, err := w.Write(f.Data); err != nil {
-			return err
-		}
+	body, err := o.logs(ctx, alloc, logType, false, offset)
+	if err != nil {
+		return fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
 	}
-	select {
-	case err := <-errs:
-		if err != nil {
-			return fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
+	defer body.Close()
+	if _, err := io.CopyBuffer(markedWriter{w}, body, make([]byte, 32<<10)); err != nil {
+		if werr := writeErr(err); werr != nil {
+			return werr
 		}
-	default:
+		return fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
 	}
 	return nil
+}
+
+// logs opens the task's log as plain bytes (Nomad's plain=true: the Go client only reads
+// the framed format, JSON with base64 data, which costs Nomad and the bot several times
+// more per byte), through the client's own address, TLS and token.
+func (o *Orchestrator) logs(ctx context.Context, alloc *nomad.Allocation, logType string, follow bool, offset int64) (io.ReadCloser, error) {
+	q := (&nomad.QueryOptions{Namespace: alloc.Namespace, Params: map[string]string{
+		"task":   Task,
+		"type":   logType,
+		"origin": "start",
+		"offset": strconv.FormatInt(offset, 10),
+		"follow": strconv.FormatBool(follow),
+		"plain":  "true",
+	}}).WithContext(ctx)
+	return o.c.Raw().Response("/v1/client/fs/logs/"+url.PathEscape(alloc.ID), q)
 }
 
 // waitStarted waits until the build has an allocation whose executor task has started or
