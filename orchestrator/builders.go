@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -60,24 +62,103 @@ func (o *Orchestrator) RegisterBuilder(ctx context.Context, src, variables strin
 // CheckBuilder reads a registered job and checks the builder contract, so that a user's own
 // builder that cannot work is reported clearly (before it is saved as a repository's
 // builder, and instead of failing at dispatch). The error wraps ErrNotFound or ErrContract.
+// It asks Nomad, never the cache of the dispatch path.
 func (o *Orchestrator) CheckBuilder(ctx context.Context, b Builder) error {
-	_, err := o.builder(ctx, b)
+	_, _, err := o.readBuilder(ctx, b, 0)
 	return err
 }
 
-// builder reads a registered builder job and checks its contract.
+// builder returns a registered builder job whose contract holds, from the builders' cache
+// when it has it: a dispatch then costs Nomad the dispatch alone. The cache keeps each
+// builder in use as Nomad last gave it, with its contract's verdict, refreshed by a
+// blocking query on the job (so a change to a builder applies as soon as Nomad answers),
+// and forgets it when it has not been used for builderIdle, or when the query fails.
 func (o *Orchestrator) builder(ctx context.Context, b Builder) (*nomad.Job, error) {
-	job, _, err := o.c.Jobs().Info(b.Job, (&nomad.QueryOptions{Namespace: b.Namespace}).WithContext(ctx))
+	o.bmu.Lock()
+	e, ok := o.builders[b]
+	o.bmu.Unlock()
+	if ok {
+		e.used.Store(time.Now().UnixNano())
+		return e.job, e.err
+	}
+	job, index, err := o.readBuilder(ctx, b, 0)
+	if job == nil {
+		return nil, err // not found, or Nomad failed: not kept
+	}
+	e = &builderEntry{job: job, err: err}
+	e.used.Store(time.Now().UnixNano())
+	o.bmu.Lock()
+	if o.builders == nil {
+		o.builders = map[Builder]*builderEntry{}
+	}
+	if _, raced := o.builders[b]; !raced {
+		o.builders[b] = e
+		go o.watchBuilder(b, e, index)
+	}
+	o.bmu.Unlock()
+	return job, err
+}
+
+// builderEntry is a builder job in the cache, and its contract's verdict (nil, or an error
+// wrapping ErrContract). Entries are replaced, never changed.
+type builderEntry struct {
+	job  *nomad.Job
+	err  error
+	used atomic.Int64 // unix nanoseconds of the last dispatch through it
+}
+
+// builderIdle is how long a builder stays in the cache without a dispatch.
+const builderIdle = 10 * time.Minute
+
+// watchBuilder keeps the cache's entry of b fresh until b is idle or the query fails.
+func (o *Orchestrator) watchBuilder(b Builder, e *builderEntry, index uint64) {
+	forget := func() {
+		o.bmu.Lock()
+		if o.builders[b] == e {
+			delete(o.builders, b)
+		}
+		o.bmu.Unlock()
+	}
+	for {
+		job, next, err := o.readBuilder(o.done, b, index)
+		if job == nil || time.Since(time.Unix(0, e.used.Load())) > builderIdle {
+			forget() // gone, unreachable, or idle: the next dispatch reads it again
+			return
+		}
+		if next != index {
+			fresh := &builderEntry{job: job, err: err}
+			fresh.used.Store(e.used.Load())
+			o.bmu.Lock()
+			if o.builders[b] != e {
+				o.bmu.Unlock()
+				return
+			}
+			o.builders[b] = fresh
+			o.bmu.Unlock()
+			e, index = fresh, next
+		}
+	}
+}
+
+// readBuilder reads a builder job and checks its contract. With a wait index, it blocks
+// until the job changes past it (or a few minutes pass). job is nil when Nomad did not
+// answer with the job; otherwise err is the contract's verdict.
+func (o *Orchestrator) readBuilder(ctx context.Context, b Builder, wait uint64) (job *nomad.Job, index uint64, err error) {
+	q := &nomad.QueryOptions{Namespace: b.Namespace}
+	if wait > 0 {
+		q.WaitIndex, q.WaitTime = wait, 5*time.Minute
+	}
+	job, meta, err := o.c.Jobs().Info(b.Job, q.WithContext(ctx))
 	if err != nil {
 		if isNotFound(err) {
-			return nil, fmt.Errorf("builder job %s: %w", b, ErrNotFound)
+			return nil, 0, fmt.Errorf("builder job %s: %w", b, ErrNotFound)
 		}
-		return nil, fmt.Errorf("builder job %s: %w", b, err)
+		return nil, 0, fmt.Errorf("builder job %s: %w", b, err)
 	}
 	if err := CheckContract(job); err != nil {
-		return nil, fmt.Errorf("builder %s %w", b, err)
+		return job, meta.LastIndex, fmt.Errorf("builder %s %w", b, err)
 	}
-	return job, nil
+	return job, meta.LastIndex, nil
 }
 
 // CheckContract returns an error wrapping ErrContract that says, briefly enough for a

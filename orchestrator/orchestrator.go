@@ -53,6 +53,13 @@ type Orchestrator struct {
 	mu          sync.Mutex
 	watched     map[string]bool // nil while nothing watches
 	resubscribe chan struct{}
+
+	// The builders in use, kept fresh by blocking queries (see builder) until done ends
+	// (Close).
+	bmu      sync.Mutex
+	builders map[Builder]*builderEntry
+	done     context.Context
+	close    context.CancelFunc
 }
 
 // New returns an orchestrator on the Nomad agent that the standard NOMAD_* environment
@@ -62,7 +69,14 @@ func New() (*Orchestrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}
-	return &Orchestrator{c: c, resubscribe: make(chan struct{}, 1)}, nil
+	done, close := context.WithCancel(context.Background())
+	return &Orchestrator{c: c, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
+}
+
+// Close stops the queries that keep the builders in use fresh, and closes idle connections.
+func (o *Orchestrator) Close() {
+	o.close()
+	o.c.Close()
 }
 
 // Address is the Nomad API address in use, for messages.

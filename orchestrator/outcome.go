@@ -35,8 +35,13 @@ type Outcome struct {
 }
 
 // Outcome returns a build's result if it has ended; done is false while it is queued or
-// running.
+// running. A build that has not ended costs Nomad one job read (the check after every
+// pending status); one that has, its allocations too.
 func (o *Orchestrator) Outcome(ctx context.Context, ns, jobID string) (out Outcome, done bool, err error) {
+	b, err := o.Build(ctx, ns, jobID)
+	if err != nil || b.Status != "dead" {
+		return Outcome{}, false, err
+	}
 	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
 	stubs, _, err := o.c.Jobs().Allocations(jobID, true, q)
 	if err != nil {
@@ -44,14 +49,10 @@ func (o *Orchestrator) Outcome(ctx context.Context, ns, jobID string) (out Outco
 	}
 	newest := newestAlloc(stubs)
 	if newest == nil {
-		b, err := o.Build(ctx, ns, jobID)
-		if err != nil || b.Status != "dead" {
-			return Outcome{}, false, err
-		}
 		return o.unplacedOutcome(ctx, ns, jobID), true, nil
 	}
 	if !isTerminal(newest.ClientStatus) {
-		return Outcome{}, false, nil
+		return Outcome{}, false, nil // stopped, and its allocation is stopping
 	}
 	a, _, err := o.c.Allocations().Info(newest.ID, q)
 	if err != nil {

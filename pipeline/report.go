@@ -72,9 +72,19 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	} else if out.Result == orchestrator.Error && b.Stopped && p.replaced(ctx, b) {
 		s.Description = ReplacedDescription
 	}
-	done, mine := p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	done, mine, waited := p.claimReport(ctx, out.Namespace, out.JobID, s.State)
 	if !mine {
 		return nil // another bot writes it, or has
+	}
+	if waited {
+		// Another bot claimed it and did not say it wrote it: it may have died between
+		// writing and saying so. Look again before writing.
+		if r, ok := f.(forge.StatusReader); ok {
+			if cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context); err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL {
+				done(true)
+				return nil
+			}
+		}
 	}
 	if err := f.SetStatus(ctx, s); err != nil {
 		done(false)
@@ -132,23 +142,25 @@ func (p *Pipeline) replaced(ctx context.Context, b *orchestrator.Build) bool {
 // claimReport makes one bot of several write a build's state: the first to claim the
 // state's record in Consul (registry.Claim) writes it, and marks it done (done(true)), or
 // releases it when the write failed (done(false)), for a retry. mine is false when another
-// bot wrote it or is writing it; a claim whose bot died is taken over once stale. Without
-// dedup records (one bot), or when Consul fails, every report is mine.
-func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forge.State) (done func(ok bool), mine bool) {
+// bot wrote it or is writing it; a claim whose bot died is taken over once stale, and a
+// claim that stays unsettled for registry.ClaimWait is written anyway (waited: the caller
+// looks at the forge first). Without dedup records (one bot), or when Consul fails, every
+// report is mine.
+func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forge.State) (done func(ok bool), mine, waited bool) {
 	nop := func(bool) {}
 	if p.cfg.Dedup == nil {
-		return nop, true
+		return nop, true, false
 	}
 	sum := sha256.Sum256([]byte(ns + "\x00" + jobID + "\x00" + string(state)))
 	key := "report-" + hex.EncodeToString(sum[:16])
 	rec, claimed, err := p.cfg.Dedup.Claim(ctx, key)
 	switch {
 	case err != nil:
-		return nop, true
+		return nop, true, false
 	case !claimed && rec.JobID != "":
-		return nop, false // written
+		return nop, false, false // written
 	case !claimed:
-		return nop, true // its writer is slow: better twice than never
+		return nop, true, true // its writer is slow, or died after writing
 	}
 	return func(ok bool) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -158,5 +170,5 @@ func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forg
 		} else {
 			_ = p.cfg.Dedup.Release(rctx, key)
 		}
-	}, true
+	}, true, false
 }

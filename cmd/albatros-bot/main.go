@@ -71,6 +71,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer nomad.Close()
 	repos, err := registry.New(cfg.ConsulPrefix, keys)
 	if err != nil {
 		return err
