@@ -127,4 +127,3 @@ func eventually(t *testing.T, what string, check func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-

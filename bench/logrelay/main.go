@@ -13,6 +13,8 @@
 //     orchestrator): the build looked up, its log followed to its end, masked with the
 //     repository's secrets and written out.
 //
+// It prints a Markdown report.
+//
 //	go run ./bench/logrelay -mib 50 -n 5
 package main
 
@@ -206,4 +208,3 @@ func report(w io.Writer, rates map[string][]float64, mib, n int) {
 		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.1f | %.2f× |\n", k, median(rates[k]), slices.Min(rates[k]), slices.Max(rates[k]), median(rates[k])/base)
 	}
 }
-

@@ -1,0 +1,303 @@
+// Command rate measures how many builds per second the bot starts from signed pushes,
+// against a bare loop of Nomad dispatches with idempotency tokens, in the same run, at 1
+// and 8 in flight: the bot's own cost per build on the way to Nomad.
+//
+// On a Consul and a Nomad dev agent of its own (loopback), it times, alternating, -rounds
+// times each:
+//
+//   - bare (the baseline): -n dispatches of a builder through Nomad's API, each with a fresh
+//     idempotency token;
+//   - bot, forge stubbed: -n signed Gitea pushes (each of a new commit on a branch of its
+//     own) posted to the bot's intake as the bot serves it (registry following Consul in
+//     memory, Nomad readiness check, dedup records in Consul, the real orchestrator), with
+//     a recording fake forge for the pending statuses; timed until every build is
+//     dispatched and its pending status written.
+//
+// The builder's children cannot be placed (a constraint no node meets), so they cost Nomad
+// their job and a blocked evaluation, not a run. It prints a Markdown report.
+//
+//	go run ./bench/rate -n 300 -rounds 3
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
+	"github.com/albatros-ci/albatros/forge/gitea"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/testenv"
+	"github.com/albatros-ci/albatros/webhook"
+)
+
+func main() {
+	n := flag.Int("n", 300, "builds started per measurement")
+	rounds := flag.Int("rounds", 3, "measurements of each kind at each concurrency, alternating")
+	flag.Parse()
+	p := &testenv.Program{}
+	defer p.Stop()
+	if err := p.Run(func() error { return run(p, *n, *rounds) }); err != nil {
+		fmt.Fprintln(os.Stderr, "rate:", err)
+		p.Stop()
+		os.Exit(1)
+	}
+}
+
+const (
+	ns, job = "ci", "bench-builder"
+	secret  = "bench-hook-secret"
+)
+
+var kinds = []string{"bare", "bot, forge stubbed"}
+
+func run(p *testenv.Program, n, rounds int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	cbin, err := testenv.Binary("consul")
+	if err != nil {
+		return err
+	}
+	nbin, err := testenv.Binary("nomad")
+	if err != nil {
+		return err
+	}
+	c, err := testenv.StartConsul(ctx, cbin)
+	if err != nil {
+		return err
+	}
+	p.Cleanup(c.Stop)
+	nm, err := testenv.StartNomad(ctx, nbin)
+	if err != nil {
+		return err
+	}
+	p.Cleanup(nm.Stop)
+	os.Setenv("NOMAD_ADDR", nm.Addr)
+	os.Setenv("CONSUL_HTTP_ADDR", c.Addr)
+	nc := nm.Client(p)
+	if err := registerBuilder(nc); err != nil {
+		return err
+	}
+
+	template, cloneURL, err := pushTemplate()
+	if err != nil {
+		return err
+	}
+	entry, _ := json.Marshal(map[string]any{"hook": map[string]string{"secret": secret}, "builder": map[string]string{"namespace": ns, "job": job}})
+	if _, err := c.Client(p).KV().Put(&consul.KVPair{Key: "albatros/" + base64.StdEncoding.EncodeToString([]byte(cloneURL)), Value: entry}, nil); err != nil {
+		return err
+	}
+	o, err := orchestrator.New()
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	reg, err := registry.New("albatros/", nil)
+	if err != nil {
+		return err
+	}
+	reg.Follow(ctx, func(err error) { fmt.Fprintln(os.Stderr, "rate: registry:", err) })
+	if err := reg.Synced(ctx); err != nil {
+		return err
+	}
+	fake := &forgetest.Forge{}
+	pipe := pipeline.New(pipeline.Config{
+		Repos: reg, Builds: o, Forge: (&forgetest.Forges{Forge: fake, Repo: forge.Repo{CloneURL: cloneURL, FullName: "bench/app"}}).For,
+		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Dedup: reg,
+	})
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	intake := webhook.New(reg, pipe, slog.New(slog.NewTextHandler(devnull, nil)), webhook.Options{Nomad: o.Ready})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: intake.Gitea()}
+	go func() { _ = srv.Serve(l) }()
+	p.Cleanup(func() { _ = srv.Close() })
+	url := "http://" + l.Addr().String() + "/webhook/gitea"
+
+	seq := 0
+	bare := func(inflight int) (float64, error) {
+		tokens := make(chan string, n)
+		for range n {
+			seq++
+			tokens <- fmt.Sprintf("albatros-bare-%08d", seq)
+		}
+		close(tokens)
+		meta := map[string]string{"REPO_URL": cloneURL, "COMMIT": strings.Repeat("a", 40), "BRANCH": "main", "FLAVOR": "default"}
+		return parallel(inflight, tokens, func(token string) error {
+			w := (&nomad.WriteOptions{Namespace: ns, IdempotencyToken: token}).WithContext(ctx)
+			_, _, err := nc.Jobs().DispatchOpts(&nomad.DispatchOptions{JobID: job, Meta: meta, IdPrefixTemplate: "albatros"}, w)
+			return err
+		})
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	bot := func(inflight int) (float64, error) {
+		bodies := make(chan string, n)
+		for range n {
+			seq++
+			bodies <- fmt.Sprintf("%040x", seq)
+		}
+		close(bodies)
+		before := len(fake.Statuses())
+		rate, err := parallel(inflight, bodies, func(sha string) error {
+			body := bytes.ReplaceAll(template, []byte("@SHA@"), []byte(sha))
+			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Gitea-Event", "push")
+			req.Header.Set("X-Gitea-Delivery", sha)
+			req.Header.Set("X-Gitea-Signature", gitea.Sign(body, secret))
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				return fmt.Errorf("delivery answered %d %q", resp.StatusCode, answer)
+			}
+			return nil
+		}, intake.Wait)
+		if err != nil {
+			return 0, err
+		}
+		if got := len(fake.Statuses()) - before; got != n {
+			return 0, fmt.Errorf("%d pending statuses written for %d pushes", got, n)
+		}
+		return rate, nil
+	}
+	measure := map[string]func(int) (float64, error){"bare": bare, "bot, forge stubbed": bot}
+	if _, err := bot(1); err != nil { // warm up: the builder read, connections
+		return err
+	}
+	results := map[int]map[string][]float64{}
+	for _, inflight := range []int{1, 8} {
+		results[inflight] = map[string][]float64{}
+		for round := range rounds {
+			for _, k := range kinds {
+				rate, err := measure[k](inflight)
+				if err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				results[inflight][k] = append(results[inflight][k], rate)
+				fmt.Fprintf(os.Stderr, "rate: %d in flight, round %d, %-20s %6.0f builds/s\n", inflight, round+1, k, rate)
+			}
+		}
+	}
+	report(os.Stdout, results, n, rounds)
+	return nil
+}
+
+// parallel runs do on every item from inflight goroutines, then waits for after (if any),
+// and returns the items per second.
+func parallel(inflight int, items <-chan string, do func(string) error, after ...func()) (float64, error) {
+	var failed atomic.Value
+	var count atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range items {
+				if err := do(it); err != nil {
+					failed.Store(err)
+					return
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range after {
+		f()
+	}
+	if err, ok := failed.Load().(error); ok {
+		return 0, err
+	}
+	return float64(count.Load()) / time.Since(start).Seconds(), nil
+}
+
+// pushTemplate is the push captured from Gitea, on a branch of its own per commit
+// (@SHA@ stands for the commit), so that no push supersedes another's build.
+func pushTemplate() ([]byte, string, error) {
+	raw, err := fs.ReadFile(forgetest.Gitea, "push_branch.json")
+	if err != nil {
+		return nil, "", err
+	}
+	var c struct {
+		Body map[string]any `json:"body"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, "", err
+	}
+	m := c.Body
+	m["after"] = "@SHA@"
+	m["ref"] = "refs/heads/b-@SHA@"
+	repo, _ := m["repository"].(map[string]any)
+	cloneURL, _ := repo["clone_url"].(string)
+	b, err := json.Marshal(m)
+	return b, cloneURL, err
+}
+
+// registerBuilder registers a builder whose children no node can run.
+func registerBuilder(nc *nomad.Client) error {
+	j := nomad.NewBatchJob(job, job, "global", 50)
+	j.Namespace = ptr(ns)
+	j.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "optional", MetaRequired: orchestrator.RequiredMeta, MetaOptional: orchestrator.OptionalMeta}
+	j.Constrain(nomad.NewConstraint("${attr.kernel.name}", "=", "no-such-kernel"))
+	tg := nomad.NewTaskGroup(orchestrator.Group, 1)
+	task := nomad.NewTask(orchestrator.Task, "raw_exec")
+	task.Config = map[string]any{"command": "true"}
+	tg.AddTask(task)
+	j.AddTaskGroup(tg)
+	_, _, err := nc.Jobs().Register(j, &nomad.WriteOptions{Namespace: ns})
+	return err
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func report(w io.Writer, results map[int]map[string][]float64, n, rounds int) {
+	fmt.Fprintf(w, "Result, %s, %s/%s, %d CPUs, %s; %d builds per measurement, %d rounds per kind, alternating:\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), n, rounds)
+	fmt.Fprintln(w, "| in flight | kind | builds/s (median) | min | max | ratio to bare |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, inflight := range []int{1, 8} {
+		base := median(results[inflight]["bare"])
+		for _, k := range kinds {
+			v := results[inflight][k]
+			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, k, median(v), slices.Min(v), slices.Max(v), median(v)/base)
+		}
+	}
+}
