@@ -12,8 +12,10 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -65,7 +67,22 @@ type Orchestrator struct {
 // New returns an orchestrator on the Nomad agent that the standard NOMAD_* environment
 // variables (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_CACERT, …) point at.
 func New() (*Orchestrator, error) {
-	c, err := nomad.NewClient(nomad.DefaultConfig())
+	cfg := nomad.DefaultConfig()
+	if !strings.HasPrefix(cfg.Address, "unix:") {
+		// One transport for every call, keeping as many idle connections as the bot uses
+		// at once (the client's default keeps 3: a burst of builds would open, and close,
+		// a connection per call, which costs Nomad more than the calls).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 64
+		tr.TLSHandshakeTimeout = 10 * time.Second
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		tr.ForceAttemptHTTP2 = false // as the client's own: Nomad's streams want HTTP/1
+		cfg.HttpClient = &http.Client{Transport: tr}
+		if err := nomad.ConfigureTLS(cfg.HttpClient, cfg.TLSConfig); err != nil {
+			return nil, fmt.Errorf("nomad client TLS: %w", err)
+		}
+	}
+	c, err := nomad.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}

@@ -11,7 +11,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,6 +46,13 @@ type dedup interface {
 	Claim(ctx context.Context, key string) (registry.Dedup, bool, error)
 	Settle(ctx context.Context, key, ns, jobID string) error
 	Release(ctx context.Context, key string) error
+	// Claimed reports whether any of keys is claimed or settled.
+	Claimed(ctx context.Context, keys ...string) (bool, error)
+}
+
+// lines is the registry's line records, as the pipeline uses them (see registry.Line).
+type lines interface {
+	SwapLine(ctx context.Context, line string, next registry.Line) (registry.Line, bool, error)
 }
 
 // locks is the registry's locks, as the pipeline uses them (a lock per pull request).
@@ -69,6 +78,9 @@ type Config struct {
 	// Dedup, when set, is asked before every dispatch: a build key already dispatched (by
 	// this bot or another) is found there, without asking Nomad to scan its children.
 	Dedup dedup
+	// Lines, when set, records the newest build of each branch or pull request and flavor,
+	// so that a new build finds the one it supersedes without listing Nomad's builds.
+	Lines lines
 	// BuilderNamespaces are where the builder of an installed organization's repository
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.
@@ -199,11 +211,21 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 
 	var out []orchestrator.Dispatched
 	var errs []error
-	var recent []orchestrator.Summary // the builds a new one may supersede, read once
-	if supersedes(ev, entry) {
-		if recent, err = p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 200); err != nil {
-			log.Warn("older builds not superseded: they could not be listed", "err", err)
+	superseding := supersedes(ev, entry)
+	var recent []orchestrator.Summary // the builds a new one may supersede, listed once
+	listed := false
+	listRecent := func() []orchestrator.Summary {
+		if !listed {
+			listed = true
+			var lerr error
+			if recent, lerr = p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 200); lerr != nil {
+				log.Warn("older builds not superseded: they could not be listed", "err", lerr)
+			}
 		}
+		return recent
+	}
+	if superseding && p.cfg.Lines == nil {
+		listRecent() // before the dispatch: the new build is not among them
 	}
 	for _, fl := range flavors {
 		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
@@ -226,6 +248,10 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		if err != nil {
 			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", secrets.MaskString(err.Error(), mask))
 			status.State, status.Description = forge.StateError, secrets.MaskString(readable(err), mask)
+			if unreachable(err) {
+				// As if the delivery had found Nomad down: the reconciler builds it.
+				status.Description = NomadDownDescription
+			}
 			if serr := f.SetStatus(ctx, status); serr != nil {
 				err = errors.Join(err, serr)
 			}
@@ -238,8 +264,14 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			continue
 		}
 		log.Info("build dispatched", "flavor", fl, "job", d.JobID, "namespace", d.Namespace)
-		if err := p.supersede(ctx, log, f, repo, ev, fl, recent, d, opts.Again != ""); err != nil {
-			errs = append(errs, err)
+		if superseding {
+			older, ok := p.lineBefore(ctx, log, ev, fl, d)
+			if !ok {
+				older = listRecent()
+			}
+			if err := p.supersede(ctx, log, f, repo, ev, fl, older, d, opts.Again != ""); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		status.State, status.Description, status.TargetURL = forge.StatePending, "queued in Nomad", p.LogURL(d.Namespace, d.JobID)
 		if opts.Reconciled {
@@ -342,13 +374,26 @@ func chainToken(token, job string) string {
 // reportIfEnded reports a build that ended before its pending status was written. Report,
 // called from the event stream, may have written the final status first; the pending
 // status, newer, would then hide it. Checking after the pending write has completed means
-// that whichever write lands last is the final one, also with several bots.
+// that whichever write lands last is the final one, also with several bots. With dedup
+// records the check costs Nomad nothing: every final report claims its record before it
+// writes, so no claim now means that any final status comes after the pending one; a claim
+// means one may have come before, and the build's outcome is read and written again.
 func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orchestrator.Dispatched) error {
+	if p.cfg.Dedup != nil {
+		var keys []string
+		for _, st := range []forge.State{forge.StateSuccess, forge.StateFailure, forge.StateError} {
+			keys = append(keys, reportKey(d.Namespace, d.JobID, st))
+		}
+		claimed, err := p.cfg.Dedup.Claimed(ctx, keys...)
+		if err == nil && !claimed {
+			return nil
+		}
+	}
 	out, done, err := p.cfg.Builds.Outcome(ctx, d.Namespace, d.JobID)
 	if err != nil || !done {
 		return err
 	}
-	return p.Report(ctx, log, out)
+	return p.report(ctx, log, out, true)
 }
 
 // DispatchOnce is the dispatch every build goes through (see dispatch), for benchmarks and
@@ -434,6 +479,13 @@ func (p *Pipeline) LogURL(ns, jobID string) string {
 
 // readable says, for a commit status, why a build could not start: a builder's own
 // problem in full (it says what to fix), anything else by its last, most specific part.
+// unreachable reports whether err is a failure to reach Nomad at all (a refused or broken
+// connection), not an answer of Nomad's.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
 func readable(err error) string {
 	msg := err.Error()
 	if errors.Is(err, orchestrator.ErrContract) || errors.Is(err, orchestrator.ErrNotFound) {

@@ -897,34 +897,47 @@ func TestSupersede(t *testing.T) {
 		{"the entry keeps older builds", func(e forge.Event) forge.Event { return e }, &no, 0, ""},
 		{"a tag", func(e forge.Event) forge.Event { e.Kind, e.Tag, e.Branch = forge.KindTag, "v2", ""; return e }, nil, 0, ""},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			e := entryWith("default", "nix")
-			e.Supersede = tt.supersede
-			h := newHarness(e)
-			first := pushEvent()
-			if _, err := h.p.Handle(context.Background(), discard, first, e, pipeline.Options{}); err != nil {
-				t.Fatal(err)
+		for _, records := range []bool{false, true} {
+			name := tt.name + ", listing the builds"
+			if records {
+				name = tt.name + ", with line records"
 			}
-			second := tt.second(pushEvent())
-			second.Commit = sha2
-			if _, err := h.p.Handle(context.Background(), discard, second, e, pipeline.Options{}); err != nil {
-				t.Fatal(err)
-			}
-			if n := len(h.builds.Stopped()); n != tt.wantStops {
-				t.Fatalf("%d builds stopped, want %d", n, tt.wantStops)
-			}
-			if tt.wantStops == 0 {
-				return
-			}
-			var marked []string
-			for _, s := range h.forge.Statuses() {
-				if s.Commit == sha && s.State == forge.StateError {
-					marked = append(marked, s.Context+": "+s.Description)
+			t.Run(name, func(t *testing.T) {
+				e := entryWith("default", "nix")
+				e.Supersede = tt.supersede
+				h := newHarness(e)
+				lines := &registrytest.Lines{}
+				if records {
+					h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: lines})
 				}
-			}
-			if len(marked) != 2 || !strings.Contains(marked[0], tt.wantStatus) || !strings.Contains(marked[1], tt.wantStatus) {
-				t.Errorf("statuses of the first commit: %q, want both flavors %q", marked, tt.wantStatus)
-			}
-		})
+				first := pushEvent()
+				if _, err := h.p.Handle(context.Background(), discard, first, e, pipeline.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				second := tt.second(pushEvent())
+				second.Commit = sha2
+				if _, err := h.p.Handle(context.Background(), discard, second, e, pipeline.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(h.builds.Stopped()); n != tt.wantStops {
+					t.Fatalf("%d builds stopped, want %d", n, tt.wantStops)
+				}
+				if tt.wantStops == 0 {
+					return
+				}
+				var marked []string
+				for _, s := range h.forge.Statuses() {
+					if s.Commit == sha && s.State == forge.StateError {
+						marked = append(marked, s.Context+": "+s.Description)
+					}
+				}
+				if len(marked) != 2 || !strings.Contains(marked[0], tt.wantStatus) || !strings.Contains(marked[1], tt.wantStatus) {
+					t.Errorf("statuses of the first commit: %q, want both flavors %q", marked, tt.wantStatus)
+				}
+				if records && lines.Swaps() != 4 {
+					t.Errorf("%d line records written for two pushes of two flavors, want 4", lines.Swaps())
+				}
+			})
+		}
 	}
 }

@@ -3,6 +3,9 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +218,62 @@ func TestDedupAcrossBots(t *testing.T) {
 	}
 	if n := len(h.builds.Started()); n != 1 {
 		t.Errorf("%d builds started, want 1", n)
+	}
+}
+
+// A dispatch that cannot reach Nomad at all (the delivery came in the second after Nomad's
+// last answer) leaves the status that the reconciler looks for, so that the commit is built
+// once Nomad is back; an answer of Nomad's refusing the dispatch does not.
+func TestDispatchUnreachableLeavesItToTheReconciler(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	h.builds.DispatchErr = map[string]error{
+		"default": &url.Error{Op: "Post", URL: "http://nomad:4646/v1/job/builder/dispatch", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}},
+		"nix":     errors.New("Unexpected response code: 400 (job is not parameterized)"),
+	}
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), entryWith("default", "nix"), pipeline.Options{}); err == nil {
+		t.Fatal("Handle with failing dispatches returned no error")
+	}
+	got := map[string]string{}
+	for _, s := range h.forge.Statuses() {
+		got[s.Context] = s.Description
+	}
+	if got["albatros/default"] != pipeline.NomadDownDescription {
+		t.Errorf("unreachable Nomad: status %q, want %q", got["albatros/default"], pipeline.NomadDownDescription)
+	}
+	if d := got["albatros/nix"]; d == pipeline.NomadDownDescription || !strings.Contains(d, "could not start the build") {
+		t.Errorf("a refused dispatch: status %q", d)
+	}
+}
+
+// claimsSay is a dedup store whose answer about final reports is fixed.
+type claimsSay struct {
+	registrytest.Dedup
+	claimed bool
+}
+
+func (c *claimsSay) Claimed(context.Context, ...string) (bool, error) { return c.claimed, nil }
+
+// With dedup records, the check after a pending status asks Consul whether a final report
+// has begun, not Nomad: none has, and Nomad is not asked; one has (it may be hidden by the
+// pending status), and the build's outcome is read and written again, after the pending.
+func TestCheckAfterPendingAsksTheClaims(t *testing.T) {
+	for _, claimed := range []bool{false, true} {
+		h := newHarness(entryWith("nix"))
+		h.builds.Ended = map[string]orchestrator.Outcome{"nix": {Result: orchestrator.Failure, Description: "the build failed: exit code 1", Final: true}}
+		h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: &claimsSay{claimed: claimed}})
+		if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		var states []forge.State
+		for _, s := range h.forge.Statuses() {
+			states = append(states, s.State)
+		}
+		asked := len(h.builds.OutcomeCalls())
+		switch {
+		case !claimed && (asked != 0 || !slices.Equal(states, []forge.State{forge.StatePending})):
+			t.Errorf("no final report begun: Nomad asked %d times, statuses %v; want none and pending (the event stream writes the end)", asked, states)
+		case claimed && (asked != 1 || !slices.Equal(states, []forge.State{forge.StatePending, forge.StateFailure})):
+			t.Errorf("a final report begun: Nomad asked %d times, statuses %v; want once and the failure written after the pending", asked, states)
+		}
 	}
 }

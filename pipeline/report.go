@@ -20,6 +20,12 @@ import (
 // commit and flavor are read back from Nomad (the dispatch meta), so a restarted bot reports
 // builds it did not start. It logs the status it writes, masked as written.
 func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrator.Outcome) error {
+	return p.report(ctx, log, out, false)
+}
+
+// report is Report; again writes the status even when another report claimed it: the
+// pending status of the build may have hidden what that report wrote.
+func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrator.Outcome, again bool) error {
 	b, err := p.cfg.Builds.Build(ctx, out.Namespace, out.JobID)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", out.JobID, err)
@@ -72,7 +78,10 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	} else if out.Result == orchestrator.Error && b.Stopped && p.replaced(ctx, b) {
 		s.Description = ReplacedDescription
 	}
-	done, mine, waited := p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	done, mine, waited := func(bool) {}, true, false
+	if !again {
+		done, mine, waited = p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	}
 	if !mine {
 		return nil // another bot writes it, or has
 	}
@@ -151,8 +160,7 @@ func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forg
 	if p.cfg.Dedup == nil {
 		return nop, true, false
 	}
-	sum := sha256.Sum256([]byte(ns + "\x00" + jobID + "\x00" + string(state)))
-	key := "report-" + hex.EncodeToString(sum[:16])
+	key := reportKey(ns, jobID, state)
 	rec, claimed, err := p.cfg.Dedup.Claim(ctx, key)
 	switch {
 	case err != nil:
@@ -171,4 +179,10 @@ func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forg
 			_ = p.cfg.Dedup.Release(rctx, key)
 		}
 	}, true, false
+}
+
+// reportKey is the dedup record of the report of a build's state.
+func reportKey(ns, jobID string, state forge.State) string {
+	sum := sha256.Sum256([]byte(ns + "\x00" + jobID + "\x00" + string(state)))
+	return "report-" + hex.EncodeToString(sum[:16])
 }

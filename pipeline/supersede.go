@@ -35,6 +35,54 @@ func sameLine(s orchestrator.Summary, ev forge.Event, flavor string) bool {
 	return m["PR"] == "" && m["BRANCH"] == ev.Branch
 }
 
+// lineOf names the line of builds a build of ev in flavor belongs to (see registry.Line).
+func lineOf(ev forge.Event, flavor string) string {
+	line := ev.Repo.CloneURL + "\x00" + flavor + "\x00"
+	if ev.PullRequest != nil {
+		return line + "pr\x00" + strconv.FormatInt(ev.PullRequest.Number, 10)
+	}
+	return line + "branch\x00" + ev.Branch
+}
+
+// lineBefore records d as the newest build of its line and returns the build it follows,
+// as the one build it may supersede; ok is false when the line's record cannot tell
+// (Consul failing), and the builds must be listed instead. A line without a record has
+// nothing to supersede: its first build, or one whose last build is older than the
+// records are kept (a day).
+func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Event, flavor string, d orchestrator.Dispatched) ([]orchestrator.Summary, bool) {
+	if p.cfg.Lines == nil {
+		return nil, false
+	}
+	prev, found, err := p.cfg.Lines.SwapLine(ctx, lineOf(ev, flavor), registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit})
+	if err != nil {
+		log.Warn("line of builds not recorded: listing the builds instead", "err", err)
+		return nil, false
+	}
+	if !found {
+		return nil, true
+	}
+	if prev.JobID == d.JobID && prev.Namespace == d.Namespace {
+		return nil, true
+	}
+	b, err := p.cfg.Builds.Build(ctx, prev.Namespace, prev.JobID)
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		return nil, true // collected: it ended long ago
+	}
+	if err != nil {
+		log.Warn("the line's previous build could not be read: listing the builds instead", "job", prev.JobID, "err", err)
+		return nil, false
+	}
+	state := "dead"
+	switch {
+	case b.Stopped:
+	case b.Status == "pending":
+		state = "queued"
+	case b.Status == "running":
+		state = "running"
+	}
+	return []orchestrator.Summary{{Namespace: b.Namespace, ID: b.ID, Meta: b.Meta, State: state, Submitted: b.Submitted, Stopped: b.Stopped}}, true
+}
+
 // SupersededDescription is the status of a build stopped for a newer commit.
 func SupersededDescription(sha string) string { return "superseded by " + sha[:min(len(sha), 7)] }
 

@@ -83,6 +83,28 @@ func (r *Registry) Claim(ctx context.Context, key string) (rec Dedup, claimed bo
 	}
 }
 
+// Claimed reports whether any of keys is claimed or settled: one read-only transaction,
+// answered by the Consul agent's servers without a write.
+func (r *Registry) Claimed(ctx context.Context, keys ...string) (bool, error) {
+	var ops consul.TxnOps
+	for _, k := range keys {
+		ops = append(ops, &consul.TxnOp{KV: &consul.KVTxnOp{Verb: consul.KVGetOrEmpty, Key: r.dedupKey(k)}})
+	}
+	ok, resp, _, err := r.client.Txn().Txn(ops, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("%w: read claims: %w", ErrUnavailable, err)
+	}
+	if !ok || resp == nil {
+		return false, fmt.Errorf("%w: read claims: not answered", ErrUnavailable)
+	}
+	for _, res := range resp.Results {
+		if res.KV != nil && res.KV.ModifyIndex != 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Settle records the job that the claim of key became.
 func (r *Registry) Settle(ctx context.Context, key, ns, jobID string) error {
 	raw, _ := json.Marshal(Dedup{Namespace: ns, JobID: jobID, At: time.Now().UTC()})
@@ -100,29 +122,34 @@ func (r *Registry) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-// CleanDedup deletes the records older than age: Nomad has collected their jobs long
-// since (job_gc_threshold is 4 h by default), and a delivery that late builds again there
-// too. It returns how many it deleted.
+// CleanDedup deletes the dedup records and line records older than age: Nomad has
+// collected their jobs long since (job_gc_threshold is 4 h by default), and a delivery that
+// late builds again there too. It returns how many it deleted.
 func (r *Registry) CleanDedup(ctx context.Context, age time.Duration) (int, error) {
-	pairs, _, err := r.kv.List(r.run+"dedup/", (&consul.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return 0, fmt.Errorf("%w: list dedup/: %w", ErrUnavailable, err)
-	}
 	n := 0
 	var errs []error
-	for _, p := range pairs {
-		var rec Dedup
-		if err := json.Unmarshal(p.Value, &rec); err == nil && time.Since(rec.At) < age {
-			continue
-		}
-		// Deleted only if unchanged since listed: a claim renewed meanwhile stays.
-		ok, _, err := r.kv.DeleteCAS(&consul.KVPair{Key: p.Key, ModifyIndex: p.ModifyIndex}, (&consul.WriteOptions{}).WithContext(ctx))
+	for _, folder := range []string{"dedup/", "lines/"} {
+		pairs, _, err := r.kv.List(r.run+folder, (&consul.QueryOptions{}).WithContext(ctx))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("delete %s: %w", strings.TrimPrefix(p.Key, r.prefix), err))
+			errs = append(errs, fmt.Errorf("%w: list %s: %w", ErrUnavailable, folder, err))
 			continue
 		}
-		if ok {
-			n++
+		for _, p := range pairs {
+			var rec struct {
+				At time.Time `json:"at"`
+			}
+			if err := json.Unmarshal(p.Value, &rec); err == nil && time.Since(rec.At) < age {
+				continue
+			}
+			// Deleted only if unchanged since listed: a record renewed meanwhile stays.
+			ok, _, err := r.kv.DeleteCAS(&consul.KVPair{Key: p.Key, ModifyIndex: p.ModifyIndex}, (&consul.WriteOptions{}).WithContext(ctx))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", strings.TrimPrefix(p.Key, r.run), err))
+				continue
+			}
+			if ok {
+				n++
+			}
 		}
 	}
 	return n, errors.Join(errs...)

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -84,5 +85,75 @@ func TestCleanDedup(t *testing.T) {
 	}
 	if rec, claimed, err := r.Claim(ctx, "new"); err != nil || claimed || rec.JobID != "j-new" {
 		t.Errorf("the recent record: %+v %v %v, want j-new kept", rec, claimed, err)
+	}
+}
+
+// Each swap of a line returns the build it replaces; concurrent swaps form one chain, each
+// build replaced once.
+func TestSwapLine(t *testing.T) {
+	r, _, _ := setup(t)
+	ctx := testContext(t)
+	if _, found, err := r.SwapLine(ctx, "line-a", registry.Line{Namespace: "ci", JobID: "j0"}); err != nil || found {
+		t.Fatalf("first swap: found %v, %v", found, err)
+	}
+	prev, found, err := r.SwapLine(ctx, "line-a", registry.Line{Namespace: "ci", JobID: "j1", Commit: "c1"})
+	if err != nil || !found || prev.JobID != "j0" {
+		t.Fatalf("second swap: %+v %v %v, want j0", prev, found, err)
+	}
+	if _, found, _ := r.SwapLine(ctx, "line-b", registry.Line{JobID: "other"}); found {
+		t.Error("another line found line-a's build")
+	}
+	var mu sync.Mutex
+	replaced := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prev, found, err := r.SwapLine(ctx, "line-a", registry.Line{Namespace: "ci", JobID: fmt.Sprintf("c%d", i)})
+			if err != nil || !found {
+				t.Errorf("concurrent swap: %v %v", found, err)
+				return
+			}
+			mu.Lock()
+			replaced[prev.JobID]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for job, n := range replaced {
+		if n != 1 {
+			t.Errorf("%s replaced %d times", job, n)
+		}
+	}
+	if len(replaced) != 10 || replaced["j1"] != 1 {
+		t.Errorf("replaced %v, want j1 and nine of the concurrent ones, once each", replaced)
+	}
+}
+
+// Claimed tells a key claimed, or settled, from one never claimed or released.
+func TestClaimed(t *testing.T) {
+	r, _, _ := setup(t)
+	ctx := testContext(t)
+	if got, err := r.Claimed(ctx, "k1", "k2"); err != nil || got {
+		t.Fatalf("nothing claimed: %v %v", got, err)
+	}
+	if _, claimed, err := r.Claim(ctx, "k2"); err != nil || !claimed {
+		t.Fatal(err)
+	}
+	if got, err := r.Claimed(ctx, "k1", "k2"); err != nil || !got {
+		t.Errorf("k2 claimed: %v %v", got, err)
+	}
+	if err := r.Settle(ctx, "k2", "ci", "j"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Claimed(ctx, "k2"); !got {
+		t.Error("k2 settled: not claimed")
+	}
+	if err := r.Release(ctx, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Claimed(ctx, "k1", "k2", "k3"); got {
+		t.Error("k2 released: still claimed")
 	}
 }

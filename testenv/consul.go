@@ -153,3 +153,6 @@ func (c *Consul) Prefix(t interface {
 	})
 	return prefix
 }
+
+// PID is the agent's process id.
+func (c *Consul) PID() int { return c.proc.cmd.Process.Pid }

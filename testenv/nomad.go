@@ -229,3 +229,6 @@ func (n *Nomad) BuildLog(t T, ns, job string) string {
 	}
 	return out.String()
 }
+
+// PID is the agent's process id.
+func (n *Nomad) PID() int { return n.proc.cmd.Process.Pid }

@@ -252,3 +252,15 @@ func httpOK(ctx context.Context, url string) error {
 	}
 	return nil
 }
+
+// CPUTime is the CPU time (user and system) process pid has used so far, from
+// /proc/<pid>/stat, for benchmarks that say where the time goes.
+func CPUTime(pid int) time.Duration {
+	f := statFields(pid)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ: 100 on Linux
+}

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
@@ -67,14 +68,28 @@ type Intake struct {
 	// Timeout bounds the work done for one delivery after it is answered.
 	timeout time.Duration
 	wg      sync.WaitGroup
+	// working bounds the deliveries handled at once after they are answered: a burst of
+	// deliveries queues here rather than opening a connection to Nomad each (Nomad answers
+	// a client's 101st connection with 429).
+	working chan struct{}
+	// nomadOK is when Nomad last answered Options.Nomad (unix nanoseconds).
+	nomadOK atomic.Int64
 }
+
+// nomadFresh is how long an answer of Nomad's spares the next deliveries the check: a
+// burst of deliveries costs Nomad one check a second, not one each. A delivery in the
+// second after Nomad went down is accepted, and its dispatch fails with an error status.
+const nomadFresh = time.Second
+
+// MaxHandling is how many answered deliveries are handled at once.
+const MaxHandling = 16
 
 // New returns an intake that looks repositories up in repos and hands events to h.
 func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
 	if opts.ReadBudget <= 0 {
 		opts.ReadBudget = DefaultReadBudget
 	}
-	return &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, timeout: 2 * time.Minute}
+	return &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, timeout: 2 * time.Minute, working: make(chan struct{}, MaxHandling)}
 }
 
 // Wait blocks until the work of every answered delivery is done.
@@ -235,10 +250,13 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	}
 
 	hlog := log.With("repo", repoName)
-	if in.opts.Nomad != nil {
+	if in.opts.Nomad != nil && time.Since(time.Unix(0, in.nomadOK.Load())) > nomadFresh {
 		cctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		nerr := in.opts.Nomad(cctx)
 		cancel()
+		if nerr == nil {
+			in.nomadOK.Store(time.Now().UnixNano())
+		}
 		if nerr != nil {
 			in.detach(r.Context(), hlog, func(ctx context.Context) error {
 				return in.handler.Unavailable(ctx, hlog, ev, entry, opts, nerr)
@@ -268,6 +286,8 @@ func (in *Intake) detach(parent context.Context, log *slog.Logger, work func(con
 				log.Error("panic while handling a delivery", "panic", p, "stack", string(debug.Stack()))
 			}
 		}()
+		in.working <- struct{}{}
+		defer func() { <-in.working }()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), in.timeout)
 		defer cancel()
 		if err := work(ctx); err != nil {

@@ -124,7 +124,7 @@ func run(p *testenv.Program, n, rounds int) error {
 	fake := &forgetest.Forge{}
 	pipe := pipeline.New(pipeline.Config{
 		Repos: reg, Builds: o, Forge: (&forgetest.Forges{Forge: fake, Repo: forge.Repo{CloneURL: cloneURL, FullName: "bench/app"}}).For,
-		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Dedup: reg,
+		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Dedup: reg, Lines: reg,
 	})
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
@@ -196,20 +196,46 @@ func run(p *testenv.Program, n, rounds int) error {
 		return err
 	}
 	results := map[int]map[string][]float64{}
+	// CPU time per build of each process, by kind, over all its measurements.
+	cpu := map[string]map[string]time.Duration{}
+	procs := map[string]int{"nomad": nm.PID(), "consul": c.PID(), "bot and load": os.Getpid()}
+	builds := map[string]int{}
 	for _, inflight := range []int{1, 8} {
 		results[inflight] = map[string][]float64{}
 		for round := range rounds {
 			for _, k := range kinds {
+				before := map[string]time.Duration{}
+				for name, pid := range procs {
+					before[name] = testenv.CPUTime(pid)
+				}
 				rate, err := measure[k](inflight)
 				if err != nil {
 					return fmt.Errorf("%s: %w", k, err)
 				}
+				if cpu[k] == nil {
+					cpu[k] = map[string]time.Duration{}
+				}
+				for name, pid := range procs {
+					cpu[k][name] += testenv.CPUTime(pid) - before[name]
+				}
+				builds[k] += n
 				results[inflight][k] = append(results[inflight][k], rate)
 				fmt.Fprintf(os.Stderr, "rate: %d in flight, round %d, %-20s %6.0f builds/s\n", inflight, round+1, k, rate)
 			}
 		}
 	}
 	report(os.Stdout, results, n, rounds)
+	fmt.Println()
+	fmt.Println("CPU time per build, all measurements (`/proc/<pid>/stat`):")
+	fmt.Println()
+	fmt.Println("| kind | nomad | consul | bot and load generator |")
+	fmt.Println("|---|---|---|---|")
+	for _, k := range kinds {
+		per := func(name string) string {
+			return fmt.Sprintf("%.2f ms", float64(cpu[k][name].Microseconds())/1000/float64(builds[k]))
+		}
+		fmt.Printf("| %s | %s | %s | %s |\n", k, per("nomad"), per("consul"), per("bot and load"))
+	}
 	return nil
 }
 

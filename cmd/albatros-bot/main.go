@@ -120,6 +120,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		BuilderNamespaces: cfg.BuilderNamespaces,
 		Locks:             repos,
 		Dedup:             repos,
+		Lines:             repos,
 	})
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready})
 

@@ -83,6 +83,18 @@ func (d *Dedup) Claim(_ context.Context, key string) (registry.Dedup, bool, erro
 	return registry.Dedup{}, true, nil
 }
 
+// Claimed reports whether any of keys is claimed or settled.
+func (d *Dedup) Claimed(_ context.Context, keys ...string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range keys {
+		if _, ok := d.recs[k]; ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Settle records the job of key.
 func (d *Dedup) Settle(_ context.Context, key, ns, jobID string) error {
 	d.mu.Lock()
@@ -97,4 +109,32 @@ func (d *Dedup) Release(_ context.Context, key string) error {
 	defer d.mu.Unlock()
 	delete(d.recs, key)
 	return nil
+}
+
+// Lines holds line records in memory, as the registry does in Consul. It is safe for
+// concurrent use.
+type Lines struct {
+	mu    sync.Mutex
+	lines map[string]registry.Line
+	swaps int
+}
+
+// SwapLine records next as line's newest build and returns the one it replaces.
+func (l *Lines) SwapLine(_ context.Context, line string, next registry.Line) (registry.Line, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lines == nil {
+		l.lines = map[string]registry.Line{}
+	}
+	prev, found := l.lines[line]
+	l.lines[line] = next
+	l.swaps++
+	return prev, found, nil
+}
+
+// Swaps is how many times SwapLine was called.
+func (l *Lines) Swaps() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.swaps
 }

@@ -1,0 +1,55 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// Line is the newest build of a line of builds (a branch or pull request of a repository,
+// in one flavor), under the run prefix's lines/: a new build of the line finds there the
+// one it supersedes, without listing the builds in Nomad (whose cost grows with every
+// build it keeps).
+type Line struct {
+	Namespace string    `json:"ns"`
+	JobID     string    `json:"job"`
+	Commit    string    `json:"commit"`
+	At        time.Time `json:"at"`
+}
+
+func (r *Registry) lineKey(line string) string {
+	sum := sha256.Sum256([]byte(line))
+	return r.run + "lines/" + hex.EncodeToString(sum[:16])
+}
+
+// SwapLine records next as the newest build of line and returns the build it replaces;
+// found is false when the line had none recorded. Two bots swapping at once each get a
+// different previous build (one Consul transaction, atomic).
+func (r *Registry) SwapLine(ctx context.Context, line string, next Line) (prev Line, found bool, err error) {
+	k := r.lineKey(line)
+	next.At = time.Now().UTC()
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return Line{}, false, err
+	}
+	// One transaction, atomic: read the previous record and write the new one.
+	ok, resp, _, err := r.client.Txn().Txn(consul.TxnOps{
+		{KV: &consul.KVTxnOp{Verb: consul.KVGetOrEmpty, Key: k}},
+		{KV: &consul.KVTxnOp{Verb: consul.KVSet, Key: k, Value: raw}},
+	}, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return Line{}, false, fmt.Errorf("%w: swap line: %w", ErrUnavailable, err)
+	}
+	if !ok || resp == nil || len(resp.Results) != 2 {
+		return Line{}, false, fmt.Errorf("%w: swap line: not applied", ErrUnavailable)
+	}
+	if got := resp.Results[0].KV; got != nil && len(got.Value) > 0 {
+		found = json.Unmarshal(got.Value, &prev) == nil
+	}
+	return prev, found, nil
+}
