@@ -34,6 +34,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/albatros-ci/albatros/bench/benchkit"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
@@ -53,13 +54,7 @@ func main() {
 		}
 		levels = append(levels, v)
 	}
-	p := &testenv.Program{}
-	defer p.Stop()
-	if err := p.Run(func() error { return run(p, *n, levels) }); err != nil {
-		fmt.Fprintln(os.Stderr, "dispatch:", err)
-		p.Stop()
-		os.Exit(1)
-	}
+	benchkit.Main("dispatch", func(p *testenv.Program) error { return run(p, *n, levels) })
 }
 
 const ns, job = "ci", "bench-builder"
@@ -70,29 +65,12 @@ var kinds = []string{"bare, no token", "bare, new", "bare, again", "bot, new", "
 func run(p *testenv.Program, n int, levels []int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	cbin, err := testenv.Binary("consul")
+	_, nm, err := benchkit.Servers(ctx, p, true, true)
 	if err != nil {
 		return err
 	}
-	nbin, err := testenv.Binary("nomad")
-	if err != nil {
-		return err
-	}
-	c, err := testenv.StartConsul(ctx, cbin)
-	if err != nil {
-		return err
-	}
-	p.Cleanup(c.Stop)
-	nm, err := testenv.StartNomad(ctx, nbin)
-	if err != nil {
-		return err
-	}
-	p.Cleanup(nm.Stop)
-	os.Setenv("NOMAD_ADDR", nm.Addr)
-	os.Setenv("CONSUL_HTTP_ADDR", c.Addr)
-
 	nc := nm.Client(p)
-	if err := registerBuilder(nc); err != nil {
+	if err := benchkit.Builder(nc, ns, job, map[string]any{"command": "true"}, true, nil); err != nil {
 		return err
 	}
 	o, err := orchestrator.New()
@@ -175,23 +153,6 @@ func run(p *testenv.Program, n int, levels []int) error {
 	report(os.Stdout, results, levels, n)
 	return nil
 }
-
-// registerBuilder registers a builder whose children no node can run.
-func registerBuilder(nc *nomad.Client) error {
-	j := nomad.NewBatchJob(job, job, "global", 50)
-	j.Namespace = ptr(ns)
-	j.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "optional", MetaRequired: orchestrator.RequiredMeta, MetaOptional: orchestrator.OptionalMeta}
-	j.Constrain(nomad.NewConstraint("${attr.kernel.name}", "=", "no-such-kernel"))
-	tg := nomad.NewTaskGroup(orchestrator.Group, 1)
-	task := nomad.NewTask(orchestrator.Task, "raw_exec")
-	task.Config = map[string]any{"command": "true"}
-	tg.AddTask(task)
-	j.AddTaskGroup(tg)
-	_, _, err := nc.Jobs().Register(j, &nomad.WriteOptions{Namespace: ns})
-	return err
-}
-
-func ptr[T any](v T) *T { return &v }
 
 // pct is the p-th percentile of ds, in milliseconds with one decimal.
 func pct(ds []time.Duration, p int) string {

@@ -26,7 +26,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,7 +40,7 @@ import (
 
 	consul "github.com/hashicorp/consul/api"
 
-	"github.com/albatros-ci/albatros/forge/forgetest"
+	"github.com/albatros-ci/albatros/bench/benchkit"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
@@ -65,13 +64,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	p := &testenv.Program{}
-	defer p.Stop()
-	if err := p.Run(func() error { return run(p, *d, *rounds) }); err != nil {
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		p.Stop()
-		os.Exit(1)
-	}
+	benchkit.Main("ingest", func(p *testenv.Program) error { return run(p, *d, *rounds) })
 }
 
 const secret = "bench-hook-secret"
@@ -82,16 +75,10 @@ var handlers = []string{"bare", "bot", "bot, Consul per delivery"}
 func run(p *testenv.Program, d time.Duration, rounds int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	cbin, err := testenv.Binary("consul")
+	c, _, err := benchkit.Servers(ctx, p, true, false)
 	if err != nil {
 		return err
 	}
-	c, err := testenv.StartConsul(ctx, cbin)
-	if err != nil {
-		return err
-	}
-	p.Cleanup(c.Stop)
-	os.Setenv("CONSUL_HTTP_ADDR", c.Addr)
 
 	body, err := deletionPush()
 	if err != nil {
@@ -189,17 +176,10 @@ func run(p *testenv.Program, d time.Duration, rounds int) error {
 // deletionPush is the push captured from Gitea with its after set to zeros: a deletion, which
 // the bot verifies, parses and ignores.
 func deletionPush() ([]byte, error) {
-	raw, err := fs.ReadFile(forgetest.Gitea, "push_branch.json")
+	m, _, err := benchkit.GiteaPush()
 	if err != nil {
 		return nil, err
 	}
-	var c struct {
-		Body map[string]any `json:"body"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, err
-	}
-	m := c.Body
 	m["after"] = strings.Repeat("0", 40)
 	return json.Marshal(m)
 }
@@ -264,22 +244,16 @@ func measure(url string, header http.Header, body []byte, inflight int, d time.D
 	return float64(done.Load()) / time.Since(start).Seconds(), nil
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func report(w io.Writer, results map[int]map[string][]float64, size int, d time.Duration, rounds int) {
 	fmt.Fprintf(w, "Result, %s, %s/%s, %d CPUs, %s; a signed %d-byte push deleting a branch, %d rounds of %s per handler, alternating:\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), size, rounds, d)
 	fmt.Fprintln(w, "| in flight | handler | deliveries/s (median) | min | max | ratio to bare |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, inflight := range []int{1, 8} {
-		base := median(results[inflight]["bare"])
+		base := benchkit.Median(results[inflight]["bare"])
 		for _, name := range handlers {
 			v := results[inflight][name]
-			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, name, median(v), slices.Min(v), slices.Max(v), median(v)/base)
+			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, name, benchkit.Median(v), slices.Min(v), slices.Max(v), benchkit.Median(v)/base)
 		}
 	}
 }

@@ -40,6 +40,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/albatros-ci/albatros/bench/benchkit"
 	"github.com/albatros-ci/albatros/testenv"
 )
 
@@ -47,13 +48,7 @@ func main() {
 	n := flag.Int("n", 50, "number of pushes")
 	poll := flag.Duration("poll", 20*time.Millisecond, "status poll interval")
 	flag.Parse()
-	p := &testenv.Program{}
-	defer p.Stop()
-	if err := p.Run(func() error { return run(p, *n, *poll) }); err != nil {
-		fmt.Fprintln(os.Stderr, "latency:", err)
-		p.Stop()
-		os.Exit(1)
-	}
+	benchkit.Main("latency", func(p *testenv.Program) error { return run(p, *n, *poll) })
 }
 
 // sample is one push's timings.

@@ -35,6 +35,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/albatros-ci/albatros/bench/benchkit"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
@@ -47,13 +48,7 @@ func main() {
 	mib := flag.Int("mib", 50, "MiB the build writes to stdout")
 	n := flag.Int("n", 5, "reads of each kind, alternating")
 	flag.Parse()
-	p := &testenv.Program{}
-	defer p.Stop()
-	if err := p.Run(func() error { return run(p, *mib, *n) }); err != nil {
-		fmt.Fprintln(os.Stderr, "logrelay:", err)
-		p.Stop()
-		os.Exit(1)
-	}
+	benchkit.Main("logrelay", func(p *testenv.Program) error { return run(p, *mib, *n) })
 }
 
 const (
@@ -66,16 +61,10 @@ var kinds = []string{"nomad, plain", "nomad, frames", "bot"}
 func run(p *testenv.Program, mib, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	nbin, err := testenv.Binary("nomad")
+	_, nm, err := benchkit.Servers(ctx, p, false, true)
 	if err != nil {
 		return err
 	}
-	nm, err := testenv.StartNomad(ctx, nbin)
-	if err != nil {
-		return err
-	}
-	p.Cleanup(nm.Stop)
-	os.Setenv("NOMAD_ADDR", nm.Addr)
 	nc := nm.Client(p)
 	size := int64(mib) << 20
 	if err := registerBuilder(nc, size); err != nil {
@@ -171,31 +160,13 @@ func run(p *testenv.Program, mib, n int) error {
 	return nil
 }
 
-// registerBuilder registers a builder whose build writes size bytes of text to stdout.
+// registerBuilder registers a builder whose build writes size bytes of text to stdout, in
+// log files of 10 MiB that Nomad rotates.
 func registerBuilder(nc *nomad.Client, size int64) error {
-	j := nomad.NewBatchJob(job, job, "global", 50)
-	j.Namespace = ptr(ns)
-	j.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "optional", MetaRequired: orchestrator.RequiredMeta, MetaOptional: orchestrator.OptionalMeta}
-	tg := nomad.NewTaskGroup(orchestrator.Group, 1)
-	tg.RestartPolicy = &nomad.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
-	tg.ReschedulePolicy = &nomad.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
-	task := nomad.NewTask(orchestrator.Task, "raw_exec")
-	line := "albatros log relay benchmark: a line of a build's output, 64 bytes long.\n"[:63] + "\n"
-	task.Config = map[string]any{"command": "/bin/sh", "args": []string{"-c", fmt.Sprintf("yes %q | head -c %d", strings.TrimSuffix(line, "\n"), size)}}
-	task.LogConfig = &nomad.LogConfig{MaxFiles: ptr(20), MaxFileSizeMB: ptr(10)}
-	task.Resources = &nomad.Resources{CPU: ptr(100), MemoryMB: ptr(64)}
-	tg.AddTask(task)
-	j.AddTaskGroup(tg)
-	_, _, err := nc.Jobs().Register(j, &nomad.WriteOptions{Namespace: ns})
-	return err
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
+	line := "albatros log relay benchmark: a line of a build's output, 63 bytes"
+	maxFiles, fileMB := 20, 10
+	return benchkit.Builder(nc, ns, job, map[string]any{"command": "/bin/sh", "args": []string{"-c", fmt.Sprintf("yes %q | head -c %d", line, size)}},
+		false, &nomad.LogConfig{MaxFiles: &maxFiles, MaxFileSizeMB: &fileMB})
 }
 
 func report(w io.Writer, rates map[string][]float64, mib, n int) {
@@ -203,8 +174,8 @@ func report(w io.Writer, rates map[string][]float64, mib, n int) {
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), mib, n)
 	fmt.Fprintln(w, "| read | MiB/s (median) | min | max | ratio to Nomad's plain read |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
-	base := median(rates["nomad, plain"])
+	base := benchkit.Median(rates["nomad, plain"])
 	for _, k := range kinds {
-		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.1f | %.2f× |\n", k, median(rates[k]), slices.Min(rates[k]), slices.Max(rates[k]), median(rates[k])/base)
+		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.1f | %.2f× |\n", k, benchkit.Median(rates[k]), slices.Min(rates[k]), slices.Max(rates[k]), benchkit.Median(rates[k])/base)
 	}
 }

@@ -27,7 +27,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,6 +41,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/albatros-ci/albatros/bench/benchkit"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/forge/gitea"
@@ -56,13 +56,7 @@ func main() {
 	n := flag.Int("n", 300, "builds started per measurement")
 	rounds := flag.Int("rounds", 3, "measurements of each kind at each concurrency, alternating")
 	flag.Parse()
-	p := &testenv.Program{}
-	defer p.Stop()
-	if err := p.Run(func() error { return run(p, *n, *rounds) }); err != nil {
-		fmt.Fprintln(os.Stderr, "rate:", err)
-		p.Stop()
-		os.Exit(1)
-	}
+	benchkit.Main("rate", func(p *testenv.Program) error { return run(p, *n, *rounds) })
 }
 
 const (
@@ -75,28 +69,12 @@ var kinds = []string{"bare", "bot, forge stubbed"}
 func run(p *testenv.Program, n, rounds int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	cbin, err := testenv.Binary("consul")
+	c, nm, err := benchkit.Servers(ctx, p, true, true)
 	if err != nil {
 		return err
 	}
-	nbin, err := testenv.Binary("nomad")
-	if err != nil {
-		return err
-	}
-	c, err := testenv.StartConsul(ctx, cbin)
-	if err != nil {
-		return err
-	}
-	p.Cleanup(c.Stop)
-	nm, err := testenv.StartNomad(ctx, nbin)
-	if err != nil {
-		return err
-	}
-	p.Cleanup(nm.Stop)
-	os.Setenv("NOMAD_ADDR", nm.Addr)
-	os.Setenv("CONSUL_HTTP_ADDR", c.Addr)
 	nc := nm.Client(p)
-	if err := registerBuilder(nc); err != nil {
+	if err := benchkit.Builder(nc, ns, job, map[string]any{"command": "true"}, true, nil); err != nil {
 		return err
 	}
 
@@ -272,46 +250,14 @@ func parallel(inflight int, items <-chan string, do func(string) error, after ..
 // pushTemplate is the push captured from Gitea, on a branch of its own per commit
 // (@SHA@ stands for the commit), so that no push supersedes another's build.
 func pushTemplate() ([]byte, string, error) {
-	raw, err := fs.ReadFile(forgetest.Gitea, "push_branch.json")
+	m, cloneURL, err := benchkit.GiteaPush()
 	if err != nil {
 		return nil, "", err
 	}
-	var c struct {
-		Body map[string]any `json:"body"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, "", err
-	}
-	m := c.Body
 	m["after"] = "@SHA@"
 	m["ref"] = "refs/heads/b-@SHA@"
-	repo, _ := m["repository"].(map[string]any)
-	cloneURL, _ := repo["clone_url"].(string)
 	b, err := json.Marshal(m)
 	return b, cloneURL, err
-}
-
-// registerBuilder registers a builder whose children no node can run.
-func registerBuilder(nc *nomad.Client) error {
-	j := nomad.NewBatchJob(job, job, "global", 50)
-	j.Namespace = ptr(ns)
-	j.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "optional", MetaRequired: orchestrator.RequiredMeta, MetaOptional: orchestrator.OptionalMeta}
-	j.Constrain(nomad.NewConstraint("${attr.kernel.name}", "=", "no-such-kernel"))
-	tg := nomad.NewTaskGroup(orchestrator.Group, 1)
-	task := nomad.NewTask(orchestrator.Task, "raw_exec")
-	task.Config = map[string]any{"command": "true"}
-	tg.AddTask(task)
-	j.AddTaskGroup(tg)
-	_, _, err := nc.Jobs().Register(j, &nomad.WriteOptions{Namespace: ns})
-	return err
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func report(w io.Writer, results map[int]map[string][]float64, n, rounds int) {
@@ -320,10 +266,10 @@ func report(w io.Writer, results map[int]map[string][]float64, n, rounds int) {
 	fmt.Fprintln(w, "| in flight | kind | builds/s (median) | min | max | ratio to bare |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, inflight := range []int{1, 8} {
-		base := median(results[inflight]["bare"])
+		base := benchkit.Median(results[inflight]["bare"])
 		for _, k := range kinds {
 			v := results[inflight][k]
-			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, k, median(v), slices.Min(v), slices.Max(v), median(v)/base)
+			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, k, benchkit.Median(v), slices.Min(v), slices.Max(v), benchkit.Median(v)/base)
 		}
 	}
 }

@@ -1,0 +1,115 @@
+// Package benchkit is what the benchmark tools under bench/ share: running a tool with the
+// servers it starts stopped on every way out, starting Consul and Nomad, a builder whose
+// builds are never placed, Gitea's captured push, and medians.
+package benchkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/albatros-ci/albatros/forge/forgetest"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/testenv"
+)
+
+// Main runs a tool: run gets a program whose cleanups stop what it started, on success,
+// failure or interrupt; a failure is printed with the tool's name and exits 1.
+func Main(name string, run func(p *testenv.Program) error) {
+	p := &testenv.Program{}
+	defer p.Stop()
+	if err := p.Run(func() error { return run(p) }); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		p.Stop()
+		os.Exit(1)
+	}
+}
+
+// Servers starts the servers asked for (Consul, Nomad; nil when not asked), stopped by
+// p's cleanups, and points CONSUL_HTTP_ADDR and NOMAD_ADDR at them for the clients the
+// tool makes.
+func Servers(ctx context.Context, p *testenv.Program, withConsul, withNomad bool) (*testenv.Consul, *testenv.Nomad, error) {
+	var c *testenv.Consul
+	var n *testenv.Nomad
+	if withConsul {
+		bin, err := testenv.Binary("consul")
+		if err != nil {
+			return nil, nil, err
+		}
+		if c, err = testenv.StartConsul(ctx, bin); err != nil {
+			return nil, nil, err
+		}
+		p.Cleanup(c.Stop)
+		os.Setenv("CONSUL_HTTP_ADDR", c.Addr)
+	}
+	if withNomad {
+		bin, err := testenv.Binary("nomad")
+		if err != nil {
+			return nil, nil, err
+		}
+		if n, err = testenv.StartNomad(ctx, bin); err != nil {
+			return nil, nil, err
+		}
+		p.Cleanup(n.Stop)
+		os.Setenv("NOMAD_ADDR", n.Addr)
+	}
+	return c, n, nil
+}
+
+// Builder is a builder job in namespace ns: task runs it with the raw_exec driver and the
+// config given; unplaced adds a constraint no node meets, so that its builds cost Nomad a
+// job and a blocked evaluation, not a run.
+func Builder(nc *nomad.Client, ns, job string, config map[string]any, unplaced bool, logs *nomad.LogConfig) error {
+	j := nomad.NewBatchJob(job, job, "global", 50)
+	j.Namespace = &ns
+	j.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "optional", MetaRequired: orchestrator.RequiredMeta, MetaOptional: orchestrator.OptionalMeta}
+	if unplaced {
+		j.Constrain(nomad.NewConstraint("${attr.kernel.name}", "=", "no-such-kernel"))
+	}
+	tg := nomad.NewTaskGroup(orchestrator.Group, 1)
+	zero, fail, no := 0, "fail", false
+	tg.RestartPolicy = &nomad.RestartPolicy{Attempts: &zero, Mode: &fail}
+	tg.ReschedulePolicy = &nomad.ReschedulePolicy{Attempts: &zero, Unlimited: &no}
+	task := nomad.NewTask(orchestrator.Task, "raw_exec")
+	task.Config = config
+	task.LogConfig = logs
+	cpu, mem := 100, 64
+	task.Resources = &nomad.Resources{CPU: &cpu, MemoryMB: &mem}
+	tg.AddTask(task)
+	j.AddTaskGroup(tg)
+	_, _, err := nc.Jobs().Register(j, &nomad.WriteOptions{Namespace: ns})
+	return err
+}
+
+// GiteaPush is the body of the push captured from Gitea (forgetest), as a map to change,
+// and its repository's clone URL.
+func GiteaPush() (map[string]any, string, error) {
+	raw, err := fs.ReadFile(forgetest.Gitea, "push_branch.json")
+	if err != nil {
+		return nil, "", err
+	}
+	var c struct {
+		Body map[string]any `json:"body"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, "", err
+	}
+	repo, _ := c.Body["repository"].(map[string]any)
+	cloneURL, _ := repo["clone_url"].(string)
+	if cloneURL == "" {
+		return nil, "", fmt.Errorf("the captured push names no clone URL")
+	}
+	return c.Body, cloneURL, nil
+}
+
+// Median is the middle value of v (the upper one of an even count).
+func Median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
