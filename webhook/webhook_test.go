@@ -146,6 +146,14 @@ func hostilePush(t *testing.T) []byte {
 	return bytes.Replace(load(t, "push_branch.json").Body, []byte(`"after": "`), []byte(`"after": "--upload-pack=touch /tmp/x `), 1)
 }
 
+// mistypedPush is a captured push whose after is a number.
+func mistypedPush(t *testing.T) []byte {
+	b := load(t, "push_branch.json").Body
+	i := bytes.Index(b, []byte(`"after": "`))
+	j := bytes.IndexByte(b[i+len(`"after": "`):], '"')
+	return slices.Concat(b[:i], []byte(`"after": 5`), b[i+len(`"after": "`)+j+1:])
+}
+
 // post sends a delivery as Gitea does: event and delivery headers, JSON body, signed by sign
 // over body (tamper, if set, changes the body after signing).
 func post(t *testing.T, url string, event, delivery string, body []byte, sign signer, tamper func([]byte) []byte) (*http.Response, string) {
@@ -374,6 +382,17 @@ func TestIntake(t *testing.T) {
 			name: "malformed event with a wrong signature is refused, not judged", body: hostilePush, event: "push", path: "/webhook/gitea",
 			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""),
 			wantCode: 403, wantLookup: true,
+		},
+		{
+			// A field of another type fails the event's decode, not the repository's.
+			name: "undecodable event with a wrong signature is refused, not judged", body: mistypedPush, event: "push", path: "/webhook/gitea",
+			sign: bothSigs("not-the-secret"), entry: entry(repoSecret, ""),
+			wantCode: 403, wantLookup: true,
+		},
+		{
+			name: "undecodable event with the right signature is a 400", body: mistypedPush, event: "push", path: "/webhook/gitea",
+			sign: bothSigs(repoSecret), entry: entry(repoSecret, ""),
+			wantCode: 400, wantLookup: true,
 		},
 		{
 			name: "malformed event with the right signature is a 400", body: hostilePush, event: "push", path: "/webhook/gitea",

@@ -56,18 +56,19 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// agree checks that the repository Parse names, whatever its error, is the one the
-// repository-only read (Locate) finds: the secret picked before the signature is checked
+// agree checks that the repository Parse names, whatever its error, is exactly the one the
+// repository-only read (Locate) finds, none when it finds none: the secret picked before the signature is checked
 // is the secret of the repository that is built.
 func agree(t *testing.T, ev forge.Event, body []byte) {
 	t.Helper()
-	if ev.Repo.CloneURL == "" {
-		return
-	}
 	repo, err := gitea.Locate(body)
 	if err != nil {
-		t.Fatalf("Parse names %s in a body Locate refuses (%v): %q", ev.Repo.CloneURL, err, body)
+		if ev.Repo.CloneURL != "" {
+			t.Fatalf("Parse names %s in a body Locate refuses (%v): %q", ev.Repo.CloneURL, err, body)
+		}
+		return
 	}
+	// A body whose repository reads is verified before anything else is said of it.
 	if repo != ev.Repo {
 		t.Fatalf("Locate names %+v, Parse %+v: %q", repo, ev.Repo, body)
 	}

@@ -100,6 +100,11 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 			err = forge.Ignore("event %q is not handled", event)
 		}
 	}
+	if ev.Repo.CloneURL == "" && err != nil {
+		// The event did not decode (a field of another type, say): its repository alone
+		// may still, so that the delivery is verified before it is called malformed.
+		ev.Repo, _ = Locate(body)
+	}
 	ev.Delivery = delivery
 	if err == nil && ev.Kind != forge.KindPing {
 		err = ev.Validate()

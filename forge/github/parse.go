@@ -65,7 +65,8 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 	}
 	payload, err := gh.ParseWebHook(event, body)
 	if err != nil {
-		return forge.Event{}, fmt.Errorf("%w: %s: %v", forge.ErrMalformed, event, err)
+		r, _ := Locate(body) // the repository alone, to verify the delivery first
+		return forge.Event{Repo: r, Delivery: delivery}, fmt.Errorf("%w: %s: %v", forge.ErrMalformed, event, err)
 	}
 	var ev forge.Event
 	// A body of JSON null parses without error into a nil payload, matched by no case.
@@ -80,10 +81,16 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 			ev.Repo = convert(p.Repo)
 		}
 	default:
-		return forge.Event{}, fmt.Errorf("%w: %s: not an object", forge.ErrMalformed, event)
+		r, _ := Locate(body)
+		return forge.Event{Repo: r, Delivery: delivery}, fmt.Errorf("%w: %s: not an object", forge.ErrMalformed, event)
 	}
 	if ev.Repo.FullName == "" {
 		ev.Repo = forge.Repo{} // Locate's rule: a repository needs its clone URL and its full name
+	}
+	if ev.Repo.CloneURL == "" && err != nil {
+		// The event did not decode (a field of another type, say): its repository alone
+		// may still, so that the delivery is verified before it is called malformed.
+		ev.Repo, _ = Locate(body)
 	}
 	ev.Delivery = delivery
 	switch {
