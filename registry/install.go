@@ -85,10 +85,28 @@ func (r *Registry) InstallKey(orgURL string) string {
 	return r.prefix + "install/" + base64.StdEncoding.EncodeToString([]byte(strings.TrimSuffix(orgURL, "/")))
 }
 
-// Installation reads the installation of the organization at orgURL; ErrNotFound when
-// there is none.
+// Installation reads the installation of the organization at orgURL from Consul itself,
+// not from the entries the registry follows: what is read here is written back with a
+// check-and-set, often under a lock that another bot released a moment ago. ErrNotFound
+// when there is none.
 func (r *Registry) Installation(ctx context.Context, orgURL string) (*Installation, error) {
-	pair, err := r.pair(ctx, r.InstallKey(orgURL))
+	return r.installation(ctx, orgURL, true)
+}
+
+// installation reads an installation, from Consul itself when fresh, else as the registry
+// reads its entries (from memory when it follows them: the delivery path).
+func (r *Registry) installation(ctx context.Context, orgURL string, fresh bool) (*Installation, error) {
+	key := r.InstallKey(orgURL)
+	var pair *consul.KVPair
+	var err error
+	if fresh {
+		pair, _, err = r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			err = fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
+		}
+	} else {
+		pair, err = r.pair(ctx, key)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +125,12 @@ func decodeInstallation(pair *consul.KVPair) (*Installation, error) {
 	return &inst, nil
 }
 
-// Installations lists every installation, in key order.
+// Installations lists every installation, in key order, from Consul itself (see
+// Installation).
 func (r *Registry) Installations(ctx context.Context) ([]*Installation, error) {
-	pairs, err := r.list(ctx, r.prefix+"install/")
+	pairs, _, err := r.kv.List(r.prefix+"install/", (&consul.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: consul list %sinstall/: %w", ErrUnavailable, r.prefix, err)
 	}
 	var out []*Installation
 	for _, p := range pairs {

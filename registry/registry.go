@@ -176,7 +176,7 @@ func (r *Registry) Repo(ctx context.Context, cloneURL string) (*Repo, error) {
 	if oerr != nil || nerr != nil {
 		return nil, fmt.Errorf("repository %s: %w", cloneURL, err)
 	}
-	inst, err := r.Installation(ctx, orgURL)
+	inst, err := r.installation(ctx, orgURL, false)
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", cloneURL, err)
 	}
@@ -216,7 +216,7 @@ func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {
 	if !errors.Is(err, ErrNotFound) || r.keys == nil {
 		return nil, fmt.Errorf("organization %s: %w", orgURL, err)
 	}
-	inst, err := r.Installation(ctx, orgURL)
+	inst, err := r.installation(ctx, orgURL, false)
 	if err != nil {
 		return nil, fmt.Errorf("organization %s: %w", orgURL, err)
 	}
