@@ -3,7 +3,8 @@
 // once, into an in-memory tape; every viewer, early or late, reads the tape from its start
 // at its own pace. A slow viewer lags behind without holding the stream back or holding
 // memory of its own; the tape keeps the newest Options.Keep bytes, and a viewer that falls
-// behind what it keeps is told how much it missed and goes on from there.
+// behind what it keeps is told how much it missed and goes on from there. All the tapes
+// together keep at most Options.Budget bytes.
 //
 // Nomad answers a client's 101st connection with 429 (http_max_conns_per_client): with one
 // stream (and its blocking queries) per viewer, a popular build's log broke for everyone
@@ -30,7 +31,8 @@ type Source func(ctx context.Context, ns, jobID, logType string, w io.Writer) (o
 // Defaults of Options.
 const (
 	DefaultKeep   = 32 << 20
-	DefaultLinger = time.Minute
+	DefaultBudget = 256 << 20
+	DefaultLinger = 15 * time.Second
 	chunkSize     = 32 << 10
 )
 
@@ -38,6 +40,9 @@ const (
 type Options struct {
 	// Keep is how many bytes of each watched log are kept in memory (DefaultKeep when 0).
 	Keep int64
+	// Budget bounds the bytes kept by all the logs together (DefaultBudget when 0): with
+	// many logs watched at once, each keeps its share of it.
+	Budget int64
 	// Linger is how long a log stays after it has ended, or after its last viewer left
 	// while it runs (its upstream is then stopped): a viewer coming back meanwhile does
 	// not start another upstream (DefaultLinger when 0).
@@ -51,6 +56,7 @@ type Hub struct {
 	mu        sync.Mutex
 	tapes     map[key]*tape
 	upstreams atomic.Int64
+	count     atomic.Int64 // len(tapes), read by the tapes without the hub's lock
 }
 
 type key struct{ ns, job, stream string }
@@ -63,11 +69,27 @@ func New(src Source, opts Options) *Hub {
 	if opts.Linger <= 0 {
 		opts.Linger = DefaultLinger
 	}
+	if opts.Budget <= 0 {
+		opts.Budget = DefaultBudget
+	}
 	return &Hub{src: src, opts: opts, tapes: map[key]*tape{}}
 }
 
 // Upstreams is how many upstream follows the hub has started since it was made.
 func (h *Hub) Upstreams() int64 { return h.upstreams.Load() }
+
+// Kept is how many bytes the logs the hub holds keep now.
+func (h *Hub) Kept() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var n int64
+	for _, t := range h.tapes {
+		t.mu.Lock()
+		n += t.end - t.start
+		t.mu.Unlock()
+	}
+	return n
+}
 
 // Watching is how many logs the hub holds now.
 func (h *Hub) Watching() int {
@@ -123,7 +145,7 @@ type tape struct {
 	chunks  [][]byte // kept bytes in order; only the last one grows, and only past what was read
 	start   int64    // offset of the first kept byte
 	end     int64    // offset after the last byte
-	keep    int64
+	hub     *Hub
 	changed chan struct{} // closed and replaced at every change
 	done    bool
 	out     orchestrator.Outcome
@@ -148,8 +170,9 @@ func (h *Hub) join(k key, values func() []string) *tape {
 		return t
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &tape{key: k, keep: h.opts.Keep, changed: make(chan struct{}), viewers: 1, cancel: cancel}
+	t := &tape{key: k, hub: h, changed: make(chan struct{}), viewers: 1, cancel: cancel}
 	h.tapes[k] = t
+	h.count.Store(int64(len(h.tapes)))
 	h.upstreams.Add(1)
 	go h.follow(ctx, t, values())
 	return t
@@ -185,12 +208,17 @@ func (h *Hub) leave(t *tape) {
 	t.viewers--
 	if t.viewers == 0 && !t.done && t.linger == nil {
 		t.linger = time.AfterFunc(h.opts.Linger, func() {
+			// Under the hub's lock, as join counts viewers in: nobody joins between the
+			// check and the drop, and a viewer arriving after it starts a new upstream.
+			h.mu.Lock()
+			defer h.mu.Unlock()
 			t.mu.Lock()
 			idle := t.viewers == 0 && !t.done
 			t.mu.Unlock()
-			if idle {
+			if idle && h.tapes[t.key] == t {
+				delete(h.tapes, t.key)
+				h.count.Store(int64(len(h.tapes)))
 				t.cancel()
-				h.drop(t)
 			}
 		})
 	}
@@ -202,6 +230,7 @@ func (h *Hub) drop(t *tape) {
 	defer h.mu.Unlock()
 	if h.tapes[t.key] == t {
 		delete(h.tapes, t.key)
+		h.count.Store(int64(len(h.tapes)))
 	}
 }
 
@@ -223,7 +252,9 @@ func (t *tape) Write(p []byte) (int, error) {
 		p = p[k:]
 		t.end += int64(k)
 	}
-	for t.end-t.start > t.keep && len(t.chunks) > 1 {
+	// Each log keeps at most Keep, and its share of the budget of all the logs watched.
+	keep := min(t.hub.opts.Keep, t.hub.opts.Budget/max(1, t.hub.count.Load()))
+	for t.end-t.start > keep && len(t.chunks) > 1 {
 		t.start += int64(len(t.chunks[0]))
 		t.chunks[0] = nil
 		t.chunks = t.chunks[1:]

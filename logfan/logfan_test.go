@@ -296,3 +296,54 @@ func TestUpstreamErrorIsRetriedByTheNextViewer(t *testing.T) {
 		t.Errorf("%d follows, want a second one after the failure", follows)
 	}
 }
+
+// Many logs watched at once keep their share of the budget each, not Keep each.
+func TestBudgetIsShared(t *testing.T) {
+	const budget = 256 << 10
+	var builds []*build
+	srcs := map[string]*build{}
+	var mu sync.Mutex
+	h := logfan.New(func(ctx context.Context, ns, job, logType string, w io.Writer) (orchestrator.Outcome, error) {
+		mu.Lock()
+		b := srcs[job]
+		mu.Unlock()
+		return b.source(ctx, ns, job, logType, w)
+	}, logfan.Options{Keep: 1 << 30, Budget: budget})
+	var viewers []<-chan result
+	for i := range 4 {
+		b := newBuild()
+		job := fmt.Sprintf("job-%d", i)
+		mu.Lock()
+		srcs[job] = b
+		mu.Unlock()
+		builds = append(builds, b)
+		stuck := blockingWriter{release: make(chan struct{})}
+		defer close(stuck.release)
+		done := make(chan result, 1)
+		go func() {
+			out, err := h.Watch(context.Background(), "ci", job, orchestrator.Stdout, noSecrets, stuck)
+			done <- result{out: out, err: err}
+		}()
+		viewers = append(viewers, done)
+	}
+	line := strings.Repeat("z", 1023) + "\n"
+	for _, b := range builds {
+		for range 512 { // 512 KiB each: twice the whole budget
+			b.lines <- line
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, b := range builds {
+		for len(b.lines) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the last lines are written
+	if kept := h.Kept(); kept > budget+4*(32<<10) || kept < budget/2 {
+		t.Errorf("4 logs of 512 KiB keep %d KiB with a budget of %d KiB", kept>>10, budget>>10)
+	}
+	for _, b := range builds {
+		close(b.lines)
+	}
+	_ = viewers
+}

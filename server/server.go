@@ -101,8 +101,10 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 		err := c.Check(ctx)
 		switch {
 		case errors.Is(err, registry.ErrStale):
-			// Consul is down, and the entries last read are served: the bot works.
-			degraded = append(degraded, c.Name+": "+err.Error())
+			// Consul is down, and the entries last read are served: the bot works. The
+			// details (addresses, keys) go to the log, not to whoever asks.
+			s.Log.Warn("health check degraded", "dependency", c.Name, "err", err)
+			degraded = append(degraded, c.Name+": "+registry.ErrStale.Error())
 		case err != nil:
 			s.Log.Warn("health check failed", "dependency", c.Name, "err", err)
 			failed = append(failed, c.Name)
@@ -147,17 +149,21 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *o
 }
 
 // secretValues is everything to mask in a build's output: the secrets it received (its
-// payload) and the repository's current secrets.
-func (s *server) secretValues(ctx context.Context, b *orchestrator.Build) []string {
+// payload) and the repository's current secrets. When the repository's entry cannot be
+// read, nothing is served (503): a log masked with part of its secrets would be shared
+// with every viewer.
+func (s *server) secretValues(w http.ResponseWriter, r *http.Request, b *orchestrator.Build) ([]string, bool) {
 	values := secrets.Values(b.Payload)
-	entry, err := s.Repos.Repo(ctx, b.Meta["REPO_URL"])
-	if err != nil {
-		if !errors.Is(err, registry.ErrNotFound) {
-			s.Log.Warn("read repository secrets for masking", "repo", b.Meta["REPO_URL"], "err", err)
-		}
-		return values
+	entry, err := s.Repos.Repo(r.Context(), b.Meta["REPO_URL"])
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return values, true
+	case err != nil:
+		s.Log.Warn("read repository secrets for masking", "repo", b.Meta["REPO_URL"], "err", err)
+		http.Error(w, "registry unavailable: the log cannot be masked", http.StatusServiceUnavailable)
+		return nil, false
 	}
-	return append(values, entry.SecretValues()...)
+	return append(values, entry.SecretValues()...), true
 }
 
 func logType(r *http.Request) (string, bool) {
@@ -187,7 +193,10 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	if b == nil {
 		return
 	}
-	values := s.secretValues(r.Context(), b)
+	values, ok := s.secretValues(w, r, b)
+	if !ok {
+		return
+	}
 	streamHeaders(w, "text/plain; charset=utf-8")
 	m := secrets.NewMasker(flusher(w), values)
 	if _, err := s.Builds.Follow(r.Context(), b.Namespace, b.ID, stream, m); err != nil && r.Context().Err() == nil {
@@ -207,7 +216,10 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 	if b == nil {
 		return
 	}
-	values := s.secretValues(r.Context(), b)
+	values, ok := s.secretValues(w, r, b)
+	if !ok {
+		return
+	}
 	page := pageOf(b, stream)
 
 	streamHeaders(w, "text/html; charset=utf-8")
