@@ -28,6 +28,8 @@ type DispatchRequest struct {
 type Dispatched struct {
 	Namespace string
 	JobID     string
+	// Index is Nomad's index of the job's creation: later dispatches have higher ones.
+	Index uint64
 	// Duplicate is true when the token matched an existing build: nothing new was started.
 	Duplicate bool
 }
@@ -65,7 +67,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	}
 	o.dispatchedIn(req.Builder.Namespace)
 	// A repeated idempotency token returns the existing job and creates no evaluation.
-	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Duplicate: resp.EvalID == ""}, nil
+	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Index: resp.JobCreateIndex, Duplicate: resp.EvalID == ""}, nil
 }
 
 // Stop stops a build (Nomad's job stop, kept for its logs); stopping one that has ended or

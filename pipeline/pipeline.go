@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -479,11 +478,12 @@ func (p *Pipeline) LogURL(ns, jobID string) string {
 
 // readable says, for a commit status, why a build could not start: a builder's own
 // problem in full (it says what to fix), anything else by its last, most specific part.
-// unreachable reports whether err is a failure to reach Nomad at all (a refused or broken
-// connection), not an answer of Nomad's.
+// unreachable reports whether err is a failure to connect to Nomad at all: the request
+// never reached it, so nothing was dispatched. (A connection broken after the request was
+// sent may have dispatched the build: that is not this.)
 func unreachable(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func readable(err error) string {

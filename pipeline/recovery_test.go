@@ -13,6 +13,7 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
 )
 
@@ -275,5 +276,27 @@ func TestCheckAfterPendingAsksTheClaims(t *testing.T) {
 		case claimed && (asked != 1 || !slices.Equal(states, []forge.State{forge.StatePending, forge.StateFailure})):
 			t.Errorf("a final report begun: Nomad asked %d times, statuses %v; want once and the failure written after the pending", asked, states)
 		}
+	}
+}
+
+// A line whose record names a build dispatched after this one (deliveries handled out of
+// order) keeps it as its newest, and nothing is stopped: the later push wins.
+func TestLineKeepsTheLaterDispatch(t *testing.T) {
+	h := newHarness(entryWith("default"))
+	lines := &registrytest.Lines{}
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: lines})
+	h.builds.AddBuild("ci", "builder/dispatch-albatros-1800000000-later", "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha2, "BRANCH": "main", "FLAVOR": "default"}, nil, "running")
+	later := registry.Line{Namespace: "ci", JobID: "builder/dispatch-albatros-1800000000-later", Commit: sha2, Index: 1 << 40}
+	if _, _, err := lines.SwapLine(context.Background(), pipeline.LineOf(pushEvent(), "default"), later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), entryWith("default"), pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.builds.Stopped()); n != 0 {
+		t.Fatalf("%d builds stopped; the line's newest build is later than this one", n)
+	}
+	if cur, _, _ := lines.SwapLine(context.Background(), pipeline.LineOf(pushEvent(), "default"), registry.Line{}); cur.JobID != later.JobID {
+		t.Errorf("the line's newest build is %q, want the later one back", cur.JobID)
 	}
 }

@@ -164,7 +164,15 @@ func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forg
 	rec, claimed, err := p.cfg.Dedup.Claim(ctx, key)
 	switch {
 	case err != nil:
-		return nop, true, false
+		// Written without a claim; say so afterwards if Consul takes it then: the check
+		// after a pending status looks for it (reportIfEnded).
+		return func(ok bool) {
+			if ok {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = p.cfg.Dedup.Settle(rctx, key, ns, jobID)
+			}
+		}, true, false
 	case !claimed && rec.JobID != "":
 		return nop, false, false // written
 	case !claimed:

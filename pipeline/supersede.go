@@ -53,7 +53,8 @@ func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Ev
 	if p.cfg.Lines == nil {
 		return nil, false
 	}
-	prev, found, err := p.cfg.Lines.SwapLine(ctx, lineOf(ev, flavor), registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit})
+	line := lineOf(ev, flavor)
+	prev, found, err := p.cfg.Lines.SwapLine(ctx, line, registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit, Index: d.Index})
 	if err != nil {
 		log.Warn("line of builds not recorded: listing the builds instead", "err", err)
 		return nil, false
@@ -62,6 +63,14 @@ func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Ev
 		return nil, true
 	}
 	if prev.JobID == d.JobID && prev.Namespace == d.Namespace {
+		return nil, true
+	}
+	if prev.Index > d.Index && d.Index != 0 {
+		// Dispatched after this one (deliveries are handled several at once, and may
+		// arrive out of order): it stays the line's newest, and nothing is stopped here.
+		if _, _, err := p.cfg.Lines.SwapLine(ctx, line, prev); err != nil {
+			log.Warn("line of builds not restored", "err", err)
+		}
 		return nil, true
 	}
 	b, err := p.cfg.Builds.Build(ctx, prev.Namespace, prev.JobID)

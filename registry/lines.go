@@ -19,7 +19,9 @@ type Line struct {
 	Namespace string    `json:"ns"`
 	JobID     string    `json:"job"`
 	Commit    string    `json:"commit"`
-	At        time.Time `json:"at"`
+	// Index is Nomad's creation index of the job: it orders the builds of a line.
+	Index uint64    `json:"index,omitempty"`
+	At    time.Time `json:"at"`
 }
 
 func (r *Registry) lineKey(line string) string {

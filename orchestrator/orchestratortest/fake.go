@@ -118,6 +118,7 @@ func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (or
 	d := orchestrator.Dispatched{
 		Namespace: req.Builder.Namespace,
 		JobID:     fmt.Sprintf("%s/dispatch-albatros-%d-%08x", req.Builder.Job, 1700000000+f.seq, f.seq),
+		Index:     uint64(100 + f.seq),
 	}
 	f.addBuild(d.Namespace, d.JobID, req.Builder.Job, req.Meta, req.Payload, "pending")
 	if f.byToken == nil {

@@ -1,0 +1,4 @@
+package pipeline
+
+// LineOf is lineOf, for the tests of line records.
+var LineOf = lineOf
