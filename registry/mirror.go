@@ -67,9 +67,24 @@ func (r *Registry) Follow(ctx context.Context, onErr func(error)) {
 				continue
 			}
 			backoff = followBackoffMin
-			m.replace(pairs, meta.LastIndex)
+			m.replace(r.entriesOnly(pairs), meta.LastIndex)
 		}
 	}()
+}
+
+// entriesOnly leaves out the keys that versions before the run prefix kept under the
+// prefix itself (dedup/, locks/, leaders/, state/): they are not entries. They may be
+// deleted (`consul kv delete -recurse albatros/dedup/`, and so on).
+func (r *Registry) entriesOnly(pairs consul.KVPairs) consul.KVPairs {
+	out := pairs[:0:0]
+	for _, p := range pairs {
+		rest := strings.TrimPrefix(p.Key, r.prefix)
+		if folder, _, ok := strings.Cut(rest, "/"); ok && (folder == "dedup" || folder == "locks" || folder == "leaders" || folder == "state") {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Synced waits until the registry's entries have been read once (at once when it does

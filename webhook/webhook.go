@@ -74,6 +74,8 @@ type Intake struct {
 	working chan struct{}
 	// nomadOK is when Nomad last answered Options.Nomad (unix nanoseconds).
 	nomadOK atomic.Int64
+	// handling counts the answered deliveries not yet handled (working or waiting).
+	handling atomic.Int64
 }
 
 // nomadFresh is how long an answer of Nomad's spares the next deliveries the check: a
@@ -81,8 +83,12 @@ type Intake struct {
 // second after Nomad went down is accepted, and its dispatch fails with an error status.
 const nomadFresh = time.Second
 
-// MaxHandling is how many answered deliveries are handled at once.
-const MaxHandling = 16
+// MaxHandling is how many answered deliveries are handled at once; MaxWaiting how many
+// more may wait for their turn before deliveries are answered 503 (busy: redeliver later).
+const (
+	MaxHandling = 16
+	MaxWaiting  = 1024
+)
 
 // New returns an intake that looks repositories up in repos and hands events to h.
 func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
@@ -250,6 +256,9 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	}
 
 	hlog := log.With("repo", repoName)
+	if in.handling.Load() >= MaxHandling+MaxWaiting {
+		return refused(fmt.Errorf("%w: %d deliveries being handled", errBusy, in.handling.Load()))
+	}
 	if in.opts.Nomad != nil && time.Since(time.Unix(0, in.nomadOK.Load())) > nomadFresh {
 		cctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		nerr := in.opts.Nomad(cctx)
@@ -279,8 +288,10 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 // detach runs work after the answer, on a context of its own that shutdown waits for.
 func (in *Intake) detach(parent context.Context, log *slog.Logger, work func(context.Context) error) {
 	in.wg.Add(1)
+	in.handling.Add(1)
 	go func() {
 		defer in.wg.Done()
+		defer in.handling.Add(-1)
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("panic while handling a delivery", "panic", p, "stack", string(debug.Stack()))

@@ -1018,3 +1018,34 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// Answered deliveries are handled MaxHandling at a time; past MaxWaiting more waiting
+// their turn, a delivery is answered 503 (busy), and nothing of it is handled.
+func TestIntakeBoundsTheDeliveriesBeingHandled(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{entered: make(chan struct{}, webhook.MaxHandling+webhook.MaxWaiting+1), release: make(chan struct{})}
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	for i := range webhook.MaxHandling + webhook.MaxWaiting {
+		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d %q, want 202", i, resp.StatusCode, got)
+		}
+	}
+	for range webhook.MaxHandling {
+		<-h.entered
+	}
+	select {
+	case <-h.entered:
+		t.Fatalf("more than %d deliveries handled at once", webhook.MaxHandling)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a delivery past the waiting ones: %d %q, want 503", resp.StatusCode, got)
+	}
+	close(h.release)
+	in.Wait()
+	if n := len(h.calls()); n != webhook.MaxHandling+webhook.MaxWaiting {
+		t.Errorf("%d deliveries handled, want %d (the busy one not)", n, webhook.MaxHandling+webhook.MaxWaiting)
+	}
+}

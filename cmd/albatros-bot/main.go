@@ -79,6 +79,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// The entries live in memory, kept fresh by a blocking query on Consul: a delivery
 	// costs no round trip, and a Consul outage serves the entries last read.
 	repos.Follow(ctx, func(err error) { log.Warn("registry: reading the entries failed, retrying", "err", err) })
+	// Deliveries before the first read are answered 503 (and forges do not redeliver by
+	// themselves): give Consul a moment before serving.
+	syncCtx, cancelSync := context.WithTimeout(ctx, 10*time.Second)
+	if err := repos.Synced(syncCtx); err != nil {
+		log.Warn("registry: entries not read yet; deliveries are answered 503 until they are", "err", err)
+	}
+	cancelSync()
 	if err := waitReady(ctx, log, "nomad", nomad.Ready); err != nil {
 		return err
 	}
