@@ -16,9 +16,9 @@ import (
 // one it supersedes, without listing the builds in Nomad (whose cost grows with every
 // build it keeps).
 type Line struct {
-	Namespace string    `json:"ns"`
-	JobID     string    `json:"job"`
-	Commit    string    `json:"commit"`
+	Namespace string `json:"ns"`
+	JobID     string `json:"job"`
+	Commit    string `json:"commit"`
 	// Index is Nomad's creation index of the job: it orders the builds of a line.
 	Index uint64    `json:"index,omitempty"`
 	At    time.Time `json:"at"`
