@@ -173,6 +173,14 @@ func (h *Hub) join(k key, values func() []string) *tape {
 	t := &tape{key: k, hub: h, changed: make(chan struct{}), viewers: 1, cancel: cancel}
 	h.tapes[k] = t
 	h.count.Store(int64(len(h.tapes)))
+	// The others' shares of the budget shrink now, also for those that write no more.
+	for _, other := range h.tapes {
+		if other != t {
+			other.mu.Lock()
+			other.trim()
+			other.mu.Unlock()
+		}
+	}
 	h.upstreams.Add(1)
 	go h.follow(ctx, t, values())
 	return t
@@ -252,15 +260,20 @@ func (t *tape) Write(p []byte) (int, error) {
 		p = p[k:]
 		t.end += int64(k)
 	}
-	// Each log keeps at most Keep, and its share of the budget of all the logs watched.
+	t.trim()
+	t.broadcast()
+	return n, nil
+}
+
+// trim drops the oldest chunks past what the tape may keep: at most Keep, and its share of
+// the budget of all the logs held. Call with t.mu held.
+func (t *tape) trim() {
 	keep := min(t.hub.opts.Keep, t.hub.opts.Budget/max(1, t.hub.count.Load()))
 	for t.end-t.start > keep && len(t.chunks) > 1 {
 		t.start += int64(len(t.chunks[0]))
 		t.chunks[0] = nil
 		t.chunks = t.chunks[1:]
 	}
-	t.broadcast()
-	return n, nil
 }
 
 // at returns the kept bytes from off on, up to the end of the chunk off is in; nil when
