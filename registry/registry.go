@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -122,6 +123,8 @@ type Registry struct {
 	run    string
 	keys   *seal.Keyring // nil: installations cannot be read or written
 	mirror *mirror       // set by Follow: entries are read from memory
+
+	transport *http.Transport // the Consul client's, for Close
 }
 
 // DefaultPrefix is the original Albatros's key prefix.
@@ -131,7 +134,8 @@ const DefaultPrefix = "albatros/"
 // variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, …) point at. keys seal and
 // open the secrets of installations; without them (nil), installations are not read.
 func New(prefix string, keys *seal.Keyring) (*Registry, error) {
-	c, err := consul.NewClient(consul.DefaultConfig())
+	cfg := consul.DefaultConfig()
+	c, err := consul.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
@@ -141,7 +145,15 @@ func New(prefix string, keys *seal.Keyring) (*Registry, error) {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return &Registry{client: c, kv: c.KV(), prefix: prefix, run: RunPrefix(prefix), keys: keys}, nil
+	return &Registry{client: c, kv: c.KV(), prefix: prefix, run: RunPrefix(prefix), keys: keys, transport: cfg.Transport}, nil
+}
+
+// Close closes the registry's idle connections to Consul (a follower stops with its
+// context).
+func (r *Registry) Close() {
+	if r.transport != nil {
+		r.transport.CloseIdleConnections()
+	}
 }
 
 // RunPrefix is where the bots of the registry at prefix keep their own keys: the prefix

@@ -33,6 +33,7 @@ func setup(t *testing.T) (*registry.Registry, *consul.KV, string) {
 	if err != nil {
 		t.Fatalf("registry.New(%q): %v", prefix, err)
 	}
+	t.Cleanup(r.Close)
 	return r, c.Client(t).KV(), prefix
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -20,6 +21,10 @@ type Consul struct {
 	bin  string
 	args []string
 	proc *process
+
+	once      sync.Once
+	shared    *consul.Client
+	sharedErr error
 }
 
 const consulConfig = `
@@ -121,14 +126,15 @@ func (c *Consul) Env() []string {
 	return []string{"CONSUL_HTTP_ADDR=" + c.Addr}
 }
 
-// Client returns an API client for the agent.
+// Client returns an API client for the agent: one for all callers, so that its pooled
+// connections are reused (Consul answers a client's 201st connection with 429).
 func (c *Consul) Client(t T) *consul.Client {
 	t.Helper()
-	cl, err := c.client()
-	if err != nil {
-		t.Fatalf("consul client: %v", err)
+	c.once.Do(func() { c.shared, c.sharedErr = c.client() })
+	if c.sharedErr != nil {
+		t.Fatalf("consul client: %v", c.sharedErr)
 	}
-	return cl
+	return c.shared
 }
 
 func (c *Consul) client() (*consul.Client, error) {

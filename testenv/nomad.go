@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +26,10 @@ type Nomad struct {
 	args []string
 	// orphans are the executors and tasks of agents stopped alone, killed by Stop.
 	orphans []procID
+
+	once      sync.Once
+	shared    *nomad.Client
+	sharedErr error
 }
 
 // DefaultNamespace is the namespace the builders run in, created at start.
@@ -181,14 +186,15 @@ func (n *Nomad) Env() []string {
 	return []string{"NOMAD_ADDR=" + n.Addr}
 }
 
-// Client returns an API client for the agent.
+// Client returns an API client for the agent: one for all callers, so that its pooled
+// connections are reused (Nomad answers a client's 101st connection with 429).
 func (n *Nomad) Client(t T) *nomad.Client {
 	t.Helper()
-	c, err := n.client()
-	if err != nil {
-		t.Fatalf("nomad client: %v", err)
+	n.once.Do(func() { n.shared, n.sharedErr = n.client() })
+	if n.sharedErr != nil {
+		t.Fatalf("nomad client: %v", n.sharedErr)
 	}
-	return c
+	return n.shared
 }
 
 func (n *Nomad) client() (*nomad.Client, error) {
