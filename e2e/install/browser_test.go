@@ -55,6 +55,32 @@ func browser(t *testing.T) context.Context {
 	return tctx
 }
 
+// signIn fills Gitea's sign-in form, shown in the browser, and sends it. Gitea's scripts
+// may still be rewriting the form when it shows ("Could not find node with given id"):
+// then it waits and fills it again.
+func signIn(t *testing.T, ctx context.Context, user, password string) {
+	t.Helper()
+	var err error
+	for attempt := range 5 {
+		if attempt > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		err = chromedp.Do(ctx,
+			chromedp.WaitVisible(chromedp.CSS("#user_name")),
+			chromedp.SetValue(chromedp.CSS("#user_name"), user),
+			chromedp.SetValue(chromedp.CSS("#password"), password),
+			chromedp.Submit(chromedp.CSS("#password")),
+		)
+		if err == nil || !strings.Contains(err.Error(), "Could not find node") {
+			break
+		}
+	}
+	if err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("sign in on Gitea (at %s): %v", loc, err)
+	}
+}
+
 // shot saves a screenshot of the page as name.png in $ALBATROS_SCREENSHOTS, when set (the
 // README's pictures: ALBATROS_SCREENSHOTS=docs/img go test ./e2e/install -run Browser):
 // the window, or the whole page when full.
@@ -112,12 +138,8 @@ func TestInstallInTheBrowser(t *testing.T) {
 	do("home page", chromedp.Navigate(b.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#install")))
 	shot(t, ctx, "home", false)
 	do("Install Albatros", chromedp.Click(chromedp.CSS("#install")), chromedp.WaitVisible(chromedp.CSS("#user_name")))
-	do("sign in on Gitea",
-		chromedp.SendKeys(chromedp.CSS("#user_name"), p.owner.Name),
-		chromedp.SendKeys(chromedp.CSS("#password"), p.owner.Password),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(chromedp.CSS("#authorize-app")),
-	)
+	signIn(t, ctx, p.owner.Name, p.owner.Password)
+	do("Gitea's authorize page", chromedp.WaitVisible(chromedp.CSS("#authorize-app")))
 	shot(t, ctx, "gitea-authorize", false)
 	do("authorize the bot", chromedp.Click(chromedp.CSS("#authorize-app")), chromedp.WaitVisible(chromedp.CSS("#org-"+p.org)))
 	shot(t, ctx, "organizations", false)
@@ -169,13 +191,8 @@ func TestPullRequestPageInTheBrowser(t *testing.T) {
 			t.Fatalf("%s (at %s): %v", what, loc, err)
 		}
 	}
-	do("sign in on Gitea",
-		chromedp.Navigate(x.g.URL+"user/login"),
-		chromedp.WaitVisible(chromedp.CSS("#user_name")),
-		chromedp.SendKeys(chromedp.CSS("#user_name"), x.owner.Name),
-		chromedp.SendKeys(chromedp.CSS("#password"), x.owner.Password),
-		chromedp.Submit(chromedp.CSS("#password")),
-	)
+	do("Gitea's sign-in page", chromedp.Navigate(x.g.URL+"user/login"))
+	signIn(t, ctx, x.owner.Name, x.owner.Password)
 	time.Sleep(time.Second)
 	do("the pull request's page", chromedp.Navigate(fmt.Sprintf("%s%s/pulls/%d", x.g.URL, x.repo.FullName(), x.number)),
 		chromedp.WaitVisible(chromedp.CSS(".timeline-item.comment")))
