@@ -56,8 +56,8 @@ func browser(t *testing.T) context.Context {
 }
 
 // signIn fills Gitea's sign-in form, shown in the browser, and sends it. Gitea's scripts
-// may still be rewriting the form when it shows ("Could not find node with given id"):
-// then it waits and fills it again.
+// may still be rewriting the form when it shows ("Could not find node with given id", "No
+// node with given id found"): then it waits and fills it again.
 func signIn(t *testing.T, ctx context.Context, user, password string) {
 	t.Helper()
 	var err error
@@ -71,7 +71,7 @@ func signIn(t *testing.T, ctx context.Context, user, password string) {
 			chromedp.SetValue(chromedp.CSS("#password"), password),
 			chromedp.Submit(chromedp.CSS("#password")),
 		)
-		if err == nil || !strings.Contains(err.Error(), "Could not find node") {
+		if err == nil || !strings.Contains(err.Error(), "given id") {
 			break
 		}
 	}
