@@ -40,6 +40,7 @@ bench: tools
 	$(GO) run ./bench/ingest -d 5s -rounds 3
 	$(GO) run ./bench/logrelay -mib 50 -n 5
 	$(GO) run ./bench/rate -n 300 -rounds 3
+	$(GO) run ./bench/startup -n 10
 
 clean:
 	rm -rf bin
