@@ -41,7 +41,7 @@ func FuzzParse(f *testing.F) {
 		h.Set("X-Gitea-Event", event)
 		h.Set("X-Gitea-Event-Type", eventType)
 		ev, err := gitea.Parse(h, body)
-		agree(t, ev, body)
+		forgetest.Agree(t, ev, body, gitea.Locate)
 		if err != nil {
 			return
 		}
@@ -54,24 +54,6 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse returned an event without its repository: %q", body)
 		}
 	})
-}
-
-// agree checks that the repository Parse names, whatever its error, is exactly the one the
-// repository-only read (Locate) finds, none when it finds none: the secret picked before the signature is checked
-// is the secret of the repository that is built.
-func agree(t *testing.T, ev forge.Event, body []byte) {
-	t.Helper()
-	repo, err := gitea.Locate(body)
-	if err != nil {
-		if ev.Repo.CloneURL != "" {
-			t.Fatalf("Parse names %s in a body Locate refuses (%v): %q", ev.Repo.CloneURL, err, body)
-		}
-		return
-	}
-	// A body whose repository reads is verified before anything else is said of it.
-	if repo != ev.Repo {
-		t.Fatalf("Locate names %+v, Parse %+v: %q", repo, ev.Repo, body)
-	}
 }
 
 // FuzzVerifySignature: a body signed with the secret verifies, and no other body, secret

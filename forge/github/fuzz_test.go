@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 		h := http.Header{}
 		h.Set("X-GitHub-Event", event)
 		ev, err := github.Parse(h, body)
-		agree(t, ev, body)
+		forgetest.Agree(t, ev, body, github.Locate)
 		if err != nil || ev.Kind == forge.KindPing {
 			return
 		}
@@ -46,24 +46,6 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse returned an invalid event %+v: %v", ev, verr)
 		}
 	})
-}
-
-// agree checks that the repository Parse names, whatever its error, is exactly the one the
-// repository-only read (Locate) finds, none when it finds none: the secret picked before the signature is checked
-// is the secret of the repository that is built.
-func agree(t *testing.T, ev forge.Event, body []byte) {
-	t.Helper()
-	repo, err := github.Locate(body)
-	if err != nil {
-		if ev.Repo.CloneURL != "" {
-			t.Fatalf("Parse names %s in a body Locate refuses (%v): %q", ev.Repo.CloneURL, err, body)
-		}
-		return
-	}
-	// A body whose repository reads is verified before anything else is said of it.
-	if repo != ev.Repo {
-		t.Fatalf("Locate names %+v, Parse %+v: %q", repo, ev.Repo, body)
-	}
 }
 
 // FuzzVerifySignature: a body signed as GitHub signs verifies with its secret only.
