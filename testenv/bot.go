@@ -112,8 +112,11 @@ func (b *Bot) Exited() bool { return b.proc.exited() }
 func (b *Bot) PID() int { return b.proc.cmd.Process.Pid }
 
 // RSS reads the bot's resident memory from /proc, in bytes.
-func (b *Bot) RSS() (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.PID()))
+func (b *Bot) RSS() (int64, error) { return RSS(b.PID()) }
+
+// RSS reads a process's resident memory from /proc, in bytes.
+func RSS(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +129,7 @@ func (b *Bot) RSS() (int64, error) {
 			return kib << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", b.PID())
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // LogOnFailure shows the end of the bot's log in t's output when t fails.

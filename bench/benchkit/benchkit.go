@@ -6,9 +6,11 @@ package benchkit
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime/pprof"
 	"slices"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -18,15 +20,33 @@ import (
 	"github.com/albatros-ci/albatros/testenv"
 )
 
-// Main runs a tool: run gets a program whose cleanups stop what it started, on success,
-// failure or interrupt; a failure is printed with the tool's name and exits 1.
+// cpuprofile is every tool's -cpuprofile flag (registered when the tool imports benchkit).
+var cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the tool's whole run (the bot's code it runs and the load) to this file")
+
+// Main runs a tool, after it has parsed its flags: run gets a program whose cleanups stop
+// what it started, on success, failure or interrupt; a failure is printed with the tool's
+// name and exits 1. With -cpuprofile, the run is profiled.
 func Main(name string, run func(p *testenv.Program) error) {
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	p := &testenv.Program{}
 	defer p.Stop()
 	if err := p.Run(func() error { return run(p) }); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		p.Stop()
-		os.Exit(1)
+		pprof.StopCPUProfile()
+		fail(err)
 	}
 }
 

@@ -31,7 +31,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -51,19 +50,7 @@ import (
 func main() {
 	d := flag.Duration("d", 5*time.Second, "how long each measurement runs")
 	rounds := flag.Int("rounds", 3, "measurements of each handler at each concurrency, alternating")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (handlers and load) to this file")
 	flag.Parse()
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ingest:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	benchkit.Main("ingest", func(p *testenv.Program) error { return run(p, *d, *rounds) })
 }
 

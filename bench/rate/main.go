@@ -32,7 +32,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -56,19 +55,7 @@ import (
 func main() {
 	n := flag.Int("n", 300, "builds started per measurement")
 	rounds := flag.Int("rounds", 3, "measurements of each kind at each concurrency, alternating")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (bot and load) to this file")
 	flag.Parse()
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "rate:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	benchkit.Main("rate", func(p *testenv.Program) error { return run(p, *n, *rounds) })
 }
 

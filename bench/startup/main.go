@@ -22,8 +22,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -144,23 +142,8 @@ func start(ctx context.Context, bin string, env []string, health string) (time.D
 	took := time.Since(t0)
 	client.CloseIdleConnections()
 	time.Sleep(2 * time.Second)
-	mem, err := rssOf(cmd.Process.Pid)
+	mem, err := testenv.RSS(cmd.Process.Pid)
 	return took, mem, err
-}
-
-// rssOf reads a process's resident memory from /proc, in bytes.
-func rssOf(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for %d", pid)
 }
 
 func report(w io.Writer, ready, rss map[string][]float64, n int) {
