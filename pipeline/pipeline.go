@@ -211,18 +211,14 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 	var out []orchestrator.Dispatched
 	var errs []error
 	superseding := supersedes(ev, entry)
-	var recent []orchestrator.Summary // the builds a new one may supersede, listed once
-	listed := false
-	listRecent := func() []orchestrator.Summary {
-		if !listed {
-			listed = true
-			var lerr error
-			if recent, lerr = p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 200); lerr != nil {
-				log.Warn("older builds not superseded: they could not be listed", "err", lerr)
-			}
+	// The builds a new one may supersede, listed once, when line records cannot tell.
+	listRecent := sync.OnceValue(func() []orchestrator.Summary {
+		recent, err := p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 200)
+		if err != nil {
+			log.Warn("older builds not superseded: they could not be listed", "err", err)
 		}
 		return recent
-	}
+	})
 	if superseding && p.cfg.Lines == nil {
 		listRecent() // before the dispatch: the new build is not among them
 	}
