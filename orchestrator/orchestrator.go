@@ -78,9 +78,15 @@ func New() (*Orchestrator, error) {
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		tr.ForceAttemptHTTP2 = false // as the client's own: Nomad's streams want HTTP/1
 		cfg.HttpClient = &http.Client{Transport: tr}
+		// Uncompressed answers: Nomad gzips every answer a client accepts gzipped, even a
+		// dispatch's hundred bytes, and a fresh gzip writer per answer cost Nomad about a
+		// third of its CPU per dispatch (bench/rate's profile of Nomad). The bot sits near
+		// its Nomad; Nomad's CPU is the cluster's, the bandwidth is cheap.
+		tr.DisableCompression = true
 		if err := nomad.ConfigureTLS(cfg.HttpClient, cfg.TLSConfig); err != nil {
 			return nil, fmt.Errorf("nomad client TLS: %w", err)
 		}
+		cfg.HttpClient.Transport = identity{tr}
 	}
 	c, err := nomad.NewClient(cfg)
 	if err != nil {
@@ -227,4 +233,16 @@ func ParseLogPath(path string) (ns, jobID string, ok bool) {
 		return "", "", false
 	}
 	return n, strings.Join(segs, "/"), true
+}
+
+// identity asks for uncompressed answers: the Nomad client asks for gzip on every request
+// (and decodes gzip only when it is answered so).
+type identity struct{ *http.Transport }
+
+func (t identity) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Accept-Encoding") != "" {
+		r = r.Clone(r.Context()) // a RoundTripper must not change its caller's request
+		r.Header.Del("Accept-Encoding")
+	}
+	return t.Transport.RoundTrip(r)
 }

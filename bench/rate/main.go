@@ -6,7 +6,9 @@
 // times each:
 //
 //   - bare (the baseline): -n dispatches of a builder through Nomad's API, each with a fresh
-//     idempotency token;
+//     idempotency token, by Nomad's Go client as it comes (it asks for gzipped answers);
+//   - bare, uncompressed: the same asking for uncompressed answers, as the bot does: what
+//     the cheapest client of Nomad costs it;
 //   - bot, forge stubbed: -n signed Gitea pushes (each of a new commit on a branch of its
 //     own) posted to the bot's intake as the bot serves it (registry following Consul in
 //     memory, Nomad readiness check, dedup records in Consul, the real orchestrator), with
@@ -64,7 +66,7 @@ const (
 	secret  = "bench-hook-secret"
 )
 
-var kinds = []string{"bare", "bot, forge stubbed"}
+var kinds = []string{"bare", "bare, uncompressed", "bot, forge stubbed"}
 
 func run(p *testenv.Program, n, rounds int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
@@ -119,8 +121,12 @@ func run(p *testenv.Program, n, rounds int) error {
 	p.Cleanup(func() { _ = srv.Close() })
 	url := "http://" + l.Addr().String() + "/webhook/gitea"
 
+	plain, err := uncompressed(nm.Addr)
+	if err != nil {
+		return err
+	}
 	seq := 0
-	bare := func(inflight int) (float64, error) {
+	dispatches := func(nc *nomad.Client, inflight int) (float64, error) {
 		tokens := make(chan string, n)
 		for range n {
 			seq++
@@ -134,6 +140,8 @@ func run(p *testenv.Program, n, rounds int) error {
 			return err
 		})
 	}
+	bare := func(inflight int) (float64, error) { return dispatches(nc, inflight) }
+	barePlain := func(inflight int) (float64, error) { return dispatches(plain, inflight) }
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	bot := func(inflight int) (float64, error) {
 		bodies := make(chan string, n)
@@ -169,7 +177,7 @@ func run(p *testenv.Program, n, rounds int) error {
 		}
 		return rate, nil
 	}
-	measure := map[string]func(int) (float64, error){"bare": bare, "bot, forge stubbed": bot}
+	measure := map[string]func(int) (float64, error){"bare": bare, "bare, uncompressed": barePlain, "bot, forge stubbed": bot}
 	if _, err := bot(1); err != nil { // warm up: the builder read, connections
 		return err
 	}
@@ -272,4 +280,24 @@ func report(w io.Writer, results map[int]map[string][]float64, n, rounds int) {
 			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, k, benchkit.Median(v), slices.Min(v), slices.Max(v), benchkit.Median(v)/base)
 		}
 	}
+}
+
+// uncompressed is a Nomad client that asks for uncompressed answers and keeps 64 idle
+// connections, as the orchestrator's.
+func uncompressed(addr string) (*nomad.Client, error) {
+	cfg := nomad.DefaultConfig()
+	cfg.Address = addr
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableCompression = true
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 64
+	cfg.HttpClient = &http.Client{Transport: identity{tr}}
+	return nomad.NewClient(cfg)
+}
+
+type identity struct{ *http.Transport }
+
+func (t identity) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Del("Accept-Encoding")
+	return t.Transport.RoundTrip(r)
 }
