@@ -14,8 +14,10 @@
 //   - bot, new: pipeline.DispatchOnce with a fresh build key (claim, dispatch, settle);
 //   - bot, again: pipeline.DispatchOnce with a key already dispatched.
 //
-// The builder's children cannot be placed (a constraint no node meets), so they cost Nomad
-// their job and a blocked evaluation, not a run. It prints a Markdown report.
+// The bare dispatches ask for uncompressed answers, as the bot does (benchkit.Uncompressed).
+// The builder's group has a count of 0 (benchkit.Builder, unplaced): a child costs Nomad its
+// job and an evaluation that places nothing, then is dead, as a busy cluster's children
+// mostly are between two job GCs. It prints a Markdown report.
 //
 //	go run ./bench/dispatch -n 200 -children 0,5000
 package main
@@ -69,7 +71,10 @@ func run(p *testenv.Program, n int, levels []int) error {
 	if err != nil {
 		return err
 	}
-	nc := nm.Client(p)
+	nc, err := benchkit.Uncompressed(nm.Addr)
+	if err != nil {
+		return err
+	}
 	if err := benchkit.Builder(nc, ns, job, map[string]any{"command": "true"}, true, nil); err != nil {
 		return err
 	}
@@ -111,6 +116,7 @@ func run(p *testenv.Program, n int, levels []int) error {
 		if retained != level {
 			return fmt.Errorf("level %d: %d children retained already (-n is too large for these -children)", level, retained)
 		}
+		fmt.Fprintf(os.Stderr, "dispatch: timing at %d retained children\n", level)
 		// Each kind's "again" replays tokens of its own "new" run.
 		timed := map[string][]time.Duration{}
 		var bareTokens, botTokens []string

@@ -15,8 +15,8 @@
 //     a recording fake forge for the pending statuses; timed until every build is
 //     dispatched and its pending status written.
 //
-// The builder's children cannot be placed (a constraint no node meets), so they cost Nomad
-// their job and a blocked evaluation, not a run. It prints a Markdown report.
+// The builder's group has a count of 0 (benchkit.Builder, unplaced): a build costs Nomad
+// its job and an evaluation that places nothing, not a run. It prints a Markdown report.
 //
 //	go run ./bench/rate -n 300 -rounds 3
 package main
@@ -121,7 +121,7 @@ func run(p *testenv.Program, n, rounds int) error {
 	p.Cleanup(func() { _ = srv.Close() })
 	url := "http://" + l.Addr().String() + "/webhook/gitea"
 
-	plain, err := uncompressed(nm.Addr)
+	plain, err := benchkit.Uncompressed(nm.Addr)
 	if err != nil {
 		return err
 	}
@@ -280,24 +280,4 @@ func report(w io.Writer, results map[int]map[string][]float64, n, rounds int) {
 			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, k, benchkit.Median(v), slices.Min(v), slices.Max(v), benchkit.Median(v)/base)
 		}
 	}
-}
-
-// uncompressed is a Nomad client that asks for uncompressed answers and keeps 64 idle
-// connections, as the orchestrator's.
-func uncompressed(addr string) (*nomad.Client, error) {
-	cfg := nomad.DefaultConfig()
-	cfg.Address = addr
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DisableCompression = true
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 64
-	cfg.HttpClient = &http.Client{Transport: identity{tr}}
-	return nomad.NewClient(cfg)
-}
-
-type identity struct{ *http.Transport }
-
-func (t identity) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Del("Accept-Encoding")
-	return t.Transport.RoundTrip(r)
 }
