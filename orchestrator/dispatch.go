@@ -2,9 +2,14 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
+	"strings"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -20,9 +25,19 @@ type DispatchRequest struct {
 	Payload    []byte
 	HasSecrets bool
 	// IdempotencyToken makes Nomad return the existing build instead of starting a second
-	// one for the same token, as long as Nomad still holds the first.
+	// one for the same token, as long as Nomad still holds the first. Nomad checks it by
+	// scanning every child of the builder it holds: a caller that knows no other dispatch
+	// of the build can be under way (it holds the build's claim) leaves it empty.
 	IdempotencyToken string
+	// Key names the build (the pipeline's build key) in its job's ID, so that ByKey finds
+	// it with a prefix lookup, whatever the number of the builder's children.
+	Key string
 }
+
+// ErrMaybeDispatched marks a dispatch whose request may have reached Nomad, and may yet
+// start the build, although no answer came back (a timeout, a broken connection): unlike
+// Nomad refusing it, or being unreachable, it does not say that nothing was started.
+var ErrMaybeDispatched = errors.New("the dispatch may have been made")
 
 // Dispatched is a started (or, for a repeated token, already started) build.
 type Dispatched struct {
@@ -60,15 +75,59 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 		JobID:            req.Builder.Job,
 		Meta:             meta,
 		Payload:          payload,
-		IdPrefixTemplate: dispatchMarker,
+		IdPrefixTemplate: idPrefix(req.Key),
 	}, w.WithContext(ctx))
 	if err != nil {
+		var answered nomad.UnexpectedResponseError
+		var op *net.OpError
+		if !errors.As(err, &answered) && !(errors.As(err, &op) && op.Op == "dial") {
+			err = fmt.Errorf("%w: %w", ErrMaybeDispatched, err)
+		}
 		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
 	}
 	o.dispatchedIn(req.Builder.Namespace)
 	// A repeated idempotency token returns the existing job and creates no evaluation.
 	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Index: resp.JobCreateIndex, Duplicate: resp.EvalID == ""}, nil
 }
+
+// idPrefix is Nomad's IdPrefixTemplate for a build of key: the bot's marker, then a digest
+// of the key (the job ID's characters stay plain, whatever the key).
+func idPrefix(key string) string {
+	if key == "" {
+		return dispatchMarker
+	}
+	sum := sha256.Sum256([]byte(key))
+	return dispatchMarker + "-k" + hex.EncodeToString(sum[:10])
+}
+
+// ByKey finds the build of b dispatched with req.Key key, by the prefix of its job ID: a
+// lookup in Nomad's index of job IDs, not a scan of the builder's children. found is false
+// when Nomad holds none (never dispatched, or collected). Of several (a dispatch doubled
+// despite the claims), the first is returned.
+func (o *Orchestrator) ByKey(ctx context.Context, b Builder, key string) (d Dispatched, found bool, err error) {
+	if key == "" {
+		return Dispatched{}, false, errors.New("find a build by key: no key")
+	}
+	prefix := b.Job + structsDispatchSuffix + idPrefix(key) + "-"
+	q := (&nomad.QueryOptions{Namespace: b.Namespace, Prefix: prefix}).WithContext(ctx)
+	jobs, _, err := o.c.Jobs().List(q)
+	if err != nil {
+		return Dispatched{}, false, fmt.Errorf("find the build of key in %s: %w", b, err)
+	}
+	for _, j := range jobs {
+		if j.ParentID != b.Job || !strings.HasPrefix(j.ID, prefix) {
+			continue
+		}
+		if !found || j.CreateIndex < d.Index {
+			d, found = Dispatched{Namespace: b.Namespace, JobID: j.ID, Index: j.CreateIndex, Duplicate: true}, true
+		}
+	}
+	return d, found, nil
+}
+
+// structsDispatchSuffix is what Nomad puts between a parameterized job's ID and its
+// dispatched children's (structs.DispatchLaunchSuffix).
+const structsDispatchSuffix = "/dispatch-"
 
 // Stop stops a build (Nomad's job stop, kept for its logs); stopping one that has ended or
 // is gone is not an error.

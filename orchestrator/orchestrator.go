@@ -36,8 +36,9 @@ var (
 	OptionalMeta = []string{"TAG", "PR"}
 )
 
-// dispatchMarker goes into every dispatched job's ID (<builder>/dispatch-albatros-<time>-<id>)
-// so that the event stream tells the bot's builds apart from the cluster's other jobs.
+// dispatchMarker goes into every dispatched job's ID
+// (<builder>/dispatch-albatros-k<digest of the build key>-<time>-<id>) so that the event
+// stream tells the bot's builds apart from the cluster's other jobs.
 const dispatchMarker = "albatros"
 
 // ErrContract is returned for a builder job that does not honour the builder contract.

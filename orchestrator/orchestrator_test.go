@@ -608,3 +608,48 @@ func TestRecent(t *testing.T) {
 		t.Errorf("Recent(nowhere) = %+v, %v", none, err)
 	}
 }
+
+// A build dispatched with a key, without a token, is found by that key (Nomad's prefix
+// lookup of job IDs), and by no other; a dispatch without an answer says it may have been
+// made, one that Nomad refused does not.
+func TestByKey(t *testing.T) {
+	o, ctx := setup(t, "bykey")
+	b := registerDefault(t, ctx, o, "bykey")
+	meta := map[string]string{"REPO_URL": "https://git.example.com/org/app.git", "COMMIT": strings.Repeat("a", 40), "BRANCH": "main", "FLAVOR": "default"}
+	var made []orchestrator.Dispatched
+	for _, key := range []string{"albatros-key-one", "albatros-key-two"} {
+		d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, Key: key})
+		if err != nil {
+			t.Fatalf("dispatch %s: %v", key, err)
+		}
+		if !orchestrator.IsBuildID(d.JobID) || d.Duplicate {
+			t.Fatalf("dispatched %+v", d)
+		}
+		made = append(made, d)
+	}
+	for i, key := range []string{"albatros-key-one", "albatros-key-two"} {
+		got, found, err := o.ByKey(ctx, b, key)
+		if err != nil || !found || got.JobID != made[i].JobID || got.Index != made[i].Index || !got.Duplicate {
+			t.Errorf("ByKey(%s) = %+v, %v, %v; want %+v", key, got, found, err, made[i])
+		}
+	}
+	if got, found, err := o.ByKey(ctx, b, "albatros-key-three"); err != nil || found {
+		t.Errorf("ByKey of a key never dispatched = %+v, %v, %v; want none", got, found, err)
+	}
+	if _, found, err := o.ByKey(ctx, orchestrator.Builder{Namespace: "bykey", Job: "other"}, "albatros-key-one"); err != nil || found {
+		t.Errorf("ByKey in another builder found %v (%v), want none", found, err)
+	}
+
+	// Refused (an unknown builder): nothing was made. Cut off before any answer: it may
+	// have been.
+	_, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: orchestrator.Builder{Namespace: "bykey", Job: "no-such-builder"}, Meta: meta, Key: "k"})
+	if err == nil || errors.Is(err, orchestrator.ErrMaybeDispatched) {
+		t.Errorf("dispatch of an unknown builder: %v, want an error that does not say it may have been made", err)
+	}
+	cut, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = o.Dispatch(cut, orchestrator.DispatchRequest{Builder: b, Meta: meta, Key: "k"})
+	if !errors.Is(err, orchestrator.ErrMaybeDispatched) {
+		t.Errorf("dispatch cut off: %v, want ErrMaybeDispatched", err)
+	}
+}

@@ -38,6 +38,7 @@ type builds interface {
 	Outcome(ctx context.Context, ns, id string) (orchestrator.Outcome, bool, error)
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	Stop(ctx context.Context, ns, id string) error
+	ByKey(ctx context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error)
 }
 
 // dedup is the registry's dedup records, as the pipeline uses them (see registry.Dedup).
@@ -397,37 +398,78 @@ func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRe
 	return p.dispatch(ctx, req)
 }
 
-// dispatch dispatches req once per token. Dispatches that share a token are serialized in
-// this bot; across bots, the dedup record claimed in Consul with a check-and-set decides,
-// and Nomad's idempotency token is the second guard (for a claim that timed out, or Consul
-// failing).
+// dispatch dispatches req once per build key (its idempotency token). Dispatches of a key
+// are serialized in this bot; across bots, the dedup record claimed in Consul with a
+// check-and-set decides. The claim's holder dispatches without Nomad's idempotency token,
+// whose check scans every child of the builder that Nomad keeps: no other dispatch of the
+// key can be under way. The key goes into the job's ID (DispatchRequest.Key), so that a
+// bot that takes over a stale claim (its claimant died or stalled between its dispatch and
+// its record) finds a build already made with a lookup by prefix; Nomad's token guards that
+// rarer path, and dispatches made while Consul fails.
 func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
 	unlock := p.inflight.lock(req.IdempotencyToken)
 	defer unlock()
-	claimed := false
-	if p.cfg.Dedup != nil {
-		rec, ok, err := p.cfg.Dedup.Claim(ctx, req.IdempotencyToken)
+	req.Key = req.IdempotencyToken
+	if p.cfg.Dedup == nil {
+		return p.cfg.Builds.Dispatch(ctx, req)
+	}
+	for {
+		rec, claimed, err := p.cfg.Dedup.Claim(ctx, req.Key)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return orchestrator.Dispatched{}, err
 		case err != nil:
-			// Nomad's token alone guards this one.
-		case ok:
-			claimed = true
+			return p.dispatchFound(ctx, req, false, false)
+		case claimed:
+			return p.dispatchFound(ctx, req, true, rec.TookOver)
 		case rec.JobID != "":
 			return orchestrator.Dispatched{Namespace: rec.Namespace, JobID: rec.JobID, Duplicate: true}, nil
 		}
-	}
-	d, err := p.cfg.Builds.Dispatch(ctx, req)
-	if claimed {
-		// On a context of its own: a dispatch made must be recorded.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err != nil {
-			_ = p.cfg.Dedup.Release(rctx, req.IdempotencyToken)
-		} else {
-			// Unrecorded, the claim goes stale and is taken over by the next dispatch of
-			// the key, which Nomad's token then maps to this build.
-			_ = p.cfg.Dedup.Settle(rctx, req.IdempotencyToken, d.Namespace, d.JobID)
+		// Its claimant is slow to record a job: perhaps it made one.
+		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
+			return d, nil
 		}
+		// Claim again: until the claim is settled, released, or stale and taken over.
+	}
+}
+
+// dispatchTimeout bounds a dispatch made without Nomad's token, well within
+// registry.ClaimStale: by the time another bot takes the claim over, the request has
+// reached Nomad or never will.
+const dispatchTimeout = registry.ClaimStale / 2
+
+// dispatchFound dispatches req, unless a build of its key is found first. With a fresh
+// claim of the key (claimed, not tookOver), no one else has dispatched it: Nomad's token is
+// left out and nothing is looked for. Otherwise (a claim taken over, or none: Consul
+// failing) the build is looked for by its key, then dispatched with the token. A claim is
+// settled with the job, released when Nomad refused the dispatch or could not be reached,
+// and left to go stale when the dispatch may have been made without an answer.
+func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool) (orchestrator.Dispatched, error) {
+	// The record is written on a context of its own: a dispatch made must be recorded.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if tookOver || !claimed {
+		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
+			if claimed {
+				_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
+			}
+			return d, nil
+		}
+	}
+	if claimed && !tookOver {
+		req.IdempotencyToken = ""
+	}
+	dctx, dcancel := context.WithTimeout(ctx, dispatchTimeout)
+	d, err := p.cfg.Builds.Dispatch(dctx, req)
+	dcancel()
+	switch {
+	case !claimed:
+	case err == nil:
+		// Unrecorded, the claim goes stale and is taken over by the next dispatch of the
+		// key, which finds this build by its key.
+		_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
+	case !errors.Is(err, orchestrator.ErrMaybeDispatched):
+		_ = p.cfg.Dedup.Release(rctx, req.Key)
 	}
 	return d, err
 }

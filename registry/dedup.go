@@ -19,6 +19,9 @@ type Dedup struct {
 	Namespace string    `json:"ns,omitempty"`
 	JobID     string    `json:"job,omitempty"`
 	At        time.Time `json:"at"`
+	// TookOver is set on the record Claim returns to a caller that took over a stale claim:
+	// its claimant died, or stalled, before recording a job, and may have made one.
+	TookOver bool `json:"-"`
 }
 
 // Dedup timings: a claim without a job after ClaimStale is a bot that died mid-dispatch,
@@ -31,9 +34,10 @@ const (
 func (r *Registry) dedupKey(key string) string { return r.run + "dedup/" + key }
 
 // Claim claims key for a dispatch. claimed is true when the caller now holds the claim and
-// must Settle it (or Release it when the dispatch fails). Otherwise rec.JobID is the build
-// another dispatch of key made; it is empty when the other claimant did not settle within
-// ClaimWait, in which case the caller dispatches anyway and relies on Nomad's token.
+// must Settle it (or Release it when the dispatch fails); rec.TookOver then says whether it
+// took over a stale claim. Otherwise rec.JobID is the build another dispatch of key made;
+// it is empty when the other claimant did not settle within ClaimWait (the caller may
+// look for its build, and claim again).
 func (r *Registry) Claim(ctx context.Context, key string) (rec Dedup, claimed bool, err error) {
 	k := r.dedupKey(key)
 	deadline := time.Now().Add(ClaimWait)
@@ -68,7 +72,7 @@ func (r *Registry) Claim(ctx context.Context, key string) (rec Dedup, claimed bo
 				return Dedup{}, false, fmt.Errorf("%w: claim %s: %w", ErrUnavailable, key, err)
 			}
 			if ok {
-				return Dedup{}, true, nil
+				return Dedup{TookOver: true}, true, nil
 			}
 			continue
 		}

@@ -58,13 +58,13 @@ func TestClaimReleaseAndStale(t *testing.T) {
 	if err := r.Release(ctx, "k2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, claimed, err := r.Claim(ctx, "k2"); err != nil || !claimed {
-		t.Fatalf("claim after release: %v %v", claimed, err)
+	if rec, claimed, err := r.Claim(ctx, "k2"); err != nil || !claimed || rec.TookOver {
+		t.Fatalf("claim after release: %+v %v %v, want a fresh claim", rec, claimed, err)
 	}
 	old, _ := json.Marshal(registry.Dedup{At: time.Now().Add(-registry.ClaimStale - time.Second)})
 	putRaw(t, kv, registry.RunPrefix(prefix)+"dedup/k3", string(old))
-	if _, claimed, err := r.Claim(ctx, "k3"); err != nil || !claimed {
-		t.Fatalf("claim of a stale claim: %v %v", claimed, err)
+	if rec, claimed, err := r.Claim(ctx, "k3"); err != nil || !claimed || !rec.TookOver {
+		t.Fatalf("claim of a stale claim: %+v %v %v, want it taken over", rec, claimed, err)
 	}
 }
 

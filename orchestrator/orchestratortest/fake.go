@@ -7,6 +7,8 @@ package orchestratortest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
@@ -28,6 +30,7 @@ type nomad interface {
 	Follow(ctx context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error)
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	Stop(ctx context.Context, ns, id string) error
+	ByKey(ctx context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error)
 }
 
 var (
@@ -88,8 +91,8 @@ type FollowCall struct {
 }
 
 // Dispatch starts a build of req.Builder in its namespace, with a job ID as Nomad makes
-// them (<builder>/dispatch-albatros-<unix time>-<id>), or returns the build already started
-// for req.IdempotencyToken, marked Duplicate. It fails with DispatchErr of the flavor.
+// them (<builder>/dispatch-albatros[-k<key>]-<unix time>-<id>), or returns the build already
+// started for req.IdempotencyToken, marked Duplicate. It fails with DispatchErr of the flavor.
 func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
 	f.mu.Lock()
 	f.dispatches = append(f.dispatches, req)
@@ -117,16 +120,42 @@ func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (or
 	f.seq++
 	d := orchestrator.Dispatched{
 		Namespace: req.Builder.Namespace,
-		JobID:     fmt.Sprintf("%s/dispatch-albatros-%d-%08x", req.Builder.Job, 1700000000+f.seq, f.seq),
+		JobID:     fmt.Sprintf("%s/dispatch-albatros%s-%d-%08x", req.Builder.Job, keyPart(req.Key), 1700000000+f.seq, f.seq),
 		Index:     uint64(100 + f.seq),
 	}
 	f.addBuild(d.Namespace, d.JobID, req.Builder.Job, req.Meta, req.Payload, "pending")
 	if f.byToken == nil {
 		f.byToken = map[string]orchestrator.Dispatched{}
 	}
-	f.byToken[req.IdempotencyToken] = d
+	if req.IdempotencyToken != "" {
+		f.byToken[req.IdempotencyToken] = d
+	}
 	f.started = append(f.started, d)
 	return d, nil
+}
+
+// keyPart is what a build key adds to its job's ID.
+func keyPart(key string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "-k" + hex.EncodeToString(sum[:10])
+}
+
+// ByKey finds the first build of b dispatched with key, by its job ID, as Nomad's prefix
+// lookup does.
+func (f *Fake) ByKey(_ context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	prefix := b.Job + "/dispatch-albatros" + keyPart(key) + "-"
+	for _, d := range f.started {
+		if key != "" && d.Namespace == b.Namespace && strings.HasPrefix(d.JobID, prefix) {
+			d.Duplicate = true
+			return d, true, nil
+		}
+	}
+	return orchestrator.Dispatched{}, false, nil
 }
 
 // AddBuild makes a build known to the fake, as if dispatched earlier (by another bot, or
@@ -155,8 +184,11 @@ func submitted(id string) time.Time {
 	if !ok {
 		return time.Time{}
 	}
-	stamp, _, _ := strings.Cut(rest, "-")
-	sec, err := strconv.ParseInt(stamp, 10, 64)
+	parts := strings.Split(rest, "-") // [k<key>-]<unix time>-<id>
+	if len(parts) < 2 {
+		return time.Time{}
+	}
+	sec, err := strconv.ParseInt(parts[len(parts)-2], 10, 64)
 	if err != nil {
 		return time.Time{}
 	}

@@ -64,17 +64,29 @@ func (f *Fake) Calls() (repos, orgs []string) {
 // Dedup holds build keys' records in memory, as the registry does in Consul: one claim
 // per key, the settled job for the others. It is safe for concurrent use.
 type Dedup struct {
-	mu   sync.Mutex
-	recs map[string]*registry.Dedup
+	// Err, when set, is returned by every call: Consul failing.
+	Err error
+
+	mu        sync.Mutex
+	recs      map[string]*registry.Dedup
+	abandoned map[string]bool
 }
 
 // Claim claims key, or returns its settled record; a claim not yet settled is returned
-// as is (no job), as Registry.Claim does after waiting.
+// as is (no job), as Registry.Claim does after waiting; an abandoned claim is taken over.
 func (d *Dedup) Claim(_ context.Context, key string) (registry.Dedup, bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.Err != nil {
+		return registry.Dedup{}, false, d.Err
+	}
 	if d.recs == nil {
 		d.recs = map[string]*registry.Dedup{}
+	}
+	if d.abandoned[key] {
+		delete(d.abandoned, key)
+		d.recs[key] = &registry.Dedup{}
+		return registry.Dedup{TookOver: true}, true, nil
 	}
 	if r, ok := d.recs[key]; ok {
 		return *r, false, nil
@@ -83,10 +95,39 @@ func (d *Dedup) Claim(_ context.Context, key string) (registry.Dedup, bool, erro
 	return registry.Dedup{}, true, nil
 }
 
+// Abandon leaves key claimed by a bot that died before settling it, its claim stale: the
+// next Claim takes it over.
+func (d *Dedup) Abandon(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.recs == nil {
+		d.recs = map[string]*registry.Dedup{}
+	}
+	if d.abandoned == nil {
+		d.abandoned = map[string]bool{}
+	}
+	d.recs[key] = &registry.Dedup{}
+	d.abandoned[key] = true
+}
+
+// Record returns key's record, and whether there is one (claimed or settled).
+func (d *Dedup) Record(key string) (registry.Dedup, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.recs[key]
+	if !ok {
+		return registry.Dedup{}, false
+	}
+	return *r, true
+}
+
 // Claimed reports whether any of keys is claimed or settled.
 func (d *Dedup) Claimed(_ context.Context, keys ...string) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.Err != nil {
+		return false, d.Err
+	}
 	for _, k := range keys {
 		if _, ok := d.recs[k]; ok {
 			return true, nil
@@ -99,6 +140,9 @@ func (d *Dedup) Claimed(_ context.Context, keys ...string) (bool, error) {
 func (d *Dedup) Settle(_ context.Context, key, ns, jobID string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.Err != nil {
+		return d.Err
+	}
 	d.recs[key] = &registry.Dedup{Namespace: ns, JobID: jobID}
 	return nil
 }
@@ -107,6 +151,9 @@ func (d *Dedup) Settle(_ context.Context, key, ns, jobID string) error {
 func (d *Dedup) Release(_ context.Context, key string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.Err != nil {
+		return d.Err
+	}
 	delete(d.recs, key)
 	return nil
 }

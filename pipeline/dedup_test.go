@@ -1,0 +1,158 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/registry/registrytest"
+)
+
+// dedupHarness is a harness whose pipeline claims build keys in dedup.
+func dedupHarness(dedup *registrytest.Dedup) *harness {
+	h := newHarness(entryWith())
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: dedup})
+	return h
+}
+
+// buildKey is the key of the build of pushEvent in the default flavor, as dispatched.
+func buildKey(t *testing.T) string {
+	t.Helper()
+	h := dedupHarness(&registrytest.Dedup{})
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	reqs := h.builds.Dispatches()
+	if len(reqs) != 1 || reqs[0].Key == "" {
+		t.Fatalf("dispatches %+v, want one with a build key", reqs)
+	}
+	return reqs[0].Key
+}
+
+// The holder of a fresh claim dispatches without Nomad's token (whose check scans every
+// child of the builder), the build key in the job's ID; a redelivery finds the record.
+func TestClaimHolderDispatchesWithoutToken(t *testing.T) {
+	dedup := &registrytest.Dedup{}
+	h := dedupHarness(dedup)
+	for range 2 {
+		if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+			t.Fatalf("Handle: %v", err)
+		}
+	}
+	reqs := h.builds.Dispatches()
+	if len(reqs) != 1 {
+		t.Fatalf("%d dispatches, want 1 (the redelivery finds the record)", len(reqs))
+	}
+	if reqs[0].IdempotencyToken != "" || reqs[0].Key == "" {
+		t.Errorf("dispatched with token %q and key %q, want no token and a key", reqs[0].IdempotencyToken, reqs[0].Key)
+	}
+	started := h.builds.Started()
+	rec, ok := dedup.Record(reqs[0].Key)
+	if len(started) != 1 || !ok || rec.JobID != started[0].JobID {
+		t.Errorf("record %+v (found %v), want settled with %+v", rec, ok, started)
+	}
+	if d, found, err := h.builds.ByKey(context.Background(), defaultBuilder, reqs[0].Key); err != nil || !found || d.JobID != started[0].JobID {
+		t.Errorf("ByKey = %+v, %v, %v; want the build", d, found, err)
+	}
+}
+
+// A bot that takes over a stale claim (its claimant died after dispatching, before
+// recording the job) finds the build by its key and records it: nothing is doubled.
+func TestTakenOverClaimFindsTheBuild(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{}
+	h := dedupHarness(dedup)
+	died, err := h.builds.Dispatch(context.Background(), orchestrator.DispatchRequest{Builder: defaultBuilder, Key: key, Meta: map[string]string{"FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dedup.Abandon(key)
+	out, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if n := len(h.builds.Started()); n != 1 {
+		t.Errorf("%d builds started, want the dead bot's only", n)
+	}
+	if len(out) != 1 || out[0].JobID != died.JobID || !out[0].Duplicate {
+		t.Errorf("Handle returned %+v, want the dead bot's build %s as a duplicate", out, died.JobID)
+	}
+	if rec, _ := dedup.Record(key); rec.JobID != died.JobID {
+		t.Errorf("record %+v, want settled with %s", rec, died.JobID)
+	}
+}
+
+// A stale claim whose claimant made no build: the taker dispatches, with Nomad's token as
+// well (its own lookup and the token guard this rarer path).
+func TestTakenOverClaimWithoutBuild(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{}
+	h := dedupHarness(dedup)
+	dedup.Abandon(key)
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	reqs := h.builds.Dispatches()
+	if len(reqs) != 1 || reqs[0].IdempotencyToken != key || reqs[0].Key != key {
+		t.Fatalf("dispatches %+v, want one with token and key %s", reqs, key)
+	}
+	if rec, _ := dedup.Record(key); rec.JobID == "" {
+		t.Errorf("record %+v, want settled", rec)
+	}
+}
+
+// A dispatch that may have been made (no answer) keeps its claim, to go stale and be taken
+// over by a bot that looks for the build first; one that Nomad refused releases it.
+func TestFailedDispatchClaims(t *testing.T) {
+	for name, tc := range map[string]struct {
+		err  error
+		kept bool
+	}{
+		"no answer": {fmt.Errorf("dispatch: %w: context deadline exceeded", orchestrator.ErrMaybeDispatched), true},
+		"refused":   {errors.New("Unexpected response code: 500 (rpc error)"), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			key := buildKey(t)
+			dedup := &registrytest.Dedup{}
+			h := dedupHarness(dedup)
+			h.builds.DispatchErr = map[string]error{"default": tc.err}
+			if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err == nil {
+				t.Fatal("Handle succeeded, want the dispatch's error")
+			}
+			if _, kept := dedup.Record(key); kept != tc.kept {
+				t.Errorf("claim kept: %v, want %v", kept, tc.kept)
+			}
+		})
+	}
+}
+
+// With Consul failing, the build is looked for by its key, then dispatched with Nomad's
+// token.
+func TestDispatchWhileConsulFails(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{Err: fmt.Errorf("%w: connection refused", registry.ErrUnavailable)}
+	h := dedupHarness(dedup)
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	reqs := h.builds.Dispatches()
+	if len(reqs) != 1 || reqs[0].IdempotencyToken != key {
+		t.Fatalf("dispatches %+v, want one with Nomad's token", reqs)
+	}
+	// Delivered again: found by its key (the fake's token would find it too; the key
+	// also finds builds that a claim holder dispatched without the token).
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+		t.Fatalf("Handle again: %v", err)
+	}
+	if n := len(h.builds.Dispatches()); n != 1 {
+		t.Errorf("%d dispatches after a redelivery, want 1 (found by key)", n)
+	}
+	if !strings.Contains(h.builds.Started()[0].JobID, "/dispatch-albatros-k") {
+		t.Errorf("job ID %s holds no build key", h.builds.Started()[0].JobID)
+	}
+}
