@@ -87,17 +87,29 @@ type Config struct {
 	BuilderNamespaces []string
 }
 
+// settleLiner settles a build key's claim and swaps its line's record in one write (the
+// registry, which holds both).
+type settleLiner interface {
+	SettleLine(ctx context.Context, key, ns, jobID, line string, next registry.Line) (registry.Line, bool, error)
+}
+
 // Pipeline turns events into builds and outcomes into statuses.
 type Pipeline struct {
 	cfg      Config
 	inflight keyedMutex
 	logins   logins
+	// settleLine is Lines when it holds the dedup records too.
+	settleLine settleLiner
 }
 
 // New returns a pipeline.
 func New(cfg Config) *Pipeline {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	return &Pipeline{cfg: cfg}
+	p := &Pipeline{cfg: cfg}
+	if sl, ok := cfg.Lines.(settleLiner); ok && cfg.Dedup != nil && any(cfg.Lines) == any(cfg.Dedup) {
+		p.settleLine = sl
+	}
+	return p
 }
 
 // DefaultFlavor is the flavor of a repository that names none.
@@ -237,9 +249,14 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			HasSecrets:       hasSecrets,
 			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets, opts.Again),
 		}
-		d, err := p.dispatch(ctx, req)
+		line := ""
+		if superseding {
+			line = lineOf(ev, fl)
+		}
+		d, swap, err := p.dispatch(ctx, req, line)
 		if err == nil && d.Duplicate {
 			d, err = p.again(ctx, log, ev, f, repo, req, d)
+			swap = nil
 		}
 		if err != nil {
 			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", secrets.MaskString(err.Error(), mask))
@@ -261,7 +278,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		log.Info("build dispatched", "flavor", fl, "job", d.JobID, "namespace", d.Namespace)
 		if superseding {
-			older, ok := p.lineBefore(ctx, log, ev, fl, d)
+			older, ok := p.lineBefore(ctx, log, ev, fl, d, swap)
 			if !ok {
 				older = listRecent()
 			}
@@ -354,7 +371,7 @@ func (p *Pipeline) again(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		log.Info("the build of this event was stopped: building it again", "job", d.JobID)
 		req.IdempotencyToken = chainToken(req.IdempotencyToken, d.JobID)
-		if d, err = p.dispatch(ctx, req); err != nil || !d.Duplicate {
+		if d, _, err = p.dispatch(ctx, req, ""); err != nil || !d.Duplicate {
 			return d, err
 		}
 	}
@@ -395,7 +412,16 @@ func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orches
 // DispatchOnce is the dispatch every build goes through (see dispatch), for benchmarks and
 // tools that measure it apart from the forge.
 func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
-	return p.dispatch(ctx, req)
+	d, _, err := p.dispatch(ctx, req, "")
+	return d, err
+}
+
+// lineSwap is the record of a line of builds as a new build's dispatch swapped it, with its
+// claim's settlement (see registry.SettleLine).
+type lineSwap struct {
+	prev  registry.Line
+	found bool
+	err   error
 }
 
 // dispatch dispatches req once per build key (its idempotency token). Dispatches of a key
@@ -405,29 +431,32 @@ func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRe
 // key can be under way. The key goes into the job's ID (DispatchRequest.Key), so that a
 // bot that takes over a stale claim (its claimant died or stalled between its dispatch and
 // its record) finds a build already made with a lookup by prefix; Nomad's token guards that
-// rarer path, and dispatches made while Consul fails.
-func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
+// rarer path, and dispatches made while Consul fails. A new build of line (a branch or pull
+// request in a flavor, when it supersedes) has its claim settled and its line's record
+// swapped in one write: swap is then the line's previous record.
+func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest, line string) (d orchestrator.Dispatched, swap *lineSwap, err error) {
 	unlock := p.inflight.lock(req.IdempotencyToken)
 	defer unlock()
 	req.Key = req.IdempotencyToken
 	if p.cfg.Dedup == nil {
-		return p.cfg.Builds.Dispatch(ctx, req)
+		d, err := p.cfg.Builds.Dispatch(ctx, req)
+		return d, nil, err
 	}
 	for {
 		rec, claimed, err := p.cfg.Dedup.Claim(ctx, req.Key)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return orchestrator.Dispatched{}, err
+			return orchestrator.Dispatched{}, nil, err
 		case err != nil:
-			return p.dispatchFound(ctx, req, false, false)
+			return p.dispatchFound(ctx, req, false, false, "")
 		case claimed:
-			return p.dispatchFound(ctx, req, true, rec.TookOver)
+			return p.dispatchFound(ctx, req, true, rec.TookOver, line)
 		case rec.JobID != "":
-			return orchestrator.Dispatched{Namespace: rec.Namespace, JobID: rec.JobID, Duplicate: true}, nil
+			return orchestrator.Dispatched{Namespace: rec.Namespace, JobID: rec.JobID, Duplicate: true}, nil, nil
 		}
 		// Its claimant is slow to record a job: perhaps it made one.
 		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
-			return d, nil
+			return d, nil, nil
 		}
 		// Claim again: until the claim is settled, released, or stale and taken over.
 	}
@@ -444,7 +473,7 @@ const dispatchTimeout = registry.ClaimStale / 2
 // failing) the build is looked for by its key, then dispatched with the token. A claim is
 // settled with the job, released when Nomad refused the dispatch or could not be reached,
 // and left to go stale when the dispatch may have been made without an answer.
-func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool) (orchestrator.Dispatched, error) {
+func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool, line string) (orchestrator.Dispatched, *lineSwap, error) {
 	// The record is written on a context of its own: a dispatch made must be recorded.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -453,7 +482,7 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 			if claimed {
 				_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
 			}
-			return d, nil
+			return d, nil, nil
 		}
 	}
 	if claimed && !tookOver {
@@ -462,16 +491,21 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 	dctx, dcancel := context.WithTimeout(ctx, dispatchTimeout)
 	d, err := p.cfg.Builds.Dispatch(dctx, req)
 	dcancel()
+	var swap *lineSwap
 	switch {
 	case !claimed:
-	case err == nil:
+	case err == nil && line != "" && p.settleLine != nil && !d.Duplicate:
 		// Unrecorded, the claim goes stale and is taken over by the next dispatch of the
-		// key, which finds this build by its key.
+		// key, which finds this build by its key; the line is then listed instead.
+		next := registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: req.Meta["COMMIT"], Index: d.Index}
+		prev, found, err := p.settleLine.SettleLine(rctx, req.Key, d.Namespace, d.JobID, line, next)
+		swap = &lineSwap{prev: prev, found: found, err: err}
+	case err == nil:
 		_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
 	case !errors.Is(err, orchestrator.ErrMaybeDispatched):
 		_ = p.cfg.Dedup.Release(rctx, req.Key)
 	}
-	return d, err
+	return d, swap, err
 }
 
 // meta is the dispatch meta of a build: the builder contract's four keys, plus TAG or PR.

@@ -897,18 +897,19 @@ func TestSupersede(t *testing.T) {
 		{"the entry keeps older builds", func(e forge.Event) forge.Event { return e }, &no, 0, ""},
 		{"a tag", func(e forge.Event) forge.Event { e.Kind, e.Tag, e.Branch = forge.KindTag, "v2", ""; return e }, nil, 0, ""},
 	} {
-		for _, records := range []bool{false, true} {
-			name := tt.name + ", listing the builds"
-			if records {
-				name = tt.name + ", with line records"
-			}
-			t.Run(name, func(t *testing.T) {
+		for _, mode := range []string{"listing the builds", "with line records", "with line records written with the claims"} {
+			records := mode != "listing the builds"
+			t.Run(tt.name+", "+mode, func(t *testing.T) {
 				e := entryWith("default", "nix")
 				e.Supersede = tt.supersede
 				h := newHarness(e)
 				lines := &registrytest.Lines{}
-				if records {
+				reg := &settlingRegistry{Dedup: &registrytest.Dedup{}, Lines: lines}
+				switch mode {
+				case "with line records":
 					h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: lines})
+				case "with line records written with the claims":
+					h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: reg, Dedup: reg})
 				}
 				first := pushEvent()
 				if _, err := h.p.Handle(context.Background(), discard, first, e, pipeline.Options{}); err != nil {
@@ -937,7 +938,35 @@ func TestSupersede(t *testing.T) {
 				if records && lines.Swaps() != 4 {
 					t.Errorf("%d line records written for two pushes of two flavors, want 4", lines.Swaps())
 				}
+				if settled := reg.settledLines(); mode == "with line records written with the claims" && settled != 4 {
+					t.Errorf("%d line records written with their claim's settlement, want all 4", settled)
+				}
 			})
 		}
 	}
+}
+
+// settlingRegistry holds dedup records and line records together, and writes a claim's
+// settlement and its line's record at once, as registry.Registry does.
+type settlingRegistry struct {
+	*registrytest.Dedup
+	*registrytest.Lines
+	mu      sync.Mutex
+	settled int
+}
+
+func (r *settlingRegistry) SettleLine(ctx context.Context, key, ns, jobID, line string, next registry.Line) (registry.Line, bool, error) {
+	if err := r.Settle(ctx, key, ns, jobID); err != nil {
+		return registry.Line{}, false, err
+	}
+	r.mu.Lock()
+	r.settled++
+	r.mu.Unlock()
+	return r.SwapLine(ctx, line, next)
+}
+
+func (r *settlingRegistry) settledLines() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.settled
 }

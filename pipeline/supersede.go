@@ -44,17 +44,21 @@ func lineOf(ev forge.Event, flavor string) string {
 	return line + "branch\x00" + ev.Branch
 }
 
-// lineBefore records d as the newest build of its line and returns the build it follows,
-// as the one build it may supersede; ok is false when the line's record cannot tell
-// (Consul failing), and the builds must be listed instead. A line without a record has
-// nothing to supersede: its first build, or one whose last build is older than the
-// records are kept (a day).
-func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Event, flavor string, d orchestrator.Dispatched) ([]orchestrator.Summary, bool) {
+// lineBefore records d as the newest build of its line, unless its dispatch did (swap),
+// and returns the build it follows, as the one build it may supersede; ok is false when
+// the line's record cannot tell (Consul failing), and the builds must be listed instead. A
+// line without a record has nothing to supersede: its first build, or one whose last build
+// is older than the records are kept (a day).
+func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Event, flavor string, d orchestrator.Dispatched, swap *lineSwap) ([]orchestrator.Summary, bool) {
 	if p.cfg.Lines == nil {
 		return nil, false
 	}
 	line := lineOf(ev, flavor)
-	prev, found, err := p.cfg.Lines.SwapLine(ctx, line, registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit, Index: d.Index})
+	if swap == nil {
+		swap = &lineSwap{}
+		swap.prev, swap.found, swap.err = p.cfg.Lines.SwapLine(ctx, line, registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit, Index: d.Index})
+	}
+	prev, found, err := swap.prev, swap.found, swap.err
 	if err != nil {
 		log.Warn("line of builds not recorded: listing the builds instead", "err", err)
 		return nil, false

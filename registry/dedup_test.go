@@ -131,6 +131,29 @@ func TestSwapLine(t *testing.T) {
 	}
 }
 
+// SettleLine settles a claim and swaps a line in one transaction: both records written,
+// the line's previous build returned, as Settle and SwapLine would.
+func TestSettleLine(t *testing.T) {
+	r, _, _ := setup(t)
+	ctx := testContext(t)
+	if _, claimed, err := r.Claim(ctx, "k-line"); err != nil || !claimed {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	if _, _, err := r.SwapLine(ctx, "line-s", registry.Line{Namespace: "ci", JobID: "j0"}); err != nil {
+		t.Fatal(err)
+	}
+	prev, found, err := r.SettleLine(ctx, "k-line", "ci", "j1", "line-s", registry.Line{Namespace: "ci", JobID: "j1", Commit: "c1", Index: 7})
+	if err != nil || !found || prev.JobID != "j0" {
+		t.Fatalf("SettleLine: %+v %v %v, want the line's j0", prev, found, err)
+	}
+	if rec, claimed, err := r.Claim(ctx, "k-line"); err != nil || claimed || rec.JobID != "j1" || rec.Namespace != "ci" {
+		t.Errorf("claim after SettleLine: %+v %v %v, want settled with j1", rec, claimed, err)
+	}
+	if prev, found, err := r.SwapLine(ctx, "line-s", registry.Line{JobID: "j2"}); err != nil || !found || prev.JobID != "j1" || prev.Index != 7 {
+		t.Errorf("line after SettleLine: %+v %v %v, want j1 at index 7", prev, found, err)
+	}
+}
+
 // Claimed tells a key claimed, or settled, from one never claimed or released.
 func TestClaimed(t *testing.T) {
 	r, _, _ := setup(t)

@@ -40,14 +40,37 @@ func (r *Registry) SwapLine(ctx context.Context, line string, next Line) (prev L
 		return Line{}, false, err
 	}
 	// One transaction, atomic: read the previous record and write the new one.
-	ok, resp, _, err := r.client.Txn().Txn(consul.TxnOps{
+	return r.swapLine(ctx, consul.TxnOps{
 		{KV: &consul.KVTxnOp{Verb: consul.KVGetOrEmpty, Key: k}},
 		{KV: &consul.KVTxnOp{Verb: consul.KVSet, Key: k, Value: raw}},
-	}, (&consul.QueryOptions{}).WithContext(ctx))
+	})
+}
+
+// SettleLine is Settle(key, ns, jobID) and SwapLine(line, next) in one Consul transaction:
+// a new build's two records, for the cost of one write.
+func (r *Registry) SettleLine(ctx context.Context, key, ns, jobID, line string, next Line) (prev Line, found bool, err error) {
+	k := r.lineKey(line)
+	now := time.Now().UTC()
+	next.At = now
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return Line{}, false, err
+	}
+	rec, _ := json.Marshal(Dedup{Namespace: ns, JobID: jobID, At: now})
+	return r.swapLine(ctx, consul.TxnOps{
+		{KV: &consul.KVTxnOp{Verb: consul.KVGetOrEmpty, Key: k}},
+		{KV: &consul.KVTxnOp{Verb: consul.KVSet, Key: k, Value: raw}},
+		{KV: &consul.KVTxnOp{Verb: consul.KVSet, Key: r.dedupKey(key), Value: rec}},
+	})
+}
+
+// swapLine runs ops, whose first reads the line's previous record, and returns it.
+func (r *Registry) swapLine(ctx context.Context, ops consul.TxnOps) (prev Line, found bool, err error) {
+	ok, resp, _, err := r.client.Txn().Txn(ops, (&consul.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return Line{}, false, fmt.Errorf("%w: swap line: %w", ErrUnavailable, err)
 	}
-	if !ok || resp == nil || len(resp.Results) != 2 {
+	if !ok || resp == nil || len(resp.Results) != len(ops) {
 		return Line{}, false, fmt.Errorf("%w: swap line: not applied", ErrUnavailable)
 	}
 	if got := resp.Results[0].KV; got != nil && len(got.Value) > 0 {
