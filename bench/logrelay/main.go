@@ -6,7 +6,10 @@
 // to stdout (Nomad rotates it into several files), then reads that log, alternating, -n
 // times each:
 //
-//   - nomad, plain (the baseline): GET /v1/client/fs/logs/<alloc>?plain=true, to the end;
+//   - nomad, plain (the baseline): GET /v1/client/fs/logs/<alloc>?plain=true, to the end,
+//     asking for it uncompressed, as the bot does;
+//   - nomad, plain, gzip: the same as Go's HTTP client asks for it by default (gzipped,
+//     which Nomad then compresses on the fly);
 //   - nomad, frames: the Go client's AllocFS().Logs (JSON frames, base64 data), which the
 //     bot read until it asked for plain bytes;
 //   - bot: GET /build?job=…&log=stdout on the bot's HTTP handler (server.New, with the real
@@ -56,7 +59,7 @@ const (
 	repoURL = "https://git.example.com/bench/app.git"
 )
 
-var kinds = []string{"nomad, plain", "nomad, frames", "bot"}
+var kinds = []string{"nomad, plain", "nomad, plain, gzip", "nomad, frames", "bot"}
 
 func run(p *testenv.Program, mib, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
@@ -109,8 +112,9 @@ func run(p *testenv.Program, mib, n int) error {
 	botURL := "http://" + l.Addr().String() + "/build?" + url.Values{"job": {d.JobID}, "namespace": {ns}, "log": {"stdout"}}.Encode()
 	plainURL := nm.Addr + "/v1/client/fs/logs/" + alloc.ID + "?" + url.Values{"task": {orchestrator.Task}, "type": {"stdout"}, "origin": {"start"}, "offset": {"0"}, "plain": {"true"}, "namespace": {ns}}.Encode()
 
-	get := func(u string) (int64, error) {
-		resp, err := http.Get(u)
+	identity := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	get := func(c *http.Client, u string) (int64, error) {
+		resp, err := c.Get(u)
 		if err != nil {
 			return 0, err
 		}
@@ -136,9 +140,10 @@ func run(p *testenv.Program, mib, n int) error {
 		}
 	}
 	read := map[string]func() (int64, error){
-		"nomad, plain":  func() (int64, error) { return get(plainURL) },
-		"nomad, frames": frames,
-		"bot":           func() (int64, error) { return get(botURL) },
+		"nomad, plain":       func() (int64, error) { return get(identity, plainURL) },
+		"nomad, plain, gzip": func() (int64, error) { return get(http.DefaultClient, plainURL) },
+		"nomad, frames":      frames,
+		"bot":                func() (int64, error) { return get(identity, botURL) },
 	}
 	rates := map[string][]float64{}
 	for round := range n {
