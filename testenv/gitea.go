@@ -164,6 +164,9 @@ func StartGitea(ctx context.Context, bin string) (*Gitea, error) {
 	return g, nil
 }
 
+// PID is the server's process id (for its CPU time).
+func (g *Gitea) PID() int { return g.proc.cmd.Process.Pid }
+
 // StopServer stops `gitea web` alone, keeping its data: the forge is down until
 // StartServer.
 func (g *Gitea) StopServer() {

@@ -13,7 +13,12 @@
 //     own) posted to the bot's intake as the bot serves it (registry following Consul in
 //     memory, Nomad readiness check, dedup records in Consul, the real orchestrator), with
 //     a recording fake forge for the pending statuses; timed until every build is
-//     dispatched and its pending status written.
+//     dispatched and its pending status written;
+//   - bare, Gitea status writes (with -gitea, the default): -n pending statuses written to
+//     a real Gitea (its own server, a repository holding every commit pushed to) through
+//     its SDK, each on a commit of its own: Gitea's own rate, the baseline of the next;
+//   - bot, real Gitea (with -gitea): the bot's, its pending statuses written to that Gitea
+//     through its forge client; any warning the bot logs fails the run.
 //
 // The builder's group has a count of 0 (benchkit.Builder, unplaced): a build costs Nomad
 // its job and an evaluation that places nothing, not a run. It prints a Markdown report.
@@ -57,8 +62,12 @@ import (
 func main() {
 	n := flag.Int("n", 300, "builds started per measurement")
 	rounds := flag.Int("rounds", 3, "measurements of each kind at each concurrency, alternating")
+	withGitea := flag.Bool("gitea", true, "also measure the bot writing its statuses to a real Gitea")
 	flag.Parse()
-	benchkit.Main("rate", func(p *testenv.Program) error { return run(p, *n, *rounds) })
+	if !*withGitea {
+		kinds = slices.DeleteFunc(kinds, func(k string) bool { return k == realGitea || k == bareGitea })
+	}
+	benchkit.Main("rate", func(p *testenv.Program) error { return run(p, *n, *rounds, *withGitea) })
 }
 
 const (
@@ -66,9 +75,14 @@ const (
 	secret  = "bench-hook-secret"
 )
 
-var kinds = []string{"bare", "bare, uncompressed", "bot, forge stubbed"}
+const (
+	bareGitea = "bare, Gitea status writes"
+	realGitea = "bot, real Gitea"
+)
 
-func run(p *testenv.Program, n, rounds int) error {
+var kinds = []string{"bare", "bare, uncompressed", "bot, forge stubbed", bareGitea, realGitea}
+
+func run(p *testenv.Program, n, rounds int, withGitea bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	c, nm, err := benchkit.Servers(ctx, p, true, true)
@@ -143,15 +157,15 @@ func run(p *testenv.Program, n, rounds int) error {
 	bare := func(inflight int) (float64, error) { return dispatches(nc, inflight) }
 	barePlain := func(inflight int) (float64, error) { return dispatches(plain, inflight) }
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	bot := func(inflight int) (float64, error) {
-		bodies := make(chan string, n)
-		for range n {
-			seq++
-			bodies <- fmt.Sprintf("%040x", seq)
+	// deliver posts a signed push of each of shas to url, from inflight goroutines, and
+	// returns the builds per second once wait (the intake's) has returned.
+	deliver := func(url string, template []byte, shas []string, inflight int, wait func()) (float64, error) {
+		bodies := make(chan string, len(shas))
+		for _, sha := range shas {
+			bodies <- sha
 		}
 		close(bodies)
-		before := len(fake.Statuses())
-		rate, err := parallel(inflight, bodies, func(sha string) error {
+		return parallel(inflight, bodies, func(sha string) error {
 			body := bytes.ReplaceAll(template, []byte("@SHA@"), []byte(sha))
 			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
@@ -168,7 +182,16 @@ func run(p *testenv.Program, n, rounds int) error {
 				return fmt.Errorf("delivery answered %d %q", resp.StatusCode, answer)
 			}
 			return nil
-		}, intake.Wait)
+		}, wait)
+	}
+	bot := func(inflight int) (float64, error) {
+		shas := make([]string, n)
+		for i := range shas {
+			seq++
+			shas[i] = fmt.Sprintf("%040x", seq)
+		}
+		before := len(fake.Statuses())
+		rate, err := deliver(url, template, shas, inflight, intake.Wait)
 		if err != nil {
 			return 0, err
 		}
@@ -178,13 +201,22 @@ func run(p *testenv.Program, n, rounds int) error {
 		return rate, nil
 	}
 	measure := map[string]func(int) (float64, error){"bare": bare, "bare, uncompressed": barePlain, "bot, forge stubbed": bot}
+	procs := map[string]int{"nomad": nm.PID(), "consul": c.PID(), "bot and load": os.Getpid()}
+	if withGitea {
+		g, err := withRealGitea(ctx, p, rounds*2*n, template, cloneURL, c.Client(p).KV(), reg, o, deliver)
+		if err != nil {
+			return fmt.Errorf("real gitea: %w", err)
+		}
+		measure[realGitea] = g.measure(n)
+		measure[bareGitea] = g.bare(n)
+		procs["gitea"] = g.pid
+	}
 	if _, err := bot(1); err != nil { // warm up: the builder read, connections
 		return err
 	}
 	results := map[int]map[string][]float64{}
 	// CPU time per build of each process, by kind, over all its measurements.
 	cpu := map[string]map[string]time.Duration{}
-	procs := map[string]int{"nomad": nm.PID(), "consul": c.PID(), "bot and load": os.Getpid()}
 	builds := map[string]int{}
 	for _, inflight := range []int{1, 8} {
 		results[inflight] = map[string][]float64{}
@@ -214,13 +246,20 @@ func run(p *testenv.Program, n, rounds int) error {
 	fmt.Println()
 	fmt.Println("CPU time per build, all measurements (`/proc/<pid>/stat`):")
 	fmt.Println()
-	fmt.Println("| kind | nomad | consul | bot and load generator |")
-	fmt.Println("|---|---|---|---|")
+	names := []string{"nomad", "consul", "bot and load"}
+	header := "| kind | nomad | consul | bot and load generator |"
+	if withGitea {
+		names = append(names, "gitea")
+		header += " gitea |"
+	}
+	fmt.Println(header)
+	fmt.Println(strings.Repeat("|---", len(names)+1) + "|")
 	for _, k := range kinds {
-		per := func(name string) string {
-			return fmt.Sprintf("%.2f ms", float64(cpu[k][name].Microseconds())/1000/float64(builds[k]))
+		row := "| " + k + " |"
+		for _, name := range names {
+			row += fmt.Sprintf(" %.2f ms |", float64(cpu[k][name].Microseconds())/1000/float64(builds[k]))
 		}
-		fmt.Printf("| %s | %s | %s | %s |\n", k, per("nomad"), per("consul"), per("bot and load"))
+		fmt.Println(row)
 	}
 	return nil
 }
@@ -279,5 +318,17 @@ func report(w io.Writer, results map[int]map[string][]float64, n, rounds int) {
 			v := results[inflight][k]
 			fmt.Fprintf(w, "| %d | %s | %.0f | %.0f | %.0f | %.2f× |\n", inflight, k, benchkit.Median(v), slices.Min(v), slices.Max(v), benchkit.Median(v)/base)
 		}
+	}
+	fmt.Fprintln(w)
+	ratio := func(inflight int, k, base string) float64 {
+		return benchkit.Median(results[inflight][k]) / benchkit.Median(results[inflight][base])
+	}
+	for _, inflight := range []int{1, 8} {
+		fmt.Fprintf(w, "At %d in flight (medians): bot, forge stubbed %.2f× the bare loop, %.2f× the bare loop asking uncompressed answers",
+			inflight, ratio(inflight, "bot, forge stubbed", "bare"), ratio(inflight, "bot, forge stubbed", "bare, uncompressed"))
+		if _, ok := results[inflight][realGitea]; ok {
+			fmt.Fprintf(w, "; bot, real Gitea %.2f× Gitea's own status writes", ratio(inflight, realGitea, bareGitea))
+		}
+		fmt.Fprintln(w, ".")
 	}
 }

@@ -114,7 +114,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	fs := forges.New(forges.Config{
 		GiteaURL: cfg.GiteaURL, GiteaToken: cfg.GiteaToken,
 		GitHubURL: cfg.GitHubURL, GitHubToken: cfg.GitHubToken,
-		HTTP: &http.Client{Timeout: 30 * time.Second},
+		HTTP: forges.HTTPClient(),
 	})
 	defaultBuilder := orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder}
 	pipe := pipeline.New(pipeline.Config{

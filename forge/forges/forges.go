@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/gitea"
@@ -55,6 +56,16 @@ type Config struct {
 	GitHubURL, GitHubToken string
 	// HTTP is the client every forge client shares (its transport pools connections).
 	HTTP *http.Client
+}
+
+// HTTPClient is the client for Config.HTTP: one transport for every forge client, keeping
+// as many idle connections per server as the bot handles deliveries at once (Go's default
+// keeps 2: a burst of builds would open, and close, a connection per status write), and a
+// 30-second limit per call.
+func HTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 32
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 // Forges hands out forge clients. Safe for concurrent use.
