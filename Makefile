@@ -39,8 +39,9 @@ bench: tools
 	$(GO) run ./bench/dispatch -n 300 -children 0,1000,5000
 	$(GO) run ./bench/ingest -d 5s -rounds 3
 	$(GO) run ./bench/logrelay -mib 50 -n 5
-	$(GO) run ./bench/rate -n 300 -rounds 3
+	$(GO) run ./bench/rate -n 300 -rounds 5
 	$(GO) run ./bench/startup -n 10
+	$(GO) run ./bench/viewers -viewers 1000 -rounds 3
 
 clean:
 	rm -rf bin
