@@ -39,12 +39,13 @@ type giteaRun struct {
 	warnings *warnings
 	shas     []string // not delivered yet
 	deliver  func(url string, template []byte, shas []string, inflight int, wait func()) (float64, error)
+	drain    func()
 }
 
 // withRealGitea starts Gitea, pushes commits (count, plus a few for warming up) to a
 // repository of its own, registers the repository and returns its bot, warmed up.
 func withRealGitea(ctx context.Context, p *testenv.Program, count int, template []byte, templateURL string, kv *consul.KV, reg *registry.Registry, o *orchestrator.Orchestrator,
-	deliver func(string, []byte, []string, int, func()) (float64, error)) (*giteaRun, error) {
+	deliver func(string, []byte, []string, int, func()) (float64, error), drain func()) (*giteaRun, error) {
 	bin, err := testenv.Binary("gitea")
 	if err != nil {
 		return nil, err
@@ -100,7 +101,7 @@ func withRealGitea(ctx context.Context, p *testenv.Program, count int, template 
 	run := &giteaRun{
 		pid: g.PID(), sdk: sdk, repo: repo, url: "http://" + l.Addr().String() + "/webhook/gitea",
 		template: bytes.ReplaceAll(template, []byte(templateURL), []byte(repo.CloneURL)),
-		intake:   intake, warnings: w, shas: shas, deliver: deliver,
+		intake:   intake, warnings: w, shas: shas, deliver: deliver, drain: drain,
 	}
 	if _, err := run.measure(warm)(8); err != nil {
 		return nil, fmt.Errorf("warming up: %w", err)
@@ -147,7 +148,7 @@ func (g *giteaRun) measure(n int) func(int) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		rate, err := g.deliver(g.url, g.template, shas, inflight, g.intake.Wait)
+		rate, err := g.deliver(g.url, g.template, shas, inflight, func() { g.intake.Wait(); g.drain() })
 		if err != nil {
 			return 0, err
 		}
