@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +24,7 @@ func TestThousandViewersOfOneBuild(t *testing.T) {
 	b := ownBot(t, addr, prefix)
 	p := newProject(t, nil, "")
 	p.registerUnder(prefix, addr)
-	sha := p.push("main", script(fmt.Sprintf("sleep 3\ni=1\nwhile [ $i -le %d ]; do echo \"line $i of the build\"; i=$((i+1)); sleep 0.05; done\n", lines)))
+	sha := p.push("main", script(testenv.LinesScript(lines)))
 	pending := p.waitStatus(sha, "albatros/default", gitea.StatusPending)
 	time.Sleep(time.Second) // the bot settles after its dispatch
 	before, err := b.RSS()
@@ -37,74 +34,27 @@ func TestThousandViewersOfOneBuild(t *testing.T) {
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: viewers}}
 	defer client.CloseIdleConnections()
-	var (
-		wg      sync.WaitGroup
-		started sync.WaitGroup
-		mu      sync.Mutex
-		pages   []string
-		errs    []error
-	)
-	started.Add(viewers)
-	for range viewers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			once := sync.OnceFunc(started.Done)
-			defer once()
-			resp, err := client.Get(pending.TargetURL)
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			defer resp.Body.Close()
-			var page strings.Builder
-			buf := make([]byte, 4096)
-			for {
-				n, err := resp.Body.Read(buf)
-				page.Write(buf[:n])
-				if strings.Contains(page.String(), "<pre") {
-					once() // receiving the log
-				}
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-			}
-			mu.Lock()
-			pages = append(pages, fmt.Sprintf("%d\n%s", resp.StatusCode, page.String()))
-			mu.Unlock()
-		}()
-	}
-	started.Wait()
-	time.Sleep(500 * time.Millisecond)
-	during, err := b.RSS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := p.statuses(sha, "albatros/default"); st[len(st)-1] != gitea.StatusPending {
-		t.Errorf("the build had ended before every viewer was watching (%v): not a live view", st)
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("%d viewers failed, the first: %v", len(errs), errs[0])
-	}
+	var during int64
+	pages := testenv.WatchLivePage(client, pending.TargetURL, viewers, func() {
+		time.Sleep(500 * time.Millisecond)
+		if during, err = b.RSS(); err != nil {
+			t.Error(err)
+		}
+		if st := p.statuses(sha, "albatros/default"); st[len(st)-1] != gitea.StatusPending {
+			t.Errorf("the build had ended before every viewer was watching (%v): not a live view", st)
+		}
+	})
+	failed := 0
 	for _, page := range pages {
-		code, body, _ := strings.Cut(page, "\n")
-		if code != "200" || !strings.Contains(body, `class="success"`) {
-			t.Fatalf("a viewer's page: %s\n%.2000s", code, body)
-		}
-		for i := 1; i <= lines; i++ {
-			if !strings.Contains(body, fmt.Sprintf("line %d of the build\n", i)) {
-				t.Fatalf("a viewer did not receive line %d:\n%.2000s", i, body)
+		if err := page.Complete(lines); err != nil {
+			if failed == 0 {
+				t.Errorf("a viewer's page: %v", err)
 			}
+			failed++
 		}
+	}
+	if failed > 0 || during == 0 {
+		t.Fatalf("%d of %d viewers failed", failed, viewers)
 	}
 	perViewer := (during - before) / viewers
 	t.Logf("%d viewers: bot RSS %d KiB before, %d KiB while they watched: %d KiB per viewer", viewers, before>>10, during>>10, perViewer>>10)

@@ -21,6 +21,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -35,7 +36,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/albatros-ci/albatros/bench/benchkit"
@@ -77,7 +77,7 @@ func run(p *testenv.Program, viewers, lines, rounds int) error {
 	if err != nil {
 		return err
 	}
-	script := fmt.Sprintf("sleep 3\ni=1\nwhile [ $i -le %d ]; do echo \"line $i of the build\"; i=$((i+1)); sleep 0.05; done\n", lines)
+	script := testenv.LinesScript(lines)
 	if err := benchkit.Builder(nm.Client(p), ns, job, map[string]any{"command": "/bin/sh", "args": []string{"-c", script}}, false, nil); err != nil {
 		return err
 	}
@@ -196,64 +196,18 @@ func measure(ctx context.Context, exe, url string, viewers, lines int) (float64,
 // "watching" once every viewer receives the page, and fails unless every viewer received
 // every line and the page's end.
 func watch(url string, viewers, lines int) error {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: viewers, MaxConnsPerHost: 0}}
-	var (
-		wg, started sync.WaitGroup
-		mu          sync.Mutex
-		failed      []string
-	)
-	fail := func(msg string) {
-		mu.Lock()
-		failed = append(failed, msg)
-		mu.Unlock()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: viewers}}
+	pages := testenv.WatchLivePage(client, url, viewers, func() { fmt.Println("watching") })
+	failed := 0
+	var first error
+	for _, p := range pages {
+		if err := p.Complete(lines); err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
 	}
-	started.Add(viewers)
-	for range viewers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			once := sync.OnceFunc(started.Done)
-			defer once()
-			resp, err := client.Get(url)
-			if err != nil {
-				fail(err.Error())
-				return
-			}
-			defer resp.Body.Close()
-			var page strings.Builder
-			buf := make([]byte, 4096)
-			for {
-				n, err := resp.Body.Read(buf)
-				page.Write(buf[:n])
-				if strings.Contains(page.String(), "<pre") {
-					once()
-				}
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					fail(err.Error())
-					return
-				}
-			}
-			body := page.String()
-			if resp.StatusCode != http.StatusOK || !strings.Contains(body, `class="success"`) {
-				fail(fmt.Sprintf("%s: %.300s", resp.Status, body))
-				return
-			}
-			for i := 1; i <= lines; i++ {
-				if !strings.Contains(body, fmt.Sprintf("line %d of the build\n", i)) {
-					fail(fmt.Sprintf("line %d missing", i))
-					return
-				}
-			}
-		}()
-	}
-	started.Wait()
-	fmt.Println("watching")
-	wg.Wait()
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d viewers failed, the first: %s", len(failed), viewers, failed[0])
+	if failed > 0 {
+		return fmt.Errorf("%d of %d viewers failed, the first: %w", failed, viewers, first)
 	}
 	return nil
 }
