@@ -21,7 +21,8 @@ import (
 // A build's dispatch on the real Nomad and Consul, as two bots make it: the holder of the
 // build key's claim dispatches without Nomad's idempotency token; every other dispatch of
 // the key, at once or later, finds its build; a bot that takes over the claim of a bot that
-// died after dispatching, before recording the job, finds that build by its key.
+// died after dispatching, before recording the job, finds that build by its key; a build
+// made by a bot without Consul stands, and a later one of its key stops itself.
 func TestDispatchOncePerKey(t *testing.T) {
 	n, c := env.Nomad(t), env.Consul(t)
 	t.Setenv("NOMAD_ADDR", n.Addr)
@@ -117,8 +118,8 @@ func TestDispatchOncePerKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if found.JobID != died.JobID || !found.Duplicate {
-		t.Errorf("after the take-over: %+v, want the dead bot's build %s", found, died.JobID)
+	if found.JobID != died.JobID || found.Duplicate {
+		t.Errorf("after the take-over: %+v, want the dead bot's build %s, adopted (its status is still to write)", found, died.JobID)
 	}
 	if all := children(); len(all) != 2 {
 		t.Errorf("%d builds in Nomad, want 2 (none doubled)", len(all))
@@ -127,5 +128,40 @@ func TestDispatchOncePerKey(t *testing.T) {
 	var rec registry.Dedup
 	if err != nil || pair == nil || json.Unmarshal(pair.Value, &rec) != nil || rec.JobID != died.JobID {
 		t.Errorf("record after the take-over: %v %v, want settled with %s", pair, err, died.JobID)
+	}
+
+	// A third bot whose Consul is unreachable dispatches a build first (with Nomad's token,
+	// holding no claim); a healthy bot then claims the key, dispatches without the token,
+	// finds the earlier build of the key, and stops its own: one build stands.
+	t.Setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1")
+	cut, err := registry.New(prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lone := pipeline.New(pipeline.Config{Builds: orchs[1], Dedup: cut})
+	const split = "albatros-e2e-split"
+	first, err := lone.DispatchOnce(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, IdempotencyToken: split})
+	if err != nil {
+		t.Fatalf("dispatch without Consul: %v", err)
+	}
+	second, err := pipes[0].DispatchOnce(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, IdempotencyToken: split})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.JobID != first.JobID || !second.Duplicate {
+		t.Errorf("the healthy bot's dispatch: %+v, want the earlier build %s", second, first.JobID)
+	}
+	standing := 0
+	for _, j := range children() {
+		job, _, err := n.Client(t).Jobs().Info(j.ID, &nomad.QueryOptions{Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.Stop == nil || !*job.Stop {
+			standing++
+		}
+	}
+	if all := children(); len(all) != 4 || standing != 3 {
+		t.Errorf("%d builds in Nomad, %d not stopped; want 4 and 3 (the healthy bot's second build of the key stopped)", len(all), standing)
 	}
 }

@@ -35,8 +35,9 @@ type DispatchRequest struct {
 }
 
 // ErrMaybeDispatched marks a dispatch whose request may have reached Nomad, and may yet
-// start the build, although no answer came back (a timeout, a broken connection): unlike
-// Nomad refusing it, or being unreachable, it does not say that nothing was started.
+// start the build, although no answer said so (a timeout, a broken connection, a 5xx):
+// unlike Nomad refusing it (4xx), or being unreachable, it does not say that nothing was
+// started.
 var ErrMaybeDispatched = errors.New("the dispatch may have been made")
 
 // Dispatched is a started (or, for a repeated token, already started) build.
@@ -78,9 +79,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 		IdPrefixTemplate: idPrefix(req.Key),
 	}, w.WithContext(ctx))
 	if err != nil {
-		var answered nomad.UnexpectedResponseError
-		var op *net.OpError
-		if !errors.As(err, &answered) && !(errors.As(err, &op) && op.Op == "dial") {
+		if !refused(err) {
 			err = fmt.Errorf("%w: %w", ErrMaybeDispatched, err)
 		}
 		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
@@ -88,6 +87,15 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	o.dispatchedIn(req.Builder.Namespace)
 	// A repeated idempotency token returns the existing job and creates no evaluation.
 	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Index: resp.JobCreateIndex, Duplicate: resp.EvalID == ""}, nil
+}
+
+// refused reports whether a dispatch's error says that Nomad made nothing: it could not be
+// reached, or it answered 4xx (the request itself was refused). A 5xx answer can come after
+// the write (a forward to the leader broken mid-call, a leader change): it is not this.
+func refused(err error) bool {
+	var answered nomad.UnexpectedResponseError
+	var op *net.OpError
+	return (errors.As(err, &answered) && answered.StatusCode() < 500) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 // idPrefix is Nomad's IdPrefixTemplate for a build of key: the bot's marker, then a digest

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -62,7 +63,8 @@ func TestClaimHolderDispatchesWithoutToken(t *testing.T) {
 }
 
 // A bot that takes over a stale claim (its claimant died after dispatching, before
-// recording the job) finds the build by its key and records it: nothing is doubled.
+// recording the job) finds the build by its key, records it and adopts it (its pending
+// status, which the dead bot never wrote): nothing is doubled.
 func TestTakenOverClaimFindsTheBuild(t *testing.T) {
 	key := buildKey(t)
 	dedup := &registrytest.Dedup{}
@@ -79,11 +81,81 @@ func TestTakenOverClaimFindsTheBuild(t *testing.T) {
 	if n := len(h.builds.Started()); n != 1 {
 		t.Errorf("%d builds started, want the dead bot's only", n)
 	}
-	if len(out) != 1 || out[0].JobID != died.JobID || !out[0].Duplicate {
-		t.Errorf("Handle returned %+v, want the dead bot's build %s as a duplicate", out, died.JobID)
+	if len(out) != 1 || out[0].JobID != died.JobID || out[0].Duplicate {
+		t.Errorf("Handle returned %+v, want the dead bot's build %s, adopted", out, died.JobID)
 	}
 	if rec, _ := dedup.Record(key); rec.JobID != died.JobID {
 		t.Errorf("record %+v, want settled with %s", rec, died.JobID)
+	}
+	if st := h.forge.Statuses(); len(st) != 1 || st[0].State != "pending" || !strings.HasSuffix(st[0].TargetURL, died.JobID) {
+		t.Errorf("statuses %+v, want the adopted build's pending status", st)
+	}
+}
+
+// When the lookup that alone guards a claim taken over fails, nothing is dispatched, and
+// the claim is kept, to go stale again for the next delivery.
+func TestTakenOverClaimLookupFails(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{}
+	h := dedupHarness(dedup)
+	h.builds.ByKeyErr = errors.New("Unexpected response code: 500 (no cluster leader)")
+	dedup.Abandon(key)
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err == nil {
+		t.Fatal("Handle succeeded, want the lookup's error")
+	}
+	if n := len(h.builds.Dispatches()); n != 0 {
+		t.Errorf("%d dispatches, want none", n)
+	}
+	if rec, ok := dedup.Record(key); !ok || rec.JobID != "" {
+		t.Errorf("record %+v (found %v), want the claim kept, unsettled", rec, ok)
+	}
+}
+
+// A build of the key made elsewhere first (by a bot whose Consul failed, so that it held no
+// claim): the later dispatch, once made, finds it, stops its own build and stands aside.
+func TestLaterBuildOfAKeyStandsAside(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{}
+	h := dedupHarness(dedup)
+	earlier, err := h.builds.Dispatch(context.Background(), orchestrator.DispatchRequest{Builder: defaultBuilder, Key: key, IdempotencyToken: key, Meta: map[string]string{"FLAVOR": "default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	started := h.builds.Started()
+	if len(started) != 2 {
+		t.Fatalf("%d builds started, want 2 (the earlier one and this bot's)", len(started))
+	}
+	if stopped := h.builds.Stopped(); len(stopped) != 1 || stopped[0].ID != started[1].JobID {
+		t.Errorf("stopped %+v, want this bot's build %s", stopped, started[1].JobID)
+	}
+	if len(out) != 1 || out[0].JobID != earlier.JobID || !out[0].Duplicate {
+		t.Errorf("Handle returned %+v, want the earlier build %s", out, earlier.JobID)
+	}
+	if rec, _ := dedup.Record(key); rec.JobID != earlier.JobID {
+		t.Errorf("record %+v, want settled with the earlier build %s", rec, earlier.JobID)
+	}
+}
+
+// A dispatch that waits for another bot's claim gives up with its delivery's context.
+func TestWaitingForAClaimEndsWithTheContext(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{}
+	h := dedupHarness(dedup)
+	if _, claimed, _ := dedup.Claim(context.Background(), key); !claimed {
+		t.Fatal("the other bot's claim failed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := h.p.Handle(ctx, discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Handle: %v, want the context's deadline", err)
+	}
+	if n := len(h.builds.Dispatches()); n != 0 {
+		t.Errorf("%d dispatches while another bot held the claim, want none", n)
 	}
 }
 
@@ -114,7 +186,7 @@ func TestFailedDispatchClaims(t *testing.T) {
 		kept bool
 	}{
 		"no answer": {fmt.Errorf("dispatch: %w: context deadline exceeded", orchestrator.ErrMaybeDispatched), true},
-		"refused":   {errors.New("Unexpected response code: 500 (rpc error)"), false},
+		"refused":   {errors.New("Unexpected response code: 400 (missing meta)"), false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			key := buildKey(t)

@@ -430,8 +430,10 @@ type lineSwap struct {
 // whose check scans every child of the builder that Nomad keeps: no other dispatch of the
 // key can be under way. The key goes into the job's ID (DispatchRequest.Key), so that a
 // bot that takes over a stale claim (its claimant died or stalled between its dispatch and
-// its record) finds a build already made with a lookup by prefix; Nomad's token guards that
-// rarer path, and dispatches made while Consul fails. A new build of line (a branch or pull
+// its record) finds a build already made with a lookup by prefix, and so that every new
+// build is checked against the others of its key once made (see firstOfKey): a dispatch
+// made while this bot's Consul fails, or one that was still on its way when its claim was
+// taken over, cannot leave two builds standing. A new build of line (a branch or pull
 // request in a flavor, when it supersedes) has its claim settled and its line's record
 // swapped in one write: swap is then the line's previous record.
 func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest, line string) (d orchestrator.Dispatched, swap *lineSwap, err error) {
@@ -445,8 +447,8 @@ func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchReques
 	for {
 		rec, claimed, err := p.cfg.Dedup.Claim(ctx, req.Key)
 		switch {
-		case err != nil && ctx.Err() != nil:
-			return orchestrator.Dispatched{}, nil, err
+		case ctx.Err() != nil:
+			return orchestrator.Dispatched{}, nil, ctx.Err()
 		case err != nil:
 			return p.dispatchFound(ctx, req, false, false, "")
 		case claimed:
@@ -458,30 +460,44 @@ func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchReques
 		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
 			return d, nil, nil
 		}
-		// Claim again: until the claim is settled, released, or stale and taken over.
+		// Claim again, until the claim is settled, released, or stale and taken over.
+		select {
+		case <-ctx.Done():
+			return orchestrator.Dispatched{}, nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
 // dispatchTimeout bounds a dispatch made without Nomad's token, well within
 // registry.ClaimStale: by the time another bot takes the claim over, the request has
-// reached Nomad or never will.
+// reached Nomad or, unless Nomad holds it that long, never will.
 const dispatchTimeout = registry.ClaimStale / 2
 
 // dispatchFound dispatches req, unless a build of its key is found first. With a fresh
 // claim of the key (claimed, not tookOver), no one else has dispatched it: Nomad's token is
 // left out and nothing is looked for. Otherwise (a claim taken over, or none: Consul
-// failing) the build is looked for by its key, then dispatched with the token. A claim is
-// settled with the job, released when Nomad refused the dispatch or could not be reached,
-// and left to go stale when the dispatch may have been made without an answer.
+// failing) the build is looked for by its key, then dispatched with the token. A build
+// found for a claim taken over is adopted (not Duplicate): its claimant died before its
+// pending status and line record, which the caller then writes. A claim is settled with
+// the job, released when Nomad refused the dispatch before making anything (it answered
+// 4xx, or could not be reached), and otherwise left to go stale.
 func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool, line string) (orchestrator.Dispatched, *lineSwap, error) {
 	// The record is written on a context of its own: a dispatch made must be recorded.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if tookOver || !claimed {
-		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
+		d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
+		switch {
+		case err != nil && tookOver:
+			// This lookup alone guards a claim taken over (its claimant dispatched without
+			// the token): without it, nothing is dispatched, and the claim goes stale again.
+			return orchestrator.Dispatched{}, nil, fmt.Errorf("look for the build of %s: %w", req.Builder, err)
+		case err == nil && found:
 			if claimed {
 				_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
 			}
+			d.Duplicate = !tookOver
 			return d, nil, nil
 		}
 	}
@@ -491,21 +507,44 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 	dctx, dcancel := context.WithTimeout(ctx, dispatchTimeout)
 	d, err := p.cfg.Builds.Dispatch(dctx, req)
 	dcancel()
+	if err == nil && !d.Duplicate {
+		d = p.firstOfKey(ctx, req, d)
+	}
 	var swap *lineSwap
 	switch {
 	case !claimed:
 	case err == nil && line != "" && p.settleLine != nil && !d.Duplicate:
-		// Unrecorded, the claim goes stale and is taken over by the next dispatch of the
-		// key, which finds this build by its key; the line is then listed instead.
 		next := registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: req.Meta["COMMIT"], Index: d.Index}
-		prev, found, err := p.settleLine.SettleLine(rctx, req.Key, d.Namespace, d.JobID, line, next)
-		swap = &lineSwap{prev: prev, found: found, err: err}
+		prev, found, lerr := p.settleLine.SettleLine(rctx, req.Key, d.Namespace, d.JobID, line, next)
+		swap = &lineSwap{prev: prev, found: found, err: lerr}
+		if lerr != nil {
+			// Unrecorded, the claim would wait to go stale before a redelivery found
+			// this build; the line is listed instead (lineBefore).
+			_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
+		}
 	case err == nil:
 		_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
 	case !errors.Is(err, orchestrator.ErrMaybeDispatched):
 		_ = p.cfg.Dedup.Release(rctx, req.Key)
 	}
 	return d, swap, err
+}
+
+// firstOfKey returns the build of req's key that stands once d is made: the earliest in
+// Nomad (lowest creation index). Another may precede d when a bot dispatched while its
+// Consul failed, or when a claim was taken over while its claimant's dispatch was still on
+// its way; d is then stopped, and the earlier build returned as Duplicate. Whichever of
+// two such dispatches lands last sees both. When Nomad cannot tell, d stands.
+func (p *Pipeline) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched) orchestrator.Dispatched {
+	first, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
+	if err != nil || !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) {
+		return d
+	}
+	if err := p.cfg.Builds.Stop(ctx, d.Namespace, d.JobID); err != nil {
+		return d // two builds run: better than none
+	}
+	first.Duplicate = true
+	return first
 }
 
 // meta is the dispatch meta of a build: the builder contract's four keys, plus TAG or PR.

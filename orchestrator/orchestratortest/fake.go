@@ -48,6 +48,8 @@ type Fake struct {
 	DispatchDelay time.Duration
 	// BuildErr, when set, is returned by every Build.
 	BuildErr error
+	// ByKeyErr, when set, is returned by every ByKey.
+	ByKeyErr error
 	// Ended holds, by flavor, the outcome of builds that end as soon as they are dispatched;
 	// Outcome fills in their namespace and job ID. Builds of other flavors are still running.
 	Ended map[string]orchestrator.Outcome
@@ -148,6 +150,9 @@ func keyPart(key string) string {
 func (f *Fake) ByKey(_ context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ByKeyErr != nil {
+		return orchestrator.Dispatched{}, false, f.ByKeyErr
+	}
 	prefix := b.Job + "/dispatch-albatros" + keyPart(key) + "-"
 	for _, d := range f.started {
 		if key != "" && d.Namespace == b.Namespace && strings.HasPrefix(d.JobID, prefix) {

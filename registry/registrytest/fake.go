@@ -74,7 +74,10 @@ type Dedup struct {
 
 // Claim claims key, or returns its settled record; a claim not yet settled is returned
 // as is (no job), as Registry.Claim does after waiting; an abandoned claim is taken over.
-func (d *Dedup) Claim(_ context.Context, key string) (registry.Dedup, bool, error) {
+func (d *Dedup) Claim(ctx context.Context, key string) (registry.Dedup, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return registry.Dedup{}, false, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.Err != nil {
