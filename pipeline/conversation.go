@@ -239,7 +239,7 @@ func (p *Pipeline) commitLink(repo forge.Repo, sha string) string {
 // secretsNote says, when the head's builds ran without the repository's secrets because
 // its code comes from an untrusted fork, how a maintainer gives them to this commit.
 func (p *Pipeline) secretsNote(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo, builds []orchestrator.Summary) (string, error) {
-	if len(entry.SecretValues()) == 0 || len(builds) == 0 {
+	if !entry.HasSecrets() || len(builds) == 0 {
 		return "", nil
 	}
 	ev := forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: info.Head, Sender: info.Author, PullRequest: &info.PullRequest}

@@ -209,16 +209,23 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			log.Warn("trust could not be checked: building without secrets", "err", err)
 		}
 	}
+	// Whatever is written to the forge is masked with the repository's secrets, given or not:
+	// Nomad's and the forge's error messages may quote them.
+	mask, err := entry.SecretValues()
+	if err != nil {
+		return nil, fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
+	}
 	payload, hasSecrets := secrets.Empty(), false
-	if trusted && (entry.Inject != "" || len(entry.Secrets) > 0) {
-		if payload, err = secrets.Payload(entry.Inject, entry.Secrets); err != nil {
+	if trusted && entry.HasSecrets() {
+		plain, err := entry.OpenSecrets()
+		if err == nil {
+			payload, err = secrets.Payload(entry.Inject, plain)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
 		}
 		hasSecrets = true
 	}
-	// Whatever is written to the forge is masked with the repository's secrets, given or not:
-	// Nomad's and the forge's error messages may quote them.
-	mask := entry.SecretValues()
 	log = log.With("commit", ev.Commit, "trigger", ev.Trigger(), "sender", ev.Sender, "trusted", trusted)
 
 	var out []orchestrator.Dispatched

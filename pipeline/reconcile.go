@@ -35,7 +35,11 @@ func (p *Pipeline) Unavailable(ctx context.Context, log *slog.Logger, ev forge.E
 	if opts.Flavor != "" {
 		flavors = []string{opts.Flavor}
 	}
-	log.Warn("nothing built: nomad unreachable", "commit", ev.Commit, "err", secrets.MaskString(cause.Error(), entry.SecretValues()))
+	why := "(not shown: the repository's secrets could not be opened to mask it)"
+	if mask, err := entry.SecretValues(); err == nil {
+		why = secrets.MaskString(cause.Error(), mask)
+	}
+	log.Warn("nothing built: nomad unreachable", "commit", ev.Commit, "err", why)
 	var errs []error
 	for _, fl := range flavors {
 		if !ValidFlavor(fl) {

@@ -23,8 +23,8 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	return p.report(ctx, log, out, false)
 }
 
-// report is Report; again writes the status even when another report claimed it: the
-// pending status of the build may have hidden what that report wrote.
+// report is Report; again writes the status even when another report claimed it, once that
+// report has written it (or waited for in vain), if this bot's pending status hid it.
 func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrator.Outcome, again bool) error {
 	b, err := p.cfg.Builds.Build(ctx, out.Namespace, out.JobID)
 	if err != nil {
@@ -34,6 +34,10 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", out.JobID, err)
+	}
+	mask, err := entry.SecretValues()
+	if err != nil {
+		return fmt.Errorf("report %s: secrets of %s: %w", out.JobID, cloneURL, err)
 	}
 	f, repo, err := p.cfg.Forge(entry, cloneURL)
 	if err != nil {
@@ -45,7 +49,7 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 		State:   forge.State(out.Result),
 		Context: StatusContext(flavor),
 		// Nomad's words about the build (a task's failure message, say) may quote a secret.
-		Description: secrets.MaskString(out.Description, append(secrets.Values(b.Payload), entry.SecretValues()...)),
+		Description: secrets.MaskString(out.Description, append(secrets.Values(b.Payload), mask...)),
 		TargetURL:   p.LogURL(out.Namespace, out.JobID),
 	}
 	// Skip a status the commit already has: the event stream is replayed at start, and a
@@ -78,9 +82,11 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	} else if out.Result == orchestrator.Error && b.Stopped && p.replaced(ctx, b) {
 		s.Description = ReplacedDescription
 	}
-	done, mine, waited := func(bool) {}, true, false
-	if !again {
-		done, mine, waited = p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	done, mine, waited := p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	if again && !mine {
+		// Another bot wrote it, or is writing it (claimReport waited for it), maybe
+		// before this bot's pending status hid it: look again, then write it if needed.
+		mine, waited = true, true
 	}
 	if !mine {
 		return nil // another bot writes it, or has

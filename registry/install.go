@@ -343,21 +343,34 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 	if own.Builder != nil && own.Builder.Job != "" {
 		e.Builder = own.Builder
 	}
-	for _, layer := range []struct {
+	layers := []struct {
 		repo string
 		s    Settings
-	}{{"", org}, {repoName, own}} {
-		for name, sealed := range layer.s.Secrets {
-			v, err := r.keys.Open(sealed, secretPurpose(inst.OrgURL(), layer.repo, name))
-			if err != nil {
-				return nil, fmt.Errorf("secret %s of %s: %w", name, inst.OrgURL(), err)
-			}
-			if e.Secrets == nil {
-				e.Secrets = map[string]string{}
-			}
-			e.Secrets[name] = string(v)
+	}{{"", org}, {repoName, own}}
+	names := map[string]bool{}
+	for _, layer := range layers {
+		for name := range layer.s.Secrets {
+			names[name] = true
 		}
 	}
+	// Opened when first asked for (Repo.OpenSecrets), not to authenticate a delivery.
+	orgURL := inst.OrgURL()
+	e.sealed = &sealedSecrets{n: len(names), open: func() (map[string]string, error) {
+		var plain map[string]string
+		for _, layer := range layers {
+			for name, sealed := range layer.s.Secrets {
+				v, err := r.keys.Open(sealed, secretPurpose(orgURL, layer.repo, name))
+				if err != nil {
+					return nil, fmt.Errorf("secret %s of %s: %w", name, orgURL, err)
+				}
+				if plain == nil {
+					plain = map[string]string{}
+				}
+				plain[name] = string(v)
+			}
+		}
+		return plain, nil
+	}}
 	return e, nil
 }
 

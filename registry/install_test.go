@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -117,12 +118,15 @@ func TestRepoOfAnInstalledOrganization(t *testing.T) {
 		!slices.Equal(e.Trusted.Teams, []string{"release"}) || !slices.Equal(e.Flavors, []string{"arm"}) || e.Builder == nil || e.Builder.Job != "org-builder" {
 		t.Fatalf("entry of app: %+v", e)
 	}
-	if e.Secrets["SHARED"] != "shared-value" || e.Secrets["OVERRIDDEN"] != "app-value" || len(e.Secrets) != 2 {
-		t.Fatalf("secrets of app: %v", e.Secrets)
+	if sec, err := e.OpenSecrets(); err != nil || sec["SHARED"] != "shared-value" || sec["OVERRIDDEN"] != "app-value" || len(sec) != 2 || !e.HasSecrets() {
+		t.Fatalf("secrets of app: %v, %v", sec, err)
 	}
 	other, err := r.Repo(ctx, orgURL+"/other.git")
-	if err != nil || !slices.Equal(other.Flavors, []string{"default", "nix"}) || other.Secrets["OVERRIDDEN"] != "org-value" {
+	if err != nil || !slices.Equal(other.Flavors, []string{"default", "nix"}) {
 		t.Fatalf("entry of other: %+v, %v", other, err)
+	}
+	if sec, err := other.OpenSecrets(); err != nil || sec["OVERRIDDEN"] != "org-value" {
+		t.Fatalf("secrets of other: %v, %v", sec, err)
 	}
 	// The organization's webhook secret, for entries without one of their own.
 	if o, err := r.Org(ctx, orgURL); err != nil || o.Hook.Secret != "hook-secret-xyz" {
@@ -174,8 +178,39 @@ func TestResealAfterKeyRotation(t *testing.T) {
 	onlyNew, _ := seal.New(keyB)
 	after, _ := registry.New(prefix, onlyNew)
 	e, err := after.Repo(ctx, orgURL+"/app.git")
-	if err != nil || e.Secrets["TOKEN"] != "rotated-value" || e.Hook.Secret != "hook-secret-xyz" {
+	if err != nil || e.Hook.Secret != "hook-secret-xyz" {
 		t.Fatalf("with only the new key: %+v, %v", e, err)
+	}
+	if sec, err := e.OpenSecrets(); err != nil || sec["TOKEN"] != "rotated-value" {
+		t.Fatalf("secrets with only the new key: %v, %v", sec, err)
+	}
+}
+
+// An installed repository's entry is read, and its delivery authenticated, without opening
+// its secrets: they are opened when asked for, once (here one cannot be, and only asking
+// says so).
+func TestInstalledSecretsOpenedWhenAsked(t *testing.T) {
+	r, kv, prefix := setup(t)
+	ctx := testContext(t)
+	inst := newInstallation(t, r)
+	_ = r.SetSecret(inst, "app", "TOKEN", "token-value")
+	otherKey, _ := seal.New(keyB)
+	foreign, _ := registry.New(prefix, otherKey)
+	_ = foreign.SetSecret(inst, "app", "FOREIGN", "sealed-with-another-key")
+	raw, err := json.Marshal(inst) // written as is: PutInstallation would refuse to reseal it
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, kv, r.InstallKey(inst.OrgURL()), string(raw))
+	e, err := r.Repo(ctx, orgURL+"/app.git")
+	if err != nil || e.Hook.Secret != "hook-secret-xyz" || !e.HasSecrets() {
+		t.Fatalf("entry: %+v, %v; want it read with its hook secret", e, err)
+	}
+	if _, err := e.OpenSecrets(); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("OpenSecrets: %v, want seal.ErrOpen", err)
+	}
+	if _, err := e.SecretValues(); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("SecretValues: %v, want seal.ErrOpen: nothing may be written unmasked", err)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -75,6 +76,35 @@ type Repo struct {
 	// Installed is true for an entry made of the organization's installation rather than
 	// read from the repository's own key.
 	Installed bool `json:"-"`
+	// sealed holds an installation's secrets, sealed, until they are needed (OpenSecrets).
+	sealed *sealedSecrets
+}
+
+// sealedSecrets are an installation's secrets for one repository, opened once, on first
+// use.
+type sealedSecrets struct {
+	n     int // how many
+	open  func() (map[string]string, error)
+	once  sync.Once
+	plain map[string]string
+	err   error
+}
+
+// OpenSecrets returns the repository's secrets. An installation's are kept sealed in the
+// entry until asked for: a delivery's entry is read before its signature is checked, and
+// its secrets are opened only once the bot acts on it (a build, a status to mask).
+func (r *Repo) OpenSecrets() (map[string]string, error) {
+	if r.sealed == nil {
+		return r.Secrets, nil
+	}
+	r.sealed.once.Do(func() { r.sealed.plain, r.sealed.err = r.sealed.open() })
+	return r.sealed.plain, r.sealed.err
+}
+
+// HasSecrets reports whether the repository has any secret (its inject snippet, its
+// secrets), without opening them.
+func (r *Repo) HasSecrets() bool {
+	return r.Inject != "" || len(r.Secrets) > 0 || (r.sealed != nil && r.sealed.n > 0)
 }
 
 // Access is where a forge's API is and the token to use there.
@@ -96,13 +126,18 @@ func (r *Repo) Trusts(sender string) bool {
 }
 
 // SecretValues are the values of the repository's secrets (its inject snippet's and its
-// secrets map's), for masking whatever the bot relays or writes.
-func (r *Repo) SecretValues() []string {
+// secrets map's), for masking whatever the bot relays or writes; an error when they cannot
+// be opened, and nothing must then be written that they could be in.
+func (r *Repo) SecretValues() ([]string, error) {
 	values := secrets.Values([]byte(r.Inject))
-	for _, v := range r.Secrets {
+	plain, err := r.OpenSecrets()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range plain {
 		values = append(values, v)
 	}
-	return values
+	return values, nil
 }
 
 // Org is an organization's entry.

@@ -163,7 +163,13 @@ func (s *server) secretValues(w http.ResponseWriter, r *http.Request, b *orchest
 		http.Error(w, "registry unavailable: the log cannot be masked", http.StatusServiceUnavailable)
 		return nil, false
 	}
-	return append(values, entry.SecretValues()...), true
+	mask, err := entry.SecretValues()
+	if err != nil {
+		s.Log.Warn("open repository secrets for masking", "repo", b.Meta["REPO_URL"], "err", err)
+		http.Error(w, "the repository's secrets cannot be opened: the log cannot be masked", http.StatusServiceUnavailable)
+		return nil, false
+	}
+	return append(values, mask...), true
 }
 
 func logType(r *http.Request) (string, bool) {
