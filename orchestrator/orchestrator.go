@@ -70,20 +70,8 @@ type Orchestrator struct {
 func New() (*Orchestrator, error) {
 	cfg := nomad.DefaultConfig()
 	if !strings.HasPrefix(cfg.Address, "unix:") {
-		// One transport for every call, keeping as many idle connections as the bot uses
-		// at once (the client's default keeps 3: a burst of builds would open, and close,
-		// a connection per call, which costs Nomad more than the calls).
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 64
-		tr.TLSHandshakeTimeout = 10 * time.Second
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		tr.ForceAttemptHTTP2 = false // as the client's own: Nomad's streams want HTTP/1
+		tr := transport()
 		cfg.HttpClient = &http.Client{Transport: tr}
-		// Uncompressed answers: Nomad gzips every answer a client accepts gzipped, even a
-		// dispatch's hundred bytes, and a fresh gzip writer per answer cost Nomad about a
-		// third of its CPU per dispatch (bench/rate's profile of Nomad). The bot sits near
-		// its Nomad; Nomad's CPU is the cluster's, the bandwidth is cheap.
-		tr.DisableCompression = true
 		if err := nomad.ConfigureTLS(cfg.HttpClient, cfg.TLSConfig); err != nil {
 			return nil, fmt.Errorf("nomad client TLS: %w", err)
 		}
@@ -95,6 +83,27 @@ func New() (*Orchestrator, error) {
 	}
 	done, close := context.WithCancel(context.Background())
 	return &Orchestrator{c: c, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
+}
+
+// HTTPClient is the HTTP client that the orchestrator gives Nomad's API client (without
+// the TLS settings of NOMAD_CACERT and the like), for the bare baselines of benchmarks.
+func HTTPClient() *http.Client { return &http.Client{Transport: identity{transport()}} }
+
+// transport is the one transport of every call to Nomad. It keeps as many idle
+// connections as the bot uses at once (Nomad's client keeps 3: a burst of builds would
+// open, and close, a connection per call, which costs Nomad more than the calls), and asks
+// for uncompressed answers: Nomad gzips every answer a client accepts gzipped, even a
+// dispatch's hundred bytes, with a fresh gzip writer each, which was about half of Nomad's
+// CPU per dispatch (bench/rate: 1.8 against 0.8 ms per bare dispatch). The bot sits near
+// its Nomad; Nomad's CPU is the cluster's, the bandwidth is cheap.
+func transport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 64
+	tr.TLSHandshakeTimeout = 10 * time.Second
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.ForceAttemptHTTP2 = false // as the client's own: Nomad's streams want HTTP/1
+	tr.DisableCompression = true
+	return tr
 }
 
 // Close stops the queries that keep the builders in use fresh, and closes idle connections.

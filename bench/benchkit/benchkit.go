@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -138,25 +137,13 @@ func Median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// Uncompressed is a Nomad client for the agent at addr that asks for uncompressed answers
-// and keeps 64 idle connections, as the bot's orchestrator does: the cheapest client of
-// Nomad, for baselines. (Nomad's Go client as it comes asks for gzip, which Nomad then
-// spends a fresh gzip writer on for every answer.)
+// Uncompressed is a Nomad client for the agent at addr with the orchestrator's HTTP client
+// (uncompressed answers, 64 idle connections): the cheapest client of Nomad, for
+// baselines. (Nomad's Go client as it comes asks for gzip, which Nomad then spends a fresh
+// gzip writer on for every answer.)
 func Uncompressed(addr string) (*nomad.Client, error) {
 	cfg := nomad.DefaultConfig()
 	cfg.Address = addr
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DisableCompression = true
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 64, 64
-	cfg.HttpClient = &http.Client{Transport: identity{tr}}
+	cfg.HttpClient = orchestrator.HTTPClient()
 	return nomad.NewClient(cfg)
-}
-
-// identity drops the Accept-Encoding that Nomad's client sets on every request.
-type identity struct{ *http.Transport }
-
-func (t identity) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Del("Accept-Encoding")
-	return t.Transport.RoundTrip(r)
 }
