@@ -44,7 +44,12 @@ func (s Summary) Took(now time.Time) time.Duration {
 // number of builds: once for the dispatched jobs with their meta, once for their
 // allocations.
 func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int) ([]Summary, error) {
-	q := (&nomad.QueryOptions{Namespace: "*", Filter: `ID contains "/dispatch-` + dispatchMarker + `-" and ParentID != ""`}).WithContext(ctx)
+	filter := `ID contains "/dispatch-` + dispatchMarker + `-" and ParentID != ""`
+	if repoPrefix != "" && literal(repoPrefix) {
+		// Nomad still reads every job, but answers with the repository's builds only.
+		filter += ` and Meta.REPO_URL contains "` + repoPrefix + `"`
+	}
+	q := (&nomad.QueryOptions{Namespace: "*", Filter: filter}).WithContext(ctx)
 	jobs, _, err := o.c.Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, q)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
@@ -63,7 +68,7 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 	if len(out) == 0 {
 		return out, nil
 	}
-	aq := (&nomad.QueryOptions{Namespace: "*", Filter: `JobID contains "/dispatch-` + dispatchMarker + `-"`}).WithContext(ctx)
+	aq := (&nomad.QueryOptions{Namespace: "*", Filter: allocFilter(out)}).WithContext(ctx)
 	allocs, _, err := o.c.Allocations().List(aq)
 	if err != nil {
 		return nil, fmt.Errorf("list build allocations: %w", err)
@@ -91,6 +96,28 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 		}
 	}
 	return out, nil
+}
+
+// allocFilter selects the allocations of builds: by job ID when they are few, else every
+// build's.
+func allocFilter(builds []Summary) string {
+	all := `JobID contains "/dispatch-` + dispatchMarker + `-"`
+	if len(builds) > 40 {
+		return all
+	}
+	var terms []string
+	for _, b := range builds {
+		if !literal(b.ID) {
+			return all
+		}
+		terms = append(terms, `JobID == "`+b.ID+`"`)
+	}
+	return strings.Join(terms, " or ")
+}
+
+// literal reports whether s can stand between double quotes in a filter expression as is.
+func literal(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 }) < 0
 }
 
 // jobState is a build's state from its job alone: queued until an allocation tells more,

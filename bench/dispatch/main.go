@@ -12,7 +12,9 @@
 //   - bare, new: the same with a fresh idempotency token (the baseline);
 //   - bare, again: the same with a token already used (a redelivery, as Nomad sees it);
 //   - bot, new: pipeline.DispatchOnce with a fresh build key (claim, dispatch, settle);
-//   - bot, again: pipeline.DispatchOnce with a key already dispatched.
+//   - bot, again: pipeline.DispatchOnce with a key already dispatched;
+//   - bot, list a repository's 20 builds: orchestrator.Recent of another repository, which
+//     has 20 builds of the same builder (what a pull request's comment lists).
 //
 // The bare dispatches ask for uncompressed answers, as the bot does (benchkit.Uncompressed).
 // The builder's group has a count of 0 (benchkit.Builder, unplaced): a child costs Nomad its
@@ -27,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -62,7 +65,9 @@ func main() {
 const ns, job = "ci", "bench-builder"
 
 // kinds are what is timed, in report order.
-var kinds = []string{"bare, no token", "bare, new", "bare, again", "bot, new", "bot, again"}
+const listing = "bot, list a repository's 20 builds"
+
+var kinds = []string{"bare, no token", "bare, new", "bare, again", "bot, new", "bot, again", listing}
 
 func run(p *testenv.Program, n int, levels []int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
@@ -96,6 +101,23 @@ func run(p *testenv.Program, n int, levels []int) error {
 	}
 	bot := func(token string) error {
 		_, err := pipe.DispatchOnce(ctx, orchestrator.DispatchRequest{Builder: builder, Meta: meta, IdempotencyToken: token})
+		return err
+	}
+
+	// Another repository's builds, which a pull request's comment lists (Recent) whatever
+	// the builder holds of other repositories'.
+	other := maps.Clone(meta)
+	other["REPO_URL"] = "https://git.example.com/bench/other.git"
+	for i := range 20 {
+		if _, err := pipe.DispatchOnce(ctx, orchestrator.DispatchRequest{Builder: builder, Meta: other, IdempotencyToken: fmt.Sprintf("albatros-other-%d", i)}); err != nil {
+			return err
+		}
+	}
+	list := func() error {
+		got, err := o.Recent(ctx, other["REPO_URL"], 500)
+		if err == nil && len(got) != 20 {
+			err = fmt.Errorf("listed %d builds of %s, want 20", len(got), other["REPO_URL"])
+		}
 		return err
 	}
 
@@ -149,6 +171,13 @@ func run(p *testenv.Program, n int, levels []int) error {
 				return err
 			}
 			timed[kind] = append(timed[kind], time.Since(t0))
+		}
+		for range max(n/10, 5) {
+			t0 := time.Now()
+			if err := list(); err != nil {
+				return err
+			}
+			timed[listing] = append(timed[listing], time.Since(t0))
 		}
 		results[level] = timed
 		fmt.Fprintf(os.Stderr, "dispatch: %d retained children (%d after this level)\n", level, retained)
