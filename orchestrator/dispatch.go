@@ -137,6 +137,17 @@ func (o *Orchestrator) ByKey(ctx context.Context, b Builder, key string) (d Disp
 // dispatched children's (structs.DispatchLaunchSuffix).
 const structsDispatchSuffix = "/dispatch-"
 
+// Discard stops a build and purges it from Nomad, as if never dispatched: for a build that
+// stands aside for an earlier one of its key (its log, status and comment row would only
+// hide the earlier one's). Discarding one that is gone is not an error.
+func (o *Orchestrator) Discard(ctx context.Context, ns, id string) error {
+	w := (&nomad.WriteOptions{Namespace: ns}).WithContext(ctx)
+	if _, _, err := o.c.Jobs().Deregister(id, true, w); err != nil && !isNotFound(err) {
+		return fmt.Errorf("discard %s in %s: %w", id, ns, err)
+	}
+	return nil
+}
+
 // Stop stops a build (Nomad's job stop, kept for its logs); stopping one that has ended or
 // is gone is not an error.
 func (o *Orchestrator) Stop(ctx context.Context, ns, id string) error {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -117,7 +118,7 @@ func allocFilter(builds []Summary) string {
 
 // literal reports whether s can stand between double quotes in a filter expression as is.
 func literal(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 }) < 0
+	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 }) < 0
 }
 
 // jobState is a build's state from its job alone: queued until an allocation tells more,

@@ -125,12 +125,15 @@ func TestLaterBuildOfAKeyStandsAside(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	started := h.builds.Started()
-	if len(started) != 2 {
-		t.Fatalf("%d builds started, want 2 (the earlier one and this bot's)", len(started))
+	if started := h.builds.Started(); len(started) != 1 || started[0].JobID != earlier.JobID {
+		t.Errorf("builds %+v, want the earlier one only", started)
 	}
-	if stopped := h.builds.Stopped(); len(stopped) != 1 || stopped[0].ID != started[1].JobID {
-		t.Errorf("stopped %+v, want this bot's build %s", stopped, started[1].JobID)
+	reqs := h.builds.Dispatches()
+	if discarded := h.builds.Discarded(); len(reqs) != 2 || len(discarded) != 1 || discarded[0].ID == earlier.JobID {
+		t.Errorf("%d dispatches, discarded %+v; want this bot's build, made then discarded", len(reqs), discarded)
+	}
+	if st := h.forge.Statuses(); len(st) != 0 {
+		t.Errorf("statuses %+v, want none: the earlier build's bot writes its own", st)
 	}
 	if len(out) != 1 || out[0].JobID != earlier.JobID || !out[0].Duplicate {
 		t.Errorf("Handle returned %+v, want the earlier build %s", out, earlier.JobID)
@@ -226,5 +229,30 @@ func TestDispatchWhileConsulFails(t *testing.T) {
 	}
 	if !strings.Contains(h.builds.Started()[0].JobID, "/dispatch-albatros-k") {
 		t.Errorf("job ID %s holds no build key", h.builds.Started()[0].JobID)
+	}
+}
+
+// When the repository's secrets cannot be opened (the bot's key does not open them), the
+// event is not built, and its commit says so, without a word of them.
+func TestSecretsUnreadable(t *testing.T) {
+	h := newHarness(entryWith("default", "nix"))
+	entry := h.repos.Repos[cloneURL]
+	entry.SealSecrets(1, func() (map[string]string, error) {
+		return nil, errors.New("cannot open sealed value: sealed by key 1234abcd")
+	})
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), entry, pipeline.Options{}); err == nil {
+		t.Fatal("Handle succeeded, want the secrets' error")
+	}
+	if n := len(h.builds.Dispatches()); n != 0 {
+		t.Errorf("%d dispatches, want none", n)
+	}
+	st := h.forge.Statuses()
+	if len(st) != 2 {
+		t.Fatalf("statuses %+v, want an error per flavor", st)
+	}
+	for _, s := range st {
+		if s.State != "error" || s.Description != pipeline.SecretsUnreadableDescription {
+			t.Errorf("status %+v, want error %q", s, pipeline.SecretsUnreadableDescription)
+		}
 	}
 }

@@ -39,6 +39,7 @@ type builds interface {
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	Stop(ctx context.Context, ns, id string) error
 	ByKey(ctx context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error)
+	Discard(ctx context.Context, ns, id string) error
 }
 
 // dedup is the registry's dedup records, as the pipeline uses them (see registry.Dedup).
@@ -111,6 +112,11 @@ func New(cfg Config) *Pipeline {
 	}
 	return p
 }
+
+// SecretsUnreadableDescription is the status of an event not built because the
+// repository's secrets could not be opened (the bot's sealing key does not open them):
+// nothing could be masked, and nothing is said of them.
+const SecretsUnreadableDescription = "not built: the repository's secrets could not be opened"
 
 // DefaultFlavor is the flavor of a repository that names none.
 const DefaultFlavor = "default"
@@ -213,7 +219,17 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 	// Nomad's and the forge's error messages may quote them.
 	mask, err := entry.SecretValues()
 	if err != nil {
-		return nil, fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
+		err = fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
+		for _, fl := range flavors {
+			if !ValidFlavor(fl) {
+				continue
+			}
+			status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl), State: forge.StateError, Description: SecretsUnreadableDescription}
+			if serr := f.SetStatus(ctx, status); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+		return nil, err
 	}
 	payload, hasSecrets := secrets.Empty(), false
 	if trusted && entry.HasSecrets() {
@@ -515,7 +531,7 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 	d, err := p.cfg.Builds.Dispatch(dctx, req)
 	dcancel()
 	if err == nil && !d.Duplicate {
-		d = p.firstOfKey(ctx, req, d)
+		d = p.firstOfKey(ctx, req, d, tookOver)
 	}
 	var swap *lineSwap
 	switch {
@@ -540,17 +556,20 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 // firstOfKey returns the build of req's key that stands once d is made: the earliest in
 // Nomad (lowest creation index). Another may precede d when a bot dispatched while its
 // Consul failed, or when a claim was taken over while its claimant's dispatch was still on
-// its way; d is then stopped, and the earlier build returned as Duplicate. Whichever of
-// two such dispatches lands last sees both. When Nomad cannot tell, d stands.
-func (p *Pipeline) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched) orchestrator.Dispatched {
+// its way; d is then discarded (stopped and purged: its status and comment row would only
+// hide the earlier build's), and the earlier build returned, as Duplicate unless tookOver
+// (the claimant it came from died before writing its status, which the caller then
+// writes). Whichever of two such dispatches lands last sees both. When Nomad cannot tell,
+// d stands.
+func (p *Pipeline) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched, tookOver bool) orchestrator.Dispatched {
 	first, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
-	if err != nil || !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) {
+	if err != nil || !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) || first.Index >= d.Index {
 		return d
 	}
-	if err := p.cfg.Builds.Stop(ctx, d.Namespace, d.JobID); err != nil {
+	if err := p.cfg.Builds.Discard(ctx, d.Namespace, d.JobID); err != nil {
 		return d // two builds run: better than none
 	}
-	first.Duplicate = true
+	first.Duplicate = !tookOver
 	return first
 }
 

@@ -355,7 +355,7 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 	}
 	// Opened when first asked for (Repo.OpenSecrets), not to authenticate a delivery.
 	orgURL := inst.OrgURL()
-	e.sealed = &sealedSecrets{n: len(names), open: func() (map[string]string, error) {
+	e.SealSecrets(len(names), func() (map[string]string, error) {
 		var plain map[string]string
 		for _, layer := range layers {
 			for name, sealed := range layer.s.Secrets {
@@ -370,7 +370,7 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 			}
 		}
 		return plain, nil
-	}}
+	})
 	return e, nil
 }
 

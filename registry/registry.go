@@ -90,6 +90,12 @@ type sealedSecrets struct {
 	err   error
 }
 
+// SealSecrets makes r's secrets (n of them) be opened by open, once, when first asked for
+// (OpenSecrets), in place of its Secrets: an installation's entry keeps them sealed so.
+func (r *Repo) SealSecrets(n int, open func() (map[string]string, error)) {
+	r.sealed = &sealedSecrets{n: n, open: open}
+}
+
 // OpenSecrets returns the repository's secrets. An installation's are kept sealed in the
 // entry until asked for: a delivery's entry is read before its signature is checked, and
 // its secrets are opened only once the bot acts on it (a build, a status to mask).

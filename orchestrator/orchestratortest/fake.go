@@ -31,6 +31,7 @@ type nomad interface {
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	Stop(ctx context.Context, ns, id string) error
 	ByKey(ctx context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error)
+	Discard(ctx context.Context, ns, id string) error
 }
 
 var (
@@ -77,6 +78,7 @@ type Fake struct {
 	outcomes   []Ref
 	follows    []FollowCall
 	stopped    []Ref
+	discarded  []Ref
 }
 
 // Ref names a build: Nomad keys jobs by namespace and ID.
@@ -134,6 +136,23 @@ func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (or
 	}
 	f.started = append(f.started, d)
 	return d, nil
+}
+
+// Discard forgets the build ns/id, as Nomad's purge does, and records it (Discarded).
+func (f *Fake) Discard(_ context.Context, ns, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.builds, Ref{ns, id})
+	f.started = slices.DeleteFunc(f.started, func(d orchestrator.Dispatched) bool { return d.Namespace == ns && d.JobID == id })
+	f.discarded = append(f.discarded, Ref{Namespace: ns, ID: id})
+	return nil
+}
+
+// Discarded returns the builds Discard purged, in order.
+func (f *Fake) Discarded() []Ref {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.discarded)
 }
 
 // keyPart is what a build key adds to its job's ID.
