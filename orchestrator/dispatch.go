@@ -91,7 +91,9 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 
 // refused reports whether a dispatch's error says that Nomad made nothing: it could not be
 // reached, or it answered 4xx (the request itself was refused). A 5xx answer can come after
-// the write (a forward to the leader broken mid-call, a leader change): it is not this.
+// the write (a forward to the leader broken mid-call, a leader change): it is not this,
+// although Nomad 1.6 also answers 500 to a dispatch it refuses (missing meta, say); a
+// claim then waits to go stale before the next dispatch of its key, which is safe.
 func refused(err error) bool {
 	var answered nomad.UnexpectedResponseError
 	var op *net.OpError

@@ -9,7 +9,9 @@ import (
 )
 
 // A dispatch that Nomad answered 4xx, or that could not reach it, made nothing; a 5xx, or
-// no answer, may have made the build.
+// no answer, may have made the build. Answers of every class come from a stand-in here,
+// since a real Nomad cannot be made to answer 5xx on demand; TestByKey checks a real 400
+// and a real cut-off request.
 func TestRefused(t *testing.T) {
 	dispatchErr := func(t *testing.T, addr string) error {
 		t.Helper()

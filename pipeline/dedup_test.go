@@ -21,19 +21,9 @@ func dedupHarness(dedup *registrytest.Dedup) *harness {
 	return h
 }
 
-// buildKey is the key of the build of pushEvent in the default flavor, as dispatched.
-func buildKey(t *testing.T) string {
-	t.Helper()
-	h := dedupHarness(&registrytest.Dedup{})
-	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
-	reqs := h.builds.Dispatches()
-	if len(reqs) != 1 || reqs[0].Key == "" {
-		t.Fatalf("dispatches %+v, want one with a build key", reqs)
-	}
-	return reqs[0].Key
-}
+// buildKey is the key of the build of pushEvent in the default flavor, as dispatched: its
+// idempotency token.
+func buildKey(t *testing.T) string { return tokenOf(t, pushEvent(), nil, "") }
 
 // The holder of a fresh claim dispatches without Nomad's token (whose check scans every
 // child of the builder), the build key in the job's ID; a redelivery finds the record.
@@ -254,5 +244,36 @@ func TestSecretsUnreadable(t *testing.T) {
 		if s.State != "error" || s.Description != pipeline.SecretsUnreadableDescription {
 			t.Errorf("status %+v, want error %q", s, pipeline.SecretsUnreadableDescription)
 		}
+	}
+}
+
+// cancelOnClaim is a Dedup whose claims succeed just as the delivery's context ends.
+type cancelOnClaim struct {
+	*registrytest.Dedup
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClaim) Claim(ctx context.Context, key string) (registry.Dedup, bool, error) {
+	rec, claimed, err := c.Dedup.Claim(ctx, key)
+	c.cancel()
+	return rec, claimed, err
+}
+
+// A claim made as the delivery's context ends is released, not left to go stale: the next
+// delivery claims it at once.
+func TestClaimReleasedWhenTheDeliveryGivesUp(t *testing.T) {
+	key := buildKey(t)
+	dedup := &registrytest.Dedup{}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := newHarness(entryWith())
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: cancelOnClaim{dedup, cancel}})
+	if _, err := h.p.Handle(ctx, discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Handle: %v, want the context's end", err)
+	}
+	if n := len(h.builds.Dispatches()); n != 0 {
+		t.Errorf("%d dispatches, want none", n)
+	}
+	if rec, ok := dedup.Record(key); ok {
+		t.Errorf("record %+v left behind, want the claim released", rec)
 	}
 }

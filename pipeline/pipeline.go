@@ -471,6 +471,12 @@ func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchReques
 		rec, claimed, err := p.cfg.Dedup.Claim(ctx, req.Key)
 		switch {
 		case ctx.Err() != nil:
+			if claimed {
+				// Claimed as the delivery gave up: let the next one claim it at once.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				_ = p.cfg.Dedup.Release(rctx, req.Key)
+				cancel()
+			}
 			return orchestrator.Dispatched{}, nil, ctx.Err()
 		case err != nil:
 			return p.dispatchFound(ctx, req, false, false, "")

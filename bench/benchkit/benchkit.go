@@ -147,3 +147,13 @@ func Uncompressed(addr string) (*nomad.Client, error) {
 	cfg.HttpClient = orchestrator.HTTPClient()
 	return nomad.NewClient(cfg)
 }
+
+// TempDir is a directory of the tool's own, removed by p's cleanups.
+func TempDir(p *testenv.Program, prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	p.Cleanup(func() { os.RemoveAll(dir) })
+	return dir, nil
+}

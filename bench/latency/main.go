@@ -61,11 +61,10 @@ type sample struct {
 func run(p *testenv.Program, n int, poll time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*time.Minute+10*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "alb-bench-")
+	dir, err := benchkit.TempDir(p, "alb-bench-")
 	if err != nil {
 		return err
 	}
-	p.Cleanup(func() { os.RemoveAll(dir) })
 	botBin, err := testenv.BuildBot(ctx, dir)
 	if err != nil {
 		return err

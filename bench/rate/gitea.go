@@ -19,6 +19,7 @@ import (
 	"code.gitea.io/sdk/gitea"
 	consul "github.com/hashicorp/consul/api"
 
+	"github.com/albatros-ci/albatros/bench/benchkit"
 	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -163,11 +164,10 @@ func (g *giteaRun) measure(n int) func(int) (float64, error) {
 // pushes them (one ref: Gitea's push processing is one update), and returns their SHAs,
 // oldest first, once Gitea's API shows the branch.
 func pushCommits(ctx context.Context, p *testenv.Program, g *testenv.Gitea, repo *testenv.Repo, user *testenv.User, count int) ([]string, error) {
-	dir, err := os.MkdirTemp("", "alb-rate-git-")
+	dir, err := benchkit.TempDir(p, "alb-rate-git-")
 	if err != nil {
 		return nil, err
 	}
-	p.Cleanup(func() { os.RemoveAll(dir) })
 	git := func(stdin string, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, "git", args...)
 		cmd.Dir = dir

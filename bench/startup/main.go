@@ -58,11 +58,10 @@ func run(p *testenv.Program, n int) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "alb-startup-")
+	dir, err := benchkit.TempDir(p, "alb-startup-")
 	if err != nil {
 		return err
 	}
-	p.Cleanup(func() { os.RemoveAll(dir) })
 	botBin, err := testenv.BuildBot(ctx, dir)
 	if err != nil {
 		return err
