@@ -36,15 +36,15 @@ func TestDispatchOncePerKey(t *testing.T) {
 	var pipes []*pipeline.Pipeline
 	var orchs []*orchestrator.Orchestrator
 	for range 2 {
-		o, err := orchestrator.New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(o.Close)
 		reg, err := registry.New(prefix, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		o, err := orchestrator.New(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(o.Close)
 		orchs = append(orchs, o)
 		pipes = append(pipes, pipeline.New(pipeline.Config{Builds: o, Dedup: reg}))
 	}

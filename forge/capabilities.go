@@ -46,6 +46,9 @@ type OrgOwners interface {
 	// OrgName returns the organization's name as the forge spells it (names are
 	// case-insensitive: "ACME" is "acme").
 	OrgName(ctx context.Context, org string) (string, error)
+	// OrgID returns the organization's numeric id; an error wrapping ErrNotFound when the
+	// forge has no organization of that name (deleted, or renamed).
+	OrgID(ctx context.Context, org string) (int64, error)
 	// IsOwner reports whether user owns org.
 	IsOwner(ctx context.Context, org, user string) (bool, error)
 	// AddOwner makes user an owner of org; RemoveOwner undoes it. Both are no-ops when
@@ -54,11 +57,29 @@ type OrgOwners interface {
 	RemoveOwner(ctx context.Context, org, user string) error
 }
 
+// Team names a team of an organization: by name, and by its numeric id once known (a
+// team deleted and made again under its name is another team).
+type Team struct {
+	Name string
+	ID   int64
+}
+
 // TeamMembers tells who belongs to an organization's teams.
 type TeamMembers interface {
-	// IsTeamMember reports whether user is a member of the team named team in org; a team
-	// that does not exist has no members.
-	IsTeamMember(ctx context.Context, org, team, user string) (bool, error)
+	// IsTeamMember reports whether user is a member of team in org: the team of that id
+	// when team.ID is set, else the one of that name; a team that does not exist has no
+	// members.
+	IsTeamMember(ctx context.Context, org string, team Team, user string) (bool, error)
+	// TeamID returns the id of the team named name in org; an error wrapping ErrNotFound
+	// when org has none.
+	TeamID(ctx context.Context, org, name string) (int64, error)
+}
+
+// Users tells who the forge's users are.
+type Users interface {
+	// UserID returns the numeric id of the user login; an error wrapping ErrNotFound when
+	// the forge has no such user.
+	UserID(ctx context.Context, login string) (int64, error)
 }
 
 // Account is who a client acts as.
@@ -103,10 +124,9 @@ type Reactor interface {
 // PullRequestInfo is a pull request as the forge has it now.
 type PullRequestInfo struct {
 	PullRequest
-	// Head is the head commit's SHA, Author the login of who opened it.
-	Head   string
-	Author string
-	Open   bool
+	// Head is the head commit's SHA.
+	Head string
+	Open bool
 	// Updated is when the pull request last changed (a push to it, say).
 	Updated time.Time
 }

@@ -40,8 +40,11 @@ type Repo struct {
 	CloneURL string
 	// FullName is owner/name.
 	FullName string
-	// Owner is the user or organization that owns the repository.
-	Owner string
+	// Owner is the user or organization that owns the repository, OwnerID its numeric id
+	// on the forge (0 when not known): a name can be taken again once its owner is
+	// deleted or renamed, an id cannot.
+	Owner   string
+	OwnerID int64
 	// Name is the repository's name without its owner.
 	Name string
 	// HTMLURL is the repository's web page.
@@ -57,8 +60,16 @@ type PullRequest struct {
 	// HeadBranch is the branch the pull request comes from, BaseBranch the one it targets.
 	HeadBranch string
 	BaseBranch string
-	// Fork is true when the head repository is not the base repository.
+	// Fork is true when the head repository is not the base repository, or when the head
+	// is not a branch of the repository at all (AGit).
 	Fork bool
+	// AGit is true for a pull request pushed for review (git push origin HEAD:refs/for/main,
+	// which reading the repository allows, on Gitea): its head is no branch, and its code
+	// is its author's, as a fork's is its owner's.
+	AGit bool
+	// Author is the login of who opened the pull request, AuthorID their numeric id.
+	Author   string
+	AuthorID int64
 	// Action is the forge's word for what happened (opened, synchronized, reopened).
 	Action string
 }
@@ -68,6 +79,8 @@ type Comment struct {
 	ID     int64
 	Body   string
 	Author string
+	// AuthorID is the author's numeric id on the forge (0 when not known).
+	AuthorID int64
 }
 
 // Event is one webhook delivery, turned into the bot's own terms.
@@ -89,8 +102,10 @@ type Event struct {
 	PullRequest *PullRequest
 	// Comment is set for KindComment.
 	Comment *Comment
-	// Sender is the login of the user who caused the event.
-	Sender string
+	// Sender is the login of the user who caused the event, SenderID their numeric id on
+	// the forge (0 when not known).
+	Sender   string
+	SenderID int64
 }
 
 // Trigger names what made the event, stably across redeliveries: the branch pushed, the
@@ -129,6 +144,10 @@ type Status struct {
 	// TargetURL is where the status links to: the build's log page.
 	TargetURL string
 }
+
+// ErrNotFound is returned by forge clients for an organization, user or team the forge
+// does not know (any more).
+var ErrNotFound = errors.New("not found on the forge")
 
 // ErrIgnoreEvent is returned by parsers for deliveries the bot acknowledges but does not act
 // on (a branch deletion, a closed pull request, an event type it does not handle). The

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -41,6 +42,8 @@ type records interface {
 	DeleteInstallation(ctx context.Context, inst *registry.Installation) error
 	SealHookSecret(inst *registry.Installation, secret string) error
 	HookSecret(inst *registry.Installation) (string, error)
+	BindOrg(inst *registry.Installation, id int64) error
+	Adopt(from *registry.Installation, org string) (*registry.Installation, error)
 	Lock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
@@ -50,10 +53,13 @@ type Owner interface {
 	forge.OrgOwners
 }
 
-// BotClient is the bot's own client: once an owner, it manages the organization's webhook.
+// BotClient is the bot's own client: once an owner, it manages the organization's webhook,
+// and finds the ids of its users and teams.
 type BotClient interface {
 	forge.OrgHooks
 	forge.OrgOwners
+	forge.Users
+	forge.TeamMembers
 }
 
 // Config is what an Installer is made of.
@@ -122,11 +128,15 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 	if !owner {
 		return nil, fmt.Errorf("%s: %w %s", login, ErrNotOwner, org)
 	}
+	orgID, err := user.OrgID(ctx, org)
+	if err != nil {
+		return nil, err
+	}
 	var inst *registry.Installation
 	err = in.lock(ctx, org, func() error {
 		existing, err := in.cfg.Records.Installation(ctx, in.OrgURL(org))
 		switch {
-		case err == nil:
+		case err == nil && existing.Quarantine == "" && (existing.OrgID == orgID || existing.OrgID == 0):
 			inst = existing
 			// The owner asks again: make sure the bot can act, then repair as a check does.
 			if err := user.AddOwner(ctx, org, in.cfg.BotLogin); err != nil {
@@ -134,13 +144,38 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 			}
 			_, err := in.repair(ctx, inst)
 			return err
+		case err == nil:
+			// Quarantined, or another organization's: this organization starts afresh;
+			// nothing of the one that had its name passes to it.
+			if err := in.cfg.Records.DeleteInstallation(ctx, existing); err != nil {
+				return err
+			}
+			in.cfg.Log.Warn("installation of an organization that is gone dropped: installing afresh", "org", org, "id", orgID, "was", existing.OrgID, "quarantine", existing.Quarantine)
 		case !errors.Is(err, registry.ErrNotFound):
 			return err
 		}
 		if err := user.AddOwner(ctx, org, in.cfg.BotLogin); err != nil {
 			return fmt.Errorf("make the bot account %s an owner of %s: %w", in.cfg.BotLogin, org, err)
 		}
-		inst = &registry.Installation{Forge: "gitea", URL: in.cfg.ForgeURL, Org: org, InstalledBy: login, InstalledAt: time.Now().UTC().Truncate(time.Second)}
+		// The organization renamed: its installation under the old name, quarantined
+		// since, is its own, with its settings and secrets.
+		if old := in.renamed(ctx, org, orgID); old != nil {
+			moved, err := in.cfg.Records.Adopt(old, org)
+			if err != nil {
+				return err
+			}
+			if err := in.cfg.Records.PutInstallation(ctx, moved); err != nil {
+				return err
+			}
+			if err := in.cfg.Records.DeleteInstallation(ctx, old); err != nil {
+				in.cfg.Log.Warn("installation under the old name not deleted", "org", old.Org, "err", err)
+			}
+			inst = moved
+			in.cfg.Log.Info("albatros installed again on a renamed organization: its installation follows it", "org", org, "was", old.Org, "id", orgID, "by", login)
+			_, err = in.repair(ctx, inst)
+			return err
+		}
+		inst = &registry.Installation{Forge: "gitea", URL: in.cfg.ForgeURL, Org: org, OrgID: orgID, InstalledBy: login, InstalledAt: time.Now().UTC().Truncate(time.Second)}
 		// Not installed after all: leave nothing behind, the bot's ownership included.
 		undo := func() {
 			ctx := context.WithoutCancel(ctx)
@@ -161,6 +196,22 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 		return nil
 	})
 	return inst, err
+}
+
+// renamed returns the installation, under another name, of the organization of id orgID:
+// quarantined since the organization was renamed.
+func (in *Installer) renamed(ctx context.Context, org string, orgID int64) *registry.Installation {
+	all, err := in.cfg.Records.Installations(ctx)
+	if err != nil {
+		in.cfg.Log.Warn("installations not listed: a renamed organization's is not looked for", "err", err)
+		return nil
+	}
+	for _, inst := range all {
+		if inst.OrgID == orgID && !strings.EqualFold(inst.Org, org) && strings.TrimSuffix(inst.URL, "/") == in.cfg.ForgeURL {
+			return inst
+		}
+	}
+	return nil
 }
 
 // createHook creates the organization's webhook with a fresh secret, recorded (sealed) in
@@ -194,9 +245,14 @@ func newSecret() (string, error) {
 // Uninstall removes the webhook, the installation's record and the bot's ownership of org.
 // The caller has checked that the user asking owns org.
 func (in *Installer) Uninstall(ctx context.Context, org string) error {
-	org, err := in.cfg.Bot.OrgName(ctx, org)
-	if err != nil {
+	name, err := in.cfg.Bot.OrgName(ctx, org)
+	switch {
+	case errors.Is(err, forge.ErrNotFound):
+		// Gone: its installation, quarantined, is uninstalled by the name it had.
+	case err != nil:
 		return err
+	default:
+		org = name
 	}
 	return in.lock(ctx, org, func() error {
 		inst, err := in.cfg.Records.Installation(ctx, in.OrgURL(org))
@@ -205,6 +261,15 @@ func (in *Installer) Uninstall(ctx context.Context, org string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if inst.Quarantine != "" {
+			// Its organization is gone or another one: nothing of the bot is there to
+			// remove, and the bot has no business there.
+			if err := in.cfg.Records.DeleteInstallation(ctx, inst); err != nil {
+				return err
+			}
+			in.cfg.Log.Info("quarantined installation uninstalled", "org", org)
+			return nil
 		}
 		hooks, err := in.cfg.Bot.ListOrgHooks(ctx, org)
 		if err != nil {
@@ -254,6 +319,12 @@ var ErrLostOwnership = errors.New("the bot account is no longer an owner of the 
 
 func (in *Installer) repair(ctx context.Context, inst *registry.Installation) ([]string, error) {
 	org := inst.Org
+	if inst.Quarantine != "" {
+		return nil, fmt.Errorf("%s: %w: %s", org, ErrQuarantined, inst.Quarantine)
+	}
+	if err := in.identify(ctx, inst); err != nil {
+		return nil, err
+	}
 	owner, err := in.cfg.Bot.IsOwner(ctx, org, in.cfg.BotLogin)
 	if err != nil {
 		return nil, err
@@ -316,6 +387,125 @@ func (in *Installer) repair(ctx context.Context, inst *registry.Installation) ([
 	return repaired, nil
 }
 
+// ErrQuarantined is returned for an installation whose organization is gone, or is
+// another organization now: nothing of it is built or repaired until an owner installs
+// Albatros again.
+var ErrQuarantined = errors.New("the installation is quarantined")
+
+// identify makes sure that inst belongs to the organization that has its name now, by id.
+// An installation made before ids were recorded is bound to the organization's id when the
+// organization still holds its webhook (a webhook does not outlive its organization), and
+// its trusted users and teams get their ids. An organization that is gone, or that is
+// another one than the installation's, quarantines it (written, and ErrQuarantined).
+func (in *Installer) identify(ctx context.Context, inst *registry.Installation) error {
+	org := inst.Org
+	id, err := in.cfg.Bot.OrgID(ctx, org)
+	switch {
+	case errors.Is(err, forge.ErrNotFound):
+		return in.quarantine(ctx, inst, "the organization "+org+" is gone (deleted, or renamed)")
+	case err != nil:
+		return err
+	case inst.OrgID != 0 && id != inst.OrgID:
+		return in.quarantine(ctx, inst, fmt.Sprintf("the organization named %s now is another one (id %d, not %d)", org, id, inst.OrgID))
+	case inst.OrgID != 0:
+		return nil
+	}
+	hooks, err := in.cfg.Bot.ListOrgHooks(ctx, org)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(hooks, func(h forge.Hook) bool { return h.ID == inst.Hook.ID }) {
+		return in.quarantine(ctx, inst, "its webhook is not on the organization named "+org+" any more: it may be another organization now")
+	}
+	if err := in.cfg.Records.BindOrg(inst, id); err != nil {
+		return err
+	}
+	for _, repo := range append([]string{""}, slices.Sorted(maps.Keys(inst.Repos))...) {
+		s := inst.SettingsOf(repo)
+		if err := in.IdentifyTrusted(ctx, org, &s.Trusted); err != nil {
+			in.cfg.Log.Warn("trusted users or teams without an id: left out", "org", org, "repo", repo, "err", err)
+		}
+		inst.SetSettings(repo, s)
+	}
+	if err := in.cfg.Records.PutInstallation(ctx, inst); err != nil {
+		return err
+	}
+	in.cfg.Log.Info("installation bound to its organization's id", "org", org, "id", id)
+	return nil
+}
+
+// IdentifyTrusted records the ids of trusted users and teams of org that have none: by id,
+// they are matched whatever name is given to someone else later. A user or team the forge
+// does not know is dropped from the list, and said so in the error.
+func (in *Installer) IdentifyTrusted(ctx context.Context, org string, t *registry.Trusted) error {
+	var gone []string
+	users := t.Users[:0:0]
+	for _, u := range t.Users {
+		if _, ok := t.UserIDs[u]; ok {
+			users = append(users, u)
+			continue
+		}
+		id, err := in.cfg.Bot.UserID(ctx, u)
+		if errors.Is(err, forge.ErrNotFound) {
+			gone = append(gone, "user "+u)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if t.UserIDs == nil {
+			t.UserIDs = map[string]int64{}
+		}
+		t.UserIDs[u] = id
+		users = append(users, u)
+	}
+	teams := t.Teams[:0:0]
+	for _, name := range t.Teams {
+		if _, ok := t.TeamIDs[name]; ok {
+			teams = append(teams, name)
+			continue
+		}
+		id, err := in.cfg.Bot.TeamID(ctx, org, name)
+		if errors.Is(err, forge.ErrNotFound) {
+			gone = append(gone, "team "+name)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if t.TeamIDs == nil {
+			t.TeamIDs = map[string]int64{}
+		}
+		t.TeamIDs[name] = id
+		teams = append(teams, name)
+	}
+	t.Users, t.Teams = users, teams
+	for u := range t.UserIDs {
+		if !slices.Contains(t.Users, u) {
+			delete(t.UserIDs, u)
+		}
+	}
+	for name := range t.TeamIDs {
+		if !slices.Contains(t.Teams, name) {
+			delete(t.TeamIDs, name)
+		}
+	}
+	if len(gone) > 0 {
+		return fmt.Errorf("%w: %s", forge.ErrNotFound, strings.Join(gone, ", "))
+	}
+	return nil
+}
+
+// quarantine records why inst is quarantined, logs it, and returns ErrQuarantined.
+func (in *Installer) quarantine(ctx context.Context, inst *registry.Installation, why string) error {
+	inst.Quarantine = why
+	if err := in.cfg.Records.PutInstallation(ctx, inst); err != nil {
+		return err
+	}
+	in.cfg.Log.Error("installation quarantined: nothing of it is built until an owner installs Albatros again", "org", inst.Org, "id", inst.OrgID, "why", why)
+	return fmt.Errorf("%s: %w: %s", inst.Org, ErrQuarantined, why)
+}
+
 // wrong says how a webhook differs from the bot's.
 func (in *Installer) wrong(h forge.Hook) []string {
 	var out []string
@@ -350,6 +540,9 @@ func (in *Installer) CheckAll(ctx context.Context) {
 	for _, inst := range all {
 		if strings.TrimSuffix(inst.URL, "/") != in.cfg.ForgeURL || (inst.Hook.URL != "" && inst.Hook.URL != in.cfg.HookURL) {
 			continue // another deployment's: another forge, or another bot URL on it
+		}
+		if inst.Quarantine != "" {
+			continue // said once, when quarantined; it waits for an owner to install again
 		}
 		if _, err := in.Check(ctx, inst.Org); err != nil {
 			in.cfg.Log.Error("check installation", "org", inst.Org, "err", err)

@@ -51,7 +51,7 @@ func countingOrchestrator(t *testing.T) (*orchestrator.Orchestrator, *nomadCount
 	}))
 	t.Cleanup(srv.Close)
 	t.Setenv("NOMAD_ADDR", srv.URL)
-	o, err := orchestrator.New()
+	o, err := orchestrator.New(orchestrator.NewMemoryLedger())
 	if err != nil {
 		t.Fatal(err)
 	}

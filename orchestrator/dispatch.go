@@ -2,14 +2,14 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -29,8 +29,9 @@ type DispatchRequest struct {
 	// scanning every child of the builder it holds: a caller that knows no other dispatch
 	// of the build can be under way (it holds the build's claim) leaves it empty.
 	IdempotencyToken string
-	// Key names the build (the pipeline's build key) in its job's ID, so that ByKey finds
-	// it with a prefix lookup, whatever the number of the builder's children.
+	// Key names the build (the pipeline's build key) in its job's ID and in the ledger, so
+	// that ByKey finds it with a prefix lookup, whatever the number of the builder's
+	// children; empty, the build gets a random key of its own.
 	Key string
 }
 
@@ -50,8 +51,12 @@ type Dispatched struct {
 	Duplicate bool
 }
 
-// Dispatch starts a build of req.Builder after checking its contract.
+// Dispatch starts a build of req.Builder after checking its contract, and records it in
+// the ledger first.
 func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispatched, error) {
+	if req.Key == "" {
+		req.Key = rand.Text() // a build of its own, that no other dispatch names
+	}
 	job, err := o.builder(ctx, req.Builder)
 	if err != nil {
 		return Dispatched{}, err
@@ -70,6 +75,14 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 			return Dispatched{}, fmt.Errorf("builder %s %w: it forbids payloads, so it cannot receive the secrets", req.Builder, ErrContract)
 		}
 		payload = nil
+	}
+	rec := Record{
+		Namespace: req.Builder.Namespace, Builder: req.Builder.Job,
+		Repo: req.Meta["REPO_URL"], Commit: req.Meta["COMMIT"], Flavor: req.Meta["FLAVOR"],
+		Secrets: req.HasSecrets, At: time.Now().UTC(),
+	}
+	if err := o.ledger.Record(ctx, KeyDigest(req.Key), rec); err != nil {
+		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
 	}
 	w := &nomad.WriteOptions{Namespace: req.Builder.Namespace, IdempotencyToken: req.IdempotencyToken}
 	resp, _, err := o.c.Jobs().DispatchOpts(&nomad.DispatchOptions{
@@ -100,14 +113,11 @@ func refused(err error) bool {
 	return (errors.As(err, &answered) && answered.StatusCode() < 500) || (errors.As(err, &op) && op.Op == "dial")
 }
 
-// idPrefix is Nomad's IdPrefixTemplate for a build of key: the bot's marker, then a digest
-// of the key (the job ID's characters stay plain, whatever the key).
+// idPrefix is Nomad's IdPrefixTemplate for a build of key: the bot's marker, then the
+// key's digest (the job ID's characters stay plain, whatever the key), which names the
+// build's record in the ledger.
 func idPrefix(key string) string {
-	if key == "" {
-		return dispatchMarker
-	}
-	sum := sha256.Sum256([]byte(key))
-	return dispatchMarker + "-k" + hex.EncodeToString(sum[:10])
+	return dispatchMarker + "-" + KeyDigest(key)
 }
 
 // ByKey finds the build of b dispatched with req.Key key, by the prefix of its job ID: a

@@ -177,7 +177,7 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 			return
 		}
 		out, ok := allocOutcome(a)
-		if !ok || seen.add("alloc/"+a.ID) {
+		if !ok || !o.ours(ctx, a.Namespace, a.JobID) || seen.add("alloc/"+a.ID) {
 			return
 		}
 		out.Index = e.Index
@@ -188,7 +188,7 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 			return
 		}
 		out, ok := evalOutcome(ev)
-		if !ok {
+		if !ok || !o.ours(ctx, ev.Namespace, ev.JobID) {
 			return
 		}
 		key := "queued/" + ev.JobID // one "waiting for resources" per build
@@ -208,6 +208,22 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 		out.Index = e.Index
 		handle(ctx, out)
 	}
+}
+
+// ours reports whether the job of an event may be one of the bot's builds: its ledger
+// names it, in that namespace and of that builder. The check of its meta comes when the
+// outcome is reported (Build); when the ledger cannot be read, the report finds out.
+func (o *Orchestrator) ours(ctx context.Context, ns, jobID string) bool {
+	digest, builder, ok := digestOf(jobID)
+	if !ok {
+		return false
+	}
+	recs, err := o.ledger.Records(ctx, []string{digest})
+	if err != nil {
+		return true
+	}
+	rec, found := recs[digest]
+	return found && rec.Namespace == ns && rec.Builder == builder
 }
 
 // WatchOptions say where Watch resumes and whom it tells of its progress.

@@ -50,6 +50,8 @@ var ErrNotFound = errors.New("not found in nomad")
 // Orchestrator talks to one Nomad region.
 type Orchestrator struct {
 	c *nomad.Client
+	// ledger says which jobs are the bot's builds, and which of them got the secrets.
+	ledger Ledger
 
 	// The namespaces Watch's event stream covers: Nomad resolves the wildcard when it
 	// subscribes, so a dispatch into any other namespace asks Watch to subscribe again.
@@ -66,8 +68,13 @@ type Orchestrator struct {
 }
 
 // New returns an orchestrator on the Nomad agent that the standard NOMAD_* environment
-// variables (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_CACERT, …) point at.
-func New() (*Orchestrator, error) {
+// variables (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_CACERT, …) point at. The ledger
+// records each build before its dispatch; only the jobs it names are builds (Build,
+// Recent, Watch).
+func New(ledger Ledger) (*Orchestrator, error) {
+	if ledger == nil {
+		return nil, errors.New("nomad client: no ledger of the bot's builds")
+	}
 	cfg := nomad.DefaultConfig()
 	if !strings.HasPrefix(cfg.Address, "unix:") {
 		tr := transport()
@@ -82,7 +89,7 @@ func New() (*Orchestrator, error) {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}
 	done, close := context.WithCancel(context.Background())
-	return &Orchestrator{c: c, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
+	return &Orchestrator{c: c, ledger: ledger, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
 }
 
 // HTTPClient is the HTTP client that the orchestrator gives Nomad's API client (without
@@ -152,6 +159,10 @@ type Build struct {
 	Meta map[string]string
 	// Payload is the dispatch payload (the secrets file), decompressed.
 	Payload []byte
+	// Secrets is true when the bot gave the build the repository's secrets, as its ledger
+	// recorded at the dispatch (never read from the payload, which anyone who dispatches a
+	// job can fill).
+	Secrets bool
 	// Status is Nomad's job status: pending, running or dead.
 	Status    string
 	Submitted time.Time
@@ -160,8 +171,12 @@ type Build struct {
 	Stopped bool
 }
 
-// Build reads a dispatched build job; ErrNotFound when Nomad does not know it.
+// Build reads a dispatched build job; ErrNotFound when Nomad does not know it, or when it
+// is not one of the bot's builds (ErrNotOurs: the ledger does not name it).
 func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error) {
+	if !IsBuildID(id) {
+		return nil, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
+	}
 	job, _, err := o.c.Jobs().Info(id, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
 	if err != nil {
 		if isNotFound(err) {
@@ -169,19 +184,25 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 		}
 		return nil, fmt.Errorf("build %s in %s: %w", id, ns, err)
 	}
-	// Only the bot's own dispatches are builds: its marker in the ID, a parent, and the
-	// contract's meta. The log pages serve nothing else of the cluster.
-	if job.ParentID == nil || *job.ParentID == "" || !IsBuildID(id) || job.Meta["REPO_URL"] == "" || job.Meta["COMMIT"] == "" {
-		return nil, fmt.Errorf("job %s in %s is not an Albatros build: %w", id, ns, ErrNotFound)
+	// Only the bot's own dispatches are builds: a child of a builder it dispatched to, as
+	// its ledger recorded before the dispatch. The log pages serve nothing else of the
+	// cluster, and nothing else gets a status.
+	rec, err := o.record(ctx, ns, id, deref(job.ParentID), job.Meta)
+	if err != nil {
+		return nil, err
 	}
 	b := &Build{
 		Namespace: ns,
 		ID:        id,
-		Builder:   *job.ParentID,
+		Builder:   rec.Builder,
 		Meta:      job.Meta,
 		Payload:   job.Payload,
+		Secrets:   rec.Secrets,
 		Status:    deref(job.Status),
 		Stopped:   job.Stop != nil && *job.Stop,
+	}
+	if !b.Secrets {
+		b.Payload = nil
 	}
 	if job.SubmitTime != nil {
 		b.Submitted = time.Unix(0, *job.SubmitTime)
@@ -189,9 +210,11 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 	return b, nil
 }
 
-// IsBuildID reports whether a job ID is one of the bot's dispatched builds.
+// IsBuildID reports whether a job ID has the shape of the bot's dispatched builds. Anyone
+// can give a job such an ID: only the ledger says whether it is one (see Build).
 func IsBuildID(id string) bool {
-	return strings.Contains(id, "/dispatch-"+dispatchMarker+"-")
+	_, _, ok := digestOf(id)
+	return ok
 }
 
 func isNotFound(err error) bool {

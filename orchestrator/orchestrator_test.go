@@ -26,7 +26,7 @@ func setup(t *testing.T, ns string) (*orchestrator.Orchestrator, context.Context
 	t.Helper()
 	n := env.Nomad(t)
 	n.CreateNamespace(t, ns)
-	o, err := orchestrator.New()
+	o, err := orchestrator.New(orchestrator.NewMemoryLedger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,17 +500,30 @@ func TestRegisterBuilderCreatesNamespace(t *testing.T) {
 	}
 }
 
-// A job dispatched by someone else with the bot's marker, but without the builder contract's
-// meta, is not a build: the log pages will not serve it.
+// Another tenant of the cluster imitates a build: in a namespace of its own, a job with
+// the builder contract, dispatched with the digest of one of the bot's real builds in its
+// ID and meta naming the same repository and commit; and one with the bot's marker and a
+// digest of its own. Neither is a build: Build refuses them, Recent leaves them out, and
+// Watch reports no outcome of theirs, while the bot's own build is reported.
 func TestBuildRefusesForeignDispatches(t *testing.T) {
-	o, ctx := setup(t, "foreign")
+	o, ctx := setup(t, "ours")
+	b := registerDefault(t, ctx, o, "ours")
+	seen := watch(t, ctx, o)
 	c := env.Nomad(t).Client(t)
-	job, err := c.Jobs().ParseHCL(`job "backup" {
-  namespace = "foreign"
+	env.Nomad(t).CreateNamespace(t, "evil")
+	const url = "https://git.example.com/org/app.git"
+	sha := strings.Repeat("c", 40)
+	meta := map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default"}
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, Key: "the bot's own"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.Jobs().ParseHCL(`job "builder" {
+  namespace = "evil"
   type = "batch"
-  parameterized { meta_optional = ["TARGET"] }
-  group "g" {
-    task "t" {
+  parameterized { meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"] }
+  group "runner" {
+    task "executor" {
       driver = "raw_exec"
       config { command = "true" }
     }
@@ -519,19 +532,44 @@ func TestBuildRefusesForeignDispatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &nomad.WriteOptions{Namespace: "foreign"}
+	w := &nomad.WriteOptions{Namespace: "evil"}
 	if _, _, err := c.Jobs().Register(job, w); err != nil {
 		t.Fatal(err)
 	}
-	resp, _, err := c.Jobs().Dispatch("backup", map[string]string{"TARGET": "db"}, nil, "albatros", w)
+	var foreign []string
+	for _, prefix := range []string{"albatros-" + orchestrator.KeyDigest("the bot's own"), "albatros-" + orchestrator.KeyDigest("another")} {
+		resp, _, err := c.Jobs().DispatchOpts(&nomad.DispatchOptions{JobID: "builder", Meta: meta, IdPrefixTemplate: prefix}, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !orchestrator.IsBuildID(resp.DispatchedJobID) {
+			t.Fatalf("%s should look like a build for this test to mean anything", resp.DispatchedJobID)
+		}
+		foreign = append(foreign, resp.DispatchedJobID)
+	}
+	for _, id := range foreign {
+		if _, err := o.Build(ctx, "evil", id); !errors.Is(err, orchestrator.ErrNotOurs) {
+			t.Errorf("Build of the foreign %s: %v, want ErrNotOurs", id, err)
+		}
+	}
+	if got, err := o.Build(ctx, d.Namespace, d.JobID); err != nil || got.Secrets {
+		t.Errorf("Build of the bot's own: %+v, %v; want it, without secrets", got, err)
+	}
+	recent, err := o.Recent(ctx, url, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !orchestrator.IsBuildID(resp.DispatchedJobID) {
-		t.Fatalf("%s should carry the marker for this test to mean anything", resp.DispatchedJobID)
+	if len(recent) != 1 || recent[0].ID != d.JobID {
+		t.Errorf("Recent = %+v, want the bot's build alone", recent)
 	}
-	if _, err := o.Build(ctx, "foreign", resp.DispatchedJobID); !errors.Is(err, orchestrator.ErrNotFound) {
-		t.Fatalf("Build of a foreign dispatch: %v, want ErrNotFound", err)
+	seen.wait(t, d.JobID)
+	time.Sleep(2 * time.Second) // the foreign jobs, which do nothing, have ended too
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	for _, id := range foreign {
+		if got := seen.got[id]; len(got) > 0 {
+			t.Errorf("Watch reported the foreign %s: %+v", id, got)
+		}
 	}
 }
 

@@ -27,6 +27,8 @@ type Summary struct {
 	// Stopped is true once the job was stopped; its state is then error, also while its
 	// task is still being killed.
 	Stopped bool
+	// Secrets is true when the build got the repository's secrets (its ledger record).
+	Secrets bool
 }
 
 // Took is how long the build ran, or has been running at now.
@@ -41,9 +43,9 @@ func (s Summary) Took(now time.Time) time.Duration {
 }
 
 // Recent lists the newest builds (at most limit) of the repositories whose clone URL starts
-// with repoPrefix, newest first, in every namespace. It asks Nomad twice, whatever the
-// number of builds: once for the dispatched jobs with their meta, once for their
-// allocations.
+// with repoPrefix, newest first, in every namespace: the jobs the ledger names. It asks
+// Nomad twice, whatever the number of builds: once for the dispatched jobs with their meta,
+// once for their allocations; and the ledger for their records, in batches.
 func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int) ([]Summary, error) {
 	filter := `ID contains "/dispatch-` + dispatchMarker + `-" and ParentID != ""`
 	if repoPrefix != "" && literal(repoPrefix) {
@@ -55,12 +57,27 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("list builds: %w", err)
 	}
+	var ids []string
+	for _, j := range jobs {
+		if IsBuildID(j.ID) && strings.HasPrefix(j.Meta["REPO_URL"], repoPrefix) {
+			ids = append(ids, j.ID)
+		}
+	}
+	recs, err := o.records(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("list builds: %w", err)
+	}
 	var out []Summary
 	for _, j := range jobs {
 		if !IsBuildID(j.ID) || !strings.HasPrefix(j.Meta["REPO_URL"], repoPrefix) {
 			continue
 		}
-		out = append(out, Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop})
+		digest, _, _ := digestOf(j.ID)
+		rec, ours := recs[digest]
+		if !ours || !rec.matches(j.Namespace, j.ID, j.ParentID, j.Meta) {
+			continue // a job dressed as a build: not the bot's
+		}
+		out = append(out, Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop, Secrets: rec.Secrets})
 	}
 	slices.SortFunc(out, func(a, b Summary) int { return b.Submitted.Compare(a.Submitted) })
 	if len(out) > limit {

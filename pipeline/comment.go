@@ -14,7 +14,6 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
-	"github.com/albatros-ci/albatros/secrets"
 )
 
 // shaRE is what /approve takes: a full commit id, 40 (SHA-1) or 64 (SHA-256) hex
@@ -26,9 +25,9 @@ var shaRE = regexp.MustCompile(`^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$`)
 //
 //   - /rebuild builds every flavor of the pull request's head again, /rebuild <flavor> one
 //     flavor: a new build even of the same commit, once per comment. It gets the
-//     repository's secrets when an earlier build of that exact commit had them (a trusted
-//     push of it, or an approval), or when the head is a trusted owner's fork's; who
-//     pushed the head of a branch of the repository is not known otherwise;
+//     repository's secrets as any build of that head does (see trustedCode): when the
+//     commit is recorded as trusted (a trusted push of it, or an approval), or when the
+//     head is a trusted owner's fork's;
 //   - /approve <sha> builds the pull request's head with the repository's secrets, once per
 //     flavor, when sha is that head's full commit id; of an earlier commit of the pull
 //     request, it says which commit is the head now and builds nothing.
@@ -64,7 +63,7 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 		}
 		return nil
 	}
-	trusted, writer, err := p.rights(ctx, f, repo, entry, cm.Author)
+	trusted, writer, err := p.rights(ctx, f, repo, entry, cm.Author, cm.AuthorID)
 	if err != nil {
 		return nil, fmt.Errorf("rights of %s on %s: %w", cm.Author, repo.FullName, err)
 	}
@@ -89,7 +88,7 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	}
 	head := forge.Event{
 		Kind: forge.KindPullRequest, Delivery: ev.Delivery, Repo: ev.Repo, Commit: info.Head, Branch: info.HeadBranch,
-		Sender: info.Author, PullRequest: &info.PullRequest,
+		Sender: info.Author, SenderID: info.AuthorID, PullRequest: &info.PullRequest,
 	}
 	if err := head.Validate(); err != nil {
 		log.Warn("command refused: the pull request's head cannot be built", "err", err)
@@ -98,7 +97,6 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	}
 	var out []orchestrator.Dispatched
 	var errs []error
-	hadSecrets := -1 // whether an earlier build of the head had the secrets, once asked
 	for _, cmd := range cmds {
 		o := Options{NoSecrets: opts.NoSecrets}
 		switch cmd.Name {
@@ -112,20 +110,8 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 				}
 				o.Flavor = fl
 			}
-			if hadSecrets < 0 {
-				had, err := p.hadSecrets(ctx, repo, info.Head)
-				if err != nil {
-					log.Warn("earlier builds of the head could not be read: rebuilding without secrets", "err", err)
-				}
-				hadSecrets = 0
-				if had {
-					hadSecrets = 1
-				}
-			}
-			// The code of a fork is its owner's, whom TrustedSource judges; the head of a
-			// branch of the repository may have been pushed by anyone who writes to it.
-			o.Approved = hadSecrets == 1
-			o.NoSecrets = o.NoSecrets || (!o.Approved && !info.Fork)
+			// Trust follows the code, as for any build of the head: the commit recorded as
+			// trusted (a trusted push of it, an approval), or a trusted owner's fork.
 		case commands.Approve:
 			if !trusted {
 				log.Info("approval refused: not a trusted user")
@@ -161,31 +147,6 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	return out, errors.Join(errs...)
 }
 
-// hadSecrets reports whether a build of commit in repo (a push's or a pull request's) ran
-// with the repository's secrets.
-func (p *Pipeline) hadSecrets(ctx context.Context, repo forge.Repo, commit string) (bool, error) {
-	all, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
-	if err != nil {
-		return false, err
-	}
-	for _, s := range all {
-		if s.Meta["REPO_URL"] != repo.CloneURL || s.Meta["COMMIT"] != commit {
-			continue
-		}
-		b, err := p.cfg.Builds.Build(ctx, s.Namespace, s.ID)
-		if errors.Is(err, orchestrator.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		if len(secrets.Values(b.Payload)) > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // notHead says why /approve of sha runs nothing: it is an earlier commit of the pull
 // request (and which is the head now), or none of its commits.
 func (p *Pipeline) notHead(ctx context.Context, prs forge.PullRequests, repo forge.Repo, number int64, sha, head string) (string, error) {
@@ -201,8 +162,8 @@ func (p *Pipeline) notHead(ctx context.Context, prs forge.PullRequests, repo for
 
 // rights reports whether user is trusted on the repository (by name or team), and, when
 // not, whether they have write access to it.
-func (p *Pipeline) rights(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, user string) (trusted, writer bool, err error) {
-	trusted, err = TrustedSource(ctx, f, forge.Event{Kind: forge.KindPush, Repo: repo, Sender: user}, entry)
+func (p *Pipeline) rights(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, user string, id int64) (trusted, writer bool, err error) {
+	trusted, err = TrustedUser(ctx, f, repo, entry, user, id)
 	if err != nil || trusted {
 		return trusted, false, err
 	}

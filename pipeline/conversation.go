@@ -16,7 +16,6 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
-	"github.com/albatros-ci/albatros/secrets"
 )
 
 // Marker starts the bot's comment on a pull request, hidden in the rendered comment: the bot
@@ -45,7 +44,7 @@ func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge
 	if err != nil {
 		return wrap(err)
 	}
-	body, err := p.render(ctx, f, repo, entry, info)
+	body, err := p.render(ctx, log, f, repo, entry, info)
 	if err != nil {
 		return wrap(err)
 	}
@@ -139,7 +138,7 @@ type logins struct {
 
 // render writes the comment: the head commit's builds, one row per flavor (its newest
 // build), the note on secrets, and one collapsed line per earlier head.
-func (p *Pipeline) render(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo) (string, error) {
+func (p *Pipeline) render(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo) (string, error) {
 	all, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
 	if err != nil {
 		return "", err
@@ -188,7 +187,7 @@ func (p *Pipeline) render(ctx context.Context, f forge.Forge, repo forge.Repo, e
 			fmt.Fprintf(&b, "| %s | %s %s | %s | [log](%s) |\n", s.Meta["FLAVOR"], stateEmoji[s.State], s.State, took, p.LogURL(s.Namespace, s.ID))
 		}
 	}
-	if note, err := p.secretsNote(ctx, f, repo, entry, info, cur.builds); err != nil {
+	if note, err := p.secretsNote(ctx, log, f, repo, entry, info, cur.builds); err != nil {
 		return "", err
 	} else if note != "" {
 		b.WriteString("\n" + note + "\n")
@@ -236,34 +235,34 @@ func (p *Pipeline) commitLink(repo forge.Repo, sha string) string {
 	return fmt.Sprintf("[`%s`](%s/commit/%s)", short, strings.TrimSuffix(repo.HTMLURL, "/"), sha)
 }
 
-// secretsNote says, when the head's builds ran without the repository's secrets because
-// its code comes from an untrusted fork, how a maintainer gives them to this commit.
-func (p *Pipeline) secretsNote(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo, builds []orchestrator.Summary) (string, error) {
+// secretsNote says, when the head's builds ran without the repository's secrets because its
+// code is not trusted, why, and how a trusted user gives them to this commit.
+func (p *Pipeline) secretsNote(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo, builds []orchestrator.Summary) (string, error) {
 	if !entry.HasSecrets() || len(builds) == 0 {
 		return "", nil
 	}
-	ev := forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: info.Head, Sender: info.Author, PullRequest: &info.PullRequest}
-	trusted, err := TrustedSource(ctx, f, ev, entry)
-	if err != nil || trusted {
-		return "", nil // a build that could not be trusted says so in the bot's log
-	}
-	for _, s := range builds {
-		b, err := p.cfg.Builds.Build(ctx, s.Namespace, s.ID)
-		if err != nil {
-			if errors.Is(err, orchestrator.ErrNotFound) {
-				continue
-			}
-			return "", err
-		}
-		if len(secrets.Values(b.Payload)) > 0 {
+	ev := forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: info.Head}
+	if slices.ContainsFunc(builds, func(s orchestrator.Summary) bool { return s.Secrets }) {
+		if p.commitTrust(ctx, log, ev, false) == trustedApprove {
 			return "Approved: this commit's builds run with the repository's secrets.", nil
 		}
+		return "", nil
 	}
-	from := "its author `" + info.Author + "` is"
-	if info.Fork {
-		from = "it comes from the fork `" + info.HeadRepo.FullName + "`, whose owner is"
+	ev = forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: info.Head, Sender: info.Author, SenderID: info.AuthorID, PullRequest: &info.PullRequest}
+	trusted, _, err := p.trustedCode(ctx, log, f, ev, entry)
+	if err != nil || trusted {
+		return "", nil // trusted since (a build that could not be trusted says so in the bot's log)
 	}
-	return fmt.Sprintf("> [!NOTE]\n> The builds of %s ran **without the repository's secrets**: %s not trusted here.\n"+
+	var why string
+	switch {
+	case info.AGit:
+		why = "it was pushed for review by `" + info.Author + "`, who is not trusted here"
+	case info.Fork:
+		why = "it comes from the fork `" + info.HeadRepo.FullName + "`, whose owner is not trusted here"
+	default:
+		why = "no trusted user pushed it (the code of a pull request between branches is trusted by who pushed it, not by who opened the pull request)"
+	}
+	return fmt.Sprintf("> [!NOTE]\n> The builds of %s ran **without the repository's secrets**: %s.\n"+
 		"> A trusted user who has read this exact commit can run it with them by commenting `/approve %s`; a later push needs a new approval.",
-		p.commitLink(repo, info.Head), from, info.Head), nil
+		p.commitLink(repo, info.Head), why, info.Head), nil
 }

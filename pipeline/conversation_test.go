@@ -40,8 +40,8 @@ const sha2 = "0b5f1d7e2c9a4b3e6f8d1c2b3a4e5f6d7c8b9a0e"
 // forkPR is pull request 42 from mallory's fork, at head.
 func forkPR(head string) forge.PullRequestInfo {
 	return forge.PullRequestInfo{
-		PullRequest: forge.PullRequest{Number: 42, HeadRepo: forge.Repo{CloneURL: "https://git.example.com/mallory/app.git", FullName: "mallory/app", Owner: "mallory", Name: "app"}, HeadBranch: "feature", BaseBranch: "main", Fork: true},
-		Head:        head, Author: "mallory", Open: true,
+		PullRequest: forge.PullRequest{Number: 42, HeadRepo: forge.Repo{CloneURL: "https://git.example.com/mallory/app.git", FullName: "mallory/app", Owner: "mallory", Name: "app"}, HeadBranch: "feature", BaseBranch: "main", Fork: true, Author: "mallory"},
+		Head:        head, Open: true,
 	}
 }
 
@@ -233,7 +233,7 @@ func TestUnprovenDeliveries(t *testing.T) {
 	}
 }
 
-// /rebuild gives the secrets only when an earlier build of the same commit had them:
+// /rebuild gives the secrets only when the commit is trusted (a trusted user pushed it):
 // whoever opened the pull request, its head may have been pushed by someone else.
 func TestRebuildSecretsFollowTheCommit(t *testing.T) {
 	e := entryWith("default")
@@ -243,7 +243,9 @@ func TestRebuildSecretsFollowTheCommit(t *testing.T) {
 	if _, err := h.p.Handle(context.Background(), discard, prComment(h, "wanda", "/rebuild"), e, pipeline.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.p.Handle(context.Background(), discard, prEvent("quentin", ""), e, pipeline.Options{}); err != nil {
+	push := pushEvent()
+	push.Branch = "feature"
+	if _, err := h.p.Handle(context.Background(), discard, push, e, pipeline.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.p.Handle(context.Background(), discard, prComment(h, "wanda", "/rebuild"), e, pipeline.Options{}); err != nil {

@@ -82,6 +82,9 @@ type Config struct {
 	// Lines, when set, records the newest build of each branch or pull request and flavor,
 	// so that a new build finds the one it supersedes without listing Nomad's builds.
 	Lines lines
+	// Trust records the commits whose code the bot judged trusted: a pull request between
+	// branches of the repository gets the secrets only for those (nil: never).
+	Trust trust
 	// BuilderNamespaces are where the builder of an installed organization's repository
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.
@@ -156,7 +159,7 @@ func ValidFlavor(name string) bool { return flavorRE.MatchString(name) }
 // Handle starts the builds of an event on a registered repository: one per flavor
 // (opts.Flavor, else the entry's flavors, else "default"), each with a pending status linking
 // to its log page. Secrets go only to builds of code from a trusted source (see
-// TrustedSource). Delivering the same event again starts nothing new. It returns the builds,
+// trustedCode). Delivering the same event again starts nothing new. It returns the builds,
 // in flavor order.
 //
 // A comment on a pull request runs its commands (see comment), a closed pull request stops
@@ -165,6 +168,9 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 	f, repo, err := p.cfg.Forge(entry, ev.Repo.CloneURL)
 	if err != nil {
 		return nil, fmt.Errorf("forge for %s: %w", ev.Repo.CloneURL, err)
+	}
+	if why := entry.Blocked(ev.Repo.OwnerID); why != "" {
+		return nil, fmt.Errorf("%s: nothing done: %s", ev.Repo.CloneURL, why)
 	}
 	if opts.Unsigned && (ev.Kind == forge.KindComment || ev.Kind == forge.KindPullRequestClosed) {
 		return nil, fmt.Errorf("%s of %s in an unsigned delivery: refused (who wrote it cannot be proven)", ev.Kind, ev.Repo.CloneURL)
@@ -184,6 +190,9 @@ func (p *Pipeline) Handle(ctx context.Context, log *slog.Logger, ev forge.Event,
 
 // build dispatches the builds of an event (see Handle).
 func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, opts Options) ([]orchestrator.Dispatched, error) {
+	if why := entry.Blocked(ev.Repo.OwnerID); why != "" {
+		return nil, fmt.Errorf("%s: not built: %s", ev.Repo.CloneURL, why)
+	}
 	var err error
 	flavors := entry.Flavors
 	if opts.Flavor != "" {
@@ -208,15 +217,20 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		return nil, err
 	}
-	trusted := opts.Approved && !opts.NoSecrets
+	trusted, why := opts.Approved && !opts.NoSecrets, trustedApprove
 	if !opts.NoSecrets && !trusted {
-		if trusted, err = TrustedSource(ctx, f, ev, entry); err != nil {
+		if trusted, why, err = p.trustedCode(ctx, log, f, ev, entry); err != nil {
 			// Fail closed: the build runs, without the secrets.
+			trusted = false
 			log.Warn("trust could not be checked: building without secrets", "err", err)
 		}
 	}
-	// Whatever is written to the forge is masked with the repository's secrets, given or not:
-	// Nomad's and the forge's error messages may quote them.
+	if trusted {
+		p.recordTrust(ctx, log, ev, why)
+	}
+	// The bot's own log is masked with the repository's secrets; what the forge shows only
+	// with those the build gets (a build without them has none to leak, and masking its
+	// words with them would tell a build whether its guess of one is right).
 	mask, err := entry.SecretValues()
 	if err != nil {
 		err = fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
@@ -231,7 +245,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		return nil, err
 	}
-	payload, hasSecrets := secrets.Empty(), false
+	payload, hasSecrets, shown := secrets.Empty(), false, []string(nil)
 	if trusted && entry.HasSecrets() {
 		plain, err := entry.OpenSecrets()
 		if err == nil {
@@ -240,7 +254,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		if err != nil {
 			return nil, fmt.Errorf("secrets of %s: %w", ev.Repo.CloneURL, err)
 		}
-		hasSecrets = true
+		hasSecrets, shown = true, mask
 	}
 	log = log.With("commit", ev.Commit, "trigger", ev.Trigger(), "sender", ev.Sender, "trusted", trusted)
 
@@ -283,7 +297,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		if err != nil {
 			log.Error("dispatch failed", "flavor", fl, "builder", builder.String(), "err", secrets.MaskString(err.Error(), mask))
-			status.State, status.Description = forge.StateError, secrets.MaskString(readable(err), mask)
+			status.State, status.Description = forge.StateError, secrets.MaskString(readable(err), shown)
 			if unreachable(err) {
 				// As if the delivery had found Nomad down: the reconciler builds it.
 				status.Description = NomadDownDescription
@@ -322,43 +336,6 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// TrustedSource reports whether the code an event builds comes from a source the entry
-// trusts, and so may run with the repository's secrets. The code of a pull request from a
-// fork is the fork's: it is trusted when the fork's owner is, whoever opened, reopened or
-// updated the pull request. Anything else (pushes, tags, pull requests between branches of
-// the repository itself) was pushed by the event's sender, who must be trusted. A user is
-// trusted when the entry names them, or when they belong to one of its trusted teams of
-// the repository's organization, which f must then be able to tell (forge.TeamMembers).
-func TrustedSource(ctx context.Context, f forge.Forge, ev forge.Event, entry *registry.Repo) (bool, error) {
-	who := ev.Sender
-	if pr := ev.PullRequest; pr != nil && pr.Fork {
-		who = pr.HeadRepo.Owner
-	}
-	if who == "" {
-		return false, nil
-	}
-	if entry.Trusts(who) {
-		return true, nil
-	}
-	if len(entry.Trusted.Teams) == 0 {
-		return false, nil
-	}
-	teams, ok := f.(forge.TeamMembers)
-	if !ok {
-		return false, fmt.Errorf("trusted teams %q: the forge cannot tell team members", entry.Trusted.Teams)
-	}
-	for _, team := range entry.Trusted.Teams {
-		in, err := teams.IsTeamMember(ctx, ev.Repo.Owner, team, who)
-		if err != nil {
-			return false, err
-		}
-		if in {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // again builds once more what a stopped build built, when a dispatch finds it by its

@@ -23,13 +23,14 @@ import (
 )
 
 const (
+	orgID    = 7 // the id of the organization "org" on the forge
 	cloneURL = "https://git.example.com/org/app.git"
 	sha      = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 	baseURL  = "https://ci.example.com" // the bot's URL, without the trailing slash it is configured with
 )
 
 var (
-	appRepo        = forge.Repo{CloneURL: cloneURL, FullName: "org/app", Owner: "org", Name: "app", HTMLURL: "https://git.example.com/org/app"}
+	appRepo        = forge.Repo{CloneURL: cloneURL, FullName: "org/app", Owner: "org", OwnerID: orgID, Name: "app", HTMLURL: "https://git.example.com/org/app"}
 	defaultBuilder = orchestrator.Builder{Namespace: "ci", Job: "builder"}
 	discard        = slog.New(slog.DiscardHandler)
 )
@@ -41,6 +42,7 @@ type harness struct {
 	builds *orchestratortest.Fake
 	forge  *forgetest.Forge
 	forges *forgetest.Forges
+	trust  *registrytest.Trust
 }
 
 // newHarness returns a pipeline whose registry holds entry for cloneURL.
@@ -49,17 +51,19 @@ func newHarness(entry *registry.Repo) *harness {
 		repos:  &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry}},
 		builds: &orchestratortest.Fake{},
 		forge:  &forgetest.Forge{},
+		trust:  &registrytest.Trust{},
 	}
 	h.forges = &forgetest.Forges{Forge: h.forge, Repo: appRepo}
 	// The bot's account, and the pull request that prEvent is about.
 	h.forge.Login = "albatros"
-	h.forge.SetPR(forge.PullRequestInfo{PullRequest: forge.PullRequest{Number: 42, HeadRepo: appRepo, HeadBranch: "feature", BaseBranch: "main"}, Head: sha, Author: "quentin", Open: true})
+	h.forge.SetPR(forge.PullRequestInfo{PullRequest: forge.PullRequest{Number: 42, HeadRepo: appRepo, HeadBranch: "feature", BaseBranch: "main", Author: "quentin"}, Head: sha, Open: true})
 	h.p = pipeline.New(pipeline.Config{
 		Repos:   h.repos,
 		Builds:  h.builds,
 		Forge:   h.forges.For,
 		BaseURL: baseURL + "/",
 		Builder: defaultBuilder,
+		Trust:   h.trust,
 	})
 	return h
 }
@@ -76,6 +80,16 @@ func pushEvent() forge.Event {
 
 func tagEvent() forge.Event {
 	return forge.Event{Kind: forge.KindTag, Delivery: "delivery-2", Repo: appRepo, Commit: sha, Tag: "v1.2.0", Sender: "quentin"}
+}
+
+// agitEvent is an AGit pull request (pushed for review to refs/for/main) by author,
+// reopened by sender.
+func agitEvent(sender, author string) forge.Event {
+	ev := prEvent(sender, "")
+	ev.Branch = "refs/pull/42/head"
+	ev.PullRequest.HeadBranch, ev.PullRequest.Fork, ev.PullRequest.AGit, ev.PullRequest.Author = ev.Branch, true, true, author
+	ev.PullRequest.Action = "reopened"
+	return ev
 }
 
 // prEvent is a pull request opened by sender, from a fork owned by forkOwner, or from a
@@ -239,32 +253,47 @@ func TestHandleSecrets(t *testing.T) {
 		ev          forge.Event
 		wantPayload []byte
 		wantSecrets bool
+		pushedBy    string // who pushed ev's commit before (its push delivery)
 	}{
-		{"trusted push", []string{"quentin", "lx"}, inject, vars, pushEvent(), full, true},
-		{"trusted tag", []string{"quentin"}, inject, vars, tagEvent(), full, true},
-		{"trusted pull request", []string{"quentin"}, inject, vars, prEvent("quentin", ""), full, true},
-		{"trusted, inject only", []string{"quentin"}, inject, nil, pushEvent(), injectOnly, true},
-		{"trusted, secrets only", []string{"quentin"}, "", vars, pushEvent(), varsOnly, true},
-		{"trusted, nothing to give", []string{"quentin"}, "", nil, pushEvent(), secrets.Empty(), false},
-		{"untrusted push", []string{"lx"}, inject, vars, pushEvent(), secrets.Empty(), false},
-		{"no trusted senders", nil, inject, vars, pushEvent(), secrets.Empty(), false},
-		{"empty sender", []string{"", "quentin"}, inject, vars, func() forge.Event { e := pushEvent(); e.Sender = ""; return e }(), secrets.Empty(), false},
-		{"untrusted fork pull request", []string{"quentin"}, inject, vars, prEvent("mallory", "mallory"), secrets.Empty(), false},
-		{"untrusted pull request", []string{"quentin"}, inject, vars, prEvent("mallory", ""), secrets.Empty(), false},
+		{"trusted push", []string{"quentin", "lx"}, inject, vars, pushEvent(), full, true, ""},
+		{"trusted tag", []string{"quentin"}, inject, vars, tagEvent(), full, true, ""},
+		// A pull request between branches runs the code of whoever pushed its head.
+		{"pull request of a trusted push", []string{"quentin"}, inject, vars, prEvent("mallory", ""), full, true, "quentin"},
+		{"trusted sender, untrusted push", []string{"quentin"}, inject, vars, prEvent("quentin", ""), secrets.Empty(), false, "mallory"},
+		{"trusted sender, push unknown", []string{"quentin"}, inject, vars, prEvent("quentin", ""), secrets.Empty(), false, ""},
+		// An AGit pull request is its author's fork.
+		{"AGit, untrusted author, trusted sender", []string{"quentin"}, inject, vars, agitEvent("quentin", "mallory"), secrets.Empty(), false, ""},
+		{"AGit, trusted author", []string{"quentin"}, inject, vars, agitEvent("mallory", "quentin"), full, true, ""},
+		{"trusted, inject only", []string{"quentin"}, inject, nil, pushEvent(), injectOnly, true, ""},
+		{"trusted, secrets only", []string{"quentin"}, "", vars, pushEvent(), varsOnly, true, ""},
+		{"trusted, nothing to give", []string{"quentin"}, "", nil, pushEvent(), secrets.Empty(), false, ""},
+		{"untrusted push", []string{"lx"}, inject, vars, pushEvent(), secrets.Empty(), false, ""},
+		{"no trusted senders", nil, inject, vars, pushEvent(), secrets.Empty(), false, ""},
+		{"empty sender", []string{"", "quentin"}, inject, vars, func() forge.Event { e := pushEvent(); e.Sender = ""; return e }(), secrets.Empty(), false, ""},
+		{"untrusted fork pull request", []string{"quentin"}, inject, vars, prEvent("mallory", "mallory"), secrets.Empty(), false, ""},
+		{"untrusted pull request", []string{"quentin"}, inject, vars, prEvent("mallory", ""), secrets.Empty(), false, ""},
 		// The fork's code runs: its owner decides, not who opened or updated the pull request.
-		{"untrusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "mallory"), secrets.Empty(), false},
-		{"trusted fork, untrusted sender", []string{"lx"}, inject, vars, prEvent("mallory", "lx"), full, true},
-		{"trusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "quentin"), full, true},
+		{"untrusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "mallory"), secrets.Empty(), false, ""},
+		{"trusted fork, untrusted sender", []string{"lx"}, inject, vars, prEvent("mallory", "lx"), full, true, ""},
+		{"trusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "quentin"), full, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := entryWith("default", "nix")
 			e.Trusted.Senders, e.Inject, e.Secrets = tt.senders, tt.inject, tt.vars
 			h := newHarness(e)
+			if tt.pushedBy != "" {
+				push := pushEvent()
+				push.Branch, push.Sender = "feature", tt.pushedBy
+				if _, err := h.p.Handle(context.Background(), discard, push, e, pipeline.Options{}); err != nil {
+					t.Fatalf("Handle the push: %v", err)
+				}
+			}
+			before := len(h.builds.Dispatches())
 			if _, err := h.p.Handle(context.Background(), discard, tt.ev, e, pipeline.Options{}); err != nil {
 				t.Fatalf("Handle: %v", err)
 			}
-			reqs := h.builds.Dispatches()
+			reqs := h.builds.Dispatches()[before:]
 			if len(reqs) != 2 {
 				t.Fatalf("%d dispatches, want 2", len(reqs))
 			}
@@ -293,7 +322,9 @@ func tokenOf(t *testing.T, ev forge.Event, builder *registry.Builder, flavor str
 	e.Builder = builder
 	h := newHarness(e)
 	if ev.PullRequest != nil {
-		h.forge.SetPR(forge.PullRequestInfo{PullRequest: *ev.PullRequest, Head: ev.Commit, Author: ev.Sender, Open: true})
+		pr := *ev.PullRequest
+		pr.Author = ev.Sender
+		h.forge.SetPR(forge.PullRequestInfo{PullRequest: pr, Head: ev.Commit, Open: true})
 	}
 	if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{Flavor: flavor}); err != nil {
 		t.Fatalf("Handle: %v", err)
@@ -848,6 +879,41 @@ func TestTokenFollowsTheSecrets(t *testing.T) {
 	}
 }
 
+// An installation is its organization's, by id: a delivery about a repository whose owner
+// is another organization (one that took the name of the installed one), or about one of a
+// quarantined installation, or of one not yet bound to its organization, builds nothing.
+func TestInstallationBoundToItsOrganization(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		orgID      int64
+		quarantine string
+		owner      int64
+		built      bool
+	}{
+		{"its organization", orgID, "", orgID, true},
+		{"another organization of the name", orgID, "", orgID + 1, false},
+		{"an event without the owner's id", orgID, "", 0, false},
+		{"quarantined", orgID, "the organization org is gone", orgID, false},
+		{"not yet bound", 0, "", orgID, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := entryWith()
+			e.Installed, e.OrgID, e.Quarantine = true, tt.orgID, tt.quarantine
+			h := newHarness(e)
+			h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, BuilderNamespaces: []string{"ci"}})
+			ev := pushEvent()
+			ev.Repo.OwnerID = tt.owner
+			_, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{})
+			if built := len(h.builds.Dispatches()) > 0; built != tt.built || (err == nil) != tt.built {
+				t.Errorf("built %v (err %v), want %v", built, err, tt.built)
+			}
+			if !tt.built && len(h.forge.Statuses()) > 0 {
+				t.Errorf("statuses written: %+v", h.forge.Statuses())
+			}
+		})
+	}
+}
+
 // The builder an installed organization's owners choose must come from an allowed
 // namespace; an operator's own entry may name any.
 func TestInstalledBuilderNamespaces(t *testing.T) {
@@ -863,7 +929,7 @@ func TestInstalledBuilderNamespaces(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := entryWith()
-			e.Installed = tt.installed
+			e.Installed, e.OrgID = tt.installed, orgID
 			e.Builder = &registry.Builder{Job: "their-job", Namespace: tt.ns}
 			h := newHarness(e)
 			h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, BuilderNamespaces: []string{"ci"}})

@@ -66,11 +66,17 @@ type ReconcileOptions struct {
 // Reconcile is the safety net for deliveries that never arrived (the bot was down, the
 // network cut): for each repository, the head of its default branch and of each open pull
 // request that has no Albatros status in any of its flavors and no build in Nomad is built,
-// its pending status saying the reconciler found it. Who pushed it is unknown, so it runs
-// without the secrets unless it is a trusted owner's fork's (see TrustedSource). A head
+// its pending status saying the reconciler found it; so is one whose status is pending for
+// a build that is no build of the bot's (any more). Who pushed it is unknown, so it runs
+// without the secrets unless its commit is recorded as trusted, or it is a trusted owner's
+// fork's (see trustedCode). A head
 // whose status is pending for a build that has ended gets the build's final status (a
 // report given up on while the forge was down). It returns how many builds it started.
-func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, cloneURLs []string, opts ReconcileOptions) (int, error) {
+//
+// The repositories are named by their clone URL and, for those of an installed
+// organization, the id of their owner as the forge listed them: an installation builds
+// only the repositories of the organization it is bound to (registry.Repo.Blocked).
+func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forge.Repo, opts ReconcileOptions) (int, error) {
 	if opts.MaxBuilds <= 0 {
 		opts.MaxBuilds = 20
 	}
@@ -82,7 +88,7 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, cloneURLs []
 	}
 	started := 0
 	var errs []error
-	for _, cloneURL := range cloneURLs {
+	for _, target := range repos {
 		if ctx.Err() != nil {
 			break
 		}
@@ -90,24 +96,30 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, cloneURLs []
 			log.Info("reconciler: builds left to the next pass", "max", opts.MaxBuilds)
 			break
 		}
-		n, err := p.reconcileRepo(ctx, log, cloneURL, opts, opts.MaxBuilds-started)
+		n, err := p.reconcileRepo(ctx, log, target, opts, opts.MaxBuilds-started)
 		started += n
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reconcile %s: %w", cloneURL, err))
+			errs = append(errs, fmt.Errorf("reconcile %s: %w", target.CloneURL, err))
 		}
 	}
 	return started, errors.Join(errs...)
 }
 
-func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, cloneURL string, opts ReconcileOptions, budget int) (int, error) {
+func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, budget int) (int, error) {
+	cloneURL := target.CloneURL
 	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
 	if err != nil {
 		return 0, err
+	}
+	if why := entry.Blocked(target.OwnerID); why != "" {
+		log.Warn("reconciler: repository not built", "repo", cloneURL, "why", why)
+		return 0, nil
 	}
 	f, repo, err := p.cfg.Forge(entry, cloneURL)
 	if err != nil {
 		return 0, err
 	}
+	repo.OwnerID = target.OwnerID
 	heads, ok := f.(forge.Heads)
 	if !ok {
 		return 0, nil
@@ -175,10 +187,13 @@ func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge
 			if !found || (cur.State == forge.StateError && cur.Description == NomadDownDescription) {
 				continue
 			}
-			seen = true
-			if cur.State == forge.StatePending {
-				p.reportIfLinkedEnded(ctx, log, cur.TargetURL)
+			if cur.State == forge.StatePending && !p.reportIfLinkedEnded(ctx, log, cur.TargetURL) {
+				// Pending for a build that is no build of the bot's (Nomad collected it,
+				// or its record was lost with a bot that died while Consul was down): the
+				// head is built again, rather than left pending forever.
+				continue
 			}
+			seen = true
 		}
 	}
 	if seen {
@@ -199,22 +214,31 @@ func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge
 	return n, err
 }
 
-// reportIfLinkedEnded reports the build a pending status links to, if it has ended.
-func (p *Pipeline) reportIfLinkedEnded(ctx context.Context, log *slog.Logger, targetURL string) {
+// reportIfLinkedEnded reports the build a pending status links to, if it has ended. It
+// returns false only when the status links to a build of this bot's that does not exist
+// (any more), or that is not the bot's: nothing will ever end it.
+func (p *Pipeline) reportIfLinkedEnded(ctx context.Context, log *slog.Logger, targetURL string) bool {
 	path, ok := strings.CutPrefix(targetURL, p.cfg.BaseURL)
 	if !ok {
-		return
+		return true
 	}
 	ns, id, ok := orchestrator.ParseLogPath(path)
 	if !ok {
-		return
+		return true
+	}
+	if _, err := p.cfg.Builds.Build(ctx, ns, id); errors.Is(err, orchestrator.ErrNotFound) {
+		log.Info("reconciler: a pending status of a build that is not there", "job", id, "err", err)
+		return false
+	} else if err != nil {
+		return true
 	}
 	out, done, err := p.cfg.Builds.Outcome(ctx, ns, id)
 	if err != nil || !done {
-		return
+		return true
 	}
 	log.Info("reconciler: a pending status of a build that has ended", "job", id)
 	if err := p.Report(ctx, log, out); err != nil {
 		log.Warn("reconciler: build result not reported", "job", id, "err", err)
 	}
+	return true
 }

@@ -141,15 +141,15 @@ func TestReconcile(t *testing.T) {
 	old.Number, old.Updated = 43, time.Now().Add(-30*24*time.Hour)
 	h.forge.SetPR(old)
 
-	n, err := h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{MaxBuilds: 1})
+	n, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{MaxBuilds: 1})
 	if err != nil || n != 1 {
 		t.Fatalf("first pass: %d builds, %v; want 1 (MaxBuilds)", n, err)
 	}
-	n, err = h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{})
+	n, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
 	if err != nil || n != 1 {
 		t.Fatalf("second pass: %d builds, %v; want the other head", n, err)
 	}
-	n, err = h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{})
+	n, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
 	if err != nil || n != 0 {
 		t.Fatalf("third pass: %d builds, %v; want none", n, err)
 	}
@@ -180,7 +180,7 @@ func TestReconcileReportsWhatWasGivenUp(t *testing.T) {
 	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now()
 	h.forge.AddStatuses(forge.Status{Repo: appRepo, Commit: sha, State: forge.StatePending, Context: "albatros/nix", TargetURL: link})
 	h.builds.Ended = map[string]orchestrator.Outcome{"nix": {Result: out.Result, Description: out.Description, Final: true}}
-	n, err := h.p.Reconcile(context.Background(), discard, []string{cloneURL}, pipeline.ReconcileOptions{})
+	n, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
 	if err != nil || n != 0 {
 		t.Fatalf("Reconcile = %d, %v; want no build", n, err)
 	}

@@ -35,21 +35,27 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	if err != nil {
 		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}
-	mask, err := entry.SecretValues()
-	if err != nil {
-		return fmt.Errorf("report %s: secrets of %s: %w", out.JobID, cloneURL, err)
+	// Nomad's words about a build that got the secrets (a task's failure message, say) may
+	// quote one; a build without them has none to quote, and masking its words with them
+	// would tell the build whether a guess of one is right.
+	var shown []string
+	if b.Secrets {
+		mask, err := entry.SecretValues()
+		if err != nil {
+			return fmt.Errorf("report %s: secrets of %s: %w", out.JobID, cloneURL, err)
+		}
+		shown = append(secrets.Values(b.Payload), mask...)
 	}
 	f, repo, err := p.cfg.Forge(entry, cloneURL)
 	if err != nil {
 		return fmt.Errorf("report %s: forge for %s: %w", out.JobID, cloneURL, err)
 	}
 	s := forge.Status{
-		Repo:    repo,
-		Commit:  commit,
-		State:   forge.State(out.Result),
-		Context: StatusContext(flavor),
-		// Nomad's words about the build (a task's failure message, say) may quote a secret.
-		Description: secrets.MaskString(out.Description, append(secrets.Values(b.Payload), mask...)),
+		Repo:        repo,
+		Commit:      commit,
+		State:       forge.State(out.Result),
+		Context:     StatusContext(flavor),
+		Description: secrets.MaskString(out.Description, shown),
 		TargetURL:   p.LogURL(out.Namespace, out.JobID),
 	}
 	// Skip a status the commit already has: the event stream is replayed at start, and a

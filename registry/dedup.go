@@ -128,11 +128,14 @@ func (r *Registry) Release(ctx context.Context, key string) error {
 
 // CleanDedup deletes the dedup records and line records older than age: Nomad has
 // collected their jobs long since (job_gc_threshold is 4 h by default), and a delivery that
-// late builds again there too. It returns how many it deleted.
+// late builds again there too; and the records of builds and trusted commits older than
+// RecordAge (or age, when longer). It returns how many it deleted.
 func (r *Registry) CleanDedup(ctx context.Context, age time.Duration) (int, error) {
 	n := 0
 	var errs []error
-	for _, folder := range []string{"dedup/", "lines/"} {
+	ages := map[string]time.Duration{"dedup/": age, "lines/": age, "builds/": max(age, RecordAge), "commits/": max(age, RecordAge)}
+	for _, folder := range []string{"dedup/", "lines/", "builds/", "commits/"} {
+		age := ages[folder]
 		pairs, _, err := r.kv.List(r.run+folder, (&consul.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%w: list %s: %w", ErrUnavailable, folder, err))

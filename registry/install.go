@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,11 +24,21 @@ import (
 // secret key; Installation holds them sealed, and the Repo that Registry.Repo makes of an
 // installation holds them open, in memory only.
 type Installation struct {
-	// Forge is the forge's kind (gitea), URL its base URL, Org the organization's name.
+	// Forge is the forge's kind (gitea), URL its base URL, Org the organization's name,
+	// OrgID its numeric id on the forge: the organization the installation belongs to, as
+	// a name can be taken again once its organization is deleted or renamed. The sealed
+	// values are bound to it. 0 in records made before ids were recorded, until the
+	// installations' check proves the organization is still the one (its webhook is
+	// there) and records it.
 	Forge string `json:"forge"`
 	URL   string `json:"url"`
 	Org   string `json:"org"`
-	Hook  struct {
+	OrgID int64  `json:"org_id,omitempty"`
+	// Quarantine, when set, says why nothing of the installation is built or shown any
+	// more: its organization is gone, or the name is another organization's now. Only an
+	// owner installing Albatros again lifts it.
+	Quarantine string `json:"quarantine,omitempty"`
+	Hook       struct {
 		// ID is the organization webhook's id on the forge.
 		ID int64 `json:"id"`
 		// URL is where it posts: the bot deployment (ALBATROS_URL) that owns the
@@ -59,10 +70,13 @@ type Settings struct {
 }
 
 // Trusted are the senders whose code gets the secrets: users by login, and the members of
-// teams of the organization, by team name.
+// teams of the organization, by team name; with their numeric ids on the forge, by which
+// they are matched (UserIDs by login, TeamIDs by team name).
 type Trusted struct {
-	Users []string `json:"users,omitempty"`
-	Teams []string `json:"teams,omitempty"`
+	Users   []string         `json:"users,omitempty"`
+	Teams   []string         `json:"teams,omitempty"`
+	UserIDs map[string]int64 `json:"user_ids,omitempty"`
+	TeamIDs map[string]int64 `json:"team_ids,omitempty"`
 }
 
 // OrgURL is the installation's organization URL, its key in the registry.
@@ -191,10 +205,20 @@ func (r *Registry) DeleteInstallation(ctx context.Context, inst *Installation) e
 	return nil
 }
 
-// Purposes of the sealed values: a value sealed for one field cannot be opened in another.
-func hookPurpose(orgURL string) string { return "hook-secret:" + orgURL }
-func secretPurpose(orgURL, repo, name string) string {
-	return "secret:" + orgURL + ":" + repo + ":" + name
+// Purposes of the sealed values: a value sealed for one field cannot be opened in another,
+// nor in the record of another organization (by URL, and by id once recorded).
+func hookPurpose(orgURL string, orgID int64) string { return "hook-secret:" + orgURL + idPart(orgID) }
+func secretPurpose(orgURL string, orgID int64, repo, name string) string {
+	return "secret:" + orgURL + idPart(orgID) + ":" + repo + ":" + name
+}
+
+// idPart is what an organization's id adds to a purpose: nothing for records made before
+// ids were recorded.
+func idPart(orgID int64) string {
+	if orgID == 0 {
+		return ""
+	}
+	return "#" + strconv.FormatInt(orgID, 10)
 }
 
 // SealHookSecret seals an installation's webhook secret.
@@ -202,7 +226,7 @@ func (r *Registry) SealHookSecret(inst *Installation, secret string) error {
 	if r.keys == nil {
 		return ErrNoKey
 	}
-	inst.Hook.Secret = r.keys.Seal([]byte(secret), hookPurpose(inst.OrgURL()))
+	inst.Hook.Secret = r.keys.Seal([]byte(secret), hookPurpose(inst.OrgURL(), inst.OrgID))
 	return nil
 }
 
@@ -211,7 +235,7 @@ func (r *Registry) HookSecret(inst *Installation) (string, error) {
 	if r.keys == nil {
 		return "", ErrNoKey
 	}
-	b, err := r.keys.Open(inst.Hook.Secret, hookPurpose(inst.OrgURL()))
+	b, err := r.keys.Open(inst.Hook.Secret, hookPurpose(inst.OrgURL(), inst.OrgID))
 	if err != nil {
 		return "", fmt.Errorf("webhook secret of %s: %w", inst.OrgURL(), err)
 	}
@@ -228,7 +252,7 @@ func (r *Registry) SetSecret(inst *Installation, repo, name, value string) error
 	if s.Secrets == nil {
 		s.Secrets = map[string]string{}
 	}
-	s.Secrets[name] = r.keys.Seal([]byte(value), secretPurpose(inst.OrgURL(), repo, name))
+	s.Secrets[name] = r.keys.Seal([]byte(value), secretPurpose(inst.OrgURL(), inst.OrgID, repo, name))
 	inst.setSettings(repo, s)
 	return nil
 }
@@ -260,30 +284,83 @@ func (i *Installation) setSettings(repo string, s Settings) {
 
 // reseal seals again, with the current key, every value a previous key sealed.
 func (r *Registry) reseal(inst *Installation) error {
-	org := inst.OrgURL()
-	again := func(sealed, purpose string) (string, error) {
-		if sealed == "" || r.keys.Current(sealed) {
+	return r.resealFor(inst, inst.OrgURL(), inst.OrgID, false)
+}
+
+// resealFor opens every sealed value of inst as sealed for the organization at orgURL of
+// id orgID, and seals it for inst's own URL and id: with the current key, and when always
+// is false only the values a previous key sealed.
+func (r *Registry) resealFor(inst *Installation, orgURL string, orgID int64, always bool) error {
+	again := func(sealed, from, to string) (string, error) {
+		if sealed == "" || (!always && r.keys.Current(sealed)) {
 			return sealed, nil
 		}
-		plain, err := r.keys.Open(sealed, purpose)
+		plain, err := r.keys.Open(sealed, from)
 		if err != nil {
 			return "", err
 		}
-		return r.keys.Seal(plain, purpose), nil
+		return r.keys.Seal(plain, to), nil
 	}
+	org := inst.OrgURL()
 	var err error
-	if inst.Hook.Secret, err = again(inst.Hook.Secret, hookPurpose(org)); err != nil {
+	if inst.Hook.Secret, err = again(inst.Hook.Secret, hookPurpose(orgURL, orgID), hookPurpose(org, inst.OrgID)); err != nil {
 		return fmt.Errorf("webhook secret of %s: %w", org, err)
 	}
 	for _, repo := range append([]string{""}, slices.Sorted(maps.Keys(inst.Repos))...) {
 		s := inst.settings(repo)
 		for name, v := range s.Secrets {
-			if s.Secrets[name], err = again(v, secretPurpose(org, repo, name)); err != nil {
+			if s.Secrets[name], err = again(v, secretPurpose(orgURL, orgID, repo, name), secretPurpose(org, inst.OrgID, repo, name)); err != nil {
 				return fmt.Errorf("secret %s of %s %s: %w", name, org, repo, err)
 			}
 		}
 	}
 	return nil
+}
+
+// BindOrg records the id of inst's organization, made before ids were recorded: its
+// sealed values are sealed again, bound to the id. The caller writes inst.
+func (r *Registry) BindOrg(inst *Installation, id int64) error {
+	if r.keys == nil {
+		return ErrNoKey
+	}
+	if inst.OrgID != 0 {
+		return fmt.Errorf("installation of %s is bound to organization %d already", inst.OrgURL(), inst.OrgID)
+	}
+	from := inst.OrgURL()
+	inst.OrgID = id
+	if err := r.resealFor(inst, from, 0, true); err != nil {
+		inst.OrgID = 0
+		return err
+	}
+	return nil
+}
+
+// Adopt makes of from, the installation of an organization since renamed (the same id),
+// the installation of its new name org: settings, webhook and sealed values, sealed again
+// for the new name. The caller writes it and deletes from.
+func (r *Registry) Adopt(from *Installation, org string) (*Installation, error) {
+	if r.keys == nil {
+		return nil, ErrNoKey
+	}
+	moved := *from
+	moved.Org, moved.Quarantine, moved.index = org, "", 0
+	moved.Settings = cloneSettings(from.Settings)
+	moved.Repos = map[string]Settings{}
+	for name, s := range from.Repos {
+		moved.Repos[name] = cloneSettings(s)
+	}
+	if err := r.resealFor(&moved, from.OrgURL(), from.OrgID, true); err != nil {
+		return nil, err
+	}
+	return &moved, nil
+}
+
+func cloneSettings(s Settings) Settings {
+	s.Secrets = maps.Clone(s.Secrets)
+	s.Trusted.Users, s.Trusted.Teams = slices.Clone(s.Trusted.Users), slices.Clone(s.Trusted.Teams)
+	s.Trusted.UserIDs, s.Trusted.TeamIDs = maps.Clone(s.Trusted.UserIDs), maps.Clone(s.Trusted.TeamIDs)
+	s.Flavors = slices.Clone(s.Flavors)
+	return s
 }
 
 // Reseal writes back every installation holding a value sealed by a previous key, sealed
@@ -330,11 +407,13 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 	if err != nil {
 		return nil, err
 	}
-	e := &Repo{Installed: true}
+	e := &Repo{Installed: true, OrgID: inst.OrgID, Quarantine: inst.Quarantine}
 	e.Hook.Secret = secret
 	org, own := inst.Settings, inst.Repos[repoName]
 	e.Trusted.Senders = union(org.Trusted.Users, own.Trusted.Users)
 	e.Trusted.Teams = union(org.Trusted.Teams, own.Trusted.Teams)
+	e.Trusted.IDs = merged(org.Trusted.UserIDs, own.Trusted.UserIDs)
+	e.Trusted.TeamIDs = merged(org.Trusted.TeamIDs, own.Trusted.TeamIDs)
 	e.Flavors = org.Flavors
 	if len(own.Flavors) > 0 {
 		e.Flavors = own.Flavors
@@ -359,7 +438,7 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 		var plain map[string]string
 		for _, layer := range layers {
 			for name, sealed := range layer.s.Secrets {
-				v, err := r.keys.Open(sealed, secretPurpose(orgURL, layer.repo, name))
+				v, err := r.keys.Open(sealed, secretPurpose(orgURL, inst.OrgID, layer.repo, name))
 				if err != nil {
 					return nil, fmt.Errorf("secret %s of %s: %w", name, orgURL, err)
 				}
@@ -372,6 +451,18 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 		return plain, nil
 	})
 	return e, nil
+}
+
+func merged(a, b map[string]int64) map[string]int64 {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string]int64{}
+	}
+	maps.Copy(out, b)
+	return out
 }
 
 func union(a, b []string) []string {

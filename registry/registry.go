@@ -60,6 +60,12 @@ type Repo struct {
 		Senders []string `json:"senders,omitempty"`
 		// Teams are teams of the repository's organization whose members are trusted.
 		Teams []string `json:"teams,omitempty"`
+		// IDs are the numeric ids of trusted users, by login: a user named here is
+		// trusted by id (a name can be taken again once its user is deleted); a sender
+		// without an id (a hand-written entry's) is trusted by name. TeamIDs are the ids
+		// of trusted teams, by name: a team with one is asked about by id.
+		IDs     map[string]int64 `json:"ids,omitempty"`
+		TeamIDs map[string]int64 `json:"team_ids,omitempty"`
 	} `json:"trusted"`
 	// Inject is a shell snippet given to trusted builds, usually `export NAME=value` lines.
 	Inject string `json:"inject,omitempty"`
@@ -74,8 +80,11 @@ type Repo struct {
 	Supersede *bool `json:"supersede,omitempty"`
 
 	// Installed is true for an entry made of the organization's installation rather than
-	// read from the repository's own key.
-	Installed bool `json:"-"`
+	// read from the repository's own key; OrgID is then the installation's organization's
+	// id (0 until known), and Quarantine why it is quarantined, if it is.
+	Installed  bool   `json:"-"`
+	OrgID      int64  `json:"-"`
+	Quarantine string `json:"-"`
 	// sealed holds an installation's secrets, sealed, until they are needed (OpenSecrets).
 	sealed *sealedSecrets
 }
@@ -125,10 +134,41 @@ type Builder struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// Trusts reports whether sender is one of the repository's trusted users (its trusted
-// teams are the forge's to check).
-func (r *Repo) Trusts(sender string) bool {
-	return sender != "" && slices.Contains(r.Trusted.Senders, sender)
+// Trusts reports whether the user login, of numeric id (0 when not known), is one of the
+// repository's trusted users (its trusted teams are the forge's to check): by id for the
+// users the entry records one of, by name for the others (the names of a hand-written
+// entry).
+func (r *Repo) Trusts(login string, id int64) bool {
+	if id != 0 {
+		for _, want := range r.Trusted.IDs {
+			if want == id {
+				return true
+			}
+		}
+	}
+	if login == "" || !slices.Contains(r.Trusted.Senders, login) {
+		return false
+	}
+	_, byID := r.Trusted.IDs[login]
+	return !byID
+}
+
+// Blocked says why nothing of an installed organization's repository may be built for a
+// delivery about the repository owned by the organization of id ownerID: the installation
+// is quarantined, or not yet bound to its organization, or the repository's owner is no
+// longer that organization (deleted, and its name taken again). "" when it may.
+func (r *Repo) Blocked(ownerID int64) string {
+	switch {
+	case !r.Installed:
+		return ""
+	case r.Quarantine != "":
+		return "the installation is quarantined (" + r.Quarantine + "): an owner must install Albatros again"
+	case r.OrgID == 0:
+		return "the installation is not yet bound to its organization's id (the installations' check does it)"
+	case ownerID != r.OrgID:
+		return fmt.Sprintf("the repository's owner (id %d) is not the organization Albatros was installed on (id %d)", ownerID, r.OrgID)
+	}
+	return ""
 }
 
 // SecretValues are the values of the repository's secrets (its inject snippet's and its
@@ -164,6 +204,8 @@ type Registry struct {
 	run    string
 	keys   *seal.Keyring // nil: installations cannot be read or written
 	mirror *mirror       // set by Follow: entries are read from memory
+	// pending are the build records Consul could not take yet (see Record).
+	pending pendingRecords
 
 	transport *http.Transport // the Consul client's, for Close
 }

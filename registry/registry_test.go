@@ -351,14 +351,28 @@ func TestTrusts(t *testing.T) {
 		{"lx ", false},
 	}
 	for _, tt := range tests {
-		if got := r.Trusts(tt.sender); got != tt.want {
+		if got := r.Trusts(tt.sender, 7); got != tt.want {
 			t.Errorf("Trusts(%q) with senders %q = %v, want %v", tt.sender, r.Trusted.Senders, got, tt.want)
 		}
 	}
 	var none registry.Repo
 	for _, s := range []string{"", "quentin"} {
-		if none.Trusts(s) {
+		if none.Trusts(s, 7) {
 			t.Errorf("an entry without trusted senders trusts %q", s)
+		}
+	}
+	// Recorded with their ids (the settings pages do), users are trusted by id: a user
+	// deleted and registered again under the name is not trusted, one renamed still is.
+	var byID registry.Repo
+	byID.Trusted.Senders = []string{"alice", "bob"}
+	byID.Trusted.IDs = map[string]int64{"alice": 41}
+	for _, tc := range []struct {
+		login string
+		id    int64
+		want  bool
+	}{{"alice", 41, true}, {"alice", 99, false}, {"alice", 0, false}, {"alice-renamed", 41, true}, {"bob", 5, true}, {"bob", 0, true}, {"mallory", 0, false}} {
+		if got := byID.Trusts(tc.login, tc.id); got != tc.want {
+			t.Errorf("Trusts(%s, %d) = %v, want %v", tc.login, tc.id, got, tc.want)
 		}
 	}
 }

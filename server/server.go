@@ -148,11 +148,16 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *o
 	return b
 }
 
-// secretValues is everything to mask in a build's output: the secrets it received (its
-// payload) and the repository's current secrets. When the repository's entry cannot be
-// read, nothing is served (503): a log masked with part of its secrets would be shared
-// with every viewer.
+// secretValues is everything to mask in a build's output: for a build that got the
+// secrets (as the bot recorded at its dispatch), those it received (its payload) and the
+// repository's current ones; for any other build, nothing. A build without the secrets
+// has none of them to leak, and masking its log with them would tell it whether a guess
+// of one is right. When the repository's entry cannot be read, nothing is served (503): a
+// log masked with part of its secrets would be shared with every viewer.
 func (s *server) secretValues(w http.ResponseWriter, r *http.Request, b *orchestrator.Build) ([]string, bool) {
+	if !b.Secrets {
+		return nil, true
+	}
 	values := secrets.Values(b.Payload)
 	entry, err := s.Repos.Repo(r.Context(), b.Meta["REPO_URL"])
 	switch {

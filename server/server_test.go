@@ -32,7 +32,7 @@ import (
 
 // A build as the bot dispatches it: the job ID holds a slash.
 const (
-	buildID   = "builder/dispatch-albatros-1700000000-abcd1234"
+	buildID   = "builder/dispatch-albatros-k0123456789abcdef0123-1700000000-abcd1234"
 	repoURL   = "http://127.0.0.1:33669/org-67e531e3/parsed.git"
 	commit    = "33520fc545ee8d54b0ca4f9700611016abe1e613"
 	defaultNS = "ci"
@@ -289,12 +289,20 @@ func TestPlainLogMasksEachSource(t *testing.T) {
 			log: "a payload-token-4242 b", want: "a *** b",
 		},
 		{
-			name: "current secrets map only", payload: secrets.Empty(), entry: &registry.Repo{Secrets: map[string]string{"X": "only-in-the-map"}},
+			// Rotated since the build got the secrets: the current ones are masked too.
+			name: "current secrets map only", payload: payload(t), entry: &registry.Repo{Secrets: map[string]string{"X": "only-in-the-map"}},
 			log: "x=only-in-the-map\n", want: "x=***\n",
 		},
 		{
-			name: "current inject only", payload: secrets.Empty(), entry: &registry.Repo{Inject: `export X="only in inject"`},
+			name: "current inject only", payload: payload(t), entry: &registry.Repo{Inject: `export X="only in inject"`},
 			log: "x=only in inject\n", want: "x=***\n",
+		},
+		{
+			// A build that got no secrets has none to leak: masking its log with the
+			// repository's would tell it whether its guess of one is right.
+			name: "a build without the secrets is not masked with the repository's", payload: secrets.Empty(),
+			entry: &registry.Repo{Secrets: map[string]string{"X": "only-in-the-map"}},
+			log:   "x=only-in-the-map\nx=only-in", want: "x=only-in-the-map\nx=only-in",
 		},
 		{
 			// What the masker held back as a possible start of a secret is written at the end.

@@ -286,3 +286,40 @@ func (g *Gitea) DeleteRef(t T, user *User, repo *Repo, ref string) {
 	dir := g.checkout(t, user, repo)
 	g.git(t, dir, "push", "-q", "origin", ":"+ref)
 }
+
+// PushForReview commits files on top of base and pushes them for review as user, the AGit
+// way (git push origin HEAD:refs/for/<base> -o topic=<topic>): Gitea opens a pull request
+// of them, which reading the repository is enough for. It returns the commit's SHA.
+func (g *Gitea) PushForReview(t T, user *User, repo *Repo, base, topic string, files map[string]File, message string) string {
+	t.Helper()
+	dir := g.checkout(t, user, repo)
+	g.git(t, dir, "checkout", "-q", "-B", topic, "origin/"+base)
+	writeFiles(t, dir, files)
+	g.git(t, dir, "add", "-A")
+	g.git(t, dir, "commit", "-q", "--allow-empty", "-m", message)
+	sha := strings.TrimSpace(g.git(t, dir, "rev-parse", "HEAD"))
+	g.git(t, dir, "push", "-q", "origin", "HEAD:refs/for/"+base, "-o", "topic="+topic)
+	return sha
+}
+
+// SetPullRequestState closes (open false) or reopens a pull request as user.
+func (g *Gitea) SetPullRequestState(t T, user *User, repo *Repo, index int64, open bool) {
+	t.Helper()
+	state := gitea.StateClosed
+	if open {
+		state = gitea.StateOpen
+	}
+	if _, _, err := g.Client(t, user.Token).EditPullRequest(repo.Owner, repo.Name, index, gitea.EditPullRequestOption{State: &state}); err != nil {
+		t.Fatalf("set %s#%d %s: %v", repo.FullName(), index, state, err)
+	}
+}
+
+// PullRequests lists the open pull requests of repo.
+func (g *Gitea) PullRequests(t T, repo *Repo) []*gitea.PullRequest {
+	t.Helper()
+	prs, _, err := g.Client(t, "").ListRepoPullRequests(repo.Owner, repo.Name, gitea.ListPullRequestsOptions{State: gitea.StateOpen})
+	if err != nil {
+		t.Fatalf("list pull requests of %s: %v", repo.FullName(), err)
+	}
+	return prs
+}

@@ -15,7 +15,8 @@ import (
 // cloneURL, and answers itself when it may not. A public repository's logs are open to
 // all, as in the original Albatros. A private repository's are served only to a signed-in
 // user who can read the repository on Gitea: an anonymous visitor is sent to sign in and
-// back, anyone else gets 403. The forge's answers are trusted for a minute at most.
+// back, anyone else gets 403, and 503 when Consul cannot say whether the session was
+// signed out. The forge's answers are trusted for a minute at most.
 func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool {
 	ctx := r.Context()
 	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
@@ -52,9 +53,15 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 		http.Error(w, "this build is of a private repository: its log is served to the repository's readers, who sign in through the bot's Gitea", http.StatusForbidden)
 		return false
 	}
-	s, ok := wb.session(r)
-	if !ok {
+	s, err := wb.readSession(r)
+	if errors.Is(err, errNoSession) {
+		// A reader's sign-in (ReaderScopes): the bot asks about the access itself.
 		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return false
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("log access: session", "repo", cloneURL, "err", err)
+		http.Error(w, "your session could not be checked: try again in a moment", http.StatusServiceUnavailable)
 		return false
 	}
 	can, err := wb.cached(&wb.access, "read\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return readers.CanRead(ctx, repo, s.Login) }, ctx)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/install"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -57,12 +58,30 @@ func (wb *Web) fail(w http.ResponseWriter, r *http.Request, code int, title, mes
 	}{wb.page(r, title), message})
 }
 
+// quarantine is an installation that is quarantined, as the pages show it.
+type quarantine struct{ Org, Why string }
+
 func (wb *Web) home(w http.ResponseWriter, r *http.Request) {
+	// A signed-in owner is told of the installations of their organizations that are
+	// quarantined (no one else: the names of organizations are not the public's).
+	var held []quarantine
+	if s, ok := wb.session(r); ok && wb.cfg.Installer != nil {
+		for _, org := range s.Orgs {
+			inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
+			if err != nil {
+				continue
+			}
+			if why := wb.quarantined(r.Context(), inst); why != "" {
+				held = append(held, quarantine{org, why})
+			}
+		}
+	}
 	wb.render(w, http.StatusOK, "home", struct {
 		page
 		InstallEnabled                      bool
 		DisabledReason, BotLogin, ForgeName string
-	}{wb.page(r, "A CI on Nomad"), wb.cfg.OAuth != nil, wb.cfg.DisabledReason, wb.cfg.BotLogin, "Gitea"})
+		Quarantined                         []quarantine
+	}{wb.page(r, "A CI on Nomad"), wb.cfg.OAuth != nil, wb.cfg.DisabledReason, wb.cfg.BotLogin, "Gitea", held})
 }
 
 // orgs lists the organizations the signed-in user owns, with Install or Settings and
@@ -78,18 +97,23 @@ func (wb *Web) orgs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type item struct {
-		Name      string
-		Installed bool
+		Name       string
+		Installed  bool
+		Quarantine string
 	}
 	var items []item
 	for _, org := range s.Orgs {
-		_, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
+		inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
 			wb.cfg.Log.Warn("read installation", "org", org, "err", err)
 			wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installations could not be read")
 			return
 		}
-		items = append(items, item{org, err == nil})
+		it := item{Name: org, Installed: err == nil}
+		if err == nil {
+			it.Quarantine = wb.quarantined(r.Context(), inst)
+		}
+		items = append(items, it)
 	}
 	wb.render(w, http.StatusOK, "orgs", struct {
 		page
@@ -168,7 +192,9 @@ type repoItem struct {
 	Custom bool
 }
 
-// installation reads {org}'s installation, answering 404 or 503 itself when it cannot.
+// installation reads {org}'s installation, answering 404 or 503 itself when it cannot, and
+// 409 when it is quarantined: its settings (trusted users, secrets' names, builds) are
+// shown to nobody, as whoever owns the name now may be another organization's owner.
 func (wb *Web) installation(w http.ResponseWriter, r *http.Request) *registry.Installation {
 	org := r.PathValue("org")
 	inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
@@ -181,7 +207,32 @@ func (wb *Web) installation(w http.ResponseWriter, r *http.Request) *registry.In
 		wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installation could not be read")
 		return nil
 	}
+	if why := wb.quarantined(r.Context(), inst); why != "" {
+		wb.fail(w, r, http.StatusConflict, "Quarantined", "Albatros's installation on "+org+" is quarantined: "+why+
+			". Nothing of it is built. An owner of "+org+" can install Albatros again (Your organizations, Install): it starts afresh.")
+		return nil
+	}
 	return inst
+}
+
+// quarantined says why inst is quarantined: as recorded, or because the organization that
+// has its name now is not the one it was installed on (by id), which the installations'
+// check records at its next pass. "" when it is not.
+func (wb *Web) quarantined(ctx context.Context, inst *registry.Installation) string {
+	if inst.Quarantine != "" || inst.OrgID == 0 {
+		return inst.Quarantine
+	}
+	id, err := wb.cfg.Bot.OrgID(ctx, inst.Org)
+	switch {
+	case errors.Is(err, forge.ErrNotFound):
+		return "the organization " + inst.Org + " is gone (deleted, or renamed)"
+	case err != nil:
+		wb.cfg.Log.Warn("organization id", "org", inst.Org, "err", err)
+		return "the organization's identity could not be checked on Gitea"
+	case id != inst.OrgID:
+		return "the organization named " + inst.Org + " now is another one"
+	}
+	return ""
 }
 
 func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *registry.Installation, repo string, code int, problem string) {
@@ -338,11 +389,41 @@ func (wb *Web) redirectDone(w http.ResponseWriter, r *http.Request, code string)
 func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
 	if wb.change(w, r, func(inst *registry.Installation, repo string) string {
 		s := inst.SettingsOf(repo)
-		s.Trusted.Users, s.Trusted.Teams, s.Flavors = list(r.PostFormValue("users")), list(r.PostFormValue("teams")), list(r.PostFormValue("flavors"))
+		was := s.Trusted
+		s.Trusted = registry.Trusted{Users: list(r.PostFormValue("users")), Teams: list(r.PostFormValue("teams"))}
+		s.Flavors = list(r.PostFormValue("flavors"))
 		for _, u := range append(slices.Clone(s.Trusted.Users), s.Trusted.Teams...) {
 			if !nameRE.MatchString(u) {
 				return fmt.Sprintf("%q is not a user or team name.", u)
 			}
+		}
+		// Users and teams kept keep the id they were recorded with (the user of that name
+		// now may be another); new ones are recorded with the id Gitea gives them now.
+		for _, u := range s.Trusted.Users {
+			if id, ok := was.UserIDs[u]; ok {
+				if s.Trusted.UserIDs == nil {
+					s.Trusted.UserIDs = map[string]int64{}
+				}
+				s.Trusted.UserIDs[u] = id
+			}
+		}
+		for _, tm := range s.Trusted.Teams {
+			if id, ok := was.TeamIDs[tm]; ok {
+				if s.Trusted.TeamIDs == nil {
+					s.Trusted.TeamIDs = map[string]int64{}
+				}
+				s.Trusted.TeamIDs[tm] = id
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		err := wb.cfg.Installer.IdentifyTrusted(ctx, inst.Org, &s.Trusted)
+		cancel()
+		switch {
+		case errors.Is(err, forge.ErrNotFound):
+			return "Not saved: Gitea has no " + strings.TrimPrefix(err.Error(), forge.ErrNotFound.Error()+": ") + "."
+		case err != nil:
+			wb.cfg.Log.Warn("ids of trusted users", "org", inst.Org, "err", err)
+			return "Not saved: Gitea could not be asked who the trusted users and teams are."
 		}
 		for _, fl := range s.Flavors {
 			if !pipeline.ValidFlavor(fl) {

@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/seal"
 )
 
@@ -21,15 +23,15 @@ func testWeb(t *testing.T, key string) *Web {
 		t.Fatal(err)
 	}
 	return New(Config{
-		BaseURL: "https://ci.example.com/", GiteaURL: "https://git.example.com", Keys: k,
-		OAuth: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{AuthURL: "https://git.example.com/login/oauth/authorize", TokenURL: "https://git.example.com/login/oauth/access_token"}, RedirectURL: "https://ci.example.com" + RedirectPath, Scopes: Scopes},
+		BaseURL: "https://ci.example.com/", GiteaURL: "https://git.example.com", Keys: k, Sessions: &registrytest.Sessions{},
+		OAuth: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{AuthURL: "https://git.example.com/login/oauth/authorize", TokenURL: "https://git.example.com/login/oauth/access_token"}, RedirectURL: "https://ci.example.com" + RedirectPath},
 		Log:   slog.New(slog.DiscardHandler),
 	})
 }
 
 const key1 = "session-test-key-0123456789abcdef-1"
 
-// cookieOf returns the value of the cookie name that w set.
+// cookieOf returns the cookie name that w set.
 func cookieOf(t *testing.T, w *httptest.ResponseRecorder, name string) *http.Cookie {
 	t.Helper()
 	for _, c := range w.Result().Cookies() {
@@ -37,34 +39,53 @@ func cookieOf(t *testing.T, w *httptest.ResponseRecorder, name string) *http.Coo
 			return c
 		}
 	}
-	t.Fatalf("no %s cookie set", name)
+	t.Fatalf("no %s cookie set (set: %v)", name, w.Result().Header.Values("Set-Cookie"))
 	return nil
 }
 
-func TestSessionCookie(t *testing.T) {
-	wb := testWeb(t, key1)
-	w := httptest.NewRecorder()
-	if err := wb.setSession(w, session{Login: "alice", Orgs: []string{"acme"}}); err != nil {
-		t.Fatal(err)
+// Over https the session and sign-in cookies are __Host- cookies: Secure, Path=/, no
+// Domain, as browsers require of the prefix; over http (tests, make demo) they keep plain
+// names and are not Secure, which would keep them from coming back. Either way they are
+// HttpOnly, SameSite=Lax, and do not show what they hold.
+func TestCookieNames(t *testing.T) {
+	for _, c := range []struct {
+		baseURL, session, flow string
+		secure                 bool
+	}{
+		{"https://ci.example.com/", "__Host-albatros_session", "__Host-albatros_oauth", true},
+		{"http://127.0.0.1:8080", "albatros_session", "albatros_oauth", false},
+	} {
+		rp := newHarness(t).replica(c.baseURL)
+		w := rp.do("GET", "/login?next=/orgs")
+		flow := cookieOf(t, w, c.flow)
+		signedIn := rp.signIn(t, "/login?next=/orgs")
+		sess := cookieOf(t, signedIn, c.session)
+		for _, ck := range []*http.Cookie{flow, sess} {
+			if ck.Secure != c.secure || ck.Path != "/" || ck.Domain != "" || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+				t.Errorf("%s: cookie %s: %+v", c.baseURL, ck.Name, ck)
+			}
+		}
+		if sess.MaxAge != int(SessionLength/time.Second) || flow.MaxAge != int(flowLength/time.Second) {
+			t.Errorf("%s: max ages %d and %d", c.baseURL, sess.MaxAge, flow.MaxAge)
+		}
+		if strings.Contains(sess.Value, "alice") {
+			t.Errorf("%s: the session cookie shows its content: %s", c.baseURL, sess.Value)
+		}
+		if s := rp.open(t, sess); s.Login != "alice" || len(s.ID) < 20 || !s.Listed || !slices.Equal(s.Orgs, []string{"acme"}) {
+			t.Errorf("%s: session %+v", c.baseURL, s)
+		}
+		// The pages read the session back.
+		if w := rp.do("GET", "/orgs", sess); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "signed in as <strong>alice") {
+			t.Errorf("%s: /orgs with the session: %d", c.baseURL, w.Code)
+		}
 	}
-	c := cookieOf(t, w, sessionCookie)
-	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.MaxAge != int(SessionLength/time.Second) {
-		t.Errorf("session cookie attributes: %+v", c)
-	}
-	if strings.Contains(c.Value, "alice") {
-		t.Errorf("the session cookie shows its content: %s", c.Value)
-	}
-	req := httptest.NewRequest("GET", "/orgs", nil)
-	req.AddCookie(c)
-	if s, ok := wb.session(req); !ok || s.Login != "alice" || len(s.Orgs) != 1 {
-		t.Fatalf("session = %+v, %v", s, ok)
-	}
-	// Over plain http, cookies are not marked Secure (they would not come back).
-	plain := New(Config{BaseURL: "http://127.0.0.1:8080", Keys: wb.cfg.Keys, Log: wb.cfg.Log})
-	w2 := httptest.NewRecorder()
-	_ = plain.setSession(w2, session{Login: "alice"})
-	if cookieOf(t, w2, sessionCookie).Secure {
-		t.Error("Secure cookie for a bot served over http")
+	// Over https, a cookie of the plain name (which any site under the same domain may
+	// set) is no session, even sealed by the bot.
+	rp := newHarness(t).replica("https://ci.example.com")
+	sess := rp.sessionOf(t, rp.signIn(t, "/login?next=/orgs"))
+	sess.Name = sessionName
+	if w := rp.do("GET", "/orgs", sess); w.Code != http.StatusSeeOther {
+		t.Errorf("over https, a session under the plain name %s opens: %d", sessionName, w.Code)
 	}
 }
 
@@ -78,27 +99,29 @@ func TestSessionRefused(t *testing.T) {
 		}
 		return s
 	}
-	good := seal(wb, session{Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose)
+	good := seal(wb, session{ID: "id-1", Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose)
 	flipped := []byte(good)
 	flipped[len(flipped)/2] ^= 1
 	cases := map[string]string{
-		"expired":                 seal(wb, session{Login: "alice", Expires: time.Now().Add(-time.Second).Unix()}, sessionPurpose),
+		"expired":                 seal(wb, session{ID: "id-1", Login: "alice", Expires: time.Now().Add(-time.Second).Unix()}, sessionPurpose),
 		"tampered":                string(flipped),
-		"sealed by another key":   seal(other, session{Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose),
-		"an OAuth2 state instead": seal(wb, session{Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, flowPurpose),
-		"no login":                seal(wb, session{Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose),
-		"not sealed":              "eyJsb2dpbiI6ImFsaWNlIiwiZXhwIjo5OTk5OTk5OTk5OX0",
-		"empty":                   "",
+		"sealed by another key":   seal(other, session{ID: "id-1", Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose),
+		"an OAuth2 state instead": seal(wb, session{ID: "id-1", Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, flowPurpose),
+		"no login":                seal(wb, session{ID: "id-1", Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose),
+		// Made before sessions had IDs: it could not be signed out.
+		"no ID":      seal(wb, session{Login: "alice", Expires: time.Now().Add(time.Hour).Unix()}, sessionPurpose),
+		"not sealed": "eyJsb2dpbiI6ImFsaWNlIiwiZXhwIjo5OTk5OTk5OTk5OX0",
+		"empty":      "",
 	}
 	for name, value := range cases {
 		req := httptest.NewRequest("GET", "/", nil)
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: value})
+		req.AddCookie(&http.Cookie{Name: wb.sessionCookie, Value: value})
 		if s, ok := wb.session(req); ok {
 			t.Errorf("%s: session %+v accepted", name, s)
 		}
 	}
 	req := httptest.NewRequest("GET", "/", nil)
-	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: good})
+	req.AddCookie(&http.Cookie{Name: wb.sessionCookie, Value: good})
 	if _, ok := wb.session(req); !ok {
 		t.Error("the good session is refused")
 	}
@@ -115,10 +138,10 @@ func TestSignInFlow(t *testing.T) {
 		t.Fatalf("login: %d", w.Code)
 	}
 	loc := w.Result().Header.Get("Location")
-	if !strings.HasPrefix(loc, "https://git.example.com/login/oauth/authorize?") || !strings.Contains(loc, "code_challenge_method=S256") || !strings.Contains(loc, "code_challenge=") || !strings.Contains(loc, "scope=read%3Auser+write%3Aorganization") {
+	if !strings.HasPrefix(loc, "https://git.example.com/login/oauth/authorize?") || !strings.Contains(loc, "code_challenge_method=S256") || !strings.Contains(loc, "code_challenge=") {
 		t.Fatalf("authorize URL %s", loc)
 	}
-	nonce := cookieOf(t, w, flowCookie)
+	nonce := cookieOf(t, w, wb.flowCookie)
 	state := loc[strings.Index(loc, "state=")+len("state="):]
 	if i := strings.IndexByte(state, '&'); i >= 0 {
 		state = state[:i]
@@ -133,7 +156,7 @@ func TestSignInFlow(t *testing.T) {
 		cookie *http.Cookie
 	}{
 		"no flow cookie":        {state, nil},
-		"another flow's cookie": {state, &http.Cookie{Name: flowCookie, Value: "another-nonce"}},
+		"another flow's cookie": {state, &http.Cookie{Name: wb.flowCookie, Value: "another-nonce"}},
 		"state altered":         {state[:len(state)-2] + "xx", nonce},
 		"expired flow":          {expired, nonce},
 		"no state":              {"", nonce},

@@ -5,9 +5,11 @@
 // builds, and the check of who may read a private repository's build logs.
 //
 // It keeps nothing in memory that matters: a session is a sealed cookie, an OAuth2 flow's
-// state travels sealed in the flow itself, and every admin request checks on Gitea, with
-// the bot's own account, that the user owns the organization (cached for a minute at
-// most). State-changing requests are POSTs behind net/http's cross-origin protection.
+// state travels sealed in the flow itself, a sign-out is recorded in Consul for every
+// replica, and every admin request checks on Gitea, with the bot's own account, that the
+// user owns the organization (cached for a minute at most). Each sign-in asks Gitea only
+// the scopes its flow uses the user's token for (ReaderScopes, OwnerScopes).
+// State-changing requests are POSTs behind net/http's cross-origin protection.
 package web
 
 import (
@@ -41,12 +43,23 @@ type installer interface {
 	Uninstall(ctx context.Context, org string) error
 	Check(ctx context.Context, org string) ([]string, error)
 	OrgURL(org string) string
+	IdentifyTrusted(ctx context.Context, org string, t *registry.Trusted) error
 }
 
 // builds is the orchestrator as the pages use it.
 type builds interface {
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	CheckBuilder(ctx context.Context, b orchestrator.Builder) error
+}
+
+// sessions records the sessions signed out before they expire, for every replica of the
+// bot (the registry, in Consul).
+type sessions interface {
+	// Revoke records the session id as signed out until until, when it expires anyway.
+	Revoke(ctx context.Context, id string, until time.Time) error
+	// Revoked reports whether the session id was signed out; an error means it is not
+	// known.
+	Revoked(ctx context.Context, id string) (bool, error)
 }
 
 // BotClient is the bot account's Gitea client as the pages use it.
@@ -63,11 +76,13 @@ type Config struct {
 	// BaseURL is the bot's public URL (ALBATROS_URL); GiteaURL the Gitea it works with.
 	BaseURL, GiteaURL string
 	// OAuth is the bot's OAuth2 application on Gitea; nil when installing is not set up,
-	// and DisabledReason then says why.
+	// and DisabledReason then says why. Its Scopes are not used: each sign-in asks its own.
 	OAuth          *oauth2.Config
 	DisabledReason string
 	// Keys seal the session cookies and the OAuth2 state.
 	Keys *seal.Keyring
+	// Sessions records sign-outs; signing in needs it.
+	Sessions sessions
 	// Bot is the bot account's client, BotLogin its login.
 	Bot      BotClient
 	BotLogin string
@@ -88,15 +103,26 @@ type Config struct {
 type Web struct {
 	cfg    Config
 	secure bool // cookies only over https, when the bot is served over https
-	owners ttlCache
-	access ttlCache
+	// sessionCookie and flowCookie are the cookies' names: __Host- ones over https.
+	sessionCookie, flowCookie string
+	owners                    ttlCache
+	access                    ttlCache
+	signedOut                 revocations
 }
 
-// New returns the pages of cfg.
+// New returns the pages of cfg. Without cfg.Sessions, nobody can sign in: a sign-out could
+// not be recorded.
 func New(cfg Config) *Web {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	cfg.GiteaURL = strings.TrimSuffix(cfg.GiteaURL, "/")
-	return &Web{cfg: cfg, secure: strings.HasPrefix(cfg.BaseURL, "https://")}
+	if cfg.OAuth != nil && cfg.Sessions == nil {
+		cfg.OAuth, cfg.DisabledReason = nil, "signing in needs Consul, where sign-outs are recorded"
+	}
+	wb := &Web{cfg: cfg, secure: strings.HasPrefix(cfg.BaseURL, "https://"), sessionCookie: sessionName, flowCookie: flowName}
+	if wb.secure {
+		wb.sessionCookie, wb.flowCookie = hostPrefix+sessionName, hostPrefix+flowName
+	}
+	return wb
 }
 
 // Route is one of the pages' routes.
@@ -118,7 +144,7 @@ func (wb *Web) Routes() []Route {
 		{"GET", "/login", false, false, wb.login},
 		{"GET", "/login/gitea/callback", false, false, wb.callback},
 		{"POST", "/logout", false, false, wb.logout},
-		{"GET", "/orgs", false, false, wb.orgs},
+		{"GET", "/orgs", false, false, wb.ownerList(wb.orgs)},
 		{"POST", "/orgs/{org}/install", true, true, wb.install},
 		{"POST", "/orgs/{org}/uninstall", true, false, wb.uninstall},
 		{"POST", "/orgs/{org}/check", true, false, wb.check},
@@ -142,7 +168,7 @@ func (wb *Web) Register(mux *http.ServeMux) {
 		if rt.Admin {
 			h = wb.owner(h, rt.listed)
 		}
-		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(wb.securityHeaders(h)))
+		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(wb.securityHeaders(memoSession(h))))
 	}
 }
 

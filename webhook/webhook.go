@@ -109,6 +109,9 @@ var (
 	errUnknownRepo = errors.New("unknown repository")
 	errFlavor      = errors.New("bad flavor")
 	errNomad       = errors.New("nomad unreachable")
+	// errBlocked: the repository's installation is quarantined, or its owner is not the
+	// organization Albatros was installed on (registry.Repo.Blocked).
+	errBlocked = errors.New("not built")
 )
 
 // authenticator checks a delivery once its repository's entry is known, and returns the
@@ -249,6 +252,11 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	if ev.Kind == forge.KindPing {
 		return http.StatusOK, "pong", repoName, nil
 	}
+	// An organization's installation is bound to its id: a name taken again by another
+	// organization does not inherit it.
+	if why := entry.Blocked(repo.OwnerID); why != "" {
+		return refused(fmt.Errorf("%w: %s", errBlocked, why))
+	}
 	// Who wrote a comment or closed a pull request is the body's word: only a signature
 	// makes it the forge's.
 	if opts.Unsigned && (ev.Kind == forge.KindComment || ev.Kind == forge.KindPullRequestClosed) {
@@ -330,6 +338,8 @@ func refuse(err error) (int, string, error) {
 		return http.StatusForbidden, "bad signature or token", err
 	case errors.Is(err, registry.ErrUnavailable):
 		return http.StatusServiceUnavailable, "registry unavailable", err
+	case errors.Is(err, errBlocked):
+		return http.StatusForbidden, "not built: this organization's installation is quarantined (the bot's log says why)", err
 	case errors.Is(err, errNomad):
 		return http.StatusServiceUnavailable, "nomad unreachable: nothing was built, redeliver later", err
 	default:

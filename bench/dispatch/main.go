@@ -83,11 +83,11 @@ func run(p *testenv.Program, n int, levels []int) error {
 	if err := benchkit.Builder(nc, ns, job, map[string]any{"command": "true"}, true, nil); err != nil {
 		return err
 	}
-	o, err := orchestrator.New()
+	reg, err := registry.New("bench/", nil)
 	if err != nil {
 		return err
 	}
-	reg, err := registry.New("bench/", nil)
+	o, err := orchestrator.New(reg)
 	if err != nil {
 		return err
 	}

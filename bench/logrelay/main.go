@@ -73,7 +73,7 @@ func run(p *testenv.Program, mib, n int) error {
 	if err := registerBuilder(nc, size); err != nil {
 		return err
 	}
-	o, err := orchestrator.New()
+	o, err := orchestrator.New(orchestrator.NewMemoryLedger())
 	if err != nil {
 		return err
 	}

@@ -108,15 +108,15 @@ func run(p *testenv.Program, n, rounds int, withGitea bool) error {
 	if _, err := c.Client(p).KV().Put(&consul.KVPair{Key: "albatros/" + base64.StdEncoding.EncodeToString([]byte(cloneURL)), Value: entry}, nil); err != nil {
 		return err
 	}
-	o, err := orchestrator.New()
-	if err != nil {
-		return err
-	}
-	defer o.Close()
 	reg, err := registry.New("albatros/", nil)
 	if err != nil {
 		return err
 	}
+	o, err := orchestrator.New(reg)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
 	reg.Follow(ctx, func(err error) { fmt.Fprintln(os.Stderr, "rate: registry:", err) })
 	if err := reg.Synced(ctx); err != nil {
 		return err

@@ -81,7 +81,7 @@ func run(p *testenv.Program, viewers, lines, rounds int) error {
 	if err := benchkit.Builder(nm.Client(p), ns, job, map[string]any{"command": "/bin/sh", "args": []string{"-c", script}}, false, nil); err != nil {
 		return err
 	}
-	o, err := orchestrator.New()
+	o, err := orchestrator.New(orchestrator.NewMemoryLedger())
 	if err != nil {
 		return err
 	}

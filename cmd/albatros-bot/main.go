@@ -24,6 +24,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/albatros-ci/albatros/config"
+	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/hcl"
@@ -67,15 +68,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("ALBATROS_SECRET_KEY: %w", err)
 		}
 	}
-	nomad, err := orchestrator.New()
-	if err != nil {
-		return err
-	}
-	defer nomad.Close()
 	repos, err := registry.New(cfg.ConsulPrefix, keys)
 	if err != nil {
 		return err
 	}
+	// The registry is the ledger of the bot's builds: only the jobs it records are builds.
+	nomad, err := orchestrator.New(repos)
+	if err != nil {
+		return err
+	}
+	defer nomad.Close()
 	// The entries live in memory, kept fresh by a blocking query on Consul: a delivery
 	// costs no round trip, and a Consul outage serves the entries last read.
 	repos.Follow(ctx, func(err error) { log.Warn("registry: reading the entries failed, retrying", "err", err) })
@@ -128,6 +130,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Locks:             repos,
 		Dedup:             repos,
 		Lines:             repos,
+		Trust:             repos,
 	})
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready})
 
@@ -154,7 +157,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	webCfg := web.Config{
 		BaseURL: cfg.URL, GiteaURL: cfg.GiteaURL, Keys: keys, BotLogin: botLogin,
-		Records: repos, Builds: nomad, Forge: fs.For,
+		Records: repos, Sessions: repos, Builds: nomad, Forge: fs.For,
 		DefaultBuilder: defaultBuilder, BuilderNamespaces: cfg.BuilderNamespaces, Log: log,
 		UserClient: func(token string) install.Owner { return gitea.New(cfg.GiteaURL, token, nil) },
 	}
@@ -172,8 +175,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				TokenURL:  cfg.GiteaURL + "/login/oauth/access_token",
 				AuthStyle: oauth2.AuthStyleInParams,
 			},
-			RedirectURL: cfg.URL + web.RedirectPath,
-			Scopes:      web.Scopes,
+			RedirectURL: cfg.URL + web.RedirectPath, // each sign-in asks its own scopes
 		}
 	} else {
 		webCfg.DisabledReason = why
@@ -358,36 +360,45 @@ func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos 
 		if err != nil {
 			log.Warn("reconciler: registered repositories not listed", "err", err)
 		}
+		var targets []forge.Repo
+		for _, u := range urls {
+			targets = append(targets, forge.Repo{CloneURL: u})
+		}
 		if bot != nil {
 			insts, err := repos.Installations(ctx)
 			if err != nil {
 				log.Warn("reconciler: installations not listed", "err", err)
 			}
 			for _, inst := range insts {
-				if strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(cfg.GiteaURL, "/") {
-					continue
+				if strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(cfg.GiteaURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
+					continue // another forge's, or quarantined, or not yet bound to its organization
 				}
 				list, err := bot.OrgRepos(ctx, inst.Org)
 				if err != nil {
 					log.Warn("reconciler: repositories not listed", "org", inst.Org, "err", err)
 					continue
 				}
-				for _, r := range list {
-					urls = append(urls, r.CloneURL)
-				}
+				// Each repository carries the id of its owner as Gitea lists it: the
+				// pipeline builds none of another organization that took the name.
+				targets = append(targets, list...)
 			}
 		}
-		slices.Sort(urls)
-		urls = slices.Compact(urls)
-		n, err := pipe.Reconcile(ctx, log, urls, pipeline.ReconcileOptions{})
+		slices.SortFunc(targets, func(a, b forge.Repo) int { return strings.Compare(a.CloneURL, b.CloneURL) })
+		targets = slices.CompactFunc(targets, func(a, b forge.Repo) bool { return a.CloneURL == b.CloneURL })
+		n, err := pipe.Reconcile(ctx, log, targets, pipeline.ReconcileOptions{})
 		if err != nil {
 			log.Warn("reconciler", "err", err)
 		}
-		log.Info("reconciler pass", "repositories", len(urls), "builds", n)
+		log.Info("reconciler pass", "repositories", len(targets), "builds", n)
 		if gone, err := repos.CleanDedup(ctx, dedupAge); err != nil {
 			log.Warn("dedup records not cleaned", "err", err)
 		} else if gone > 0 {
 			log.Info("dedup records cleaned", "deleted", gone, "older than", dedupAge)
+		}
+		if gone, err := repos.CleanSessions(ctx); err != nil {
+			log.Warn("sign-outs not cleaned", "err", err)
+		} else if gone > 0 {
+			log.Info("sign-outs of expired sessions cleaned", "deleted", gone)
 		}
 		if cfg.ReconcileInterval == 0 {
 			<-ctx.Done()

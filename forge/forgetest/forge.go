@@ -34,9 +34,11 @@ type Forge struct {
 	SetErr error
 	// LatestErr, when set, fails every LatestStatus.
 	LatestErr error
-	// Teams are the members of the organizations' teams, by "org/team"; TeamErr, when set,
-	// fails every IsTeamMember.
+	// Teams are the members of the organizations' teams, by "org/team"; TeamIDs their ids,
+	// by "org/team" too (a team asked by an id it does not have has no members); TeamErr,
+	// when set, fails every IsTeamMember.
 	Teams   map[string][]string
+	TeamIDs map[string]int64
 	TeamErr error
 	// Login is who the client acts as; Writers may push to every repository.
 	Login   string
@@ -83,12 +85,25 @@ func (f *Forge) FailStatuses(err error) {
 	f.SetErr = err
 }
 
-// IsTeamMember reports whether user is in Teams[org/team], or returns TeamErr.
-func (f *Forge) IsTeamMember(_ context.Context, org, team, user string) (bool, error) {
+// IsTeamMember reports whether user is in Teams[org/team] (of the id TeamIDs gives, when
+// team.ID is set), or returns TeamErr.
+func (f *Forge) IsTeamMember(_ context.Context, org string, team forge.Team, user string) (bool, error) {
 	if f.TeamErr != nil {
 		return false, f.TeamErr
 	}
-	return slices.Contains(f.Teams[org+"/"+team], user), nil
+	k := org + "/" + team.Name
+	if team.ID != 0 && f.TeamIDs[k] != team.ID {
+		return false, nil
+	}
+	return slices.Contains(f.Teams[k], user), nil
+}
+
+// TeamID returns TeamIDs[org/name], or an error wrapping forge.ErrNotFound.
+func (f *Forge) TeamID(_ context.Context, org, name string) (int64, error) {
+	if id, ok := f.TeamIDs[org+"/"+name]; ok {
+		return id, nil
+	}
+	return 0, fmt.Errorf("team %s/%s: %w", org, name, forge.ErrNotFound)
 }
 
 // LatestStatus returns the newest status of commit in repo and context ctxName, or

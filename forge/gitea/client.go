@@ -36,6 +36,7 @@ var (
 	_ forge.PullRequests = (*Client)(nil)
 	_ forge.Writers      = (*Client)(nil)
 	_ forge.Heads        = (*Client)(nil)
+	_ forge.Users        = (*Client)(nil)
 )
 
 // New returns a client for the Gitea server at baseURL, acting with token. httpClient may be

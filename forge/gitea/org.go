@@ -2,6 +2,7 @@ package gitea
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -117,11 +118,48 @@ func (c *Client) OrgName(ctx context.Context, org string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	o, _, err := cl.GetOrg(org)
+	o, resp, err := cl.GetOrg(org)
 	if err != nil {
+		if notFound(resp) {
+			return "", fmt.Errorf("gitea: organization %s: %w", org, forge.ErrNotFound)
+		}
 		return "", fmt.Errorf("gitea: organization %s: %w", org, err)
 	}
 	return o.UserName, nil
+}
+
+// OrgID returns org's numeric id; an error wrapping forge.ErrNotFound when Gitea has no
+// organization of that name.
+func (c *Client) OrgID(ctx context.Context, org string) (int64, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return 0, err
+	}
+	o, resp, err := cl.GetOrg(org)
+	if err != nil {
+		if notFound(resp) {
+			return 0, fmt.Errorf("gitea: organization %s: %w", org, forge.ErrNotFound)
+		}
+		return 0, fmt.Errorf("gitea: organization %s: %w", org, err)
+	}
+	return o.ID, nil
+}
+
+// UserID returns the numeric id of the user login; an error wrapping forge.ErrNotFound
+// when Gitea has none.
+func (c *Client) UserID(ctx context.Context, login string) (int64, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return 0, err
+	}
+	u, resp, err := cl.GetUserInfo(login)
+	if err != nil {
+		if notFound(resp) {
+			return 0, fmt.Errorf("gitea: user %s: %w", login, forge.ErrNotFound)
+		}
+		return 0, fmt.Errorf("gitea: user %s: %w", login, err)
+	}
+	return u.ID, nil
 }
 
 // IsOwner reports whether user owns org.
@@ -188,33 +226,62 @@ func (c *Client) RemoveOwner(ctx context.Context, org, user string) error {
 	return nil
 }
 
-// IsTeamMember reports whether user belongs to the team named team in org.
-func (c *Client) IsTeamMember(ctx context.Context, org, team, user string) (bool, error) {
+// IsTeamMember reports whether user belongs to team of org: the team of that id when it is
+// set, else the one of that name.
+func (c *Client) IsTeamMember(ctx context.Context, org string, team forge.Team, user string) (bool, error) {
 	cl, err := c.sdk(ctx)
 	if err != nil {
 		return false, err
 	}
+	id := team.ID
+	if id == 0 {
+		t, err := c.team(cl, org, team.Name)
+		if errors.Is(err, forge.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		id = t.ID
+	}
+	_, resp, err := cl.GetTeamMember(id, user)
+	switch {
+	case err == nil:
+		return true, nil
+	case notFound(resp):
+		return false, nil
+	default:
+		return false, fmt.Errorf("gitea: is %s in team %s (%d) of %s: %w", user, team.Name, id, org, err)
+	}
+}
+
+// TeamID returns the id of the team named name in org.
+func (c *Client) TeamID(ctx context.Context, org, name string) (int64, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return 0, err
+	}
+	t, err := c.team(cl, org, name)
+	if err != nil {
+		return 0, err
+	}
+	return t.ID, nil
+}
+
+// team finds the team named name in org.
+func (c *Client) team(cl *sdk.Client, org, name string) (*sdk.Team, error) {
 	teams, err := all(func(o sdk.ListOptions) ([]*sdk.Team, *sdk.Response, error) {
 		return cl.ListOrgTeams(org, sdk.ListTeamsOptions{ListOptions: o})
 	})
 	if err != nil {
-		return false, fmt.Errorf("gitea: teams of %s: %w", org, err)
+		return nil, fmt.Errorf("gitea: teams of %s: %w", org, err)
 	}
 	for _, t := range teams {
-		if t.Name != team {
-			continue
-		}
-		_, resp, err := cl.GetTeamMember(t.ID, user)
-		switch {
-		case err == nil:
-			return true, nil
-		case notFound(resp):
-			return false, nil
-		default:
-			return false, fmt.Errorf("gitea: is %s in team %s of %s: %w", user, team, org, err)
+		if t.Name == name {
+			return t, nil
 		}
 	}
-	return false, nil
+	return nil, fmt.Errorf("gitea: team %s of %s: %w", name, org, forge.ErrNotFound)
 }
 
 // Me returns the login of the client's user.
@@ -297,11 +364,11 @@ func (c *Client) OrgRepos(ctx context.Context, org string) ([]forge.Repo, error)
 	}
 	out := make([]forge.Repo, 0, len(repos))
 	for _, r := range repos {
-		owner := org
+		owner, ownerID := org, int64(0)
 		if r.Owner != nil {
-			owner = r.Owner.UserName
+			owner, ownerID = r.Owner.UserName, r.Owner.ID
 		}
-		out = append(out, forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, Name: r.Name, HTMLURL: r.HTMLURL})
+		out = append(out, forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, OwnerID: ownerID, Name: r.Name, HTMLURL: r.HTMLURL})
 	}
 	slices.SortFunc(out, func(a, b forge.Repo) int {
 		switch {

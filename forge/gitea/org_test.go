@@ -2,6 +2,7 @@ package gitea_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -101,13 +102,51 @@ func TestOrgHooksAndOwners(t *testing.T) {
 	if _, err := g.Client(t, owner.Token).AddTeamMember(team.ID, member.Name); err != nil {
 		t.Fatal(err)
 	}
+	id, err := asBot.TeamID(ctx(t), org, "release")
+	if err != nil || id != team.ID {
+		t.Fatalf("TeamID(release) = %d, %v; want %d", id, err, team.ID)
+	}
+	if _, err := asBot.TeamID(ctx(t), org, "no-such-team"); !errors.Is(err, forge.ErrNotFound) {
+		t.Errorf("TeamID(no-such-team) = %v, want ErrNotFound", err)
+	}
 	for user, want := range map[string]bool{member.Name: true, owner.Name: false} {
-		if ok, err := asBot.IsTeamMember(ctx(t), org, "release", user); err != nil || ok != want {
-			t.Errorf("IsTeamMember(release, %s) = %v, %v; want %v", user, ok, err, want)
+		for _, tm := range []forge.Team{{Name: "release"}, {Name: "release", ID: team.ID}} {
+			if ok, err := asBot.IsTeamMember(ctx(t), org, tm, user); err != nil || ok != want {
+				t.Errorf("IsTeamMember(%+v, %s) = %v, %v; want %v", tm, user, ok, err, want)
+			}
 		}
 	}
-	if ok, err := asBot.IsTeamMember(ctx(t), org, "no-such-team", member.Name); err != nil || ok {
+	if ok, err := asBot.IsTeamMember(ctx(t), org, forge.Team{Name: "no-such-team"}, member.Name); err != nil || ok {
 		t.Errorf("IsTeamMember(no-such-team) = %v, %v", ok, err)
+	}
+	// A team of that name made again is another team: asked by the id recorded, its new
+	// members are not members of the old one.
+	if _, err := g.Client(t, owner.Token).DeleteTeam(team.ID); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := g.Client(t, owner.Token).CreateTeam(org, sdk.CreateTeamOption{Name: "release", Permission: sdk.AccessModeRead, Units: []sdk.RepoUnitType{sdk.RepoUnitCode}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Client(t, owner.Token).AddTeamMember(again.ID, member.Name); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := asBot.IsTeamMember(ctx(t), org, forge.Team{Name: "release", ID: team.ID}, member.Name); err != nil || ok {
+		t.Errorf("IsTeamMember of the deleted team's id = %v, %v; want false", ok, err)
+	}
+
+	// Ids of organizations and users, and their absence.
+	if id, err := asBot.OrgID(ctx(t), org); err != nil || id == 0 {
+		t.Errorf("OrgID(%s) = %d, %v", org, id, err)
+	}
+	if _, err := asBot.OrgID(ctx(t), "no-such-org-"+testenv.UniqueName("x")); !errors.Is(err, forge.ErrNotFound) {
+		t.Errorf("OrgID of no organization: %v, want ErrNotFound", err)
+	}
+	if id, err := asBot.UserID(ctx(t), member.Name); err != nil || id == 0 {
+		t.Errorf("UserID(%s) = %d, %v", member.Name, id, err)
+	}
+	if _, err := asBot.UserID(ctx(t), "no-such-user-"+testenv.UniqueName("x")); !errors.Is(err, forge.ErrNotFound) {
+		t.Errorf("UserID of no user: %v, want ErrNotFound", err)
 	}
 
 	// Who may read a private repository, as the bot (an owner) sees it.

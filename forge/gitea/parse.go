@@ -13,6 +13,7 @@ import (
 // code.gitea.io/gitea/modules/structs; the SDK does not carry the hook payloads).
 type (
 	user struct {
+		ID    int64  `json:"id"`
 		Login string `json:"login"`
 	}
 	repository struct {
@@ -30,15 +31,17 @@ type (
 		Sender     user        `json:"sender"`
 	}
 	prBranch struct {
-		Ref  string      `json:"ref"`
-		Sha  string      `json:"sha"`
-		Repo *repository `json:"repo"`
+		Label string      `json:"label"`
+		Ref   string      `json:"ref"`
+		Sha   string      `json:"sha"`
+		Repo  *repository `json:"repo"`
 	}
 	pullRequestPayload struct {
 		Action      string `json:"action"`
 		Number      int64  `json:"number"`
 		PullRequest *struct {
 			Number int64     `json:"number"`
+			User   user      `json:"user"`
 			Head   *prBranch `json:"head"`
 			Base   *prBranch `json:"base"`
 		} `json:"pull_request"`
@@ -117,7 +120,7 @@ func parsePush(body []byte) (forge.Event, error) {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return forge.Event{}, fmt.Errorf("%w: push: %v", forge.ErrMalformed, err)
 	}
-	ev := forge.Event{Repo: p.Repository.convert(), Commit: p.After, Sender: p.Sender.Login}
+	ev := forge.Event{Repo: p.Repository.convert(), Commit: p.After, Sender: p.Sender.Login, SenderID: p.Sender.ID}
 	if ev.Repo.CloneURL == "" || p.Ref == "" || p.After == "" {
 		return ev, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
 	}
@@ -153,18 +156,23 @@ func parsePullRequest(body []byte) (forge.Event, error) {
 	}
 	base := p.Repository.convert()
 	head := pr.Head.Repo.convert()
+	ag := agit(pr.Head.Label, pr.Head.Ref)
 	ev := forge.Event{
-		Kind:   forge.KindPullRequest,
-		Repo:   base,
-		Commit: pr.Head.Sha,
-		Branch: pr.Head.Ref,
-		Sender: p.Sender.Login,
+		Kind:     forge.KindPullRequest,
+		Repo:     base,
+		Commit:   pr.Head.Sha,
+		Branch:   pr.Head.Ref,
+		Sender:   p.Sender.Login,
+		SenderID: p.Sender.ID,
 		PullRequest: &forge.PullRequest{
 			Number:     number,
 			HeadRepo:   head,
 			HeadBranch: pr.Head.Ref,
 			BaseBranch: pr.Base.Ref,
-			Fork:       head.CloneURL != base.CloneURL,
+			Fork:       head.CloneURL != base.CloneURL || ag,
+			AGit:       ag,
+			Author:     pr.User.Login,
+			AuthorID:   pr.User.ID,
 			Action:     p.Action,
 		},
 	}
@@ -177,6 +185,14 @@ func parsePullRequest(body []byte) (forge.Event, error) {
 	default:
 		return ev, forge.Ignore("pull request #%d %s", number, p.Action)
 	}
+}
+
+// agit reports whether a pull request's head, as Gitea shows it (its label and ref), is an
+// AGit one: pushed to refs/for/<branch>, it is no branch of the repository, and Gitea names
+// it by its pull request's ref (refs/pull/<n>/head) with an empty label. (A branch deleted
+// since keeps its name as the label.)
+func agit(label, ref string) bool {
+	return label == "" && strings.HasPrefix(ref, "refs/pull/")
 }
 
 // commentPayload is the part of an issue_comment delivery the bot reads.
@@ -210,8 +226,9 @@ func parseComment(h http.Header, body []byte) (forge.Event, error) {
 		Kind:        forge.KindComment,
 		Repo:        p.Repository.convert(),
 		Sender:      p.Sender.Login,
+		SenderID:    p.Sender.ID,
 		PullRequest: &forge.PullRequest{Number: p.Issue.Number},
-		Comment:     &forge.Comment{ID: p.Comment.ID, Body: p.Comment.Body, Author: p.Comment.User.Login},
+		Comment:     &forge.Comment{ID: p.Comment.ID, Body: p.Comment.Body, Author: p.Comment.User.Login, AuthorID: p.Comment.User.ID},
 	}
 	if t := h.Get("X-Gitea-Event-Type"); !p.IsPull || (t != "" && t != "pull_request_comment") {
 		return ev, forge.Ignore("comment on issue #%d, not a pull request", p.Issue.Number)
@@ -232,5 +249,5 @@ func (r *repository) convert() forge.Repo {
 	if owner == "" {
 		owner, _, _ = strings.Cut(r.FullName, "/")
 	}
-	return forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, Name: r.Name, HTMLURL: r.HTMLURL}
+	return forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, OwnerID: r.Owner.ID, Name: r.Name, HTMLURL: r.HTMLURL}
 }

@@ -39,7 +39,7 @@ func (c *Client) Comments(ctx context.Context, repo forge.Repo, number int64) ([
 func commentOf(cm *sdk.Comment) forge.Comment {
 	c := forge.Comment{ID: cm.ID, Body: cm.Body}
 	if cm.Poster != nil {
-		c.Author = cm.Poster.UserName
+		c.Author, c.AuthorID = cm.Poster.UserName, cm.Poster.ID
 	}
 	return c
 }
@@ -101,7 +101,7 @@ func prInfo(repo forge.Repo, pr *sdk.PullRequest) (forge.PullRequestInfo, error)
 		return forge.PullRequestInfo{}, fmt.Errorf("gitea: pull request %s#%d has no head or base", repo.FullName, number)
 	}
 	info := forge.PullRequestInfo{
-		PullRequest: forge.PullRequest{Number: number, HeadBranch: pr.Head.Ref, BaseBranch: pr.Base.Ref},
+		PullRequest: forge.PullRequest{Number: number, HeadBranch: pr.Head.Ref, BaseBranch: pr.Base.Ref, AGit: agit(pr.Head.Name, pr.Head.Ref)},
 		Head:        pr.Head.Sha,
 		Open:        pr.State == sdk.StateOpen,
 	}
@@ -109,18 +109,18 @@ func prInfo(repo forge.Repo, pr *sdk.PullRequest) (forge.PullRequestInfo, error)
 		info.Updated = *pr.Updated
 	}
 	if pr.Poster != nil {
-		info.Author = pr.Poster.UserName
+		info.Author, info.AuthorID = pr.Poster.UserName, pr.Poster.ID
 	}
 	// A pull request whose head repository is gone (a deleted fork) is a fork's: its code
 	// is nobody's the bot trusts.
 	info.Fork = true
 	if r := pr.Head.Repository; r != nil {
-		owner := ""
+		owner, ownerID := "", int64(0)
 		if r.Owner != nil {
-			owner = r.Owner.UserName
+			owner, ownerID = r.Owner.UserName, r.Owner.ID
 		}
-		info.HeadRepo = forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, Name: r.Name, HTMLURL: r.HTMLURL}
-		info.Fork = r.CloneURL != repo.CloneURL
+		info.HeadRepo = forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, OwnerID: ownerID, Name: r.Name, HTMLURL: r.HTMLURL}
+		info.Fork = r.CloneURL != repo.CloneURL || info.AGit
 	}
 	return info, nil
 }

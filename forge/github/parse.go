@@ -22,6 +22,7 @@ func Locate(body []byte) (forge.Repo, error) {
 			FullName string `json:"full_name"`
 			Owner    struct {
 				Login string `json:"login"`
+				ID    int64  `json:"id"`
 			} `json:"owner"`
 			HTMLURL  string `json:"html_url"`
 			CloneURL string `json:"clone_url"`
@@ -34,7 +35,9 @@ func Locate(body []byte) (forge.Repo, error) {
 	if r == nil || r.CloneURL == "" || r.FullName == "" {
 		return forge.Repo{}, fmt.Errorf("%w: no repository.clone_url or full_name", forge.ErrMalformed)
 	}
-	return repo(r.CloneURL, r.FullName, r.Owner.Login, r.Name, r.HTMLURL), nil
+	out := repo(r.CloneURL, r.FullName, r.Owner.Login, r.Name, r.HTMLURL)
+	out.OwnerID = r.Owner.ID
+	return out, nil
 }
 
 // Parse reads a delivery, once, before it is verified: ev.Repo is the repository the body
@@ -76,7 +79,7 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 	case *gh.PullRequestEvent:
 		ev, err = parsePullRequest(p)
 	case *gh.PingEvent:
-		ev = forge.Event{Kind: forge.KindPing, Sender: p.GetSender().GetLogin()}
+		ev = forge.Event{Kind: forge.KindPing, Sender: p.GetSender().GetLogin(), SenderID: p.GetSender().GetID()}
 		if p.Repo != nil {
 			ev.Repo = convert(p.Repo)
 		}
@@ -107,10 +110,12 @@ func parsePush(p *gh.PushEvent) (forge.Event, error) {
 	r := p.GetRepo()
 	ref, after := p.GetRef(), p.GetAfter()
 	ev := forge.Event{
-		Repo:   repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL()),
-		Commit: after,
-		Sender: p.GetSender().GetLogin(),
+		Repo:     repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL()),
+		Commit:   after,
+		Sender:   p.GetSender().GetLogin(),
+		SenderID: p.GetSender().GetID(),
 	}
+	ev.Repo.OwnerID = r.GetOwner().GetID()
 	if r.GetCloneURL() == "" || r.GetFullName() == "" || ref == "" || after == "" {
 		return ev, fmt.Errorf("%w: push without repository, ref or after", forge.ErrMalformed)
 	}
@@ -155,26 +160,31 @@ func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
 	}
 	head := convert(pr.Head.Repo)
 	return forge.Event{
-		Kind:   forge.KindPullRequest,
-		Repo:   base,
-		Commit: pr.Head.GetSHA(),
-		Branch: pr.Head.GetRef(),
-		Sender: p.GetSender().GetLogin(),
+		Kind:     forge.KindPullRequest,
+		Repo:     base,
+		Commit:   pr.Head.GetSHA(),
+		Branch:   pr.Head.GetRef(),
+		Sender:   p.GetSender().GetLogin(),
+		SenderID: p.GetSender().GetID(),
 		PullRequest: &forge.PullRequest{
 			Number:     number,
 			HeadRepo:   head,
 			HeadBranch: pr.Head.GetRef(),
 			BaseBranch: pr.Base.GetRef(),
 			// GitHub's owner and repository names are case-insensitive.
-			Fork:   !strings.EqualFold(head.FullName, base.FullName),
-			Action: action,
+			Fork:     !strings.EqualFold(head.FullName, base.FullName),
+			Author:   pr.GetUser().GetLogin(),
+			AuthorID: pr.GetUser().GetID(),
+			Action:   action,
 		},
 	}, nil
 }
 
 // convert names a repository of an event payload in the bot's terms.
 func convert(r *gh.Repository) forge.Repo {
-	return repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL())
+	out := repo(r.GetCloneURL(), r.GetFullName(), r.GetOwner().GetLogin(), r.GetName(), r.GetHTMLURL())
+	out.OwnerID = r.GetOwner().GetID()
+	return out
 }
 
 // repo builds a forge.Repo, taking owner and name from full_name where the payload leaves

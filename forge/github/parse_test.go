@@ -86,7 +86,14 @@ func str(m map[string]any, path ...string) string {
 // independently of the code under test.
 func repoAt(m map[string]any, path ...string) forge.Repo {
 	at := func(k ...string) string { return str(m, append(append([]string{}, path...), k...)...) }
-	return forge.Repo{CloneURL: at("clone_url"), FullName: at("full_name"), Owner: at("owner", "login"), Name: at("name"), HTMLURL: at("html_url")}
+	return forge.Repo{CloneURL: at("clone_url"), FullName: at("full_name"), Owner: at("owner", "login"), OwnerID: num(m, append(append([]string{}, path...), "owner", "id")...), Name: at("name"), HTMLURL: at("html_url")}
+}
+
+// num is the number at path, 0 when there is none.
+func num(m map[string]any, path ...string) int64 {
+	n, _ := field(m, path...).(json.Number)
+	v, _ := n.Int64()
+	return v
 }
 
 // parseWant is what a payload must parse to, besides what is read from the payload itself.
@@ -153,7 +160,7 @@ func TestParsePayloads(t *testing.T) {
 // checkEvent compares a parsed event with the payload's own values and with want.
 func checkEvent(t *testing.T, ev forge.Event, m map[string]any, want parseWant) {
 	t.Helper()
-	exp := forge.Event{Kind: want.kind, Delivery: deliveryID, Sender: str(m, "sender", "login"), Branch: want.branch, Tag: want.tag}
+	exp := forge.Event{Kind: want.kind, Delivery: deliveryID, Sender: str(m, "sender", "login"), SenderID: num(m, "sender", "id"), Branch: want.branch, Tag: want.tag}
 	if field(m, "repository") != nil {
 		exp.Repo = repoAt(m, "repository")
 	}
@@ -177,6 +184,8 @@ func checkEvent(t *testing.T, ev forge.Event, m map[string]any, want parseWant) 
 			HeadBranch: str(m, "pull_request", "head", "ref"),
 			BaseBranch: str(m, "pull_request", "base", "ref"),
 			Fork:       str(m, "pull_request", "head", "repo", "full_name") != str(m, "pull_request", "base", "repo", "full_name"),
+			Author:     str(m, "pull_request", "user", "login"),
+			AuthorID:   num(m, "pull_request", "user", "id"),
 			Action:     str(m, "action"),
 		}
 		if expPR.HeadBranch != want.branch || expPR.Action != want.action || number == 0 || expPR.BaseBranch == "" {
@@ -242,7 +251,7 @@ func TestParseForkPullRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr := ev.PullRequest
-	wantHead := forge.Repo{CloneURL: "https://github.com/octocat/Hello-World.git", FullName: "octocat/Hello-World", Owner: "octocat", Name: "Hello-World", HTMLURL: "https://github.com/octocat/Hello-World"}
+	wantHead := forge.Repo{CloneURL: "https://github.com/octocat/Hello-World.git", FullName: "octocat/Hello-World", Owner: "octocat", OwnerID: 21031067, Name: "Hello-World", HTMLURL: "https://github.com/octocat/Hello-World"}
 	if pr == nil || !pr.Fork || pr.HeadRepo != wantHead || ev.Repo.FullName != "Codertocat/Hello-World" {
 		t.Errorf("Parse = %+v, pull request %+v; want a fork's", ev, pr)
 	}

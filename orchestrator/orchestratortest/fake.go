@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/secrets"
 )
 
 // nomad is what the fake stands in for: the methods of the real orchestrator that the bot's
@@ -127,7 +128,7 @@ func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (or
 		JobID:     fmt.Sprintf("%s/dispatch-albatros%s-%d-%08x", req.Builder.Job, keyPart(req.Key), 1700000000+f.seq, f.seq),
 		Index:     uint64(100 + f.seq),
 	}
-	f.addBuild(d.Namespace, d.JobID, req.Builder.Job, req.Meta, req.Payload, "pending")
+	f.addBuild(d.Namespace, d.JobID, req.Builder.Job, req.Meta, req.Payload, req.HasSecrets, "pending")
 	if f.byToken == nil {
 		f.byToken = map[string]orchestrator.Dispatched{}
 	}
@@ -184,21 +185,22 @@ func (f *Fake) ByKey(_ context.Context, b orchestrator.Builder, key string) (orc
 
 // AddBuild makes a build known to the fake, as if dispatched earlier (by another bot, or
 // before a restart), replacing any build of the same namespace and ID. Its Submitted time
-// is the one its ID holds, if any.
+// is the one its ID holds, if any. A payload that holds secret values makes it a build the
+// ledger records as given the secrets.
 func (f *Fake) AddBuild(ns, id, builder string, meta map[string]string, payload []byte, status string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.addBuild(ns, id, builder, meta, payload, status)
+	f.addBuild(ns, id, builder, meta, payload, len(secrets.Values(payload)) > 0, status)
 }
 
 // addBuild is AddBuild with f.mu held.
-func (f *Fake) addBuild(ns, id, builder string, meta map[string]string, payload []byte, status string) {
+func (f *Fake) addBuild(ns, id, builder string, meta map[string]string, payload []byte, withSecrets bool, status string) {
 	if f.builds == nil {
 		f.builds = map[Ref]*orchestrator.Build{}
 	}
 	f.builds[Ref{ns, id}] = &orchestrator.Build{
 		Namespace: ns, ID: id, Builder: builder, Meta: maps.Clone(meta), Payload: slices.Clone(payload),
-		Status: status, Submitted: submitted(id),
+		Secrets: withSecrets, Status: status, Submitted: submitted(id),
 	}
 }
 
@@ -350,7 +352,7 @@ func (f *Fake) Recent(_ context.Context, repoPrefix string, limit int) ([]orches
 		if stopped {
 			state = string(orchestrator.Error)
 		}
-		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped})
+		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped, Secrets: b.Secrets})
 	}
 	slices.SortFunc(out, func(a, b orchestrator.Summary) int {
 		if c := b.Submitted.Compare(a.Submitted); c != 0 {

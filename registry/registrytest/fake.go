@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/albatros-ci/albatros/registry"
 )
@@ -187,4 +188,63 @@ func (l *Lines) Swaps() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.swaps
+}
+
+// Sessions holds the sign-outs of the pages' sessions in memory, as the registry does in
+// Consul, and counts the questions asked. It is safe for concurrent use.
+type Sessions struct {
+	// Err, when set, is returned by every call: Consul failing.
+	Err error
+
+	mu      sync.Mutex
+	revoked map[string]time.Time
+	asked   int
+}
+
+// Revoke records the session id as signed out until until.
+func (s *Sessions) Revoke(_ context.Context, id string, until time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return s.Err
+	}
+	if s.revoked == nil {
+		s.revoked = map[string]time.Time{}
+	}
+	s.revoked[id] = until
+	return nil
+}
+
+// Revoked reports whether the session id was signed out.
+func (s *Sessions) Revoked(_ context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked++
+	if s.Err != nil {
+		return false, s.Err
+	}
+	_, ok := s.revoked[id]
+	return ok, nil
+}
+
+// SetErr sets Err, while requests may be asking.
+func (s *Sessions) SetErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Err = err
+}
+
+// Until returns when the sign-out of id ends, and whether there is one.
+func (s *Sessions) Until(id string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.revoked[id]
+	return u, ok
+}
+
+// Asked is how many times Revoked was called.
+func (s *Sessions) Asked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.asked
 }

@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// trust is the registry's record of trusted commits, as the pipeline uses it
+// (registry.Registry.TrustCommit): who pushed a commit is known only to the push's
+// delivery, so the pipeline writes down, when it judges the code of a commit trusted, that
+// it did.
+type trust interface {
+	TrustCommit(ctx context.Context, cloneURL, commit, why string) error
+	// CommitTrust returns why the commit was recorded as trusted, "" when it was not.
+	CommitTrust(ctx context.Context, cloneURL, commit string) (string, error)
+}
+
+// Why a commit's code is trusted, as recorded.
+const (
+	trustedPush    = "push"    // pushed by a trusted user
+	trustedFork    = "fork"    // the head of a pull request from a trusted owner's fork
+	trustedApprove = "approve" // approved by a trusted user with /approve <sha>
+)
+
+// TrustedUser reports whether the user login, of numeric id (0 when not known), is one of
+// the entry's trusted users (by id when the entry records one, see registry.Repo.Trusts),
+// or a member of one of its trusted teams of the repository's organization (by the team's
+// id when recorded), which f must then be able to tell (forge.TeamMembers).
+func TrustedUser(ctx context.Context, f forge.Forge, repo forge.Repo, entry *registry.Repo, user string, id int64) (bool, error) {
+	if user == "" {
+		return false, nil
+	}
+	if entry.Trusts(user, id) {
+		return true, nil
+	}
+	if len(entry.Trusted.Teams) == 0 {
+		return false, nil
+	}
+	teams, ok := f.(forge.TeamMembers)
+	if !ok {
+		return false, fmt.Errorf("trusted teams %q: the forge cannot tell team members", entry.Trusted.Teams)
+	}
+	for _, team := range entry.Trusted.Teams {
+		in, err := teams.IsTeamMember(ctx, repo.Owner, forge.Team{Name: team, ID: entry.Trusted.TeamIDs[team]}, user)
+		if err != nil {
+			return false, err
+		}
+		if in {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// pushWait bounds how long a same-repository pull request's update waits for the push of
+// its head to be judged: the forge sends the push and the pull request's update at once.
+const pushWait = 3 * time.Second
+
+// trustedCode reports whether the code an event builds comes from a trusted source, and
+// may run with the repository's secrets; why is what it records of the commit when so.
+// Trust follows the code:
+//
+//   - a commit recorded as trusted (a trusted user pushed it, or approved it, or it came
+//     from a trusted owner's fork) is trusted in any event that builds it;
+//   - a push or a tag: its sender (who pushed) must be trusted;
+//   - a pull request from a fork: the fork's owner must be trusted, whoever opened,
+//     reopened or updated it; an AGit pull request (pushed for review to refs/for/…, which
+//     reading the repository allows) counts as a fork of its author;
+//   - a pull request between branches of the repository: only a recorded commit. Who
+//     opened or updated it says nothing of who pushed its commits, and the bot learns who
+//     pushed a commit only from the push's own delivery.
+func (p *Pipeline) trustedCode(ctx context.Context, log *slog.Logger, f forge.Forge, ev forge.Event, entry *registry.Repo) (trusted bool, why string, err error) {
+	pr := ev.PullRequest
+	if pr == nil {
+		if ok, err := TrustedUser(ctx, f, ev.Repo, entry, ev.Sender, ev.SenderID); ok || err != nil {
+			return ok, trustedPush, err
+		}
+		return p.commitTrust(ctx, log, ev, false) != "", "", nil
+	}
+	// The update of a pull request between branches comes with the push of its head,
+	// whose delivery may be judged a moment later: wait for it a little.
+	wait := !pr.Fork && (pr.Action == "synchronized" || pr.Action == "synchronize")
+	if p.commitTrust(ctx, log, ev, wait) != "" {
+		return true, "", nil
+	}
+	switch {
+	case pr.AGit:
+		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.Author, pr.AuthorID)
+		return ok, trustedFork, err
+	case pr.Fork:
+		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.HeadRepo.Owner, pr.HeadRepo.OwnerID)
+		return ok, trustedFork, err
+	}
+	return false, "", nil
+}
+
+// commitTrust returns why ev's commit is recorded as trusted, "" when it is not; with
+// wait, it looks again for up to pushWait. When the records cannot be read, it is not.
+func (p *Pipeline) commitTrust(ctx context.Context, log *slog.Logger, ev forge.Event, wait bool) string {
+	if p.cfg.Trust == nil {
+		return ""
+	}
+	deadline := time.Now().Add(pushWait)
+	for {
+		why, err := p.cfg.Trust.CommitTrust(ctx, ev.Repo.CloneURL, ev.Commit)
+		if err != nil {
+			log.Warn("trusted commits could not be read: building without secrets", "err", err)
+			return ""
+		}
+		if why != "" || !wait || time.Now().After(deadline) {
+			return why
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// recordTrust records that ev's commit is trusted, why; without a record, a pull request
+// of the commit runs without the secrets, which is safe.
+func (p *Pipeline) recordTrust(ctx context.Context, log *slog.Logger, ev forge.Event, why string) {
+	if p.cfg.Trust == nil || why == "" {
+		return
+	}
+	if err := p.cfg.Trust.TrustCommit(ctx, ev.Repo.CloneURL, ev.Commit, why); err != nil {
+		log.Warn("trusted commit not recorded: its pull requests build without secrets", "err", err)
+	}
+}
