@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +66,9 @@ type Config struct {
 	TokenSecrets bool
 	// ReadTimeout bounds the time a client may take to send a whole request.
 	ReadTimeout time.Duration
+	// LogStreams bounds the build logs followed in Nomad at once for their readers, and
+	// LogViewers the readers of logs served at once (past either, a log request is 503).
+	LogStreams, LogViewers int
 	// PprofAddr, when set, is an address of its own where Go's profiler (net/http/pprof)
 	// answers; off by default.
 	PprofAddr string
@@ -101,6 +105,8 @@ func settings() []*setting {
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
+		{flag: "log-streams", env: "ALBATROS_LOG_STREAMS", def: "32", usage: "most build logs followed in Nomad at once for the log pages and /build (one connection each: Nomad refuses a client's 101st, and the bot's dispatches share them); past it a new log is answered 503"},
+		{flag: "log-viewers", env: "ALBATROS_LOG_VIEWERS", def: "4096", usage: "most readers of the log pages and /build served at once (about 40 KiB each); past it a reader is answered 503"},
 		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
 		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
@@ -294,6 +300,16 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		bad("read-timeout", "%q is not a duration of at least 1s", s["read-timeout"].value)
 	} else {
 		c.ReadTimeout = d
+	}
+	if n, err := strconv.Atoi(s["log-streams"].value); err != nil || n < 1 || n > 90 {
+		bad("log-streams", "%q is not a number from 1 to 90 (Nomad refuses a client's 101st connection)", s["log-streams"].value)
+	} else {
+		c.LogStreams = n
+	}
+	if n, err := strconv.Atoi(s["log-viewers"].value); err != nil || n < 1 {
+		bad("log-viewers", "%q is not a number of at least 1", s["log-viewers"].value)
+	} else {
+		c.LogViewers = n
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(s["log-level"].value)); err != nil {
 		bad("log-level", "%q is not debug, info, warn or error", s["log-level"].value)

@@ -9,19 +9,25 @@
 // Nomad answers a client's 101st connection with 429 (http_max_conns_per_client): with one
 // stream (and its blocking queries) per viewer, a popular build's log broke for everyone
 // past about 50 viewers. Through the tape, a build costs the same few connections to Nomad
-// with one viewer or a thousand.
+// with one viewer or a thousand; and the hub bounds the upstreams it follows at once and
+// the viewers it serves (ErrBusy past them), so that anonymous readers cannot take the
+// connections to Nomad that the bot's dispatches need.
+//
+// The log of a build that got the secrets is rendered and masked once, on the tape
+// (package logtext); any other build's is kept as it came.
 package logfan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/albatros-ci/albatros/logtext"
 	"github.com/albatros-ci/albatros/orchestrator"
-	"github.com/albatros-ci/albatros/secrets"
 )
 
 // Source writes a build's log to w from its start, following it while the build runs, and
@@ -30,11 +36,18 @@ type Source func(ctx context.Context, ns, jobID, logType string, w io.Writer) (o
 
 // Defaults of Options.
 const (
-	DefaultKeep   = 32 << 20
-	DefaultBudget = 256 << 20
-	DefaultLinger = 15 * time.Second
-	chunkSize     = 32 << 10
+	DefaultKeep         = 32 << 20
+	DefaultBudget       = 256 << 20
+	DefaultLinger       = 15 * time.Second
+	DefaultMaxUpstreams = 32
+	DefaultMaxViewers   = 4096
+	chunkSize           = 32 << 10
 )
+
+// ErrBusy is returned by Join when the hub follows as many logs as it may (Options.
+// MaxUpstreams) and the log asked for is not one of them, or when it serves as many
+// viewers as it may (Options.MaxViewers).
+var ErrBusy = errors.New("too many build logs are being read at once")
 
 // Options tune a Hub.
 type Options struct {
@@ -47,6 +60,12 @@ type Options struct {
 	// while it runs (its upstream is then stopped): a viewer coming back meanwhile does
 	// not start another upstream (DefaultLinger when 0).
 	Linger time.Duration
+	// MaxUpstreams bounds the logs followed in Nomad at once, each an open connection
+	// (DefaultMaxUpstreams when 0): Nomad refuses a client's 101st, and the bot's own
+	// calls share them.
+	MaxUpstreams int
+	// MaxViewers bounds the viewers served at once (DefaultMaxViewers when 0).
+	MaxViewers int
 }
 
 // Hub shares the logs being watched. Safe for concurrent use.
@@ -57,6 +76,8 @@ type Hub struct {
 	tapes     map[key]*tape
 	upstreams atomic.Int64
 	count     atomic.Int64 // len(tapes), read by the tapes without the hub's lock
+	following atomic.Int64 // upstreams following their log in Nomad now
+	viewers   atomic.Int64 // viewers joined and not yet left
 }
 
 type key struct{ ns, job, stream string }
@@ -71,6 +92,12 @@ func New(src Source, opts Options) *Hub {
 	}
 	if opts.Budget <= 0 {
 		opts.Budget = DefaultBudget
+	}
+	if opts.MaxUpstreams <= 0 {
+		opts.MaxUpstreams = DefaultMaxUpstreams
+	}
+	if opts.MaxViewers <= 0 {
+		opts.MaxViewers = DefaultMaxViewers
 	}
 	return &Hub{src: src, opts: opts, tapes: map[key]*tape{}}
 }
@@ -98,13 +125,46 @@ func (h *Hub) Watching() int {
 	return len(h.tapes)
 }
 
-// Watch writes the log (stdout or stderr) of a build to w from its start, following it
-// while the build runs, and returns the build's outcome once all of it is written, or
-// ctx's error when the viewer leaves first. The log is masked with values (asked once,
-// when the log's upstream starts: the secrets the build received and its repository's).
+// Watch is Join, Copy and Leave: it writes the log (stdout or stderr) of a build to w from
+// its start, following it while the build runs, and returns the build's outcome once all of
+// it is written, ctx's error when the viewer leaves first, or ErrBusy.
 func (h *Hub) Watch(ctx context.Context, ns, jobID, logType string, values func() []string, w io.Writer) (orchestrator.Outcome, error) {
-	t := h.join(key{ns, jobID, logType}, values)
-	defer h.leave(t)
+	v, err := h.Join(ns, jobID, logType, values)
+	if err != nil {
+		return orchestrator.Outcome{}, err
+	}
+	defer v.Leave()
+	return v.Copy(ctx, w)
+}
+
+// Viewer is one viewer of a log, from Join to Leave.
+type Viewer struct {
+	hub  *Hub
+	t    *tape
+	once sync.Once
+}
+
+// Join makes a viewer of the log (stdout or stderr) of a build, starting its upstream
+// follow when nobody follows it yet; ErrBusy past the hub's bounds, with nothing started.
+// The log of a build given secrets is rendered and masked with values (asked once, when the
+// upstream starts: the secrets the build received and its repository's; none for any other
+// build, whose log is kept as it came). Call Leave when done.
+func (h *Hub) Join(ns, jobID, logType string, values func() []string) (*Viewer, error) {
+	t, err := h.join(key{ns, jobID, logType}, values)
+	if err != nil {
+		return nil, err
+	}
+	return &Viewer{hub: h, t: t}, nil
+}
+
+// Leave counts the viewer out; leaving twice is leaving once.
+func (v *Viewer) Leave() { v.once.Do(func() { v.hub.leave(v.t) }) }
+
+// Copy writes the log to w from its start, following it while the build runs, and returns
+// the build's outcome once all of it is written, or ctx's error when the viewer leaves
+// first.
+func (v *Viewer) Copy(ctx context.Context, w io.Writer) (orchestrator.Outcome, error) {
+	t := v.t
 	var off int64
 	for {
 		t.mu.Lock()
@@ -116,7 +176,7 @@ func (h *Hub) Watch(ctx context.Context, ns, jobID, logType string, values func(
 		done, out, err, changed := t.done, t.out, t.err, t.changed
 		t.mu.Unlock()
 		if skipped > 0 {
-			if _, err := fmt.Fprintf(w, "\n[… %d bytes of this log were written faster than they were read here, and are no longer kept: the plain log has them]\n", skipped); err != nil {
+			if _, err := fmt.Fprintf(w, "\n[… %d bytes of this log were written faster than they were read here, and are no longer kept by the bot: Nomad's own log of the build has them]\n", skipped); err != nil {
 				return orchestrator.Outcome{}, err
 			}
 		}
@@ -155,11 +215,15 @@ type tape struct {
 	linger  *time.Timer // removes the tape: after its end, or once nobody watches it
 }
 
-// join returns the tape of k, starting its upstream when nobody follows it yet.
-func (h *Hub) join(k key, values func() []string) *tape {
+// join returns the tape of k, starting its upstream when nobody follows it yet, or ErrBusy.
+func (h *Hub) join(k key, values func() []string) (*tape, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.viewers.Load() >= int64(h.opts.MaxViewers) {
+		return nil, fmt.Errorf("%w: %d viewers", ErrBusy, h.viewers.Load())
+	}
 	if t, ok := h.tapes[k]; ok {
+		h.viewers.Add(1)
 		t.mu.Lock()
 		t.viewers++
 		if t.linger != nil && !t.done {
@@ -167,8 +231,13 @@ func (h *Hub) join(k key, values func() []string) *tape {
 			t.linger = nil
 		}
 		t.mu.Unlock()
-		return t
+		return t, nil
 	}
+	if n := h.following.Load(); n >= int64(h.opts.MaxUpstreams) {
+		return nil, fmt.Errorf("%w: %d logs followed in Nomad", ErrBusy, n)
+	}
+	h.viewers.Add(1)
+	h.following.Add(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &tape{key: k, hub: h, changed: make(chan struct{}), viewers: 1, cancel: cancel}
 	h.tapes[k] = t
@@ -183,16 +252,24 @@ func (h *Hub) join(k key, values func() []string) *tape {
 	}
 	h.upstreams.Add(1)
 	go h.follow(ctx, t, values())
-	return t
+	return t, nil
 }
 
-// follow is a tape's upstream: the log, masked once for every viewer.
+// follow is a tape's upstream: the log, rendered and masked once for every viewer when the
+// build got secrets, as it came otherwise.
 func (h *Hub) follow(ctx context.Context, t *tape, values []string) {
 	defer t.cancel()
-	m := secrets.NewMasker(t, values)
-	out, err := h.src(ctx, t.key.ns, t.key.job, t.key.stream, m)
-	if ferr := m.Flush(); err == nil {
-		err = ferr
+	defer h.following.Add(-1)
+	var out orchestrator.Outcome
+	var err error
+	if len(values) == 0 {
+		out, err = h.src(ctx, t.key.ns, t.key.job, t.key.stream, t)
+	} else {
+		x := logtext.New(t, values, logtext.Options{})
+		out, err = h.src(ctx, t.key.ns, t.key.job, t.key.stream, x)
+		if cerr := x.Close(); err == nil {
+			err = cerr
+		}
 	}
 	t.mu.Lock()
 	t.done, t.out, t.err = true, out, err
@@ -211,6 +288,7 @@ func (h *Hub) follow(ctx context.Context, t *tape, values []string) {
 // leave counts a viewer out; the last one out of a running log stops its upstream once it
 // has lingered.
 func (h *Hub) leave(t *tape) {
+	h.viewers.Add(-1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.viewers--

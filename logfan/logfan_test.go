@@ -347,3 +347,67 @@ func TestBudgetIsShared(t *testing.T) {
 	}
 	_ = viewers
 }
+
+// The hub bounds the logs it follows in Nomad at once and the viewers it serves: past
+// either, Join answers ErrBusy and starts nothing; viewers of a log already followed still
+// join while the upstreams are all taken.
+func TestBounds(t *testing.T) {
+	b := newBuild()
+	h := logfan.New(b.source, logfan.Options{MaxUpstreams: 2, MaxViewers: 4})
+	var joined []*logfan.Viewer
+	for _, job := range []string{"job-1", "job-2"} {
+		v, err := h.Join("ci", job, orchestrator.Stdout, noSecrets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined = append(joined, v)
+	}
+	if _, err := h.Join("ci", "job-3", orchestrator.Stdout, noSecrets); !errors.Is(err, logfan.ErrBusy) {
+		t.Fatalf("a third log with two upstreams allowed: %v, want ErrBusy", err)
+	}
+	for range 2 {
+		v, err := h.Join("ci", "job-1", orchestrator.Stdout, noSecrets)
+		if err != nil {
+			t.Fatalf("a viewer of a log followed already: %v", err)
+		}
+		joined = append(joined, v)
+	}
+	if _, err := h.Join("ci", "job-1", orchestrator.Stdout, noSecrets); !errors.Is(err, logfan.ErrBusy) {
+		t.Fatalf("a fifth viewer with four allowed: %v, want ErrBusy", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if follows, _ := b.counts(); follows != 2 {
+		t.Errorf("%d upstreams started, want 2", follows)
+	}
+	joined[0].Leave()
+	joined[0].Leave() // twice is once
+	if _, err := h.Join("ci", "job-2", orchestrator.Stdout, noSecrets); err != nil {
+		t.Errorf("a viewer after one left: %v", err)
+	}
+}
+
+// A build that got no secrets is relayed as it came, its repository's secrets or not; one
+// that got them is rendered and masked as viewers see it: a secret split by a colour code
+// does not show.
+func TestMaskedOnlyWithTheBuildsSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []string
+		want   string
+	}{
+		{"no secrets", nil, "key=sec\x1b[1mret-value\n"},
+		{"secrets", []string{"secret-value"}, "key=***\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuild()
+			h := logfan.New(b.source, logfan.Options{})
+			done := watch(context.Background(), h, func() []string { return tc.values }, nil)
+			b.lines <- "key=sec\x1b[1mret-value\n"
+			close(b.lines)
+			r := <-done
+			if r.err != nil || r.text != tc.want {
+				t.Errorf("relayed %q (%v), want %q", r.text, r.err, tc.want)
+			}
+		})
+	}
+}

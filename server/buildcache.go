@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -17,9 +18,18 @@ type buildCache struct {
 	read    func(ctx context.Context, ns, id string) (*orchestrator.Build, error)
 	ttl     time.Duration
 	max     int
+	reads   chan struct{} // a slot per read under way: each holds a connection to Nomad
 	mu      sync.Mutex
 	entries map[buildKey]*buildEntry
 }
+
+// maxReads bounds the builds read from Nomad at once for the log routes: anyone may ask
+// for any job ID, and each read holds one of the connections to Nomad the bot's own calls
+// need.
+const maxReads = 16
+
+// errReadsBusy is returned when maxReads reads are under way.
+var errReadsBusy = errors.New("too many builds being read")
 
 type buildKey struct{ ns, id string }
 
@@ -31,7 +41,7 @@ type buildEntry struct {
 }
 
 func newBuildCache(read func(ctx context.Context, ns, id string) (*orchestrator.Build, error)) *buildCache {
-	return &buildCache{read: read, ttl: time.Minute, max: 1024, entries: map[buildKey]*buildEntry{}}
+	return &buildCache{read: read, ttl: time.Minute, max: 1024, reads: make(chan struct{}, maxReads), entries: map[buildKey]*buildEntry{}}
 }
 
 // get returns the build, read from Nomad by the first of the callers asking for it (on a
@@ -45,6 +55,12 @@ func (c *buildCache) get(ctx context.Context, ns, id string) (*orchestrator.Buil
 		ok = false
 	}
 	if !ok {
+		select {
+		case c.reads <- struct{}{}:
+		default:
+			c.mu.Unlock()
+			return nil, errReadsBusy
+		}
 		e = &buildEntry{done: make(chan struct{})}
 		c.prune()
 		c.entries[k] = e
@@ -60,6 +76,7 @@ func (c *buildCache) get(ctx context.Context, ns, id string) (*orchestrator.Buil
 }
 
 func (c *buildCache) fill(k buildKey, e *buildEntry, ctx context.Context) {
+	defer func() { <-c.reads }()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	b, err := c.read(ctx, k.ns, k.id)

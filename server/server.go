@@ -1,7 +1,9 @@
 // Package server is the bot's HTTP surface: it routes the webhook endpoints to the intake,
 // serves build logs (plain text at /build, the original Albatros's URL, and a live HTML page
 // at /logs/<namespace>/<job>), with every secret the build received masked, and answers
-// /healthz. It owns no state; what it shows comes from Nomad and the registry on each request.
+// /healthz. Both log endpoints read one shared follow of each build's log (logfan), within
+// bounds that keep anonymous readers from taking the bot's connections to Nomad. It owns
+// no state; what it shows comes from Nomad and the registry.
 package server
 
 import (
@@ -57,7 +59,10 @@ type Config struct {
 	Logs interface {
 		AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool
 	}
-	Log *slog.Logger
+	// LogBounds bound the logs followed in Nomad and their viewers (logfan's defaults
+	// when zero).
+	LogBounds logfan.Options
+	Log       *slog.Logger
 }
 
 type server struct {
@@ -70,7 +75,7 @@ type server struct {
 
 // New returns the bot's HTTP handler.
 func New(cfg Config) http.Handler {
-	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, logfan.Options{}), builds: newBuildCache(cfg.Builds.Build)}
+	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, cfg.LogBounds), builds: newBuildCache(cfg.Builds.Build)}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhook/gitea", cfg.Intake.Gitea())
 	mux.Handle("POST /webhook/github", cfg.Intake.GitHub())
@@ -136,6 +141,9 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *o
 		}
 		if errors.Is(err, orchestrator.ErrNotFound) {
 			http.Error(w, "no such build (Nomad may have garbage-collected it)", http.StatusNotFound)
+		} else if errors.Is(err, errReadsBusy) {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many builds are being looked up at once: try again shortly", http.StatusServiceUnavailable)
 		} else {
 			s.Log.Error("read build", "job", id, "namespace", ns, "err", err)
 			http.Error(w, "nomad unavailable", http.StatusServiceUnavailable)
@@ -189,7 +197,8 @@ func logType(r *http.Request) (string, bool) {
 }
 
 // plainLog serves GET /build?job=<id>&log=stdout|stderr[&namespace=<ns>]: the build's log as
-// plain text, following it while the build runs and ending when it ends.
+// plain text, following it while the build runs and ending when it ends, from the same
+// shared follow of the log as the live page.
 func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	stream, ok := logType(r)
 	if !ok {
@@ -208,12 +217,27 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	v, ok := s.join(w, b, stream, values)
+	if !ok {
+		return
+	}
+	defer v.Leave()
 	streamHeaders(w, "text/plain; charset=utf-8")
-	m := secrets.NewMasker(flusher(w), values)
-	if _, err := s.Builds.Follow(r.Context(), b.Namespace, b.ID, stream, m); err != nil && r.Context().Err() == nil {
+	if _, err := v.Copy(r.Context(), flusher(w)); err != nil && r.Context().Err() == nil {
 		s.Log.Warn("follow log", "job", b.ID, "err", err)
 	}
-	_ = m.Flush()
+}
+
+// join makes a viewer of a build's log, answering 503 itself past the hub's bounds.
+func (s *server) join(w http.ResponseWriter, b *orchestrator.Build, stream string, values []string) (*logfan.Viewer, bool) {
+	v, err := s.logs.Join(b.Namespace, b.ID, stream, func() []string { return values })
+	if err != nil {
+		s.Log.Warn("log not served", "job", b.ID, "err", err)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many build logs are being read at once: try again shortly", http.StatusServiceUnavailable)
+		return nil, false
+	}
+	return v, true
 }
 
 // logPage serves GET /logs/{ns}/{job...}: the build's live log as HTML.
@@ -232,6 +256,11 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := pageOf(b, stream)
+	v, ok := s.join(w, b, stream, values)
+	if !ok {
+		return
+	}
+	defer v.Leave()
 
 	streamHeaders(w, "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
@@ -241,7 +270,7 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 	}
 	// One follow of the log in Nomad, masked once, however many people watch it.
 	ansi := templates.NewANSI(fw)
-	out, err := s.logs.Watch(r.Context(), b.Namespace, b.ID, stream, func() []string { return values }, ansi)
+	out, err := v.Copy(r.Context(), ansi)
 	_ = ansi.Close()
 	if err != nil {
 		if r.Context().Err() != nil {

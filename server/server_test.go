@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/logfan"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/orchestrator/orchestratortest"
 	"github.com/albatros-ci/albatros/pipeline"
@@ -443,8 +444,9 @@ func TestLogPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(plain, maskedLog) {
 		t.Errorf("plain text link: status %d, %q", resp.StatusCode, plain)
 	}
-	if follows := b.FollowCalls()[followedBefore:]; !slices.Equal(follows, []orchestratortest.FollowCall{follow(defaultNS, "stderr"), follow(defaultNS, "stdout")}) {
-		t.Errorf("the links followed %+v, want stderr then stdout of %s", follows, buildID)
+	// The plain text of stdout comes from the follow the page started, which lingers.
+	if follows := b.FollowCalls()[followedBefore:]; !slices.Equal(follows, []orchestratortest.FollowCall{follow(defaultNS, "stderr")}) {
+		t.Errorf("the links followed %+v, want stderr of %s (stdout is the page's follow, shared)", follows, buildID)
 	}
 }
 
@@ -486,6 +488,87 @@ func TestLogPageViewersShareOneRead(t *testing.T) {
 	}
 	if n := len(b.FollowCalls()); n != 1 {
 		t.Errorf("Nomad's log was followed %d times for 50 viewers, want once", n)
+	}
+}
+
+// Followers of /build, curl's and scripts' endpoint, share one follow of the log in Nomad
+// too, and so do they with the page's viewers.
+func TestPlainLogFollowersShareOneRead(t *testing.T) {
+	b := build(t)
+	b.FollowHold = make(chan struct{})
+	f := newFixture(t, b)
+	var wg sync.WaitGroup
+	bodies := make([]string, 50)
+	for i := range bodies {
+		u := f.url + "/build?job=" + url.QueryEscape(buildID)
+		if i%2 == 1 {
+			u = f.url + "/logs/" + defaultNS + "/" + buildID
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(u)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			bodies[i] = string(body)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // every follower has joined the running build's log
+	close(b.FollowHold)
+	wg.Wait()
+	for i, body := range bodies {
+		if !strings.Contains(body, "payload=*** deploy=***") || !strings.Contains(body, "end") {
+			t.Fatalf("follower %d lacks the masked log:\n%s", i, body)
+		}
+	}
+	if n := len(b.FollowCalls()); n != 1 {
+		t.Errorf("Nomad's log was followed %d times for 50 followers of both kinds, want once", n)
+	}
+}
+
+// Past the bounds of what is read at once, a log request is answered 503 with nothing
+// started in Nomad, and the log already followed is still served.
+func TestLogBounds(t *testing.T) {
+	b := build(t)
+	b.FollowHold = make(chan struct{})
+	defer close(b.FollowHold)
+	other := "builder/dispatch-albatros-k" + strings.Repeat("f", 20) + "-1700000001-beef0001"
+	b.AddBuild(defaultNS, other, "builder", buildMeta(), payload(t), "running")
+	f := &fixture{builds: b, repos: &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}}, handler: &fakeHandler{}}
+	srv := httptest.NewServer(server.New(server.Config{
+		Intake: webhook.New(f.repos, f.handler, quiet(), webhook.Options{}), Builds: b, Repos: f.repos, Namespace: defaultNS, Log: quiet(),
+		LogBounds: logfan.Options{MaxUpstreams: 1, MaxViewers: 2},
+	}))
+	defer srv.Close()
+	first, err := http.Get(srv.URL + "/build?job=" + url.QueryEscape(buildID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Body.Close()
+	if first.StatusCode != http.StatusOK {
+		t.Fatalf("the first follower: %d", first.StatusCode)
+	}
+	resp, body := get(t, srv.URL+"/build?job="+url.QueryEscape(other))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "too many build logs") {
+		t.Errorf("a second log with one upstream allowed: %d %q, want 503 with Retry-After", resp.StatusCode, body)
+	}
+	second, err := http.Get(srv.URL + "/logs/" + defaultNS + "/" + buildID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Body.Close()
+	if second.StatusCode != http.StatusOK {
+		t.Errorf("a viewer of the log already followed: %d, want 200", second.StatusCode)
+	}
+	if resp, _ := get(t, srv.URL+"/build?job="+url.QueryEscape(buildID)); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a third viewer with two allowed: %d, want 503", resp.StatusCode)
+	}
+	if n := len(b.FollowCalls()); n != 1 {
+		t.Errorf("%d follows started in Nomad, want 1", n)
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -293,5 +295,157 @@ func TestANSIBuildLogGolden(t *testing.T) {
 	}
 	if framed := convert(t, frames...); framed != got {
 		t.Errorf("log in %d frames differs from one Write", len(frames))
+	}
+}
+
+// writeIn writes in to a converter in pieces of size bytes (all of it at once when size is
+// 0) and returns the HTML after Close.
+func writeIn(t testing.TB, in []byte, size int) string {
+	t.Helper()
+	var out bytes.Buffer
+	a := templates.NewANSI(&out)
+	if size == 0 {
+		size = len(in)
+	}
+	for rest := in; len(rest) > 0; {
+		n := min(size, len(rest))
+		if k, err := a.Write(rest[:n]); k != n || err != nil {
+			t.Fatalf("Write of %d bytes = %d, %v", n, k, err)
+		}
+		rest = rest[n:]
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// TestANSIOverlongSequences feeds an escape sequence that never ends, followed by text: the
+// sequence is dropped once it passes its cap, and the text after it is shown, the same
+// whether the input comes at once, in Nomad-sized frames or a byte at a time.
+func TestANSIOverlongSequences(t *testing.T) {
+	const n = 1 << 20
+	for _, tt := range []struct {
+		name   string
+		start  string // the sequence's opening
+		filler byte   // n of these follow it
+		end    string // then this
+		cap    int    // at most this many bytes of the input are dropped
+		tail   string // and the output ends with filler bytes, then this
+	}{
+		// nF: ESC ( B and the like. Spaces are intermediates, a byte after ESC and
+		// intermediates is the final one: 'a' ends the sequence at once.
+		{"ESC and spaces", "\x1b", ' ', "after", 16, "after"},
+		{"ESC and letters", "\x1b", 'a', "after", 2, "after"},
+		{"unterminated CSI", "\x1b[", '1', "\x1b[32mok\x1b[0m", 66, `<span class="fg2">ok</span>`},
+		{"unterminated OSC", "\x1b]0;", 'x', "\x1b]2;title\x07after", 4097, "after"},
+		{"unterminated DCS", "\x1bP", 'q', "after", 4097, "after"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := []byte(tt.start + strings.Repeat(string(tt.filler), n) + tt.end)
+			got := writeIn(t, in, 0)
+			body, ok := strings.CutSuffix(got, tt.tail)
+			if !ok {
+				t.Fatalf("output ends with %q, want %q", got[max(0, len(got)-40):], tt.tail)
+			}
+			if strings.Trim(body, string(tt.filler)) != "" {
+				t.Fatalf("output before %q is not all %q: %q…", tt.tail, tt.filler, body[:min(len(body), 40)])
+			}
+			if shown := len(tt.start) + n - len(body); shown > tt.cap {
+				t.Errorf("%d bytes dropped, want at most %d", shown, tt.cap)
+			}
+			for _, size := range []int{1, 32 << 10} {
+				if split := writeIn(t, in, size); split != got {
+					t.Errorf("in writes of %d bytes: %d bytes of HTML, differing from one Write (%d bytes)", size, len(split), len(got))
+				}
+			}
+		})
+	}
+}
+
+// TestANSIHoldsAtMostTheCap checks that a converter in the middle of a sequence that does
+// not end holds no more than the sequence's parameters: writing more of it, a byte at a time
+// or 32 KiB at a time, allocates nothing, so nothing grows.
+func TestANSIHoldsAtMostTheCap(t *testing.T) {
+	big := bytes.Repeat([]byte{' '}, 32<<10)
+	for _, tt := range []struct {
+		name, start string
+		more        byte
+	}{
+		{"nF", "\x1b(", ' '},
+		{"CSI", "\x1b[", '1'},
+		{"OSC", "\x1b]8;;", 'x'},
+		{"APC", "\x1b_", 'x'},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := templates.NewANSI(io.Discard)
+			if _, err := a.Write([]byte("text " + tt.start)); err != nil {
+				t.Fatal(err)
+			}
+			one := []byte{tt.more}
+			if allocs := testing.AllocsPerRun(5000, func() { _, _ = a.Write(one) }); allocs != 0 {
+				t.Errorf("a Write of one byte of an unterminated sequence allocates %v times, want 0", allocs)
+			}
+			if _, err := a.Write([]byte(tt.start)); err != nil {
+				t.Fatal(err)
+			}
+			if allocs := testing.AllocsPerRun(100, func() { _, _ = a.Write(big) }); allocs != 0 {
+				t.Errorf("a Write of 32 KiB after %q allocates %v times, want 0", tt.start, allocs)
+			}
+		})
+	}
+
+	// What a converter keeps alive after 8 MiB of a sequence that never ends.
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	a := templates.NewANSI(io.Discard)
+	_, _ = a.Write([]byte("\x1b"))
+	for range 256 {
+		_, _ = a.Write(big)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(a)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 1<<20 {
+		t.Errorf("heap grew by %d bytes while a converter read ESC and 8 MiB of spaces", grown)
+	}
+}
+
+// BenchmarkANSI converts 16 MiB in 32 KiB writes (Nomad's frames, logfan's chunks), with
+// and without a dangling escape sequence in front: the costs should be alike.
+func BenchmarkANSI(b *testing.B) {
+	const size = 16 << 20
+	logText, err := os.ReadFile("testdata/build.log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	spaces := bytes.Repeat([]byte{' '}, size)
+	log := bytes.Repeat(logText, size/len(logText)+1)[:size]
+	for _, bm := range []struct {
+		name string
+		in   []byte
+	}{
+		{"spaces", spaces},
+		{"ESC+spaces", append([]byte{0x1b}, spaces...)},
+		{"CSI+digits", append([]byte("\x1b["), bytes.Repeat([]byte{'1'}, size)...)},
+		{"log", log},
+		{"OSC+log", append([]byte("\x1b]0;"), log...)},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bm.in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				a := templates.NewANSI(io.Discard)
+				for rest := bm.in; len(rest) > 0; {
+					n := min(len(rest), 32<<10)
+					if _, err := a.Write(rest[:n]); err != nil {
+						b.Fatal(err)
+					}
+					rest = rest[n:]
+				}
+				_ = a.Close()
+			}
+		})
 	}
 }

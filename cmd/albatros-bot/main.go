@@ -29,6 +29,7 @@ import (
 	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/install"
+	"github.com/albatros-ci/albatros/logfan"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
@@ -190,6 +191,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Logs:      pages,
 		Log:       log,
 		Checks:    []server.Check{{Name: "nomad", Check: nomad.Ready}, {Name: "consul", Check: repos.Ready}},
+		LogBounds: logfan.Options{MaxUpstreams: cfg.LogStreams, MaxViewers: cfg.LogViewers},
 	})
 
 	// Results come back through Nomad's event stream, followed by one bot at a time (the

@@ -86,7 +86,7 @@ func TestReaderSignInAndSignOutInTheBrowser(t *testing.T) {
 	if copied == nil {
 		t.Fatal("no session cookie in the browser after signing in")
 	}
-	do("sign out", chromedp.Navigate(public(t)+"/"), chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.CSS("#install")))
+	do("sign out", chromedp.Navigate(public(t)+"/"), chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitNotPresent(chromedp.CSS(".who")), chromedp.WaitVisible(chromedp.CSS("#install")))
 	if page, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); strings.Contains(page, "signed in as") {
 		t.Errorf("the home page after signing out:\n%s", page)
 	}

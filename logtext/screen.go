@@ -1,0 +1,425 @@
+package logtext
+
+import "unicode/utf8"
+
+// cell is one column of the line being rendered: a character and its style.
+type cell struct {
+	r  rune
+	st style
+}
+
+// blank is what erased columns, and columns skipped by cursor movements, show.
+var blank = cell{r: ' '}
+
+// Caps on escape sequences and on what they may do. No program writes sequences this long;
+// the bytes past a cap are output that followed a stray ESC, and are shown as text.
+const (
+	maxNF     = 16   // an nF sequence (ESC ( B …): ESC, intermediates, final byte
+	maxCSI    = 256  // parameter and intermediate bytes of a CSI sequence
+	maxString = 4096 // an OSC, DCS, SOS, PM or APC string, ESC included
+	maxParams = 32   // numeric parameters of a CSI sequence that are read; the rest are ignored
+	// maxMove is how far past the end of the line's cells a cursor movement may go, and how
+	// many columns one insertion may add: the blanks it makes cost no input, and the line
+	// must not grow much faster than the input does.
+	maxMove = 256
+)
+
+// parseState is where the parser of escape sequences is.
+type parseState uint8
+
+const (
+	ground    parseState = iota
+	escape               // ESC read
+	nf                   // ESC and intermediates (0x20–0x2F)
+	csi                  // ESC [ and parameters
+	str                  // OSC, DCS, SOS, PM or APC: a string ended by BEL or ST (ESC \)
+	strEscape            // ESC inside a string
+)
+
+// screen renders a byte stream the way a terminal renders its current line: characters are
+// written at the cursor, overwriting; '\r', '\b', and the CSI sequences that move the cursor
+// within a line or erase (C D G H E F K J X P @ s u, and ESC 7 and ESC 8) take effect; SGR
+// sets the style of what is written next; every other sequence, and every control character
+// a terminal shows nothing for, is dropped. A tab is one cell holding '\t', so that it is
+// relayed as it came. Invalid UTF-8 and C1 control characters written as bytes become
+// U+FFFD; C1 control characters written as UTF-8 are dropped.
+//
+// Rows, the screen, scrolling, and the width of characters are not modelled: each character
+// is one column, and vertical movements are ignored. Nothing is lost for masking by that,
+// since what a screen relays is only what it modelled.
+type screen struct {
+	cells []cell // the line: len(cells) <= width
+	// home is the first column that can be written: the cells before it are the end of a
+	// part of the line already cut off, kept to find secrets across the cut.
+	home   int
+	cursor int // home <= cursor <= width; at width, the next character needs full
+	saved  int // the column ESC 7 saved
+	width  int
+	style  style // the style of the next character
+
+	state  parseState
+	seqLen int // bytes of the sequence being read, ESC included
+	seq    [maxCSI]byte
+	nseq   int
+	utf    [utf8.UTFMax]byte // the start of a character cut by the end of a write
+	nutf   int
+	ps     [maxParams]int
+	colon  [maxParams]bool
+
+	// endLine is called at '\n' and must clear the line. Without it, the line is cleared.
+	endLine func()
+	// full is called when a character is to be written at column width, and must move the
+	// cursor back. Without it, the character overwrites the last column.
+	full func()
+}
+
+// feed renders p. A sequence or a character cut by the end of p goes on with the next feed.
+func (s *screen) feed(p []byte) {
+	i := 0
+	if s.nutf > 0 {
+		i = s.completeRune(p)
+	}
+	for i < len(p) {
+		c := p[i]
+		if s.state != ground && s.inSequence(c) {
+			i++
+			continue
+		}
+		switch {
+		case c >= 0x20 && c < 0x7f:
+			s.put(rune(c))
+		case c >= 0x80:
+			if !utf8.FullRune(p[i:]) {
+				s.nutf = copy(s.utf[:], p[i:])
+				return
+			}
+			r, n := utf8.DecodeRune(p[i:])
+			s.char(r)
+			i += n
+			continue
+		default:
+			s.control(c)
+		}
+		i++
+	}
+}
+
+// completeRune reads the character whose first bytes the previous feed held, and returns
+// how many bytes of p it took.
+func (s *screen) completeRune(p []byte) int {
+	held := s.nutf
+	buf := s.utf[:held+copy(s.utf[held:], p)]
+	if !utf8.FullRune(buf) {
+		s.nutf = len(buf)
+		return len(p)
+	}
+	s.nutf = 0
+	r, n := utf8.DecodeRune(buf)
+	if r == utf8.RuneError && n == 1 {
+		// The held bytes start no character, and none of them starts one either (they are a
+		// lead byte and continuation bytes): each is one U+FFFD, and p is read from its start.
+		for range held {
+			s.put(utf8.RuneError)
+		}
+		return 0
+	}
+	s.char(r)
+	return n - held
+}
+
+// finish ends the stream: a character cut short shows as U+FFFD, a sequence cut short is
+// dropped.
+func (s *screen) finish() {
+	for range s.nutf {
+		s.put(utf8.RuneError)
+	}
+	s.nutf = 0
+	s.state = ground
+}
+
+// char writes a decoded character, unless it is a C1 control: a terminal that takes those
+// as controls would show something else than the cell, one that does not shows nothing.
+func (s *screen) char(r rune) {
+	if r >= 0x80 && r < 0xa0 {
+		return
+	}
+	s.put(r)
+}
+
+func (s *screen) control(c byte) {
+	switch c {
+	case '\n':
+		if s.endLine != nil {
+			s.endLine()
+		} else {
+			s.clear()
+		}
+	case '\r':
+		s.cursor = s.home
+	case '\b':
+		s.cursor = max(s.home, s.cursor-1)
+	case '\t':
+		s.put('\t')
+	case 0x1b:
+		s.state, s.seqLen = escape, 1
+	}
+}
+
+// put writes one character at the cursor.
+func (s *screen) put(r rune) {
+	if s.cursor >= s.width {
+		if s.full != nil {
+			s.full()
+		} else {
+			s.cursor = s.width - 1
+		}
+	}
+	c := cell{r, s.style}
+	if s.cursor < len(s.cells) {
+		s.cells[s.cursor] = c
+	} else {
+		for len(s.cells) < s.cursor {
+			s.cells = append(s.cells, blank)
+		}
+		s.cells = append(s.cells, c)
+	}
+	s.cursor++
+}
+
+// clear starts a new line.
+func (s *screen) clear() {
+	s.cells = s.cells[:0]
+	s.home, s.cursor = 0, 0
+}
+
+// inSequence reads c as the next byte of the escape sequence being read. It reports false
+// when c does not belong to it: the sequence is then over, unfinished or too long, and c is
+// to be read as if no sequence had started.
+func (s *screen) inSequence(c byte) bool {
+	if s.state == str || s.state == strEscape {
+		return s.inString(c)
+	}
+	// A control character ends the sequence and takes effect (ESC starts another one);
+	// so does a byte that no sequence holds.
+	if c < 0x20 || c >= 0x7f {
+		s.state = ground
+		return false
+	}
+	s.seqLen++
+	switch s.state {
+	case escape:
+		switch {
+		case c == '[':
+			s.state, s.nseq = csi, 0
+		case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+			s.state = str
+		case c < 0x30:
+			s.state = nf
+		default:
+			s.state = ground
+			s.escFinal(c)
+		}
+	case nf: // character sets and the like: nothing this model draws
+		switch {
+		case c >= 0x30:
+			s.state = ground
+		case s.seqLen >= maxNF:
+			s.state = ground
+			return false
+		}
+	case csi:
+		switch {
+		case c >= 0x40:
+			s.state = ground
+			s.csiFinal(c)
+		case s.nseq == maxCSI:
+			s.state = ground
+			return false
+		default:
+			s.seq[s.nseq] = c
+			s.nseq++
+		}
+	}
+	return true
+}
+
+// inString reads c inside an OSC, DCS, SOS, PM or APC string, which shows nothing.
+func (s *screen) inString(c byte) bool {
+	switch {
+	case c == 0x07 || s.state == strEscape && c == '\\': // BEL, or ST
+		s.state = ground
+		return true
+	case s.state == strEscape:
+		// ESC and anything else: the string ends unfinished, and ESC starts a sequence.
+		s.state, s.seqLen = escape, 1
+		return s.inSequence(c)
+	case c == '\n' || c == 0x18 || c == 0x1a:
+		// A line end (a title has none), CAN or SUB ends the string unfinished: a stray
+		// ESC ] does not swallow the lines that follow it.
+		s.state = ground
+		return false
+	case s.seqLen >= maxString:
+		s.state = ground
+		return false
+	case c == 0x1b:
+		s.state = strEscape
+	}
+	s.seqLen++
+	return true
+}
+
+// escFinal runs the two-byte sequence ESC c.
+func (s *screen) escFinal(c byte) {
+	switch c {
+	case '7':
+		s.saved = s.cursor
+	case '8':
+		s.moveTo(s.saved)
+	case 'c': // reset the terminal: the style is what a viewer would notice
+		s.style = style{}
+	}
+}
+
+// csiFinal runs the CSI sequence whose parameters are in s.seq and whose final byte is c.
+func (s *screen) csiFinal(c byte) {
+	params := s.seq[:s.nseq]
+	for _, b := range params {
+		if b < '0' || b > ';' {
+			return // a private (ESC [ ? 25 l) or intermediate byte: nothing a line shows
+		}
+	}
+	n := s.params(params)
+	ps := s.ps[:n]
+	arg := func(i int) int { // a count or a column, 1 when absent or 0
+		if i < n && ps[i] > 0 {
+			return ps[i]
+		}
+		return 1
+	}
+	switch c {
+	case 'm':
+		if n == 0 {
+			s.style = style{}
+		} else {
+			s.style = s.style.sgr(ps, s.colon[:n])
+		}
+	case 'C', 'a':
+		s.cursor = max(s.cursor, min(s.cursor+arg(0), s.limit()))
+	case 'D':
+		s.cursor = max(s.home, s.cursor-arg(0))
+	case 'G', '`':
+		s.moveTo(s.home + arg(0) - 1)
+	case 'H', 'f': // the row is ignored
+		s.moveTo(s.home + arg(1) - 1)
+	case 'E', 'F': // next or previous line, at its start: taken as this line's start
+		s.cursor = s.home
+	case 'K', 'J': // erase in line, in display: what the display loses of this line
+		mode := 0
+		if n > 0 {
+			mode = ps[0]
+		}
+		s.erase(mode)
+	case 'X':
+		s.eraseChars(arg(0))
+	case 'P':
+		s.deleteChars(arg(0))
+	case '@':
+		s.insertChars(arg(0))
+	case 's':
+		if n == 0 {
+			s.saved = s.cursor
+		}
+	case 'u':
+		s.moveTo(s.saved)
+	}
+}
+
+// params reads the numbers of a CSI sequence's parameters into s.ps (empty ones are 0), and
+// whether a colon follows each into s.colon. It returns how many there are.
+func (s *screen) params(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	n, v := 0, 0
+	for _, c := range b {
+		if c >= '0' && c <= '9' {
+			v = min(v*10+int(c-'0'), 1<<16)
+			continue
+		}
+		if n < maxParams {
+			s.ps[n], s.colon[n] = v, c == ':'
+			n++
+		}
+		v = 0
+	}
+	if n < maxParams {
+		s.ps[n], s.colon[n] = v, false
+		n++
+	}
+	return n
+}
+
+// limit is the rightmost column a cursor movement may reach.
+func (s *screen) limit() int { return min(len(s.cells)+maxMove, s.width-1) }
+
+func (s *screen) moveTo(col int) { s.cursor = max(s.home, min(col, s.limit())) }
+
+// erase erases from the cursor to the end of the line (0), from its start to the cursor
+// (1), or all of it (2, 3). Erased cells at the end of the line are dropped rather than
+// blanked: they show nothing either way, and the relayed line has no trailing spaces that
+// were never written.
+func (s *screen) erase(mode int) {
+	switch mode {
+	case 0:
+		s.cells = s.cells[:min(s.cursor, len(s.cells))]
+	case 1:
+		if s.cursor+1 >= len(s.cells) {
+			s.cells = s.cells[:s.home]
+		} else {
+			fill(s.cells[s.home : s.cursor+1])
+		}
+	case 2, 3:
+		s.cells = s.cells[:s.home]
+	}
+}
+
+// eraseChars blanks n cells from the cursor on.
+func (s *screen) eraseChars(n int) {
+	switch {
+	case s.cursor >= len(s.cells):
+	case s.cursor+n >= len(s.cells):
+		s.cells = s.cells[:s.cursor]
+	default:
+		fill(s.cells[s.cursor : s.cursor+n])
+	}
+}
+
+// deleteChars deletes n cells at the cursor; the cells after them move left.
+func (s *screen) deleteChars(n int) {
+	if s.cursor >= len(s.cells) {
+		return
+	}
+	n = min(n, len(s.cells)-s.cursor)
+	s.cells = append(s.cells[:s.cursor], s.cells[s.cursor+n:]...)
+}
+
+// insertChars inserts n blanks at the cursor; the cells after them move right, and those
+// pushed past the last column are lost.
+func (s *screen) insertChars(n int) {
+	if s.cursor >= len(s.cells) {
+		return
+	}
+	n = min(n, maxMove, s.width-s.cursor)
+	old := len(s.cells)
+	for len(s.cells) < min(old+n, s.width) {
+		s.cells = append(s.cells, blank)
+	}
+	copy(s.cells[s.cursor+n:], s.cells[s.cursor:old])
+	fill(s.cells[s.cursor : s.cursor+n])
+}
+
+func fill(cells []cell) {
+	for i := range cells {
+		cells[i] = blank
+	}
+}
