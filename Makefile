@@ -42,6 +42,7 @@ bench: tools
 	$(GO) run ./bench/rate -n 300 -rounds 5
 	$(GO) run ./bench/startup -n 10
 	$(GO) run ./bench/viewers -viewers 1000 -rounds 3
+	$(GO) run ./bench/escape -mib 16 -viewers 6 -rounds 3 -secrets
 
 clean:
 	rm -rf bin

@@ -105,7 +105,7 @@ func settings() []*setting {
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
-		{flag: "log-streams", env: "ALBATROS_LOG_STREAMS", def: "32", usage: "most build logs followed in Nomad at once for the log pages and /build (one connection each: Nomad refuses a client's 101st, and the bot's dispatches share them); past it a new log is answered 503"},
+		{flag: "log-streams", env: "ALBATROS_LOG_STREAMS", def: "24", usage: "most build logs followed in Nomad at once for the log pages and /build (two connections each while the build runs: Nomad refuses a client's 101st, and the bot's dispatches and reports share them); past it a new log is answered 503"},
 		{flag: "log-viewers", env: "ALBATROS_LOG_VIEWERS", def: "4096", usage: "most readers of the log pages and /build served at once (about 40 KiB each); past it a reader is answered 503"},
 		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
@@ -301,8 +301,8 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	} else {
 		c.ReadTimeout = d
 	}
-	if n, err := strconv.Atoi(s["log-streams"].value); err != nil || n < 1 || n > 90 {
-		bad("log-streams", "%q is not a number from 1 to 90 (Nomad refuses a client's 101st connection)", s["log-streams"].value)
+	if n, err := strconv.Atoi(s["log-streams"].value); err != nil || n < 1 || n > 30 {
+		bad("log-streams", "%q is not a number from 1 to 30 (two connections each, and Nomad refuses a client's 101st: the bot's own calls need the rest)", s["log-streams"].value)
 	} else {
 		c.LogStreams = n
 	}

@@ -77,9 +77,9 @@ type TeamMembers interface {
 
 // Users tells who the forge's users are.
 type Users interface {
-	// UserID returns the numeric id of the user login; an error wrapping ErrNotFound when
-	// the forge has no such user.
-	UserID(ctx context.Context, login string) (int64, error)
+	// UserID returns the numeric id of the user login, and when they registered; an error
+	// wrapping ErrNotFound when the forge has no such user.
+	UserID(ctx context.Context, login string) (id int64, registered time.Time, err error)
 }
 
 // Account is who a client acts as.

@@ -44,6 +44,9 @@ type records interface {
 	HookSecret(inst *registry.Installation) (string, error)
 	BindOrg(inst *registry.Installation, id int64) error
 	Adopt(from *registry.Installation, org string) (*registry.Installation, error)
+	Shelve(ctx context.Context, inst *registry.Installation) error
+	Shelved(ctx context.Context) ([]*registry.Installation, error)
+	Unshelve(ctx context.Context, inst *registry.Installation) error
 	Lock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
@@ -146,11 +149,12 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 			return err
 		case err == nil:
 			// Quarantined, or another organization's: this organization starts afresh;
-			// nothing of the one that had its name passes to it.
-			if err := in.cfg.Records.DeleteInstallation(ctx, existing); err != nil {
+			// nothing of the one that had its name passes to it. The old record is moved
+			// aside, not deleted: its organization, renamed, may install again.
+			if err := in.cfg.Records.Shelve(ctx, existing); err != nil {
 				return err
 			}
-			in.cfg.Log.Warn("installation of an organization that is gone dropped: installing afresh", "org", org, "id", orgID, "was", existing.OrgID, "quarantine", existing.Quarantine)
+			in.cfg.Log.Warn("installation of another organization moved aside: installing afresh", "org", org, "id", orgID, "was", existing.OrgID, "quarantine", existing.Quarantine)
 		case !errors.Is(err, registry.ErrNotFound):
 			return err
 		}
@@ -167,7 +171,7 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 			if err := in.cfg.Records.PutInstallation(ctx, moved); err != nil {
 				return err
 			}
-			if err := in.cfg.Records.DeleteInstallation(ctx, old); err != nil {
+			if err := in.drop(ctx, old); err != nil {
 				in.cfg.Log.Warn("installation under the old name not deleted", "org", old.Org, "err", err)
 			}
 			inst = moved
@@ -199,19 +203,32 @@ func (in *Installer) Install(ctx context.Context, user Owner, org string) (*regi
 }
 
 // renamed returns the installation, under another name, of the organization of id orgID:
-// quarantined since the organization was renamed.
+// quarantined since the organization was renamed (under its old name, or moved aside since).
 func (in *Installer) renamed(ctx context.Context, org string, orgID int64) *registry.Installation {
 	all, err := in.cfg.Records.Installations(ctx)
 	if err != nil {
 		in.cfg.Log.Warn("installations not listed: a renamed organization's is not looked for", "err", err)
 		return nil
 	}
-	for _, inst := range all {
+	shelved, err := in.cfg.Records.Shelved(ctx)
+	if err != nil {
+		in.cfg.Log.Warn("installations moved aside not listed: a renamed organization's is not looked for there", "err", err)
+	}
+	for _, inst := range append(all, shelved...) {
 		if inst.OrgID == orgID && !strings.EqualFold(inst.Org, org) && strings.TrimSuffix(inst.URL, "/") == in.cfg.ForgeURL {
 			return inst
 		}
 	}
 	return nil
+}
+
+// drop deletes an installation adopted by its renamed organization, from its organization's
+// old key or from the shelf.
+func (in *Installer) drop(ctx context.Context, inst *registry.Installation) error {
+	if err := in.cfg.Records.Unshelve(ctx, inst); err == nil {
+		return nil
+	}
+	return in.cfg.Records.DeleteInstallation(ctx, inst)
 }
 
 // createHook creates the organization's webhook with a fresh secret, recorded (sealed) in
@@ -262,13 +279,20 @@ func (in *Installer) Uninstall(ctx context.Context, org string) error {
 		if err != nil {
 			return err
 		}
-		if inst.Quarantine != "" {
-			// Its organization is gone or another one: nothing of the bot is there to
-			// remove, and the bot has no business there.
-			if err := in.cfg.Records.DeleteInstallation(ctx, inst); err != nil {
+		if inst.Quarantine == "" {
+			// Only the organization the installation is its own may uninstall it.
+			if err := in.identify(ctx, inst); err != nil && !errors.Is(err, ErrQuarantined) {
 				return err
 			}
-			in.cfg.Log.Info("quarantined installation uninstalled", "org", org)
+		}
+		if inst.Quarantine != "" {
+			// Its organization is gone or another one: nothing of the bot is there to
+			// remove, and the bot has no business there. The record is moved aside, for
+			// its organization, renamed, to install again.
+			if err := in.cfg.Records.Shelve(ctx, inst); err != nil {
+				return err
+			}
+			in.cfg.Log.Info("quarantined installation moved aside", "org", org)
 			return nil
 		}
 		hooks, err := in.cfg.Bot.ListOrgHooks(ctx, org)
@@ -318,13 +342,13 @@ func (in *Installer) Check(ctx context.Context, org string) (repaired []string, 
 var ErrLostOwnership = errors.New("the bot account is no longer an owner of the organization: install Albatros there again")
 
 func (in *Installer) repair(ctx context.Context, inst *registry.Installation) ([]string, error) {
-	org := inst.Org
 	if inst.Quarantine != "" {
-		return nil, fmt.Errorf("%s: %w: %s", org, ErrQuarantined, inst.Quarantine)
+		return nil, fmt.Errorf("%s: %w: %s", inst.Org, ErrQuarantined, inst.Quarantine)
 	}
 	if err := in.identify(ctx, inst); err != nil {
 		return nil, err
 	}
+	org := inst.Org // renamed, maybe
 	owner, err := in.cfg.Bot.IsOwner(ctx, org, in.cfg.BotLogin)
 	if err != nil {
 		return nil, err
@@ -408,7 +432,16 @@ func (in *Installer) identify(ctx context.Context, inst *registry.Installation) 
 	case inst.OrgID != 0 && id != inst.OrgID:
 		return in.quarantine(ctx, inst, fmt.Sprintf("the organization named %s now is another one (id %d, not %d)", org, id, inst.OrgID))
 	case inst.OrgID != 0:
-		return nil
+		return in.followRename(ctx, inst)
+	}
+	// Made before ids were recorded: the organization of this name is its own if it still
+	// holds its webhook, which only an owner (the bot, since installing) can see.
+	owner, err := in.cfg.Bot.IsOwner(ctx, org, in.cfg.BotLogin)
+	if err != nil {
+		return err
+	}
+	if !owner {
+		return in.quarantine(ctx, inst, "the bot is not an owner of the organization named "+org+": it cannot prove that it is the one Albatros was installed on")
 	}
 	hooks, err := in.cfg.Bot.ListOrgHooks(ctx, org)
 	if err != nil {
@@ -422,7 +455,10 @@ func (in *Installer) identify(ctx context.Context, inst *registry.Installation) 
 	}
 	for _, repo := range append([]string{""}, slices.Sorted(maps.Keys(inst.Repos))...) {
 		s := inst.SettingsOf(repo)
-		if err := in.IdentifyTrusted(ctx, org, &s.Trusted); err != nil {
+		// A user registered after the installation may be one an owner named later, or
+		// someone who took a trusted name since: not knowing which, the bot drops them (the
+		// log says so; an owner adds them again on the settings page, which records ids).
+		if err := in.identifyTrusted(ctx, org, &s.Trusted, inst.InstalledAt); err != nil {
 			in.cfg.Log.Warn("trusted users or teams without an id: left out", "org", org, "repo", repo, "err", err)
 		}
 		inst.SetSettings(repo, s)
@@ -434,10 +470,43 @@ func (in *Installer) identify(ctx context.Context, inst *registry.Installation) 
 	return nil
 }
 
+// followRename moves the installation of an organization that was renamed (Gitea answers
+// for the old name with the organization under its new one, of the same id) to the new
+// name: its deliveries name the repositories by the new name. When the new name has an
+// installation already, the old one is quarantined instead.
+func (in *Installer) followRename(ctx context.Context, inst *registry.Installation) error {
+	name, err := in.cfg.Bot.OrgName(ctx, inst.Org)
+	if err != nil || strings.EqualFold(name, inst.Org) {
+		return err
+	}
+	moved, err := in.cfg.Records.Adopt(inst, name)
+	if err != nil {
+		return err
+	}
+	switch err := in.cfg.Records.PutInstallation(ctx, moved); {
+	case errors.Is(err, registry.ErrConflict):
+		return in.quarantine(ctx, inst, "the organization was renamed "+name+", which has an installation of its own")
+	case err != nil:
+		return err
+	}
+	if err := in.cfg.Records.DeleteInstallation(ctx, inst); err != nil {
+		in.cfg.Log.Warn("installation under the old name not deleted", "org", inst.Org, "err", err)
+	}
+	in.cfg.Log.Warn("installation follows its renamed organization", "org", name, "was", inst.Org, "id", inst.OrgID)
+	*inst = *moved
+	return nil
+}
+
 // IdentifyTrusted records the ids of trusted users and teams of org that have none: by id,
 // they are matched whatever name is given to someone else later. A user or team the forge
 // does not know is dropped from the list, and said so in the error.
 func (in *Installer) IdentifyTrusted(ctx context.Context, org string, t *registry.Trusted) error {
+	return in.identifyTrusted(ctx, org, t, time.Time{})
+}
+
+// identifyTrusted is IdentifyTrusted; a user who registered after named (when not zero),
+// when the list was made, is someone else than the one it named, and is dropped too.
+func (in *Installer) identifyTrusted(ctx context.Context, org string, t *registry.Trusted, named time.Time) error {
 	var gone []string
 	users := t.Users[:0:0]
 	for _, u := range t.Users {
@@ -445,13 +514,17 @@ func (in *Installer) IdentifyTrusted(ctx context.Context, org string, t *registr
 			users = append(users, u)
 			continue
 		}
-		id, err := in.cfg.Bot.UserID(ctx, u)
+		id, registered, err := in.cfg.Bot.UserID(ctx, u)
 		if errors.Is(err, forge.ErrNotFound) {
 			gone = append(gone, "user "+u)
 			continue
 		}
 		if err != nil {
 			return err
+		}
+		if !named.IsZero() && registered.After(named) {
+			gone = append(gone, "user "+u+" as named then (the name is someone's who registered since)")
+			continue
 		}
 		if t.UserIDs == nil {
 			t.UserIDs = map[string]int64{}

@@ -39,7 +39,7 @@ const (
 	DefaultKeep         = 32 << 20
 	DefaultBudget       = 256 << 20
 	DefaultLinger       = 15 * time.Second
-	DefaultMaxUpstreams = 32
+	DefaultMaxUpstreams = 24
 	DefaultMaxViewers   = 4096
 	chunkSize           = 32 << 10
 )
@@ -60,9 +60,10 @@ type Options struct {
 	// while it runs (its upstream is then stopped): a viewer coming back meanwhile does
 	// not start another upstream (DefaultLinger when 0).
 	Linger time.Duration
-	// MaxUpstreams bounds the logs followed in Nomad at once, each an open connection
-	// (DefaultMaxUpstreams when 0): Nomad refuses a client's 101st, and the bot's own
-	// calls share them.
+	// MaxUpstreams bounds the logs followed in Nomad at once (DefaultMaxUpstreams when 0).
+	// Each holds two connections to Nomad while its build runs (the log's stream and a
+	// blocking query on the allocation), and Nomad refuses a client's 101st: the default
+	// leaves the bot's own calls (dispatches, reports, the event stream) some 40.
 	MaxUpstreams int
 	// MaxViewers bounds the viewers served at once (DefaultMaxViewers when 0).
 	MaxViewers int

@@ -177,7 +177,13 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 			return
 		}
 		out, ok := allocOutcome(a)
-		if !ok || !o.ours(ctx, a.Namespace, a.JobID) || seen.add("alloc/"+a.ID) {
+		if !ok {
+			return
+		}
+		if ours, known := o.ours(ctx, a.Namespace, a.JobID); !ours && known {
+			return
+		}
+		if seen.add("alloc/" + a.ID) {
 			return
 		}
 		out.Index = e.Index
@@ -188,7 +194,11 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 			return
 		}
 		out, ok := evalOutcome(ev)
-		if !ok || !o.ours(ctx, ev.Namespace, ev.JobID) {
+		if !ok {
+			return
+		}
+		ours, known := o.ours(ctx, ev.Namespace, ev.JobID)
+		if !ours && known {
 			return
 		}
 		key := "queued/" + ev.JobID // one "waiting for resources" per build
@@ -198,8 +208,9 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 		if seen.add(key) {
 			return
 		}
-		if out.Final {
-			// Nothing can ever run it: stop the job rather than leave a blocked evaluation.
+		if out.Final && ours {
+			// Nothing can ever run it: stop the job rather than leave a blocked evaluation
+			// (only a job the ledger names: never another tenant's).
 			w := (&nomad.WriteOptions{Namespace: ev.Namespace}).WithContext(ctx)
 			if _, _, err := o.c.Jobs().Deregister(ev.JobID, false, w); err != nil {
 				onErr(fmt.Errorf("stop unplaceable build %s: %w", ev.JobID, err))
@@ -210,20 +221,22 @@ func (o *Orchestrator) handleEvent(ctx context.Context, e nomad.Event, seen *see
 	}
 }
 
-// ours reports whether the job of an event may be one of the bot's builds: its ledger
-// names it, in that namespace and of that builder. The check of its meta comes when the
-// outcome is reported (Build); when the ledger cannot be read, the report finds out.
-func (o *Orchestrator) ours(ctx context.Context, ns, jobID string) bool {
+// ours reports whether the ledger names the job of an event, in that namespace and of that
+// builder (the check of its meta comes when the outcome is reported: Build). known is
+// false when the ledger could not be read in time: the report then finds out.
+func (o *Orchestrator) ours(ctx context.Context, ns, jobID string) (ours, known bool) {
 	digest, builder, ok := digestOf(jobID)
 	if !ok {
-		return false
+		return false, true
 	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	recs, err := o.ledger.Records(ctx, []string{digest})
 	if err != nil {
-		return true
+		return false, false
 	}
 	rec, found := recs[digest]
-	return found && rec.Namespace == ns && rec.Builder == builder
+	return found && rec.Namespace == ns && rec.Builder == builder, true
 }
 
 // WatchOptions say where Watch resumes and whom it tells of its progress.

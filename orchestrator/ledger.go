@@ -100,24 +100,6 @@ func (o *Orchestrator) records(ctx context.Context, ids []string) (map[string]Re
 	return recs, nil
 }
 
-// record returns the record of job id in namespace ns, dispatched from builder with meta;
-// ErrNotOurs when the ledger has none that names it.
-func (o *Orchestrator) record(ctx context.Context, ns, id, builder string, meta map[string]string) (Record, error) {
-	digest, _, ok := digestOf(id)
-	if !ok {
-		return Record{}, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
-	}
-	recs, err := o.ledger.Records(ctx, []string{digest})
-	if err != nil {
-		return Record{}, fmt.Errorf("record of %s in %s: %w", id, ns, err)
-	}
-	rec, found := recs[digest]
-	if !found || !rec.matches(ns, id, builder, meta) {
-		return Record{}, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
-	}
-	return rec, nil
-}
-
 // MemoryLedger is a Ledger in one process's memory, for tools and tests that run a single
 // orchestrator without Consul. The bot keeps its ledger in Consul, so that its replicas and
 // its next start know its builds.

@@ -174,7 +174,16 @@ type Build struct {
 // Build reads a dispatched build job; ErrNotFound when Nomad does not know it, or when it
 // is not one of the bot's builds (ErrNotOurs: the ledger does not name it).
 func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error) {
-	if !IsBuildID(id) {
+	digest, _, ok := digestOf(id)
+	if !ok {
+		return nil, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
+	}
+	// The ledger first: a job the bot never recorded costs Nomad nothing.
+	recs, err := o.ledger.Records(ctx, []string{digest})
+	if err != nil {
+		return nil, fmt.Errorf("record of %s in %s: %w", id, ns, err)
+	}
+	if rec, found := recs[digest]; !found || rec.Namespace != ns {
 		return nil, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
 	}
 	job, _, err := o.c.Jobs().Info(id, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
@@ -187,9 +196,9 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 	// Only the bot's own dispatches are builds: a child of a builder it dispatched to, as
 	// its ledger recorded before the dispatch. The log pages serve nothing else of the
 	// cluster, and nothing else gets a status.
-	rec, err := o.record(ctx, ns, id, deref(job.ParentID), job.Meta)
-	if err != nil {
-		return nil, err
+	rec := recs[digest]
+	if !rec.matches(ns, id, deref(job.ParentID), job.Meta) {
+		return nil, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
 	}
 	b := &Build{
 		Namespace: ns,

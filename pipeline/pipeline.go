@@ -225,7 +225,9 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			log.Warn("trust could not be checked: building without secrets", "err", err)
 		}
 	}
-	if trusted {
+	if trusted && !opts.Unsigned {
+		// What an unsigned delivery says of its sender is not proven: it may get the
+		// secrets (ALBATROS_HOOK_TOKEN_SECRETS=allow), not vouch for the commit.
 		p.recordTrust(ctx, log, ev, why)
 	}
 	// The bot's own log is masked with the repository's secrets; what the forge shows only

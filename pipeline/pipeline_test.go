@@ -1036,3 +1036,44 @@ func (r *settlingRegistry) settledLines() int {
 	defer r.mu.Unlock()
 	return r.settled
 }
+
+// A push chooses its branch or tag, which trusted code may act on (a release, a deploy):
+// an untrusted writer's tag or branch on a commit a trusted user pushed runs without the
+// secrets. And an unsigned delivery (/hook?token=) that gets the secrets does not vouch for
+// its commit: a pull request of it later gets none.
+func TestPushesAreTrustedByTheirPusher(t *testing.T) {
+	e := entryWith("default")
+	e.Secrets = map[string]string{"TOKEN": "tok-123"}
+	h := newHarness(e)
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), e, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tag := tagEvent()
+	tag.Sender = "mallory"
+	branch := pushEvent()
+	branch.Branch, branch.Sender = "production", "mallory"
+	for _, ev := range []forge.Event{tag, branch} {
+		if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := h.builds.Dispatches()
+	if len(reqs) != 3 || !reqs[0].HasSecrets || reqs[1].HasSecrets || reqs[2].HasSecrets {
+		t.Fatalf("secrets of the trusted push, the writer's tag and branch of its commit: %v", func() (out []bool) {
+			for _, r := range reqs {
+				out = append(out, r.HasSecrets)
+			}
+			return
+		}())
+	}
+
+	other := sha2
+	unsigned := pushEvent()
+	unsigned.Commit, unsigned.Branch = other, "feature"
+	if _, err := h.p.Handle(context.Background(), discard, unsigned, e, pipeline.Options{Unsigned: true}); err != nil {
+		t.Fatal(err)
+	}
+	if why, _ := h.trust.CommitTrust(context.Background(), cloneURL, other); why != "" {
+		t.Errorf("an unsigned delivery recorded its commit as trusted (%s)", why)
+	}
+}

@@ -35,6 +35,11 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	if err != nil {
 		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}
+	if entry.Installed && (entry.Quarantine != "" || entry.OrgID == 0) {
+		// The repository of that name may be another organization's now.
+		log.Warn("build result not reported: its installation is quarantined or not yet bound", "job", out.JobID, "repo", cloneURL, "quarantine", entry.Quarantine)
+		return nil
+	}
 	// Nomad's words about a build that got the secrets (a task's failure message, say) may
 	// quote one; a build without them has none to quote, and masking its words with them
 	// would tell the build whether a guess of one is right.

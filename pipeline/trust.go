@@ -65,9 +65,12 @@ const pushWait = 3 * time.Second
 // may run with the repository's secrets; why is what it records of the commit when so.
 // Trust follows the code:
 //
-//   - a commit recorded as trusted (a trusted user pushed it, or approved it, or it came
-//     from a trusted owner's fork) is trusted in any event that builds it;
-//   - a push or a tag: its sender (who pushed) must be trusted;
+//   - a push or a tag: its sender (who pushed) must be trusted. A commit recorded as
+//     trusted does not make a push of it trusted: a push chooses the branch or tag, which
+//     trusted code may act on (a release, a deploy), and an untrusted writer may push a
+//     trusted commit anywhere;
+//   - a pull request whose head commit is recorded as trusted (a trusted user pushed it,
+//     or approved it, or it came from a trusted owner's fork): yes;
 //   - a pull request from a fork: the fork's owner must be trusted, whoever opened,
 //     reopened or updated it; an AGit pull request (pushed for review to refs/for/…, which
 //     reading the repository allows) counts as a fork of its author;
@@ -77,19 +80,29 @@ const pushWait = 3 * time.Second
 func (p *Pipeline) trustedCode(ctx context.Context, log *slog.Logger, f forge.Forge, ev forge.Event, entry *registry.Repo) (trusted bool, why string, err error) {
 	pr := ev.PullRequest
 	if pr == nil {
-		if ok, err := TrustedUser(ctx, f, ev.Repo, entry, ev.Sender, ev.SenderID); ok || err != nil {
-			return ok, trustedPush, err
-		}
-		return p.commitTrust(ctx, log, ev, false) != "", "", nil
+		ok, err := TrustedUser(ctx, f, ev.Repo, entry, ev.Sender, ev.SenderID)
+		return ok, trustedPush, err
 	}
+	synchronized := pr.Action == "synchronized" || pr.Action == "synchronize"
 	// The update of a pull request between branches comes with the push of its head,
-	// whose delivery may be judged a moment later: wait for it a little.
-	wait := !pr.Fork && (pr.Action == "synchronized" || pr.Action == "synchronize")
+	// whose delivery may be judged a moment later: wait for it a little, when the update's
+	// sender (who pushed) is trusted; an untrusted pusher's push is not recorded anyway.
+	wait := false
+	if !pr.Fork && synchronized {
+		if ok, err := TrustedUser(ctx, f, ev.Repo, entry, ev.Sender, ev.SenderID); err == nil && ok {
+			wait = true
+		}
+	}
 	if p.commitTrust(ctx, log, ev, wait) != "" {
 		return true, "", nil
 	}
 	switch {
 	case pr.AGit:
+		// Its author pushed it, and only they update it on Gitea 1.26; should anyone
+		// else push to it, that push is not the author's code.
+		if synchronized && ev.SenderID != pr.AuthorID {
+			return false, "", nil
+		}
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.Author, pr.AuthorID)
 		return ok, trustedFork, err
 	case pr.Fork:

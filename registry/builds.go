@@ -49,28 +49,38 @@ func (r *Registry) Record(ctx context.Context, digest string, rec orchestrator.R
 	if err != nil {
 		return err
 	}
-	if _, err := r.kv.Put(&consul.KVPair{Key: r.buildKey(digest), Value: raw}, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("record build %s: %w", digest, ctx.Err())
-		}
-		r.keepRecord(digest, rec)
+	_, err = r.kv.Put(&consul.KVPair{Key: r.buildKey(digest), Value: raw}, (&consul.WriteOptions{}).WithContext(ctx))
+	var refused consul.StatusError
+	switch {
+	case err == nil:
 		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("record build %s: %w", digest, ctx.Err())
+	case errors.As(err, &refused) && refused.Code < 500:
+		// Consul answered, and refused (an ACL, say): no build without its record.
+		return fmt.Errorf("%w: record build %s: %w", ErrUnavailable, digest, err)
 	}
-	return nil
+	return r.keepRecord(digest, rec, err)
 }
 
+// maxPending bounds the records kept in memory while Consul cannot be reached.
+const maxPending = 10000
+
 // keepRecord keeps rec in memory, and writes the records kept once a second until Consul
-// takes them.
-func (r *Registry) keepRecord(digest string, rec orchestrator.Record) {
+// takes them; past maxPending it refuses, with cause.
+func (r *Registry) keepRecord(digest string, rec orchestrator.Record, cause error) error {
 	p := &r.pending
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.recs) >= maxPending {
+		return fmt.Errorf("%w: record build %s: %d records wait for Consul already: %w", ErrUnavailable, digest, len(p.recs), cause)
+	}
 	if p.recs == nil {
 		p.recs = map[string]orchestrator.Record{}
 	}
 	p.recs[digest] = rec
 	if p.flushing {
-		return
+		return nil
 	}
 	p.flushing = true
 	go func() {
@@ -81,7 +91,9 @@ func (r *Registry) keepRecord(digest string, rec orchestrator.Record) {
 			}
 		}
 	}()
+	return nil
 }
+
 
 // flushRecords writes the records kept in memory; done when none is left.
 func (r *Registry) flushRecords() (done bool) {

@@ -55,7 +55,8 @@ type Installation struct {
 	// Repos holds the settings of single repositories, by name, over the organization's.
 	Repos map[string]Settings `json:"repos,omitempty"`
 
-	index uint64 // Consul's ModifyIndex when read: the check-and-set of PutInstallation
+	index   uint64 // Consul's ModifyIndex when read: the check-and-set of PutInstallation
+	shelved string // its key, when read from the shelf (Shelved)
 }
 
 // Settings are what an organization's owners set for its builds.
@@ -205,6 +206,63 @@ func (r *Registry) DeleteInstallation(ctx context.Context, inst *Installation) e
 	return nil
 }
 
+// Shelve moves a quarantined installation aside, off its organization's key, for the
+// organization's name to be installed afresh: under install-shelved/, where a renamed
+// organization installing again under its new name finds it (Shelved), and where an
+// operator can read it. Nothing of it is built or shown meanwhile. It returns ErrConflict
+// when the record changed since it was read.
+func (r *Registry) Shelve(ctx context.Context, inst *Installation) error {
+	b, err := json.Marshal(inst)
+	if err != nil {
+		return err
+	}
+	key := r.InstallKey(inst.OrgURL())
+	shelf := fmt.Sprintf("%sinstall-shelved/%d-%s-%d", r.prefix, inst.OrgID, base64.RawURLEncoding.EncodeToString([]byte(inst.OrgURL())), time.Now().UnixNano())
+	ok, _, _, err := r.client.Txn().Txn(consul.TxnOps{
+		{KV: &consul.KVTxnOp{Verb: consul.KVDeleteCAS, Key: key, Index: inst.index}},
+		{KV: &consul.KVTxnOp{Verb: consul.KVSet, Key: shelf, Value: b}},
+	}, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("%w: shelve %s: %w", ErrUnavailable, key, err)
+	}
+	if !ok {
+		return fmt.Errorf("installation of %s: %w", inst.OrgURL(), ErrConflict)
+	}
+	if r.mirror != nil {
+		r.mirror.deleted(key)
+	}
+	return nil
+}
+
+// Shelved lists the installations Shelve moved aside, from Consul itself.
+func (r *Registry) Shelved(ctx context.Context) ([]*Installation, error) {
+	pairs, _, err := r.kv.List(r.prefix+"install-shelved/", (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("%w: consul list %sinstall-shelved/: %w", ErrUnavailable, r.prefix, err)
+	}
+	var out []*Installation
+	for _, p := range pairs {
+		inst, err := decodeInstallation(p)
+		if err != nil {
+			return nil, err
+		}
+		inst.shelved = p.Key
+		out = append(out, inst)
+	}
+	return out, nil
+}
+
+// Unshelve deletes a shelved installation (Shelved) once adopted.
+func (r *Registry) Unshelve(ctx context.Context, inst *Installation) error {
+	if inst.shelved == "" {
+		return fmt.Errorf("installation of %s is not a shelved one", inst.OrgURL())
+	}
+	if _, err := r.kv.Delete(inst.shelved, (&consul.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("%w: consul delete %s: %w", ErrUnavailable, inst.shelved, err)
+	}
+	return nil
+}
+
 // Purposes of the sealed values: a value sealed for one field cannot be opened in another,
 // nor in the record of another organization (by URL, and by id once recorded).
 func hookPurpose(orgURL string, orgID int64) string { return "hook-secret:" + orgURL + idPart(orgID) }
@@ -343,7 +401,7 @@ func (r *Registry) Adopt(from *Installation, org string) (*Installation, error) 
 		return nil, ErrNoKey
 	}
 	moved := *from
-	moved.Org, moved.Quarantine, moved.index = org, "", 0
+	moved.Org, moved.Quarantine, moved.index, moved.shelved = org, "", 0, ""
 	moved.Settings = cloneSettings(from.Settings)
 	moved.Repos = map[string]Settings{}
 	for name, s := range from.Repos {

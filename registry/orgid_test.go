@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 
 	consul "github.com/hashicorp/consul/api"
@@ -97,5 +98,36 @@ func TestAdoptRenamedOrganization(t *testing.T) {
 	}
 	if inst.Org != "acme" || inst.Quarantine == "" {
 		t.Errorf("the old record changed: %+v", inst)
+	}
+}
+
+// A quarantined installation moved aside leaves its organization's key free, and is found on
+// the shelf until it is taken off.
+func TestShelve(t *testing.T) {
+	r, _, _ := setup(t)
+	ctx := testContext(t)
+	inst := newInstallation(t, r)
+	if err := r.BindOrg(inst, 42); err != nil {
+		t.Fatal(err)
+	}
+	inst.Quarantine = "gone"
+	if err := r.PutInstallation(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Shelve(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Installation(ctx, orgURL); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("the organization's key after shelving: %v, want ErrNotFound", err)
+	}
+	shelf, err := r.Shelved(ctx)
+	if err != nil || len(shelf) != 1 || shelf[0].OrgID != 42 || shelf[0].Quarantine != "gone" {
+		t.Fatalf("shelf %+v (%v), want the installation", shelf, err)
+	}
+	if err := r.Unshelve(ctx, shelf[0]); err != nil {
+		t.Fatal(err)
+	}
+	if shelf, err := r.Shelved(ctx); err != nil || len(shelf) != 0 {
+		t.Errorf("shelf after unshelving: %+v (%v)", shelf, err)
 	}
 }

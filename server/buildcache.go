@@ -23,10 +23,13 @@ type buildCache struct {
 	entries map[buildKey]*buildEntry
 }
 
-// maxReads bounds the builds read from Nomad at once for the log routes: anyone may ask
-// for any job ID, and each read holds one of the connections to Nomad the bot's own calls
-// need.
-const maxReads = 16
+// maxReads bounds the builds read at once for the log routes: anyone may ask for any job
+// ID, and each read may hold one of the connections to Nomad the bot's own calls need.
+const maxReads = 8
+
+// notFoundFor is how long a build that is not there (or not the bot's) is answered so
+// without asking again: a flood of requests for it costs one lookup.
+const notFoundFor = 10 * time.Second
 
 // errReadsBusy is returned when maxReads reads are under way.
 var errReadsBusy = errors.New("too many builds being read")
@@ -83,7 +86,9 @@ func (c *buildCache) fill(k buildKey, e *buildEntry, ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.b, e.err, e.at = b, err, time.Now()
-	if err != nil && c.entries[k] == e {
+	if errors.Is(err, orchestrator.ErrNotFound) {
+		e.at = time.Now().Add(notFoundFor - c.ttl) // expires after notFoundFor
+	} else if err != nil && c.entries[k] == e {
 		delete(c.entries, k)
 	}
 	close(e.done)

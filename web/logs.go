@@ -28,6 +28,11 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 		http.Error(w, "the repository's access could not be checked", http.StatusServiceUnavailable)
 		return false
 	}
+	if entry.Installed && (entry.Quarantine != "" || entry.OrgID == 0) {
+		// Whoever owns the name now may not be the organization whose builds these are.
+		http.Error(w, "this build's installation is quarantined: its log is not served", http.StatusForbidden)
+		return false
+	}
 	f, repo, err := wb.cfg.Forge(entry, cloneURL)
 	if err != nil {
 		// A forge the bot cannot reach is not one it can ask: refuse rather than guess.

@@ -219,8 +219,11 @@ func (wb *Web) installation(w http.ResponseWriter, r *http.Request) *registry.In
 // has its name now is not the one it was installed on (by id), which the installations'
 // check records at its next pass. "" when it is not.
 func (wb *Web) quarantined(ctx context.Context, inst *registry.Installation) string {
-	if inst.Quarantine != "" || inst.OrgID == 0 {
+	if inst.Quarantine != "" {
 		return inst.Quarantine
+	}
+	if inst.OrgID == 0 {
+		return "it is not yet bound to its organization's id (made before ids were recorded, it waits for the installations' check to prove that the organization of this name is still its own)"
 	}
 	id, err := wb.cfg.Bot.OrgID(ctx, inst.Org)
 	switch {

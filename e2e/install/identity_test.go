@@ -137,3 +137,55 @@ func buildLog(t *testing.T, p *project, repo *testenv.Repo, sha string) string {
 	ns, job := jobFromLink(t, st.TargetURL)
 	return env.Nomad(t).BuildLog(t, ns, job)
 }
+
+// An organization renamed without uninstalling: Gitea answers for the old name with the
+// organization under its new one (same id), and the installation follows it to the new
+// name, settings and secrets included, so that its builds (whose deliveries name the new
+// name) get the secrets again. A squatter who then takes the old name and installs there
+// starts afresh.
+func TestRenamedOrganizationKeepsItsInstallation(t *testing.T) {
+	const secret = "renamed-s3cr3t-4242"
+	p, c := installed(t)
+	g := p.g
+	if resp, page := c.post("/orgs/"+p.org+"/settings", url.Values{"users": {p.owner.Name}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("save settings: %d\n%s", resp.StatusCode, page)
+	}
+	if resp, page := c.post("/orgs/"+p.org+"/secrets", url.Values{"name": {"DEPLOY_TOKEN"}, "value": {secret}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("set secret: %d\n%s", resp.StatusCode, page)
+	}
+	old := &project{t: t, g: g, owner: p.owner, org: p.org}
+	renamed := testenv.UniqueName("renamed")
+	if _, err := g.Client(t, p.owner.Token).RenameOrg(p.org, sdk.RenameOrgOption{NewName: renamed}); err != nil {
+		t.Fatal(err)
+	}
+	p.org = renamed
+	deadline := time.Now().Add(30 * time.Second)
+	for p.record() == nil || old.record() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the installation did not follow its organization's rename: new %s, old %s", p.record(), old.record())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	rec := string(p.record())
+	if !strings.Contains(rec, "DEPLOY_TOKEN") || !strings.Contains(rec, p.owner.Name) || strings.Contains(rec, secret) || strings.Contains(rec, `"quarantine"`) {
+		t.Fatalf("the installation under the new name lacks the old settings (or holds the secret in clear):\n%s", rec)
+	}
+	repo := g.CreateRepo(t, p.owner, renamed, "app")
+	sha := g.Push(t, p.owner, repo, "main", "", script(printToken), "after the rename")
+	if log := buildLog(t, p, repo, sha); !strings.Contains(log, "token=["+secret+"]") {
+		t.Errorf("a trusted push of the renamed organization did not get its secret:\n%s", log)
+	}
+
+	// A squatter takes the old name, and installs there: afresh.
+	mallory := g.CreateUser(t, testenv.UniqueName("mallory"))
+	g.CreateOrg(t, mallory, old.org)
+	mc := newClient(t, bot(t))
+	mc.signIn(mallory)
+	mc.install(old.org)
+	if rec := string(old.record()); rec == "" || strings.Contains(rec, "DEPLOY_TOKEN") || strings.Contains(rec, p.owner.Name) {
+		t.Errorf("the squatter's installation holds the renamed organization's settings:\n%s", rec)
+	}
+	if rec := string(p.record()); !strings.Contains(rec, "DEPLOY_TOKEN") {
+		t.Errorf("the renamed organization lost its installation to the squatter's:\n%s", rec)
+	}
+}

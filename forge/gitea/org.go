@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
 
@@ -145,21 +146,21 @@ func (c *Client) OrgID(ctx context.Context, org string) (int64, error) {
 	return o.ID, nil
 }
 
-// UserID returns the numeric id of the user login; an error wrapping forge.ErrNotFound
-// when Gitea has none.
-func (c *Client) UserID(ctx context.Context, login string) (int64, error) {
+// UserID returns the numeric id of the user login, and when they registered; an error
+// wrapping forge.ErrNotFound when Gitea has none.
+func (c *Client) UserID(ctx context.Context, login string) (int64, time.Time, error) {
 	cl, err := c.sdk(ctx)
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	u, resp, err := cl.GetUserInfo(login)
 	if err != nil {
 		if notFound(resp) {
-			return 0, fmt.Errorf("gitea: user %s: %w", login, forge.ErrNotFound)
+			return 0, time.Time{}, fmt.Errorf("gitea: user %s: %w", login, forge.ErrNotFound)
 		}
-		return 0, fmt.Errorf("gitea: user %s: %w", login, err)
+		return 0, time.Time{}, fmt.Errorf("gitea: user %s: %w", login, err)
 	}
-	return u.ID, nil
+	return u.ID, u.Created, nil
 }
 
 // IsOwner reports whether user owns org.

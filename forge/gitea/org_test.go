@@ -142,10 +142,10 @@ func TestOrgHooksAndOwners(t *testing.T) {
 	if _, err := asBot.OrgID(ctx(t), "no-such-org-"+testenv.UniqueName("x")); !errors.Is(err, forge.ErrNotFound) {
 		t.Errorf("OrgID of no organization: %v, want ErrNotFound", err)
 	}
-	if id, err := asBot.UserID(ctx(t), member.Name); err != nil || id == 0 {
-		t.Errorf("UserID(%s) = %d, %v", member.Name, id, err)
+	if id, registered, err := asBot.UserID(ctx(t), member.Name); err != nil || id == 0 || time.Since(registered) > time.Hour {
+		t.Errorf("UserID(%s) = %d, registered %v, %v", member.Name, id, registered, err)
 	}
-	if _, err := asBot.UserID(ctx(t), "no-such-user-"+testenv.UniqueName("x")); !errors.Is(err, forge.ErrNotFound) {
+	if _, _, err := asBot.UserID(ctx(t), "no-such-user-"+testenv.UniqueName("x")); !errors.Is(err, forge.ErrNotFound) {
 		t.Errorf("UserID of no user: %v, want ErrNotFound", err)
 	}
 
