@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +45,60 @@ func BenchmarkWriter(b *testing.B) {
 						b.Fatal(err)
 					}
 					rest = rest[n:]
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWriterEdits relays 2 MiB of edits of a line of 16,000 cells, in 32 KiB writes:
+// insertions and deletions at its start, erasures short of its end, rewrites after '\r',
+// and, with a delay passing after each write, redraws. They should cost about what plain
+// text does, not the line's length each.
+func BenchmarkWriterEdits(b *testing.B) {
+	const size, width = 2 << 20, 16000
+	line := string(bytes.Repeat([]byte{'a'}, width))
+	repeat := func(setup, seq string) []byte {
+		in := []byte(setup)
+		for len(in) < size {
+			in = append(in, seq...)
+		}
+		return in
+	}
+	for _, bm := range []struct {
+		name  string
+		in    []byte
+		delay bool // a delay passes after each write
+	}{
+		{"plain", repeat("", "a"), false},
+		{"ICH", repeat(line+"\r", "\x1b[@"), false},
+		{"DCH+ICH", repeat(line+"\r", "\x1b[P\x1b[@"), false},
+		{"DCH+refill", repeat(line+"\r", "\x1b[Pa"), false},
+		{"DCH+append", repeat(line, "\r\x1b[P\x1b[16000Ga"), false},
+		{"ECH", repeat(line+"\r", "\x1b[15999X"), false},
+		{"EL1", repeat(line+"\x1b[15999G", "\x1b[1K"), false},
+		{"EL1 at end", repeat(line, "\x1b[1K"), false},
+		{"CR+rewrite", repeat(line, "\r"+strings.Repeat("b", 80)), false},
+		{"CR+redraw", repeat(line, "\rb"), true},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bm.in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				clock := &fakeClock{}
+				w := New(io.Discard, []string{"hunter2-the-secret-value"}, Options{AfterFunc: clock.AfterFunc})
+				for rest := bm.in; len(rest) > 0; {
+					n := min(len(rest), 32<<10)
+					if _, err := w.Write(rest[:n]); err != nil {
+						b.Fatal(err)
+					}
+					rest = rest[n:]
+					if bm.delay {
+						clock.Advance(DefaultDelay)
+					}
 				}
 				if err := w.Close(); err != nil {
 					b.Fatal(err)

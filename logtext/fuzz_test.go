@@ -78,8 +78,9 @@ func viewerSees(m *matcher, out []byte) []rune {
 
 // FuzzWriter checks that what a Writer relays never shows a secret, neither on a terminal
 // (which overwrites at '\r') nor on the live page (which starts a line there), whatever the
-// log, its framing and the delays that pass; that it is valid UTF-8; and that it is bounded
-// by the input.
+// log, its framing and the delays that pass, and also when it drops edits (a maxLine of
+// 128 or more leaves them a cell a byte, so that it does); that it is valid UTF-8; and that
+// it is bounded by the input.
 func FuzzWriter(f *testing.F) {
 	f.Add("secret", "hunter2", []byte("pw: \x01 \x02 \x03\x04\x01 sec\x04ret\r\x03\n"), []byte{3, 0x83, 5}, byte(16))
 	f.Add("abcdef", "abc", []byte("xxxret\rsec\x06\x01\n\x02\x05\x03 \x01\x01"), []byte{1, 1, 0x81, 1, 0x82}, byte(4))
@@ -87,6 +88,7 @@ func FuzzWriter(f *testing.F) {
 	f.Add("aab", "aaab", []byte("aaaaab\x03\x03ab\x1b[Gaa\x1b7a\x1b8b"), []byte{0x81, 0x81, 1, 0x81}, byte(2))
 	f.Add("pässwörd", "\x1b[1mbold\x1b[m", []byte("p\xc3\x1b[0m\xa4ss\x01bold\b\bld\x02"), []byte{2, 0x82, 2}, byte(7))
 	f.Add("tab\tsecret", "x", []byte("tab\t\x1b[1m\x01\x1b[Ctab\x1b[1D\tsecret"), []byte{0x9f}, byte(40))
+	f.Add("secret", "abcdef", []byte("abcdefghij\r\x1b[@\x1b[@\x1b[@\x01\x1b[4G\x1b[P\x1b[P\x03\x1b[2X\x1b[1K\x02"), []byte{5, 0x83, 3}, byte(168))
 	f.Fuzz(func(t *testing.T, a, b string, template, chunks []byte, maxLine byte) {
 		if len(a) > 32 || len(b) > 32 || len(template) > 256 || len(chunks) > 64 {
 			return
@@ -96,6 +98,9 @@ func FuzzWriter(f *testing.F) {
 		clock := &fakeClock{}
 		var out bytes.Buffer
 		w := New(&out, values, Options{Delay: time.Second, MaxLine: 1 + int(maxLine)%48, AfterFunc: clock.AfterFunc})
+		if maxLine >= 0x80 {
+			w.s.earn = 1
+		}
 		rest, waits := in, 0
 		for _, c := range chunks {
 			n := min(int(c&0x1f), len(rest))

@@ -46,7 +46,8 @@ const (
 //
 // Rows, the screen, scrolling, and the width of characters are not modelled: each character
 // is one column, and vertical movements are ignored. Nothing is lost for masking by that,
-// since what a screen relays is only what it modelled.
+// since what a screen relays is only what it modelled; nor by dropping the edits that its
+// credit does not cover (see earn).
 type screen struct {
 	cells []cell // the line: len(cells) <= width
 	// home is the first column that can be written: the cells before it are the end of a
@@ -66,6 +67,21 @@ type screen struct {
 	ps     [maxParams]int
 	colon  [maxParams]bool
 
+	// The edits in the middle of the line (ICH, DCH, and ECH and EL 1 short of its end) move
+	// or blank cells that no byte writes, up to the whole line each: without a bound, a line
+	// of n cells makes each of them cost n. When earn is set, each byte read earns that many
+	// cells, saved up to a full line's worth (earn*width); an edit that would move or blank
+	// more cells than are saved is dropped, and costs nothing. Which edits are dropped
+	// depends on the bytes and the columns only. Left 0 (a secret's rendering, which the
+	// secret's length bounds), edits are not bounded.
+	earn   int
+	credit int // cells saved, as of the byte paid
+	paid   int // the bytes read whose cells are in credit
+	read   int // the bytes read, up to the one the sequence parser reads
+	// work counts the cells moved, blanked, scanned or walked beyond the one each character
+	// writes: what rendering spends its time on besides reading, for the tests that bound it.
+	work int
+
 	// endLine is called at '\n' and must clear the line. Without it, the line is cleared.
 	endLine func()
 	// full is called when a character is to be written at column width, and must move the
@@ -75,15 +91,19 @@ type screen struct {
 
 // feed renders p. A sequence or a character cut by the end of p goes on with the next feed.
 func (s *screen) feed(p []byte) {
-	i := 0
+	i, read := 0, s.read
+	defer func() { s.read = read + len(p) }()
 	if s.nutf > 0 {
 		i = s.completeRune(p)
 	}
 	for i < len(p) {
 		c := p[i]
-		if s.state != ground && s.inSequence(c) {
-			i++
-			continue
+		if s.state != ground {
+			s.read = read + i + 1 // what an edit that c ends may spend: up to c
+			if s.inSequence(c) {
+				i++
+				continue
+			}
 		}
 		switch {
 		case c >= 0x20 && c < 0x7f:
@@ -180,6 +200,7 @@ func (s *screen) put(r rune) {
 	} else {
 		for len(s.cells) < s.cursor {
 			s.cells = append(s.cells, blank)
+			s.work++
 		}
 		s.cells = append(s.cells, c)
 	}
@@ -363,63 +384,3 @@ func (s *screen) params(b []byte) int {
 func (s *screen) limit() int { return min(len(s.cells)+maxMove, s.width-1) }
 
 func (s *screen) moveTo(col int) { s.cursor = max(s.home, min(col, s.limit())) }
-
-// erase erases from the cursor to the end of the line (0), from its start to the cursor
-// (1), or all of it (2, 3). Erased cells at the end of the line are dropped rather than
-// blanked: they show nothing either way, and the relayed line has no trailing spaces that
-// were never written.
-func (s *screen) erase(mode int) {
-	switch mode {
-	case 0:
-		s.cells = s.cells[:min(s.cursor, len(s.cells))]
-	case 1:
-		if s.cursor+1 >= len(s.cells) {
-			s.cells = s.cells[:s.home]
-		} else {
-			fill(s.cells[s.home : s.cursor+1])
-		}
-	case 2, 3:
-		s.cells = s.cells[:s.home]
-	}
-}
-
-// eraseChars blanks n cells from the cursor on.
-func (s *screen) eraseChars(n int) {
-	switch {
-	case s.cursor >= len(s.cells):
-	case s.cursor+n >= len(s.cells):
-		s.cells = s.cells[:s.cursor]
-	default:
-		fill(s.cells[s.cursor : s.cursor+n])
-	}
-}
-
-// deleteChars deletes n cells at the cursor; the cells after them move left.
-func (s *screen) deleteChars(n int) {
-	if s.cursor >= len(s.cells) {
-		return
-	}
-	n = min(n, len(s.cells)-s.cursor)
-	s.cells = append(s.cells[:s.cursor], s.cells[s.cursor+n:]...)
-}
-
-// insertChars inserts n blanks at the cursor; the cells after them move right, and those
-// pushed past the last column are lost.
-func (s *screen) insertChars(n int) {
-	if s.cursor >= len(s.cells) {
-		return
-	}
-	n = min(n, maxMove, s.width-s.cursor)
-	old := len(s.cells)
-	for len(s.cells) < min(old+n, s.width) {
-		s.cells = append(s.cells, blank)
-	}
-	copy(s.cells[s.cursor+n:], s.cells[s.cursor:old])
-	fill(s.cells[s.cursor : s.cursor+n])
-}
-
-func fill(cells []cell) {
-	for i := range cells {
-		cells[i] = blank
-	}
-}

@@ -109,6 +109,14 @@ type Writer struct {
 // cursor movements then go back to the cut at most, and a later change to the rest of the
 // line is relayed after a '\n' instead of a '\r', since the cut part cannot be redrawn.
 //
+// Insertions and deletions of characters (CSI @, CSI P), and erasures that stop short of the
+// line's end (CSI X, CSI 1 K), move or blank cells that no byte wrote, up to the whole line
+// each. Each byte of the log earns them 64 cells, saved up to a full line's worth, and one
+// that would cost more than is saved is dropped, so that a Writer's work stays linear in its
+// input whatever its lines: a sequence of three bytes pays for editing a line of 192
+// columns, wider than the rows a terminal edits, and savings pay for more. Which edits are
+// dropped depends on the bytes and the columns, never on the text.
+//
 // What is relayed, and when, depends on the bytes of the log, on when they arrive and on the
 // complete matches of secrets in it, never on whether some text is the start of a secret:
 // a build cannot learn a secret piece by piece from its own log. What a build can still show
@@ -146,7 +154,7 @@ func New(w io.Writer, values []string, opts Options) *Writer {
 	x.hold = max(0, x.match.longest-1)
 	// A cut must leave room after it: at least a held part's worth more than it keeps.
 	x.maxLine = max(opts.MaxLine, x.hold+1)
-	x.s = screen{width: x.maxLine + 2*x.hold, endLine: x.endLine, full: x.cut}
+	x.s = screen{width: x.maxLine + 2*x.hold, endLine: x.endLine, full: x.cut, earn: editCredit}
 	return x
 }
 
@@ -253,6 +261,7 @@ func (x *Writer) endLine() {
 // relay brings the output up to the line as it renders now, masked: the new cells when
 // the relayed ones are unchanged, else the whole line again.
 func (x *Writer) relay() {
+	x.s.work += len(x.s.cells) + len(x.sent)
 	x.spans = x.match.find(x.s.cells, x.spans[:0])
 	o := newMasked(x.s.cells, x.spans, x.s.home)
 	for _, c := range x.sent {
@@ -278,6 +287,7 @@ func (x *Writer) cut() {
 		x.s.cells = append(x.s.cells, blank) // the columns the cursor skipped are relayed too
 	}
 	cells, home := x.s.cells, x.s.home
+	x.s.work += len(cells) + len(x.sent)
 	x.spans = x.match.find(cells, x.spans[:0])
 	keep, k, covered := home+x.maxLine, 0, 0
 	for ; k < len(x.spans) && x.spans[k].start < keep; k++ {
@@ -308,6 +318,7 @@ func (x *Writer) cut() {
 	}
 	from := max(keep-x.hold, covered) // the first cell kept; maxLine > hold makes it > 0
 	x.s.cells = cells[:copy(cells, cells[from:])]
+	x.s.work += len(x.s.cells)
 	x.s.home = keep - from
 	x.s.cursor -= from
 	x.s.saved = max(x.s.home, x.s.saved-from)
