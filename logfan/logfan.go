@@ -158,6 +158,19 @@ func (h *Hub) Join(ns, jobID, logType string, values func() []string) (*Viewer, 
 	return &Viewer{hub: h, t: t}, nil
 }
 
+// Reserve takes one of the hub's upstream slots for a read of a log outside the hub (the
+// whole of a finished log, at its reader's pace), or returns ErrBusy; call release when
+// the read is done.
+func (h *Hub) Reserve() (release func(), err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.following.Load(); n >= int64(h.opts.MaxUpstreams) {
+		return nil, fmt.Errorf("%w: %d logs followed in Nomad", ErrBusy, n)
+	}
+	h.following.Add(1)
+	return sync.OnceFunc(func() { h.following.Add(-1) }), nil
+}
+
 // Leave counts the viewer out; leaving twice is leaving once.
 func (v *Viewer) Leave() { v.once.Do(func() { v.hub.leave(v.t) }) }
 

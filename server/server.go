@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/albatros-ci/albatros/logfan"
+	"github.com/albatros-ci/albatros/logtext"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/secrets"
@@ -217,6 +218,10 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if b.Status == "dead" {
+		s.wholeLog(w, r, b, stream, values)
+		return
+	}
 	v, ok := s.join(w, b, stream, values)
 	if !ok {
 		return
@@ -225,6 +230,33 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	streamHeaders(w, "text/plain; charset=utf-8")
 	if _, err := v.Copy(r.Context(), flusher(w)); err != nil && r.Context().Err() == nil {
 		s.Log.Warn("follow log", "job", b.ID, "err", err)
+	}
+}
+
+// wholeLog serves the plain log of a finished build whole, read from Nomad at the reader's
+// pace (a shared tape keeps only the newest part of a big log for readers that fall
+// behind), within the same bound on reads as the shared ones.
+func (s *server) wholeLog(w http.ResponseWriter, r *http.Request, b *orchestrator.Build, stream string, values []string) {
+	release, err := s.logs.Reserve()
+	if err != nil {
+		s.Log.Warn("log not served", "job", b.ID, "err", err)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many build logs are being read at once: try again shortly", http.StatusServiceUnavailable)
+		return
+	}
+	defer release()
+	streamHeaders(w, "text/plain; charset=utf-8")
+	var out io.Writer = flusher(w)
+	var masked *logtext.Writer
+	if len(values) > 0 {
+		masked = logtext.New(out, values, logtext.Options{})
+		out = masked
+	}
+	if _, err := s.Builds.Follow(r.Context(), b.Namespace, b.ID, stream, out); err != nil && r.Context().Err() == nil {
+		s.Log.Warn("read log", "job", b.ID, "err", err)
+	}
+	if masked != nil {
+		_ = masked.Close()
 	}
 }
 

@@ -444,9 +444,9 @@ func TestLogPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(plain, maskedLog) {
 		t.Errorf("plain text link: status %d, %q", resp.StatusCode, plain)
 	}
-	// The plain text of stdout comes from the follow the page started, which lingers.
-	if follows := b.FollowCalls()[followedBefore:]; !slices.Equal(follows, []orchestratortest.FollowCall{follow(defaultNS, "stderr")}) {
-		t.Errorf("the links followed %+v, want stderr of %s (stdout is the page's follow, shared)", follows, buildID)
+	// The build has ended: its plain text is read whole, apart from the page's follow.
+	if follows := b.FollowCalls()[followedBefore:]; !slices.Equal(follows, []orchestratortest.FollowCall{follow(defaultNS, "stderr"), follow(defaultNS, "stdout")}) {
+		t.Errorf("the links followed %+v, want stderr then stdout of %s", follows, buildID)
 	}
 }
 
@@ -495,6 +495,7 @@ func TestLogPageViewersShareOneRead(t *testing.T) {
 // too, and so do they with the page's viewers.
 func TestPlainLogFollowersShareOneRead(t *testing.T) {
 	b := build(t)
+	b.AddBuild(defaultNS, buildID, "builder", buildMeta(), payload(t), "running")
 	b.FollowHold = make(chan struct{})
 	f := newFixture(t, b)
 	var wg sync.WaitGroup
@@ -534,6 +535,7 @@ func TestPlainLogFollowersShareOneRead(t *testing.T) {
 // started in Nomad, and the log already followed is still served.
 func TestLogBounds(t *testing.T) {
 	b := build(t)
+	b.AddBuild(defaultNS, buildID, "builder", buildMeta(), payload(t), "running")
 	b.FollowHold = make(chan struct{})
 	defer close(b.FollowHold)
 	other := "builder/dispatch-albatros-k" + strings.Repeat("f", 20) + "-1700000001-beef0001"
@@ -569,6 +571,20 @@ func TestLogBounds(t *testing.T) {
 	}
 	if n := len(b.FollowCalls()); n != 1 {
 		t.Errorf("%d follows started in Nomad, want 1", n)
+	}
+}
+
+// The plain log of a build that has ended is served whole, however big, at the reader's
+// pace: straight from Nomad, not from a shared tape that keeps only its newest part.
+func TestPlainLogOfAnEndedBuildIsWhole(t *testing.T) {
+	b := build(t)
+	b.AddBuild(defaultNS, buildID, "builder", buildMeta(), secrets.Empty(), "dead")
+	chunk := strings.Repeat("x", 1<<20-1) + "\n"
+	b.LogChunks = slices.Repeat([]string{chunk}, 40) // 40 MiB: more than a tape keeps
+	f := newFixture(t, b)
+	resp, got := get(t, f.url+"/build?job="+url.QueryEscape(buildID))
+	if resp.StatusCode != http.StatusOK || len(got) != 40<<20 {
+		t.Errorf("status %d, %d bytes; want 200 and the whole 40 MiB", resp.StatusCode, len(got))
 	}
 }
 

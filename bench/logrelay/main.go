@@ -42,6 +42,7 @@ import (
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
 	"github.com/albatros-ci/albatros/registry/registrytest"
+	"github.com/albatros-ci/albatros/secrets"
 	"github.com/albatros-ci/albatros/server"
 	"github.com/albatros-ci/albatros/testenv"
 	"github.com/albatros-ci/albatros/webhook"
@@ -78,7 +79,12 @@ func run(p *testenv.Program, mib, n int) error {
 		return err
 	}
 	meta := map[string]string{"REPO_URL": repoURL, "COMMIT": strings.Repeat("a", 40), "BRANCH": "main", "FLAVOR": "default"}
-	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: orchestrator.Builder{Namespace: ns, Job: job}, Meta: meta})
+	// A build that got the secrets: the bot renders and masks its log (package logtext).
+	payload, err := secrets.Payload("", map[string]string{"TOKEN": "bench-secret-value-1", "KEY": "bench-secret-value-2"})
+	if err != nil {
+		return err
+	}
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: orchestrator.Builder{Namespace: ns, Job: job}, Meta: meta, Payload: payload, HasSecrets: true})
 	if err != nil {
 		return err
 	}
