@@ -107,3 +107,42 @@ func BenchmarkWriterEdits(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWriterRelay is the relay of GET /build measured on the real stack (bench/logrelay):
+// the log of a build that got two secrets of 20 bytes, 50 MiB of lines of plain ASCII as
+// `yes` writes them (the line bench/logrelay writes: 67 bytes with its '\n', whatever it
+// says), in Nomad's read chunks of 32 KiB, to a sink that costs nothing.
+func BenchmarkWriterRelay(b *testing.B) {
+	benchmarkRelay(b, []string{"bench-secret-value-1", "bench-secret-value-2"})
+}
+
+// BenchmarkWriterRelayManySecrets is BenchmarkWriterRelay with 20 secrets that start with
+// as many bytes, most of them letters of the log's text.
+func BenchmarkWriterRelayManySecrets(b *testing.B) {
+	var values []string
+	for _, c := range "abcdefghilnoprstuy_0" {
+		values = append(values, string(c)+"-bench-secret-value")
+	}
+	benchmarkRelay(b, values)
+}
+
+func benchmarkRelay(b *testing.B, values []string) {
+	const size = 50 << 20
+	line := []byte("albatros log relay benchmark: a line of a build's output, 63 bytes\n")
+	in := bytes.Repeat(line, size/len(line)+1)[:size]
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := New(io.Discard, values, Options{})
+		for rest := in; len(rest) > 0; {
+			n := min(len(rest), 32<<10)
+			if _, err := w.Write(rest[:n]); err != nil {
+				b.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,14 +1,18 @@
 package logtext
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 
 	"github.com/albatros-ci/albatros/secrets"
 )
 
-// maskRunes is what a match is relayed as, one cell a rune.
-var maskRunes = []rune(secrets.Mask)
+// maskRunes is what a match is relayed as, one cell a rune; maskText is their UTF-8.
+var (
+	maskRunes = []rune(secrets.Mask)
+	maskText  = string(maskRunes)
+)
 
 // span is a match: the cells [start, end) of a line.
 type span struct{ start, end int }
@@ -20,6 +24,14 @@ type matcher struct {
 	ascii   [128][]int // indexes into secrets, by an ASCII first rune
 	other   map[rune][]int
 	longest int // runes of the longest secret
+
+	// The secrets in UTF-8, to find them in the text of a screen (findText), by first byte.
+	text  [][]byte   // as secrets
+	first [256][]int // indexes into text
+	only  int        // the first byte of every secret when they all have the same, else -1
+	// The first byte, and the first two bytes, of the secrets, when only is -1.
+	starts *[256]bool
+	pairs  *[1 << 16 / 64]uint64
 }
 
 // newMatcher returns a matcher of values as a viewer would see them printed: each value,
@@ -58,8 +70,30 @@ func newMatcher(values []string) *matcher {
 		}
 		m.longest = max(m.longest, len(s))
 	}
+	m.only = -1
+	for i, s := range m.secrets {
+		b := []byte(string(s))
+		m.text = append(m.text, b)
+		m.first[b[0]] = append(m.first[b[0]], i)
+		if i == 0 {
+			m.only = int(b[0])
+		} else if m.only != int(b[0]) {
+			m.only = -1
+		}
+	}
+	if m.only < 0 && len(m.text) > 0 {
+		m.starts, m.pairs = new([256]bool), new([1 << 16 / 64]uint64)
+		for _, b := range m.text {
+			k := pair(b) // a secret has 3 bytes or more (secrets.MinLength)
+			m.starts[b[0]] = true
+			m.pairs[k/64] |= 1 << (k % 64)
+		}
+	}
 	return m
 }
+
+// pair is the first two bytes of b as a number.
+func pair(b []byte) uint { return uint(b[0])<<8 | uint(b[1]) }
 
 // render is the text a screen shows for v, written alone on a line.
 func render(v string) []rune {
@@ -109,6 +143,58 @@ next:
 			}
 		}
 		return len(s)
+	}
+	return 0
+}
+
+// findText appends the matches in text to spans, in order, as byte offsets: text is the
+// UTF-8 of cells, and the matches are those find finds in them. Valid UTF-8 is matched as
+// its characters are: a secret's bytes start with a character's first byte and end with a
+// character's last; and the secrets that match at the same byte are each the start of the
+// longest, so that it is the longest by characters as by bytes.
+func (m *matcher) findText(text []byte, spans []span) []span {
+	if len(m.text) == 0 {
+		return spans
+	}
+	for i := 0; i < len(text); {
+		// The next byte that starts a secret.
+		if m.only >= 0 {
+			j := bytes.IndexByte(text[i:], byte(m.only))
+			if j < 0 {
+				break
+			}
+			i += j
+		} else {
+			for i+1 < len(text) {
+				if m.starts[text[i]] {
+					if k := pair(text[i:]); m.pairs[k/64]&(1<<(k%64)) != 0 {
+						break
+					}
+				}
+				i++
+			}
+			if i+1 >= len(text) {
+				break
+			}
+		}
+		if n := m.atText(text[i:]); n > 0 {
+			spans = append(spans, span{i, i + n})
+			i += n
+		} else {
+			i++
+		}
+	}
+	return spans
+}
+
+// atText returns the length in bytes of the longest secret text starts with, or 0.
+func (m *matcher) atText(text []byte) int {
+	for _, k := range m.first[text[0]] {
+		// A secret has 3 bytes or more (secrets.MinLength): its last byte tells most
+		// candidates from it before its others are compared.
+		if t := m.text[k]; len(t) <= len(text) && text[len(t)-1] == t[len(t)-1] && string(text[1:len(t)]) == string(t[1:]) {
+			return len(t)
+		}
 	}
 	return 0
 }

@@ -1,6 +1,10 @@
 package logtext
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"slices"
+	"unicode/utf8"
+)
 
 // cell is one column of the line being rendered: a character and its style.
 type cell struct {
@@ -22,6 +26,9 @@ const (
 	// many columns one insertion may add: the blanks it makes cost no input, and the line
 	// must not grow much faster than the input does.
 	maxMove = 256
+	// maxRuns is how many styles the text kept as bytes (screen.text) may change through
+	// before it is made cells: it bounds the memory of the runs.
+	maxRuns = 64
 )
 
 // parseState is where the parser of escape sequences is.
@@ -44,12 +51,23 @@ const (
 // relayed as it came. Invalid UTF-8 and C1 control characters written as bytes become
 // U+FFFD; C1 control characters written as UTF-8 are dropped.
 //
+// When lazy is set, the characters written at the end of the line, the common case, are
+// kept as bytes (text) after the cells, and are made cells only when something else than
+// writing at the end needs them (see materialize): the line is cells then text, and a Writer
+// relays a line that is all text from its bytes.
+//
 // Rows, the screen, scrolling, and the width of characters are not modelled: each character
 // is one column, and vertical movements are ignored. Nothing is lost for masking by that,
 // since what a screen relays is only what it modelled; nor by dropping the edits that its
 // credit does not cover (see earn).
 type screen struct {
-	cells []cell // the line: len(cells) <= width
+	cells []cell // the line, or its start when text holds more: len(cells)+textN <= width
+	// text is the UTF-8 of the textN cells after cells, when lazy: printable characters and
+	// tabs, each a cell; runs are its styles. A cell of text is one of cells once made one.
+	text  []byte
+	runs  []textRun
+	textN int
+	lazy  bool
 	// home is the first column that can be written: the cells before it are the end of a
 	// part of the line already cut off, kept to find secrets across the cut.
 	home   int
@@ -89,6 +107,130 @@ type screen struct {
 	full func()
 }
 
+// textRun is a part of screen.text in one style: the bytes from the end of the previous run
+// to end.
+type textRun struct {
+	end int
+	st  style
+}
+
+// end is the length of the line, in cells.
+func (s *screen) end() int { return len(s.cells) + s.textN }
+
+// materialize makes the text cells.
+func (s *screen) materialize() {
+	if s.textN == 0 {
+		return
+	}
+	s.cells = slices.Grow(s.cells, s.textN)
+	i := 0
+	for _, run := range s.runs {
+		for i < run.end {
+			if c := s.text[i]; c < utf8.RuneSelf {
+				s.cells = append(s.cells, cell{rune(c), run.st})
+				i++
+			} else {
+				r, n := utf8.DecodeRune(s.text[i:])
+				s.cells = append(s.cells, cell{r, run.st})
+				i += n
+			}
+		}
+	}
+	s.text, s.runs, s.textN = s.text[:0], s.runs[:0], 0
+}
+
+// appendText writes b, the UTF-8 of n cells, at the end of the line, the cursor's column.
+func (s *screen) appendText(b []byte, n int) {
+	s.extendRun(len(b))
+	s.text = append(s.text, b...)
+	s.textN += n
+	s.cursor += n
+}
+
+// appendByte is appendText of one character of ASCII.
+func (s *screen) appendByte(c byte) {
+	s.extendRun(1)
+	s.text = append(s.text, c)
+	s.textN++
+	s.cursor++
+}
+
+// extendRun makes the runs of the text hold m more bytes in the current style.
+func (s *screen) extendRun(m int) {
+	if k := len(s.runs); k > 0 && s.runs[k-1].st == s.style {
+		s.runs[k-1].end += m
+		return
+	}
+	s.newRun(m)
+}
+
+// newRun starts a run of m bytes in the current style.
+func (s *screen) newRun(m int) {
+	if len(s.runs) == maxRuns {
+		s.materialize()
+	}
+	s.runs = append(s.runs, textRun{len(s.text) + m, s.style})
+}
+
+// printable8 reports whether the 8 bytes of v are all printable ASCII (' ' to '~'): no byte
+// is below 0x20 (v-0x20 borrows into its high bit, which it did not have), and none is
+// above 0x7e (v+1 carries into its high bit, or had it).
+func printable8(v uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	return (v-0x20*ones)&^v&highs == 0 && (v+ones|v)&highs == 0
+}
+
+// takeText writes the characters p starts with at the end of the line, the cursor's column,
+// as text: printable ASCII, tabs, and whole UTF-8 characters other than C1 controls, as
+// many as fit before the last column. It returns how many bytes it read; feed reads the
+// next one.
+func (s *screen) takeText(p []byte) int {
+	room := s.width - s.cursor
+	i, n := 0, 0 // bytes, cells
+	for i < len(p) && n < room {
+		switch c := p[i]; {
+		case c >= 0x20 && c < 0x7f || c == '\t':
+			i, n = i+1, n+1
+			// Then eight at a time, while they are all printable ASCII.
+			for i+8 <= len(p) && n+8 <= room && printable8(binary.LittleEndian.Uint64(p[i:])) {
+				i, n = i+8, n+8
+			}
+			continue
+		case c >= 0x80:
+			// One byte is invalid UTF-8, or a character cut by the end of p.
+			if r, size := utf8.DecodeRune(p[i:]); size > 1 && r >= 0xa0 {
+				i, n = i+size, n+1
+				continue
+			}
+		}
+		break
+	}
+	if i == 1 {
+		s.appendByte(p[0]) // a character between sequences
+	} else if i > 0 {
+		s.appendText(p[:i], n)
+	}
+	return i
+}
+
+// overwrite writes the printable ASCII characters and tabs p starts with over the cells from
+// the cursor on, as put does, up to the end of the cells (a line rewritten after '\r'). The
+// line must have no text. It returns how many bytes it read.
+func (s *screen) overwrite(p []byte) int {
+	cells := s.cells[s.cursor:]
+	n := 0
+	for n < len(p) && n < len(cells) {
+		if c := p[n]; c >= 0x20 && c < 0x7f || c == '\t' {
+			cells[n] = cell{rune(c), s.style}
+			n++
+			continue
+		}
+		break
+	}
+	s.cursor += n
+	return n
+}
+
 // feed renders p. A sequence or a character cut by the end of p goes on with the next feed.
 func (s *screen) feed(p []byte) {
 	i, read := 0, s.read
@@ -103,6 +245,24 @@ func (s *screen) feed(p []byte) {
 			if s.inSequence(c) {
 				i++
 				continue
+			}
+		}
+		if s.lazy && (c >= 0x20 && c != 0x7f || c == '\t') {
+			if s.cursor == s.end() && s.cursor < s.width {
+				if c < utf8.RuneSelf && (i+1 == len(p) || p[i+1] == 0x1b) {
+					s.appendByte(c) // a character alone, between sequences
+					i++
+					continue
+				}
+				if n := s.takeText(p[i:]); n > 0 {
+					i += n
+					continue
+				}
+			} else if s.cursor < len(s.cells) && s.textN == 0 {
+				if n := s.overwrite(p[i:]); n > 0 {
+					i += n
+					continue
+				}
 			}
 		}
 		switch {
@@ -194,6 +354,16 @@ func (s *screen) put(r rune) {
 			s.cursor = s.width - 1
 		}
 	}
+	if s.lazy {
+		if s.cursor == s.end() {
+			var b [utf8.UTFMax]byte
+			s.appendText(utf8.AppendRune(b[:0], r), 1)
+			return
+		}
+		if s.textN > 0 {
+			s.materialize()
+		}
+	}
 	c := cell{r, s.style}
 	if s.cursor < len(s.cells) {
 		s.cells[s.cursor] = c
@@ -210,6 +380,7 @@ func (s *screen) put(r rune) {
 // clear starts a new line.
 func (s *screen) clear() {
 	s.cells = s.cells[:0]
+	s.text, s.runs, s.textN = s.text[:0], s.runs[:0], 0
 	s.home, s.cursor = 0, 0
 }
 
@@ -381,6 +552,6 @@ func (s *screen) params(b []byte) int {
 }
 
 // limit is the rightmost column a cursor movement may reach.
-func (s *screen) limit() int { return min(len(s.cells)+maxMove, s.width-1) }
+func (s *screen) limit() int { return min(s.end()+maxMove, s.width-1) }
 
 func (s *screen) moveTo(col int) { s.cursor = max(s.home, min(col, s.limit())) }

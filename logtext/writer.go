@@ -52,7 +52,8 @@ type Options struct {
 	// MaxLine is the length, in cells (one a character), past which a line that has not
 	// ended is relayed as if its delay had passed (DefaultMaxLine when 0; never less than
 	// the longest secret). It also bounds a Writer's memory: two lines of MaxLine cells,
-	// each with twice the longest secret more, at 16 bytes a cell (1 MiB at the default).
+	// each with twice the longest secret more, at 16 bytes a cell, and the text of one at 4
+	// bytes a character at most (a little over 1 MiB at the default).
 	MaxLine int
 	// AfterFunc starts a timer that calls f after d, on a goroutine of its own
 	// (time.AfterFunc when nil). Tests pass a fake clock.
@@ -154,7 +155,7 @@ func New(w io.Writer, values []string, opts Options) *Writer {
 	x.hold = max(0, x.match.longest-1)
 	// A cut must leave room after it: at least a held part's worth more than it keeps.
 	x.maxLine = max(opts.MaxLine, x.hold+1)
-	x.s = screen{width: x.maxLine + 2*x.hold, endLine: x.endLine, full: x.cut, earn: editCredit}
+	x.s = screen{width: x.maxLine + 2*x.hold, endLine: x.endLine, full: x.cut, earn: editCredit, lazy: true}
 	return x
 }
 
@@ -204,7 +205,7 @@ func (x *Writer) Close() error {
 	x.stopTimer()
 	if x.err == nil {
 		x.s.finish()
-		x.relay()
+		x.relay(true)
 		x.reset()
 		x.flush()
 	}
@@ -235,20 +236,23 @@ func (x *Writer) expire(gen uint64) {
 	x.timer = nil
 	if x.unrelayed {
 		x.unrelayed = false
-		x.relay()
+		x.relay(false)
 		x.flush()
 	}
 }
 
 // endLine relays the line at its '\n' and starts the next.
 func (x *Writer) endLine() {
-	x.relay()
+	x.relay(true)
 	x.reset()
 	x.out = append(x.out, '\n')
 	x.s.clear()
 	x.sent = x.sent[:0]
 	if cap(x.s.cells) > keepCells {
 		x.s.cells, x.sent = nil, nil // a long line: do not keep its memory for the next ones
+	}
+	if cap(x.s.text) > 4*keepCells {
+		x.s.text = nil
 	}
 	x.wrapped = false
 	x.unrelayed = false
@@ -259,8 +263,15 @@ func (x *Writer) endLine() {
 }
 
 // relay brings the output up to the line as it renders now, masked: the new cells when
-// the relayed ones are unchanged, else the whole line again.
-func (x *Writer) relay() {
+// the relayed ones are unchanged, else the whole line again. When the line is final (it
+// ends, or the stream does), nothing of it relayed yet, and all of it text, its bytes are
+// relayed (relayText); otherwise its cells.
+func (x *Writer) relay(final bool) {
+	if final && len(x.s.cells) == 0 && len(x.sent) == 0 {
+		x.relayText()
+		return
+	}
+	x.s.materialize()
 	x.s.work += len(x.s.cells) + len(x.sent)
 	x.spans = x.match.find(x.s.cells, x.spans[:0])
 	o := newMasked(x.s.cells, x.spans, x.s.home)
@@ -277,12 +288,50 @@ func (x *Writer) relay() {
 	}
 }
 
+// relayText relays the screen's text, masked, as relay would its cells: the text between
+// matches as it is, each match as the mask in the style of its first character, the SGR
+// sequence of a style wherever it changes. It does not record what it relayed in sent.
+func (x *Writer) relayText() {
+	s := &x.s
+	s.work += s.textN
+	x.spans = x.match.findText(s.text, x.spans[:0])
+	at, run := 0, 0
+	for _, m := range x.spans {
+		run = x.emitText(at, m.start, run)
+		for s.runs[run].end <= m.start {
+			run++
+		}
+		x.setStyle(s.runs[run].st)
+		x.out = append(x.out, maskText...)
+		at = m.end
+	}
+	x.emitText(at, len(s.text), run)
+}
+
+// emitText appends the bytes [from, to) of the screen's text to the output, in their
+// styles. run is the first run that may hold from; it returns the run that holds to.
+func (x *Writer) emitText(from, to, run int) int {
+	for runs := x.s.runs; from < to; run++ {
+		if end := runs[run].end; end > from {
+			end = min(end, to)
+			x.setStyle(runs[run].st)
+			x.out = append(x.out, x.s.text[from:end]...)
+			from = end
+			if end < runs[run].end {
+				break
+			}
+		}
+	}
+	return run
+}
+
 // cut makes room at the end of a full line (see New): its first MaxLine cells from home,
 // and the rest of a match that starts among them, are relayed as final. Of those, the last
 // ones that no match covers (as many as the longest secret, less one) stay before the new
 // home, so that a secret that the rest of the line completes later, across the cut, is found
 // and masked from the cut on.
 func (x *Writer) cut() {
+	x.s.materialize()
 	for len(x.s.cells) < x.s.cursor {
 		x.s.cells = append(x.s.cells, blank) // the columns the cursor skipped are relayed too
 	}
@@ -342,14 +391,19 @@ func (x *Writer) redraw() {
 
 // emit appends one cell to the output, with the SGR sequence of its style if it changes.
 func (x *Writer) emit(c cell) {
-	if c.st != x.shown {
-		x.out = appendSGR(x.out, x.shown, c.st)
-		x.shown = c.st
-	}
+	x.setStyle(c.st)
 	if c.r < utf8.RuneSelf {
 		x.out = append(x.out, byte(c.r))
 	} else {
 		x.out = utf8.AppendRune(x.out, c.r)
+	}
+}
+
+// setStyle puts the output in style st, with an SGR sequence if it changes.
+func (x *Writer) setStyle(st style) {
+	if st != x.shown {
+		x.out = appendSGR(x.out, x.shown, st)
+		x.shown = st
 	}
 }
 
