@@ -464,7 +464,10 @@ func splitCloneURL(cloneURL string) (ownerURL, name string, err error) {
 // Lead runs run whenever this bot holds the leadership name (a Consul lock with a session,
 // under the run prefix's leaders/), until ctx ends: one bot at a time runs it, and when the
 // holder stops or dies (its session expires after 15 s), another takes over. run's context
-// ends when the leadership is lost. Errors reaching Consul go to onErr, and are retried.
+// ends when the leadership is lost. A holder that cannot reach Consul keeps it for a minute
+// (no other bot can take it while Consul is down, and the duties it runs are idempotent, in
+// case another can); the builds that end meanwhile are reported. Errors reaching Consul go
+// to onErr, and are retried.
 func (r *Registry) Lead(ctx context.Context, name string, run func(context.Context), onErr func(error)) {
 	for ctx.Err() == nil {
 		l, err := r.client.LockOpts(&consul.LockOptions{
@@ -472,7 +475,7 @@ func (r *Registry) Lead(ctx context.Context, name string, run func(context.Conte
 			SessionName:      "albatros leader " + name,
 			SessionTTL:       "15s",
 			LockDelay:        time.Second,
-			MonitorRetries:   5,
+			MonitorRetries:   60,
 			MonitorRetryTime: time.Second,
 		})
 		if err == nil {
