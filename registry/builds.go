@@ -94,7 +94,6 @@ func (r *Registry) keepRecord(digest string, rec orchestrator.Record, cause erro
 	return nil
 }
 
-
 // flushRecords writes the records kept in memory; done when none is left.
 func (r *Registry) flushRecords() (done bool) {
 	p := &r.pending
