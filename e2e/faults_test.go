@@ -127,6 +127,7 @@ func TestFaults(t *testing.T) {
 // without restarting the bot, /healthz is plain "ok" again, and the bot's dedup records
 // and leaderships work again.
 func TestConsulDown(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	bin, err := testenv.Binary("consul")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 // 100 connections per client: each one receives every line and the result, and the bot's
 // memory grows by at most 64 KiB per viewer.
 func TestThousandViewersOfOneBuild(t *testing.T) {
+	// Not in parallel: it measures the bot's memory, which the others' load makes noisy.
 	const viewers, lines = 1000, 200
 	addr, err := testenv.FreeAddr()
 	if err != nil {

@@ -106,6 +106,7 @@ func (p *project) count(sha, context string, state gitea.StatusState) int {
 // gets its final status, the one still running is followed to its end, a push made while
 // the bot was down (its delivery failed) is built by the reconciler; each once.
 func TestBotKilledAndRestarted(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	addr, err := testenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

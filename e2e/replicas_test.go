@@ -79,6 +79,7 @@ func envInt(t *testing.T, name string, def int) int {
 // final status. ALBATROS_SOAK_PUSHES and ALBATROS_SOAK_REPOS scale it (30 over 3 by
 // default; the figure is 500 over 20).
 func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	pushes, repos := envInt(t, "ALBATROS_SOAK_PUSHES", 30), envInt(t, "ALBATROS_SOAK_REPOS", 3)
 	prefix := testenv.UniqueName("replicas") + "/"
 	var bots []*testenv.Bot

@@ -114,6 +114,7 @@ func evilDispatch(t *testing.T, ns string, meta map[string]string, payload []byt
 // status for it, serves no log of it, and lists it nowhere. Before the fix, the bot wrote
 // albatros/default success on that commit and served the job's log as the repository's.
 func TestAnotherTenantsJobIsNoBuild(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	p := newProject(t, entry{}, "") // registered, but no webhook: the bot never hears of the commit
 	sha := p.push("main", script("echo never built by the bot\n"))
 	ns := evilBuilder(t, "echo forged build log; exit 0")
@@ -140,6 +141,7 @@ func TestAnotherTenantsJobIsNoBuild(t *testing.T) {
 // Before the fix, "ran with secrets" was read from the Nomad payload of any job with the
 // marker, and the rebuild got the secrets.
 func TestForgedPayloadGivesNoSecretsToARebuild(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	g := env.Gitea(t)
 	e := secretEntry()
 	p := newProject(t, e, "/webhook/gitea")
@@ -185,6 +187,7 @@ func TestForgedPayloadGivesNoSecretsToARebuild(t *testing.T) {
 // head: a branch pushed by an untrusted writer gets no secrets when a trusted owner opens
 // the pull request; a commit the trusted owner pushes to it then gets them.
 func TestSameRepositoryPullRequestTrustsThePusher(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	g := env.Gitea(t)
 	writer := g.CreateUser(t, testenv.UniqueName("writer"))
 	p := newProject(t, nil, "")
@@ -233,6 +236,7 @@ func (p *project) prBuildSecrets(sha string) []bool {
 // secrets. Before the fix it looked like a pull request between branches, and a trusted
 // sender gave it the secrets.
 func TestAGitPullRequestIsAFork(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	g := env.Gitea(t)
 	p := newProject(t, nil, "")
 	p.register(withHook(secretEntry(p.owner.Name), p))

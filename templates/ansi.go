@@ -49,6 +49,7 @@ const (
 	maxCSI    = 63   // parameter and intermediate bytes between ESC [ and the final byte
 	maxString = 4096 // index of the last byte of a string sequence
 	outChunk  = 32 << 10
+	keepOut   = 4 << 10 // the output buffer kept between writes
 )
 
 type style struct {
@@ -74,8 +75,10 @@ func (a *ANSI) Write(p []byte) (int, error) {
 			}
 		}
 	}
-	if cap(a.out) > 4*outChunk {
-		a.out = nil // a burst of escaped text: do not keep its buffer for the stream's life
+	if cap(a.out) > keepOut {
+		// A catching-up or bursty write: its buffer is not kept for the stream's life (a
+		// live page holds one converter per viewer, mostly idle, by the thousand).
+		a.out = nil
 	}
 	return len(p), nil
 }

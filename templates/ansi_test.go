@@ -389,8 +389,10 @@ func TestANSIHoldsAtMostTheCap(t *testing.T) {
 			if _, err := a.Write([]byte(tt.start)); err != nil {
 				t.Fatal(err)
 			}
-			if allocs := testing.AllocsPerRun(100, func() { _, _ = a.Write(big) }); allocs != 0 {
-				t.Errorf("a Write of 32 KiB after %q allocates %v times, want 0", tt.start, allocs)
+			// At most the output buffer of the write, which is not kept between writes
+			// beyond a few KiB (a live page has a converter per viewer, mostly idle).
+			if allocs := testing.AllocsPerRun(100, func() { _, _ = a.Write(big) }); allocs > 1 {
+				t.Errorf("a Write of 32 KiB after %q allocates %v times, want at most 1", tt.start, allocs)
 			}
 		})
 	}
