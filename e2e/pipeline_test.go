@@ -74,6 +74,7 @@ func TestFailingScriptReportsFailure(t *testing.T) {
 }
 
 func TestTagAndPullRequestBuilds(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; its repositories are its own
 	p := newProject(t, entry{}, "/webhook/gitea")
 	sha := p.push("main", script(printEnv))
 	p.waitStatus(sha, "albatros/default", gitea.StatusSuccess)
@@ -112,6 +113,7 @@ func (p *project) waitJob(match func(map[string]string) bool) string {
 }
 
 func TestForkPullRequestSecrets(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; its repositories are its own
 	const token = "s3cr3t-deploy-token-4711"
 	const key = "-----BEGIN KEY-----\nline-one-of-the-key\nline-two-of-the-key\n-----END KEY-----"
 	g := env.Gitea(t)
@@ -190,6 +192,7 @@ printf '%s' "${DEPLOY_TOKEN%%-4711}"; sleep 1; echo "-4711"
 }
 
 func TestBadDeliveriesChangeNothing(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; its repositories are its own
 	// A repository whose webhook only records: the test sends its real delivery, altered.
 	p := newProject(t, entry{}, "")
 	rec := newRecorder(t, "http://127.0.0.1:1/") // forwards nowhere
@@ -282,6 +285,7 @@ func TestBadDeliveriesChangeNothing(t *testing.T) {
 }
 
 func TestRedeliveryBuildsOnce(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; its repositories are its own
 	p := newProject(t, entry{}, "/webhook/gitea")
 	sha := p.push("main", script("echo once\n"))
 	d := p.proxy.wait("push", sha)
@@ -305,6 +309,7 @@ func TestRedeliveryBuildsOnce(t *testing.T) {
 }
 
 func TestOriginalHookURLAndFlavors(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; its repositories are its own
 	p := newProject(t, entry{"flavors": []string{"fast", "slow"}}, "")
 	b := bot(t)
 	// The original's URL, signed too, since the entry has a webhook secret: one flavor of
@@ -507,6 +512,7 @@ func freeAddr(t *testing.T) string {
 // A second push to a branch, and to a pull request, stops the build of the first commit
 // still running, whose status says which commit superseded it.
 func TestSupersededBuilds(t *testing.T) {
+	t.Parallel() // after the tests that stop shared servers; its repositories are its own
 	p := newProject(t, entry{}, "/webhook/gitea")
 	slow := script("echo long\nsleep 90\n")
 	first := p.push("main", slow)
