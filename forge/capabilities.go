@@ -153,4 +153,15 @@ type Heads interface {
 	// OpenPullRequests returns the open pull requests, the most recently updated first, at
 	// most limit.
 	OpenPullRequests(ctx context.Context, repo Repo, limit int) ([]PullRequestInfo, error)
+	// RecentBranches returns the branches whose head commit is dated since then, the newest
+	// first, read at most maxPages pages of the forge's listing; truncated is true when
+	// there may be more (the pages ran out first).
+	RecentBranches(ctx context.Context, repo Repo, since time.Time, maxPages int) (branches []Branch, truncated bool, err error)
+}
+
+// Branch is a branch of a repository and its head commit.
+type Branch struct {
+	Name, Commit string
+	// Date is the head commit's date.
+	Date time.Time
 }

@@ -61,6 +61,22 @@ type ReconcileOptions struct {
 	// missing now, and a repository's heads from before it used Albatros are not its to
 	// build.
 	Window time.Duration
+	// BranchWindow is how recent a branch's head commit must be for the reconciler to look
+	// at it, besides the default branch (24 h when 0); MaxBranchPages bounds the pages of
+	// the forge's listing of branches read per repository and pass (5 when 0).
+	BranchWindow   time.Duration
+	MaxBranchPages int
+}
+
+// ReconcileStats say what a pass did.
+type ReconcileStats struct {
+	// Repositories were looked at; Heads is how many heads (default branch, recent
+	// branches, open pull requests) were compared with their statuses; Found how many had
+	// neither a status nor a build, and were built.
+	Repositories, Heads, Found int
+	// Truncated names the repositories whose recent branches were more than the pages
+	// read: the next pass reads the same first pages.
+	Truncated []string
 }
 
 // Reconcile is the safety net for deliveries that never arrived (the bot was down, the
@@ -71,12 +87,14 @@ type ReconcileOptions struct {
 // without the secrets unless its commit is recorded as trusted, or it is a trusted owner's
 // fork's (see trustedCode). A head
 // whose status is pending for a build that has ended gets the build's final status (a
-// report given up on while the forge was down). It returns how many builds it started.
+// report given up on while the forge was down). Besides the default branch, it looks at
+// every branch whose head commit is dated within opts.BranchWindow (the forge lists them
+// newest first). It returns what it did.
 //
 // The repositories are named by their clone URL and, for those of an installed
 // organization, the id of their owner as the forge listed them: an installation builds
 // only the repositories of the organization it is bound to (registry.Repo.Blocked).
-func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forge.Repo, opts ReconcileOptions) (int, error) {
+func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forge.Repo, opts ReconcileOptions) (ReconcileStats, error) {
 	if opts.MaxBuilds <= 0 {
 		opts.MaxBuilds = 20
 	}
@@ -86,56 +104,77 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forg
 	if opts.Window <= 0 {
 		opts.Window = 72 * time.Hour
 	}
-	started := 0
+	if opts.BranchWindow <= 0 {
+		opts.BranchWindow = 24 * time.Hour
+	}
+	if opts.MaxBranchPages <= 0 {
+		opts.MaxBranchPages = 5
+	}
+	var st ReconcileStats
 	var errs []error
 	for _, target := range repos {
 		if ctx.Err() != nil {
 			break
 		}
-		if started >= opts.MaxBuilds {
+		if st.Found >= opts.MaxBuilds {
 			log.Info("reconciler: builds left to the next pass", "max", opts.MaxBuilds)
 			break
 		}
-		n, err := p.reconcileRepo(ctx, log, target, opts, opts.MaxBuilds-started)
-		started += n
-		if err != nil {
+		st.Repositories++
+		if err := p.reconcileRepo(ctx, log, target, opts, &st); err != nil {
 			errs = append(errs, fmt.Errorf("reconcile %s: %w", target.CloneURL, err))
 		}
 	}
-	return started, errors.Join(errs...)
+	return st, errors.Join(errs...)
 }
 
-func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, budget int) (int, error) {
+func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, st *ReconcileStats) error {
+	budget := opts.MaxBuilds - st.Found
 	cloneURL := target.CloneURL
 	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if why := entry.Blocked(target.OwnerID); why != "" {
 		log.Warn("reconciler: repository not built", "repo", cloneURL, "why", why)
-		return 0, nil
+		return nil
 	}
 	f, repo, err := p.cfg.Forge(entry, cloneURL)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	repo.OwnerID = target.OwnerID
 	heads, ok := f.(forge.Heads)
 	if !ok {
-		return 0, nil
+		return nil
 	}
 	now := time.Now()
 	var events []forge.Event
 	branch, commit, date, err := heads.DefaultHead(ctx, repo)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if commit != "" && now.Sub(date) < opts.Window {
 		events = append(events, forge.Event{Kind: forge.KindPush, Repo: repo, Commit: commit, Branch: branch})
 	}
+	branches, truncated, err := heads.RecentBranches(ctx, repo, now.Add(-opts.BranchWindow), opts.MaxBranchPages)
+	if err != nil {
+		return err
+	}
+	if truncated {
+		// Newest first: the next pass reads the same pages, and a push older than them,
+		// yet within the window, waits until they age out of it.
+		log.Warn("reconciler: more recent branches than the pages read", "repo", repo.FullName, "pages", opts.MaxBranchPages)
+		st.Truncated = append(st.Truncated, repo.FullName)
+	}
+	for _, b := range branches {
+		if b.Name != branch && b.Commit != "" {
+			events = append(events, forge.Event{Kind: forge.KindPush, Repo: repo, Commit: b.Commit, Branch: b.Name})
+		}
+	}
 	prs, err := heads.OpenPullRequests(ctx, repo, opts.MaxPullRequests)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for _, pr := range prs {
 		if now.Sub(pr.Updated) < opts.Window {
@@ -143,11 +182,11 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 		}
 	}
 	if len(events) == 0 {
-		return 0, nil
+		return nil
 	}
 	all, err := p.cfg.Builds.Recent(ctx, cloneURL, 1000)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	built := map[string]bool{}
 	for _, s := range all {
@@ -161,17 +200,22 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 		if started >= budget {
 			break
 		}
+		st.Heads++
 		if err := ev.Validate(); err != nil {
 			log.Warn("reconciler: head not built", "repo", repo.FullName, "commit", ev.Commit, "err", err)
 			continue
 		}
 		n, err := p.reconcileHead(ctx, log, ev, entry, f, repo, built[ev.Commit])
 		started += n
+		if n > 0 {
+			built[ev.Commit] = true // another event of the commit (a branch and a pull request) is not built twice
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return started, errors.Join(errs...)
+	st.Found += started
+	return errors.Join(errs...)
 }
 
 // reconcileHead builds ev's head when it has neither an Albatros status nor a build, and

@@ -141,16 +141,16 @@ func TestReconcile(t *testing.T) {
 	old.Number, old.Updated = 43, time.Now().Add(-30*24*time.Hour)
 	h.forge.SetPR(old)
 
-	n, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{MaxBuilds: 1})
-	if err != nil || n != 1 {
+	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{MaxBuilds: 1})
+	if n := st.Found; err != nil || n != 1 {
 		t.Fatalf("first pass: %d builds, %v; want 1 (MaxBuilds)", n, err)
 	}
-	n, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
-	if err != nil || n != 1 {
+	st, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	if n := st.Found; err != nil || n != 1 {
 		t.Fatalf("second pass: %d builds, %v; want the other head", n, err)
 	}
-	n, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
-	if err != nil || n != 0 {
+	st, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	if n := st.Found; err != nil || n != 0 {
 		t.Fatalf("third pass: %d builds, %v; want none", n, err)
 	}
 	commits := map[string]bool{}
@@ -173,6 +173,36 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
+// The reconciler looks at every branch whose head is recent, not only the default one: a
+// side branch's push whose delivery never arrived is built, once, without the secrets; an
+// old branch is not; more recent branches than the pages read are said to be truncated.
+func TestReconcileRecentBranches(t *testing.T) {
+	e := entryWith("default")
+	h := newHarness(e)
+	now := time.Now()
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, now.Add(-100*time.Hour)
+	h.forge.Branches = []forge.Branch{
+		{Name: "main", Commit: sha, Date: now.Add(-100 * time.Hour)},
+		{Name: "side", Commit: sha2, Date: now.Add(-time.Hour)},
+		{Name: "stale", Commit: strings.Repeat("b", 40), Date: now.Add(-48 * time.Hour)},
+	}
+	for pass := range 2 {
+		st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+		if want := 1 - pass; err != nil || st.Found != want || st.Heads != 1 {
+			t.Fatalf("pass %d: %+v, %v; want %d built of 1 head (side; main is too old)", pass+1, st, err, want)
+		}
+	}
+	d := h.builds.Dispatches()
+	if len(d) != 1 || d[0].Meta["BRANCH"] != "side" || d[0].Meta["COMMIT"] != sha2 || d[0].HasSecrets {
+		t.Fatalf("dispatched %+v, want one build of side's head, without secrets", d)
+	}
+	h.forge.BranchPages = 1
+	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{MaxBranchPages: 1})
+	if err != nil || len(st.Truncated) != 1 {
+		t.Errorf("one page of one branch: %+v, %v; want it said truncated", st, err)
+	}
+}
+
 // A head whose pending status links to a build that has ended gets its final status from
 // the reconciler (its report was given up on), and no new build.
 func TestReconcileReportsWhatWasGivenUp(t *testing.T) {
@@ -180,8 +210,8 @@ func TestReconcileReportsWhatWasGivenUp(t *testing.T) {
 	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now()
 	h.forge.AddStatuses(forge.Status{Repo: appRepo, Commit: sha, State: forge.StatePending, Context: "albatros/nix", TargetURL: link})
 	h.builds.Ended = map[string]orchestrator.Outcome{"nix": {Result: out.Result, Description: out.Description, Final: true}}
-	n, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
-	if err != nil || n != 0 {
+	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	if n := st.Found; err != nil || n != 0 {
 		t.Fatalf("Reconcile = %d, %v; want no build", n, err)
 	}
 	s := h.forge.Statuses()

@@ -51,6 +51,10 @@ type Forge struct {
 	// date.
 	Default, DefaultCommit string
 	DefaultDate            time.Time
+	// Branches are the repository's branches, for RecentBranches; BranchPages, when set,
+	// is how many branches a page of its listing holds (all on one page when 0).
+	Branches    []forge.Branch
+	BranchPages int
 
 	mu        sync.Mutex
 	statuses  []forge.Status // on the forge, oldest first
@@ -310,6 +314,30 @@ func (f *Forge) DefaultHead(context.Context, forge.Repo) (string, string, time.T
 }
 
 // OpenPullRequests returns the open ones of PRs, the most recently updated first.
+// RecentBranches returns Branches dated since then, newest first, as many pages of
+// BranchPages branches as maxPages allows.
+func (f *Forge) RecentBranches(_ context.Context, _ forge.Repo, since time.Time, maxPages int) ([]forge.Branch, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	all := slices.Clone(f.Branches)
+	slices.SortFunc(all, func(a, b forge.Branch) int { return b.Date.Compare(a.Date) })
+	perPage := f.BranchPages
+	if perPage == 0 {
+		perPage = max(1, len(all))
+	}
+	var out []forge.Branch
+	for i, b := range all {
+		if i >= perPage*maxPages {
+			return out, true, nil
+		}
+		if b.Date.Before(since) {
+			break
+		}
+		out = append(out, b)
+	}
+	return out, false, nil
+}
+
 func (f *Forge) OpenPullRequests(_ context.Context, _ forge.Repo, limit int) ([]forge.PullRequestInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

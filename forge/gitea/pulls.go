@@ -222,6 +222,39 @@ func (c *Client) DefaultHead(ctx context.Context, repo forge.Repo) (string, stri
 	return r.DefaultBranch, b.Commit.ID, b.Commit.Timestamp, nil
 }
 
+// branchesPage is how many branches one page of Gitea's listing holds.
+const branchesPage = 50
+
+// RecentBranches returns repo's branches whose head commit is dated since then, the newest
+// first: Gitea lists branches by their head commit's time, newest first, so that the
+// listing stops at the first older one, or after maxPages pages (truncated).
+func (c *Client) RecentBranches(ctx context.Context, repo forge.Repo, since time.Time, maxPages int) ([]forge.Branch, bool, error) {
+	cl, err := c.sdk(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var out []forge.Branch
+	for page := 1; page <= maxPages; page++ {
+		list, _, err := cl.ListRepoBranches(repo.Owner, repo.Name, sdk.ListRepoBranchesOptions{ListOptions: sdk.ListOptions{Page: page, PageSize: branchesPage}})
+		if err != nil {
+			return out, false, fmt.Errorf("gitea: branches of %s: %w", repo.FullName, err)
+		}
+		for _, b := range list {
+			if b.Commit == nil {
+				continue
+			}
+			if b.Commit.Timestamp.Before(since) {
+				return out, false, nil
+			}
+			out = append(out, forge.Branch{Name: b.Name, Commit: b.Commit.ID, Date: b.Commit.Timestamp})
+		}
+		if len(list) < branchesPage {
+			return out, false, nil
+		}
+	}
+	return out, true, nil
+}
+
 // OpenPullRequests returns repo's open pull requests, the most recently updated first, at
 // most limit.
 func (c *Client) OpenPullRequests(ctx context.Context, repo forge.Repo, limit int) ([]forge.PullRequestInfo, error) {

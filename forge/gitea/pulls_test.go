@@ -3,6 +3,7 @@ package gitea_test
 import (
 	"slices"
 	"testing"
+	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
 
@@ -88,5 +89,25 @@ func TestPullRequestsCommentsAndWriters(t *testing.T) {
 	reactions, _, err := g.Client(t, owner.Token).GetIssueCommentReactions(tr.Owner, tr.Name, c.ID)
 	if err != nil || len(reactions) != 1 || reactions[0].Reaction != "eyes" {
 		t.Fatalf("reactions %+v, %v", reactions, err)
+	}
+}
+
+// Recent branches, as the reconciler reads them from the real Gitea: newest head commit
+// first, and none older than asked for.
+func TestRecentBranches(t *testing.T) {
+	g := env.Gitea(t)
+	owner := g.CreateUser(t, testenv.UniqueName("owner"))
+	tr := g.CreateRepo(t, owner, "", "app")
+	repo := forge.Repo{Owner: tr.Owner, Name: tr.Name, FullName: tr.FullName(), CloneURL: tr.CloneURL}
+	c := gitea.New(g.URL, owner.Token, nil)
+	g.Push(t, owner, tr, "main", "", map[string]testenv.File{"A": {Content: "a\n"}}, "base")
+	time.Sleep(1100 * time.Millisecond) // commit dates are to the second
+	side := g.Push(t, owner, tr, "side", "main", map[string]testenv.File{"B": {Content: "b\n"}}, "side")
+	got, truncated, err := c.RecentBranches(ctx(t), repo, time.Now().Add(-time.Hour), 5)
+	if err != nil || truncated || len(got) != 2 || got[0].Name != "side" || got[0].Commit != side || got[1].Name != "main" {
+		t.Fatalf("RecentBranches = %+v, %v, %v; want side then main", got, truncated, err)
+	}
+	if got, _, err := c.RecentBranches(ctx(t), repo, time.Now().Add(time.Hour), 5); err != nil || len(got) != 0 {
+		t.Errorf("RecentBranches since an hour from now = %+v, %v; want none", got, err)
 	}
 }
