@@ -61,11 +61,16 @@ type Config struct {
 	// ReconcileInterval is how often the reconciler looks for heads that were never built;
 	// 0 runs it at start only.
 	ReconcileInterval time.Duration
+	// ReconcileBranches is how recent a branch's head commit must be for the reconciler to
+	// look at it, besides the default branch.
+	ReconcileBranches time.Duration
 	// TokenSecrets lets /hook?token= deliveries without a verified signature give builds the
 	// repository's secrets (the original's behaviour; the token does not prove the sender).
 	TokenSecrets bool
 	// ReadTimeout bounds the time a client may take to send a whole request.
 	ReadTimeout time.Duration
+	// QueueBytes bounds what the answered deliveries waiting their turn hold.
+	QueueBytes int64
 	// LogStreams bounds the build logs followed in Nomad at once for their readers, and
 	// LogViewers the readers of logs served at once (past either, a log request is 503).
 	LogStreams, LogViewers int
@@ -100,11 +105,13 @@ func settings() []*setting {
 		{flag: "secret-key", env: "ALBATROS_SECRET_KEY", secret: true, usage: "at least 32 random bytes: seals the secrets the bot keeps in Consul and its session cookies (or ALBATROS_SECRET_KEY_FILE)"},
 		{flag: "previous-secret-key", env: "ALBATROS_SECRET_KEY_PREVIOUS", secret: true, usage: "the secret key before a rotation: still opens what it sealed, which the bot seals again with the current key (or ALBATROS_SECRET_KEY_PREVIOUS_FILE)"},
 		{flag: "hook-check-interval", env: "ALBATROS_HOOK_CHECK_INTERVAL", def: "10m", usage: "how often the installations' webhooks and the bot's access are checked and repaired"},
-		{flag: "reconcile-interval", env: "ALBATROS_RECONCILE_INTERVAL", def: "5m", usage: "how often the heads of default branches and open pull requests are compared with their statuses, to build those whose delivery never arrived (0: at start only)"},
+		{flag: "reconcile-interval", env: "ALBATROS_RECONCILE_INTERVAL", def: "5m", usage: "how often the heads of default branches, recent branches and open pull requests are compared with their statuses, to build those whose delivery never arrived (0: at start only)"},
+		{flag: "reconcile-branches", env: "ALBATROS_RECONCILE_BRANCHES", def: "24h", usage: "how recent a branch's head commit must be for the reconciler to look at it, besides the default branch (Gitea lists branches by their head commit's date)"},
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
+		{flag: "queue-bytes", env: "ALBATROS_QUEUE_BYTES", def: "64MiB", usage: "most memory the answered deliveries waiting their turn may hold, all together (each about 2 KiB: its event, not its body); past it a delivery is answered 503. A number of bytes, or with KiB, MiB or GiB"},
 		{flag: "log-streams", env: "ALBATROS_LOG_STREAMS", def: "24", usage: "most build logs followed in Nomad at once for the log pages and /build (two connections each while the build runs: Nomad refuses a client's 101st, and the bot's dispatches and reports share them); past it a new log is answered 503"},
 		{flag: "log-viewers", env: "ALBATROS_LOG_VIEWERS", def: "4096", usage: "most readers of the log pages and /build served at once (about 40 KiB each); past it a reader is answered 503"},
 		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
@@ -289,6 +296,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	} else {
 		c.ReconcileInterval = d
 	}
+	if d, err := time.ParseDuration(s["reconcile-branches"].value); err != nil || d < time.Minute {
+		bad("reconcile-branches", "%q is not a duration of at least 1m", s["reconcile-branches"].value)
+	} else {
+		c.ReconcileBranches = d
+	}
 	switch v := s["hook-token-secrets"].value; v {
 	case "allow":
 		c.TokenSecrets = true
@@ -300,6 +312,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		bad("read-timeout", "%q is not a duration of at least 1s", s["read-timeout"].value)
 	} else {
 		c.ReadTimeout = d
+	}
+	if n, err := bytesize(s["queue-bytes"].value); err != nil || n < 1<<20 {
+		bad("queue-bytes", "%q is not a size of at least 1MiB (e.g. 64MiB)", s["queue-bytes"].value)
+	} else {
+		c.QueueBytes = n
 	}
 	if n, err := strconv.Atoi(s["log-streams"].value); err != nil || n < 1 || n > 30 {
 		bad("log-streams", "%q is not a number from 1 to 30 (two connections each, and Nomad refuses a client's 101st: the bot's own calls need the rest)", s["log-streams"].value)
@@ -371,4 +388,20 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// bytesize reads a size: a number of bytes, or one with the suffix KiB, MiB or GiB.
+func bytesize(v string) (int64, error) {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(v, suffix); ok {
+			v, mult = n, m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size", v)
+	}
+	return n * mult, nil
 }

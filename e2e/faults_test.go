@@ -20,10 +20,7 @@ import (
 // runs, Nomad down when a delivery arrives, Gitea down when a result is due. Every build
 // ends with its final status once they are back, none twice.
 func TestFaults(t *testing.T) {
-	bin, err := testenv.Binary("nomad")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.NeedBinary(t, "nomad")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// A Nomad of its own that keeps its state on disk, to restart; the package's is a
@@ -128,10 +125,7 @@ func TestFaults(t *testing.T) {
 // and leaderships work again.
 func TestConsulDown(t *testing.T) {
 	t.Parallel() // after the tests that stop shared servers; it shares none of its own
-	bin, err := testenv.Binary("consul")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.NeedBinary(t, "consul")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// A Consul of its own that keeps its keys on disk, to stop and start again; the

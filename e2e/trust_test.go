@@ -114,7 +114,7 @@ func evilDispatch(t *testing.T, ns string, meta map[string]string, payload []byt
 // status for it, serves no log of it, and lists it nowhere. Before the fix, the bot wrote
 // albatros/default success on that commit and served the job's log as the repository's.
 func TestAnotherTenantsJobIsNoBuild(t *testing.T) {
-	t.Parallel() // after the tests that stop shared servers; it shares none of its own
+	t.Parallel()                    // after the tests that stop shared servers; it shares none of its own
 	p := newProject(t, entry{}, "") // registered, but no webhook: the bot never hears of the commit
 	sha := p.push("main", script("echo never built by the bot\n"))
 	ns := evilBuilder(t, "echo forged build log; exit 0")

@@ -53,10 +53,7 @@ func TestBuildRecords(t *testing.T) {
 // While Consul is down, a record is kept in the bot's memory (its own lookups find it),
 // and written once Consul is back, for the other bots to read.
 func TestBuildRecordsKeptThroughAnOutage(t *testing.T) {
-	bin, err := testenv.Binary("consul")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.NeedBinary(t, "consul")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c, err := testenv.StartPersistentConsul(ctx, bin)

@@ -187,6 +187,20 @@ func (e *Env) need(t testing.TB, name string, wanted bool) {
 	}
 }
 
+// NeedBinary is Binary for a test that starts a server of its own: a missing binary fails
+// the test under CI=true, and skips it otherwise (with the reason).
+func NeedBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := Binary(name)
+	if err != nil {
+		if InCI() {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skipf("%v", err)
+	}
+	return p
+}
+
 // Binary finds a server binary: $ALBATROS_BIN_DIR/<name>, else bin/<name> at the root of the
 // repository (the directory holding go.mod above the working directory).
 func Binary(name string) (string, error) {

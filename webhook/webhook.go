@@ -13,9 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +54,9 @@ type Options struct {
 	// is answered 503 (the forge shows it failed, and may be asked to redeliver) and the
 	// handler is told (Unavailable), to say so in the commit's statuses.
 	Nomad func(context.Context) error
+	// QueueBytes bounds what the answered deliveries waiting their turn hold
+	// (DefaultQueueBytes when zero): past it, deliveries are answered 503.
+	QueueBytes int64
 }
 
 // Intake serves the webhook endpoints.
@@ -65,17 +66,12 @@ type Intake struct {
 	log     *slog.Logger
 	opts    Options
 	budget  budget
-	// Timeout bounds the work done for one delivery after it is answered.
-	timeout time.Duration
-	wg      sync.WaitGroup
-	// working bounds the deliveries handled at once after they are answered: a burst of
-	// deliveries queues here rather than opening a connection to Nomad each (Nomad answers
-	// a client's 101st connection with 429).
-	working chan struct{}
+	// queue holds the answered deliveries until they are handled, MaxHandling at a time: a
+	// burst of deliveries waits there rather than opening a connection to Nomad each
+	// (Nomad answers a client's 101st connection with 429).
+	queue *queue
 	// nomadOK is when Nomad last answered Options.Nomad (unix nanoseconds).
 	nomadOK atomic.Int64
-	// handling counts the answered deliveries not yet handled (working or waiting).
-	handling atomic.Int64
 }
 
 // nomadFresh is how long an answer of Nomad's spares the next deliveries the check: a
@@ -83,23 +79,34 @@ type Intake struct {
 // second after Nomad went down is accepted, and its dispatch fails with an error status.
 const nomadFresh = time.Second
 
-// MaxHandling is how many answered deliveries are handled at once; MaxWaiting how many
-// more may wait for their turn before deliveries are answered 503 (busy: redeliver later).
-const (
-	MaxHandling = 16
-	MaxWaiting  = 1024
-)
+// MaxHandling is how many answered deliveries are handled at once; the others wait their
+// turn, within Options.QueueBytes.
+const MaxHandling = 16
 
 // New returns an intake that looks repositories up in repos and hands events to h.
 func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
 	if opts.ReadBudget <= 0 {
 		opts.ReadBudget = DefaultReadBudget
 	}
-	return &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, timeout: 2 * time.Minute, working: make(chan struct{}, MaxHandling)}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
+	// The work of one delivery, once its turn comes, is bounded in time.
+	return &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, queue: newQueue(opts.QueueBytes, 2*time.Minute)}
 }
 
 // Wait blocks until the work of every answered delivery is done.
-func (in *Intake) Wait() { in.wg.Wait() }
+func (in *Intake) Wait() { in.queue.wait() }
+
+// Drain stops taking deliveries (they are answered 503), lets the answered ones be handled
+// until ctx ends, and drops those still waiting then: a bot stopping. It returns how many it
+// dropped, by event kind, once those being handled are done. The reconciler builds the
+// dropped pushes and pull requests' heads that it finds (see pipeline.Reconcile).
+func (in *Intake) Drain(ctx context.Context) map[forge.Kind]int { return in.queue.drain(ctx) }
+
+// Queue says how many answered deliveries wait their turn and what they hold, and how many
+// were accepted and refused for the bound since the bot started.
+func (in *Intake) Queue() (waiting int, bytes, accepted, refused int64) { return in.queue.stats() }
 
 // Sentinel errors of intake, mapped to HTTP statuses by refuse.
 var (
@@ -264,9 +271,6 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	}
 
 	hlog := log.With("repo", repoName)
-	if in.handling.Load() >= MaxHandling+MaxWaiting {
-		return refused(fmt.Errorf("%w: %d deliveries being handled", errBusy, in.handling.Load()))
-	}
 	if in.opts.Nomad != nil && time.Since(time.Unix(0, in.nomadOK.Load())) > nomadFresh {
 		cctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		nerr := in.opts.Nomad(cctx)
@@ -275,44 +279,27 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 			in.nomadOK.Store(time.Now().UnixNano())
 		}
 		if nerr != nil {
-			in.detach(r.Context(), hlog, func(ctx context.Context) error {
+			in.queue.push(job{log: hlog, kind: ev.Kind, size: size(ev), work: func(ctx context.Context) error {
 				return in.handler.Unavailable(ctx, hlog, ev, entry, opts, nerr)
-			})
+			}})
 			return refused(fmt.Errorf("%w: %w", errNomad, nerr))
 		}
 	}
-	// Answer now; dispatch and the pending status follow on a context of their own.
-	in.detach(r.Context(), hlog, func(ctx context.Context) error {
+	// Answer now; dispatch and the pending status follow, in turn, on a context of their
+	// own. What waits is the parsed delivery, not its body.
+	accepted := in.queue.push(job{log: hlog, kind: ev.Kind, size: size(ev), work: func(ctx context.Context) error {
 		_, err := in.handler.Handle(ctx, hlog, ev, entry, opts)
 		return err
-	})
+	}})
+	if !accepted {
+		waiting, bytes, _, _ := in.queue.stats()
+		return refused(fmt.Errorf("%w: %d deliveries wait their turn, holding %d bytes", errBusy, waiting, bytes))
+	}
 	what := "at " + ev.Commit
 	if ev.Commit == "" && ev.PullRequest != nil {
 		what = fmt.Sprintf("#%d", ev.PullRequest.Number)
 	}
 	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s %s", ev.Kind, repo.FullName, what), repoName, nil
-}
-
-// detach runs work after the answer, on a context of its own that shutdown waits for.
-func (in *Intake) detach(parent context.Context, log *slog.Logger, work func(context.Context) error) {
-	in.wg.Add(1)
-	in.handling.Add(1)
-	go func() {
-		defer in.wg.Done()
-		defer in.handling.Add(-1)
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("panic while handling a delivery", "panic", p, "stack", string(debug.Stack()))
-			}
-		}()
-		in.working <- struct{}{}
-		defer func() { <-in.working }()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), in.timeout)
-		defer cancel()
-		if err := work(ctx); err != nil {
-			log.Error("event not fully handled", "err", err)
-		}
-	}()
 }
 
 // refuse maps an intake error to its HTTP status and a short message; the detail goes to the

@@ -1019,18 +1019,38 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// Answered deliveries are handled MaxHandling at a time; past MaxWaiting more waiting
-// their turn, a delivery is answered 503 (busy), and nothing of it is handled.
-func TestIntakeBoundsTheDeliveriesBeingHandled(t *testing.T) {
+// Answered deliveries are handled MaxHandling at a time; the others wait their turn within
+// a bound on what they hold (Options.QueueBytes): past it, a delivery is answered 503
+// (busy), and nothing of it is handled; once the waiting ones are handled, deliveries are
+// accepted again.
+func TestIntakeBoundsTheDeliveriesWaiting(t *testing.T) {
+	const waiting = 100
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
-	h := &fakeHandler{entered: make(chan struct{}, webhook.MaxHandling+webhook.MaxWaiting+1), release: make(chan struct{})}
-	in := webhook.New(repos, h, quiet(), webhook.Options{})
+	h := &fakeHandler{entered: make(chan struct{}, 2*(webhook.MaxHandling+waiting)), release: make(chan struct{})}
+	// Room for MaxHandling being handled and about 100 waiting: a push holds a little over
+	// 2 KiB while it waits (its event, not its 7 KiB body).
+	in := webhook.New(repos, h, quiet(), webhook.Options{QueueBytes: (webhook.MaxHandling + waiting) * 2300})
 	srv := serve(t, in)
 	c := load(t, "push_branch.json")
-	for i := range webhook.MaxHandling + webhook.MaxWaiting {
-		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("delivery %d: %d %q, want 202", i, resp.StatusCode, got)
+	accepted := 0
+	for {
+		resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if !strings.Contains(got, "busy") {
+				t.Errorf("refused past the bound: %q, want it to say busy", got)
+			}
+			break
 		}
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d %q, want 202", accepted, resp.StatusCode, got)
+		}
+		accepted++
+		if accepted > 10*waiting {
+			t.Fatalf("%d deliveries accepted within a bound of about %d", accepted, webhook.MaxHandling+waiting)
+		}
+	}
+	if accepted < webhook.MaxHandling+waiting*9/10 {
+		t.Errorf("%d deliveries accepted before the bound, want about %d", accepted, webhook.MaxHandling+waiting)
 	}
 	for range webhook.MaxHandling {
 		<-h.entered
@@ -1040,12 +1060,48 @@ func TestIntakeBoundsTheDeliveriesBeingHandled(t *testing.T) {
 		t.Fatalf("more than %d deliveries handled at once", webhook.MaxHandling)
 	case <-time.After(100 * time.Millisecond):
 	}
-	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("a delivery past the waiting ones: %d %q, want 503", resp.StatusCode, got)
+	if w, bytes, acc, refused := in.Queue(); w != accepted-webhook.MaxHandling || refused != 1 || acc != int64(accepted) || bytes <= 0 {
+		t.Errorf("queue: %d waiting, %d bytes, %d accepted, %d refused; want %d, some, %d, 1", w, bytes, acc, refused, accepted-webhook.MaxHandling, accepted)
 	}
 	close(h.release)
 	in.Wait()
-	if n := len(h.calls()); n != webhook.MaxHandling+webhook.MaxWaiting {
-		t.Errorf("%d deliveries handled, want %d (the busy one not)", n, webhook.MaxHandling+webhook.MaxWaiting)
+	if n := len(h.calls()); n != accepted {
+		t.Errorf("%d deliveries handled, want %d (the busy one not)", n, accepted)
+	}
+	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a delivery once the queue is empty: %d %q, want 202", resp.StatusCode, got)
+	}
+	in.Wait()
+}
+
+// A stopping bot handles the answered deliveries while it may, then drops those still
+// waiting, and says how many; it takes no more meanwhile.
+func TestIntakeDrain(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	for i := range webhook.MaxHandling + 5 {
+		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+	for range webhook.MaxHandling {
+		<-h.entered
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan map[forge.Kind]int)
+	go func() { done <- in.Drain(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	if resp, _ := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a delivery while stopping: %d, want 503", resp.StatusCode)
+	}
+	<-ctx.Done()
+	close(h.release) // those being handled end
+	left := <-done
+	if left[forge.KindPush] != 5 || len(h.calls()) != webhook.MaxHandling {
+		t.Errorf("dropped %v, handled %d; want 5 pushes dropped, %d handled", left, len(h.calls()), webhook.MaxHandling)
 	}
 }

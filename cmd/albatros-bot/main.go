@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Lines:             repos,
 		Trust:             repos,
 	})
-	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready})
+	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes})
 
 	// The bot's own Gitea account: it installs, repairs and checks rights.
 	bot := fs.GiteaBot()
@@ -254,12 +254,31 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)
-	intake.Wait() // dispatches and pending statuses of answered deliveries
+	// The answered deliveries are handled while the shutdown allows; those still waiting
+	// then are left to the reconciler, which finds the heads of branches and pull
+	// requests (not tags).
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 20*time.Second)
+	left := intake.Drain(drainCtx)
+	cancelDrain()
+	if n := total(left); n > 0 {
+		log.Warn("answered deliveries not handled before stopping: left to the reconciler", "count", n, "by kind", left)
+	}
+	_, _, accepted, refused := intake.Queue()
+	log.Info("deliveries since start", "accepted", accepted, "refused for the queue's bound", refused)
 	stopWatch()
 	<-watched
 	<-reconciled
 	<-checked
 	return err
+}
+
+// total adds up counts by kind.
+func total[K comparable](m map[K]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // waitReady retries check for a while: the bot may start before Nomad or Consul does.
@@ -387,11 +406,11 @@ func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos 
 		}
 		slices.SortFunc(targets, func(a, b forge.Repo) int { return strings.Compare(a.CloneURL, b.CloneURL) })
 		targets = slices.CompactFunc(targets, func(a, b forge.Repo) bool { return a.CloneURL == b.CloneURL })
-		n, err := pipe.Reconcile(ctx, log, targets, pipeline.ReconcileOptions{})
+		st, err := pipe.Reconcile(ctx, log, targets, pipeline.ReconcileOptions{BranchWindow: cfg.ReconcileBranches})
 		if err != nil {
 			log.Warn("reconciler", "err", err)
 		}
-		log.Info("reconciler pass", "repositories", len(targets), "builds", n)
+		log.Info("reconciler pass", "repositories", st.Repositories, "heads", st.Heads, "found and built", st.Found, "branches truncated", len(st.Truncated))
 		if gone, err := repos.CleanDedup(ctx, dedupAge); err != nil {
 			log.Warn("dedup records not cleaned", "err", err)
 		} else if gone > 0 {
