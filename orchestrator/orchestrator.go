@@ -226,12 +226,12 @@ func IsBuildID(id string) bool {
 	return ok
 }
 
+// isNotFound reports whether Nomad answered 404: its API client's status code only. Never
+// the error's text: a transport error's message holds the URL, and job IDs hold "404" one
+// time in fifty or so.
 func isNotFound(err error) bool {
 	var ue nomad.UnexpectedResponseError
-	if errors.As(err, &ue) {
-		return ue.StatusCode() == 404
-	}
-	return strings.Contains(err.Error(), "404")
+	return errors.As(err, &ue) && ue.StatusCode() == 404
 }
 
 func deref[T any](p *T) T {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -697,5 +698,43 @@ func TestByKey(t *testing.T) {
 	_, err = o.Dispatch(cut, orchestrator.DispatchRequest{Builder: b, Meta: meta, Key: "k"})
 	if !errors.Is(err, orchestrator.ErrMaybeDispatched) {
 		t.Errorf("dispatch cut off: %v, want ErrMaybeDispatched", err)
+	}
+}
+
+// A job ID holding "404" (one in fifty or so do) is not "not found" when Nomad cannot be
+// reached: the transport error's message carries the URL, and with it the ID. Stop and
+// Discard then fail, rather than say the build is gone while it runs on; on a Nomad that
+// answers, a job that is gone is still not an error.
+func TestNotFoundIsNomadsAnswerOnly(t *testing.T) {
+	o, ctx := setup(t, "gone404")
+	const id = "builder/dispatch-1764404404-a404b404"
+	if err := o.Stop(ctx, "gone404", id); err != nil {
+		t.Errorf("Stop of a job Nomad does not have: %v, want nil", err)
+	}
+	if err := o.Discard(ctx, "gone404", id); err != nil {
+		t.Errorf("Discard of a job Nomad does not have: %v, want nil", err)
+	}
+
+	// A Nomad that is down: a loopback port that nothing listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	t.Setenv("NOMAD_ADDR", "http://"+addr)
+	down, err := orchestrator.New(orchestrator.NewMemoryLedger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	for name, call := range map[string]func() error{
+		"Stop":            func() error { return down.Stop(ctx, "gone404", id) },
+		"Discard":         func() error { return down.Discard(ctx, "gone404", id) },
+		"EnsureNamespace": func() error { return down.EnsureNamespace(ctx, "ns404") },
+	} {
+		if err := call(); err == nil {
+			t.Errorf("%s with Nomad down: nil, want an error", name)
+		}
 	}
 }
