@@ -14,7 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
@@ -70,14 +70,64 @@ type Intake struct {
 	// burst of deliveries waits there rather than opening a connection to Nomad each
 	// (Nomad answers a client's 101st connection with 429).
 	queue *queue
-	// nomadOK is when Nomad last answered Options.Nomad (unix nanoseconds).
-	nomadOK atomic.Int64
+	// nomad is Options.Nomad's answer, shared by the deliveries of a second.
+	nomad *readiness
 }
 
-// nomadFresh is how long an answer of Nomad's spares the next deliveries the check: a
-// burst of deliveries costs Nomad one check a second, not one each. A delivery in the
-// second after Nomad went down is accepted, and its dispatch fails with an error status.
+// nomadFresh is how long an answer of Nomad's, yes or no, spares the next deliveries the
+// check: a burst of deliveries costs Nomad one check a second, not one each, and during an
+// outage deliveries do not wait for a check each (3 s at most). A delivery in the second
+// after Nomad went down is accepted, and its dispatch fails with an error status.
 const nomadFresh = time.Second
+
+// nomadCheckTimeout bounds one check of Nomad's readiness.
+const nomadCheckTimeout = 3 * time.Second
+
+// readiness is a check shared by the deliveries that arrive together: one runs at a time,
+// the others wait for its answer, and an answer serves for nomadFresh.
+type readiness struct {
+	check func(context.Context) error
+
+	mu     sync.Mutex
+	at     time.Time     // of the last answer
+	err    error         // the last answer
+	flight chan struct{} // closed when the check running ends; nil when none runs
+}
+
+// get returns the last answer if fresh, else the answer of a check (one for all).
+func (r *readiness) get(ctx context.Context) error {
+	r.mu.Lock()
+	for {
+		if !r.at.IsZero() && time.Since(r.at) < nomadFresh {
+			err := r.err
+			r.mu.Unlock()
+			return err
+		}
+		if r.flight == nil {
+			break
+		}
+		ch := r.flight
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	ch := make(chan struct{})
+	r.flight = ch
+	r.mu.Unlock()
+	// Not the request's context: other deliveries wait for this answer.
+	cctx, cancel := context.WithTimeout(context.Background(), nomadCheckTimeout)
+	err := r.check(cctx)
+	cancel()
+	r.mu.Lock()
+	r.at, r.err, r.flight = time.Now(), err, nil
+	r.mu.Unlock()
+	close(ch)
+	return err
+}
 
 // MaxHandling is how many answered deliveries are handled at once; the others wait their
 // turn, within Options.QueueBytes.
@@ -92,7 +142,11 @@ func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
 		opts.QueueBytes = DefaultQueueBytes
 	}
 	// The work of one delivery, once its turn comes, is bounded in time.
-	return &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, queue: newQueue(opts.QueueBytes, 2*time.Minute)}
+	in := &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, queue: newQueue(opts.QueueBytes, 2*time.Minute)}
+	if opts.Nomad != nil {
+		in.nomad = &readiness{check: opts.Nomad}
+	}
+	return in
 }
 
 // Wait blocks until the work of every answered delivery is done.
@@ -271,14 +325,8 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	}
 
 	hlog := log.With("repo", repoName)
-	if in.opts.Nomad != nil && time.Since(time.Unix(0, in.nomadOK.Load())) > nomadFresh {
-		cctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		nerr := in.opts.Nomad(cctx)
-		cancel()
-		if nerr == nil {
-			in.nomadOK.Store(time.Now().UnixNano())
-		}
-		if nerr != nil {
+	if in.nomad != nil {
+		if nerr := in.nomad.get(r.Context()); nerr != nil {
 			in.queue.push(job{log: hlog, kind: ev.Kind, size: size(ev), work: func(ctx context.Context) error {
 				return in.handler.Unavailable(ctx, hlog, ev, entry, opts, nerr)
 			}})

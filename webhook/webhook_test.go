@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -829,6 +830,47 @@ func TestIntakeNomadUnreachable(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("bad signature while Nomad is down: %d, want 403", resp.StatusCode)
 	}
+}
+
+// During a Nomad outage the deliveries that arrive together share one check, and its
+// answer serves the next ones for a second: they do not each wait for a check of their own.
+func TestIntakeNomadCheckIsShared(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{}
+	down := errors.New("dial tcp 127.0.0.1:4646: i/o timeout")
+	var checks atomic.Int32
+	in := webhook.New(repos, h, quiet(), webhook.Options{Nomad: func(ctx context.Context) error {
+		checks.Add(1)
+		time.Sleep(300 * time.Millisecond) // a Nomad that is slow to fail
+		return down
+	}})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	const n = 40
+	codes := make(chan int, n)
+	for range n {
+		go func() {
+			resp, _ := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil)
+			codes <- resp.StatusCode
+		}()
+	}
+	for range n {
+		if code := <-codes; code != http.StatusServiceUnavailable {
+			t.Errorf("delivery while Nomad is down: %d, want 503", code)
+		}
+	}
+	if got := checks.Load(); got != 1 {
+		t.Errorf("%d deliveries together asked Nomad %d times, want once", n, got)
+	}
+	// The answer is kept for a second, then asked again.
+	time.Sleep(1100 * time.Millisecond)
+	if resp, _ := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("delivery a second later: %d, want 503", resp.StatusCode)
+	}
+	if got := checks.Load(); got != 2 {
+		t.Errorf("a delivery a second later: %d checks in all, want 2", got)
+	}
+	in.Wait()
 }
 
 func TestIntakeWaitWaitsForTheHandler(t *testing.T) {
