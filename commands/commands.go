@@ -30,13 +30,13 @@ type Command struct {
 // maxArgs bounds what a command keeps of its line.
 const maxArgs = 4
 
-// maxComment bounds the text read: a comment longer than this is read up to it.
-const maxComment = 64 << 10
+// MaxComment bounds the text read: a comment longer than this is read up to it.
+const MaxComment = 64 << 10
 
 // Parse returns the commands of a comment, in order, each once.
 func Parse(body string) []Command {
-	if len(body) > maxComment {
-		body = body[:maxComment]
+	if len(body) > MaxComment {
+		body = body[:MaxComment]
 	}
 	var out []Command
 	fence := ""  // the open code fence, if any

@@ -111,7 +111,7 @@ func settings() []*setting {
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
-		{flag: "queue-bytes", env: "ALBATROS_QUEUE_BYTES", def: "64MiB", usage: "most memory the answered deliveries waiting their turn may hold, all together (each about 2 KiB: its event, not its body); past it a delivery is answered 503. A number of bytes, or with KiB, MiB or GiB"},
+		{flag: "queue-bytes", env: "ALBATROS_QUEUE_BYTES", def: "96MiB", usage: "most memory the answered deliveries waiting their turn or being handled may hold, all together (each counted about 4 KiB: its event, not its body nor its entry); past it a delivery is answered 503. A number of bytes, or with KiB, MiB or GiB"},
 		{flag: "log-streams", env: "ALBATROS_LOG_STREAMS", def: "24", usage: "most build logs followed in Nomad at once for the log pages and /build (two connections each while the build runs: Nomad refuses a client's 101st, and the bot's dispatches and reports share them); past it a new log is answered 503"},
 		{flag: "log-viewers", env: "ALBATROS_LOG_VIEWERS", def: "4096", usage: "most readers of the log pages and /build served at once (about 40 KiB each); past it a reader is answered 503"},
 		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
@@ -314,7 +314,7 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		c.ReadTimeout = d
 	}
 	if n, err := bytesize(s["queue-bytes"].value); err != nil || n < 1<<20 {
-		bad("queue-bytes", "%q is not a size of at least 1MiB (e.g. 64MiB)", s["queue-bytes"].value)
+		bad("queue-bytes", "%q is not a size of at least 1MiB (e.g. 96MiB)", s["queue-bytes"].value)
 	} else {
 		c.QueueBytes = n
 	}

@@ -89,6 +89,18 @@ func TestLoadDefaults(t *testing.T) {
 	if c.PprofAddr != "" {
 		t.Errorf("PprofAddr = %q, want the profiler off by default", c.PprofAddr)
 	}
+	if c.QueueBytes != 96<<20 || c.ReconcileBranches != 24*time.Hour {
+		t.Errorf("QueueBytes = %d, ReconcileBranches = %v; want 96 MiB, 24h", c.QueueBytes, c.ReconcileBranches)
+	}
+}
+
+func TestLoadQueueBytesAndReconcileBranches(t *testing.T) {
+	for v, want := range map[string]int64{"2GiB": 2 << 30, "1048576": 1 << 20, "5120KiB": 5120 << 10} {
+		c := mustLoad(t, minimal().with("ALBATROS_QUEUE_BYTES", v, "ALBATROS_RECONCILE_BRANCHES", "168h"))
+		if c.QueueBytes != want || c.ReconcileBranches != 168*time.Hour {
+			t.Errorf("%s: QueueBytes = %d, ReconcileBranches = %v; want %d, 168h", v, c.QueueBytes, c.ReconcileBranches, want)
+		}
+	}
 }
 
 func TestLoadHookTokenSecretsAndReadTimeout(t *testing.T) {
@@ -272,6 +284,10 @@ func TestLoadBadSettings(t *testing.T) {
 		{"bad hook token secrets", minimal().with("ALBATROS_HOOK_TOKEN_SECRETS", "yes"), "ALBATROS_HOOK_TOKEN_SECRETS (-hook-token-secrets)"},
 		{"read timeout without unit", minimal().with("ALBATROS_READ_TIMEOUT", "30"), "ALBATROS_READ_TIMEOUT (-read-timeout)"},
 		{"read timeout too short", minimal().with("ALBATROS_READ_TIMEOUT", "10ms"), "ALBATROS_READ_TIMEOUT (-read-timeout)"},
+		{"queue bytes too few", minimal().with("ALBATROS_QUEUE_BYTES", "512KiB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
+		{"queue bytes not a size", minimal().with("ALBATROS_QUEUE_BYTES", "64MB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
+		{"queue bytes negative", minimal().with("ALBATROS_QUEUE_BYTES", "-1GiB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
+		{"reconcile branches too short", minimal().with("ALBATROS_RECONCILE_BRANCHES", "30s"), "ALBATROS_RECONCILE_BRANCHES (-reconcile-branches)"},
 		{"pprof addr without port", minimal().with("ALBATROS_PPROF_ADDR", "localhost"), "ALBATROS_PPROF_ADDR (-pprof-addr)"},
 		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},
 		{"bad log format", minimal().with("ALBATROS_LOG_FORMAT", "logfmt"), "ALBATROS_LOG_FORMAT (-log-format)"},

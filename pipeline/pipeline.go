@@ -104,6 +104,8 @@ type Pipeline struct {
 	logins   logins
 	// settleLine is Lines when it holds the dedup records too.
 	settleLine settleLiner
+	// reconcileCursor is where the next reconciliation pass starts.
+	reconcileCursor reconcileCursor
 }
 
 // New returns a pipeline.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
@@ -66,6 +68,12 @@ type ReconcileOptions struct {
 	// the forge's listing of branches read per repository and pass (5 when 0).
 	BranchWindow   time.Duration
 	MaxBranchPages int
+	// Settled, when set, is a time before which every delivery the bot accepted has been
+	// handled (webhook.Intake.Settled). A head with no build is built only when the
+	// deliveries accepted before the pass began are handled: otherwise its delivery may be
+	// waiting its turn, and the pass leaves it to the next one rather than build it twice
+	// (once without the secrets its pusher's delivery may give it).
+	Settled func() time.Time
 }
 
 // ReconcileStats say what a pass did.
@@ -74,6 +82,9 @@ type ReconcileStats struct {
 	// branches, open pull requests) were compared with their statuses; Found how many had
 	// neither a status nor a build, and were built.
 	Repositories, Heads, Found int
+	// Deferred is how many heads without a build were left to the next pass, deliveries
+	// accepted before the pass still waiting their turn (ReconcileOptions.Settled).
+	Deferred int
 	// Truncated names the repositories whose recent branches were more than the pages
 	// read: the next pass reads the same first pages.
 	Truncated []string
@@ -112,23 +123,28 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forg
 	}
 	var st ReconcileStats
 	var errs []error
+	begun := time.Now()
+	// A pass starts after the repository where the last one ran out of builds: one with
+	// many heads to build does not starve those after it, pass after pass.
+	repos = p.reconcileCursor.rotate(repos)
 	for _, target := range repos {
 		if ctx.Err() != nil {
 			break
 		}
 		if st.Found >= opts.MaxBuilds {
-			log.Info("reconciler: builds left to the next pass", "max", opts.MaxBuilds)
+			log.Info("reconciler: builds left to the next pass", "max", opts.MaxBuilds, "next from", target.CloneURL)
+			p.reconcileCursor.set(target.CloneURL)
 			break
 		}
 		st.Repositories++
-		if err := p.reconcileRepo(ctx, log, target, opts, &st); err != nil {
+		if err := p.reconcileRepo(ctx, log, target, opts, begun, &st); err != nil {
 			errs = append(errs, fmt.Errorf("reconcile %s: %w", target.CloneURL, err))
 		}
 	}
 	return st, errors.Join(errs...)
 }
 
-func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, st *ReconcileStats) error {
+func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, begun time.Time, st *ReconcileStats) error {
 	budget := opts.MaxBuilds - st.Found
 	cloneURL := target.CloneURL
 	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
@@ -157,21 +173,6 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 	if commit != "" && now.Sub(date) < opts.Window {
 		events = append(events, forge.Event{Kind: forge.KindPush, Repo: repo, Commit: commit, Branch: branch})
 	}
-	branches, truncated, err := heads.RecentBranches(ctx, repo, now.Add(-opts.BranchWindow), opts.MaxBranchPages)
-	if err != nil {
-		return err
-	}
-	if truncated {
-		// Newest first: the next pass reads the same pages, and a push older than them,
-		// yet within the window, waits until they age out of it.
-		log.Warn("reconciler: more recent branches than the pages read", "repo", repo.FullName, "pages", opts.MaxBranchPages)
-		st.Truncated = append(st.Truncated, repo.FullName)
-	}
-	for _, b := range branches {
-		if b.Name != branch && b.Commit != "" {
-			events = append(events, forge.Event{Kind: forge.KindPush, Repo: repo, Commit: b.Commit, Branch: b.Name})
-		}
-	}
 	prs, err := heads.OpenPullRequests(ctx, repo, opts.MaxPullRequests)
 	if err != nil {
 		return err
@@ -179,6 +180,24 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 	for _, pr := range prs {
 		if now.Sub(pr.Updated) < opts.Window {
 			events = append(events, forge.Event{Kind: forge.KindPullRequest, Repo: repo, Commit: pr.Head, Branch: pr.HeadBranch, PullRequest: &pr.PullRequest})
+		}
+	}
+	// The recent branches come after the pull requests: a same-repository pull request's
+	// head branch is built as the pull request (its meta, its comment, its trust).
+	branches, truncated, err := heads.RecentBranches(ctx, repo, now.Add(-opts.BranchWindow), opts.MaxBranchPages)
+	if err != nil {
+		log.Warn("reconciler: recent branches not listed", "repo", repo.FullName, "err", err)
+	}
+	if truncated {
+		// Newest first: the next pass reads the same pages, and a push older than them,
+		// yet within the window, waits until they age out of it.
+		log.Warn("reconciler: more recent branches than the pages read", "repo", repo.FullName, "pages", opts.MaxBranchPages)
+		st.Truncated = append(st.Truncated, repo.FullName)
+	}
+	firstBranch := len(events)
+	for _, b := range branches {
+		if b.Name != branch && b.Commit != "" {
+			events = append(events, forge.Event{Kind: forge.KindPush, Repo: repo, Commit: b.Commit, Branch: b.Name})
 		}
 	}
 	if len(events) == 0 {
@@ -194,19 +213,30 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 			built[s.Meta["COMMIT"]] = true
 		}
 	}
+	// Were the deliveries accepted before the pass began all handled? If not, a head
+	// without a build may be one of theirs, waiting its turn.
+	settled := opts.Settled == nil || !opts.Settled().Before(begun)
 	started := 0
 	var errs []error
-	for _, ev := range events {
+	for i, ev := range events {
 		if started >= budget {
 			break
 		}
 		st.Heads++
+		if i >= firstBranch && built[ev.Commit] {
+			// A recent branch whose head was built (on another branch, or as a pull
+			// request): its statuses are read where it was built.
+			continue
+		}
 		if err := ev.Validate(); err != nil {
 			log.Warn("reconciler: head not built", "repo", repo.FullName, "commit", ev.Commit, "err", err)
 			continue
 		}
-		n, err := p.reconcileHead(ctx, log, ev, entry, f, repo, built[ev.Commit])
+		n, deferred, err := p.reconcileHead(ctx, log, ev, entry, f, repo, built[ev.Commit], settled)
 		started += n
+		if deferred {
+			st.Deferred++
+		}
 		if n > 0 {
 			built[ev.Commit] = true // another event of the commit (a branch and a pull request) is not built twice
 		}
@@ -220,13 +250,16 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 
 // reconcileHead builds ev's head when it has neither an Albatros status nor a build, and
 // reports the ended builds its pending statuses link to.
-func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, built bool) (int, error) {
+//
+// Unless settled, a head that has neither is left to the next pass (deferred): its
+// delivery may be waiting its turn.
+func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, built, settled bool) (n int, deferred bool, err error) {
 	seen := built
 	if r, ok := f.(forge.StatusReader); ok {
 		for _, fl := range p.flavors(entry) {
 			cur, found, err := r.LatestStatus(ctx, repo, ev.Commit, StatusContext(fl))
 			if err != nil {
-				return 0, err // the forge is in trouble: the next pass tries again
+				return 0, false, err // the forge is in trouble: the next pass tries again
 			}
 			if !found || (cur.State == forge.StateError && cur.Description == NomadDownDescription) {
 				continue
@@ -241,21 +274,24 @@ func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge
 		}
 	}
 	if seen {
-		return 0, nil
+		return 0, false, nil
 	}
 	log = log.With("repo", repo.FullName, "commit", ev.Commit, "trigger", ev.Trigger())
+	if !settled {
+		log.Info("reconciler: a head without status or build, while deliveries accepted before this pass still wait their turn: left to the next pass")
+		return 0, true, nil
+	}
 	log.Info("reconciler: a head without status or build: building it")
 	d, err := p.build(ctx, log, ev, entry, f, repo, Options{Reconciled: true})
 	if ev.PullRequest != nil {
 		err = errors.Join(err, p.converse(ctx, log, f, repo, entry, ev.PullRequest.Number))
 	}
-	n := 0
 	for _, x := range d {
 		if !x.Duplicate {
 			n++
 		}
 	}
-	return n, err
+	return n, false, err
 }
 
 // reportIfLinkedEnded reports the build a pending status links to, if it has ended. It
@@ -285,4 +321,36 @@ func (p *Pipeline) reportIfLinkedEnded(ctx context.Context, log *slog.Logger, ta
 		log.Warn("reconciler: build result not reported", "job", id, "err", err)
 	}
 	return true
+}
+
+// reconcileCursor is where the next reconciliation pass starts: after the repository where
+// the last one ran out of builds. Passes run one at a time (the leader's), but it is safe
+// for concurrent use.
+type reconcileCursor struct {
+	mu   sync.Mutex
+	from string // a clone URL; "" starts at the first
+}
+
+// set makes the next pass start at cloneURL.
+func (c *reconcileCursor) set(cloneURL string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.from = cloneURL
+}
+
+// rotate returns repos (sorted by clone URL) from the cursor on, then those before it,
+// and resets the cursor.
+func (c *reconcileCursor) rotate(repos []forge.Repo) []forge.Repo {
+	c.mu.Lock()
+	from := c.from
+	c.from = ""
+	c.mu.Unlock()
+	if from == "" {
+		return repos
+	}
+	i := slices.IndexFunc(repos, func(r forge.Repo) bool { return r.CloneURL >= from })
+	if i <= 0 {
+		return repos
+	}
+	return append(slices.Clone(repos[i:]), repos[:i]...)
 }

@@ -203,6 +203,49 @@ func TestReconcileRecentBranches(t *testing.T) {
 	}
 }
 
+// A head without a build is not built while deliveries accepted before the pass still
+// wait their turn (its own may be among them, with the secrets its pusher gives it): the
+// pass leaves it to the next, which builds it once they are handled.
+func TestReconcileWaitsForTheQueue(t *testing.T) {
+	h := newHarness(entryWith("default"))
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now()
+	waitingSince := time.Now().Add(-time.Minute) // a delivery accepted a minute ago waits
+	opts := pipeline.ReconcileOptions{Settled: func() time.Time { return waitingSince }}
+	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, opts)
+	if err != nil || st.Found != 0 || st.Deferred != 1 || len(h.builds.Dispatches()) != 0 {
+		t.Fatalf("with deliveries waiting: %+v, %v, %d dispatched; want the head left to the next pass", st, err, len(h.builds.Dispatches()))
+	}
+	waitingSince = time.Now().Add(time.Hour) // all handled
+	st, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, opts)
+	if err != nil || st.Found != 1 || st.Deferred != 0 || len(h.builds.Dispatches()) != 1 {
+		t.Fatalf("once handled: %+v, %v, %d dispatched; want the head built", st, err, len(h.builds.Dispatches()))
+	}
+}
+
+// The head branch of a same-repository pull request is built as the pull request (its
+// number in the meta), not as a push of the branch; a branch listing that fails leaves the
+// default branch and the pull requests reconciled.
+func TestReconcilePullRequestBeforeItsBranch(t *testing.T) {
+	h := newHarness(entryWith("default"))
+	now := time.Now()
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", strings.Repeat("d", 40), now.Add(-100*time.Hour)
+	h.forge.SetPR(forge.PullRequestInfo{PullRequest: forge.PullRequest{Number: 42, HeadRepo: appRepo, HeadBranch: "feature", BaseBranch: "main", Author: "quentin"}, Head: sha2, Open: true, Updated: now})
+	h.forge.Branches = []forge.Branch{{Name: "feature", Commit: sha2, Date: now.Add(-time.Minute)}}
+	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	d := h.builds.Dispatches()
+	if err != nil || st.Found != 1 || len(d) != 1 || d[0].Meta["PR"] != "42" {
+		t.Fatalf("%+v, %v, dispatched %+v; want one build, of pull request 42", st, err, d)
+	}
+
+	h = newHarness(entryWith("default"))
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, now
+	h.forge.BranchErr = errors.New("gitea: 500")
+	st, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	if err != nil || st.Found != 1 {
+		t.Errorf("branches not listed: %+v, %v; want the default branch built all the same", st, err)
+	}
+}
+
 // A head whose pending status links to a build that has ended gets its final status from
 // the reconciler (its report was given up on), and no new build.
 func TestReconcileReportsWhatWasGivenUp(t *testing.T) {

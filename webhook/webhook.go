@@ -14,9 +14,11 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/albatros-ci/albatros/commands"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/forge/gitea"
@@ -142,7 +144,8 @@ func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
 		opts.QueueBytes = DefaultQueueBytes
 	}
 	// The work of one delivery, once its turn comes, is bounded in time.
-	in := &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}, queue: newQueue(opts.QueueBytes, 2*time.Minute)}
+	in := &Intake{repos: repos, handler: h, log: log, opts: opts, budget: budget{max: opts.ReadBudget}}
+	in.queue = newQueue(opts.QueueBytes, 2*time.Minute, in.inTurn)
 	if opts.Nomad != nil {
 		in.nomad = &readiness{check: opts.Nomad}
 	}
@@ -153,14 +156,20 @@ func New(repos repos, h handler, log *slog.Logger, opts Options) *Intake {
 func (in *Intake) Wait() { in.queue.wait() }
 
 // Drain stops taking deliveries (they are answered 503), lets the answered ones be handled
-// until ctx ends, and drops those still waiting then: a bot stopping. It returns how many it
-// dropped, by event kind, once those being handled are done. The reconciler builds the
-// dropped pushes and pull requests' heads that it finds (see pipeline.Reconcile).
-func (in *Intake) Drain(ctx context.Context) map[forge.Kind]int { return in.queue.drain(ctx) }
+// until ctx ends, then drops those still waiting and cancels those being handled: a bot
+// stopping. It returns the dropped ones once the cancelled ones have returned. The
+// reconciler builds the heads of branches and pull requests among them (see
+// pipeline.Reconcile); tags and comments must be redelivered from the forge.
+func (in *Intake) Drain(ctx context.Context) []Dropped { return in.queue.drain(ctx) }
+
+// Settled is a time before which every delivery the intake accepted has been handled (now,
+// when none waits): a head the forge listed before it, with no build, was not delivered
+// here (see pipeline.ReconcileOptions.Settled).
+func (in *Intake) Settled() time.Time { return in.queue.settled() }
 
 // Queue says how many answered deliveries wait their turn and what they hold, and how many
 // were accepted and refused for the bound since the bot started.
-func (in *Intake) Queue() (waiting int, bytes, accepted, refused int64) { return in.queue.stats() }
+func (in *Intake) Queue() (waiting int, bytes int64, counts QueueCounts) { return in.queue.stats() }
 
 // Sentinel errors of intake, mapped to HTTP statuses by refuse.
 var (
@@ -255,7 +264,7 @@ func (in *Intake) signed(d forges.Driver) authenticator {
 func (in *Intake) serve(d forges.Driver, authenticate authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		log := in.log.With("forge", d.Name, "delivery", r.Header.Get(d.DeliveryHeader), "event", r.Header.Get(d.EventHeader))
+		log := in.log.With("forge", d.Name, "delivery", clipID(r.Header.Get(d.DeliveryHeader)), "event", clipID(r.Header.Get(d.EventHeader)))
 		code, msg, repo, err := in.intake(w, r, d, log, authenticate)
 		if repo != "" {
 			log = log.With("repo", repo)
@@ -324,23 +333,24 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 		return refused(fmt.Errorf("%w: %s in a delivery authenticated by the token alone (give the webhook a secret)", forge.ErrIgnoreEvent, ev.Kind))
 	}
 
+	// What waits is kept small: of a comment, what commands.Parse reads; of the delivery's
+	// ID (a header, not signed), what an ID needs.
+	if c := ev.Comment; c != nil && len(c.Body) > commands.MaxComment {
+		c.Body = strings.ToValidUTF8(c.Body[:commands.MaxComment], "")
+	}
+	ev.Delivery = clipID(ev.Delivery)
 	hlog := log.With("repo", repoName)
 	if in.nomad != nil {
 		if nerr := in.nomad.get(r.Context()); nerr != nil {
-			in.queue.push(job{log: hlog, kind: ev.Kind, size: size(ev), work: func(ctx context.Context) error {
-				return in.handler.Unavailable(ctx, hlog, ev, entry, opts, nerr)
-			}})
+			in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, told: nerr})
 			return refused(fmt.Errorf("%w: %w", errNomad, nerr))
 		}
 	}
 	// Answer now; dispatch and the pending status follow, in turn, on a context of their
-	// own. What waits is the parsed delivery, not its body.
-	accepted := in.queue.push(job{log: hlog, kind: ev.Kind, size: size(ev), work: func(ctx context.Context) error {
-		_, err := in.handler.Handle(ctx, hlog, ev, entry, opts)
-		return err
-	}})
+	// own. What waits is the parsed delivery, not its body nor its entry.
+	accepted := in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts})
 	if !accepted {
-		waiting, bytes, _, _ := in.queue.stats()
+		waiting, bytes, _ := in.queue.stats()
 		return refused(fmt.Errorf("%w: %d deliveries wait their turn, holding %d bytes", errBusy, waiting, bytes))
 	}
 	what := "at " + ev.Commit
@@ -348,6 +358,30 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 		what = fmt.Sprintf("#%d", ev.PullRequest.Number)
 	}
 	return http.StatusAccepted, fmt.Sprintf("accepted: %s of %s %s", ev.Kind, repo.FullName, what), repoName, nil
+}
+
+// inTurn handles a delivery once its turn comes: its repository's entry is read again then
+// (a waiting delivery holds no entry, which may be large, and a repository removed or
+// quarantined meanwhile is not built), and the pipeline is handed the event, or told that
+// Nomad was down.
+func (in *Intake) inTurn(ctx context.Context, j *job) error {
+	entry, err := in.repos.Repo(ctx, j.ev.Repo.CloneURL)
+	if errors.Is(err, registry.ErrNotFound) {
+		j.log.Warn("delivery not handled: its repository is no longer registered")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("entry of %s: %w", j.ev.Repo.CloneURL, err)
+	}
+	if why := entry.Blocked(j.ev.Repo.OwnerID); why != "" {
+		j.log.Warn("delivery not handled: its repository is blocked now", "why", why)
+		return nil
+	}
+	if j.told != nil {
+		return in.handler.Unavailable(ctx, j.log, j.ev, entry, j.opts, j.told)
+	}
+	_, err = in.handler.Handle(ctx, j.log, j.ev, entry, j.opts)
+	return err
 }
 
 // refuse maps an intake error to its HTTP status and a short message; the detail goes to the
@@ -380,6 +414,14 @@ func refuse(err error) (int, string, error) {
 	default:
 		return http.StatusInternalServerError, "internal error", err
 	}
+}
+
+// clipID clips a header's ID to what an ID needs (Gitea's and GitHub's are 36 bytes).
+func clipID(s string) string {
+	if len(s) > 128 {
+		return strings.ToValidUTF8(s[:128], "")
+	}
+	return s
 }
 
 // clip keeps an error message about hostile input short.

@@ -19,7 +19,9 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode/utf8"
 
+	"github.com/albatros-ci/albatros/commands"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/forge/forgetest"
@@ -73,7 +75,7 @@ type handled struct {
 }
 
 // fakeHandler is the pipeline. When release is set, Handle signals entered and waits for
-// release before it looks at its context and records the call.
+// release (or the end of its context) before it looks at its context and records the call.
 type fakeHandler struct {
 	entered chan struct{}
 	release chan struct{}
@@ -95,7 +97,10 @@ func (f *fakeHandler) Handle(ctx context.Context, _ *slog.Logger, ev forge.Event
 		f.entered <- struct{}{}
 	}
 	if f.release != nil {
-		<-f.release
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+		}
 	}
 	h := handled{ev: ev, entry: entry, opts: opts, ctxErr: ctx.Err()}
 	h.deadline, h.hasDeadline = ctx.Deadline()
@@ -651,8 +656,10 @@ func TestIntake(t *testing.T) {
 			}
 
 			repoCalls, orgCalls := repos.Calls()
-			if tc.wantLookup && !slices.Equal(repoCalls, []string{cloneURL}) {
-				t.Errorf("registry asked for repositories %q, want [%s]", repoCalls, cloneURL)
+			// Once to authenticate, and once more when a handled delivery's turn comes (a
+			// waiting delivery holds no entry).
+			if tc.wantLookup && (len(repoCalls) == 0 || len(repoCalls) > 2 || slices.ContainsFunc(repoCalls, func(u string) bool { return u != cloneURL })) {
+				t.Errorf("registry asked for repositories %q, want [%s] once or twice", repoCalls, cloneURL)
 			}
 			if !tc.wantLookup && len(repoCalls) > 0 {
 				t.Errorf("registry asked for repositories %q, want no lookup", repoCalls)
@@ -1070,8 +1077,8 @@ func TestIntakeBoundsTheDeliveriesWaiting(t *testing.T) {
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 2*(webhook.MaxHandling+waiting)), release: make(chan struct{})}
 	// Room for MaxHandling being handled and about 100 waiting: a push holds a little over
-	// 2 KiB while it waits (its event, not its 7 KiB body).
-	in := webhook.New(repos, h, quiet(), webhook.Options{QueueBytes: (webhook.MaxHandling + waiting) * 2300})
+	// 4 KiB while it waits (its event, not its 7 KiB body).
+	in := webhook.New(repos, h, quiet(), webhook.Options{QueueBytes: (webhook.MaxHandling + waiting) * 4400})
 	srv := serve(t, in)
 	c := load(t, "push_branch.json")
 	accepted := 0
@@ -1102,8 +1109,8 @@ func TestIntakeBoundsTheDeliveriesWaiting(t *testing.T) {
 		t.Fatalf("more than %d deliveries handled at once", webhook.MaxHandling)
 	case <-time.After(100 * time.Millisecond):
 	}
-	if w, bytes, acc, refused := in.Queue(); w != accepted-webhook.MaxHandling || refused != 1 || acc != int64(accepted) || bytes <= 0 {
-		t.Errorf("queue: %d waiting, %d bytes, %d accepted, %d refused; want %d, some, %d, 1", w, bytes, acc, refused, accepted-webhook.MaxHandling, accepted)
+	if w, bytes, n := in.Queue(); w != accepted-webhook.MaxHandling || n.Refused != 1 || n.Accepted != int64(accepted) || n.Stopping != 0 || bytes <= 0 {
+		t.Errorf("queue: %d waiting, %d bytes, %+v; want %d, some, %d accepted and 1 refused", w, bytes, n, accepted-webhook.MaxHandling, accepted)
 	}
 	close(h.release)
 	in.Wait()
@@ -1117,7 +1124,8 @@ func TestIntakeBoundsTheDeliveriesWaiting(t *testing.T) {
 }
 
 // A stopping bot handles the answered deliveries while it may, then drops those still
-// waiting, and says how many; it takes no more meanwhile.
+// waiting and cancels those being handled, and says which it dropped; it takes no more
+// meanwhile.
 func TestIntakeDrain(t *testing.T) {
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
 	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
@@ -1134,16 +1142,85 @@ func TestIntakeDrain(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	done := make(chan map[forge.Kind]int)
+	done := make(chan []webhook.Dropped)
 	go func() { done <- in.Drain(ctx) }()
 	time.Sleep(50 * time.Millisecond)
 	if resp, _ := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("a delivery while stopping: %d, want 503", resp.StatusCode)
 	}
-	<-ctx.Done()
-	close(h.release) // those being handled end
-	left := <-done
-	if left[forge.KindPush] != 5 || len(h.calls()) != webhook.MaxHandling {
-		t.Errorf("dropped %v, handled %d; want 5 pushes dropped, %d handled", left, len(h.calls()), webhook.MaxHandling)
+	left := <-done // the handler never released: those being handled are cancelled
+	calls := h.calls()
+	if len(left) != 5 || len(calls) != webhook.MaxHandling {
+		t.Fatalf("dropped %v, handled %d; want 5 dropped, %d handled", left, len(calls), webhook.MaxHandling)
+	}
+	for _, d := range left {
+		if d.Kind != forge.KindPush || d.Repo == "" || d.Delivery != c.Delivery || !strings.HasPrefix(d.What, "at ") {
+			t.Errorf("dropped %+v, want the push, its repository, delivery %s and commit", d, c.Delivery)
+		}
+	}
+	for _, call := range calls {
+		if !errors.Is(call.ctxErr, context.Canceled) {
+			t.Errorf("a delivery being handled when the drain gave up: context %v, want cancelled", call.ctxErr)
+		}
+	}
+	if _, _, n := in.Queue(); n.Accepted != int64(webhook.MaxHandling+5) || n.Stopping != 1 || n.Refused != 0 {
+		t.Errorf("counts %+v, want %d accepted, 1 refused while stopping", n, webhook.MaxHandling+5)
+	}
+}
+
+// A waiting delivery holds no registry entry: its repository's is read again when its turn
+// comes, so a repository removed meanwhile is not built.
+func TestIntakeReadsTheEntryInTurn(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	for i := range webhook.MaxHandling + 3 {
+		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+	for range webhook.MaxHandling {
+		<-h.entered
+	}
+	repos.Remove(cloneURL)
+	close(h.release)
+	in.Wait()
+	if n := len(h.calls()); n != webhook.MaxHandling {
+		t.Errorf("%d deliveries handled, want %d: the 3 that waited while the repository was removed are not", n, webhook.MaxHandling)
+	}
+}
+
+// A long comment waits as what the commands are read from (commands.MaxComment), not whole:
+// the queue's bound is not spent on text nobody reads.
+func TestIntakeClipsWaitingComments(t *testing.T) {
+	c := load(t, "pr_comment_created.json")
+	body := edit(t, c.Body, func(m map[string]any) {
+		m["comment"].(map[string]any)["body"] = "/rebuild\n" + strings.Repeat("é", 2<<20)
+	})
+	var repoURL string
+	var parsed map[string]any
+	if err := json.Unmarshal(c.Body, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	repoURL = parsed["repository"].(map[string]any)["clone_url"].(string)
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: entry(repoSecret, "")}}
+	h := &fakeHandler{}
+	// Room for one such comment clipped, not for one whole (4 MiB).
+	in := webhook.New(repos, h, quiet(), webhook.Options{QueueBytes: 1 << 20})
+	srv := serve(t, in)
+	resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, body, bothSigs(repoSecret), nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a 4 MiB comment: %d %q, want 202", resp.StatusCode, got)
+	}
+	in.Wait()
+	calls := h.calls()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls, want 1", len(calls))
+	}
+	b := calls[0].ev.Comment.Body
+	if len(b) > commands.MaxComment || !utf8.ValidString(b) || !strings.HasPrefix(b, "/rebuild\n") {
+		t.Errorf("the comment handed on holds %d bytes (valid UTF-8: %v), want at most %d, starting with its command", len(b), utf8.ValidString(b), commands.MaxComment)
 	}
 }

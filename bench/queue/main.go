@@ -1,7 +1,7 @@
 // Command queue measures the memory the bot's intake holds for verified deliveries waiting
 // their turn, against the cheapest way to hold the same deliveries: a slice of their parsed
 // events, in the same process and run. A burst of tens of thousands of pushes must wait
-// within the intake's bound (Options.QueueBytes, 64 MiB by default) rather than be refused.
+// within the intake's bound (Options.QueueBytes, 96 MiB by default) rather than be refused.
 //
 // In one process, without servers (the pipeline is a handler that waits until told to go
 // on, so that every delivery stays queued), -n signed Gitea pushes, each a commit of its
@@ -41,7 +41,6 @@ import (
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
-	"github.com/albatros-ci/albatros/registry/registrytest"
 	"github.com/albatros-ci/albatros/testenv"
 	"github.com/albatros-ci/albatros/webhook"
 )
@@ -90,9 +89,7 @@ func run(n, rounds int) error {
 			return err
 		}
 	}
-	entry := &registry.Repo{}
-	entry.Hook.Secret = secret
-	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry}}
+	repos := freshEntries{cloneURL: cloneURL}
 	perDelivery := map[string][]float64{}
 	var queued []float64
 	for round := range rounds {
@@ -139,9 +136,30 @@ func measureBare(bodies [][]byte) (float64, error) {
 	return float64(after-before) / float64(len(bodies)), nil
 }
 
+// freshEntries is the registry as the bot's is: each lookup decodes an entry of its own
+// (here a registered repository trusting 1,000 users, about 20 KiB), so that a waiting
+// delivery that kept its entry would show in the heap.
+type freshEntries struct{ cloneURL string }
+
+func (f freshEntries) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
+	if cloneURL != f.cloneURL {
+		return nil, fmt.Errorf("repository %s: %w", cloneURL, registry.ErrNotFound)
+	}
+	e := &registry.Repo{}
+	e.Hook.Secret = secret
+	for i := range 1000 {
+		e.Trusted.Senders = append(e.Trusted.Senders, fmt.Sprintf("trusted-user-%04d", i))
+	}
+	return e, nil
+}
+
+func (freshEntries) Org(_ context.Context, orgURL string) (*registry.Org, error) {
+	return nil, fmt.Errorf("organization %s: %w", orgURL, registry.ErrNotFound)
+}
+
 // measureBot posts the bodies to an intake whose handler holds them, and returns the heap
 // per delivery once all are accepted, and what its queue counts per delivery.
-func measureBot(bodies [][]byte, repos *registrytest.Fake) (float64, float64, error) {
+func measureBot(bodies [][]byte, repos freshEntries) (float64, float64, error) {
 	h := &held{release: make(chan struct{})}
 	in := webhook.New(repos, h, slog.New(slog.NewTextHandler(io.Discard, nil)), webhook.Options{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -204,9 +222,9 @@ func measureBot(bodies [][]byte, repos *registrytest.Fake) (float64, float64, er
 	}
 	time.Sleep(200 * time.Millisecond) // the idle connections' goroutines end
 	after := heap()
-	waiting, counted, accepted, refused := in.Queue()
-	if refused > 0 || accepted != int64(len(bodies)) {
-		return 0, 0, fmt.Errorf("%d accepted, %d refused, want %d accepted", accepted, refused, len(bodies))
+	waiting, counted, n := in.Queue()
+	if n.Refused > 0 || n.Accepted != int64(len(bodies)) {
+		return 0, 0, fmt.Errorf("%d accepted, %d refused, want %d accepted", n.Accepted, n.Refused, len(bodies))
 	}
 	per := float64(after-before) / float64(len(bodies)-1)
 	close(h.release)

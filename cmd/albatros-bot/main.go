@@ -211,7 +211,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go func() {
 		defer close(reconciled)
 		repos.Lead(watchCtx, "reconciler", func(ctx context.Context) {
-			reconcile(ctx, log, cfg, repos, bot, pipe)
+			reconcile(ctx, log, cfg, repos, bot, pipe, intake.Settled)
 		}, onLeadErr)
 	}()
 	checked := make(chan struct{})
@@ -260,11 +260,20 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 20*time.Second)
 	left := intake.Drain(drainCtx)
 	cancelDrain()
-	if n := total(left); n > 0 {
-		log.Warn("answered deliveries not handled before stopping: left to the reconciler", "count", n, "by kind", left)
+	if len(left) > 0 {
+		// Branch and pull-request heads are found by the reconciler; tags, comments and
+		// closed pull requests only if redelivered from the forge: each is named.
+		byKind := map[forge.Kind]int{}
+		for i, d := range left {
+			byKind[d.Kind]++
+			if i < maxDroppedLogged {
+				log.Warn("answered delivery not handled before stopping", "kind", d.Kind, "repo", d.Repo, "what", d.What, "delivery", d.Delivery)
+			}
+		}
+		log.Warn("answered deliveries not handled before stopping: the reconciler builds the heads of branches and pull requests among them; redeliver the others from the forge", "count", len(left), "by kind", byKind, "named above", min(len(left), maxDroppedLogged))
 	}
-	_, _, accepted, refused := intake.Queue()
-	log.Info("deliveries since start", "accepted", accepted, "refused for the queue's bound", refused)
+	_, _, counts := intake.Queue()
+	log.Info("deliveries since start", "accepted", counts.Accepted, "refused for the queue's bound", counts.Refused, "refused while stopping", counts.Stopping)
 	stopWatch()
 	<-watched
 	<-reconciled
@@ -272,14 +281,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return err
 }
 
-// total adds up counts by kind.
-func total[K comparable](m map[K]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
+// maxDroppedLogged bounds the deliveries a stopping bot names in its log, one line each.
+const maxDroppedLogged = 200
 
 // waitReady retries check for a while: the bot may start before Nomad or Consul does.
 func waitReady(ctx context.Context, log *slog.Logger, name string, check func(context.Context) error) error {
@@ -374,7 +377,7 @@ const dedupAge = 24 * time.Hour
 // reconcile runs the reconciler while this bot leads it: at once, then every
 // cfg.ReconcileInterval (never again when 0), over the repositories with an entry and
 // those of the organizations installed on the bot's Gitea.
-func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos *registry.Registry, bot *gitea.Client, pipe *pipeline.Pipeline) {
+func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos *registry.Registry, bot *gitea.Client, pipe *pipeline.Pipeline, settled func() time.Time) {
 	log.Info("leading: reconciling", "every", cfg.ReconcileInterval)
 	for {
 		urls, err := repos.RepoURLs(ctx)
@@ -406,11 +409,11 @@ func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos 
 		}
 		slices.SortFunc(targets, func(a, b forge.Repo) int { return strings.Compare(a.CloneURL, b.CloneURL) })
 		targets = slices.CompactFunc(targets, func(a, b forge.Repo) bool { return a.CloneURL == b.CloneURL })
-		st, err := pipe.Reconcile(ctx, log, targets, pipeline.ReconcileOptions{BranchWindow: cfg.ReconcileBranches})
+		st, err := pipe.Reconcile(ctx, log, targets, pipeline.ReconcileOptions{BranchWindow: cfg.ReconcileBranches, Settled: settled})
 		if err != nil {
 			log.Warn("reconciler", "err", err)
 		}
-		log.Info("reconciler pass", "repositories", st.Repositories, "heads", st.Heads, "found and built", st.Found, "branches truncated", len(st.Truncated))
+		log.Info("reconciler pass", "repositories", st.Repositories, "heads", st.Heads, "found and built", st.Found, "left to the next pass", st.Deferred, "branches truncated", len(st.Truncated))
 		if gone, err := repos.CleanDedup(ctx, dedupAge); err != nil {
 			log.Warn("dedup records not cleaned", "err", err)
 		} else if gone > 0 {

@@ -55,6 +55,8 @@ type Forge struct {
 	// is how many branches a page of its listing holds (all on one page when 0).
 	Branches    []forge.Branch
 	BranchPages int
+	// BranchErr, when set, is RecentBranches' error.
+	BranchErr error
 
 	mu        sync.Mutex
 	statuses  []forge.Status // on the forge, oldest first
@@ -313,12 +315,14 @@ func (f *Forge) DefaultHead(context.Context, forge.Repo) (string, string, time.T
 	return f.Default, f.DefaultCommit, f.DefaultDate, nil
 }
 
-// OpenPullRequests returns the open ones of PRs, the most recently updated first.
 // RecentBranches returns Branches dated since then, newest first, as many pages of
-// BranchPages branches as maxPages allows.
+// BranchPages branches as maxPages allows; or BranchErr.
 func (f *Forge) RecentBranches(_ context.Context, _ forge.Repo, since time.Time, maxPages int) ([]forge.Branch, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.BranchErr != nil {
+		return nil, false, f.BranchErr
+	}
 	all := slices.Clone(f.Branches)
 	slices.SortFunc(all, func(a, b forge.Branch) int { return b.Date.Compare(a.Date) })
 	perPage := f.BranchPages
@@ -338,6 +342,7 @@ func (f *Forge) RecentBranches(_ context.Context, _ forge.Repo, since time.Time,
 	return out, false, nil
 }
 
+// OpenPullRequests returns the open ones of PRs, the most recently updated first.
 func (f *Forge) OpenPullRequests(_ context.Context, _ forge.Repo, limit int) ([]forge.PullRequestInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -3,6 +3,7 @@ package gitea
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
@@ -227,18 +228,21 @@ const branchesPage = 50
 
 // RecentBranches returns repo's branches whose head commit is dated since then, the newest
 // first: Gitea lists branches by their head commit's time, newest first, so that the
-// listing stops at the first older one, or after maxPages pages (truncated).
+// listing stops at the first older one, at its end (Gitea says how many branches there
+// are), or after maxPages pages (truncated).
 func (c *Client) RecentBranches(ctx context.Context, repo forge.Repo, since time.Time, maxPages int) ([]forge.Branch, bool, error) {
 	cl, err := c.sdk(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	var out []forge.Branch
+	read := 0
 	for page := 1; page <= maxPages; page++ {
-		list, _, err := cl.ListRepoBranches(repo.Owner, repo.Name, sdk.ListRepoBranchesOptions{ListOptions: sdk.ListOptions{Page: page, PageSize: branchesPage}})
+		list, resp, err := cl.ListRepoBranches(repo.Owner, repo.Name, sdk.ListRepoBranchesOptions{ListOptions: sdk.ListOptions{Page: page, PageSize: branchesPage}})
 		if err != nil {
 			return out, false, fmt.Errorf("gitea: branches of %s: %w", repo.FullName, err)
 		}
+		read += len(list)
 		for _, b := range list {
 			if b.Commit == nil {
 				continue
@@ -248,7 +252,17 @@ func (c *Client) RecentBranches(ctx context.Context, repo forge.Repo, since time
 			}
 			out = append(out, forge.Branch{Name: b.Name, Commit: b.Commit.ID, Date: b.Commit.Timestamp})
 		}
-		if len(list) < branchesPage {
+		// The end: no more branches than read, by Gitea's count; or, without a count, a
+		// page short of the one asked for (a Gitea whose MAX_RESPONSE_ITEMS is smaller
+		// gives shorter pages, hence the count first).
+		if len(list) == 0 {
+			return out, false, nil
+		}
+		if total, err := strconv.Atoi(resp.Header.Get("X-Total-Count")); err == nil {
+			if read >= total {
+				return out, false, nil
+			}
+		} else if len(list) < branchesPage {
 			return out, false, nil
 		}
 	}

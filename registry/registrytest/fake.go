@@ -248,3 +248,10 @@ func (s *Sessions) Asked() int {
 	defer s.mu.Unlock()
 	return s.asked
 }
+
+// Remove removes the entry of cloneURL, as an owner's uninstall would.
+func (f *Fake) Remove(cloneURL string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.Repos, cloneURL)
+}
