@@ -20,9 +20,11 @@ build:
 tools:
 	@for t in $(TOOLS); do tools/build.sh $$t || exit 1; done
 
-## vet: go vet over the whole module
+## vet: go vet over the whole module, and the tree gofmt-clean and go.mod tidy
 vet:
 	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod is not tidy: run go mod tidy"; exit 1; }
 
 ## test: vet, unit and integration tests (builds the tools first when they are missing)
 test: tools vet
