@@ -5,10 +5,9 @@ import (
 	"time"
 )
 
-// The optional capabilities of a forge client, beyond Forge. A consumer finds them by type
-// assertion; each driver asserts at compile time the ones it implements
-// (var _ forge.StatusReader = (*Client)(nil)), so that a drifted signature fails the build
-// instead of silently turning a feature off.
+// The capabilities of a forge client, beyond commit statuses: Forge holds them all, a
+// driver implements those its forge has and embeds Unsupported for the others. A consumer
+// takes the narrowest of them it needs.
 
 // StatusReader reads commit statuses back.
 type StatusReader interface {

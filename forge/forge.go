@@ -12,12 +12,35 @@ import (
 	"fmt"
 )
 
-// Forge is what the bot calls on every forge.
+// Forge is everything the bot may ask of a forge: commit statuses, and the capabilities
+// (see capabilities.go) that a driver may lack. A driver embeds Unsupported and implements
+// what its forge can do; what it lacks answers ErrUnsupported. So a capability is never
+// discovered by type assertion, a client wrapped (for metrics, for tokens) keeps every
+// capability it forwards, and each caller says what a missing one means: a decision that
+// guards secrets or logs denies.
 type Forge interface {
 	// SetStatus writes a commit status. Writing the same state twice is harmless: forges keep
 	// the newest status per context.
 	SetStatus(ctx context.Context, s Status) error
+
+	StatusReader
+	OrgHooks
+	OrgOwners
+	TeamMembers
+	Users
+	Account
+	RepoReaders
+	OrgRepos
+	Commenter
+	Reactor
+	PullRequests
+	Writers
+	Heads
 }
+
+// ErrUnsupported is what a forge answers when it cannot do what is asked (errors.Is also
+// matches errors.ErrUnsupported).
+var ErrUnsupported = fmt.Errorf("forge: %w", errors.ErrUnsupported)
 
 // Kind is what happened on the forge.
 type Kind string

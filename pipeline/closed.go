@@ -19,16 +19,19 @@ const ClosedDescription = "stopped: pull request closed"
 // is no longer to be merged), marks their statuses, and says so in the conversation.
 func (p *Pipeline) closed(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo) error {
 	number := ev.PullRequest.Number
-	// The event's word is not enough to stop builds: the forge must say so too.
-	if prs, ok := f.(forge.PullRequests); ok {
-		info, err := prs.PullRequestInfo(ctx, repo, number)
-		if err != nil {
-			return fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err)
-		}
-		if info.Open {
-			log.Warn("closed pull request is open: nothing stopped", "pr", number)
-			return nil
-		}
+	// The event's word is not enough to stop builds: the forge must say so too, and a
+	// forge that cannot say stops nothing.
+	info, err := f.PullRequestInfo(ctx, repo, number)
+	if errors.Is(err, forge.ErrUnsupported) {
+		log.Warn("the forge cannot confirm the pull request closed: nothing stopped", "pr", number)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err)
+	}
+	if info.Open {
+		log.Warn("closed pull request is open: nothing stopped", "pr", number)
+		return nil
 	}
 	all, err := p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 500)
 	if err != nil {
@@ -60,14 +63,10 @@ func (p *Pipeline) stoppedByClose(ctx context.Context, f forge.Forge, repo forge
 	if out.Result != orchestrator.Error || !b.Stopped || b.Meta["PR"] == "" {
 		return false
 	}
-	prs, ok := f.(forge.PullRequests)
-	if !ok {
-		return false
-	}
 	number, err := strconv.ParseInt(b.Meta["PR"], 10, 64)
 	if err != nil {
 		return false
 	}
-	info, err := prs.PullRequestInfo(ctx, repo, number)
+	info, err := f.PullRequestInfo(ctx, repo, number)
 	return err == nil && !info.Open
 }

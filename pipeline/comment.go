@@ -50,14 +50,9 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	if strings.EqualFold(cm.Author, me) {
 		return nil, nil
 	}
-	c, ok1 := f.(forge.Commenter)
-	prs, ok2 := f.(forge.PullRequests)
-	if !ok1 || !ok2 {
-		return nil, errors.New("the forge cannot read pull requests or comment: commands are not read")
-	}
 	log = log.With("pr", number, "comment", cm.ID, "author", cm.Author)
 	reply := func(text string) error {
-		_, err := c.CreateComment(ctx, repo, number, fmt.Sprintf("@%s %s", cm.Author, text))
+		_, err := f.CreateComment(ctx, repo, number, fmt.Sprintf("@%s %s", cm.Author, text))
 		if err != nil {
 			return fmt.Errorf("reply to comment %d on %s#%d: %w", cm.ID, repo.FullName, number, err)
 		}
@@ -72,14 +67,12 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 		return nil, reply(fmt.Sprintf("only this repository's maintainers (write access) and its trusted users may `/%s` here: nothing was run.", cmds[0].Name))
 	}
 	react := func(reaction string) {
-		if r, ok := f.(forge.Reactor); ok {
-			if err := r.React(ctx, repo, cm.ID, reaction); err != nil {
-				log.Warn("react", "reaction", reaction, "err", err)
-			}
+		if err := f.React(ctx, repo, cm.ID, reaction); err != nil && !errors.Is(err, forge.ErrUnsupported) {
+			log.Warn("react", "reaction", reaction, "err", err)
 		}
 	}
 	react("eyes")
-	info, err := prs.PullRequestInfo(ctx, repo, number)
+	info, err := f.PullRequestInfo(ctx, repo, number)
 	if err != nil {
 		return nil, fmt.Errorf("pull request %s#%d: %w", repo.FullName, number, err)
 	}
@@ -124,7 +117,7 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 			}
 			sha := strings.ToLower(cmd.Args[0])
 			if sha != info.Head {
-				msg, err := p.notHead(ctx, prs, repo, number, sha, info.Head)
+				msg, err := p.notHead(ctx, f, repo, number, sha, info.Head)
 				if err != nil {
 					errs = append(errs, err)
 					continue
@@ -167,11 +160,11 @@ func (p *Pipeline) rights(ctx context.Context, f forge.Forge, repo forge.Repo, e
 	if err != nil || trusted {
 		return trusted, false, err
 	}
-	w, ok := f.(forge.Writers)
-	if !ok {
+	// A forge that cannot tell writers has none: only trusted users' commands run.
+	writer, err = f.CanWrite(ctx, repo, user)
+	if errors.Is(err, forge.ErrUnsupported) {
 		return false, false, nil
 	}
-	writer, err = w.CanWrite(ctx, repo, user)
 	return false, writer, err
 }
 

@@ -29,18 +29,16 @@ const Marker = "<!-- albatros: builds of this pull request -->"
 // comments again once they hold it, so that two never create two comments. A forge that
 // cannot comment has no conversation.
 func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, number int64) error {
-	c, ok := f.(forge.Commenter)
-	prs, ok2 := f.(forge.PullRequests)
-	if !ok || !ok2 {
-		return nil
-	}
 	unlock, err := p.lockPR(ctx, repo.CloneURL, number)
 	if err != nil {
 		return fmt.Errorf("conversation of %s#%d: %w", repo.FullName, number, err)
 	}
 	defer unlock()
 	wrap := func(err error) error { return fmt.Errorf("conversation of %s#%d: %w", repo.FullName, number, err) }
-	info, err := prs.PullRequestInfo(ctx, repo, number)
+	info, err := f.PullRequestInfo(ctx, repo, number)
+	if errors.Is(err, forge.ErrUnsupported) {
+		return nil // no conversation on a forge that cannot read pull requests
+	}
 	if err != nil {
 		return wrap(err)
 	}
@@ -52,7 +50,10 @@ func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge
 	if err != nil {
 		return wrap(err)
 	}
-	comments, err := c.Comments(ctx, repo, number)
+	comments, err := f.Comments(ctx, repo, number)
+	if errors.Is(err, forge.ErrUnsupported) {
+		return nil // nor on one that cannot comment
+	}
 	if err != nil {
 		return wrap(err)
 	}
@@ -61,13 +62,13 @@ func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge
 			if cm.Body == body {
 				return nil
 			}
-			if err := c.EditComment(ctx, repo, cm.ID, body); err != nil {
+			if err := f.EditComment(ctx, repo, cm.ID, body); err != nil {
 				return wrap(err)
 			}
 			return nil
 		}
 	}
-	created, err := c.CreateComment(ctx, repo, number, body)
+	created, err := f.CreateComment(ctx, repo, number, body)
 	if err != nil {
 		return wrap(err)
 	}
@@ -107,17 +108,13 @@ func (p *Pipeline) lockPR(ctx context.Context, cloneURL string, number int64) (f
 
 // me is the login the forge client acts as: its own comments are the bot's.
 func (p *Pipeline) me(ctx context.Context, f forge.Forge) (string, error) {
-	a, ok := f.(forge.Account)
-	if !ok {
-		return "", errors.New("the forge cannot say who the bot is there")
-	}
 	p.logins.mu.Lock()
 	login, found := p.logins.m[f]
 	p.logins.mu.Unlock()
 	if found {
 		return login, nil
 	}
-	login, err := a.Me(ctx)
+	login, err := f.Me(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -361,11 +361,11 @@ func (p *Pipeline) again(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			return d, nil
 		}
 		if ev.PullRequest != nil {
-			prs, ok := f.(forge.PullRequests)
-			if !ok {
+			info, err := f.PullRequestInfo(ctx, repo, ev.PullRequest.Number)
+			if errors.Is(err, forge.ErrUnsupported) {
+				log.Warn("the build of this event was stopped, and the forge cannot say whether its pull request is still open at this head: not built again", "job", d.JobID)
 				return d, nil
 			}
-			info, err := prs.PullRequestInfo(ctx, repo, ev.PullRequest.Number)
 			if err != nil {
 				return d, fmt.Errorf("pull request %s#%d: %w", repo.FullName, ev.PullRequest.Number, err)
 			}

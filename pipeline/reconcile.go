@@ -160,13 +160,14 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 		return err
 	}
 	repo.OwnerID = target.OwnerID
-	heads, ok := f.(forge.Heads)
-	if !ok {
-		return nil
-	}
+	heads := forge.Heads(f)
 	now := time.Now()
 	var events []forge.Event
 	branch, commit, date, err := heads.DefaultHead(ctx, repo)
+	if errors.Is(err, forge.ErrUnsupported) {
+		log.Debug("reconciler: the forge cannot list heads", "repo", cloneURL)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -255,9 +256,12 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 // delivery may be waiting its turn.
 func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, built, settled bool) (n int, deferred bool, err error) {
 	seen := built
-	if r, ok := f.(forge.StatusReader); ok {
+	{
 		for _, fl := range p.flavors(entry) {
-			cur, found, err := r.LatestStatus(ctx, repo, ev.Commit, StatusContext(fl))
+			cur, found, err := f.LatestStatus(ctx, repo, ev.Commit, StatusContext(fl))
+			if errors.Is(err, forge.ErrUnsupported) {
+				break // a forge that cannot read statuses back: the builds alone say
+			}
 			if err != nil {
 				return 0, false, err // the forge is in trouble: the next pass tries again
 			}

@@ -66,8 +66,9 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	// Skip a status the commit already has: the event stream is replayed at start, and a
 	// second bot sees the same events.
 	hidden := false // a newer build of the commit has the status
-	if r, ok := f.(forge.StatusReader); ok {
-		cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context)
+	// A forge that cannot read statuses back (forge.ErrUnsupported) gets the status again.
+	{
+		cur, found, err := f.LatestStatus(ctx, repo, commit, s.Context)
 		if err == nil && found {
 			if cur.State == s.State && cur.TargetURL == s.TargetURL {
 				return nil // already reported, by this bot or another, with its comment
@@ -105,11 +106,9 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	if waited {
 		// Another bot claimed it and did not say it wrote it: it may have died between
 		// writing and saying so. Look again before writing.
-		if r, ok := f.(forge.StatusReader); ok {
-			if cur, found, err := r.LatestStatus(ctx, repo, commit, s.Context); err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL {
-				done(true)
-				return nil
-			}
+		if cur, found, err := f.LatestStatus(ctx, repo, commit, s.Context); err == nil && found && cur.State == s.State && cur.TargetURL == s.TargetURL {
+			done(true)
+			return nil
 		}
 	}
 	if err := f.SetStatus(ctx, s); err != nil {

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -41,12 +40,9 @@ func TrustedUser(ctx context.Context, f forge.Forge, repo forge.Repo, entry *reg
 	if len(entry.Trusted.Teams) == 0 {
 		return false, nil
 	}
-	teams, ok := f.(forge.TeamMembers)
-	if !ok {
-		return false, fmt.Errorf("trusted teams %q: the forge cannot tell team members", entry.Trusted.Teams)
-	}
 	for _, team := range entry.Trusted.Teams {
-		in, err := teams.IsTeamMember(ctx, repo.Owner, forge.Team{Name: team, ID: entry.Trusted.TeamIDs[team]}, user)
+		// A forge that cannot tell team members trusts no team (forge.ErrUnsupported).
+		in, err := f.IsTeamMember(ctx, repo.Owner, forge.Team{Name: team, ID: entry.Trusted.TeamIDs[team]}, user)
 		if err != nil {
 			return false, err
 		}

@@ -200,7 +200,10 @@ func (fakeRecords) PutInstallation(context.Context, *registry.Installation) erro
 func (fakeRecords) SetSecret(*registry.Installation, string, string, string) error { return nil }
 
 // privateRepo is a private repository on Gitea, readable by readers only.
-type privateRepo struct{ readers []string }
+type privateRepo struct {
+	forge.Unsupported
+	readers []string
+}
 
 var _ forge.RepoReaders = privateRepo{}
 

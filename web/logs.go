@@ -40,11 +40,14 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 		http.Error(w, "the repository's access could not be checked", http.StatusForbidden)
 		return false
 	}
-	readers, ok := f.(forge.RepoReaders)
-	if !ok {
-		return true
-	}
+	readers := forge.RepoReaders(f)
 	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return readers.IsPrivate(ctx, repo) }, ctx)
+	if errors.Is(err, forge.ErrUnsupported) {
+		// A forge that cannot say whether the repository is private: as if it were, and
+		// nobody can be told a reader.
+		http.Error(w, "the repository's forge cannot say who may read it: its logs are not served", http.StatusForbidden)
+		return false
+	}
 	if err != nil {
 		wb.cfg.Log.Warn("log access: visibility", "repo", cloneURL, "err", err)
 		http.Error(w, "the repository's access could not be checked", http.StatusServiceUnavailable)

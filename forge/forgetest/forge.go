@@ -30,6 +30,9 @@ var (
 // LatestStatus with the newest status of a commit in a context. It is safe for concurrent
 // use; set its fields before sharing it.
 type Forge struct {
+	// Every capability not implemented below is unsupported.
+	forge.Unsupported
+
 	// SetErr, when set, fails every SetStatus, which then keeps nothing.
 	SetErr error
 	// LatestErr, when set, fails every LatestStatus.
@@ -151,9 +154,10 @@ func (f *Forge) Reads() int {
 	return f.reads
 }
 
-// WriteOnly is a forge without the StatusReader capability, as a driver that cannot read
-// statuses back: it writes to Forge.
+// WriteOnly is a forge that only writes statuses (to Forge), every other capability
+// unsupported: a driver that cannot read statuses back, nor tell who may do what.
 type WriteOnly struct {
+	forge.Unsupported
 	Forge *Forge
 }
 

@@ -24,6 +24,8 @@ import (
 
 // Client talks to one GitHub API with one token.
 type Client struct {
+	// What GitHub's client does not do yet answers forge.ErrUnsupported.
+	forge.Unsupported
 	api *gh.Client
 }
 
