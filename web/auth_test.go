@@ -1,6 +1,7 @@
 package web
 
 import (
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"net/http"
 	"net/url"
 	"slices"
@@ -173,6 +174,22 @@ func TestMissingScopes(t *testing.T) {
 	} {
 		if got := missingScopes(c.granted, OwnerScopes); !slices.Equal(got, c.missing) {
 			t.Errorf("grant %q lacks %v, want %v", c.granted, got, c.missing)
+		}
+	}
+}
+
+// A log whose repository's forge cannot say whether it is private, nor who reads it
+// (forge.ErrUnsupported), is served to nobody: not anonymously, not signed in.
+func TestLogOfAForgeThatCannotTellItsReaders(t *testing.T) {
+	h := newHarness(t)
+	rp := h.replica("http://127.0.0.1:8080")
+	log := "/logs/ci/builder/dispatch-1"
+	h.repoForge = forgetest.WriteOnly{Forge: &forgetest.Forge{}} // TestReaderSignIn: alice reads it on one that can
+	sess := rp.sessionOf(t, rp.signIn(t, "/login?next=/orgs"))
+	for name, cookies := range map[string][]*http.Cookie{"anonymous": nil, "signed in": {sess}} {
+		w := rp.do("GET", log, cookies...)
+		if w.Code != http.StatusForbidden || strings.Contains(w.Body.String(), "private build output") {
+			t.Errorf("%s, on a forge that cannot tell: %d %q, want 403", name, w.Code, w.Body)
 		}
 	}
 }

@@ -216,10 +216,12 @@ func (p privateRepo) CanRead(_ context.Context, _ forge.Repo, user string) (bool
 // harness is a Gitea, a Consul (its fake sign-outs) and the bot's keys, shared by the
 // replicas of the bot that web makes.
 type harness struct {
-	t        *testing.T
-	gitea    *fakeGitea
-	sessions *registrytest.Sessions
-	keys     *seal.Keyring
+	// repoForge, when set, is the private repository's forge instead of privateRepo.
+	repoForge forge.Forge
+	t         *testing.T
+	gitea     *fakeGitea
+	sessions  *registrytest.Sessions
+	keys      *seal.Keyring
 	// user is the API as the user signing in sees it, with their token; bot, as the bot.
 	user, bot *giteaAPI
 	installer *fakeInstaller
@@ -267,7 +269,11 @@ func (h *harness) replica(baseURL string) *replica {
 		},
 		Installer: h.installer, Records: fakeRecords{},
 		Forge: func(*registry.Repo, string) (forge.Forge, forge.Repo, error) {
-			return privateRepo{readers: []string{"alice"}}, forge.Repo{Owner: "acme", Name: "secret", FullName: "acme/secret"}, nil
+			f := forge.Forge(privateRepo{readers: []string{"alice"}})
+			if h.repoForge != nil {
+				f = h.repoForge
+			}
+			return f, forge.Repo{Owner: "acme", Name: "secret", FullName: "acme/secret"}, nil
 		},
 		Log: slog.New(slog.DiscardHandler),
 	})
