@@ -115,10 +115,6 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 		all = append(all, repo)
 	}
 
-	type pushed struct {
-		repo *testenv.Repo
-		sha  string
-	}
 	var made []pushed
 	start := time.Now()
 	for i := range pushes {
@@ -137,7 +133,21 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 	t.Logf("%d pushes over %d repositories in %s", pushes, repos, time.Since(start).Round(time.Second))
 
 	// Every push: one final status, success, exactly once.
-	deadline := time.Now().Add(time.Duration(pushes)*time.Second + 2*time.Minute)
+	oneBuildEach(t, g, made, time.Now().Add(time.Duration(pushes)*time.Second+2*time.Minute))
+	t.Logf("all final in %s", time.Since(start).Round(time.Second))
+	t.Logf("%d pushes, %d deliveries to the bots", pushes, pushes*3)
+}
+
+// pushed is a push made by a test, to a branch of its own.
+type pushed struct {
+	repo *testenv.Repo
+	sha  string
+}
+
+// oneBuildEach waits until each push has one final status, a success, and then checks
+// that Nomad has one job of each push's commit.
+func oneBuildEach(t *testing.T, g *testenv.Gitea, made []pushed, deadline time.Time) {
+	t.Helper()
 	for _, m := range made {
 		for {
 			var states []gitea.StatusState
@@ -165,7 +175,6 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
-	t.Logf("all final in %s", time.Since(start).Round(time.Second))
 	// A moment for a late double to show, then: one Nomad job per push.
 	time.Sleep(2 * time.Second)
 	byCommit := map[string]int{}
@@ -186,5 +195,148 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 			t.Errorf("%s %s: %d Nomad jobs, want 1", m.repo.Name, m.sha[:7], byCommit[m.sha])
 		}
 	}
-	t.Logf("%d pushes, %d deliveries to the bots, %d Nomad jobs", pushes, pushes*3, jobs)
+	t.Logf("%d pushes, %d Nomad jobs", len(made), jobs)
+}
+
+// captured is a delivery Gitea sent, held to be posted later.
+type captured struct {
+	header http.Header
+	body   []byte
+}
+
+// The worst morning: two bots, pushes to a branch each over several repositories,
+// their deliveries held, then each posted three times to each bot all at once (six per
+// push). Each push builds once and gets one final status, none twice. The bots' queues
+// are bounded by ALBATROS_SOAK_QUEUE_BYTES (1MiB by default, the least the bot takes;
+// the bot's own default is 96MiB) and their reconciler runs every ALBATROS_SOAK_RECONCILE
+// (5s by default; 0 runs it at start only, so that the burst alone builds the pushes):
+// deliveries refused past the bound, and pushes all six of whose deliveries were refused,
+// are built by the reconciler, which runs meanwhile. ALBATROS_SOAK_PUSHES and
+// ALBATROS_SOAK_REPOS scale it (30 over 3 by default).
+func TestTwoBotsBurst(t *testing.T) {
+	t.Parallel()
+	pushes, repos := envInt(t, "ALBATROS_SOAK_PUSHES", 30), envInt(t, "ALBATROS_SOAK_REPOS", 3)
+	queue, every := os.Getenv("ALBATROS_SOAK_QUEUE_BYTES"), os.Getenv("ALBATROS_SOAK_RECONCILE")
+	if queue == "" {
+		queue = "1MiB"
+	}
+	if every == "" {
+		every = "5s"
+	}
+	prefix := testenv.UniqueName("burst") + "/"
+	var bots []string
+	for range 2 {
+		addr, err := testenv.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ownBot(t, addr, prefix, "ALBATROS_RECONCILE_INTERVAL="+every, "ALBATROS_QUEUE_BYTES="+queue)
+		bots = append(bots, b.URL+"/webhook/gitea")
+	}
+	var mu sync.Mutex
+	var held []captured
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		held = append(held, captured{r.Header.Clone(), body})
+		mu.Unlock()
+	}))
+	defer target.Close()
+
+	g := env.Gitea(t)
+	owner := g.CreateUser(t, testenv.UniqueName("owner"))
+	org := testenv.UniqueName("org")
+	g.CreateOrg(t, owner, org)
+	const secret = "burst-webhook-secret"
+	var all []*testenv.Repo
+	for i := range repos {
+		repo := g.CreateRepo(t, owner, org, fmt.Sprintf("app%d", i))
+		raw, _ := json.Marshal(entry{"hook": map[string]string{"secret": secret}, "gitea": map[string]string{"url": g.URL, "token": owner.Token}})
+		key := prefix + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
+		if _, err := env.Consul(t).Client(t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
+			t.Fatal(err)
+		}
+		g.Push(t, owner, repo, "main", "", script("echo ok\n"), "base")
+		all = append(all, repo)
+	}
+	for _, repo := range all {
+		g.CreateWebhook(t, owner, repo, target.URL, secret, "push")
+	}
+	var made []pushed
+	for i := range pushes {
+		repo := all[i%len(all)]
+		sha := g.Push(t, owner, repo, fmt.Sprintf("b%d", i), "main", script(fmt.Sprintf("echo build %d\n", i)), fmt.Sprintf("push %d", i))
+		made = append(made, pushed{repo, sha})
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		mu.Lock()
+		n := len(held)
+		mu.Unlock()
+		if n >= pushes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries from Gitea after %d pushes", n, pushes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The burst: every delivery three times to each bot, 64 posts at once.
+	type post struct {
+		d   captured
+		url string
+	}
+	posts := make(chan post)
+	codes := map[int]int{}
+	accepted := map[string]int{} // by delivery
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range posts {
+				req, _ := http.NewRequest(http.MethodPost, p.url, bytes.NewReader(p.d.body))
+				for k, v := range p.d.header {
+					if k != "Content-Length" {
+						req.Header[k] = v
+					}
+				}
+				code := http.StatusBadGateway
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					code = resp.StatusCode
+					resp.Body.Close()
+				}
+				mu.Lock()
+				codes[code]++
+				if code == http.StatusAccepted {
+					accepted[p.d.header.Get("X-Gitea-Delivery")]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for range 3 {
+		for _, d := range held {
+			for _, u := range bots {
+				posts <- post{d, u}
+			}
+		}
+	}
+	close(posts)
+	wg.Wait()
+	lost := 0
+	for _, d := range held {
+		if accepted[d.header.Get("X-Gitea-Delivery")] == 0 {
+			lost++
+		}
+	}
+	t.Logf("%d deliveries posted in %s, answered %v (bound %s); %d pushes had all six refused", 6*len(held), time.Since(start).Round(time.Millisecond), codes, queue, lost)
+	for code := range codes {
+		if code != http.StatusAccepted && code != http.StatusServiceUnavailable {
+			t.Errorf("answers %v: want only 202 and 503", codes)
+		}
+	}
+	oneBuildEach(t, g, made, time.Now().Add(time.Duration(pushes)*time.Second+3*time.Minute))
+	t.Logf("all final %s after the burst", time.Since(start).Round(time.Second))
 }
