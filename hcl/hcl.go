@@ -13,10 +13,43 @@ import (
 )
 
 //go:embed builder.hcl
-var builderHCL string
+var builderRaw string
 
 //go:embed nixcache.hcl
-var nixcacheHCL string
+var nixcacheRaw string
+
+//go:embed prelude.sh
+var prelude string
+
+// The shipped builders' sources, each with the prelude in its executor's script.
+var (
+	builderHCL  = withPrelude(builderRaw)
+	nixcacheHCL = withPrelude(nixcacheRaw)
+)
+
+// preludeRE is the line of a heredoc where the prelude goes, and its indentation.
+var preludeRE = regexp.MustCompile(`(?m)^( *)# albatros:prelude\n`)
+
+// withPrelude puts prelude.sh in src at its "# albatros:prelude" line (once, or it
+// panics: the shipped builders are tested), indented as the line is and escaped for an
+// HCL heredoc (${ and %{ are HCL's own there).
+func withPrelude(src string) string {
+	m := preludeRE.FindAllStringSubmatchIndex(src, -1)
+	if len(m) != 1 {
+		panic(fmt.Sprintf("hcl: %d prelude lines in a shipped builder, want 1", len(m)))
+	}
+	indent := src[m[0][2]:m[0][3]]
+	var b strings.Builder
+	for line := range strings.Lines(prelude) {
+		if strings.TrimSpace(line) != "" {
+			b.WriteString(indent)
+		}
+		line = strings.ReplaceAll(line, "${", "$${")
+		line = strings.ReplaceAll(line, "%{", "%%{")
+		b.WriteString(line)
+	}
+	return src[:m[0][0]] + b.String() + src[m[0][1]:]
+}
 
 // Spec is a shipped builder job.
 type Spec struct {

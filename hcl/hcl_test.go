@@ -344,3 +344,24 @@ func TestBuilderScriptsRefuseHostileMeta(t *testing.T) {
 		}
 	}
 }
+
+// Every shipped builder's script starts the same way: prelude.sh, whole, as Nomad renders
+// it (the checks, the payload's move, the fetch are written once).
+func TestBuildersShareThePrelude(t *testing.T) {
+	prelude, err := os.ReadFile("prelude.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range hcl.Builders {
+		script := buildScript(t, name)
+		if !strings.Contains(script, string(prelude)) {
+			t.Errorf("%s's script does not hold prelude.sh whole:\n%s", name, script)
+		}
+		if strings.Contains(script, "albatros:prelude") {
+			t.Errorf("%s's script still holds the prelude's marker", name)
+		}
+		if i, j := strings.Index(script, "COMMIT is not a full commit id"), strings.Index(script, "./.albatros"); i < 0 || j < i {
+			t.Errorf("%s runs .albatros before the prelude's checks", name)
+		}
+	}
+}

@@ -143,30 +143,9 @@ job "nixcache" {
           set -eu
           exec 2>&1
 
-          # The bot validates what it dispatches (http(s) URLs only); a build dispatched by hand is
-          # checked here too (a file:/// URL names a repository on the node), and every value
-          # reaches git after "--" in any case.
-          case "$COMMIT" in
-            *[!0-9a-f]*|"") echo "albatros: COMMIT is not a full commit id"; exit 1 ;;
-          esac
-          if [ "$${#COMMIT}" -ne 40 ] && [ "$${#COMMIT}" -ne 64 ]; then
-            echo "albatros: COMMIT is not a full commit id"; exit 1
-          fi
-          case "$REPO_URL" in
-            http://*|https://*|file:///*) ;;
-            *) echo "albatros: REPO_URL is not an http(s) or file:/// URL"; exit 1 ;;
-          esac
+          # albatros:prelude
 
-          if [ -f "$NOMAD_TASK_DIR/albatros-payload" ]; then
-            mv "$NOMAD_TASK_DIR/albatros-payload" "$ALBATROS_SECRETS_FILE"
-          else
-            : > "$ALBATROS_SECRETS_FILE"
-          fi
-          chmod 0600 "$ALBATROS_SECRETS_FILE"
-          if [ -n "$${NOMAD_META_TAG:-}" ]; then export TAG="$NOMAD_META_TAG"; fi
-          if [ -n "$${NOMAD_META_PR:-}" ]; then export PR="$NOMAD_META_PR"; fi
-
-          # The daemon starts beside the build; wait for its socket.
+          # The daemon starts beside the build; wait for its socket, then build through it.
           sock="$NOMAD_ALLOC_DIR/nix-daemon.sock"
           i=0
           while [ ! -S "$sock" ]; do
@@ -175,29 +154,7 @@ job "nixcache" {
             sleep 0.1
           done
 
-          echo "albatros: building $REPO_URL at $COMMIT (flavor $FLAVOR) with nix"
-          src="$NOMAD_TASK_DIR/src"
-          mkdir -p "$src"
-          cd "$src"
-          git init -q
-          git remote add -- origin "$REPO_URL"
-          # A private repository is fetched with ALBATROS_GIT_TOKEN, when the build's secrets
-          # hold one (trusted builds only); it reaches git through the environment, not argv.
-          token=$( (. "$ALBATROS_SECRETS_FILE" >/dev/null 2>&1; printf %s "$${ALBATROS_GIT_TOKEN:-}") )
-          if [ -n "$token" ]; then
-            export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="Authorization: token $token"
-          fi
-          unset token
-          if ! git fetch -q --depth 1 -- origin "$COMMIT" 2>/dev/null; then
-            git fetch -q -- origin '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' '+refs/pull/*/head:refs/remotes/origin/pull/*'
-          fi
-          git -c advice.detachedHead=false checkout -q --detach "$COMMIT" --
-          unset GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0
-          if [ ! -x .albatros ]; then
-            echo "albatros: there is no executable .albatros script at the root of the repository"
-            exit 1
-          fi
-
+          echo "albatros: with nix, through the daemon at $sock"
           set +x +u
           . "$ALBATROS_SECRETS_FILE"
           set -u
