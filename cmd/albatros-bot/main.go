@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -204,7 +203,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go func() {
 		defer close(watched)
 		repos.Lead(watchCtx, "events", func(ctx context.Context) {
-			followEvents(ctx, log, nomad, repos, pipe)
+			pipe.Follow(ctx, log, nomad, repos, pipeline.FollowOptions{})
 		}, onLeadErr)
 	}()
 	reconciled := make(chan struct{})
@@ -304,70 +303,6 @@ func waitReady(ctx context.Context, log *slog.Logger, name string, check func(co
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-// eventsIndex is the state key of the last Nomad event index whose outcomes are reported.
-const eventsIndex = "events-index"
-
-// followEvents reports build results while this bot leads: it catches up on the builds that
-// changed since the event index the last leader kept (every build the first time), follows
-// Nomad's event stream from there, and keeps the index it has reported up to in Consul.
-func followEvents(ctx context.Context, log *slog.Logger, nomad *orchestrator.Orchestrator, repos *registry.Registry, pipe *pipeline.Pipeline) {
-	var after uint64
-	if v, err := repos.State(ctx, eventsIndex); err != nil {
-		log.Warn("event index not read: listing every build", "err", err)
-	} else if v != "" {
-		after, _ = strconv.ParseUint(v, 10, 64)
-	}
-	if cur, err := nomad.Index(ctx); err == nil && after > cur {
-		log.Warn("the event index kept is ahead of Nomad's (another cluster?): listing every build", "kept", after, "nomad", cur)
-		after = 0
-	}
-	log.Info("leading: following Nomad's event stream", "after", after)
-	rep := pipeline.NewReporter(pipe, log, pipeline.ReporterOptions{})
-	recoverAfter := func(ctx context.Context, after uint64) {
-		n, err := pipe.Recover(ctx, log, rep, after)
-		if err != nil {
-			log.Warn("builds not listed: the event stream alone reports them", "after", after, "err", err)
-			return
-		}
-		log.Info("caught up on the builds that changed meanwhile", "after", after, "builds", n)
-	}
-	recoverAfter(ctx, after)
-
-	saved := after
-	save := func(ctx context.Context) {
-		if w := rep.Watermark(); w > saved {
-			if err := repos.SetState(ctx, eventsIndex, strconv.FormatUint(w, 10)); err != nil {
-				log.Warn("event index not kept", "err", err)
-				return
-			}
-			saved = w
-		}
-	}
-	rep.Handed(after)
-	saving := make(chan struct{})
-	go func() {
-		defer close(saving)
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				save(ctx)
-			}
-		}
-	}()
-	_ = nomad.Watch(ctx, rep.Report, func(err error) { log.Warn("event stream", "err", err) }, orchestrator.WatchOptions{
-		After: after, Gap: recoverAfter, Handled: rep.Handed,
-	})
-	<-saving
-	rep.Wait()
-	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	save(final)
 }
 
 // dedupAge is how long a build key's dedup record is kept: Nomad collects dispatched jobs
