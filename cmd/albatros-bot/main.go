@@ -15,8 +15,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -207,10 +205,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}, onLeadErr)
 	}()
 	reconciled := make(chan struct{})
+	reconciler := pipeline.Reconciler{
+		Registry: repos, ForgeURL: cfg.GiteaURL, Every: cfg.ReconcileInterval,
+		Options:   pipeline.ReconcileOptions{BranchWindow: cfg.ReconcileBranches, Settled: intake.Settled},
+		AfterPass: func(ctx context.Context) { housekeeping(ctx, log, repos) },
+	}
+	if bot != nil {
+		reconciler.Bot = bot
+	}
 	go func() {
 		defer close(reconciled)
 		repos.Lead(watchCtx, "reconciler", func(ctx context.Context) {
-			reconcile(ctx, log, cfg, repos, bot, pipe, intake.Settled)
+			pipe.RunReconciler(ctx, log, reconciler)
 		}, onLeadErr)
 	}()
 	checked := make(chan struct{})
@@ -309,65 +315,19 @@ func waitReady(ctx context.Context, log *slog.Logger, name string, check func(co
 // after 4 h by default, and a delivery later than that builds again there too.
 const dedupAge = 24 * time.Hour
 
-// reconcile runs the reconciler while this bot leads it: at once, then every
-// cfg.ReconcileInterval (never again when 0), over the repositories with an entry and
-// those of the organizations installed on the bot's Gitea.
-func reconcile(ctx context.Context, log *slog.Logger, cfg *config.Config, repos *registry.Registry, bot *gitea.Client, pipe *pipeline.Pipeline, settled func() time.Time) {
-	log.Info("leading: reconciling", "every", cfg.ReconcileInterval)
-	for {
-		urls, err := repos.RepoURLs(ctx)
-		if err != nil {
-			log.Warn("reconciler: registered repositories not listed", "err", err)
-		}
-		var targets []forge.Repo
-		for _, u := range urls {
-			targets = append(targets, forge.Repo{CloneURL: u})
-		}
-		if bot != nil {
-			insts, err := repos.Installations(ctx)
-			if err != nil {
-				log.Warn("reconciler: installations not listed", "err", err)
-			}
-			for _, inst := range insts {
-				if strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(cfg.GiteaURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
-					continue // another forge's, or quarantined, or not yet bound to its organization
-				}
-				list, err := bot.OrgRepos(ctx, inst.Org)
-				if err != nil {
-					log.Warn("reconciler: repositories not listed", "org", inst.Org, "err", err)
-					continue
-				}
-				// Each repository carries the id of its owner as Gitea lists it: the
-				// pipeline builds none of another organization that took the name.
-				targets = append(targets, list...)
-			}
-		}
-		slices.SortFunc(targets, func(a, b forge.Repo) int { return strings.Compare(a.CloneURL, b.CloneURL) })
-		targets = slices.CompactFunc(targets, func(a, b forge.Repo) bool { return a.CloneURL == b.CloneURL })
-		st, err := pipe.Reconcile(ctx, log, targets, pipeline.ReconcileOptions{BranchWindow: cfg.ReconcileBranches, Settled: settled})
-		if err != nil {
-			log.Warn("reconciler", "err", err)
-		}
-		log.Info("reconciler pass", "repositories", st.Repositories, "heads", st.Heads, "found and built", st.Found, "left to the next pass", st.Deferred, "branches truncated", len(st.Truncated))
-		if gone, err := repos.CleanDedup(ctx, dedupAge); err != nil {
-			log.Warn("dedup records not cleaned", "err", err)
-		} else if gone > 0 {
-			log.Info("dedup records cleaned", "deleted", gone, "older than", dedupAge)
-		}
-		if gone, err := repos.CleanSessions(ctx); err != nil {
-			log.Warn("sign-outs not cleaned", "err", err)
-		} else if gone > 0 {
-			log.Info("sign-outs of expired sessions cleaned", "deleted", gone)
-		}
-		if cfg.ReconcileInterval == 0 {
-			<-ctx.Done()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(cfg.ReconcileInterval):
-		}
+// housekeeping deletes what the registry keeps no longer than a while: dedup records past
+// dedupAge, and the sign-outs of sessions that have expired. The reconciler's leader runs
+// it after each pass.
+func housekeeping(ctx context.Context, log *slog.Logger, repos *registry.Registry) {
+	if gone, err := repos.CleanDedup(ctx, dedupAge); err != nil {
+		log.Warn("dedup records not cleaned", "err", err)
+	} else if gone > 0 {
+		log.Info("dedup records cleaned", "deleted", gone, "older than", dedupAge)
+	}
+	if gone, err := repos.CleanSessions(ctx); err != nil {
+		log.Warn("sign-outs not cleaned", "err", err)
+	} else if gone > 0 {
+		log.Info("sign-outs of expired sessions cleaned", "deleted", gone)
 	}
 }
 
