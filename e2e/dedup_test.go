@@ -46,7 +46,7 @@ func TestDispatchOncePerKey(t *testing.T) {
 		}
 		t.Cleanup(o.Close)
 		orchs = append(orchs, o)
-		pipes = append(pipes, pipeline.New(pipeline.Config{Builds: o, Dedup: reg}))
+		pipes = append(pipes, pipeline.New(pipeline.Config{Builds: o, Claims: reg}))
 	}
 	spec := hcl.Builders["builder"]
 	b, err := orchs[0].RegisterBuilder(ctx, spec.Source, spec.VarFile(map[string]string{"namespace": ns, "driver": "raw_exec", "cpu": "100", "memory": "64"}))
@@ -138,7 +138,7 @@ func TestDispatchOncePerKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lone := pipeline.New(pipeline.Config{Builds: orchs[1], Dedup: cut})
+	lone := pipeline.New(pipeline.Config{Builds: orchs[1], Claims: cut})
 	const split = "albatros-e2e-split"
 	first, err := lone.DispatchOnce(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, IdempotencyToken: split})
 	if err != nil {

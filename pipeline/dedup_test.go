@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +17,9 @@ import (
 )
 
 // dedupHarness is a harness whose pipeline claims build keys in dedup.
-func dedupHarness(dedup *registrytest.Dedup) *harness {
+func dedupHarness(dedup *registrytest.Claims) *harness {
 	h := newHarness(entryWith())
-	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: dedup})
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: dedup})
 	return h
 }
 
@@ -28,7 +30,7 @@ func buildKey(t *testing.T) string { return tokenOf(t, pushEvent(), nil, "") }
 // The holder of a fresh claim dispatches without Nomad's token (whose check scans every
 // child of the builder), the build key in the job's ID; a redelivery finds the record.
 func TestClaimHolderDispatchesWithoutToken(t *testing.T) {
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	h := dedupHarness(dedup)
 	for range 2 {
 		if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
@@ -57,7 +59,7 @@ func TestClaimHolderDispatchesWithoutToken(t *testing.T) {
 // status, which the dead bot never wrote): nothing is doubled.
 func TestTakenOverClaimFindsTheBuild(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	h := dedupHarness(dedup)
 	died, err := h.builds.Dispatch(context.Background(), orchestrator.DispatchRequest{Builder: defaultBuilder, Key: key, Meta: map[string]string{"FLAVOR": "default"}})
 	if err != nil {
@@ -86,7 +88,7 @@ func TestTakenOverClaimFindsTheBuild(t *testing.T) {
 // the claim is kept, to go stale again for the next delivery.
 func TestTakenOverClaimLookupFails(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	h := dedupHarness(dedup)
 	h.builds.ByKeyErr = errors.New("Unexpected response code: 500 (no cluster leader)")
 	dedup.Abandon(key)
@@ -105,7 +107,7 @@ func TestTakenOverClaimLookupFails(t *testing.T) {
 // claim): the later dispatch, once made, finds it, stops its own build and stands aside.
 func TestLaterBuildOfAKeyStandsAside(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	h := dedupHarness(dedup)
 	earlier, err := h.builds.Dispatch(context.Background(), orchestrator.DispatchRequest{Builder: defaultBuilder, Key: key, IdempotencyToken: key, Meta: map[string]string{"FLAVOR": "default"}})
 	if err != nil {
@@ -136,7 +138,7 @@ func TestLaterBuildOfAKeyStandsAside(t *testing.T) {
 // A dispatch that waits for another bot's claim gives up with its delivery's context.
 func TestWaitingForAClaimEndsWithTheContext(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	h := dedupHarness(dedup)
 	if _, claimed, _ := dedup.Claim(context.Background(), key); !claimed {
 		t.Fatal("the other bot's claim failed")
@@ -156,7 +158,7 @@ func TestWaitingForAClaimEndsWithTheContext(t *testing.T) {
 // well (its own lookup and the token guard this rarer path).
 func TestTakenOverClaimWithoutBuild(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	h := dedupHarness(dedup)
 	dedup.Abandon(key)
 	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
@@ -183,7 +185,7 @@ func TestFailedDispatchClaims(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			key := buildKey(t)
-			dedup := &registrytest.Dedup{}
+			dedup := &registrytest.Claims{}
 			h := dedupHarness(dedup)
 			h.builds.DispatchErr = map[string]error{"default": tc.err}
 			if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err == nil {
@@ -200,7 +202,7 @@ func TestFailedDispatchClaims(t *testing.T) {
 // token.
 func TestDispatchWhileConsulFails(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{Err: fmt.Errorf("%w: connection refused", registry.ErrUnavailable)}
+	dedup := &registrytest.Claims{Dedup: registrytest.Dedup{Err: fmt.Errorf("%w: connection refused", registry.ErrUnavailable)}}
 	h := dedupHarness(dedup)
 	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
 		t.Fatalf("Handle: %v", err)
@@ -249,7 +251,7 @@ func TestSecretsUnreadable(t *testing.T) {
 
 // cancelOnClaim is a Dedup whose claims succeed just as the delivery's context ends.
 type cancelOnClaim struct {
-	*registrytest.Dedup
+	*registrytest.Claims
 	cancel context.CancelFunc
 }
 
@@ -263,10 +265,10 @@ func (c cancelOnClaim) Claim(ctx context.Context, key string) (registry.Dedup, b
 // delivery claims it at once.
 func TestClaimReleasedWhenTheDeliveryGivesUp(t *testing.T) {
 	key := buildKey(t)
-	dedup := &registrytest.Dedup{}
+	dedup := &registrytest.Claims{}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := newHarness(entryWith())
-	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: cancelOnClaim{dedup, cancel}})
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: cancelOnClaim{dedup, cancel}})
 	if _, err := h.p.Handle(ctx, discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Handle: %v, want the context's end", err)
 	}
@@ -277,3 +279,46 @@ func TestClaimReleasedWhenTheDeliveryGivesUp(t *testing.T) {
 		t.Errorf("record %+v left behind, want the claim released", rec)
 	}
 }
+
+// failingSettle is Consul refusing settlements and releases.
+type failingSettle struct{ *registrytest.Claims }
+
+func (failingSettle) Settle(context.Context, string, string, string) error {
+	return errors.New("consul: 500")
+}
+func (failingSettle) SettleLine(context.Context, string, string, string, string, registry.Line) (registry.Line, bool, error) {
+	return registry.Line{}, false, errors.New("consul: 500")
+}
+func (failingSettle) Release(context.Context, string) error { return errors.New("consul: 500") }
+
+// A settlement or a release that fails is tolerated (the claim goes stale, and is taken
+// over) but never silently: each is logged.
+func TestClaimFailuresAreLogged(t *testing.T) {
+	var out strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	}), nil))
+	h := newHarness(entryWith())
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: failingSettle{&registrytest.Claims{}}, Log: log})
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h.builds.DispatchErr = map[string]error{"default": errors.New("Unexpected response code: 400 (missing meta)")}
+	ev := pushEvent()
+	ev.Commit = sha2
+	_, _ = h.p.Handle(context.Background(), discard, ev, h.repos.Repos[cloneURL], pipeline.Options{})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"claim not settled", "claim not released"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

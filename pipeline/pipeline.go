@@ -1,8 +1,3 @@
-// Package pipeline is where Albatros decides: for a forge event about a registered
-// repository it chooses the builds (one per flavor), who gets the repository's secrets, the
-// dispatch's idempotency token, and writes the pending status; for a build's outcome learned
-// from Nomad it writes the final status. It speaks forge, registry and orchestrator types and
-// knows no HTTP: the webhook package feeds it, the orchestrator's event stream calls Report.
 package pipeline
 
 import (
@@ -18,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -42,18 +36,19 @@ type builds interface {
 	Discard(ctx context.Context, ns, id string) error
 }
 
-// dedup is the registry's dedup records, as the pipeline uses them (see registry.Dedup).
-type dedup interface {
+// claims is the coordination of the bots in Consul as the pipeline uses it (see
+// registry.Coordination): the build keys' claims (registry.Dedup) and the lines' records
+// of their newest builds (registry.Line), and the settlement of a claim with its line's
+// record in one write.
+type claims interface {
 	Claim(ctx context.Context, key string) (registry.Dedup, bool, error)
 	Settle(ctx context.Context, key, ns, jobID string) error
 	Release(ctx context.Context, key string) error
 	// Claimed reports whether any of keys is claimed or settled.
 	Claimed(ctx context.Context, keys ...string) (bool, error)
-}
-
-// lines is the registry's line records, as the pipeline uses them (see registry.Line).
-type lines interface {
 	SwapLine(ctx context.Context, line string, next registry.Line) (registry.Line, bool, error)
+	// SettleLine settles key's claim and swaps line's record in one write.
+	SettleLine(ctx context.Context, key, ns, jobID, line string, next registry.Line) (registry.Line, bool, error)
 }
 
 // locks is the registry's locks, as the pipeline uses them (a lock per pull request).
@@ -76,12 +71,16 @@ type Config struct {
 	Builder orchestrator.Builder
 	// Locks serialize the bots writing one pull request's comment (nil: one bot).
 	Locks locks
-	// Dedup, when set, is asked before every dispatch: a build key already dispatched (by
-	// this bot or another) is found there, without asking Nomad to scan its children.
-	Dedup dedup
-	// Lines, when set, records the newest build of each branch or pull request and flavor,
-	// so that a new build finds the one it supersedes without listing Nomad's builds.
-	Lines lines
+	// Claims, when set, are asked before every dispatch and report: a build key already
+	// dispatched (by this bot or another) is found there, without asking Nomad to scan its
+	// children, and each report is written by one bot; and they record the newest build
+	// of each branch or pull request and flavor, so that a new build finds the one it
+	// supersedes without listing Nomad's builds. Without them (one bot), every dispatch
+	// and report is this bot's, and the builds are listed.
+	Claims claims
+	// Log receives what the claims' protocol tolerates (a settlement or release that
+	// failed: the claim then goes stale before another bot takes it over); nil discards.
+	Log *slog.Logger
 	// Trust records the commits whose code the bot judged trusted: a pull request between
 	// branches of the repository gets the secrets only for those (nil: never).
 	Trust trust
@@ -91,19 +90,11 @@ type Config struct {
 	BuilderNamespaces []string
 }
 
-// settleLiner settles a build key's claim and swaps its line's record in one write (the
-// registry, which holds both).
-type settleLiner interface {
-	SettleLine(ctx context.Context, key, ns, jobID, line string, next registry.Line) (registry.Line, bool, error)
-}
-
 // Pipeline turns events into builds and outcomes into statuses.
 type Pipeline struct {
 	cfg      Config
 	inflight keyedMutex
 	logins   logins
-	// settleLine is Lines when it holds the dedup records too.
-	settleLine settleLiner
 	// reconcileCursor is where the next reconciliation pass starts.
 	reconcileCursor reconcileCursor
 }
@@ -111,11 +102,10 @@ type Pipeline struct {
 // New returns a pipeline.
 func New(cfg Config) *Pipeline {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	p := &Pipeline{cfg: cfg}
-	if sl, ok := cfg.Lines.(settleLiner); ok && cfg.Dedup != nil && any(cfg.Lines) == any(cfg.Dedup) {
-		p.settleLine = sl
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return p
+	return &Pipeline{cfg: cfg}
 }
 
 // SecretsUnreadableDescription is the status of an event not built because the
@@ -273,7 +263,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		return recent
 	})
-	if superseding && p.cfg.Lines == nil {
+	if superseding && p.cfg.Claims == nil {
 		listRecent() // before the dispatch: the new build is not among them
 	}
 	for _, fl := range flavors {
@@ -396,12 +386,12 @@ func chainToken(token, job string) string {
 // writes, so no claim now means that any final status comes after the pending one; a claim
 // means one may have come before, and the build's outcome is read and written again.
 func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orchestrator.Dispatched) error {
-	if p.cfg.Dedup != nil {
+	if p.cfg.Claims != nil {
 		var keys []string
 		for _, st := range []forge.State{forge.StateSuccess, forge.StateFailure, forge.StateError} {
 			keys = append(keys, reportKey(d.Namespace, d.JobID, st))
 		}
-		claimed, err := p.cfg.Dedup.Claimed(ctx, keys...)
+		claimed, err := p.cfg.Claims.Claimed(ctx, keys...)
 		if err == nil && !claimed {
 			return nil
 		}
@@ -418,146 +408,6 @@ func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orches
 func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
 	d, _, err := p.dispatch(ctx, req, "")
 	return d, err
-}
-
-// lineSwap is the record of a line of builds as a new build's dispatch swapped it, with its
-// claim's settlement (see registry.SettleLine).
-type lineSwap struct {
-	prev  registry.Line
-	found bool
-	err   error
-}
-
-// dispatch dispatches req once per build key (its idempotency token). Dispatches of a key
-// are serialized in this bot; across bots, the dedup record claimed in Consul with a
-// check-and-set decides. The claim's holder dispatches without Nomad's idempotency token,
-// whose check scans every child of the builder that Nomad keeps: no other dispatch of the
-// key can be under way. The key goes into the job's ID (DispatchRequest.Key), so that a
-// bot that takes over a stale claim (its claimant died or stalled between its dispatch and
-// its record) finds a build already made with a lookup by prefix, and so that every new
-// build is checked against the others of its key once made (see firstOfKey): a dispatch
-// made while this bot's Consul fails, or one that was still on its way when its claim was
-// taken over, cannot leave two builds standing. A new build of line (a branch or pull
-// request in a flavor, when it supersedes) has its claim settled and its line's record
-// swapped in one write: swap is then the line's previous record.
-func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest, line string) (d orchestrator.Dispatched, swap *lineSwap, err error) {
-	unlock := p.inflight.lock(req.IdempotencyToken)
-	defer unlock()
-	req.Key = req.IdempotencyToken
-	if p.cfg.Dedup == nil {
-		d, err := p.cfg.Builds.Dispatch(ctx, req)
-		return d, nil, err
-	}
-	for {
-		rec, claimed, err := p.cfg.Dedup.Claim(ctx, req.Key)
-		switch {
-		case ctx.Err() != nil:
-			if claimed {
-				// Claimed as the delivery gave up: let the next one claim it at once.
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				_ = p.cfg.Dedup.Release(rctx, req.Key)
-				cancel()
-			}
-			return orchestrator.Dispatched{}, nil, ctx.Err()
-		case err != nil:
-			return p.dispatchFound(ctx, req, false, false, "")
-		case claimed:
-			return p.dispatchFound(ctx, req, true, rec.TookOver, line)
-		case rec.JobID != "":
-			return orchestrator.Dispatched{Namespace: rec.Namespace, JobID: rec.JobID, Duplicate: true}, nil, nil
-		}
-		// Its claimant is slow to record a job: perhaps it made one.
-		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
-			return d, nil, nil
-		}
-		// Claim again, until the claim is settled, released, or stale and taken over.
-		select {
-		case <-ctx.Done():
-			return orchestrator.Dispatched{}, nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// dispatchTimeout bounds a dispatch made without Nomad's token, well within
-// registry.ClaimStale: by the time another bot takes the claim over, the request has
-// reached Nomad or, unless Nomad holds it that long, never will.
-const dispatchTimeout = registry.ClaimStale / 2
-
-// dispatchFound dispatches req, unless a build of its key is found first. With a fresh
-// claim of the key (claimed, not tookOver), no one else has dispatched it: Nomad's token is
-// left out and nothing is looked for. Otherwise (a claim taken over, or none: Consul
-// failing) the build is looked for by its key, then dispatched with the token. A build
-// found for a claim taken over is adopted (not Duplicate): its claimant died before its
-// pending status and line record, which the caller then writes. A claim is settled with
-// the job, released when Nomad refused the dispatch before making anything (it answered
-// 4xx, or could not be reached), and otherwise left to go stale.
-func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool, line string) (orchestrator.Dispatched, *lineSwap, error) {
-	// The record is written on a context of its own: a dispatch made must be recorded.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if tookOver || !claimed {
-		d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
-		switch {
-		case err != nil && tookOver:
-			// This lookup alone guards a claim taken over (its claimant dispatched without
-			// the token): without it, nothing is dispatched, and the claim goes stale again.
-			return orchestrator.Dispatched{}, nil, fmt.Errorf("look for the build of %s: %w", req.Builder, err)
-		case err == nil && found:
-			if claimed {
-				_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
-			}
-			d.Duplicate = !tookOver
-			return d, nil, nil
-		}
-	}
-	if claimed && !tookOver {
-		req.IdempotencyToken = ""
-	}
-	dctx, dcancel := context.WithTimeout(ctx, dispatchTimeout)
-	d, err := p.cfg.Builds.Dispatch(dctx, req)
-	dcancel()
-	if err == nil && !d.Duplicate {
-		d = p.firstOfKey(ctx, req, d, tookOver)
-	}
-	var swap *lineSwap
-	switch {
-	case !claimed:
-	case err == nil && line != "" && p.settleLine != nil && !d.Duplicate:
-		next := registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: req.Meta["COMMIT"], Index: d.Index}
-		prev, found, lerr := p.settleLine.SettleLine(rctx, req.Key, d.Namespace, d.JobID, line, next)
-		swap = &lineSwap{prev: prev, found: found, err: lerr}
-		if lerr != nil {
-			// Unrecorded, the claim would wait to go stale before a redelivery found
-			// this build; the line is listed instead (lineBefore).
-			_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
-		}
-	case err == nil:
-		_ = p.cfg.Dedup.Settle(rctx, req.Key, d.Namespace, d.JobID)
-	case !errors.Is(err, orchestrator.ErrMaybeDispatched):
-		_ = p.cfg.Dedup.Release(rctx, req.Key)
-	}
-	return d, swap, err
-}
-
-// firstOfKey returns the build of req's key that stands once d is made: the earliest in
-// Nomad (lowest creation index). Another may precede d when a bot dispatched while its
-// Consul failed, or when a claim was taken over while its claimant's dispatch was still on
-// its way; d is then discarded (stopped and purged: its status and comment row would only
-// hide the earlier build's), and the earlier build returned, as Duplicate unless tookOver
-// (the claimant it came from died before writing its status, which the caller then
-// writes). Whichever of two such dispatches lands last sees both. When Nomad cannot tell,
-// d stands.
-func (p *Pipeline) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched, tookOver bool) orchestrator.Dispatched {
-	first, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
-	if err != nil || !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) || first.Index >= d.Index {
-		return d
-	}
-	if err := p.cfg.Builds.Discard(ctx, d.Namespace, d.JobID); err != nil {
-		return d // two builds run: better than none
-	}
-	first.Duplicate = !tookOver
-	return first
 }
 
 // meta is the dispatch meta of a build: the builder contract's four keys, plus TAG or PR.

@@ -963,19 +963,15 @@ func TestSupersede(t *testing.T) {
 		{"the entry keeps older builds", func(e forge.Event) forge.Event { return e }, &no, 0, ""},
 		{"a tag", func(e forge.Event) forge.Event { e.Kind, e.Tag, e.Branch = forge.KindTag, "v2", ""; return e }, nil, 0, ""},
 	} {
-		for _, mode := range []string{"listing the builds", "with line records", "with line records written with the claims"} {
+		for _, mode := range []string{"listing the builds", "with the claims' line records"} {
 			records := mode != "listing the builds"
 			t.Run(tt.name+", "+mode, func(t *testing.T) {
 				e := entryWith("default", "nix")
 				e.Supersede = tt.supersede
 				h := newHarness(e)
-				lines := &registrytest.Lines{}
-				reg := &settlingRegistry{Dedup: &registrytest.Dedup{}, Lines: lines}
-				switch mode {
-				case "with line records":
-					h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: lines})
-				case "with line records written with the claims":
-					h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: reg, Dedup: reg})
+				reg := &registrytest.Claims{}
+				if records {
+					h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: reg})
 				}
 				first := pushEvent()
 				if _, err := h.p.Handle(context.Background(), discard, first, e, pipeline.Options{}); err != nil {
@@ -1001,40 +997,15 @@ func TestSupersede(t *testing.T) {
 				if len(marked) != 2 || !strings.Contains(marked[0], tt.wantStatus) || !strings.Contains(marked[1], tt.wantStatus) {
 					t.Errorf("statuses of the first commit: %q, want both flavors %q", marked, tt.wantStatus)
 				}
-				if records && lines.Swaps() != 4 {
-					t.Errorf("%d line records written for two pushes of two flavors, want 4", lines.Swaps())
+				if records && reg.Swaps() != 4 {
+					t.Errorf("%d line records written for two pushes of two flavors, want 4", reg.Swaps())
 				}
-				if settled := reg.settledLines(); mode == "with line records written with the claims" && settled != 4 {
+				if settled := reg.SettledLines(); records && settled != 4 {
 					t.Errorf("%d line records written with their claim's settlement, want all 4", settled)
 				}
 			})
 		}
 	}
-}
-
-// settlingRegistry holds dedup records and line records together, and writes a claim's
-// settlement and its line's record at once, as registry.Registry does.
-type settlingRegistry struct {
-	*registrytest.Dedup
-	*registrytest.Lines
-	mu      sync.Mutex
-	settled int
-}
-
-func (r *settlingRegistry) SettleLine(ctx context.Context, key, ns, jobID, line string, next registry.Line) (registry.Line, bool, error) {
-	if err := r.Settle(ctx, key, ns, jobID); err != nil {
-		return registry.Line{}, false, err
-	}
-	r.mu.Lock()
-	r.settled++
-	r.mu.Unlock()
-	return r.SwapLine(ctx, line, next)
-}
-
-func (r *settlingRegistry) settledLines() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.settled
 }
 
 // A push chooses its branch or tag, which trusted code may act on (a release, a deploy):

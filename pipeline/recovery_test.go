@@ -269,9 +269,9 @@ func TestReconcileReportsWhatWasGivenUp(t *testing.T) {
 func TestDedupAcrossBots(t *testing.T) {
 	e := entryWith("default")
 	h := newHarness(e)
-	shared := &registrytest.Dedup{}
+	shared := &registrytest.Claims{}
 	replica := func() *pipeline.Pipeline {
-		return pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: shared})
+		return pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: shared})
 	}
 	one, two := replica(), replica()
 	h.builds.DispatchErr = map[string]error{"default": errors.New("nomad: 500")}
@@ -321,7 +321,7 @@ func TestDispatchUnreachableLeavesItToTheReconciler(t *testing.T) {
 
 // claimsSay is a dedup store whose answer about final reports is fixed.
 type claimsSay struct {
-	registrytest.Dedup
+	registrytest.Claims
 	claimed bool
 }
 
@@ -334,7 +334,7 @@ func TestCheckAfterPendingAsksTheClaims(t *testing.T) {
 	for _, claimed := range []bool{false, true} {
 		h := newHarness(entryWith("nix"))
 		h.builds.Ended = map[string]orchestrator.Outcome{"nix": {Result: orchestrator.Failure, Description: "the build failed: exit code 1", Final: true}}
-		h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Dedup: &claimsSay{claimed: claimed}})
+		h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: &claimsSay{claimed: claimed}})
 		if _, err := h.p.Handle(context.Background(), discard, pushEvent(), h.repos.Repos[cloneURL], pipeline.Options{}); err != nil {
 			t.Fatal(err)
 		}
@@ -356,8 +356,8 @@ func TestCheckAfterPendingAsksTheClaims(t *testing.T) {
 // order) keeps it as its newest, and nothing is stopped: the later push wins.
 func TestLineKeepsTheLaterDispatch(t *testing.T) {
 	h := newHarness(entryWith("default"))
-	lines := &registrytest.Lines{}
-	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Lines: lines})
+	lines := &registrytest.Claims{}
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Claims: lines})
 	h.builds.AddBuild("ci", "builder/dispatch-albatros-1800000000-later", "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha2, "BRANCH": "main", "FLAVOR": "default"}, nil, "running")
 	later := registry.Line{Namespace: "ci", JobID: "builder/dispatch-albatros-1800000000-later", Commit: sha2, Index: 1 << 40}
 	if _, _, err := lines.SwapLine(context.Background(), pipeline.LineOf(pushEvent(), "default"), later); err != nil {

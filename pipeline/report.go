@@ -2,13 +2,10 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -162,51 +159,4 @@ func (p *Pipeline) replaced(ctx context.Context, b *orchestrator.Build) bool {
 		}
 	}
 	return false
-}
-
-// claimReport makes one bot of several write a build's state: the first to claim the
-// state's record in Consul (registry.Claim) writes it, and marks it done (done(true)), or
-// releases it when the write failed (done(false)), for a retry. mine is false when another
-// bot wrote it or is writing it; a claim whose bot died is taken over once stale, and a
-// claim that stays unsettled for registry.ClaimWait is written anyway (waited: the caller
-// looks at the forge first). Without dedup records (one bot), or when Consul fails, every
-// report is mine.
-func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forge.State) (done func(ok bool), mine, waited bool) {
-	nop := func(bool) {}
-	if p.cfg.Dedup == nil {
-		return nop, true, false
-	}
-	key := reportKey(ns, jobID, state)
-	rec, claimed, err := p.cfg.Dedup.Claim(ctx, key)
-	switch {
-	case err != nil:
-		// Written without a claim; say so afterwards if Consul takes it then: the check
-		// after a pending status looks for it (reportIfEnded).
-		return func(ok bool) {
-			if ok {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				_ = p.cfg.Dedup.Settle(rctx, key, ns, jobID)
-			}
-		}, true, false
-	case !claimed && rec.JobID != "":
-		return nop, false, false // written
-	case !claimed:
-		return nop, true, true // its writer is slow, or died after writing
-	}
-	return func(ok bool) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if ok {
-			_ = p.cfg.Dedup.Settle(rctx, key, ns, jobID)
-		} else {
-			_ = p.cfg.Dedup.Release(rctx, key)
-		}
-	}, true, false
-}
-
-// reportKey is the dedup record of the report of a build's state.
-func reportKey(ns, jobID string, state forge.State) string {
-	sum := sha256.Sum256([]byte(ns + "\x00" + jobID + "\x00" + string(state)))
-	return "report-" + hex.EncodeToString(sum[:16])
 }

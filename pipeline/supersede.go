@@ -50,13 +50,13 @@ func lineOf(ev forge.Event, flavor string) string {
 // line without a record has nothing to supersede: its first build, or one whose last build
 // is older than the records are kept (a day).
 func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Event, flavor string, d orchestrator.Dispatched, swap *lineSwap) ([]orchestrator.Summary, bool) {
-	if p.cfg.Lines == nil {
+	if p.cfg.Claims == nil {
 		return nil, false
 	}
 	line := lineOf(ev, flavor)
 	if swap == nil {
 		swap = &lineSwap{}
-		swap.prev, swap.found, swap.err = p.cfg.Lines.SwapLine(ctx, line, registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit, Index: d.Index})
+		swap.prev, swap.found, swap.err = p.cfg.Claims.SwapLine(ctx, line, registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: ev.Commit, Index: d.Index})
 	}
 	prev, found, err := swap.prev, swap.found, swap.err
 	if err != nil {
@@ -72,7 +72,7 @@ func (p *Pipeline) lineBefore(ctx context.Context, log *slog.Logger, ev forge.Ev
 	if prev.Index > d.Index && d.Index != 0 {
 		// Dispatched after this one (deliveries are handled several at once, and may
 		// arrive out of order): it stays the line's newest, and nothing is stopped here.
-		if _, _, err := p.cfg.Lines.SwapLine(ctx, line, prev); err != nil {
+		if _, _, err := p.cfg.Claims.SwapLine(ctx, line, prev); err != nil {
 			log.Warn("line of builds not restored", "err", err)
 		}
 		return nil, true

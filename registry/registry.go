@@ -13,6 +13,11 @@
 // An organization may hold a webhook secret shared by its repositories under
 // `albatros/org/<base64 of the organization's URL>`.
 //
+// The registry plays two roles (roles.go): Configuration, the entries and installations
+// and their sealed values, read-mostly and served from memory; and Coordination, the
+// claims, lines, ledger, locks, leadership and state the bots agree on under
+// albatros-run/. Consumers take the narrowest interface they need of either.
+//
 // It is the only package that imports Consul's api package. It does not decide anything:
 // trust and dispatch are the pipeline's.
 package registry

@@ -91,7 +91,7 @@ func run(p *testenv.Program, n int, levels []int) error {
 	if err != nil {
 		return err
 	}
-	pipe := pipeline.New(pipeline.Config{Builds: o, Dedup: reg})
+	pipe := pipeline.New(pipeline.Config{Builds: o, Claims: reg})
 	builder := orchestrator.Builder{Namespace: ns, Job: job}
 	meta := map[string]string{"REPO_URL": "https://git.example.com/bench/app.git", "COMMIT": strings.Repeat("a", 40), "BRANCH": "main", "FLAVOR": "default"}
 	bare := func(token string) error {

@@ -84,7 +84,7 @@ func withRealGitea(ctx context.Context, p *testenv.Program, count int, template 
 	}
 	pipe := pipeline.New(pipeline.Config{
 		Repos: reg, Builds: o, Forge: forges.New(forges.Config{HTTP: forges.HTTPClient()}).For,
-		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Dedup: reg, Lines: reg,
+		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Claims: reg,
 	})
 	w := &warnings{}
 	intake := webhook.New(reg, pipe, slog.New(w), webhook.Options{Nomad: o.Ready})

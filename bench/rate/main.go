@@ -124,7 +124,7 @@ func run(p *testenv.Program, n, rounds int, withGitea bool) error {
 	fake := &forgetest.Forge{}
 	pipe := pipeline.New(pipeline.Config{
 		Repos: reg, Builds: o, Forge: (&forgetest.Forges{Forge: fake, Repo: forge.Repo{CloneURL: cloneURL, FullName: "bench/app"}}).For,
-		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Dedup: reg, Lines: reg,
+		BaseURL: "http://bot.example.com", Builder: orchestrator.Builder{Namespace: ns, Job: job}, Locks: reg, Claims: reg,
 	})
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {

@@ -126,9 +126,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 		BuilderNamespaces: cfg.BuilderNamespaces,
 		Locks:             repos,
-		Dedup:             repos,
-		Lines:             repos,
+		Claims:            repos,
 		Trust:             repos,
+		Log:               log,
 	})
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes})
 

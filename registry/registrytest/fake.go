@@ -190,6 +190,36 @@ func (l *Lines) Swaps() int {
 	return l.swaps
 }
 
+// Claims is the bots' coordination in memory, as the registry keeps it in Consul: the
+// build keys' claims (Dedup) and the lines' records (Lines), and a claim's settlement
+// written with its line's record (SettleLine). It is safe for concurrent use.
+type Claims struct {
+	Dedup
+	Lines
+
+	mu      sync.Mutex
+	settled int
+}
+
+// SettleLine settles key's claim with ns/jobID and swaps line's record for next, as one
+// write (registry.Registry.SettleLine).
+func (c *Claims) SettleLine(ctx context.Context, key, ns, jobID, line string, next registry.Line) (registry.Line, bool, error) {
+	if err := c.Settle(ctx, key, ns, jobID); err != nil {
+		return registry.Line{}, false, err
+	}
+	c.mu.Lock()
+	c.settled++
+	c.mu.Unlock()
+	return c.SwapLine(ctx, line, next)
+}
+
+// SettledLines is how many line records were written with their claim's settlement.
+func (c *Claims) SettledLines() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settled
+}
+
 // Sessions holds the sign-outs of the pages' sessions in memory, as the registry does in
 // Consul, and counts the questions asked. It is safe for concurrent use.
 type Sessions struct {
