@@ -30,7 +30,7 @@ func (e Event) validate() error {
 	if err := CheckCloneURL(e.Repo.CloneURL); err != nil {
 		return err
 	}
-	for name, v := range map[string]string{"repository full_name": e.Repo.FullName, "sender": e.Sender} {
+	for name, v := range map[string]string{"repository full_name": e.Repo.FullName, "repository owner": e.Repo.Owner, "repository name": e.Repo.Name, "repository url": e.Repo.HTMLURL, "sender": e.Sender} {
 		if err := checkText(name, v); err != nil {
 			return err
 		}
@@ -141,9 +141,16 @@ func CheckCloneURL(s string) error {
 	return nil
 }
 
-// checkText refuses invalid UTF-8 and control characters in a field that ends up in meta,
-// a log or a shell.
+// maxText bounds a text field of an event: no forge's names or URLs come near it, and an
+// event waits its turn in the bot's memory (and its log lines) with them.
+const maxText = 2048
+
+// checkText refuses invalid UTF-8, control characters and more than maxText bytes in a
+// field that ends up in meta, a log or a shell.
 func checkText(what, s string) error {
+	if len(s) > maxText {
+		return fmt.Errorf("%s %q is longer than %d bytes", what, clip(s), maxText)
+	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s is not valid UTF-8", what)
 	}

@@ -100,3 +100,26 @@ func TestEventValidate(t *testing.T) {
 		t.Errorf("pull request from a file:// head: %v", err)
 	}
 }
+
+// A name or URL longer than any forge's is refused: the event would wait its turn in the
+// bot's memory, and in its log lines, with it.
+func TestValidateBoundsTextFields(t *testing.T) {
+	long := strings.Repeat("x", 4096)
+	for name, edit := range map[string]func(*Event){
+		"full name": func(e *Event) { e.Repo.FullName = long },
+		"owner":     func(e *Event) { e.Repo.Owner = long },
+		"name":      func(e *Event) { e.Repo.Name = long },
+		"html url":  func(e *Event) { e.Repo.HTMLURL = "https://git.example.com/" + long },
+		"sender":    func(e *Event) { e.Sender = long },
+		"clone url": func(e *Event) { e.Repo.CloneURL = "https://git.example.com/" + long + ".git" },
+	} {
+		ev := Event{Kind: KindPush, Repo: Repo{CloneURL: "https://git.example.com/o/r.git", FullName: "o/r", Owner: "o", Name: "r"}, Commit: strings.Repeat("a", 40), Branch: "main", Sender: "quentin"}
+		if err := ev.Validate(); err != nil {
+			t.Fatalf("the event before the edit: %v", err)
+		}
+		edit(&ev)
+		if err := ev.Validate(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("a %d-byte %s: %v, want ErrMalformed", len(long), name, err)
+		}
+	}
+}

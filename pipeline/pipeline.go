@@ -95,8 +95,10 @@ type Pipeline struct {
 	cfg      Config
 	inflight keyedMutex
 	logins   logins
-	// reconcileCursor is where the next reconciliation pass starts.
+	// reconcileCursor is where the next reconciliation pass starts; reconcileSeen when
+	// each head was first found without a build.
 	reconcileCursor reconcileCursor
+	reconcileSeen   reconcileSeen
 }
 
 // New returns a pipeline.

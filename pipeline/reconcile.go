@@ -69,11 +69,16 @@ type ReconcileOptions struct {
 	BranchWindow   time.Duration
 	MaxBranchPages int
 	// Settled, when set, is a time before which every delivery the bot accepted has been
-	// handled (webhook.Intake.Settled). A head with no build is built only when the
-	// deliveries accepted before the pass began are handled: otherwise its delivery may be
-	// waiting its turn, and the pass leaves it to the next one rather than build it twice
-	// (once without the secrets its pusher's delivery may give it).
+	// handled (webhook.Intake.Settled). A head found with no build is then built only once
+	// every delivery accepted until Grace after it was first found so has been handled:
+	// until then its delivery may be on its way or waiting its turn, and the head is left
+	// to a later pass (Deferred) rather than built twice (once without the secrets its
+	// pusher's delivery may give it). The time it was first found stays put, so a queue
+	// that is never empty delays a head by its backlog, not for ever.
 	Settled func() time.Time
+	// Grace is how long after a head is first found without a build its delivery may
+	// still arrive (10 s when 0; only with Settled).
+	Grace time.Duration
 }
 
 // ReconcileStats say what a pass did.
@@ -121,9 +126,13 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forg
 	if opts.MaxBranchPages <= 0 {
 		opts.MaxBranchPages = 5
 	}
+	if opts.Grace <= 0 {
+		opts.Grace = 10 * time.Second
+	}
 	var st ReconcileStats
 	var errs []error
 	begun := time.Now()
+	defer p.reconcileSeen.prune(begun.Add(-time.Hour))
 	// A pass starts after the repository where the last one ran out of builds: one with
 	// many heads to build does not starve those after it, pass after pass.
 	repos = p.reconcileCursor.rotate(repos)
@@ -137,14 +146,14 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forg
 			break
 		}
 		st.Repositories++
-		if err := p.reconcileRepo(ctx, log, target, opts, begun, &st); err != nil {
+		if err := p.reconcileRepo(ctx, log, target, opts, &st); err != nil {
 			errs = append(errs, fmt.Errorf("reconcile %s: %w", target.CloneURL, err))
 		}
 	}
 	return st, errors.Join(errs...)
 }
 
-func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, begun time.Time, st *ReconcileStats) error {
+func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target forge.Repo, opts ReconcileOptions, st *ReconcileStats) error {
 	budget := opts.MaxBuilds - st.Found
 	cloneURL := target.CloneURL
 	entry, err := p.cfg.Repos.Repo(ctx, cloneURL)
@@ -214,9 +223,6 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 			built[s.Meta["COMMIT"]] = true
 		}
 	}
-	// Were the deliveries accepted before the pass began all handled? If not, a head
-	// without a build may be one of theirs, waiting its turn.
-	settled := opts.Settled == nil || !opts.Settled().Before(begun)
 	started := 0
 	var errs []error
 	for i, ev := range events {
@@ -233,7 +239,7 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 			log.Warn("reconciler: head not built", "repo", repo.FullName, "commit", ev.Commit, "err", err)
 			continue
 		}
-		n, deferred, err := p.reconcileHead(ctx, log, ev, entry, f, repo, built[ev.Commit], settled)
+		n, deferred, err := p.reconcileHead(ctx, log, ev, entry, f, repo, built[ev.Commit], opts)
 		started += n
 		if deferred {
 			st.Deferred++
@@ -252,9 +258,9 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 // reconcileHead builds ev's head when it has neither an Albatros status nor a build, and
 // reports the ended builds its pending statuses link to.
 //
-// Unless settled, a head that has neither is left to the next pass (deferred): its
-// delivery may be waiting its turn.
-func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, built, settled bool) (n int, deferred bool, err error) {
+// A head that has neither is left to a later pass (deferred) while its delivery may still
+// be on its way or waiting its turn (see ReconcileOptions.Settled).
+func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge.Event, entry *registry.Repo, f forge.Forge, repo forge.Repo, built bool, opts ReconcileOptions) (n int, deferred bool, err error) {
 	seen := built
 	{
 		for _, fl := range p.flavors(entry) {
@@ -281,9 +287,12 @@ func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge
 		return 0, false, nil
 	}
 	log = log.With("repo", repo.FullName, "commit", ev.Commit, "trigger", ev.Trigger())
-	if !settled {
-		log.Info("reconciler: a head without status or build, while deliveries accepted before this pass still wait their turn: left to the next pass")
-		return 0, true, nil
+	if opts.Settled != nil {
+		first := p.reconcileSeen.first(ev.Repo.CloneURL+"\x00"+ev.Trigger()+"\x00"+ev.Commit, time.Now())
+		if due := first.Add(opts.Grace); time.Now().Before(due) || opts.Settled().Before(due) {
+			log.Info("reconciler: a head without status or build, whose delivery may still be on its way or waiting its turn: left to a later pass", "first found", first)
+			return 0, true, nil
+		}
 	}
 	log.Info("reconciler: a head without status or build: building it")
 	d, err := p.build(ctx, log, ev, entry, f, repo, Options{Reconciled: true})
@@ -357,4 +366,38 @@ func (c *reconcileCursor) rotate(repos []forge.Repo) []forge.Repo {
 		return repos
 	}
 	return append(slices.Clone(repos[i:]), repos[:i]...)
+}
+
+// reconcileSeen remembers when each head was first found without a build (see
+// ReconcileOptions.Settled), and when last, to forget those no pass finds any more.
+type reconcileSeen struct {
+	mu sync.Mutex
+	m  map[string][2]time.Time // first, last
+}
+
+// first returns when key was first found, now if never before.
+func (s *reconcileSeen) first(key string, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][2]time.Time{}
+	}
+	t, ok := s.m[key]
+	if !ok {
+		t[0] = now
+	}
+	t[1] = now
+	s.m[key] = t
+	return t[0]
+}
+
+// prune forgets the heads last found before then.
+func (s *reconcileSeen) prune(before time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.m {
+		if t[1].Before(before) {
+			delete(s.m, k)
+		}
+	}
 }

@@ -203,22 +203,45 @@ func TestReconcileRecentBranches(t *testing.T) {
 	}
 }
 
-// A head without a build is not built while deliveries accepted before the pass still
-// wait their turn (its own may be among them, with the secrets its pusher gives it): the
-// pass leaves it to the next, which builds it once they are handled.
-func TestReconcileWaitsForTheQueue(t *testing.T) {
+// A head found without a build is built only once every delivery accepted until a grace
+// after it was first found has been handled (its own may be among them, with the secrets
+// its pusher gives it): passes before that leave it. A queue that is never empty, but
+// whose backlog is bounded, delays it by that backlog, not for ever: the time it was
+// first found stays put.
+func TestReconcileWaitsForItsDelivery(t *testing.T) {
 	h := newHarness(entryWith("default"))
 	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now()
-	waitingSince := time.Now().Add(-time.Minute) // a delivery accepted a minute ago waits
-	opts := pipeline.ReconcileOptions{Settled: func() time.Time { return waitingSince }}
-	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, opts)
-	if err != nil || st.Found != 0 || st.Deferred != 1 || len(h.builds.Dispatches()) != 0 {
-		t.Fatalf("with deliveries waiting: %+v, %v, %d dispatched; want the head left to the next pass", st, err, len(h.builds.Dispatches()))
+	const grace = 100 * time.Millisecond
+	backlog := time.Hour // the oldest delivery waiting was accepted this long ago
+	opts := pipeline.ReconcileOptions{Grace: grace, Settled: func() time.Time { return time.Now().Add(-backlog) }}
+	pass := func() pipeline.ReconcileStats {
+		t.Helper()
+		st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
 	}
-	waitingSince = time.Now().Add(time.Hour) // all handled
-	st, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, opts)
-	if err != nil || st.Found != 1 || st.Deferred != 0 || len(h.builds.Dispatches()) != 1 {
-		t.Fatalf("once handled: %+v, %v, %d dispatched; want the head built", st, err, len(h.builds.Dispatches()))
+	if st := pass(); st.Found != 0 || st.Deferred != 1 {
+		t.Fatalf("first found: %+v, want it left to a later pass", st)
+	}
+	backlog = 0 // the queue is empty, but the grace is not over
+	if st := pass(); st.Found != 0 || st.Deferred != 1 {
+		t.Fatalf("within the grace: %+v, want it left", st)
+	}
+	// A steady backlog of 50 ms: always something waiting, and yet, after the grace and
+	// the backlog, the head is built.
+	backlog = 50 * time.Millisecond
+	deadline := time.Now().Add(2 * time.Second)
+	for len(h.builds.Dispatches()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		pass()
+	}
+	if n := len(h.builds.Dispatches()); n != 1 {
+		t.Fatalf("%d builds after the grace with a steady backlog, want 1", n)
+	}
+	if st := pass(); st.Found != 0 || st.Deferred != 0 {
+		t.Errorf("once built: %+v, want nothing more", st)
 	}
 }
 

@@ -46,14 +46,26 @@ func (p *Pipeline) RunReconciler(ctx context.Context, log *slog.Logger, r Reconc
 		if r.AfterPass != nil {
 			r.AfterPass(ctx)
 		}
-		if r.Every == 0 {
+		next := r.Every
+		if st.Deferred > 0 {
+			// Heads left for their deliveries: looked at again once their grace is over,
+			// even when the reconciler runs only at start.
+			grace := r.Options.Grace
+			if grace <= 0 {
+				grace = 10 * time.Second
+			}
+			if retry := grace + time.Second; next == 0 || retry < next {
+				next = retry
+			}
+		}
+		if next == 0 {
 			<-ctx.Done()
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(r.Every):
+		case <-time.After(next):
 		}
 	}
 }

@@ -31,6 +31,10 @@ type job struct {
 	at   time.Time
 	ev   forge.Event
 	opts pipeline.Options
+	// cred is a digest of what authenticated the delivery (see Intake.credential), by
+	// the token's endpoint (byToken) or a signature's.
+	cred    [32]byte
+	byToken bool
 	// told, when set, is why a refused delivery was refused (Nomad was down): the handler
 	// is told, to say so in the commit's statuses. It is not counted as accepted.
 	told error
@@ -45,10 +49,12 @@ func (j *job) dropped() Dropped {
 	return Dropped{Kind: j.ev.Kind, Repo: j.ev.Repo.FullName, Delivery: j.ev.Delivery, What: what}
 }
 
-// Dropped is an answered delivery that a stopping bot did not handle.
+// Dropped is an answered delivery that a stopping bot did not handle, or did not finish
+// (Cancelled: its build may have been dispatched, its pending status not written).
 type Dropped struct {
 	Kind                 forge.Kind
 	Repo, Delivery, What string
+	Cancelled            bool
 }
 
 // queue holds the answered deliveries' work, in order, MaxHandling done at a time, within a
@@ -205,8 +211,8 @@ func (q *queue) settled() time.Time {
 }
 
 // drain stops taking deliveries, lets the queued ones be done until ctx ends, and then
-// drops those still waiting and cancels those being done; it returns the dropped ones
-// once the cancelled ones have returned.
+// drops those still waiting and cancels those being done; it returns both (the cancelled
+// ones marked) once the cancelled ones have returned.
 func (q *queue) drain(ctx context.Context) []Dropped {
 	q.mu.Lock()
 	q.stopping = true
@@ -231,6 +237,13 @@ func (q *queue) drain(ctx context.Context) []Dropped {
 		q.bytes -= j.size
 	}
 	q.jobs, q.head = nil, 0
+	for j := range q.running {
+		if j.told == nil {
+			d := j.dropped()
+			d.Cancelled = true
+			left = append(left, d)
+		}
+	}
 	q.cancel() // those being done end now (each records what it dispatched first)
 	for q.workers > 0 {
 		q.idle.Wait()

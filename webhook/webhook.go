@@ -8,6 +8,7 @@ package webhook
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -190,11 +191,15 @@ type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo
 
 // Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
 // organization's) webhook secret.
-func (in *Intake) Gitea() http.Handler { return in.serve(forges.Gitea, in.signed(forges.Gitea)) }
+func (in *Intake) Gitea() http.Handler {
+	return in.serve(forges.Gitea, false, in.signed(forges.Gitea))
+}
 
 // GitHub serves POST /webhook/github: deliveries signed (X-Hub-Signature-256) with the
 // repository's (or its organization's) webhook secret.
-func (in *Intake) GitHub() http.Handler { return in.serve(forges.GitHub, in.signed(forges.GitHub)) }
+func (in *Intake) GitHub() http.Handler {
+	return in.serve(forges.GitHub, false, in.signed(forges.GitHub))
+}
 
 // Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL for Gitea:
 // the token must equal the repository's hook.token, and when the entry also has a
@@ -203,7 +208,7 @@ func (in *Intake) GitHub() http.Handler { return in.serve(forges.GitHub, in.sign
 // the token alone gets no secrets unless Options.TokenSecrets allows it, and its comments and
 // closed pull requests are ignored: their author is the body's word.
 func (in *Intake) Token() http.Handler {
-	return in.serve(forges.Gitea, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
+	return in.serve(forges.Gitea, true, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
 		want := entry.Hook.Token
 		got := r.URL.Query().Get("token")
 		switch {
@@ -243,29 +248,56 @@ func (in *Intake) signed(d forges.Driver) authenticator {
 		if r.URL.Query().Has("flavor") {
 			return pipeline.Options{}, fmt.Errorf("%w: a flavor in the URL of a signed endpoint (flavors come from the repository's configuration)", errFlavor)
 		}
-		secret := entry.Hook.Secret
-		if secret == "" {
-			if orgURL, err := registry.OrgURL(repo.CloneURL); err == nil {
-				org, err := in.repos.Org(r.Context(), orgURL)
-				switch {
-				case err == nil:
-					secret = org.Hook.Secret
-				case !errors.Is(err, registry.ErrNotFound):
-					return pipeline.Options{}, err
-				}
-			}
+		secret, err := in.secretOf(r.Context(), entry, repo)
+		if err != nil {
+			return pipeline.Options{}, err
 		}
 		return pipeline.Options{}, d.Verify(r.Header, body, secret)
 	}
 }
 
+// secretOf is the webhook secret deliveries of repo are signed with: its entry's, or when
+// it has none, its organization's.
+func (in *Intake) secretOf(ctx context.Context, entry *registry.Repo, repo forge.Repo) (string, error) {
+	if entry.Hook.Secret != "" {
+		return entry.Hook.Secret, nil
+	}
+	orgURL, err := registry.OrgURL(repo.CloneURL)
+	if err != nil {
+		return "", nil
+	}
+	org, err := in.repos.Org(ctx, orgURL)
+	switch {
+	case err == nil:
+		return org.Hook.Secret, nil
+	case errors.Is(err, registry.ErrNotFound):
+		return "", nil
+	}
+	return "", err
+}
+
+// credential is a digest of what authenticated a delivery of repo: the token and the
+// secret of the entry (byToken), or the webhook secret it is signed with. A delivery
+// waiting its turn keeps it, and is dropped when the entry no longer has the same: a
+// secret rotated (perhaps because it leaked) does not build what the old one signed.
+func (in *Intake) credential(ctx context.Context, entry *registry.Repo, repo forge.Repo, byToken bool) ([32]byte, error) {
+	if byToken {
+		return sha256.Sum256([]byte("token\x00" + entry.Hook.Token + "\x00" + entry.Hook.Secret)), nil
+	}
+	secret, err := in.secretOf(ctx, entry, repo)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256([]byte("secret\x00" + secret)), nil
+}
+
 // serve is the intake sequence: bound the body, find the repository, authenticate, parse,
 // answer, then hand the event on.
-func (in *Intake) serve(d forges.Driver, authenticate authenticator) http.Handler {
+func (in *Intake) serve(d forges.Driver, byToken bool, authenticate authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		log := in.log.With("forge", d.Name, "delivery", clipID(r.Header.Get(d.DeliveryHeader)), "event", clipID(r.Header.Get(d.EventHeader)))
-		code, msg, repo, err := in.intake(w, r, d, log, authenticate)
+		code, msg, repo, err := in.intake(w, r, d, log, byToken, authenticate)
 		if repo != "" {
 			log = log.With("repo", repo)
 		}
@@ -283,7 +315,7 @@ func (in *Intake) serve(d forges.Driver, authenticate authenticator) http.Handle
 
 // intake returns the HTTP status, the message for the forge, the repository once it is
 // known, and the error behind a refusal.
-func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver, log *slog.Logger, authenticate authenticator) (code int, msg, repoName string, err error) {
+func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver, log *slog.Logger, byToken bool, authenticate authenticator) (code int, msg, repoName string, err error) {
 	refused := func(err error) (int, string, string, error) {
 		code, msg, err := refuse(err)
 		return code, msg, repoName, err
@@ -315,6 +347,10 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	if err != nil {
 		return refused(err)
 	}
+	cred, err := in.credential(r.Context(), entry, repo, byToken)
+	if err != nil {
+		return refused(err)
+	}
 	repoName = repo.FullName
 	if perr != nil {
 		return refused(perr)
@@ -342,13 +378,13 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	hlog := log.With("repo", repoName)
 	if in.nomad != nil {
 		if nerr := in.nomad.get(r.Context()); nerr != nil {
-			in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, told: nerr})
+			in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, cred: cred, byToken: byToken, told: nerr})
 			return refused(fmt.Errorf("%w: %w", errNomad, nerr))
 		}
 	}
 	// Answer now; dispatch and the pending status follow, in turn, on a context of their
 	// own. What waits is the parsed delivery, not its body nor its entry.
-	accepted := in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts})
+	accepted := in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, cred: cred, byToken: byToken})
 	if !accepted {
 		waiting, bytes, _ := in.queue.stats()
 		return refused(fmt.Errorf("%w: %d deliveries wait their turn, holding %d bytes", errBusy, waiting, bytes))
@@ -375,6 +411,18 @@ func (in *Intake) inTurn(ctx context.Context, j *job) error {
 	}
 	if why := entry.Blocked(j.ev.Repo.OwnerID); why != "" {
 		j.log.Warn("delivery not handled: its repository is blocked now", "why", why)
+		return nil
+	}
+	cred, err := in.credential(ctx, entry, j.ev.Repo, j.byToken)
+	if err != nil {
+		return fmt.Errorf("webhook secret of %s: %w", j.ev.Repo.CloneURL, err)
+	}
+	if cred != j.cred {
+		j.log.Warn("delivery not handled: the repository's webhook secret or token changed since it was accepted")
+		return nil
+	}
+	if fl := j.opts.Flavor; fl != "" && len(entry.Flavors) > 0 && !slices.Contains(entry.Flavors, fl) {
+		j.log.Warn("delivery not handled: its flavor is no longer one of the repository's", "flavor", fl)
 		return nil
 	}
 	if j.told != nil {

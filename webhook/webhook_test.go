@@ -664,8 +664,10 @@ func TestIntake(t *testing.T) {
 			if !tc.wantLookup && len(repoCalls) > 0 {
 				t.Errorf("registry asked for repositories %q, want no lookup", repoCalls)
 			}
-			if tc.wantOrgLookup && !slices.Equal(orgCalls, []string{orgURL}) {
-				t.Errorf("registry asked for organizations %q, want [%s]", orgCalls, orgURL)
+			// The organization's secret: to verify, and its digest kept with the delivery
+			// and compared once more in its turn (a secret rotated meanwhile drops it).
+			if tc.wantOrgLookup && (len(orgCalls) == 0 || len(orgCalls) > 3 || slices.ContainsFunc(orgCalls, func(u string) bool { return u != orgURL })) {
+				t.Errorf("registry asked for organizations %q, want [%s] one to three times", orgCalls, orgURL)
 			}
 			if !tc.wantOrgLookup && len(orgCalls) > 0 {
 				t.Errorf("registry asked for organizations %q, want no lookup", orgCalls)
@@ -1150,8 +1152,14 @@ func TestIntakeDrain(t *testing.T) {
 	}
 	left := <-done // the handler never released: those being handled are cancelled
 	calls := h.calls()
-	if len(left) != 5 || len(calls) != webhook.MaxHandling {
-		t.Fatalf("dropped %v, handled %d; want 5 dropped, %d handled", left, len(calls), webhook.MaxHandling)
+	cancelled := 0
+	for _, d := range left {
+		if d.Cancelled {
+			cancelled++
+		}
+	}
+	if len(left) != 5+webhook.MaxHandling || cancelled != webhook.MaxHandling || len(calls) != webhook.MaxHandling {
+		t.Fatalf("dropped %v (%d cancelled), handled %d; want 5 dropped and %d cancelled, %d handled", left, cancelled, len(calls), webhook.MaxHandling, webhook.MaxHandling)
 	}
 	for _, d := range left {
 		if d.Kind != forge.KindPush || d.Repo == "" || d.Delivery != c.Delivery || !strings.HasPrefix(d.What, "at ") {
@@ -1222,5 +1230,40 @@ func TestIntakeClipsWaitingComments(t *testing.T) {
 	b := calls[0].ev.Comment.Body
 	if len(b) > commands.MaxComment || !utf8.ValidString(b) || !strings.HasPrefix(b, "/rebuild\n") {
 		t.Errorf("the comment handed on holds %d bytes (valid UTF-8: %v), want at most %d, starting with its command", len(b), utf8.ValidString(b), commands.MaxComment)
+	}
+}
+
+// A delivery waiting its turn when the repository's webhook secret is rotated (perhaps
+// because it leaked) is not built with the entry as it is then: what the old secret signed
+// is dropped.
+func TestIntakeDropsWhatARotatedSecretSigned(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
+	in := webhook.New(repos, h, quiet(), webhook.Options{})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	for i := range webhook.MaxHandling + 3 {
+		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+	for range webhook.MaxHandling {
+		<-h.entered
+	}
+	rotated := entry("a-new-secret", "")
+	rotated.Secrets = map[string]string{"DEPLOY_KEY": "fresh"}
+	repos.Put(cloneURL, rotated)
+	close(h.release)
+	in.Wait()
+	if n := len(h.calls()); n != webhook.MaxHandling {
+		t.Errorf("%d deliveries handled, want %d: the 3 that waited while the secret was rotated are not", n, webhook.MaxHandling)
+	}
+	// Signed with the new one, a delivery is built as before.
+	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs("a-new-secret"), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a delivery signed with the new secret: %d %q", resp.StatusCode, got)
+	}
+	in.Wait()
+	if n := len(h.calls()); n != webhook.MaxHandling+1 {
+		t.Errorf("%d deliveries handled, want %d", n, webhook.MaxHandling+1)
 	}
 }

@@ -272,7 +272,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		for i, d := range left {
 			byKind[d.Kind]++
 			if i < maxDroppedLogged {
-				log.Warn("answered delivery not handled before stopping", "kind", d.Kind, "repo", d.Repo, "what", d.What, "delivery", d.Delivery)
+				log.Warn("answered delivery not handled before stopping", "kind", d.Kind, "repo", d.Repo, "what", d.What, "delivery", d.Delivery, "cancelled while being handled", d.Cancelled)
 			}
 		}
 		log.Warn("answered deliveries not handled before stopping: the reconciler builds the heads of branches and pull requests among them; redeliver the others from the forge", "count", len(left), "by kind", byKind, "named above", min(len(left), maxDroppedLogged))

@@ -285,3 +285,10 @@ func (f *Fake) Remove(cloneURL string) {
 	defer f.mu.Unlock()
 	delete(f.Repos, cloneURL)
 }
+
+// Put sets the entry of cloneURL, as an operator's or owner's edit would.
+func (f *Fake) Put(cloneURL string, e *registry.Repo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Repos[cloneURL] = e
+}
