@@ -269,7 +269,7 @@ func TestOrgRoundTrip(t *testing.T) {
 	ctx := testContext(t)
 	const orgURL = "http://127.0.0.1:3000/team"
 
-	// Written by an operator, as the README shows.
+	// Written by an operator, as docs/CONSUL.md shows.
 	putRaw(t, kv, prefix+"org/"+base64CLI(t, orgURL), `{"hook":{"secret":"shared-secret"},"comment":"for all of team"}`)
 	got, err := r.Org(ctx, orgURL)
 	if err != nil {
