@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/logfan"
 	"github.com/albatros-ci/albatros/logtext"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -78,8 +79,9 @@ type server struct {
 func New(cfg Config) http.Handler {
 	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, cfg.LogBounds), builds: newBuildCache(cfg.Builds.Build)}
 	mux := http.NewServeMux()
-	mux.Handle("POST /webhook/gitea", cfg.Intake.Gitea())
-	mux.Handle("POST /webhook/github", cfg.Intake.GitHub())
+	for _, d := range forges.Drivers {
+		mux.Handle("POST "+d.Path(), cfg.Intake.Handler(d))
+	}
 	mux.Handle("POST /hook", cfg.Intake.Token())
 	mux.HandleFunc("GET /build", s.plainLog)
 	mux.HandleFunc("GET /logs/{ns}/{job...}", s.logPage)
@@ -94,7 +96,11 @@ func New(cfg Config) http.Handler {
 
 func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintln(w, "Albatros: a CI on Nomad. Webhooks: POST /webhook/gitea, POST /webhook/github, POST /hook?token=…; logs: /logs/<namespace>/<job>; health: /healthz")
+	var hooks []string
+	for _, d := range forges.Drivers {
+		hooks = append(hooks, "POST "+d.Path())
+	}
+	fmt.Fprintf(w, "Albatros: a CI on Nomad. Webhooks: %s, POST /hook?token=…; logs: /logs/<namespace>/<job>; health: /healthz\n", strings.Join(hooks, ", "))
 }
 
 // healthz answers 200 when every dependency answers, else 503 naming the ones that do not.

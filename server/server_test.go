@@ -755,6 +755,8 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/healthz", 405},
 		// The webhook routes reach the intake: a body that is not JSON is refused by it.
 		{"POST", "/webhook/gitea", 400},
+		{"POST", "/webhook/github", 400},
+		{"POST", "/webhook/gitlab", 404}, // no row in forges.Drivers
 		{"POST", "/hook?token=x", 400},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {

@@ -22,7 +22,6 @@ import (
 	"github.com/albatros-ci/albatros/commands"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
-	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
@@ -191,15 +190,17 @@ type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo
 
 // Gitea serves POST /webhook/gitea: deliveries signed with the repository's (or its
 // organization's) webhook secret.
-func (in *Intake) Gitea() http.Handler {
-	return in.serve(forges.Gitea, false, in.signed(forges.Gitea))
+func (in *Intake) Gitea() http.Handler { return in.Handler(forges.Gitea) }
+
+// Handler serves POST d.Path(): deliveries of d's forge, signed with the repository's (or
+// its organization's) webhook secret. The server routes every row of forges.Drivers.
+func (in *Intake) Handler(d forges.Driver) http.Handler {
+	return in.serve(d, false, in.signed(d))
 }
 
 // GitHub serves POST /webhook/github: deliveries signed (X-Hub-Signature-256) with the
 // repository's (or its organization's) webhook secret.
-func (in *Intake) GitHub() http.Handler {
-	return in.serve(forges.GitHub, false, in.signed(forges.GitHub))
-}
+func (in *Intake) GitHub() http.Handler { return in.Handler(forges.GitHub) }
 
 // Token serves POST /hook?token=…&flavor=…, the original Albatros's webhook URL for Gitea:
 // the token must equal the repository's hook.token, and when the entry also has a
@@ -208,7 +209,7 @@ func (in *Intake) GitHub() http.Handler {
 // the token alone gets no secrets unless Options.TokenSecrets allows it, and its comments and
 // closed pull requests are ignored: their author is the body's word.
 func (in *Intake) Token() http.Handler {
-	return in.serve(forges.Gitea, true, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
+	return in.serve(forges.Hook, true, func(r *http.Request, body []byte, entry *registry.Repo, _ forge.Repo) (pipeline.Options, error) {
 		want := entry.Hook.Token
 		got := r.URL.Query().Get("token")
 		switch {
@@ -221,7 +222,7 @@ func (in *Intake) Token() http.Handler {
 		}
 		signed := entry.Hook.Secret != ""
 		if signed {
-			if err := gitea.VerifySignature(r.Header, body, entry.Hook.Secret); err != nil {
+			if err := forges.Hook.Verify(r.Header, body, entry.Hook.Secret); err != nil {
 				return pipeline.Options{}, err
 			}
 		}

@@ -23,7 +23,6 @@ import (
 	"github.com/albatros-ci/albatros/config"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
-	"github.com/albatros-ci/albatros/forge/gitea"
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/install"
 	"github.com/albatros-ci/albatros/logfan"
@@ -112,8 +111,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	fs := forges.New(forges.Config{
-		GiteaURL: cfg.GiteaURL, GiteaToken: cfg.GiteaToken,
-		GitHubURL: cfg.GitHubURL, GitHubToken: cfg.GitHubToken,
+		Access: map[string]registry.Access{
+			forges.Gitea.Name:  {URL: cfg.GiteaURL, Token: cfg.GiteaToken},
+			forges.GitHub.Name: {URL: cfg.GitHubURL, Token: cfg.GitHubToken},
+		},
 		HTTP: forges.HTTPClient(),
 	})
 	defaultBuilder := orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder}
@@ -157,7 +158,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		BaseURL: cfg.URL, GiteaURL: cfg.GiteaURL, Keys: keys, BotLogin: botLogin,
 		Records: repos, Sessions: repos, Builds: nomad, Forge: fs.For,
 		DefaultBuilder: defaultBuilder, BuilderNamespaces: cfg.BuilderNamespaces, Log: log,
-		UserClient: func(token string) install.Owner { return gitea.New(cfg.GiteaURL, token, nil) },
+		UserClient: func(token string) install.Owner {
+			c, _ := forges.Gitea.New(cfg.GiteaURL, token, nil) // Gitea's never fails
+			return c
+		},
 	}
 	if bot != nil {
 		webCfg.Bot = bot

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,9 +21,12 @@ import (
 	"github.com/albatros-ci/albatros/registry"
 )
 
-// Driver is one forge's part in receiving webhooks.
+// Driver is one forge: a row of the table (Drivers). Its webhook endpoint, the headers and
+// size of its deliveries, its signature check and parser, how a registered repository
+// names its access to it, and how to make a client of it.
 type Driver struct {
-	// Name is the forge's name in logs and URLs: gitea, github.
+	// Name is the forge's name in logs, in URLs (/webhook/<name>) and in Config.Access:
+	// gitea, github.
 	Name string
 	// EventHeader and DeliveryHeader name the delivery's event and its id.
 	EventHeader, DeliveryHeader string
@@ -34,7 +38,26 @@ type Driver struct {
 	// error, when the body names a repository) picks the secret; the event, or the error
 	// (see forge.ErrIgnoreEvent), is acted on once the body is verified.
 	Parse func(h http.Header, body []byte) (forge.Event, error)
+
+	// Entry is a registered repository's own access to this forge (its field of the
+	// entry: gitea, github), nil when it names none.
+	Entry func(e *registry.Repo) *registry.Access
+	// Hosts are the hosts whose clone URLs are this forge's when the entry names no forge
+	// and the bot has a token for it (github.com).
+	Hosts []string
+	// NeedsURL says a URL must be known (the entry's or the bot's): a forge without one
+	// public instance.
+	NeedsURL bool
+	// Repo is a clone URL's repository as the forge at base (its API URL) names it.
+	Repo func(base, cloneURL string) (forge.Repo, error)
+	// New makes a client of the forge at url ("": the driver's default) acting with token.
+	New func(url, token string, hc *http.Client) (forge.Forge, error)
+	// Missing says what to set when no token (or no URL) is known.
+	Missing string
 }
+
+// Path is the driver's webhook endpoint.
+func (d Driver) Path() string { return "/webhook/" + d.Name }
 
 // The largest delivery each forge's endpoint reads. GitHub caps its own deliveries at
 // 25 MiB; Gitea has no cap, and its payloads rarely pass 1 MiB (a push lists its commits,
@@ -44,16 +67,59 @@ const (
 	MaxGiteaBody  = 8 << 20
 )
 
-// The drivers.
+// The drivers, and Drivers, the table: adding a forge is a package forge/<name> and a row
+// here. No other package imports a driver.
 var (
-	Gitea  = Driver{"gitea", "X-Gitea-Event", "X-Gitea-Delivery", MaxGiteaBody, gitea.VerifySignature, gitea.Parse}
-	GitHub = Driver{"github", "X-GitHub-Event", "X-GitHub-Delivery", MaxGitHubBody, github.VerifySignature, github.Parse}
+	Gitea = Driver{
+		Name: "gitea", EventHeader: "X-Gitea-Event", DeliveryHeader: "X-Gitea-Delivery", MaxBody: MaxGiteaBody,
+		Verify: gitea.VerifySignature, Parse: gitea.Parse,
+		Entry: func(e *registry.Repo) *registry.Access {
+			if e.Gitea.URL == "" && e.Gitea.Token == "" {
+				return nil
+			}
+			return &e.Gitea
+		},
+		NeedsURL: true,
+		Repo:     gitea.RepoFromCloneURL,
+		New: func(url, token string, hc *http.Client) (forge.Forge, error) {
+			return gitea.New(url, token, hc), nil
+		},
+		Missing: "no gitea url and token: set them in the repository's entry (gitea.url, gitea.token) or give the bot defaults (ALBATROS_GITEA_URL, ALBATROS_GITEA_TOKEN)",
+	}
+	GitHub = Driver{
+		Name: "github", EventHeader: "X-GitHub-Event", DeliveryHeader: "X-GitHub-Delivery", MaxBody: MaxGitHubBody,
+		Verify: github.VerifySignature, Parse: github.Parse,
+		Entry: func(e *registry.Repo) *registry.Access { return e.GitHub },
+		Hosts: []string{"github.com"},
+		Repo:  func(_, cloneURL string) (forge.Repo, error) { return github.RepoFromCloneURL(cloneURL) },
+		New: func(url, token string, hc *http.Client) (forge.Forge, error) {
+			return github.New(url, token, hc)
+		},
+		Missing: "no github token: set it in the repository's entry (github.token) or give the bot one (ALBATROS_GITHUB_TOKEN)",
+	}
+	// Drivers are the forges, in the order an entry is matched (see For); the last is the
+	// fallback, the original Albatros's forge.
+	Drivers = []Driver{GitHub, Gitea}
 )
 
-// Config is the bot's own access to each forge, for repositories whose entry names none.
+// Hook is the driver whose signature the original /hook?token= endpoint checks, when the
+// entry has a webhook secret too.
+var Hook = Gitea
+
+// ByName returns the driver named name.
+func ByName(name string) (Driver, bool) {
+	for _, d := range Drivers {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Driver{}, false
+}
+
+// Config is the bot's own access to each forge, by driver name, for repositories whose
+// entry names none.
 type Config struct {
-	GiteaURL, GiteaToken   string
-	GitHubURL, GitHubToken string
+	Access map[string]registry.Access
 	// HTTP is the client every forge client shares (its transport pools connections).
 	HTTP *http.Client
 }
@@ -91,47 +157,56 @@ func New(cfg Config) *Forges {
 }
 
 // For returns the client of a registered repository's forge, and the repository as that
-// forge names it:
-//
-//   - an entry with a github field is on GitHub (its url, else the bot's GitHub API URL,
-//     else github.com; its token, else the bot's GitHub token);
-//   - a repository cloned from github.com, with no gitea field, is on GitHub too when the
-//     bot has a GitHub token;
-//   - any other is on Gitea: the entry's gitea.url and gitea.token (the original Albatros's
-//     fields), else the bot's Gitea defaults.
+// forge names it. The forge is the one the entry names (a github field: GitHub; gitea
+// fields, the original Albatros's: Gitea); else the one whose host the clone URL is on,
+// when the bot has a token for it (github.com); else the last of Drivers (Gitea). Its URL
+// and token are the entry's, else the bot's (Config.Access).
 //
 // Clients live as long as the Forges: one per server and token.
 func (f *Forges) For(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
-	if gh := f.github(entry, cloneURL); gh != nil {
-		repo, err := github.RepoFromCloneURL(cloneURL)
-		if err != nil {
-			return nil, forge.Repo{}, err
-		}
-		if gh.Token == "" {
-			return nil, forge.Repo{}, errors.New("no github token: set it in the repository's entry (github.token) or give the bot one (ALBATROS_GITHUB_TOKEN)")
-		}
-		c, err := f.client("github", gh.URL, gh.Token, func() (forge.Forge, error) { return github.New(gh.URL, gh.Token, f.cfg.HTTP) })
-		if err != nil {
-			return nil, forge.Repo{}, err
-		}
-		return c, repo, nil
+	d, acc := f.driver(entry, cloneURL)
+	if acc.Token == "" || (d.NeedsURL && acc.URL == "") {
+		return nil, forge.Repo{}, errors.New(d.Missing)
 	}
-	base, token := entry.Gitea.URL, entry.Gitea.Token
-	if base == "" {
-		base = f.cfg.GiteaURL
-	}
-	if token == "" {
-		token = f.cfg.GiteaToken
-	}
-	if base == "" || token == "" {
-		return nil, forge.Repo{}, errors.New("no gitea url and token: set them in the repository's entry (gitea.url, gitea.token) or give the bot defaults (ALBATROS_GITEA_URL, ALBATROS_GITEA_TOKEN)")
-	}
-	repo, err := gitea.RepoFromCloneURL(base, cloneURL)
+	repo, err := d.Repo(acc.URL, cloneURL)
 	if err != nil {
 		return nil, forge.Repo{}, err
 	}
-	c, _ := f.client("gitea", base, token, func() (forge.Forge, error) { return gitea.New(base, token, f.cfg.HTTP), nil })
+	c, err := f.client(d.Name, acc.URL, acc.Token, func() (forge.Forge, error) { return d.New(acc.URL, acc.Token, f.cfg.HTTP) })
+	if err != nil {
+		return nil, forge.Repo{}, err
+	}
 	return c, repo, nil
+}
+
+// driver is the forge of a registered repository, and its access there: the entry's own,
+// completed with the bot's.
+func (f *Forges) driver(entry *registry.Repo, cloneURL string) (Driver, registry.Access) {
+	with := func(d Driver, own *registry.Access) (Driver, registry.Access) {
+		acc := f.cfg.Access[d.Name]
+		if own != nil {
+			if own.URL != "" {
+				acc.URL = own.URL
+			}
+			if own.Token != "" {
+				acc.Token = own.Token
+			}
+		}
+		return d, acc
+	}
+	for _, d := range Drivers {
+		if own := d.Entry(entry); own != nil {
+			return with(d, own)
+		}
+	}
+	if u, err := url.Parse(cloneURL); err == nil {
+		for _, d := range Drivers {
+			if slices.Contains(d.Hosts, u.Host) && f.cfg.Access[d.Name].Token != "" {
+				return with(d, nil)
+			}
+		}
+	}
+	return with(Drivers[len(Drivers)-1], nil)
 }
 
 // client returns the cached client of kind at url with token, making it with mk once.
@@ -150,34 +225,15 @@ func (f *Forges) client(kind, url, token string, mk func() (forge.Forge, error))
 	return c, nil
 }
 
-// github returns the GitHub access for the repository, or nil when it is not on GitHub.
-func (f *Forges) github(entry *registry.Repo, cloneURL string) *registry.Access {
-	acc := registry.Access{URL: f.cfg.GitHubURL, Token: f.cfg.GitHubToken}
-	switch {
-	case entry.GitHub != nil:
-		if entry.GitHub.URL != "" {
-			acc.URL = entry.GitHub.URL
-		}
-		if entry.GitHub.Token != "" {
-			acc.Token = entry.GitHub.Token
-		}
-		return &acc
-	case entry.Gitea.URL == "" && f.cfg.GitHubToken != "":
-		if u, err := url.Parse(cloneURL); err == nil && u.Host == "github.com" {
-			return &acc
-		}
-	}
-	return nil
-}
-
-// GiteaBot returns the client of the bot's own Gitea account (Config's GiteaURL and
-// GiteaToken), the same one For hands out for them; nil when the bot has none.
+// GiteaBot returns the client of the bot's own Gitea account (Config.Access of gitea),
+// the same one For hands out for it; nil when the bot has none.
 func (f *Forges) GiteaBot() *gitea.Client {
-	if f.cfg.GiteaURL == "" || f.cfg.GiteaToken == "" {
+	acc := f.cfg.Access[Gitea.Name]
+	if acc.URL == "" || acc.Token == "" {
 		return nil
 	}
-	c, _ := f.client("gitea", f.cfg.GiteaURL, f.cfg.GiteaToken, func() (forge.Forge, error) {
-		return gitea.New(f.cfg.GiteaURL, f.cfg.GiteaToken, f.cfg.HTTP), nil
+	c, _ := f.client(Gitea.Name, acc.URL, acc.Token, func() (forge.Forge, error) {
+		return Gitea.New(acc.URL, acc.Token, f.cfg.HTTP)
 	})
 	return c.(*gitea.Client)
 }

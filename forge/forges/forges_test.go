@@ -24,7 +24,7 @@ func TestForgesChoosesTheForge(t *testing.T) {
 	withGitHub := func(url, token string) *registry.Repo {
 		return &registry.Repo{GitHub: &registry.Access{URL: url, Token: token}}
 	}
-	botDefaults := forges.Config{GiteaURL: "https://git.example.com", GiteaToken: "gitea-tok", GitHubToken: "gh-tok"}
+	botDefaults := forges.Config{Access: map[string]registry.Access{"gitea": {URL: "https://git.example.com", Token: "gitea-tok"}, "github": {URL: "", Token: "gh-tok"}}}
 	cases := []struct {
 		name   string
 		forges forges.Config
@@ -41,7 +41,7 @@ func TestForgesChoosesTheForge(t *testing.T) {
 		{"entry on github enterprise", forges.Config{}, withGitHub("https://ghe.example.com/api/v3/", "t"), gheClone, "github"},
 		{"entry on github without any token", forges.Config{}, withGitHub("", ""), githubClone, "no github token"},
 		{"github.com clone with the bot's github token", botDefaults, &registry.Repo{}, githubClone, "github"},
-		{"github.com clone without a github token", forges.Config{GiteaURL: "https://github.com", GiteaToken: "x"}, &registry.Repo{}, githubClone, "gitea"},
+		{"github.com clone without a github token", forges.Config{Access: map[string]registry.Access{"gitea": {URL: "https://github.com", Token: "x"}}}, &registry.Repo{}, githubClone, "gitea"},
 		{"explicit gitea fields win over the host", botDefaults, withGitea("https://github.com", "t"), githubClone, "gitea"},
 	}
 	for _, c := range cases {
@@ -71,7 +71,7 @@ func TestForgesChoosesTheForge(t *testing.T) {
 
 // A client is made once per server and token, and reused: one transport, pooled connections.
 func TestForgesReusesClients(t *testing.T) {
-	fs := forges.New(forges.Config{GiteaURL: "https://git.example.com", GiteaToken: "bot", GitHubToken: "gh"})
+	fs := forges.New(forges.Config{Access: map[string]registry.Access{"gitea": {URL: "https://git.example.com", Token: "bot"}, "github": {URL: "", Token: "gh"}}})
 	e := &registry.Repo{}
 	a, _, _ := fs.For(e, "https://git.example.com/org/app.git")
 	b, _, _ := fs.For(e, "https://git.example.com/other/lib.git")
@@ -88,5 +88,29 @@ func TestForgesReusesClients(t *testing.T) {
 	g2, _, _ := fs.For(e, "https://github.com/org/lib.git")
 	if g1 == nil || g1 != g2 {
 		t.Errorf("github clients %p and %p, want one", g1, g2)
+	}
+}
+
+// The table is complete: each row names its forge once, routes its own endpoint, and has
+// everything For and the intake use.
+func TestDriversTable(t *testing.T) {
+	names, paths := map[string]bool{}, map[string]bool{}
+	for _, d := range forges.Drivers {
+		if d.Name == "" || names[d.Name] || paths[d.Path()] {
+			t.Errorf("driver %q: empty or repeated name or path %s", d.Name, d.Path())
+		}
+		names[d.Name], paths[d.Path()] = true, true
+		if d.Verify == nil || d.Parse == nil || d.Entry == nil || d.Repo == nil || d.New == nil || d.Missing == "" || d.MaxBody <= 0 || d.EventHeader == "" || d.DeliveryHeader == "" {
+			t.Errorf("driver %s lacks a field: %+v", d.Name, d)
+		}
+		if got, ok := forges.ByName(d.Name); !ok || got.Name != d.Name {
+			t.Errorf("ByName(%q) = %v, %v", d.Name, got.Name, ok)
+		}
+	}
+	if _, ok := forges.ByName("gitlab"); ok {
+		t.Error("ByName found a forge that has no row")
+	}
+	if last := forges.Drivers[len(forges.Drivers)-1]; last.Name != "gitea" {
+		t.Errorf("the fallback is %s, want gitea (the original Albatros's)", last.Name)
 	}
 }
