@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
@@ -13,22 +14,31 @@ import (
 	"github.com/albatros-ci/albatros/registry"
 )
 
+// protocol is the exactly-once protocol of builds and reports across bots (see the package
+// doc): claims in Consul, dispatches through Nomad, each tolerated failure logged.
+type protocol struct {
+	claims   claims // nil: one bot, every dispatch and report its own
+	builds   builds
+	log      *slog.Logger
+	inflight keyedMutex // dispatches of a key in this bot, one at a time
+}
+
 // settle records that key's claim made ns/jobID (a build, or a report written). A
 // settlement that fails is tolerated, and logged: the claim then looks abandoned once
 // stale (registry.ClaimStale), and the bot that takes it over finds the build by its key
 // (a dispatch) or looks at the forge first (a report), so nothing is done twice.
-func (p *Pipeline) settle(ctx context.Context, key, ns, jobID string) {
-	if err := p.cfg.Claims.Settle(ctx, key, ns, jobID); err != nil {
-		p.cfg.Log.Warn("claim not settled: it will be taken over once stale", "key", key, "job", jobID, "err", err)
+func (c *protocol) settle(ctx context.Context, key, ns, jobID string) {
+	if err := c.claims.Settle(ctx, key, ns, jobID); err != nil {
+		c.log.Warn("claim not settled: it will be taken over once stale", "key", key, "job", jobID, "err", err)
 	}
 }
 
 // release gives key's claim up (nothing was made under it), so that the next delivery
 // claims it at once. A release that fails is tolerated, and logged: the claim then waits
 // to go stale before it is taken over.
-func (p *Pipeline) release(ctx context.Context, key string) {
-	if err := p.cfg.Claims.Release(ctx, key); err != nil {
-		p.cfg.Log.Warn("claim not released: it will be taken over once stale", "key", key, "err", err)
+func (c *protocol) release(ctx context.Context, key string) {
+	if err := c.claims.Release(ctx, key); err != nil {
+		c.log.Warn("claim not released: it will be taken over once stale", "key", key, "err", err)
 	}
 }
 
@@ -52,34 +62,34 @@ type lineSwap struct {
 // taken over, cannot leave two builds standing. A new build of line (a branch or pull
 // request in a flavor, when it supersedes) has its claim settled and its line's record
 // swapped in one write: swap is then the line's previous record.
-func (p *Pipeline) dispatch(ctx context.Context, req orchestrator.DispatchRequest, line string) (d orchestrator.Dispatched, swap *lineSwap, err error) {
-	unlock := p.inflight.lock(req.IdempotencyToken)
+func (c *protocol) dispatch(ctx context.Context, req orchestrator.DispatchRequest, line string) (d orchestrator.Dispatched, swap *lineSwap, err error) {
+	unlock := c.inflight.lock(req.IdempotencyToken)
 	defer unlock()
 	req.Key = req.IdempotencyToken
-	if p.cfg.Claims == nil {
-		d, err := p.cfg.Builds.Dispatch(ctx, req)
+	if c.claims == nil {
+		d, err := c.builds.Dispatch(ctx, req)
 		return d, nil, err
 	}
 	for {
-		rec, claimed, err := p.cfg.Claims.Claim(ctx, req.Key)
+		rec, claimed, err := c.claims.Claim(ctx, req.Key)
 		switch {
 		case ctx.Err() != nil:
 			if claimed {
 				// Claimed as the delivery gave up: let the next one claim it at once.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				p.release(rctx, req.Key)
+				c.release(rctx, req.Key)
 				cancel()
 			}
 			return orchestrator.Dispatched{}, nil, ctx.Err()
 		case err != nil:
-			return p.dispatchFound(ctx, req, false, false, "")
+			return c.dispatchFound(ctx, req, false, false, "")
 		case claimed:
-			return p.dispatchFound(ctx, req, true, rec.TookOver, line)
+			return c.dispatchFound(ctx, req, true, rec.TookOver, line)
 		case rec.JobID != "":
 			return orchestrator.Dispatched{Namespace: rec.Namespace, JobID: rec.JobID, Duplicate: true}, nil, nil
 		}
 		// Its claimant is slow to record a job: perhaps it made one.
-		if d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
+		if d, found, err := c.builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
 			return d, nil, nil
 		}
 		// Claim again, until the claim is settled, released, or stale and taken over.
@@ -104,12 +114,12 @@ const dispatchTimeout = registry.ClaimStale / 2
 // pending status and line record, which the caller then writes. A claim is settled with
 // the job, released when Nomad refused the dispatch before making anything (it answered
 // 4xx, or could not be reached), and otherwise left to go stale.
-func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool, line string) (orchestrator.Dispatched, *lineSwap, error) {
+func (c *protocol) dispatchFound(ctx context.Context, req orchestrator.DispatchRequest, claimed, tookOver bool, line string) (orchestrator.Dispatched, *lineSwap, error) {
 	// The record is written on a context of its own: a dispatch made must be recorded.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if tookOver || !claimed {
-		d, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
+		d, found, err := c.builds.ByKey(ctx, req.Builder, req.Key)
 		switch {
 		case err != nil && tookOver:
 			// This lookup alone guards a claim taken over (its claimant dispatched without
@@ -117,7 +127,7 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 			return orchestrator.Dispatched{}, nil, fmt.Errorf("look for the build of %s: %w", req.Builder, err)
 		case err == nil && found:
 			if claimed {
-				p.settle(rctx, req.Key, d.Namespace, d.JobID)
+				c.settle(rctx, req.Key, d.Namespace, d.JobID)
 			}
 			d.Duplicate = !tookOver
 			return d, nil, nil
@@ -127,29 +137,29 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 		req.IdempotencyToken = ""
 	}
 	dctx, dcancel := context.WithTimeout(ctx, dispatchTimeout)
-	d, err := p.cfg.Builds.Dispatch(dctx, req)
+	d, err := c.builds.Dispatch(dctx, req)
 	dcancel()
 	if err == nil && !d.Duplicate {
-		d = p.firstOfKey(ctx, req, d, tookOver)
+		d = c.firstOfKey(ctx, req, d, tookOver)
 	}
 	var swap *lineSwap
 	switch {
 	case !claimed:
 	case err == nil && line != "" && !d.Duplicate:
 		next := registry.Line{Namespace: d.Namespace, JobID: d.JobID, Commit: req.Meta["COMMIT"], Index: d.Index}
-		prev, found, lerr := p.cfg.Claims.SettleLine(rctx, req.Key, d.Namespace, d.JobID, line, next)
+		prev, found, lerr := c.claims.SettleLine(rctx, req.Key, d.Namespace, d.JobID, line, next)
 		swap = &lineSwap{prev: prev, found: found, err: lerr}
 		if lerr != nil {
 			// Unrecorded, the claim would wait to go stale before a redelivery found
 			// this build; the line is listed instead (lineBefore).
-			p.settle(rctx, req.Key, d.Namespace, d.JobID)
+			c.settle(rctx, req.Key, d.Namespace, d.JobID)
 		}
 	case err == nil:
-		p.settle(rctx, req.Key, d.Namespace, d.JobID)
+		c.settle(rctx, req.Key, d.Namespace, d.JobID)
 	case !errors.Is(err, orchestrator.ErrMaybeDispatched):
-		p.release(rctx, req.Key)
+		c.release(rctx, req.Key)
 	default:
-		p.cfg.Log.Warn("dispatch unanswered: its claim is left to go stale, and whoever takes it over looks for the build first", "key", req.Key, "err", err)
+		c.log.Warn("dispatch unanswered: its claim is left to go stale, and whoever takes it over looks for the build first", "key", req.Key, "err", err)
 	}
 	return d, swap, err
 }
@@ -162,13 +172,13 @@ func (p *Pipeline) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 // (the claimant it came from died before writing its status, which the caller then
 // writes). Whichever of two such dispatches lands last sees both. When Nomad cannot tell,
 // d stands.
-func (p *Pipeline) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched, tookOver bool) orchestrator.Dispatched {
-	first, found, err := p.cfg.Builds.ByKey(ctx, req.Builder, req.Key)
+func (c *protocol) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched, tookOver bool) orchestrator.Dispatched {
+	first, found, err := c.builds.ByKey(ctx, req.Builder, req.Key)
 	if err != nil || !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) || first.Index >= d.Index {
 		return d
 	}
-	if err := p.cfg.Builds.Discard(ctx, d.Namespace, d.JobID); err != nil {
-		p.cfg.Log.Warn("a second build of a key not discarded: both run", "key", req.Key, "first", first.JobID, "second", d.JobID, "err", err)
+	if err := c.builds.Discard(ctx, d.Namespace, d.JobID); err != nil {
+		c.log.Warn("a second build of a key not discarded: both run", "key", req.Key, "first", first.JobID, "second", d.JobID, "err", err)
 		return d // two builds run: better than none
 	}
 	first.Duplicate = !tookOver
@@ -182,13 +192,13 @@ func (p *Pipeline) firstOfKey(ctx context.Context, req orchestrator.DispatchRequ
 // claim that stays unsettled for registry.ClaimWait is written anyway (waited: the caller
 // looks at the forge first). Without dedup records (one bot), or when Consul fails, every
 // report is mine.
-func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forge.State) (done func(ok bool), mine, waited bool) {
+func (c *protocol) claimReport(ctx context.Context, ns, jobID string, state forge.State) (done func(ok bool), mine, waited bool) {
 	nop := func(bool) {}
-	if p.cfg.Claims == nil {
+	if c.claims == nil {
 		return nop, true, false
 	}
 	key := reportKey(ns, jobID, state)
-	rec, claimed, err := p.cfg.Claims.Claim(ctx, key)
+	rec, claimed, err := c.claims.Claim(ctx, key)
 	switch {
 	case err != nil:
 		// Written without a claim; say so afterwards if Consul takes it then: the check
@@ -197,7 +207,7 @@ func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forg
 			if ok {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
-				p.settle(rctx, key, ns, jobID)
+				c.settle(rctx, key, ns, jobID)
 			}
 		}, true, false
 	case !claimed && rec.JobID != "":
@@ -209,9 +219,9 @@ func (p *Pipeline) claimReport(ctx context.Context, ns, jobID string, state forg
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if ok {
-			p.settle(rctx, key, ns, jobID)
+			c.settle(rctx, key, ns, jobID)
 		} else {
-			p.release(rctx, key)
+			c.release(rctx, key)
 		}
 	}, true, false
 }

@@ -93,7 +93,7 @@ type Config struct {
 // Pipeline turns events into builds and outcomes into statuses.
 type Pipeline struct {
 	cfg      Config
-	inflight keyedMutex
+	protocol *protocol
 	logins   logins
 	// reconcileCursor is where the next reconciliation pass starts; reconcileSeen when
 	// each head was first found without a build.
@@ -107,7 +107,11 @@ func New(cfg Config) *Pipeline {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{cfg: cfg}
+	p := &Pipeline{cfg: cfg, protocol: &protocol{builds: cfg.Builds, log: cfg.Log}}
+	if cfg.Claims != nil {
+		p.protocol.claims = cfg.Claims
+	}
+	return p
 }
 
 // SecretsUnreadableDescription is the status of an event not built because the
@@ -286,7 +290,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		if superseding {
 			line = lineOf(ev, fl)
 		}
-		d, swap, err := p.dispatch(ctx, req, line)
+		d, swap, err := p.protocol.dispatch(ctx, req, line)
 		if err == nil && d.Duplicate {
 			d, err = p.again(ctx, log, ev, f, repo, req, d)
 			swap = nil
@@ -367,7 +371,7 @@ func (p *Pipeline) again(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		}
 		log.Info("the build of this event was stopped: building it again", "job", d.JobID)
 		req.IdempotencyToken = chainToken(req.IdempotencyToken, d.JobID)
-		if d, _, err = p.dispatch(ctx, req, ""); err != nil || !d.Duplicate {
+		if d, _, err = p.protocol.dispatch(ctx, req, ""); err != nil || !d.Duplicate {
 			return d, err
 		}
 	}
@@ -408,7 +412,7 @@ func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orches
 // DispatchOnce is the dispatch every build goes through (see dispatch), for benchmarks and
 // tools that measure it apart from the forge.
 func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
-	d, _, err := p.dispatch(ctx, req, "")
+	d, _, err := p.protocol.dispatch(ctx, req, "")
 	return d, err
 }
 

@@ -91,7 +91,7 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	} else if out.Result == orchestrator.Error && b.Stopped && p.replaced(ctx, b) {
 		s.Description = ReplacedDescription
 	}
-	done, mine, waited := p.claimReport(ctx, out.Namespace, out.JobID, s.State)
+	done, mine, waited := p.protocol.claimReport(ctx, out.Namespace, out.JobID, s.State)
 	if again && !mine {
 		// Another bot wrote it, or is writing it (claimReport waited for it), maybe
 		// before this bot's pending status hid it: look again, then write it if needed.
