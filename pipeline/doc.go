@@ -8,7 +8,7 @@
 //
 // Every build has a key (its idempotency token: what it builds and why, never the
 // delivery), and every report one per state; two bots, a redelivery or a restart must
-// neither lose nor double either. The protocol lives in claims.go, on the claims of
+// neither lose nor double either. The protocol is a type of its own (protocol, in claims.go), on the claims of
 // registry.Coordination (records under albatros-run/dedup/ in Consul, each written with a
 // check-and-set):
 //
