@@ -22,9 +22,10 @@ type Installed interface {
 type Reconciler struct {
 	// Registry lists what is registered and installed.
 	Registry Installed
-	// Bot is the bot's own account on the forge at ForgeURL, which lists an installed
-	// organization's repositories; without it, installations are not reconciled.
+	// Bot is the bot's own account on the forge named Forge at ForgeURL, which lists an
+	// installed organization's repositories; without it, installations are not reconciled.
 	Bot      forge.OrgRepos
+	Forge    string
 	ForgeURL string
 	// Every is the time between passes; 0 runs one pass, at once.
 	Every time.Duration
@@ -74,7 +75,7 @@ func (p *Pipeline) RunReconciler(ctx context.Context, log *slog.Logger, r Reconc
 // entry, and those of the organizations installed on the bot's forge, each carrying the id
 // of its owner as the forge lists it (Reconcile builds none of another organization that
 // took the name). An installation of another forge, quarantined, or not yet bound to its
-// organization's id is left out. A listing that fails is logged, and the rest is listed.
+// organization's id is left out; so is one whose record names another forge (Forge). A listing that fails is logged, and the rest is listed.
 func (r Reconciler) Targets(ctx context.Context, log *slog.Logger) []forge.Repo {
 	urls, err := r.Registry.RepoURLs(ctx)
 	if err != nil {
@@ -90,7 +91,7 @@ func (r Reconciler) Targets(ctx context.Context, log *slog.Logger) []forge.Repo 
 			log.Warn("reconciler: installations not listed", "err", err)
 		}
 		for _, inst := range insts {
-			if strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.ForgeURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
+			if (inst.Forge != "" && inst.Forge != r.Forge) || strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.ForgeURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
 				continue
 			}
 			list, err := r.Bot.OrgRepos(ctx, inst.Org)

@@ -48,6 +48,7 @@ func TestReconcilerTargets(t *testing.T) {
 				{URL: forgeURL, Org: "evil", OrgID: 9, Quarantine: "renamed"}, // quarantined
 				{URL: forgeURL, Org: "new"},                                   // not bound yet
 				{URL: "https://other.example.com", Org: "acme", OrgID: 7},     // another forge's
+				{Forge: "github", URL: forgeURL, Org: "acme", OrgID: 7},       // another kind of forge's
 			},
 		},
 		Bot: orgRepos{
@@ -55,6 +56,7 @@ func TestReconcilerTargets(t *testing.T) {
 			"evil": {repo("evil", "x", 9)},
 			"new":  {repo("new", "y", 10)},
 		},
+		Forge:    "gitea",
 		ForgeURL: forgeURL,
 	}
 	got := r.Targets(context.Background(), discard)

@@ -210,7 +210,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}()
 	reconciled := make(chan struct{})
 	reconciler := pipeline.Reconciler{
-		Registry: repos, ForgeURL: cfg.GiteaURL, Every: cfg.ReconcileInterval,
+		Registry: repos, Forge: forges.Gitea.Name, ForgeURL: cfg.GiteaURL, Every: cfg.ReconcileInterval,
 		Options:   pipeline.ReconcileOptions{BranchWindow: cfg.ReconcileBranches, Settled: intake.Settled},
 		AfterPass: func(ctx context.Context) { housekeeping(ctx, log, repos) },
 	}
