@@ -48,13 +48,14 @@ func TestReconcilerTargets(t *testing.T) {
 				{URL: forgeURL, Org: "evil", OrgID: 9, Quarantine: "renamed"}, // quarantined
 				{URL: forgeURL, Org: "new"},                                   // not bound yet
 				{URL: "https://other.example.com", Org: "acme", OrgID: 7},     // another forge's
-				{Forge: "github", URL: forgeURL, Org: "acme", OrgID: 7},       // another kind of forge's
+				{Forge: "github", URL: forgeURL, Org: "ghorg", OrgID: 11},     // another kind of forge's
 			},
 		},
 		Bot: orgRepos{
-			"acme": {repo("acme", "app", 7), repo("acme", "lib", 7)},
-			"evil": {repo("evil", "x", 9)},
-			"new":  {repo("new", "y", 10)},
+			"acme":  {repo("acme", "app", 7), repo("acme", "lib", 7)},
+			"evil":  {repo("evil", "x", 9)},
+			"new":   {repo("new", "y", 10)},
+			"ghorg": {repo("ghorg", "z", 11)},
 		},
 		Forge:    "gitea",
 		ForgeURL: forgeURL,
