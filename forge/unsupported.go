@@ -58,7 +58,7 @@ func (Unsupported) MyOrgs(context.Context) ([]string, error) {
 	return nil, unsupported("listing the bot's organizations")
 }
 func (Unsupported) IsPrivate(context.Context, Repo) (bool, error) {
-	return false, unsupported("telling a repository's visibility")
+	return true, unsupported("telling a repository's visibility") // private, should a caller ignore the error
 }
 func (Unsupported) CanRead(context.Context, Repo, string) (bool, error) {
 	return false, unsupported("telling a repository's readers")

@@ -39,6 +39,11 @@ func withPrelude(src string) string {
 		panic(fmt.Sprintf("hcl: %d prelude lines in a shipped builder, want 1", len(m)))
 	}
 	indent := src[m[0][2]:m[0][3]]
+	// Nomad renders the heredoc with consul-template: {{ would be its, and a line EOT
+	// would end the heredoc.
+	if strings.Contains(prelude, "{{") || strings.Contains(prelude, "}}") || regexp.MustCompile(`(?m)^\s*EOT\s*$`).MatchString(prelude) {
+		panic("hcl: prelude.sh holds {{, }} or an EOT line, which Nomad would read")
+	}
 	var b strings.Builder
 	for line := range strings.Lines(prelude) {
 		if strings.TrimSpace(line) != "" {

@@ -82,6 +82,7 @@ func (c *protocol) dispatch(ctx context.Context, req orchestrator.DispatchReques
 			}
 			return orchestrator.Dispatched{}, nil, ctx.Err()
 		case err != nil:
+			c.log.Warn("build key not claimed (Consul failing): looking it up in Nomad, then dispatching with Nomad's token", "key", req.Key, "err", err)
 			return c.dispatchFound(ctx, req, false, false, "")
 		case claimed:
 			return c.dispatchFound(ctx, req, true, rec.TookOver, line)
@@ -91,6 +92,8 @@ func (c *protocol) dispatch(ctx context.Context, req orchestrator.DispatchReques
 		// Its claimant is slow to record a job: perhaps it made one.
 		if d, found, err := c.builds.ByKey(ctx, req.Builder, req.Key); err == nil && found {
 			return d, nil, nil
+		} else if err != nil {
+			c.log.Warn("build key claimed by another bot, and not looked up in Nomad: claiming again", "key", req.Key, "err", err)
 		}
 		// Claim again, until the claim is settled, released, or stale and taken over.
 		select {
@@ -125,7 +128,9 @@ func (c *protocol) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 			// This lookup alone guards a claim taken over (its claimant dispatched without
 			// the token): without it, nothing is dispatched, and the claim goes stale again.
 			return orchestrator.Dispatched{}, nil, fmt.Errorf("look for the build of %s: %w", req.Builder, err)
-		case err == nil && found:
+		case err != nil:
+			c.log.Warn("build key not looked up in Nomad: dispatching with Nomad's token, which finds the build if made", "key", req.Key, "err", err)
+		case found:
 			if claimed {
 				c.settle(rctx, req.Key, d.Namespace, d.JobID)
 			}
@@ -174,7 +179,11 @@ func (c *protocol) dispatchFound(ctx context.Context, req orchestrator.DispatchR
 // d stands.
 func (c *protocol) firstOfKey(ctx context.Context, req orchestrator.DispatchRequest, d orchestrator.Dispatched, tookOver bool) orchestrator.Dispatched {
 	first, found, err := c.builds.ByKey(ctx, req.Builder, req.Key)
-	if err != nil || !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) || first.Index >= d.Index {
+	if err != nil {
+		c.log.Warn("a new build's key not looked up again in Nomad: if another build of it stands, both run", "key", req.Key, "job", d.JobID, "err", err)
+		return d
+	}
+	if !found || (first.JobID == d.JobID && first.Namespace == d.Namespace) || first.Index >= d.Index {
 		return d
 	}
 	if err := c.builds.Discard(ctx, d.Namespace, d.JobID); err != nil {
@@ -203,6 +212,7 @@ func (c *protocol) claimReport(ctx context.Context, ns, jobID string, state forg
 	case err != nil:
 		// Written without a claim; say so afterwards if Consul takes it then: the check
 		// after a pending status looks for it (reportIfEnded).
+		c.log.Warn("report not claimed (Consul failing): written without a claim, another bot may write it too", "job", jobID, "state", state, "err", err)
 		return func(ok bool) {
 			if ok {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

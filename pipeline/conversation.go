@@ -29,6 +29,10 @@ const Marker = "<!-- albatros: builds of this pull request -->"
 // comments again once they hold it, so that two never create two comments. A forge that
 // cannot comment has no conversation.
 func (p *Pipeline) converse(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, number int64) error {
+	// A forge that cannot read pull requests has no conversation, and takes no lock for it.
+	if _, err := f.PullRequestInfo(ctx, repo, number); errors.Is(err, forge.ErrUnsupported) {
+		return nil
+	}
 	unlock, err := p.lockPR(ctx, repo.CloneURL, number)
 	if err != nil {
 		return fmt.Errorf("conversation of %s#%d: %w", repo.FullName, number, err)

@@ -401,6 +401,9 @@ func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orches
 		if err == nil && !claimed {
 			return nil
 		}
+		if err != nil {
+			log.Warn("report claims not read (Consul failing): asking Nomad whether the build ended", "job", d.JobID, "err", err)
+		}
 	}
 	out, done, err := p.cfg.Builds.Outcome(ctx, d.Namespace, d.JobID)
 	if err != nil || !done {

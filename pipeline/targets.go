@@ -91,7 +91,7 @@ func (r Reconciler) Targets(ctx context.Context, log *slog.Logger) []forge.Repo 
 			log.Warn("reconciler: installations not listed", "err", err)
 		}
 		for _, inst := range insts {
-			if (inst.Forge != "" && inst.Forge != r.Forge) || strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.ForgeURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
+			if (inst.Forge != "" && r.Forge != "" && inst.Forge != r.Forge) || strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.ForgeURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
 				continue
 			}
 			list, err := r.Bot.OrgRepos(ctx, inst.Org)

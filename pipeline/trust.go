@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -41,8 +42,10 @@ func TrustedUser(ctx context.Context, f forge.Forge, repo forge.Repo, entry *reg
 		return false, nil
 	}
 	for _, team := range entry.Trusted.Teams {
-		// A forge that cannot tell team members trusts no team (forge.ErrUnsupported).
 		in, err := f.IsTeamMember(ctx, repo.Owner, forge.Team{Name: team, ID: entry.Trusted.TeamIDs[team]}, user)
+		if errors.Is(err, forge.ErrUnsupported) {
+			return false, nil // a forge that cannot tell team members trusts no team
+		}
 		if err != nil {
 			return false, err
 		}

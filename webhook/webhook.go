@@ -120,15 +120,27 @@ func (r *readiness) get(ctx context.Context) error {
 	ch := make(chan struct{})
 	r.flight = ch
 	r.mu.Unlock()
-	// Not the request's context: other deliveries wait for this answer.
-	cctx, cancel := context.WithTimeout(context.Background(), nomadCheckTimeout)
-	err := r.check(cctx)
-	cancel()
+	// The answer is as old as the check's start: a slow "yes" is not fresh for longer.
+	start := time.Now()
+	err := r.run()
 	r.mu.Lock()
-	r.at, r.err, r.flight = time.Now(), err, nil
+	r.at, r.err, r.flight = start, err, nil
 	r.mu.Unlock()
 	close(ch)
 	return err
+}
+
+// run runs the check once, on a context of its own (other deliveries wait for its
+// answer); a check that panics answers an error, and the waiters go on.
+func (r *readiness) run() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("nomad readiness check panicked: %v", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), nomadCheckTimeout)
+	defer cancel()
+	return r.check(ctx)
 }
 
 // MaxHandling is how many answered deliveries are handled at once; the others wait their
@@ -378,7 +390,12 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	ev.Delivery = clipID(ev.Delivery)
 	hlog := log.With("repo", repoName)
 	if in.nomad != nil {
-		if nerr := in.nomad.get(r.Context()); nerr != nil {
+		nerr := in.nomad.get(r.Context())
+		if nerr != nil && r.Context().Err() != nil {
+			// The sender gave up while the check ran: nothing is said of Nomad.
+			return refused(fmt.Errorf("%w: %w", errBusy, r.Context().Err()))
+		}
+		if nerr != nil {
 			in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, cred: cred, byToken: byToken, told: nerr})
 			return refused(fmt.Errorf("%w: %w", errNomad, nerr))
 		}

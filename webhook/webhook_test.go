@@ -1267,3 +1267,27 @@ func TestIntakeDropsWhatARotatedSecretSigned(t *testing.T) {
 		t.Errorf("%d deliveries handled, want %d", n, webhook.MaxHandling+1)
 	}
 }
+
+// A readiness check that panics answers "unreachable" for its second, and the next one is
+// asked: the deliveries are never left waiting for an answer that will not come.
+func TestIntakeNomadCheckThatPanics(t *testing.T) {
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{cloneURL: entry(repoSecret, "")}}
+	h := &fakeHandler{}
+	var checks atomic.Int32
+	in := webhook.New(repos, h, quiet(), webhook.Options{Nomad: func(context.Context) error {
+		if checks.Add(1) == 1 {
+			panic("a bug in the check")
+		}
+		return nil
+	}})
+	srv := serve(t, in)
+	c := load(t, "push_branch.json")
+	if resp, _ := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("delivery whose check panicked: %d, want 503", resp.StatusCode)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("delivery a second later: %d %q, want 202", resp.StatusCode, got)
+	}
+	in.Wait()
+}

@@ -43,6 +43,9 @@ func TestForgesChoosesTheForge(t *testing.T) {
 		{"github.com clone with the bot's github token", botDefaults, &registry.Repo{}, githubClone, "github"},
 		{"github.com clone without a github token", forges.Config{Access: map[string]registry.Access{"gitea": {URL: "https://github.com", Token: "x"}}}, &registry.Repo{}, githubClone, "gitea"},
 		{"explicit gitea fields win over the host", botDefaults, withGitea("https://github.com", "t"), githubClone, "gitea"},
+		// An entry that names Gitea (its token alone) is Gitea's, whatever its clone URL: a
+		// github.com one is then refused, not sent to GitHub with the bot's token.
+		{"a gitea token alone names gitea", botDefaults, withGitea("", "t"), githubClone, "is not on the gitea server"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
