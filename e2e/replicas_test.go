@@ -110,7 +110,7 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The default branch first, before the webhook: it is not counted.
-		g.Push(t, owner, repo, "main", "", script("echo ok\n"), "base")
+		g.Push(t, owner, repo, "main", "", script("echo ok "+prefix+"\n"), "base") // a commit of this test's own
 		g.CreateWebhook(t, owner, repo, target.URL, secret, "push")
 		all = append(all, repo)
 	}
@@ -127,7 +127,7 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 		}
 		repo := all[i%len(all)]
 		// A branch per push: pushes to one branch would supersede each other's builds.
-		sha := g.Push(t, owner, repo, fmt.Sprintf("b%d", i), "main", script(fmt.Sprintf("echo build %d\n", i)), fmt.Sprintf("push %d", i))
+		sha := g.Push(t, owner, repo, fmt.Sprintf("b%d", i), "main", script(fmt.Sprintf("echo build %d %s\n", i, prefix)), fmt.Sprintf("push %d", i))
 		made = append(made, pushed{repo, sha})
 	}
 	t.Logf("%d pushes over %d repositories in %s", pushes, repos, time.Since(start).Round(time.Second))
@@ -177,7 +177,7 @@ func oneBuildEach(t *testing.T, g *testenv.Gitea, made []pushed, deadline time.T
 	}
 	// A moment for a late double to show, then: one Nomad job per push.
 	time.Sleep(2 * time.Second)
-	byCommit := map[string]int{}
+	byCommit := map[string]int{} // by repository and commit
 	c := env.Nomad(t).Client(t)
 	stubs, _, err := c.Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, &nomad.QueryOptions{Namespace: "*"})
 	if err != nil {
@@ -185,14 +185,15 @@ func oneBuildEach(t *testing.T, g *testenv.Gitea, made []pushed, deadline time.T
 	}
 	for _, s := range stubs {
 		if s.ParentID != "" {
-			byCommit[s.Meta["COMMIT"]]++
+			byCommit[s.Meta["REPO_URL"]+" "+s.Meta["COMMIT"]]++
 		}
 	}
 	jobs := 0
 	for _, m := range made {
-		jobs += byCommit[m.sha]
-		if byCommit[m.sha] != 1 {
-			t.Errorf("%s %s: %d Nomad jobs, want 1", m.repo.Name, m.sha[:7], byCommit[m.sha])
+		n := byCommit[m.repo.CloneURL+" "+m.sha]
+		jobs += n
+		if n != 1 {
+			t.Errorf("%s %s: %d Nomad jobs, want 1", m.repo.Name, m.sha[:7], n)
 		}
 	}
 	t.Logf("%d pushes, %d Nomad jobs", len(made), jobs)
@@ -256,7 +257,7 @@ func TestTwoBotsBurst(t *testing.T) {
 		if _, err := env.Consul(t).Client(t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
 			t.Fatal(err)
 		}
-		g.Push(t, owner, repo, "main", "", script("echo ok\n"), "base")
+		g.Push(t, owner, repo, "main", "", script("echo ok "+prefix+"\n"), "base") // a commit of this test's own
 		all = append(all, repo)
 	}
 	for _, repo := range all {
@@ -265,7 +266,7 @@ func TestTwoBotsBurst(t *testing.T) {
 	var made []pushed
 	for i := range pushes {
 		repo := all[i%len(all)]
-		sha := g.Push(t, owner, repo, fmt.Sprintf("b%d", i), "main", script(fmt.Sprintf("echo build %d\n", i)), fmt.Sprintf("push %d", i))
+		sha := g.Push(t, owner, repo, fmt.Sprintf("b%d", i), "main", script(fmt.Sprintf("echo build %d %s\n", i, prefix)), fmt.Sprintf("push %d", i))
 		made = append(made, pushed{repo, sha})
 	}
 	for deadline := time.Now().Add(time.Minute); ; {
