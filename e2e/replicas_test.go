@@ -96,23 +96,10 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 	target := httptest.NewServer(out.handler(t))
 	defer target.Close()
 
-	g := env.Gitea(t)
-	owner := g.CreateUser(t, testenv.UniqueName("owner"))
-	org := testenv.UniqueName("org")
-	g.CreateOrg(t, owner, org)
 	const secret = "replicas-webhook-secret"
-	var all []*testenv.Repo
-	for i := range repos {
-		repo := g.CreateRepo(t, owner, org, fmt.Sprintf("app%d", i))
-		raw, _ := json.Marshal(entry{"hook": map[string]string{"secret": secret}, "gitea": map[string]string{"url": g.URL, "token": owner.Token}})
-		key := prefix + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
-		if _, err := env.Consul(t).Client(t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
-			t.Fatal(err)
-		}
-		// The default branch first, before the webhook: it is not counted.
-		g.Push(t, owner, repo, "main", "", script("echo ok "+prefix+"\n"), "base") // a commit of this test's own
+	g, owner, all := soakRepos(t, prefix, secret, repos)
+	for _, repo := range all {
 		g.CreateWebhook(t, owner, repo, target.URL, secret, "push")
-		all = append(all, repo)
 	}
 
 	var made []pushed
@@ -244,22 +231,8 @@ func TestTwoBotsBurst(t *testing.T) {
 	}))
 	defer target.Close()
 
-	g := env.Gitea(t)
-	owner := g.CreateUser(t, testenv.UniqueName("owner"))
-	org := testenv.UniqueName("org")
-	g.CreateOrg(t, owner, org)
 	const secret = "burst-webhook-secret"
-	var all []*testenv.Repo
-	for i := range repos {
-		repo := g.CreateRepo(t, owner, org, fmt.Sprintf("app%d", i))
-		raw, _ := json.Marshal(entry{"hook": map[string]string{"secret": secret}, "gitea": map[string]string{"url": g.URL, "token": owner.Token}})
-		key := prefix + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
-		if _, err := env.Consul(t).Client(t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
-			t.Fatal(err)
-		}
-		g.Push(t, owner, repo, "main", "", script("echo ok "+prefix+"\n"), "base") // a commit of this test's own
-		all = append(all, repo)
-	}
+	g, owner, all := soakRepos(t, prefix, secret, repos)
 	for _, repo := range all {
 		g.CreateWebhook(t, owner, repo, target.URL, secret, "push")
 	}
@@ -340,4 +313,27 @@ func TestTwoBotsBurst(t *testing.T) {
 	}
 	oneBuildEach(t, g, made, time.Now().Add(time.Duration(pushes)*time.Second+3*time.Minute))
 	t.Logf("all final %s after the burst", time.Since(start).Round(time.Second))
+}
+
+// soakRepos makes n repositories of an organization of their own, each registered under
+// prefix with the webhook secret and its owner's token, and its default branch pushed
+// before any webhook (a commit of this test's own: it is not counted).
+func soakRepos(t *testing.T, prefix, secret string, n int) (*testenv.Gitea, *testenv.User, []*testenv.Repo) {
+	t.Helper()
+	g := env.Gitea(t)
+	owner := g.CreateUser(t, testenv.UniqueName("owner"))
+	org := testenv.UniqueName("org")
+	g.CreateOrg(t, owner, org)
+	var all []*testenv.Repo
+	for i := range n {
+		repo := g.CreateRepo(t, owner, org, fmt.Sprintf("app%d", i))
+		raw, _ := json.Marshal(entry{"hook": map[string]string{"secret": secret}, "gitea": map[string]string{"url": g.URL, "token": owner.Token}})
+		key := prefix + base64.StdEncoding.EncodeToString([]byte(repo.CloneURL))
+		if _, err := env.Consul(t).Client(t).KV().Put(&consul.KVPair{Key: key, Value: raw}, nil); err != nil {
+			t.Fatal(err)
+		}
+		g.Push(t, owner, repo, "main", "", script("echo ok "+prefix+"\n"), "base")
+		all = append(all, repo)
+	}
+	return g, owner, all
 }

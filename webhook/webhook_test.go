@@ -1133,15 +1133,7 @@ func TestIntakeDrain(t *testing.T) {
 	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
 	in := webhook.New(repos, h, quiet(), webhook.Options{})
 	srv := serve(t, in)
-	c := load(t, "push_branch.json")
-	for i := range webhook.MaxHandling + 5 {
-		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
-		}
-	}
-	for range webhook.MaxHandling {
-		<-h.entered
-	}
+	c := fillQueue(t, srv, h, webhook.MaxHandling+5)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	done := make(chan []webhook.Dropped)
@@ -1183,15 +1175,7 @@ func TestIntakeReadsTheEntryInTurn(t *testing.T) {
 	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
 	in := webhook.New(repos, h, quiet(), webhook.Options{})
 	srv := serve(t, in)
-	c := load(t, "push_branch.json")
-	for i := range webhook.MaxHandling + 3 {
-		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
-		}
-	}
-	for range webhook.MaxHandling {
-		<-h.entered
-	}
+	fillQueue(t, srv, h, webhook.MaxHandling+3)
 	repos.Remove(cloneURL)
 	close(h.release)
 	in.Wait()
@@ -1241,15 +1225,7 @@ func TestIntakeDropsWhatARotatedSecretSigned(t *testing.T) {
 	h := &fakeHandler{entered: make(chan struct{}, 100), release: make(chan struct{})}
 	in := webhook.New(repos, h, quiet(), webhook.Options{})
 	srv := serve(t, in)
-	c := load(t, "push_branch.json")
-	for i := range webhook.MaxHandling + 3 {
-		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
-		}
-	}
-	for range webhook.MaxHandling {
-		<-h.entered
-	}
+	c := fillQueue(t, srv, h, webhook.MaxHandling+3)
 	rotated := entry("a-new-secret", "")
 	rotated.Secrets = map[string]string{"DEPLOY_KEY": "fresh"}
 	repos.Put(cloneURL, rotated)
@@ -1290,4 +1266,20 @@ func TestIntakeNomadCheckThatPanics(t *testing.T) {
 		t.Errorf("delivery a second later: %d %q, want 202", resp.StatusCode, got)
 	}
 	in.Wait()
+}
+
+// fillQueue posts n signed pushes, each answered 202, and returns once MaxHandling of them
+// are being handled (h holds them until released); the others wait their turn.
+func fillQueue(t *testing.T, srv *httptest.Server, h *fakeHandler, n int) capture {
+	t.Helper()
+	c := load(t, "push_branch.json")
+	for i := range n {
+		if resp, got := post(t, srv.URL+"/webhook/gitea", c.Event, c.Delivery, c.Body, bothSigs(repoSecret), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("delivery %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+	for range webhook.MaxHandling {
+		<-h.entered
+	}
+	return c
 }
