@@ -2,7 +2,7 @@
 # vet, the unit tests and the integration tests against real Nomad, Consul and Gitea.
 
 GO       ?= go
-TOOLS    := nomad consul gitea
+TOOLS    := nomad consul gitea versitygw
 # Integration tests start real servers; a cold Gitea build alone takes minutes, hence the
 # generous timeout (the tests themselves take a small part of it).
 TEST_TIMEOUT ?= 25m

@@ -45,6 +45,8 @@ type Options struct {
 	Nomad  bool
 	Consul bool
 	Gitea  bool
+	// S3 starts an S3-compatible server (versitygw) with one bucket, "albatros".
+	S3 bool
 }
 
 // Env is the set of servers shared by the tests of one package.
@@ -57,6 +59,7 @@ type Env struct {
 	nomad   *Nomad
 	consul  *Consul
 	gitea   *Gitea
+	s3      *S3
 }
 
 // New returns an environment that starts the servers in opts when Run is called.
@@ -99,6 +102,7 @@ func (e *Env) Start(ctx context.Context) error {
 		{e.opts.Consul, "consul", func(ctx context.Context, bin string) (err error) { e.consul, err = StartConsul(ctx, bin); return }},
 		{e.opts.Nomad, "nomad", func(ctx context.Context, bin string) (err error) { e.nomad, err = StartNomad(ctx, bin); return }},
 		{e.opts.Gitea, "gitea", func(ctx context.Context, bin string) (err error) { e.gitea, err = StartGitea(ctx, bin); return }},
+		{e.opts.S3, "versitygw", func(ctx context.Context, bin string) (err error) { e.s3, err = StartS3(ctx, bin, "albatros"); return }},
 	}
 	for _, s := range starters {
 		if !s.want {
@@ -146,6 +150,9 @@ func (e *Env) Stop() {
 	if e.gitea != nil {
 		e.gitea.Stop()
 	}
+	if e.s3 != nil {
+		e.s3.Stop()
+	}
 	if e.nomad != nil {
 		e.nomad.Stop()
 	}
@@ -173,6 +180,13 @@ func (e *Env) Gitea(t testing.TB) *Gitea {
 	t.Helper()
 	e.need(t, "gitea", e.opts.Gitea)
 	return e.gitea
+}
+
+// S3 returns the package's S3 server, or skips the test when its binary is missing.
+func (e *Env) S3(t testing.TB) *S3 {
+	t.Helper()
+	e.need(t, "versitygw", e.opts.S3)
+	return e.s3
 }
 
 func (e *Env) need(t testing.TB, name string, wanted bool) {

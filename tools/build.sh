@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/build.sh NAME: build one pinned server (nomad, consul, gitea) from its tools module
+# tools/build.sh NAME: build one pinned server (nomad, consul, gitea, versitygw) from its tools module
 # under tools/NAME, once per version, into a cache outside the clone, and link it into bin/.
 #
 # The cache is keyed by name, version and a hash of the tools module's go.mod and go.sum, so
@@ -11,7 +11,7 @@
 # so `make test` and `make demo` fail with it.
 set -euo pipefail
 
-name=${1:?usage: tools/build.sh nomad|consul|gitea}
+name=${1:?usage: tools/build.sh nomad|consul|gitea|versitygw}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod="$root/tools/$name"
 [ -f "$mod/go.mod" ] || { echo "tools/build.sh: no tools module for '$name' at $mod" >&2; exit 2; }
@@ -20,8 +20,11 @@ case "$name" in
   nomad)  pkg=github.com/hashicorp/nomad ;;
   consul) pkg=github.com/hashicorp/consul ;;
   gitea)  pkg=code.gitea.io/gitea ;;
+  # An S3-compatible server on a POSIX directory, for the archive's tests (Apache-2.0).
+  versitygw) pkg=github.com/versity/versitygw main=$pkg/cmd/versitygw ;;
   *) echo "tools/build.sh: unknown tool '$name'" >&2; exit 2 ;;
 esac
+main=${main:-$pkg} # the package of the binary, within the module pkg
 
 # The pinned version, read from the tools module's require line (no module graph needed).
 version=$(awk -v p="$pkg" '$1 == p && $2 ~ /^v/ { print $2; exit }' "$mod/go.mod")
@@ -53,7 +56,7 @@ if [ ! -x "$cache/$name" ]; then
       chmod -R u+w "$tmp/static"
       ;;
     *)
-      go build -o "$tmp/$name" "$pkg"
+      go build -o "$tmp/$name" "$main"
       ;;
   esac
   cp "$(go list -m -f '{{.Dir}}' "$pkg")/LICENSE" "$tmp/LICENSE"

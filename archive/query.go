@@ -1,0 +1,277 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/albatros-ci/albatros/orchestrator"
+)
+
+// Query selects archived builds, newest first: of one repository (Repo, its clone URL) or
+// of one owner's repositories (Owner, the URL up to the repository's name, see OwnerURL),
+// narrowed to a branch's pushes or a pull request's builds, a state and a flavor.
+type Query struct {
+	Repo, Owner string
+	Branch      string
+	PR          int64
+	State       string
+	Flavor      string
+	// After is where the page starts: the Next of the page before ("" for the newest).
+	After string
+	// Limit is the most builds returned (50 when 0).
+	Limit int
+}
+
+// Page is a page of archived builds, newest first; Next, when not empty, is the After of
+// the page that follows.
+type Page struct {
+	Builds []*Record
+	Next   string
+}
+
+// maxScan bounds the index entries one page reads through for a filter (a state or
+// flavor that few builds have): past it, the page ends there, with Next.
+const maxScan = 20000
+
+// ErrBadCursor is returned for a Query.After that is no index entry's name.
+var ErrBadCursor = errors.New("not a page of this archive")
+
+func (q Query) prefix() (string, error) {
+	var p string
+	switch {
+	case q.Repo != "":
+		p = "repos/" + RepoKey(q.Repo) + "/"
+	case q.Owner != "":
+		p = "owners/" + OwnerKey(q.Owner) + "/"
+	default:
+		return "", errors.New("archive query: no repository or owner")
+	}
+	switch {
+	case q.PR > 0 && q.Repo != "":
+		return p + "pr/" + strconv.FormatInt(q.PR, 10) + "/", nil
+	case q.Branch != "" && q.Repo != "":
+		return p + "branch/" + digest(q.Branch) + "/", nil
+	case q.PR > 0 || q.Branch != "":
+		return "", errors.New("archive query: a branch or pull request is one repository's")
+	}
+	return p + "all/", nil
+}
+
+// List returns a page of the builds q selects. It reads the index entries of one prefix
+// (a listing of the store, not of every build) and the records of the builds it returns,
+// which it keeps in memory once read.
+func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
+	prefix, err := q.prefix()
+	if err != nil {
+		return Page{}, err
+	}
+	if q.After != "" {
+		if _, ok := parseEntry(q.After); !ok {
+			return Page{}, ErrBadCursor
+		}
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	var picked []entry
+	after, scanned, more := q.After, 0, false
+	for len(picked) <= limit && scanned < maxScan {
+		names, err := a.store.List(ctx, prefix, after, 1000)
+		if err != nil {
+			return Page{}, err
+		}
+		for _, n := range names {
+			after = n
+			scanned++
+			e, ok := parseEntry(n)
+			if !ok || (q.State != "" && e.state != q.State) || (q.Flavor != "" && e.flavor != q.Flavor) {
+				continue
+			}
+			if len(picked) == limit {
+				more = true
+				break
+			}
+			picked = append(picked, e)
+		}
+		if more || len(names) < 1000 {
+			break
+		}
+	}
+	page := Page{}
+	if more || scanned >= maxScan {
+		page.Next = after
+		if more && len(picked) > 0 {
+			page.Next = picked[len(picked)-1].name
+		}
+	}
+	recs := make([]*Record, len(picked))
+	errs := make([]error, len(picked))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, e := range picked {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			recs[i], errs[i] = a.record(ctx, e.build)
+		}()
+	}
+	wg.Wait()
+	for i, rec := range recs {
+		switch {
+		case errs[i] == nil:
+			page.Builds = append(page.Builds, rec)
+		case errors.Is(errs[i], ErrNotFound):
+			// An entry whose record is not written yet (being archived), or was deleted.
+		default:
+			return Page{}, errs[i]
+		}
+	}
+	return page, nil
+}
+
+// Latest returns the state of the newest archived push build of a repository's branch in
+// one flavor, from the index alone; found is false when there is none.
+func (a *Archive) Latest(ctx context.Context, cloneURL, branch, flavor string) (state string, found bool, err error) {
+	prefix, err := Query{Repo: cloneURL, Branch: branch}.prefix()
+	if err != nil {
+		return "", false, err
+	}
+	after := ""
+	for scanned := 0; scanned < maxScan; {
+		names, err := a.store.List(ctx, prefix, after, 100)
+		if err != nil {
+			return "", false, err
+		}
+		for _, n := range names {
+			after = n
+			scanned++
+			if e, ok := parseEntry(n); ok && e.flavor == flavor {
+				return e.state, true, nil
+			}
+		}
+		if len(names) < 100 {
+			break
+		}
+	}
+	return "", false, nil
+}
+
+// Expire deletes the builds that ended before cutoff (by whole days, UTC), and returns
+// how many. A build is deleted record first (then it is no longer archived), then its
+// logs and index entries.
+func (a *Archive) Expire(ctx context.Context, cutoff time.Time) (int, error) {
+	last := dayPrefix(cutoff)
+	n, after := 0, ""
+	for {
+		days, err := a.store.List(ctx, "days/", after, 100)
+		if err != nil || len(days) == 0 {
+			return n, err
+		}
+		for _, day := range days {
+			if "days/"+day >= last {
+				return n, nil
+			}
+			m, err := a.expireDay(ctx, "days/"+day)
+			n += m
+			if err != nil {
+				return n, err
+			}
+			after = day
+		}
+	}
+}
+
+func (a *Archive) expireDay(ctx context.Context, day string) (int, error) {
+	n, after := 0, ""
+	for {
+		builds, err := a.store.List(ctx, day, after, 1000)
+		if err != nil {
+			return n, err
+		}
+		if len(builds) == 0 {
+			return n, nil
+		}
+		for _, build := range builds {
+			if err := a.delete(ctx, build); err != nil {
+				return n, err
+			}
+			if err := a.store.Delete(ctx, day+build); err != nil {
+				return n, err
+			}
+			n, after = n+1, build
+		}
+	}
+}
+
+// delete removes one build's objects.
+func (a *Archive) delete(ctx context.Context, build string) error {
+	rec, err := a.record(ctx, build)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	a.forget(build)
+	if err := a.store.Delete(ctx, recordKey(build)); err != nil {
+		return err
+	}
+	for _, stream := range Streams {
+		if err := a.store.Delete(ctx, logKey(build, stream)); err != nil {
+			return err
+		}
+	}
+	if rec == nil {
+		return nil // its index entries, if any, lead to no record: lists skip them
+	}
+	for _, key := range indexKeys(build, rec) {
+		if err := a.store.Delete(ctx, key); err != nil {
+			return fmt.Errorf("expire %s: %w", rec.JobID, err)
+		}
+	}
+	return nil
+}
+
+// Summary is the archived build as the lists of builds show it.
+func (r *Record) Summary() orchestrator.Summary {
+	meta := map[string]string{"REPO_URL": r.Repo, "COMMIT": r.Commit, "BRANCH": r.Branch, "FLAVOR": r.Flavor}
+	if r.Tag != "" {
+		meta["TAG"] = r.Tag
+	}
+	if r.PR > 0 {
+		meta["PR"] = strconv.FormatInt(r.PR, 10)
+	}
+	return orchestrator.Summary{
+		Namespace: r.Namespace, ID: r.JobID, Meta: meta, State: r.State,
+		Submitted: r.Queued, Started: r.Started, Finished: r.Ended, Secrets: r.Secrets,
+	}
+}
+
+// Merge adds to the builds Nomad lists (live) the archived ones it no longer holds, newest
+// first, at most limit: Nomad's word on a build it still holds wins.
+func Merge(live []orchestrator.Summary, archived []*Record, limit int) []orchestrator.Summary {
+	seen := map[string]bool{}
+	for _, s := range live {
+		seen[s.Namespace+"\x00"+s.ID] = true
+	}
+	out := append([]orchestrator.Summary(nil), live...)
+	for _, r := range archived {
+		if !seen[r.Namespace+"\x00"+r.JobID] {
+			out = append(out, r.Summary())
+		}
+	}
+	sortNewest(out)
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+func sortNewest(s []orchestrator.Summary) {
+	slices.SortStableFunc(s, func(a, b orchestrator.Summary) int { return b.Submitted.Compare(a.Submitted) })
+}
