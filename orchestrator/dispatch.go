@@ -33,6 +33,10 @@ type DispatchRequest struct {
 	// that ByKey finds it with a prefix lookup, whatever the number of the builder's
 	// children; empty, the build gets a random key of its own.
 	Key string
+	// Cause is what started the build (push, tag, pull_request, rebuild, approve,
+	// reconciler) and Sender who, as the forge names them: kept in the build's record,
+	// for its history.
+	Cause, Sender string
 }
 
 // ErrMaybeDispatched marks a dispatch whose request may have reached Nomad, and may yet
@@ -79,7 +83,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	rec := Record{
 		Namespace: req.Builder.Namespace, Builder: req.Builder.Job,
 		Repo: req.Meta["REPO_URL"], Commit: req.Meta["COMMIT"], Flavor: req.Meta["FLAVOR"],
-		Secrets: req.HasSecrets, At: time.Now().UTC(),
+		Secrets: req.HasSecrets, At: time.Now().UTC(), Cause: req.Cause, Sender: req.Sender,
 	}
 	if err := o.ledger.Record(ctx, KeyDigest(req.Key), rec); err != nil {
 		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)

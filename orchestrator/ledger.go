@@ -29,6 +29,10 @@ type Record struct {
 	// Secrets is true when the build was given the repository's secrets.
 	Secrets bool      `json:"secrets"`
 	At      time.Time `json:"at"`
+	// Cause and Sender say what started the build, and who (DispatchRequest), for its
+	// archived record.
+	Cause  string `json:"cause,omitempty"`
+	Sender string `json:"sender,omitempty"`
 }
 
 // Ledger keeps the records of the bot's builds (registry.Registry keeps them in Consul).

@@ -18,6 +18,10 @@ const (
 	Stderr = "stderr"
 )
 
+// ErrLogGone is returned for the log of an allocation that its Nomad client has collected
+// (gc_max_allocs, its disk filling) while the servers still know the allocation.
+var ErrLogGone = fmt.Errorf("the log was collected by Nomad: %w", ErrNotFound)
+
 // blockFor is how long one blocking query waits for a change before asking again.
 const blockFor = 30 * time.Second
 
@@ -123,6 +127,9 @@ func (m markedWriter) Write(p []byte) (int, error) {
 // across Nomad's rotated log files).
 func (o *Orchestrator) copyLog(ctx context.Context, alloc *nomad.Allocation, logType string, offset int64, w io.Writer) error {
 	body, err := o.logs(ctx, alloc, logType, false, offset)
+	if isNotFound(err) {
+		return fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, ErrLogGone)
+	}
 	if err != nil {
 		return fmt.Errorf("read %s log of %s: %w", logType, alloc.JobID, err)
 	}

@@ -163,6 +163,8 @@ type Build struct {
 	// recorded at the dispatch (never read from the payload, which anyone who dispatches a
 	// job can fill).
 	Secrets bool
+	// Cause and Sender are what started the build, and who, as its record says.
+	Cause, Sender string
 	// Status is Nomad's job status: pending, running or dead.
 	Status    string
 	Submitted time.Time
@@ -207,6 +209,8 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 		Meta:      job.Meta,
 		Payload:   job.Payload,
 		Secrets:   rec.Secrets,
+		Cause:     rec.Cause,
+		Sender:    rec.Sender,
 		Status:    deref(job.Status),
 		Stopped:   job.Stop != nil && *job.Stop,
 	}

@@ -32,6 +32,8 @@ type Outcome struct {
 	Final bool
 	// Index is the Nomad event index the outcome was learned at; 0 when it was asked for.
 	Index uint64
+	// Started and Finished are the executor task's, when it ran.
+	Started, Finished time.Time
 }
 
 // Outcome returns a build's result if it has ended; done is false while it is queued or
@@ -102,6 +104,7 @@ func allocOutcome(a *nomad.Allocation) (out Outcome, ok bool) {
 		out.Description = "the build did not start: " + firstFailure(ts, "no task "+Task)
 		return out, true
 	}
+	out.Started, out.Finished = ts.StartedAt, ts.FinishedAt
 	took := ""
 	if !ts.FinishedAt.IsZero() {
 		took = " after " + ts.FinishedAt.Sub(ts.StartedAt).Round(time.Second).String()

@@ -91,7 +91,7 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	var out []orchestrator.Dispatched
 	var errs []error
 	for _, cmd := range cmds {
-		o := Options{NoSecrets: opts.NoSecrets}
+		o := Options{NoSecrets: opts.NoSecrets, By: cm.Author}
 		switch cmd.Name {
 		case commands.Rebuild:
 			o.Again = "rebuild:" + strconv.FormatInt(cm.ID, 10)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
@@ -143,6 +144,14 @@ func (p *Pipeline) render(ctx context.Context, log *slog.Logger, f forge.Forge, 
 	all, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
 	if err != nil {
 		return "", err
+	}
+	if p.cfg.Archive != nil {
+		// The builds Nomad has collected keep their rows (and their links) from the archive.
+		page, err := p.cfg.Archive.List(ctx, archive.Query{Repo: repo.CloneURL, PR: info.Number, Limit: 200})
+		if err != nil {
+			log.Warn("the archive's builds of the pull request not read: the comment shows those Nomad holds", "pr", info.Number, "err", err)
+		}
+		all = archive.Merge(all, page.Builds, len(all)+len(page.Builds))
 	}
 	pr := strconv.FormatInt(info.Number, 10)
 	type head struct {

@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
@@ -34,6 +37,14 @@ type builds interface {
 	Stop(ctx context.Context, ns, id string) error
 	ByKey(ctx context.Context, b orchestrator.Builder, key string) (orchestrator.Dispatched, bool, error)
 	Discard(ctx context.Context, ns, id string) error
+	Follow(ctx context.Context, ns, jobID, logType string, w io.Writer) (orchestrator.Outcome, error)
+}
+
+// archiver is the archive of finished builds as the pipeline uses it.
+type archiver interface {
+	// Write archives a build once; written is false when it was already.
+	Write(ctx context.Context, rec archive.Record, logs archive.Logs) (written bool, err error)
+	List(ctx context.Context, q archive.Query) (archive.Page, error)
 }
 
 // claims is the coordination of the bots in Consul as the pipeline uses it (see
@@ -84,6 +95,10 @@ type Config struct {
 	// Trust records the commits whose code the bot judged trusted: a pull request between
 	// branches of the repository gets the secrets only for those (nil: never).
 	Trust trust
+	// Archive, when set, keeps every build that ends (its record and masked logs) before
+	// its final status is written, and the pull requests' comments show the builds that
+	// Nomad has collected from it.
+	Archive archiver
 	// BuilderNamespaces are where the builder of an installed organization's repository
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.
@@ -145,6 +160,9 @@ type Options struct {
 	// Reconciled says the reconciler found the event (its delivery never arrived); the
 	// pending status says so.
 	Reconciled bool
+	// By is who asked for the build, when not the event's sender: the author of a
+	// /rebuild or /approve comment.
+	By string
 }
 
 // flavorRE is what a flavor may be: it becomes a status context and the FLAVOR variable of
@@ -285,6 +303,8 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			Payload:          payload,
 			HasSecrets:       hasSecrets,
 			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets, opts.Again),
+			Cause:            cause(ev, opts),
+			Sender:           cmp.Or(opts.By, ev.Sender),
 		}
 		line := ""
 		if superseding {
@@ -417,6 +437,20 @@ func (p *Pipeline) reportIfEnded(ctx context.Context, log *slog.Logger, d orches
 func (p *Pipeline) DispatchOnce(ctx context.Context, req orchestrator.DispatchRequest) (orchestrator.Dispatched, error) {
 	d, _, err := p.protocol.dispatch(ctx, req, "")
 	return d, err
+}
+
+// cause is what started a build, for its record: the event's kind, or the command or the
+// reconciler that asked for it.
+func cause(ev forge.Event, opts Options) string {
+	switch {
+	case strings.HasPrefix(opts.Again, "rebuild:"):
+		return "rebuild"
+	case strings.HasPrefix(opts.Again, "approve:"):
+		return "approve"
+	case opts.Reconciled:
+		return "reconciler"
+	}
+	return string(ev.Kind)
 }
 
 // meta is the dispatch meta of a build: the builder contract's four keys, plus TAG or PR.

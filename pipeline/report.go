@@ -82,6 +82,18 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 		}
 	}
 	if hidden {
+		// Its status is not written, but its log is still linked (from the comment, from
+		// statuses written before): it is archived all the same, by one bot.
+		if out.Final && s.State != forge.StatePending && p.cfg.Archive != nil {
+			done, mine, _ := p.protocol.claimReport(ctx, out.Namespace, out.JobID, s.State)
+			if mine {
+				if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
+					done(false)
+					return fmt.Errorf("report %s: %w", out.JobID, err)
+				}
+				done(true)
+			}
+		}
 		return p.conversePR(ctx, log, f, repo, entry, b, out)
 	}
 	if p.stoppedByClose(ctx, f, repo, b, out) {
@@ -107,6 +119,12 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 			done(true)
 			return nil
 		}
+	}
+	// The archive first: a final status links to a log that outlives Nomad's. A build
+	// not archived is retried, as a status the forge refused is.
+	if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
+		done(false)
+		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}
 	if err := f.SetStatus(ctx, s); err != nil {
 		done(false)

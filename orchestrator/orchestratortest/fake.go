@@ -380,3 +380,11 @@ func (f *Fake) Stopped() []Ref {
 	defer f.mu.Unlock()
 	return slices.Clone(f.stopped)
 }
+
+// Forget drops the build ns/id, as Nomad's garbage collection does: Build, Outcome, Follow
+// and Recent no longer know it.
+func (f *Fake) Forget(ns, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.builds, Ref{ns, id})
+}

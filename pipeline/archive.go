@@ -1,0 +1,66 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+
+	"github.com/albatros-ci/albatros/archive"
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/logtext"
+	"github.com/albatros-ci/albatros/orchestrator"
+)
+
+// LogGoneLine is what an archived log holds when Nomad collected it before the bot could
+// archive it (a client's gc_max_allocs, its disk filling): the build is archived without it.
+const LogGoneLine = "[albatros: Nomad collected this log before it could be archived]\n"
+
+// archiveBuild writes b, which ended with out and gets status s, to the archive, once: its
+// record and its logs, masked as the log pages mask them (with shown, the secrets the
+// build received, when it received them). It comes before the final status, under the
+// report's claim: a build whose status links to its log is archived, and one bot writes it.
+func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orchestrator.Build, out orchestrator.Outcome, s forge.Status, shown []string) error {
+	if p.cfg.Archive == nil || !out.Final || out.Result == orchestrator.Pending {
+		return nil
+	}
+	rec := archive.Record{
+		Namespace: b.Namespace, JobID: b.ID, Builder: b.Builder,
+		Repo: b.Meta["REPO_URL"], Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
+		Cause: b.Cause, Sender: b.Sender, Secrets: b.Secrets,
+		State: string(out.Result), Reason: s.Description,
+		Queued: b.Submitted, Started: out.Started, Ended: out.Finished,
+	}
+	if n, err := strconv.ParseInt(b.Meta["PR"], 10, 64); err == nil && n > 0 {
+		rec.PR = n
+	}
+	logs := func(ctx context.Context, stream string, w io.Writer) error {
+		out := w
+		var masked *logtext.Writer
+		if len(shown) > 0 {
+			masked = logtext.New(w, shown, logtext.Options{})
+			out = masked
+		}
+		_, err := p.cfg.Builds.Follow(ctx, b.Namespace, b.ID, stream, out)
+		if masked != nil {
+			if cerr := masked.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if errors.Is(err, orchestrator.ErrLogGone) {
+			log.Warn("build archived without its log: Nomad collected it first", "job", b.ID, "stream", stream)
+			_, err = io.WriteString(w, LogGoneLine)
+		}
+		return err
+	}
+	written, err := p.cfg.Archive.Write(ctx, rec, logs)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", b.ID, err)
+	}
+	if written {
+		log.Info("build archived", "job", b.ID, "namespace", b.Namespace, "result", out.Result)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/albatros-ci/albatros/archive"
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/secrets"
+)
+
+// failingStore is a directory store whose writes fail while down is set.
+type failingStore struct {
+	archive.Store
+	down atomic.Bool
+	puts atomic.Int64
+}
+
+func (s *failingStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
+	if s.down.Load() {
+		return errors.New("s3: connection refused")
+	}
+	if strings.HasSuffix(key, "record.json") {
+		s.puts.Add(1)
+	}
+	return s.Store.Put(ctx, key, body, size)
+}
+
+func archiveHarness(t *testing.T) (*harness, *archive.Archive, *failingStore) {
+	t.Helper()
+	dir, err := archive.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &failingStore{Store: dir}
+	a := archive.New(st, archive.Options{})
+	h := newHarness(entryWith("nix"))
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Trust: h.trust, Archive: a})
+	return h, a, st
+}
+
+func archivedLog(t *testing.T, a *archive.Archive, ns, id string) string {
+	t.Helper()
+	rc, err := a.Log(context.Background(), ns, id, "stdout")
+	if err != nil {
+		t.Fatalf("archived log: %v", err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+// A build that ends is archived, masked as its log page masks it, before its final status
+// is written; a second report archives nothing more.
+func TestReportArchivesTheBuildBeforeItsStatus(t *testing.T) {
+	h, a, st := archiveHarness(t)
+	const jobID = "builder/dispatch-albatros-1700000000-abcd1234"
+	payload, _ := secrets.Payload("", map[string]string{"TOKEN": "hunter2-very-secret"})
+	h.builds.AddBuild("ci", jobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}, payload, "dead")
+	h.builds.LogChunks = []string{"deploying with hunter2-very-secret\n", "done\n"}
+	out := orchestrator.Outcome{Namespace: "ci", JobID: jobID, Result: orchestrator.Failure, Description: "the build failed with exit code 1", Final: true}
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a.Build(context.Background(), "ci", jobID)
+	if err != nil {
+		t.Fatalf("not archived: %v", err)
+	}
+	if rec.State != "failure" || rec.Reason != out.Description || !rec.Secrets || rec.Flavor != "nix" || rec.Branch != "main" || rec.Repo != cloneURL {
+		t.Errorf("record %+v", rec)
+	}
+	log := archivedLog(t, a, "ci", jobID)
+	if strings.Contains(log, "hunter2") || !strings.Contains(log, "deploying with "+secrets.Mask) || !strings.Contains(log, "done") {
+		t.Errorf("archived log %q: want the secret masked, the rest kept", log)
+	}
+	if s := h.forge.Statuses(); len(s) != 1 || s[0].State != forge.StateFailure {
+		t.Fatalf("statuses %+v", s)
+	}
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.puts.Load(); n != 1 {
+		t.Errorf("record written %d times, want once", n)
+	}
+}
+
+// A store that cannot be written holds the final status back, as a forge that refuses it
+// does: the report fails (the reporter retries it), and once the store is back, the build
+// is archived and its status written, once.
+func TestReportWaitsForTheArchive(t *testing.T) {
+	h, a, st := archiveHarness(t)
+	_, out, link := reportHarness()
+	h.builds.AddBuild("ci", out.JobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}, nil, "dead")
+	h.builds.LogChunks = []string{"ok\n"}
+	st.down.Store(true)
+	err := h.p.Report(context.Background(), discard, out)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Report with the store down: %v, want its error", err)
+	}
+	if s := h.forge.Statuses(); len(s) != 0 {
+		t.Fatalf("status written without its archive: %+v", s)
+	}
+	st.down.Store(false)
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.forge.Statuses(); len(s) != 1 || s[0].TargetURL != link || s[0].State != forge.StateSuccess {
+		t.Fatalf("statuses %+v", s)
+	}
+	if got := archivedLog(t, a, "ci", out.JobID); got != "ok\n" {
+		t.Errorf("archived log %q", got)
+	}
+}
+
+// A build whose log Nomad's client collected first is archived all the same, saying so:
+// its status is not held back for ever.
+func TestReportArchivesABuildWhoseLogIsGone(t *testing.T) {
+	h, a, _ := archiveHarness(t)
+	_, out, _ := reportHarness()
+	h.builds.AddBuild("ci", out.JobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}, nil, "dead")
+	h.builds.FollowErr = orchestrator.ErrLogGone
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	if got := archivedLog(t, a, "ci", out.JobID); got != pipeline.LogGoneLine {
+		t.Errorf("archived log %q", got)
+	}
+	if s := h.forge.Statuses(); len(s) != 1 {
+		t.Errorf("statuses %+v", s)
+	}
+}
+
+// The pull request's comment keeps the row of a build that Nomad has collected, from the
+// archive, with its log link.
+func TestCommentKeepsArchivedBuilds(t *testing.T) {
+	h, _, _ := archiveHarness(t)
+	meta := func(flavor string) map[string]string {
+		return map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "feature", "FLAVOR": flavor, "PR": "42"}
+	}
+	const first = "builder/dispatch-albatros-1700000000-aaaa0001"
+	const second = "builder/dispatch-albatros-1700000100-aaaa0002"
+	h.builds.AddBuild("ci", first, "builder", meta("default"), nil, "dead")
+	if err := h.p.Report(context.Background(), discard, orchestrator.Outcome{Namespace: "ci", JobID: first, Result: orchestrator.Failure, Description: "failed", Final: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.builds.Forget("ci", first)
+	h.builds.AddBuild("ci", second, "builder", meta("nix"), nil, "dead")
+	if err := h.p.Report(context.Background(), discard, orchestrator.Outcome{Namespace: "ci", JobID: second, Result: orchestrator.Success, Description: "passed", Final: true}); err != nil {
+		t.Fatal(err)
+	}
+	comments, _ := h.forge.Comments(context.Background(), appRepo, 42)
+	if len(comments) != 1 {
+		t.Fatalf("%d comments", len(comments))
+	}
+	body := comments[0].Body
+	for _, want := range []string{"| default | ❌ failure |", baseURL + "/logs/ci/" + first, "| nix |", baseURL + "/logs/ci/" + second} {
+		if !strings.Contains(body, want) {
+			t.Errorf("comment lacks %q:\n%s", want, body)
+		}
+	}
+}
