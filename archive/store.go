@@ -45,28 +45,51 @@ func checkKey(key string) error {
 	return nil
 }
 
-// OpenStore opens the store a URL names: file:///var/lib/albatros (a directory, made if
-// missing), or s3://bucket/prefix, its endpoint, region and credentials from the standard
-// AWS_* variables and files (see NewS3).
-func OpenStore(raw string) (Store, error) {
+// CheckURL reports whether raw names a store OpenStore can open, without opening it.
+func CheckURL(raw string) error {
+	_, _, err := parseURL(raw)
+	return err
+}
+
+func parseURL(raw string) (*url.URL, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("archive %q: %w", raw, err)
+		return nil, "", fmt.Errorf("archive %q: %w", raw, err)
 	}
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("archive %q: a file URL names a local directory: file:///path", raw)
+			return nil, "", fmt.Errorf("archive %q: a file URL names a local directory: file:///path", raw)
 		}
-		if u.Path == "" || !filepath.IsAbs(u.Path) {
-			return nil, fmt.Errorf("archive %q: a file URL needs an absolute path: file:///var/lib/albatros", raw)
+		if u.Path == "" || !filepath.IsAbs(u.Path) || u.RawQuery != "" {
+			return nil, "", fmt.Errorf("archive %q: a file URL needs an absolute path: file:///var/lib/albatros", raw)
 		}
-		return NewDir(u.Path)
+		return u, filepath.Clean(u.Path), nil
 	case "s3":
-		if u.Host == "" {
-			return nil, fmt.Errorf("archive %q: an S3 URL names its bucket: s3://bucket/prefix", raw)
+		prefix := strings.Trim(u.Path, "/")
+		if u.Host == "" || u.RawQuery != "" {
+			return nil, "", fmt.Errorf("archive %q: an S3 URL names its bucket: s3://bucket/prefix (the endpoint and region come from AWS_ENDPOINT_URL and AWS_REGION)", raw)
 		}
-		return NewS3(u.Host, strings.Trim(u.Path, "/"), os.Getenv)
+		if prefix != "" {
+			if err := checkKey(prefix); err != nil {
+				return nil, "", fmt.Errorf("archive %q: its prefix: %w", raw, err)
+			}
+		}
+		return u, prefix, nil
 	}
-	return nil, fmt.Errorf("archive %q: the archive is a file:// directory or an s3:// bucket", raw)
+	return nil, "", fmt.Errorf("archive %q: the archive is a file:// directory or an s3:// bucket", raw)
+}
+
+// OpenStore opens the store a URL names: file:///var/lib/albatros (a directory, made if
+// missing), or s3://bucket/prefix, its endpoint, region and credentials from the standard
+// AWS_* variables and files (see NewS3).
+func OpenStore(raw string) (Store, error) {
+	u, path, err := parseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "file" {
+		return NewDir(path)
+	}
+	return NewS3(u.Host, path, os.Getenv)
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/registry"
@@ -74,6 +75,12 @@ type Config struct {
 	// LogStreams bounds the build logs followed in Nomad at once for their readers, and
 	// LogViewers the readers of logs served at once (past either, a log request is 503).
 	LogStreams, LogViewers int
+	// Archive is the URL of the archive of finished builds (file:///dir or s3://bucket/prefix),
+	// or "none"; ArchiveRetention how long an archived build is kept (0: for ever);
+	// ArchiveMaxLog the most bytes of a log archived.
+	Archive          string
+	ArchiveRetention time.Duration
+	ArchiveMaxLog    int64
 	// PprofAddr, when set, is an address of its own where Go's profiler (net/http/pprof)
 	// answers; off by default.
 	PprofAddr string
@@ -114,6 +121,9 @@ func settings() []*setting {
 		{flag: "queue-bytes", env: "ALBATROS_QUEUE_BYTES", def: "96MiB", usage: "most memory the answered deliveries waiting their turn or being handled may hold, all together (each counted about 4 KiB: its event, not its body nor its entry); past it a delivery is answered 503. A number of bytes, or with KiB, MiB or GiB"},
 		{flag: "log-streams", env: "ALBATROS_LOG_STREAMS", def: "24", usage: "most build logs followed in Nomad at once for the log pages and /build (two connections each while the build runs: Nomad refuses a client's 101st, and the bot's dispatches and reports share them); past it a new log is answered 503"},
 		{flag: "log-viewers", env: "ALBATROS_LOG_VIEWERS", def: "4096", usage: "most readers of the log pages and /build served at once (about 40 KiB each); past it a reader is answered 503"},
+		{flag: "archive", env: "ALBATROS_ARCHIVE", def: "file:///var/lib/albatros", usage: "where finished builds (their record and masked logs) are kept, so that their links outlive Nomad's garbage collection: file:///dir (one bot), s3://bucket/prefix (replicas share it; endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or ~/.aws/credentials), or none (the links break once Nomad collects a build)"},
+		{flag: "archive-retention", env: "ALBATROS_ARCHIVE_RETENTION", def: "90d", usage: "how long archived builds are kept, by the day they ended: a duration (720h) or days (90d); 0 keeps them all"},
+		{flag: "archive-max-log", env: "ALBATROS_ARCHIVE_MAX_LOG", def: "64MiB", usage: "most of a build's log (each of stdout and stderr) archived: a longer one is kept cut, saying so"},
 		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
 		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
@@ -313,6 +323,22 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	} else {
 		c.ReadTimeout = d
 	}
+	c.Archive = s["archive"].value
+	if c.Archive != "none" {
+		if err := archive.CheckURL(c.Archive); err != nil {
+			bad("archive", "%v", err)
+		}
+	}
+	if d, err := days(s["archive-retention"].value); err != nil || (d != 0 && d < 24*time.Hour) {
+		bad("archive-retention", "%q is not 0 or a duration of at least a day (90d, 2160h)", s["archive-retention"].value)
+	} else {
+		c.ArchiveRetention = d
+	}
+	if n, err := bytesize(s["archive-max-log"].value); err != nil || n < 64<<10 {
+		bad("archive-max-log", "%q is not a size of at least 64KiB (e.g. 64MiB)", s["archive-max-log"].value)
+	} else {
+		c.ArchiveMaxLog = n
+	}
 	if n, err := bytesize(s["queue-bytes"].value); err != nil || n < 1<<20 {
 		bad("queue-bytes", "%q is not a size of at least 1MiB (e.g. 96MiB)", s["queue-bytes"].value)
 	} else {
@@ -404,4 +430,16 @@ func bytesize(v string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size", v)
 	}
 	return n * mult, nil
+}
+
+// days parses a duration, or a number of days ("90d").
+func days(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("%q is not a number of days", v)
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }

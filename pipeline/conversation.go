@@ -205,6 +205,11 @@ func (p *Pipeline) render(ctx context.Context, log *slog.Logger, f forge.Forge, 
 	if !info.Open {
 		b.WriteString("\nThis pull request is closed: its builds that were still running were stopped.\n")
 	}
+	if p.cfg.History != nil {
+		if u := p.cfg.History(repo.CloneURL, info.Number); u != "" {
+			fmt.Fprintf(&b, "\n[Every build of this pull request](%s)\n", u)
+		}
+	}
 	if len(heads) > 1 {
 		b.WriteString("\n<details><summary>Earlier commits</summary>\n\n")
 		for _, h := range heads[1:] {

@@ -99,6 +99,9 @@ type Config struct {
 	// its final status is written, and the pull requests' comments show the builds that
 	// Nomad has collected from it.
 	Archive archiver
+	// History, when set, is the page of a pull request's builds on the bot (the history
+	// page filtered to it), linked from its comment; "" for none.
+	History func(cloneURL string, pr int64) string
 	// BuilderNamespaces are where the builder of an installed organization's repository
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.

@@ -37,11 +37,16 @@ func sameLine(s orchestrator.Summary, ev forge.Event, flavor string) bool {
 
 // lineOf names the line of builds a build of ev in flavor belongs to (see registry.Line).
 func lineOf(ev forge.Event, flavor string) string {
-	line := ev.Repo.CloneURL + "\x00" + flavor + "\x00"
 	if ev.PullRequest != nil {
-		return line + "pr\x00" + strconv.FormatInt(ev.PullRequest.Number, 10)
+		return ev.Repo.CloneURL + "\x00" + flavor + "\x00pr\x00" + strconv.FormatInt(ev.PullRequest.Number, 10)
 	}
-	return line + "branch\x00" + ev.Branch
+	return BranchLine(ev.Repo.CloneURL, flavor, ev.Branch)
+}
+
+// BranchLine names the line of the builds of a branch's pushes in one flavor, whose
+// newest build registry.Registry.LineOf finds.
+func BranchLine(cloneURL, flavor, branch string) string {
+	return cloneURL + "\x00" + flavor + "\x00branch\x00" + branch
 }
 
 // lineBefore records d as the newest build of its line, unless its dispatch did (swap),

@@ -78,3 +78,20 @@ func (r *Registry) swapLine(ctx context.Context, ops consul.TxnOps) (prev Line, 
 	}
 	return prev, found, nil
 }
+
+// LineOf reads the record of line's newest build; found is false when there is none (no
+// build of it, or none within a day).
+func (r *Registry) LineOf(ctx context.Context, line string) (Line, bool, error) {
+	kv, _, err := r.kv.Get(r.lineKey(line), (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return Line{}, false, fmt.Errorf("%w: read line: %w", ErrUnavailable, err)
+	}
+	if kv == nil || len(kv.Value) == 0 {
+		return Line{}, false, nil
+	}
+	var l Line
+	if err := json.Unmarshal(kv.Value, &l); err != nil {
+		return Line{}, false, fmt.Errorf("read line: %w", err)
+	}
+	return l, true, nil
+}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge/forges"
 	"github.com/albatros-ci/albatros/logfan"
 	"github.com/albatros-ci/albatros/logtext"
@@ -37,6 +38,13 @@ type builds interface {
 // repos is the registry as the log pages use it: for the repository's current secrets.
 type repos interface {
 	Repo(ctx context.Context, cloneURL string) (*registry.Repo, error)
+}
+
+// archived is the archive of finished builds as the log pages use it: what they serve
+// once Nomad has collected a build (or its client the build's log).
+type archived interface {
+	Build(ctx context.Context, ns, jobID string) (*archive.Record, error)
+	Log(ctx context.Context, ns, jobID, stream string) (io.ReadCloser, error)
 }
 
 // Check is a readiness check of a dependency, run by /healthz.
@@ -61,6 +69,9 @@ type Config struct {
 	Logs interface {
 		AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool
 	}
+	// Archive, when set, serves the logs of the builds that have ended from the archive:
+	// those Nomad has collected, and those whose log its client has.
+	Archive archived
 	// LogBounds bound the logs followed in Nomad and their viewers (logfan's defaults
 	// when zero).
 	LogBounds logfan.Options
@@ -135,16 +146,42 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// build finds the build a log request names, answering 404 (or 503) itself when it cannot.
-func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *orchestrator.Build {
+// build finds the build a log request names: in Nomad (b), or, once it has ended, in the
+// archive (rec). It answers 404 (or 503, or 403 for a reader who may not read it) itself
+// when it returns neither.
+func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b *orchestrator.Build, rec *archive.Record) {
 	if ns == "" || id == "" || !orchestrator.IsBuildID(id) {
 		http.Error(w, "no such build", http.StatusNotFound)
-		return nil
+		return nil, nil
 	}
 	b, err := s.builds.get(r.Context(), ns, id)
+	if err == nil && b.Status == "dead" && s.Archive != nil {
+		// Ended: the archive holds its whole log, which Nomad's client may have dropped.
+		if rec, aerr := s.Archive.Build(r.Context(), ns, id); aerr == nil {
+			if s.Logs != nil && !s.Logs.AllowLog(w, r, rec.Repo) {
+				return nil, nil
+			}
+			return nil, rec
+		}
+	}
+	if errors.Is(err, orchestrator.ErrNotFound) && s.Archive != nil {
+		rec, aerr := s.Archive.Build(r.Context(), ns, id)
+		switch {
+		case aerr == nil:
+			if s.Logs != nil && !s.Logs.AllowLog(w, r, rec.Repo) {
+				return nil, nil
+			}
+			return nil, rec
+		case !errors.Is(aerr, archive.ErrNotFound):
+			s.Log.Error("read archived build", "job", id, "namespace", ns, "err", aerr)
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "the archive of builds is unavailable", http.StatusServiceUnavailable)
+			return nil, nil
+		}
+	}
 	if err != nil {
 		if r.Context().Err() != nil {
-			return nil
+			return nil, nil
 		}
 		if errors.Is(err, orchestrator.ErrNotFound) {
 			http.Error(w, "no such build (Nomad may have garbage-collected it)", http.StatusNotFound)
@@ -155,12 +192,32 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) *o
 			s.Log.Error("read build", "job", id, "namespace", ns, "err", err)
 			http.Error(w, "nomad unavailable", http.StatusServiceUnavailable)
 		}
-		return nil
+		return nil, nil
 	}
 	if s.Logs != nil && !s.Logs.AllowLog(w, r, b.Meta["REPO_URL"]) {
+		return nil, nil
+	}
+	return b, nil
+}
+
+// archivedLog opens an archived build's log, answering itself when it cannot.
+func (s *server) archivedLog(w http.ResponseWriter, r *http.Request, rec *archive.Record, stream string) io.ReadCloser {
+	rc, err := s.Archive.Log(r.Context(), rec.Namespace, rec.JobID, stream)
+	if errors.Is(err, archive.ErrNotFound) {
+		return io.NopCloser(strings.NewReader("")) // a build that never ran has no log
+	}
+	if err != nil {
+		s.Log.Error("read archived log", "job", rec.JobID, "namespace", rec.Namespace, "err", err)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "the archive of builds is unavailable", http.StatusServiceUnavailable)
 		return nil
 	}
-	return b
+	return rc
+}
+
+// recordBuild is an archived build as the log page's header shows it.
+func recordBuild(rec *archive.Record) *orchestrator.Build {
+	return &orchestrator.Build{Namespace: rec.Namespace, ID: rec.JobID, Meta: rec.Summary().Meta, Submitted: rec.Queued, Status: "dead"}
 }
 
 // secretValues is everything to mask in a build's output: for a build that got the
@@ -216,7 +273,19 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	if ns == "" {
 		ns = s.Namespace
 	}
-	b := s.build(w, r, ns, r.URL.Query().Get("job"))
+	b, rec := s.build(w, r, ns, r.URL.Query().Get("job"))
+	if rec != nil {
+		rc := s.archivedLog(w, r, rec, stream)
+		if rc == nil {
+			return
+		}
+		defer rc.Close()
+		streamHeaders(w, "text/plain; charset=utf-8")
+		if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+			s.Log.Warn("read archived log", "job", rec.JobID, "err", err)
+		}
+		return
+	}
 	if b == nil {
 		return
 	}
@@ -285,7 +354,11 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "log must be stdout or stderr", http.StatusBadRequest)
 		return
 	}
-	b := s.build(w, r, r.PathValue("ns"), r.PathValue("job"))
+	b, rec := s.build(w, r, r.PathValue("ns"), r.PathValue("job"))
+	if rec != nil {
+		s.archivedPage(w, r, rec, stream)
+		return
+	}
 	if b == nil {
 		return
 	}
@@ -319,6 +392,32 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 	}
 	// The description is Nomad's words about the build; mask it too.
 	_ = templates.LogFoot(fw, templates.LogResult{Result: string(out.Result), Description: secrets.MaskString(out.Description, values)})
+}
+
+// archivedPage serves an archived build's log as the live page shows a finished one.
+func (s *server) archivedPage(w http.ResponseWriter, r *http.Request, rec *archive.Record, stream string) {
+	rc := s.archivedLog(w, r, rec, stream)
+	if rc == nil {
+		return
+	}
+	defer rc.Close()
+	streamHeaders(w, "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	fw := flusher(w)
+	if err := templates.LogHead(fw, pageOf(recordBuild(rec), stream)); err != nil {
+		return
+	}
+	ansi := templates.NewANSI(w)
+	_, err := io.Copy(ansi, rc)
+	_ = ansi.Close()
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.Log.Warn("read archived log", "job", rec.JobID, "err", err)
+		}
+		return
+	}
+	// The reason was masked when the status was written.
+	_ = templates.LogFoot(fw, templates.LogResult{Result: rec.State, Description: rec.Reason})
 }
 
 func pageOf(b *orchestrator.Build, stream string) templates.LogPage {

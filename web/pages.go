@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/install"
 	"github.com/albatros-ci/albatros/orchestrator"
@@ -270,6 +271,18 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 	summaries, err := wb.cfg.Builds.Recent(ctx, prefix, 30)
 	if err != nil {
 		wb.cfg.Log.Warn("recent builds", "org", inst.Org, "err", err)
+	}
+	if wb.cfg.Archive != nil {
+		// The builds Nomad has collected stay on the page, from the archive.
+		q := archive.Query{Owner: prefix, Limit: 30}
+		if repo != "" {
+			q = archive.Query{Repo: prefix, Limit: 30}
+		}
+		page, err := wb.cfg.Archive.List(ctx, q)
+		if err != nil {
+			wb.cfg.Log.Warn("archived builds", "org", inst.Org, "err", err)
+		}
+		summaries = archive.Merge(summaries, page.Builds, 30)
 	}
 	now := time.Now()
 	for _, s := range summaries {

@@ -96,7 +96,12 @@ type Config struct {
 	// Nomad namespaces an organization's owners may choose a builder from.
 	DefaultBuilder    orchestrator.Builder
 	BuilderNamespaces []string
-	Log               *slog.Logger
+	// Archive, when set, adds the builds Nomad has collected to the pages' recent builds,
+	// and serves the history pages and the badges.
+	Archive archived
+	// Lines, when set, tells the badges which build is a branch's newest.
+	Lines lines
+	Log   *slog.Logger
 }
 
 // Web serves the pages.
@@ -108,6 +113,7 @@ type Web struct {
 	owners                    ttlCache
 	access                    ttlCache
 	signedOut                 revocations
+	badges                    badgeCache
 }
 
 // New returns the pages of cfg. Without cfg.Sessions, nobody can sign in: a sign-out could
@@ -156,6 +162,7 @@ func (wb *Web) Routes() []Route {
 		{"POST", "/orgs/{org}/repos/{repo}/settings", true, false, wb.saveSettings},
 		{"POST", "/orgs/{org}/repos/{repo}/secrets", true, false, wb.setSecret},
 		{"POST", "/orgs/{org}/repos/{repo}/secrets/delete", true, false, wb.deleteSecret},
+		{"GET", "/builds/{owner}/{repo}", false, false, wb.history},
 	}
 }
 
@@ -170,6 +177,8 @@ func (wb *Web) Register(mux *http.ServeMux) {
 		}
 		mux.Handle(rt.Method+" "+rt.Pattern, cop.Handler(wb.securityHeaders(memoSession(h))))
 	}
+	// A badge is an image other sites show: its own headers, no session.
+	mux.HandleFunc("GET /badge/{owner}/{file}", wb.badge)
 }
 
 func (wb *Web) securityHeaders(h http.Handler) http.Handler {

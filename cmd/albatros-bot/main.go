@@ -15,11 +15,13 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/config"
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/forges"
@@ -110,6 +112,22 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
+	var arch *archive.Archive
+	if cfg.Archive != "none" {
+		if arch, err = archive.Open(cfg.Archive, archive.Options{MaxLog: cfg.ArchiveMaxLog}); err != nil {
+			return fmt.Errorf("ALBATROS_ARCHIVE: %w", err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := arch.Check(cctx); err != nil {
+			// Builds that end meanwhile wait for it: their reports are retried.
+			log.Warn("archive not reachable yet: final statuses wait for it", "archive", arch.String(), "err", err)
+		}
+		cancel()
+		log.Info("archive of finished builds", "archive", arch.String(), "retention", cfg.ArchiveRetention)
+	} else {
+		log.Warn("no archive (ALBATROS_ARCHIVE=none): a build's links break once Nomad collects it")
+	}
+
 	fs := forges.New(forges.Config{
 		Access: map[string]registry.Access{
 			forges.Gitea.Name:  {URL: cfg.GiteaURL, Token: cfg.GiteaToken},
@@ -118,7 +136,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		HTTP: forges.HTTPClient(),
 	})
 	defaultBuilder := orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder}
-	pipe := pipeline.New(pipeline.Config{
+	pipeCfg := pipeline.Config{
 		Repos:   repos,
 		Builds:  nomad,
 		Forge:   fs.For,
@@ -130,7 +148,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Claims:            repos,
 		Trust:             repos,
 		Log:               log,
-	})
+	}
+	if arch != nil {
+		pipeCfg.Archive = arch
+		pipeCfg.History = func(cloneURL string, pr int64) string {
+			owner, repo, ok := web.GiteaRepo(cfg.GiteaURL, cloneURL)
+			if !ok {
+				return ""
+			}
+			return cfg.URL + web.HistoryPath(owner, repo) + "?pr=" + strconv.FormatInt(pr, 10)
+		}
+	}
+	pipe := pipeline.New(pipeCfg)
 	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes})
 
 	// The bot's own Gitea account: it installs, repairs and checks rights.
@@ -182,8 +211,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		webCfg.DisabledReason = why
 	}
+	if arch != nil {
+		webCfg.Archive, webCfg.Lines = arch, repos
+	}
 	pages := web.New(webCfg)
-	handler := server.New(server.Config{
+	serverCfg := server.Config{
 		Intake:    intake,
 		Builds:    nomad,
 		Repos:     repos,
@@ -193,7 +225,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Log:       log,
 		Checks:    []server.Check{{Name: "nomad", Check: nomad.Ready}, {Name: "consul", Check: repos.Ready}},
 		LogBounds: logfan.Options{MaxUpstreams: cfg.LogStreams, MaxViewers: cfg.LogViewers},
-	})
+	}
+	if arch != nil {
+		serverCfg.Archive = arch
+	}
+	handler := server.New(serverCfg)
 
 	// Results come back through Nomad's event stream, followed by one bot at a time (the
 	// leader of "events"); installations are checked and repaired by the leader of
@@ -235,6 +271,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}()
 
 	// Log pages stream for as long as a build runs; shutdown ends them through this context.
+	expired := make(chan struct{})
+	go func() {
+		defer close(expired)
+		if arch != nil && cfg.ArchiveRetention > 0 {
+			repos.Lead(watchCtx, "archive-retention", func(ctx context.Context) {
+				expire(ctx, log, arch, cfg.ArchiveRetention)
+			}, onLeadErr)
+		}
+	}()
+
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
 	srv := server.HTTPServer(cfg.Addr, handler, server.Timeouts{Read: cfg.ReadTimeout}, base)
@@ -287,7 +333,27 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	<-watched
 	<-reconciled
 	<-checked
+	<-expired
 	return err
+}
+
+// expire deletes the archived builds older than retention, at once and then every six
+// hours, while ctx (the leadership) lasts.
+func expire(ctx context.Context, log *slog.Logger, arch *archive.Archive, retention time.Duration) {
+	for {
+		n, err := arch.Expire(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("archive retention: expiry stopped part-way, tried again later", "deleted", n, "err", err)
+		case n > 0:
+			log.Info("archive retention: old builds deleted", "deleted", n, "older than", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(6 * time.Hour):
+		}
+	}
 }
 
 // maxDroppedLogged bounds the deliveries a stopping bot names in its log, one line each.

@@ -1,0 +1,134 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/archive"
+	"github.com/albatros-ci/albatros/orchestrator/orchestratortest"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/registry/registrytest"
+	"github.com/albatros-ci/albatros/server"
+	"github.com/albatros-ci/albatros/webhook"
+)
+
+// brokenStore fails every read.
+type brokenStore struct{ archive.Store }
+
+func (brokenStore) Get(context.Context, string) (io.ReadCloser, error) {
+	return nil, errors.New("s3: connection refused")
+}
+
+// gate records the repositories whose logs were asked for, and refuses them all when deny.
+type gate struct {
+	deny  bool
+	asked []string
+}
+
+func (g *gate) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool {
+	g.asked = append(g.asked, cloneURL)
+	if g.deny {
+		http.Error(w, "private", http.StatusForbidden)
+	}
+	return !g.deny
+}
+
+const archivedText = "archived: token=***\n\x1b[31mred\x1b[0m\n"
+
+func archiveFixture(t *testing.T, builds *orchestratortest.Fake, st archive.Store, logs *gate) string {
+	t.Helper()
+	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}}
+	intake := webhook.New(repos, &fakeHandler{}, quiet(), webhook.Options{})
+	cfg := server.Config{Intake: intake, Builds: builds, Repos: repos, Namespace: defaultNS, Log: quiet(), Archive: archive.New(st, archive.Options{})}
+	if logs != nil {
+		cfg.Logs = logs
+	}
+	srv := httptest.NewServer(server.New(cfg))
+	t.Cleanup(func() { srv.Close(); intake.Wait() })
+	return srv.URL
+}
+
+func archiveBuild(t *testing.T) archive.Store {
+	t.Helper()
+	st, err := archive.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := archive.Record{
+		Namespace: defaultNS, JobID: buildID, Builder: "builder", Repo: repoURL, Commit: commit, Branch: "main", Flavor: "nix",
+		State: "failure", Reason: "the build failed with exit code 3", Queued: time.Now().Add(-time.Hour),
+	}
+	logs := func(_ context.Context, stream string, w io.Writer) error {
+		if stream == "stdout" {
+			_, err := io.WriteString(w, archivedText)
+			return err
+		}
+		return nil
+	}
+	if _, err := archive.New(st, archive.Options{}).Write(context.Background(), rec, logs); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestArchivedLogOnceNomadHasCollectedIt(t *testing.T) {
+	st := archiveBuild(t)
+	g := &gate{}
+	base := archiveFixture(t, &orchestratortest.Fake{}, st, g) // Nomad knows nothing
+	q := url.Values{"job": {buildID}, "namespace": {defaultNS}}
+	resp, body := get(t, base+"/build?"+q.Encode())
+	if resp.StatusCode != 200 || body != archivedText {
+		t.Fatalf("/build: %d %q", resp.StatusCode, body)
+	}
+	resp, page := get(t, base+"/logs/"+defaultNS+"/"+buildID)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/logs: %d %s", resp.StatusCode, page)
+	}
+	for _, want := range []string{"archived: token=***", ">red<", "failure", "the build failed with exit code 3", commit[:10]} {
+		if !strings.Contains(page, want) {
+			t.Errorf("archived page lacks %q", want)
+		}
+	}
+	if resp.Header.Get("Content-Security-Policy") == "" {
+		t.Error("archived page without its Content-Security-Policy")
+	}
+	if len(g.asked) != 2 || g.asked[0] != repoURL {
+		t.Errorf("access asked for %q, want the archived build's repository twice", g.asked)
+	}
+	resp, _ = get(t, base+"/logs/"+defaultNS+"/builder/dispatch-albatros-k00000000000000000000-1-none")
+	if resp.StatusCode != 404 {
+		t.Errorf("a build in neither Nomad nor the archive: %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestArchivedLogWinsForAnEndedBuild(t *testing.T) {
+	st := archiveBuild(t)
+	b := build(t) // Nomad still knows it, dead; its client may have dropped the log
+	base := archiveFixture(t, b, st, nil)
+	_, body := get(t, base+"/build?"+url.Values{"job": {buildID}}.Encode())
+	if body != archivedText {
+		t.Fatalf("/build of an ended, archived build: %q, want the archived log", body)
+	}
+	if n := len(b.FollowCalls()); n != 0 {
+		t.Errorf("Nomad's log read %d times, want none", n)
+	}
+}
+
+func TestArchivedLogRefusals(t *testing.T) {
+	st := archiveBuild(t)
+	base := archiveFixture(t, &orchestratortest.Fake{}, st, &gate{deny: true})
+	if resp, body := get(t, base+"/logs/"+defaultNS+"/"+buildID); resp.StatusCode != 403 || strings.Contains(body, "archived:") {
+		t.Errorf("a reader refused the repository: %d %q", resp.StatusCode, body)
+	}
+	base = archiveFixture(t, &orchestratortest.Fake{}, brokenStore{st}, nil)
+	if resp, _ := get(t, base+"/logs/"+defaultNS+"/"+buildID); resp.StatusCode != 503 {
+		t.Errorf("the archive unavailable: %d, want 503", resp.StatusCode)
+	}
+}

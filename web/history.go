@@ -1,0 +1,353 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/albatros-ci/albatros/archive"
+	"github.com/albatros-ci/albatros/pipeline"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// archived is the archive of finished builds as the pages use it.
+type archived interface {
+	List(ctx context.Context, q archive.Query) (archive.Page, error)
+	Latest(ctx context.Context, cloneURL, branch, flavor string) (state string, found bool, err error)
+	Build(ctx context.Context, ns, jobID string) (*archive.Record, error)
+}
+
+// lines reads the records of the newest build of each line (registry.Registry.LineOf).
+type lines interface {
+	LineOf(ctx context.Context, line string) (registry.Line, bool, error)
+}
+
+// historyRepo reads {owner} and {repo} of a history or badge URL, as the clone URL of the
+// repository on the bot's Gitea; ok is false when they cannot be one.
+func (wb *Web) historyRepo(r *http.Request, repo string) (owner, name, cloneURL string, ok bool) {
+	owner, name = r.PathValue("owner"), repo
+	if !nameRE.MatchString(owner) || !nameRE.MatchString(name) || strings.Contains(owner+name, "..") || wb.cfg.GiteaURL == "" {
+		return "", "", "", false
+	}
+	return owner, name, wb.cfg.GiteaURL + "/" + owner + "/" + name + ".git", true
+}
+
+// GiteaRepo returns the owner and name of a repository on the Gitea at giteaURL from its
+// clone URL; ok is false for a repository elsewhere, which has no history page.
+func GiteaRepo(giteaURL, cloneURL string) (owner, repo string, ok bool) {
+	rest, found := strings.CutPrefix(cloneURL, strings.TrimSuffix(giteaURL, "/")+"/")
+	if !found || giteaURL == "" {
+		return "", "", false
+	}
+	owner, repo, found = strings.Cut(strings.TrimSuffix(rest, ".git"), "/")
+	if !found || !nameRE.MatchString(owner) || !nameRE.MatchString(repo) {
+		return "", "", false
+	}
+	return owner, repo, true
+}
+
+// HistoryPath is the path of a repository's history page.
+func HistoryPath(owner, repo string) string {
+	return "/builds/" + url.PathEscape(owner) + "/" + url.PathEscape(repo)
+}
+
+// historyPage is the data of the history page.
+type historyPage struct {
+	page
+	Owner, Repo, RepoURL string
+	Branch, PR, State    string
+	States               []string
+	Builds               []historyRow
+	Newer, Older         string
+	Badge                badgeInfo
+}
+
+type historyRow struct {
+	buildRow
+	Cause, Sender, Queued, Reason string
+	Secrets                       bool
+}
+
+type badgeInfo struct {
+	URL, Markdown, Branch string
+}
+
+// history serves GET /builds/{owner}/{repo}: the repository's archived builds, newest
+// first, filtered by branch, pull request and state, 50 a page, each with its log; public
+// for a public repository, for its readers for a private one (as its logs are).
+func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
+	owner, name, cloneURL, ok := wb.historyRepo(r, r.PathValue("repo"))
+	if !ok || wb.cfg.Archive == nil {
+		wb.fail(w, r, http.StatusNotFound, "No such repository", "This bot keeps no history of that repository.")
+		return
+	}
+	q := archive.Query{Repo: cloneURL, Limit: 50, After: r.URL.Query().Get("after")}
+	v := r.URL.Query()
+	q.Branch, q.State = v.Get("branch"), v.Get("state")
+	if pr := v.Get("pr"); pr != "" {
+		n, err := strconv.ParseInt(pr, 10, 64)
+		if err != nil || n <= 0 {
+			wb.fail(w, r, http.StatusBadRequest, "Bad filter", "pr is a pull request's number.")
+			return
+		}
+		q.PR = n
+	}
+	if len(q.Branch) > 255 || !utf8.ValidString(q.Branch) {
+		wb.fail(w, r, http.StatusBadRequest, "Bad filter", "branch is a branch's name.")
+		return
+	}
+	if q.State != "" && q.State != "success" && q.State != "failure" && q.State != "error" {
+		wb.fail(w, r, http.StatusBadRequest, "Bad filter", "state is success, failure or error.")
+		return
+	}
+	if q.PR > 0 && q.Branch != "" {
+		wb.fail(w, r, http.StatusBadRequest, "Bad filter", "filter by a branch or by a pull request, not both.")
+		return
+	}
+	// The same rules as the repository's logs: a private repository's history is its
+	// readers'. The answer does not tell whether the bot ever built it.
+	if !wb.AllowLog(w, r, cloneURL) {
+		return
+	}
+	page, err := wb.cfg.Archive.List(r.Context(), q)
+	if errors.Is(err, archive.ErrBadCursor) {
+		wb.fail(w, r, http.StatusBadRequest, "Bad page", "after is not a page of this history.")
+		return
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("history", "repo", cloneURL, "err", err)
+		w.Header().Set("Retry-After", "10")
+		wb.fail(w, r, http.StatusServiceUnavailable, "Archive unavailable", "The archive of builds could not be read: try again in a moment.")
+		return
+	}
+	d := historyPage{
+		page: wb.page(r, owner+"/"+name), Owner: owner, Repo: name, RepoURL: wb.cfg.GiteaURL + "/" + owner + "/" + name,
+		Branch: q.Branch, State: q.State, States: []string{"success", "failure", "error"},
+	}
+	if q.PR > 0 {
+		d.PR = strconv.FormatInt(q.PR, 10)
+	}
+	self := HistoryPath(owner, name)
+	filter := url.Values{}
+	for k, val := range map[string]string{"branch": q.Branch, "pr": d.PR, "state": q.State} {
+		if val != "" {
+			filter.Set(k, val)
+		}
+	}
+	if page.Next != "" {
+		older := url.Values{}
+		for k, vs := range filter {
+			older[k] = vs
+		}
+		older.Set("after", page.Next)
+		d.Older = self + "?" + older.Encode()
+	}
+	if q.After != "" {
+		d.Newer = self
+		if len(filter) > 0 {
+			d.Newer += "?" + filter.Encode()
+		}
+	}
+	badgeBranch := q.Branch
+	for _, rec := range page.Builds {
+		s := rec.Summary()
+		row := historyRow{buildRow: wb.buildRow(s, time.Now()), Cause: rec.Cause, Sender: rec.Sender, Reason: rec.Reason, Secrets: rec.Secrets, Queued: rec.Queued.UTC().Format("2006-01-02 15:04:05")}
+		d.Builds = append(d.Builds, row)
+		if badgeBranch == "" && rec.PR == 0 && rec.Tag == "" && rec.Branch != "" {
+			badgeBranch = rec.Branch
+		}
+	}
+	if badgeBranch == "" {
+		badgeBranch = "main"
+	}
+	d.Badge = wb.badgeInfo(owner, name, badgeBranch)
+	wb.render(w, http.StatusOK, "history", d)
+}
+
+func (wb *Web) badgeInfo(owner, name, branch string) badgeInfo {
+	u := wb.cfg.BaseURL + "/badge/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + ".svg?" + url.Values{"branch": {branch}}.Encode()
+	page := wb.cfg.BaseURL + HistoryPath(owner, name) + "?" + url.Values{"branch": {branch}}.Encode()
+	return badgeInfo{URL: u, Branch: branch, Markdown: fmt.Sprintf("[![build](%s)](%s)", u, page)}
+}
+
+// badge serves GET /badge/{owner}/{repo}.svg?branch=main&flavor=default: the state of the
+// newest build of the branch's pushes in that flavor (passing, failing, error, running,
+// unknown), as an SVG that caches for a minute. A private repository, or one this bot
+// builds nothing of, has no badge (404).
+func (wb *Web) badge(w http.ResponseWriter, r *http.Request) {
+	file, ok := strings.CutSuffix(r.PathValue("file"), ".svg")
+	_, _, cloneURL, ok2 := wb.historyRepo(r, file)
+	branch, flavor := r.URL.Query().Get("branch"), r.URL.Query().Get("flavor")
+	if branch == "" {
+		branch = "main"
+	}
+	if flavor == "" {
+		flavor = pipeline.DefaultFlavor
+	}
+	if !ok || !ok2 || wb.cfg.Archive == nil || len(branch) > 255 || !utf8.ValidString(branch) || !pipeline.ValidFlavor(flavor) {
+		http.Error(w, "no such badge", http.StatusNotFound)
+		return
+	}
+	svg, status := wb.badges.get(badgeKey{cloneURL, branch, flavor}, func() ([]byte, int) {
+		return wb.renderBadge(r.Context(), cloneURL, branch, flavor)
+	})
+	if status != http.StatusOK {
+		http.Error(w, string(svg), status)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "image/svg+xml")
+	h.Set("Cache-Control", "public, max-age=60")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(svg)
+}
+
+// renderBadge works out a badge: the repository must be one the bot builds, public; its
+// state is the newest build's of the branch's line (running until it is archived), else
+// the newest archived.
+func (wb *Web) renderBadge(ctx context.Context, cloneURL, branch, flavor string) ([]byte, int) {
+	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
+	if errors.Is(err, registry.ErrNotFound) {
+		return []byte("no such badge"), http.StatusNotFound
+	}
+	if err != nil {
+		return []byte("the registry is unavailable"), http.StatusServiceUnavailable
+	}
+	if entry.Installed && (entry.Quarantine != "" || entry.OrgID == 0) {
+		return []byte("no such badge"), http.StatusNotFound
+	}
+	f, repo, err := wb.cfg.Forge(entry, cloneURL)
+	if err != nil {
+		return []byte("no such badge"), http.StatusNotFound
+	}
+	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return f.IsPrivate(ctx, repo) }, ctx)
+	if err != nil || private {
+		// Unknown counts as private: a badge tells whoever asks how the code fares.
+		return []byte("no badge: the repository is private"), http.StatusNotFound
+	}
+	state := ""
+	if wb.cfg.Lines != nil {
+		if l, found, err := wb.cfg.Lines.LineOf(ctx, pipeline.BranchLine(cloneURL, flavor, branch)); err == nil && found {
+			if rec, err := wb.cfg.Archive.Build(ctx, l.Namespace, l.JobID); err == nil {
+				state = rec.State
+			} else if errors.Is(err, archive.ErrNotFound) && wb.cfg.Builds != nil {
+				if s, ok := wb.liveState(ctx, cloneURL, l); ok {
+					state = s
+				}
+			}
+		}
+	}
+	if state == "" {
+		s, found, err := wb.cfg.Archive.Latest(ctx, cloneURL, branch, flavor)
+		if err != nil {
+			wb.cfg.Log.Warn("badge", "repo", cloneURL, "err", err)
+			return []byte("the archive is unavailable"), http.StatusServiceUnavailable
+		}
+		if found {
+			state = s
+		}
+	}
+	return badgeSVG(state), http.StatusOK
+}
+
+// liveState is the state of a line's newest build that is not archived yet, as Nomad
+// lists it: running (or queued) until it ends.
+func (wb *Web) liveState(ctx context.Context, cloneURL string, l registry.Line) (string, bool) {
+	recent, err := wb.cfg.Builds.Recent(ctx, cloneURL, 50)
+	if err != nil {
+		return "", false
+	}
+	for _, s := range recent {
+		if s.Namespace == l.Namespace && s.ID == l.JobID {
+			switch s.State {
+			case "queued", "running":
+				return "running", true
+			}
+			return s.State, true
+		}
+	}
+	return "", false
+}
+
+var badgeStates = map[string]struct{ text, color string }{
+	"success": {"passing", "#3e8e41"},
+	"failure": {"failing", "#c0392b"},
+	"error":   {"error", "#d35400"},
+	"running": {"running", "#1f6fb5"},
+	"":        {"unknown", "#8a8a8a"},
+}
+
+// badgeSVG draws a badge: "build" and the state, in the state's colour.
+func badgeSVG(state string) []byte {
+	s, ok := badgeStates[state]
+	if !ok {
+		s = badgeStates[""]
+	}
+	const label = "build"
+	lw, vw := 6*len(label)+12, 7*len(s.text)+12
+	return fmt.Appendf(nil, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="20" role="img" aria-label="%s: %s">`+
+		`<title>%s: %s</title><rect width="%d" height="20" fill="#555"/><rect x="%d" width="%d" height="20" fill="%s"/>`+
+		`<g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">`+
+		`<text x="%d" y="14">%s</text><text x="%d" y="14">%s</text></g></svg>`,
+		lw+vw, label, s.text, label, s.text, lw, lw, vw, s.color, lw/2, label, lw+vw/2, s.text)
+}
+
+type badgeKey struct{ repo, branch, flavor string }
+
+// badgeCache keeps each badge for badgeFor, and works out at most maxBadgeWork at once: a
+// badge costs a listing of the archive (and perhaps a Nomad listing), and anyone may ask
+// for any branch's.
+type badgeCache struct {
+	mu   sync.Mutex
+	m    map[badgeKey]badgeEntry
+	work chan struct{}
+}
+
+type badgeEntry struct {
+	svg    []byte
+	status int
+	at     time.Time
+}
+
+const (
+	badgeFor     = 30 * time.Second
+	maxBadgeWork = 8
+	maxBadges    = 10000
+)
+
+func (c *badgeCache) get(k badgeKey, compute func() ([]byte, int)) ([]byte, int) {
+	c.mu.Lock()
+	if c.work == nil {
+		c.work = make(chan struct{}, maxBadgeWork)
+	}
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if ok && time.Since(e.at) < badgeFor {
+		return e.svg, e.status
+	}
+	select {
+	case c.work <- struct{}{}:
+	default:
+		return []byte("too many badges asked for at once: try again shortly"), http.StatusServiceUnavailable
+	}
+	svg, status := compute()
+	<-c.work
+	if status == http.StatusServiceUnavailable {
+		return svg, status
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxBadges {
+		c.m = map[badgeKey]badgeEntry{}
+	}
+	c.m[k] = badgeEntry{svg, status, time.Now()}
+	c.mu.Unlock()
+	return svg, status
+}

@@ -1,0 +1,192 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/albatros-ci/albatros/archive"
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// visibility is a forge that says whether repositories are private, and nothing else.
+type visibility struct {
+	*forgetest.Forge
+	private bool
+}
+
+func (v visibility) IsPrivate(context.Context, forge.Repo) (bool, error) { return v.private, nil }
+
+// someRecords is a registry where only the repositories in known have an entry.
+type someRecords struct {
+	fakeRecords
+	known map[string]bool
+}
+
+func (s someRecords) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
+	if !s.known[cloneURL] {
+		return nil, registry.ErrNotFound
+	}
+	return &registry.Repo{}, nil
+}
+
+const gitea = "https://git.example.com"
+
+func historyServer(t *testing.T, private bool) (string, *archive.Archive) {
+	t.Helper()
+	dir, err := archive.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := archive.New(dir, archive.Options{})
+	wb := New(Config{
+		BaseURL: "https://ci.example.com", GiteaURL: gitea, Archive: a,
+		Records: someRecords{known: map[string]bool{gitea + "/org/app.git": true}},
+		Forge: func(_ *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
+			return visibility{Forge: &forgetest.Forge{}, private: private}, forge.Repo{CloneURL: cloneURL}, nil
+		},
+		Log: slog.New(slog.DiscardHandler),
+	})
+	mux := http.NewServeMux()
+	wb.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL, a
+}
+
+func archiveBuilds(t *testing.T, a *archive.Archive, n int) {
+	t.Helper()
+	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	for i := range n {
+		rec := archive.Record{
+			Namespace: "ci", JobID: fmt.Sprintf("builder/dispatch-albatros-k%020d-%d-x", i, i), Builder: "builder",
+			Repo: gitea + "/org/app.git", Commit: fmt.Sprintf("%02x%038x", i, 0), Branch: "main", Flavor: "default",
+			Cause: "push", Sender: "alice", State: []string{"success", "failure"}[i%2], Reason: "done",
+			Queued: t0.Add(time.Duration(i) * time.Minute),
+		}
+		if i%5 == 4 {
+			rec.Branch, rec.PR = "feature", 9
+		}
+		if _, err := a.Write(context.Background(), rec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func fetch(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestHistoryPage(t *testing.T) {
+	base, a := historyServer(t, false)
+	archiveBuilds(t, a, 60)
+	resp, page := fetch(t, base+"/builds/org/app")
+	if resp.StatusCode != 200 {
+		t.Fatalf("history: %d %s", resp.StatusCode, page)
+	}
+	if n := strings.Count(page, ">log</a>"); n != 50 {
+		t.Errorf("%d builds on the first page, want 50", n)
+	}
+	newest, oldest := fmt.Sprintf("%02x%038x", 59, 0)[:10], fmt.Sprintf("%02x%038x", 0, 0)[:10]
+	if !strings.Contains(page, newest) || strings.Contains(page, ">"+oldest+"<") {
+		t.Errorf("the first page does not start with the newest build")
+	}
+	if !strings.Contains(page, `id="older"`) || !strings.Contains(page, "push by alice") {
+		t.Errorf("no link to older builds, or no cause")
+	}
+	if !strings.Contains(page, "[![build](https://ci.example.com/badge/org/app.svg?branch=main)](https://ci.example.com/builds/org/app?branch=main)") {
+		t.Errorf("no badge markdown on the page")
+	}
+	i := strings.Index(page, `id="older" href="`) + len(`id="older" href="`)
+	older := strings.ReplaceAll(page[i:i+strings.Index(page[i:], `"`)], "&amp;", "&")
+	_, page2 := fetch(t, base+older)
+	if n := strings.Count(page2, ">log</a>"); n != 10 || !strings.Contains(page2, ">"+oldest+"<") {
+		t.Errorf("second page: %d builds", n)
+	}
+	_, prs := fetch(t, base+"/builds/org/app?pr=9")
+	if n := strings.Count(prs, ">log</a>"); n != 12 {
+		t.Errorf("pull request 9: %d builds, want 12", n)
+	}
+	_, failed := fetch(t, base+"/builds/org/app?branch=main&state=failure")
+	if n := strings.Count(failed, ">log</a>"); n != 24 || strings.Contains(failed, "✅") {
+		t.Errorf("main's failures: %d builds", n)
+	}
+	for _, bad := range []string{"?pr=x", "?state=weird", "?after=../../etc", "?pr=1&branch=main"} {
+		if resp, _ := fetch(t, base+"/builds/org/app"+bad); resp.StatusCode != 400 {
+			t.Errorf("%s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	if resp, _ := fetch(t, base+"/builds/org/bad..name"); resp.StatusCode != 404 {
+		t.Errorf("a name that is no repository's: %d", resp.StatusCode)
+	}
+}
+
+func TestHistoryOfAPrivateRepository(t *testing.T) {
+	base, a := historyServer(t, true)
+	archiveBuilds(t, a, 3)
+	resp, page := fetch(t, base+"/builds/org/app")
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(page, ">log</a>") {
+		t.Errorf("a private repository's history to an anonymous visitor (nobody can sign in here): %d", resp.StatusCode)
+	}
+	if resp, body := fetch(t, base+"/badge/org/app.svg"); resp.StatusCode != 404 || strings.Contains(body, "<svg") {
+		t.Errorf("a private repository's badge: %d", resp.StatusCode)
+	}
+}
+
+func TestBadge(t *testing.T) {
+	base, a := historyServer(t, false)
+	if resp, body := fetch(t, base+"/badge/org/app.svg"); resp.StatusCode != 200 || !strings.Contains(body, "unknown") {
+		t.Errorf("no build yet: %d %s", resp.StatusCode, body)
+	}
+	archiveBuilds(t, a, 4) // the newest push of main (3) failed
+	base, _ = historyServerOn(t, a)
+	resp, body := fetch(t, base+"/badge/org/app.svg?branch=main&flavor=default")
+	if resp.StatusCode != 200 || !strings.Contains(body, "failing") || !strings.HasPrefix(body, "<svg") {
+		t.Fatalf("badge: %d %s", resp.StatusCode, body)
+	}
+	if ct, cc := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"); ct != "image/svg+xml" || !strings.Contains(cc, "max-age=") {
+		t.Errorf("headers: %q %q", ct, cc)
+	}
+	if _, body := fetch(t, base+"/badge/org/app.svg?branch=dev"); !strings.Contains(body, "unknown") {
+		t.Errorf("a branch never built: %s", body)
+	}
+	for _, bad := range []string{"/badge/org/other.svg", "/badge/org/app.png", "/badge/org/app.svg?flavor=%3Cscript%3E"} {
+		if resp, _ := fetch(t, base+bad); resp.StatusCode != 404 {
+			t.Errorf("%s: %d, want 404", bad, resp.StatusCode)
+		}
+	}
+}
+
+// historyServerOn is historyServer on an archive already filled (a fresh badge cache).
+func historyServerOn(t *testing.T, a *archive.Archive) (string, *archive.Archive) {
+	t.Helper()
+	wb := New(Config{
+		BaseURL: "https://ci.example.com", GiteaURL: gitea, Archive: a,
+		Records: someRecords{known: map[string]bool{gitea + "/org/app.git": true}},
+		Forge: func(_ *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
+			return visibility{Forge: &forgetest.Forge{}}, forge.Repo{CloneURL: cloneURL}, nil
+		},
+		Log: slog.New(slog.DiscardHandler),
+	})
+	mux := http.NewServeMux()
+	wb.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL, a
+}
