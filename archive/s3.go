@@ -47,11 +47,15 @@ func NewS3(bucket, prefix string, getenv func(string) string) (*S3, error) {
 		}
 		prefix += "/"
 	}
-	creds := credentials.NewChainCredentials([]credentials.Provider{
-		&credentials.EnvAWS{},
-		&credentials.FileAWSCredentials{},
-		&credentials.IAM{Client: &http.Client{Transport: http.DefaultTransport}},
-	})
+	var creds *credentials.Credentials
+	if id := getenv("AWS_ACCESS_KEY_ID"); id != "" {
+		creds = credentials.NewStaticV4(id, getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"))
+	} else {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.FileAWSCredentials{Filename: getenv("AWS_SHARED_CREDENTIALS_FILE"), Profile: getenv("AWS_PROFILE")},
+			&credentials.IAM{Client: &http.Client{Transport: http.DefaultTransport}},
+		})
+	}
 	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: region})
 	if err != nil {
 		return nil, fmt.Errorf("archive s3: %w", err)

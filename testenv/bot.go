@@ -69,6 +69,9 @@ func StartBotOn(ctx context.Context, bin, addr string, extraEnv []string) (*Bot,
 		"HOME=" + dir,
 		"ALBATROS_ADDR=" + addr,
 		"ALBATROS_URL=" + b.URL,
+		// The archive in the bot's directory unless the test names one (the default,
+		// /var/lib/albatros, is no test's).
+		"ALBATROS_ARCHIVE=file://" + filepath.Join(dir, "archive"),
 	}, extraEnv...)
 	p, err := startProcess("albatros-bot", bin, nil, dir, env, b.LogPath)
 	if err != nil {
