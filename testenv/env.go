@@ -47,6 +47,8 @@ type Options struct {
 	Gitea  bool
 	// S3 starts an S3-compatible server (versitygw) with one bucket, "albatros".
 	S3 bool
+	// NomadGCMaxAllocs, when set, is the client's gc_max_allocs (see StartNomadGC).
+	NomadGCMaxAllocs int
 }
 
 // Env is the set of servers shared by the tests of one package.
@@ -100,7 +102,7 @@ func (e *Env) Start(ctx context.Context) error {
 	}
 	starters := []starter{
 		{e.opts.Consul, "consul", func(ctx context.Context, bin string) (err error) { e.consul, err = StartConsul(ctx, bin); return }},
-		{e.opts.Nomad, "nomad", func(ctx context.Context, bin string) (err error) { e.nomad, err = StartNomad(ctx, bin); return }},
+		{e.opts.Nomad, "nomad", func(ctx context.Context, bin string) (err error) { e.nomad, err = StartNomadGC(ctx, bin, e.opts.NomadGCMaxAllocs); return }},
 		{e.opts.Gitea, "gitea", func(ctx context.Context, bin string) (err error) { e.gitea, err = StartGitea(ctx, bin); return }},
 		{e.opts.S3, "versitygw", func(ctx context.Context, bin string) (err error) { e.s3, err = StartS3(ctx, bin, "albatros"); return }},
 	}

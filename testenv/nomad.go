@@ -56,6 +56,7 @@ advertise {
 client {
   enabled           = true
   network_interface = "lo"
+  %s
   options = {
     # No cloud metadata probes (169.254.169.254) on a machine without a network; Nomad 1.10
     # also crashes in env_aws when AWS_CA_BUNDLE is set.
@@ -72,17 +73,24 @@ plugin "raw_exec" {
 
 // StartNomad starts a Nomad dev agent from bin and waits for its leader and a ready node.
 func StartNomad(ctx context.Context, bin string) (*Nomad, error) {
-	return startNomad(ctx, bin, false)
+	return startNomad(ctx, bin, false, 0)
+}
+
+// StartNomadGC starts a dev agent whose client keeps at most maxAllocs allocations before
+// it collects the ended ones (their logs with them), checking every few seconds: a busy
+// builder node, where a build's log is gone within minutes.
+func StartNomadGC(ctx context.Context, bin string, maxAllocs int) (*Nomad, error) {
+	return startNomad(ctx, bin, false, maxAllocs)
 }
 
 // StartPersistentNomad starts a Nomad agent, server and client, that keeps its state in its
 // data directory (a dev agent keeps it in memory): it can be stopped and started again with
 // its jobs, allocations and raft index, as a restarted cluster would be.
 func StartPersistentNomad(ctx context.Context, bin string) (*Nomad, error) {
-	return startNomad(ctx, bin, true)
+	return startNomad(ctx, bin, true, 0)
 }
 
-func startNomad(ctx context.Context, bin string, persistent bool) (*Nomad, error) {
+func startNomad(ctx context.Context, bin string, persistent bool, maxAllocs int) (*Nomad, error) {
 	dir, err := tempDir("nomad")
 	if err != nil {
 		return nil, err
@@ -93,7 +101,11 @@ func startNomad(ctx context.Context, bin string, persistent bool) (*Nomad, error
 	}
 	cfg := filepath.Join(dir, "agent.hcl")
 	// A short data_dir keeps task socket paths under the unix socket length limit.
-	body := fmt.Sprintf(nomadConfig, filepath.Join(dir, "d"), ports[0], ports[1], ports[2])
+	gc := ""
+	if maxAllocs > 0 {
+		gc = fmt.Sprintf("gc_max_allocs = %d\n  gc_interval = \"3s\"", maxAllocs)
+	}
+	body := fmt.Sprintf(nomadConfig, filepath.Join(dir, "d"), ports[0], ports[1], ports[2], gc)
 	args := []string{"agent", "-dev", "-config=" + cfg}
 	if persistent {
 		body += "\nserver {\n  enabled          = true\n  bootstrap_expect = 1\n}\n"
