@@ -102,7 +102,10 @@ func (e *Env) Start(ctx context.Context) error {
 	}
 	starters := []starter{
 		{e.opts.Consul, "consul", func(ctx context.Context, bin string) (err error) { e.consul, err = StartConsul(ctx, bin); return }},
-		{e.opts.Nomad, "nomad", func(ctx context.Context, bin string) (err error) { e.nomad, err = StartNomadGC(ctx, bin, e.opts.NomadGCMaxAllocs); return }},
+		{e.opts.Nomad, "nomad", func(ctx context.Context, bin string) (err error) {
+			e.nomad, err = StartNomadGC(ctx, bin, e.opts.NomadGCMaxAllocs)
+			return
+		}},
 		{e.opts.Gitea, "gitea", func(ctx context.Context, bin string) (err error) { e.gitea, err = StartGitea(ctx, bin); return }},
 		{e.opts.S3, "versitygw", func(ctx context.Context, bin string) (err error) { e.s3, err = StartS3(ctx, bin, "albatros"); return }},
 	}

@@ -184,7 +184,7 @@ func (wb *Web) Register(mux *http.ServeMux) {
 func (wb *Web) securityHeaders(h http.Handler) http.Handler {
 	// Forms post to the bot, whose answer may redirect to Gitea's authorize page: browsers
 	// hold redirects after a form post to form-action too.
-	csp := "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+	csp := "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'"
 	if wb.cfg.GiteaURL != "" {
 		csp += " " + wb.cfg.GiteaURL
 	}

@@ -3,57 +3,18 @@ package install
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/albatros-ci/albatros/testenv"
 )
 
-// browser starts a headless Chromium for the test. Gitea's pages call alert() when their
-// JavaScript bundle is missing; any dialog is accepted, so that it cannot stall the test.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	bin, err := testenv.Chromium()
-	if err != nil {
-		if testenv.InCI() {
-			t.Fatalf("CI=true and %v", err)
-		}
-		t.Skipf("%v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1200, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
-	go func() {
-		for ev, err := range dialogs {
-			if err != nil {
-				return
-			}
-			t.Logf("accepting a %s dialog: %q", ev.Type, ev.Message)
-			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
-		}
-	}()
-	tctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(cancel)
-	return tctx
-}
+// browser is the test's headless Chromium.
+func browser(t *testing.T) context.Context { return testenv.Browser(t) }
 
 // signIn fills Gitea's sign-in form, shown in the browser, and sends it. Gitea's scripts
 // may still be rewriting the form when it shows ("Could not find node with given id", "No
@@ -95,22 +56,7 @@ func shot(t *testing.T, ctx context.Context, name string, full bool) {
 
 // shotOf saves a screenshot of the element sel (the window when sel is empty), as shot does.
 func shotOf(t *testing.T, ctx context.Context, name, sel string) {
-	t.Helper()
-	dir := os.Getenv("ALBATROS_SCREENSHOTS")
-	if dir == "" {
-		return
-	}
-	take := chromedp.CaptureScreenshot()
-	if sel != "" {
-		take = chromedp.Screenshot(chromedp.CSS(sel))
-	}
-	png, err := chromedp.Run(ctx, take)
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Screenshot(t, ctx, name, sel)
 }
 
 // The whole install in a real browser, as an organization's owner does it: the home page's

@@ -1,0 +1,75 @@
+package testenv
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// Browser starts a headless Chromium for the test (see Chromium), stopped at its end: a
+// missing browser skips the test, or fails it under CI=true. Pages that call alert() (Gitea's,
+// when their JavaScript bundle is missing) have every dialog accepted, so that none can
+// stall the test.
+func Browser(t *testing.T) context.Context {
+	t.Helper()
+	bin, err := Chromium()
+	if err != nil {
+		if InCI() {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skipf("%v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1200, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			t.Logf("accepting a %s dialog: %q", ev.Type, ev.Message)
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancel)
+	return tctx
+}
+
+// Screenshot saves a screenshot of the element sel (the window when sel is empty) as
+// name.png in $ALBATROS_SCREENSHOTS, when set: the README's pictures
+// (ALBATROS_SCREENSHOTS=docs/img go test ./e2e/install ./e2e/history -run Browser).
+func Screenshot(t *testing.T, ctx context.Context, name, sel string) {
+	t.Helper()
+	dir := os.Getenv("ALBATROS_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	take := chromedp.CaptureScreenshot()
+	if sel != "" {
+		take = chromedp.Screenshot(chromedp.CSS(sel))
+	}
+	png, err := chromedp.Run(ctx, take)
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
