@@ -46,6 +46,7 @@ bench: tools
 	$(GO) run ./bench/viewers -viewers 1000 -rounds 3
 	$(GO) run ./bench/escape -mib 16 -viewers 6 -rounds 3 -secrets
 	$(GO) run ./bench/queue -n 20000 -rounds 3
+	$(GO) run ./bench/archive -mib 50 -builds 10000 -rounds 3
 
 clean:
 	rm -rf bin

@@ -81,8 +81,14 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 	}
 	var picked []entry
 	after, scanned, more := q.After, 0, false
+	// A page without a filter lists the entries it shows and one more; with one, it reads
+	// on in larger batches (an S3 listing costs by the entries it returns).
+	batch := limit + 1
+	if q.State != "" || q.Flavor != "" {
+		batch = 1000
+	}
 	for len(picked) <= limit && scanned < maxScan {
-		names, err := a.store.List(ctx, prefix, after, 1000)
+		names, err := a.store.List(ctx, prefix, after, batch)
 		if err != nil {
 			return Page{}, err
 		}
@@ -99,7 +105,7 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 			}
 			picked = append(picked, e)
 		}
-		if more || len(names) < 1000 {
+		if more || len(names) < batch {
 			break
 		}
 	}

@@ -146,7 +146,7 @@ func record(i int, queued time.Time) archive.Record {
 
 func compress(log []byte) []byte {
 	var buf bytes.Buffer
-	enc, _ := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	enc, _ := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	_, _ = enc.Write(log)
 	_ = enc.Close()
 	return buf.Bytes()
