@@ -307,7 +307,7 @@ type pagesRecords struct{ *registrytest.Fake }
 func (pagesRecords) Installation(context.Context, string) (*registry.Installation, error) {
 	return nil, registry.ErrNotFound
 }
-func (pagesRecords) PutInstallation(context.Context, *registry.Installation) error { return nil }
+func (pagesRecords) PutInstallation(context.Context, *registry.Installation) error  { return nil }
 func (pagesRecords) SetSecret(*registry.Installation, string, string, string) error { return nil }
 
 func history(ctx context.Context, st store, n, rounds int) error {

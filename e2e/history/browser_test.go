@@ -63,7 +63,7 @@ func TestHistoryPageInTheBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	failures, err := chromedp.Run(ctx, chromedp.Poll[[]string](`location.search.includes("state=failure") && ` + rowsJS))
+	failures, err := chromedp.Run(ctx, chromedp.Poll[[]string](`location.search.includes("state=failure") && `+rowsJS))
 	if err != nil {
 		t.Fatal(err)
 	}
