@@ -37,15 +37,7 @@ func eachStore(t *testing.T, f func(t *testing.T, st archive.Store)) {
 func s3Store(t *testing.T) archive.Store {
 	t.Helper()
 	s3 := env.S3(t)
-	getenv := func(k string) string {
-		for _, kv := range s3.Env() {
-			if name, v, _ := strings.Cut(kv, "="); name == k {
-				return v
-			}
-		}
-		return ""
-	}
-	st, err := archive.NewS3(s3.Bucket, "t-"+strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), getenv)
+	st, err := archive.NewS3(s3.Bucket, "t-"+strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), s3.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,186 +80,178 @@ func readLog(t *testing.T, a *archive.Archive, ns, job, stream string) string {
 
 func TestWriteOnceAndReadBack(t *testing.T) {
 	eachStore(t, func(t *testing.T, st archive.Store) {
-		{
-			ctx := context.Background()
-			a := archive.New(st, archive.Options{})
-			rec := record("https://git.example.com/org/app.git", "1", time.Now().Add(-time.Minute), "failure")
-			if _, err := a.Build(ctx, rec.Namespace, rec.JobID); !errors.Is(err, archive.ErrNotFound) {
-				t.Fatalf("before: %v, want ErrNotFound", err)
-			}
-			written, err := a.Write(ctx, rec, logsOf("hello ***\n", "warning\n"))
-			if err != nil || !written {
-				t.Fatalf("write: %v %v", written, err)
-			}
-			calls := 0
-			again, err := a.Write(ctx, rec, func(context.Context, string, io.Writer) error { calls++; return nil })
-			if err != nil || again || calls != 0 {
-				t.Fatalf("second write: written %v, err %v, logs read %d times: want nothing written", again, err, calls)
-			}
-			// Another archive on the same store (a second bot, a restart) reads it.
-			b := archive.New(st, archive.Options{})
-			got, err := b.Build(ctx, rec.Namespace, rec.JobID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.State != "failure" || got.Commit != rec.Commit || got.Sender != "alice" || got.Logs["stdout"].Size != int64(len("hello ***\n")) || got.Archived.IsZero() {
-				t.Fatalf("record read back: %+v", got)
-			}
-			if s := readLog(t, b, rec.Namespace, rec.JobID, "stdout"); s != "hello ***\n" {
-				t.Fatalf("stdout %q", s)
-			}
-			if s := readLog(t, b, rec.Namespace, rec.JobID, "stderr"); s != "warning\n" {
-				t.Fatalf("stderr %q", s)
-			}
-			if _, err := b.Log(ctx, "ci", "builder/dispatch-albatros-k00-none", "stdout"); !errors.Is(err, archive.ErrNotFound) {
-				t.Fatalf("log of a build not archived: %v", err)
-			}
+		ctx := context.Background()
+		a := archive.New(st, archive.Options{})
+		rec := record("https://git.example.com/org/app.git", "1", time.Now().Add(-time.Minute), "failure")
+		if _, err := a.Build(ctx, rec.Namespace, rec.JobID); !errors.Is(err, archive.ErrNotFound) {
+			t.Fatalf("before: %v, want ErrNotFound", err)
+		}
+		written, err := a.Write(ctx, rec, logsOf("hello ***\n", "warning\n"))
+		if err != nil || !written {
+			t.Fatalf("write: %v %v", written, err)
+		}
+		calls := 0
+		again, err := a.Write(ctx, rec, func(context.Context, string, io.Writer) error { calls++; return nil })
+		if err != nil || again || calls != 0 {
+			t.Fatalf("second write: written %v, err %v, logs read %d times: want nothing written", again, err, calls)
+		}
+		// Another archive on the same store (a second bot, a restart) reads it.
+		b := archive.New(st, archive.Options{})
+		got, err := b.Build(ctx, rec.Namespace, rec.JobID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != "failure" || got.Commit != rec.Commit || got.Sender != "alice" || got.Logs["stdout"].Size != int64(len("hello ***\n")) || got.Archived.IsZero() {
+			t.Fatalf("record read back: %+v", got)
+		}
+		if s := readLog(t, b, rec.Namespace, rec.JobID, "stdout"); s != "hello ***\n" {
+			t.Fatalf("stdout %q", s)
+		}
+		if s := readLog(t, b, rec.Namespace, rec.JobID, "stderr"); s != "warning\n" {
+			t.Fatalf("stderr %q", s)
+		}
+		if _, err := b.Log(ctx, "ci", "builder/dispatch-albatros-k00-none", "stdout"); !errors.Is(err, archive.ErrNotFound) {
+			t.Fatalf("log of a build not archived: %v", err)
 		}
 	})
 }
 
 func TestLongLogIsCut(t *testing.T) {
 	eachStore(t, func(t *testing.T, st archive.Store) {
-		{
-			a := archive.New(st, archive.Options{MaxLog: 1 << 20})
-			rec := record("https://git.example.com/org/app.git", "big", time.Now(), "success")
-			big := strings.Repeat("0123456789abcdef", (3<<20)/16) // 3 MiB
-			if _, err := a.Write(context.Background(), rec, logsOf(big, "")); err != nil {
-				t.Fatal(err)
-			}
-			got, _ := a.Build(context.Background(), rec.Namespace, rec.JobID)
-			info := got.Logs["stdout"]
-			if !info.Truncated || info.Dropped != 2<<20 || info.Stored >= 1<<20 {
-				t.Fatalf("log info %+v: want cut at 1 MiB, 2 MiB dropped, compressed", info)
-			}
-			s := readLog(t, a, rec.Namespace, rec.JobID, "stdout")
-			if !strings.HasPrefix(s, big[:1<<20]) || !strings.Contains(s[1<<20:], "this log was cut at 1 MiB; 2097152 bytes more were not archived") {
-				t.Fatalf("cut log ends %q", s[max(0, len(s)-200):])
-			}
+		a := archive.New(st, archive.Options{MaxLog: 1 << 20})
+		rec := record("https://git.example.com/org/app.git", "big", time.Now(), "success")
+		big := strings.Repeat("0123456789abcdef", (3<<20)/16) // 3 MiB
+		if _, err := a.Write(context.Background(), rec, logsOf(big, "")); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := a.Build(context.Background(), rec.Namespace, rec.JobID)
+		info := got.Logs["stdout"]
+		if !info.Truncated || info.Dropped != 2<<20 || info.Stored >= 1<<20 {
+			t.Fatalf("log info %+v: want cut at 1 MiB, 2 MiB dropped, compressed", info)
+		}
+		s := readLog(t, a, rec.Namespace, rec.JobID, "stdout")
+		if !strings.HasPrefix(s, big[:1<<20]) || !strings.Contains(s[1<<20:], "this log was cut at 1 MiB; 2097152 bytes more were not archived") {
+			t.Fatalf("cut log ends %q", s[max(0, len(s)-200):])
 		}
 	})
 }
 
 func TestListNewestFirstFilteredAndPaged(t *testing.T) {
 	eachStore(t, func(t *testing.T, st archive.Store) {
-		{
-			ctx := context.Background()
-			a := archive.New(st, archive.Options{})
-			repo := "https://git.example.com/org/app.git"
-			t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-			for i := range 12 {
-				r := record(repo, fmt.Sprint(i), t0.Add(time.Duration(i)*time.Minute), []string{"success", "failure", "error"}[i%3])
-				switch {
-				case i%4 == 1:
-					r.Branch, r.PR = "feature", 7
-				case i%4 == 2:
-					r.Branch = "dev"
-				}
-				if i == 11 {
-					r.Flavor = "nix"
-				}
-				if _, err := a.Write(ctx, r, nil); err != nil {
-					t.Fatal(err)
-				}
+		ctx := context.Background()
+		a := archive.New(st, archive.Options{})
+		repo := "https://git.example.com/org/app.git"
+		t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+		for i := range 12 {
+			r := record(repo, fmt.Sprint(i), t0.Add(time.Duration(i)*time.Minute), []string{"success", "failure", "error"}[i%3])
+			switch {
+			case i%4 == 1:
+				r.Branch, r.PR = "feature", 7
+			case i%4 == 2:
+				r.Branch = "dev"
 			}
-			other := record("https://git.example.com/org/other.git", "o", t0, "success")
-			if _, err := a.Write(ctx, other, nil); err != nil {
+			if i == 11 {
+				r.Flavor = "nix"
+			}
+			if _, err := a.Write(ctx, r, nil); err != nil {
 				t.Fatal(err)
 			}
-			jobs := func(p archive.Page) string {
-				var s []string
-				for _, b := range p.Builds {
-					s = append(s, strings.TrimPrefix(b.JobID, "builder/dispatch-albatros-k00-"))
-				}
-				return strings.Join(s, ",")
+		}
+		other := record("https://git.example.com/org/other.git", "o", t0, "success")
+		if _, err := a.Write(ctx, other, nil); err != nil {
+			t.Fatal(err)
+		}
+		jobs := func(p archive.Page) string {
+			var s []string
+			for _, b := range p.Builds {
+				s = append(s, strings.TrimPrefix(b.JobID, "builder/dispatch-albatros-k00-"))
 			}
-			p1, err := a.List(ctx, archive.Query{Repo: repo, Limit: 5})
-			if err != nil {
-				t.Fatal(err)
+			return strings.Join(s, ",")
+		}
+		p1, err := a.List(ctx, archive.Query{Repo: repo, Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if jobs(p1) != "11,10,9,8,7" || p1.Next == "" {
+			t.Fatalf("page 1: %s next %q", jobs(p1), p1.Next)
+		}
+		p2, _ := a.List(ctx, archive.Query{Repo: repo, Limit: 5, After: p1.Next})
+		p3, _ := a.List(ctx, archive.Query{Repo: repo, Limit: 5, After: p2.Next})
+		if jobs(p2) != "6,5,4,3,2" || jobs(p3) != "1,0" || p3.Next != "" {
+			t.Fatalf("pages 2, 3: %s / %s next %q", jobs(p2), jobs(p3), p3.Next)
+		}
+		for _, c := range []struct {
+			q    archive.Query
+			want string
+		}{
+			{archive.Query{Repo: repo, Branch: "main"}, "11,8,7,4,3,0"},
+			{archive.Query{Repo: repo, Branch: "dev"}, "10,6,2"},
+			{archive.Query{Repo: repo, PR: 7}, "9,5,1"},
+			{archive.Query{Repo: repo, State: "failure"}, "10,7,4,1"},
+			{archive.Query{Repo: repo, Branch: "main", State: "success"}, "3,0"},
+			{archive.Query{Repo: repo, Flavor: "nix"}, "11"},
+			{archive.Query{Owner: "https://git.example.com/org/", Limit: 2}, "11,10"},
+			{archive.Query{Repo: "https://git.example.com/ORG/App.git", PR: 7, Limit: 1}, "9"},
+		} {
+			p, err := a.List(ctx, c.q)
+			if err != nil || jobs(p) != c.want {
+				t.Errorf("%+v: %s (%v), want %s", c.q, jobs(p), err, c.want)
 			}
-			if jobs(p1) != "11,10,9,8,7" || p1.Next == "" {
-				t.Fatalf("page 1: %s next %q", jobs(p1), p1.Next)
-			}
-			p2, _ := a.List(ctx, archive.Query{Repo: repo, Limit: 5, After: p1.Next})
-			p3, _ := a.List(ctx, archive.Query{Repo: repo, Limit: 5, After: p2.Next})
-			if jobs(p2) != "6,5,4,3,2" || jobs(p3) != "1,0" || p3.Next != "" {
-				t.Fatalf("pages 2, 3: %s / %s next %q", jobs(p2), jobs(p3), p3.Next)
-			}
-			for _, c := range []struct {
-				q    archive.Query
-				want string
-			}{
-				{archive.Query{Repo: repo, Branch: "main"}, "11,8,7,4,3,0"},
-				{archive.Query{Repo: repo, Branch: "dev"}, "10,6,2"},
-				{archive.Query{Repo: repo, PR: 7}, "9,5,1"},
-				{archive.Query{Repo: repo, State: "failure"}, "10,7,4,1"},
-				{archive.Query{Repo: repo, Branch: "main", State: "success"}, "3,0"},
-				{archive.Query{Repo: repo, Flavor: "nix"}, "11"},
-				{archive.Query{Owner: "https://git.example.com/org/", Limit: 2}, "11,10"},
-				{archive.Query{Repo: "https://git.example.com/ORG/App.git", PR: 7, Limit: 1}, "9"},
-			} {
-				p, err := a.List(ctx, c.q)
-				if err != nil || jobs(p) != c.want {
-					t.Errorf("%+v: %s (%v), want %s", c.q, jobs(p), err, c.want)
-				}
-			}
-			if _, err := a.List(ctx, archive.Query{Repo: repo, After: "../x"}); !errors.Is(err, archive.ErrBadCursor) {
-				t.Errorf("bad cursor: %v", err)
-			}
-			if st, found, err := a.Latest(ctx, repo, "main", "default"); err != nil || !found || st != "error" {
-				t.Errorf("latest main/default: %q %v %v, want error (build 8)", st, found, err)
-			}
-			if st, found, _ := a.Latest(ctx, repo, "main", "nix"); !found || st != "error" {
-				t.Errorf("latest main/nix: %q %v, want error (build 11)", st, found)
-			}
-			if _, found, _ := a.Latest(ctx, repo, "feature", "default"); found {
-				t.Errorf("a pull request's builds are no branch's badge")
-			}
+		}
+		if _, err := a.List(ctx, archive.Query{Repo: repo, After: "../x"}); !errors.Is(err, archive.ErrBadCursor) {
+			t.Errorf("bad cursor: %v", err)
+		}
+		if st, found, err := a.Latest(ctx, repo, "main", "default"); err != nil || !found || st != "error" {
+			t.Errorf("latest main/default: %q %v %v, want error (build 8)", st, found, err)
+		}
+		if st, found, _ := a.Latest(ctx, repo, "main", "nix"); !found || st != "error" {
+			t.Errorf("latest main/nix: %q %v, want error (build 11)", st, found)
+		}
+		if _, found, _ := a.Latest(ctx, repo, "feature", "default"); found {
+			t.Errorf("a pull request's builds are no branch's badge")
 		}
 	})
 }
 
 func TestExpireDeletesOldBuildsWhole(t *testing.T) {
 	eachStore(t, func(t *testing.T, st archive.Store) {
-		{
-			ctx := context.Background()
-			a := archive.New(st, archive.Options{})
-			repo := "https://git.example.com/org/app.git"
-			now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-			old := record(repo, "old", now.Add(-100*24*time.Hour), "success")
-			recent := record(repo, "recent", now.Add(-10*24*time.Hour), "success")
-			for _, r := range []archive.Record{old, recent} {
-				if _, err := a.Write(ctx, r, logsOf("log\n", "")); err != nil {
-					t.Fatal(err)
-				}
+		ctx := context.Background()
+		a := archive.New(st, archive.Options{})
+		repo := "https://git.example.com/org/app.git"
+		now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+		old := record(repo, "old", now.Add(-100*24*time.Hour), "success")
+		recent := record(repo, "recent", now.Add(-10*24*time.Hour), "success")
+		for _, r := range []archive.Record{old, recent} {
+			if _, err := a.Write(ctx, r, logsOf("log\n", "")); err != nil {
+				t.Fatal(err)
 			}
-			n, err := a.Expire(ctx, now.Add(-90*24*time.Hour))
-			if err != nil || n != 1 {
-				t.Fatalf("expired %d (%v), want 1", n, err)
-			}
-			b := archive.New(st, archive.Options{}) // nothing cached
-			if _, err := b.Build(ctx, old.Namespace, old.JobID); !errors.Is(err, archive.ErrNotFound) {
-				t.Errorf("old build still archived: %v", err)
-			}
-			if _, err := b.Log(ctx, old.Namespace, old.JobID, "stdout"); !errors.Is(err, archive.ErrNotFound) {
-				t.Errorf("old build's log still archived: %v", err)
-			}
-			p, _ := b.List(ctx, archive.Query{Repo: repo})
-			if len(p.Builds) != 1 || p.Builds[0].JobID != recent.JobID {
-				t.Errorf("after expiry the repository lists %d builds", len(p.Builds))
-			}
-			if got := readLog(t, b, recent.Namespace, recent.JobID, "stdout"); got != "log\n" {
-				t.Errorf("recent log %q", got)
-			}
-			names, _ := st.List(ctx, "repos/", "", 1000)
-			var all []string
-			for _, n := range names {
-				sub, _ := st.List(ctx, "repos/"+n+"all/", "", 1000)
-				all = append(all, sub...)
-			}
-			if len(all) != 1 {
-				t.Errorf("index entries left: %v", all)
-			}
+		}
+		n, err := a.Expire(ctx, now.Add(-90*24*time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("expired %d (%v), want 1", n, err)
+		}
+		b := archive.New(st, archive.Options{}) // nothing cached
+		if _, err := b.Build(ctx, old.Namespace, old.JobID); !errors.Is(err, archive.ErrNotFound) {
+			t.Errorf("old build still archived: %v", err)
+		}
+		if _, err := b.Log(ctx, old.Namespace, old.JobID, "stdout"); !errors.Is(err, archive.ErrNotFound) {
+			t.Errorf("old build's log still archived: %v", err)
+		}
+		p, _ := b.List(ctx, archive.Query{Repo: repo})
+		if len(p.Builds) != 1 || p.Builds[0].JobID != recent.JobID {
+			t.Errorf("after expiry the repository lists %d builds", len(p.Builds))
+		}
+		if got := readLog(t, b, recent.Namespace, recent.JobID, "stdout"); got != "log\n" {
+			t.Errorf("recent log %q", got)
+		}
+		names, _ := st.List(ctx, "repos/", "", 1000)
+		var all []string
+		for _, n := range names {
+			sub, _ := st.List(ctx, "repos/"+n+"all/", "", 1000)
+			all = append(all, sub...)
+		}
+		if len(all) != 1 {
+			t.Errorf("index entries left: %v", all)
 		}
 	})
 }

@@ -323,3 +323,25 @@ func (g *Gitea) PullRequests(t T, repo *Repo) []*gitea.PullRequest {
 	}
 	return prs
 }
+
+// WaitStatus waits, up to within, until the newest status of sha on repo in context has
+// state, and returns it; it fails the test with the last status seen.
+func (g *Gitea) WaitStatus(t T, repo *Repo, sha, context string, state gitea.StatusState, within time.Duration) *gitea.Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last *gitea.Status
+	for time.Now().Before(deadline) {
+		for _, s := range g.Statuses(t, repo, sha) {
+			if s.Context == context {
+				last = s
+				break
+			}
+		}
+		if last != nil && last.State == state {
+			return last
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("status %s of %s never became %s; last: %+v", context, sha, state, last)
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -86,6 +87,16 @@ func (s *S3) Stop() {
 // Env returns the AWS_* variables that point an S3 client at this server.
 func (s *S3) Env() []string {
 	return []string{"AWS_ENDPOINT_URL=" + s.Endpoint, "AWS_ACCESS_KEY_ID=" + s.Access, "AWS_SECRET_ACCESS_KEY=" + s.Secret, "AWS_REGION=us-east-1"}
+}
+
+// Getenv looks a variable of Env up, as os.Getenv would in a process given Env.
+func (s *S3) Getenv(name string) string {
+	for _, kv := range s.Env() {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v
+		}
+	}
+	return ""
 }
 
 // URL is the archive URL of the bucket under prefix.

@@ -46,20 +46,7 @@ func historyServer(t *testing.T, private bool) (string, *archive.Archive) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := archive.New(dir, archive.Options{})
-	wb := New(Config{
-		BaseURL: "https://ci.example.com", GiteaURL: gitea, Archive: a,
-		Records: someRecords{known: map[string]bool{gitea + "/org/app.git": true}},
-		Forge: func(_ *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
-			return visibility{Forge: &forgetest.Forge{}, private: private}, forge.Repo{CloneURL: cloneURL}, nil
-		},
-		Log: slog.New(slog.DiscardHandler),
-	})
-	mux := http.NewServeMux()
-	wb.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL, a
+	return historyServerOn(t, archive.New(dir, archive.Options{}), private)
 }
 
 func archiveBuilds(t *testing.T, a *archive.Archive, n int) {
@@ -155,7 +142,7 @@ func TestBadge(t *testing.T) {
 		t.Errorf("no build yet: %d %s", resp.StatusCode, body)
 	}
 	archiveBuilds(t, a, 4) // the newest push of main (3) failed
-	base, _ = historyServerOn(t, a)
+	base, _ = historyServerOn(t, a, false)
 	resp, body := fetch(t, base+"/badge/org/app.svg?branch=main&flavor=default")
 	if resp.StatusCode != 200 || !strings.Contains(body, "failing") || !strings.HasPrefix(body, "<svg") {
 		t.Fatalf("badge: %d %s", resp.StatusCode, body)
@@ -173,14 +160,15 @@ func TestBadge(t *testing.T) {
 	}
 }
 
-// historyServerOn is historyServer on an archive already filled (a fresh badge cache).
-func historyServerOn(t *testing.T, a *archive.Archive) (string, *archive.Archive) {
+// historyServerOn is historyServer on an archive of its own (already filled, say), with a
+// fresh badge cache.
+func historyServerOn(t *testing.T, a *archive.Archive, private bool) (string, *archive.Archive) {
 	t.Helper()
 	wb := New(Config{
 		BaseURL: "https://ci.example.com", GiteaURL: gitea, Archive: a,
 		Records: someRecords{known: map[string]bool{gitea + "/org/app.git": true}},
 		Forge: func(_ *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
-			return visibility{Forge: &forgetest.Forge{}}, forge.Repo{CloneURL: cloneURL}, nil
+			return visibility{Forge: &forgetest.Forge{}, private: private}, forge.Repo{CloneURL: cloneURL}, nil
 		},
 		Log: slog.New(slog.DiscardHandler),
 	})

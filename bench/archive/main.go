@@ -87,15 +87,7 @@ func run(p *testenv.Program, mib, builds, rounds, requests int) error {
 		return err
 	}
 	p.Cleanup(s3.Stop)
-	getenv := func(k string) string {
-		for _, kv := range s3.Env() {
-			if name, v, _ := strings.Cut(kv, "="); name == k {
-				return v
-			}
-		}
-		return ""
-	}
-	s, err := archive.NewS3(s3.Bucket, "bench", getenv)
+	s, err := archive.NewS3(s3.Bucket, "bench", s3.Getenv)
 	if err != nil {
 		return err
 	}

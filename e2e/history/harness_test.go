@@ -133,22 +133,7 @@ func (p *project) push(branch, from, note string) string {
 // waitStatus waits until sha's status albatros/default is state, and returns it.
 func (p *project) waitStatus(sha string, state gitea.StatusState) *gitea.Status {
 	p.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	var last *gitea.Status
-	for time.Now().Before(deadline) {
-		for _, s := range p.g.Statuses(p.t, p.repo, sha) {
-			if s.Context == "albatros/default" {
-				last = s
-				break
-			}
-		}
-		if last != nil && last.State == state {
-			return last
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	p.t.Fatalf("status of %s never became %s; last: %+v", sha, state, last)
-	return nil
+	return p.g.WaitStatus(p.t, p.repo, sha, "albatros/default", state, 2*time.Minute)
 }
 
 // comment is the bot's comment on pull request number, once it holds all of want.

@@ -242,22 +242,7 @@ func script(body string) map[string]testenv.File {
 // waitStatus waits until the newest status of sha in context has state.
 func (p *project) waitStatus(repo *testenv.Repo, sha string, state sdk.StatusState) *sdk.Status {
 	p.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	var last *sdk.Status
-	for time.Now().Before(deadline) {
-		for _, s := range p.g.Statuses(p.t, repo, sha) {
-			if s.Context == "albatros/default" {
-				last = s
-				break
-			}
-		}
-		if last != nil && last.State == state {
-			return last
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	p.t.Fatalf("status of %s never became %s; last: %+v", sha, state, last)
-	return nil
+	return p.g.WaitStatus(p.t, repo, sha, "albatros/default", state, 90*time.Second)
 }
 
 // hooks lists the organization's webhooks, as its owner sees them.
