@@ -14,6 +14,9 @@ import (
 	"github.com/albatros-ci/albatros/orchestrator"
 )
 
+// ErrArchive marks a report that failed because its build could not be archived.
+var ErrArchive = errors.New("the build could not be archived")
+
 // LogGoneLine is what an archived log holds when Nomad collected it before the bot could
 // archive it (a client's gc_max_allocs, its disk filling): the build is archived without it.
 const LogGoneLine = "[albatros: Nomad collected this log before it could be archived]\n"
@@ -57,7 +60,7 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 	}
 	written, err := p.cfg.Archive.Write(ctx, rec, logs)
 	if err != nil {
-		return fmt.Errorf("archive %s: %w", b.ID, err)
+		return fmt.Errorf("%w: %s: %w", ErrArchive, b.ID, err)
 	}
 	if written {
 		log.Info("build archived", "job", b.ID, "namespace", b.Namespace, "result", out.Result)

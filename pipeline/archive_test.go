@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge"
@@ -163,5 +164,23 @@ func TestCommentKeepsArchivedBuilds(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("comment lacks %q:\n%s", want, body)
 		}
+	}
+}
+
+// A store down for as long as a report is retried: the status is written without the
+// archive at the end, not left pending for ever.
+func TestReporterWritesTheStatusWhenTheArchiveStaysDown(t *testing.T) {
+	h, a, st := archiveHarness(t)
+	_, out, link := reportHarness()
+	h.builds.AddBuild("ci", out.JobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}, nil, "dead")
+	st.down.Store(true)
+	r := pipeline.NewReporter(h.p, discard, pipeline.ReporterOptions{Backoff: 10 * time.Millisecond, GiveUp: 100 * time.Millisecond})
+	r.Report(context.Background(), out)
+	r.Wait()
+	if s := h.forge.Statuses(); len(s) != 1 || s[0].State != forge.StateSuccess || s[0].TargetURL != link {
+		t.Fatalf("statuses %+v: want the final one, once the retries ran out", s)
+	}
+	if _, err := a.Build(context.Background(), "ci", out.JobID); !errors.Is(err, archive.ErrNotFound) {
+		t.Errorf("archived with its store down: %v", err)
 	}
 }

@@ -20,9 +20,22 @@ func (p *Pipeline) Report(ctx context.Context, log *slog.Logger, out orchestrato
 	return p.report(ctx, log, out, false)
 }
 
+// ReportUnarchived is Report without the archive, for a result whose archive failed for
+// as long as its reports are retried (ErrArchive): its status is written rather than left
+// pending for ever, and its log is served while Nomad keeps it.
+func (p *Pipeline) ReportUnarchived(ctx context.Context, log *slog.Logger, out orchestrator.Outcome) error {
+	log.Error("build result reported without its archive: the archive failed for as long as the report was retried; its log link breaks once Nomad collects it", "job", out.JobID)
+	return p.reportWith(ctx, log, out, false, true)
+}
+
 // report is Report; again writes the status even when another report claimed it, once that
 // report has written it (or waited for in vain), if this bot's pending status hid it.
 func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrator.Outcome, again bool) error {
+	return p.reportWith(ctx, log, out, again, false)
+}
+
+// reportWith is report; unarchived leaves the archive out.
+func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchestrator.Outcome, again, unarchived bool) error {
 	b, err := p.cfg.Builds.Build(ctx, out.Namespace, out.JobID)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", out.JobID, err)
@@ -84,7 +97,7 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	if hidden {
 		// Its status is not written, but its log is still linked (from the comment, from
 		// statuses written before): it is archived all the same, by one bot.
-		if out.Final && s.State != forge.StatePending && p.cfg.Archive != nil {
+		if out.Final && s.State != forge.StatePending && p.cfg.Archive != nil && !unarchived {
 			done, mine, _ := p.protocol.claimReport(ctx, out.Namespace, out.JobID, s.State)
 			if mine {
 				if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
@@ -122,7 +135,9 @@ func (p *Pipeline) report(ctx context.Context, log *slog.Logger, out orchestrato
 	}
 	// The archive first: a final status links to a log that outlives Nomad's. A build
 	// not archived is retried, as a status the forge refused is.
-	if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
+	if unarchived {
+		// Not archived: nothing more to do before the status.
+	} else if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
 		done(false)
 		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}

@@ -102,6 +102,16 @@ func (r *Reporter) report(ctx context.Context, out orchestrator.Outcome) bool {
 			return true
 		case ctx.Err() != nil:
 			return false
+		case time.Now().Add(wait).After(deadline) && errors.Is(err, ErrArchive):
+			// A status left pending for ever is worse than a log link that breaks once
+			// Nomad collects the build.
+			uctx, cancel := context.WithTimeout(ctx, time.Minute)
+			uerr := r.p.ReportUnarchived(uctx, r.log, out)
+			cancel()
+			if uerr != nil {
+				r.log.Error("build result not reported: given up, left to the reconciler", "job", out.JobID, "result", out.Result, "attempts", attempt+1, "err", uerr)
+			}
+			return true
 		case time.Now().Add(wait).After(deadline):
 			r.log.Error("build result not reported: given up, left to the reconciler", "job", out.JobID, "result", out.Result, "attempts", attempt, "err", err)
 			return true
