@@ -364,7 +364,8 @@ func (a *Archive) Log(ctx context.Context, ns, jobID, stream string) (io.ReadClo
 	if err != nil {
 		return nil, err
 	}
-	dec, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	// Bounded: whoever can write the store could plant a frame asking for any window.
+	dec, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderMaxMemory(256<<20))
 	if err != nil {
 		_ = rc.Close()
 		return nil, err

@@ -97,7 +97,7 @@ func (r *Reporter) report(ctx context.Context, out orchestrator.Outcome) bool {
 		switch {
 		case err == nil:
 			return true
-		case errors.Is(err, orchestrator.ErrNotFound), errors.Is(err, registry.ErrNotFound):
+		case errors.Is(err, orchestrator.ErrNotFound) && !errors.Is(err, ErrArchive), errors.Is(err, registry.ErrNotFound) && !errors.Is(err, ErrArchive):
 			r.log.Warn("build result not reported", "job", out.JobID, "result", out.Result, "err", err)
 			return true
 		case ctx.Err() != nil:

@@ -231,7 +231,7 @@ func (wb *Web) renderBadge(ctx context.Context, cloneURL, branch, flavor string)
 	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return f.IsPrivate(ctx, repo) }, ctx)
 	if err != nil || private {
 		// Unknown counts as private: a badge tells whoever asks how the code fares.
-		return []byte("no badge: the repository is private"), http.StatusNotFound
+		return []byte("no such badge"), http.StatusNotFound // the same answer as for no repository
 	}
 	state := ""
 	if wb.cfg.Lines != nil {
