@@ -173,7 +173,9 @@ type Options struct {
 var flavorRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidFlavor reports whether name may be a flavor.
-func ValidFlavor(name string) bool { return flavorRE.MatchString(name) && !strings.Contains(name, "..") }
+func ValidFlavor(name string) bool {
+	return flavorRE.MatchString(name) && !strings.Contains(name, "..")
+}
 
 // Handle starts the builds of an event on a registered repository: one per flavor
 // (opts.Flavor, else the entry's flavors, else "default"), each with a pending status linking
