@@ -155,16 +155,9 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b
 		return nil, nil
 	}
 	b, err := s.builds.get(r.Context(), ns, id)
-	if err == nil && b.Status == "dead" && s.Archive != nil {
-		// Ended: the archive holds its whole log, which Nomad's client may have dropped.
-		if rec, aerr := s.Archive.Build(r.Context(), ns, id); aerr == nil {
-			if s.Logs != nil && !s.Logs.AllowLog(w, r, rec.Repo) {
-				return nil, nil
-			}
-			return nil, rec
-		}
-	}
-	if errors.Is(err, orchestrator.ErrNotFound) && s.Archive != nil {
+	// Ended (its log may be gone from Nomad's client) or collected: the archive's, once
+	// archived. A build that ended and is not archived yet is served from Nomad.
+	if s.Archive != nil && (errors.Is(err, orchestrator.ErrNotFound) || (err == nil && b.Status == "dead")) {
 		rec, aerr := s.Archive.Build(r.Context(), ns, id)
 		switch {
 		case aerr == nil:
@@ -172,7 +165,7 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b
 				return nil, nil
 			}
 			return nil, rec
-		case !errors.Is(aerr, archive.ErrNotFound):
+		case err != nil && !errors.Is(aerr, archive.ErrNotFound):
 			s.Log.Error("read archived build", "job", id, "namespace", ns, "err", aerr)
 			w.Header().Set("Retry-After", "10")
 			http.Error(w, "the archive of builds is unavailable", http.StatusServiceUnavailable)

@@ -214,24 +214,14 @@ func (wb *Web) badge(w http.ResponseWriter, r *http.Request) {
 // state is the newest build's of the branch's line (running until it is archived), else
 // the newest archived.
 func (wb *Web) renderBadge(ctx context.Context, cloneURL, branch, flavor string) ([]byte, int) {
-	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
-	if errors.Is(err, registry.ErrNotFound) {
+	private, _, _, no := wb.visibility(ctx, cloneURL, true)
+	switch {
+	case no != nil && no.code == http.StatusServiceUnavailable:
+		return []byte("the repository's access could not be checked"), http.StatusServiceUnavailable
+	case no != nil || private:
+		// Unknown counts as private: a badge tells whoever asks how the code fares. The
+		// same answer as for no repository.
 		return []byte("no such badge"), http.StatusNotFound
-	}
-	if err != nil {
-		return []byte("the registry is unavailable"), http.StatusServiceUnavailable
-	}
-	if entry.Installed && (entry.Quarantine != "" || entry.OrgID == 0) {
-		return []byte("no such badge"), http.StatusNotFound
-	}
-	f, repo, err := wb.cfg.Forge(entry, cloneURL)
-	if err != nil {
-		return []byte("no such badge"), http.StatusNotFound
-	}
-	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return f.IsPrivate(ctx, repo) }, ctx)
-	if err != nil || private {
-		// Unknown counts as private: a badge tells whoever asks how the code fares.
-		return []byte("no such badge"), http.StatusNotFound // the same answer as for no repository
 	}
 	state := ""
 	if wb.cfg.Lines != nil {

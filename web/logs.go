@@ -19,38 +19,9 @@ import (
 // signed out. The forge's answers are trusted for a minute at most.
 func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool {
 	ctx := r.Context()
-	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
-	if errors.Is(err, registry.ErrNotFound) {
-		entry, err = &registry.Repo{}, nil // no longer registered: ask with the bot's own access
-	}
-	if err != nil {
-		wb.cfg.Log.Warn("log access: registry", "repo", cloneURL, "err", err)
-		http.Error(w, "the repository's access could not be checked", http.StatusServiceUnavailable)
-		return false
-	}
-	if entry.Installed && (entry.Quarantine != "" || entry.OrgID == 0) {
-		// Whoever owns the name now may not be the organization whose builds these are.
-		http.Error(w, "this build's installation is quarantined: its log is not served", http.StatusForbidden)
-		return false
-	}
-	f, repo, err := wb.cfg.Forge(entry, cloneURL)
-	if err != nil {
-		// A forge the bot cannot reach is not one it can ask: refuse rather than guess.
-		wb.cfg.Log.Warn("log access: forge", "repo", cloneURL, "err", err)
-		http.Error(w, "the repository's access could not be checked", http.StatusForbidden)
-		return false
-	}
-	readers := forge.RepoReaders(f)
-	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return readers.IsPrivate(ctx, repo) }, ctx)
-	if errors.Is(err, forge.ErrUnsupported) {
-		// A forge that cannot say whether the repository is private: as if it were, and
-		// nobody can be told a reader.
-		http.Error(w, "the repository's forge cannot say who may read it: its logs are not served", http.StatusForbidden)
-		return false
-	}
-	if err != nil {
-		wb.cfg.Log.Warn("log access: visibility", "repo", cloneURL, "err", err)
-		http.Error(w, "the repository's access could not be checked", http.StatusServiceUnavailable)
+	private, repo, readers, no := wb.visibility(ctx, cloneURL, false)
+	if no != nil {
+		http.Error(w, no.msg, no.code)
 		return false
 	}
 	if !private {
@@ -83,6 +54,52 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 		return false
 	}
 	return true
+}
+
+// refusal is why a repository's visibility could not be told, as an answer.
+type refusal struct {
+	code int
+	msg  string
+}
+
+// visibility says whether the repository at cloneURL is private, and how to ask its forge
+// who may read it; a refusal when it cannot be told: Consul or the forge failing, the
+// installation quarantined (whoever owns the name now may not be the organization whose
+// builds these are), a forge that cannot say (taken as private), or, when registered is
+// set, a repository the bot does not build. The forge's answer is trusted for a minute.
+func (wb *Web) visibility(ctx context.Context, cloneURL string, registered bool) (bool, forge.Repo, forge.RepoReaders, *refusal) {
+	unchecked := &refusal{http.StatusServiceUnavailable, "the repository's access could not be checked"}
+	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
+	if errors.Is(err, registry.ErrNotFound) && registered {
+		return true, forge.Repo{}, nil, &refusal{http.StatusNotFound, "this bot builds no such repository"}
+	}
+	if errors.Is(err, registry.ErrNotFound) {
+		entry, err = &registry.Repo{}, nil // no longer registered: ask with the bot's own access
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("log access: registry", "repo", cloneURL, "err", err)
+		return true, forge.Repo{}, nil, unchecked
+	}
+	if entry.Installed && (entry.Quarantine != "" || entry.OrgID == 0) {
+		return true, forge.Repo{}, nil, &refusal{http.StatusForbidden, "this build's installation is quarantined: its log is not served"}
+	}
+	f, repo, err := wb.cfg.Forge(entry, cloneURL)
+	if err != nil {
+		// A forge the bot cannot reach is not one it can ask: refuse rather than guess.
+		wb.cfg.Log.Warn("log access: forge", "repo", cloneURL, "err", err)
+		return true, forge.Repo{}, nil, &refusal{http.StatusForbidden, unchecked.msg}
+	}
+	readers := forge.RepoReaders(f)
+	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return readers.IsPrivate(ctx, repo) }, ctx)
+	if errors.Is(err, forge.ErrUnsupported) {
+		// As if it were private, and nobody can be told a reader.
+		return true, repo, readers, &refusal{http.StatusForbidden, "the repository's forge cannot say who may read it: its logs are not served"}
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("log access: visibility", "repo", cloneURL, "err", err)
+		return true, repo, readers, unchecked
+	}
+	return private, repo, readers, nil
 }
 
 // cached answers from c, or asks and remembers.

@@ -117,12 +117,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if arch, err = archive.Open(cfg.Archive, archive.Options{MaxLog: cfg.ArchiveMaxLog}); err != nil {
 			return fmt.Errorf("ALBATROS_ARCHIVE: %w", err)
 		}
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := arch.Check(cctx); err != nil {
-			// Builds that end meanwhile wait for it: their reports are retried.
-			log.Warn("archive not reachable yet: final statuses wait for it", "archive", arch.String(), "err", err)
-		}
-		cancel()
+		go func() { // not on the start's path: builds that end meanwhile wait for it
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := arch.Check(cctx); err != nil {
+				log.Warn("archive not reachable: final statuses wait for it (their reports are retried)", "archive", arch.String(), "err", err)
+			}
+		}()
 		log.Info("archive of finished builds", "archive", arch.String(), "retention", cfg.ArchiveRetention)
 	} else {
 		log.Warn("no archive (ALBATROS_ARCHIVE=none): a build's links break once Nomad collects it")
