@@ -155,26 +155,61 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 			d.Newer += "?" + filter.Encode()
 		}
 	}
-	badgeBranch := q.Branch
 	for _, rec := range page.Builds {
 		s := rec.Summary()
 		row := historyRow{buildRow: wb.buildRow(s, time.Now()), Cause: rec.Cause, Sender: rec.Sender, Reason: rec.Reason, Secrets: rec.Secrets, Queued: rec.Queued.UTC().Format("2006-01-02 15:04:05")}
 		d.Builds = append(d.Builds, row)
-		if badgeBranch == "" && rec.PR == 0 && rec.Tag == "" && rec.Branch != "" {
-			badgeBranch = rec.Branch
-		}
 	}
+	// The badge of the branch asked for, else of the default branch: what a README shows.
+	badgeBranch := q.Branch
 	if badgeBranch == "" {
-		badgeBranch = "main"
+		badgeBranch = wb.defaultBranch(r.Context(), cloneURL)
 	}
 	d.Badge = wb.badgeInfo(owner, name, badgeBranch)
 	wb.render(w, http.StatusOK, "history", d)
 }
 
+// defaultBranch is the repository's default branch, asked of its forge once a minute at
+// most; "main" when the forge cannot say.
+func (wb *Web) defaultBranch(ctx context.Context, cloneURL string) string {
+	wb.defaults.mu.Lock()
+	e, ok := wb.defaults.m[cloneURL]
+	wb.defaults.mu.Unlock()
+	if ok && time.Since(e.at) < maxAge {
+		return e.branch
+	}
+	branch := "main"
+	if _, repo, f, no := wb.visibility(ctx, cloneURL, false); no == nil {
+		if b, _, _, err := f.DefaultHead(ctx, repo); err == nil && b != "" {
+			branch = b
+		}
+	}
+	wb.defaults.mu.Lock()
+	if wb.defaults.m == nil || len(wb.defaults.m) > 10000 {
+		wb.defaults.m = map[string]defaultEntry{}
+	}
+	wb.defaults.m[cloneURL] = defaultEntry{branch, time.Now()}
+	wb.defaults.mu.Unlock()
+	return branch
+}
+
+// defaultBranches are the repositories' default branches, as defaultBranch last asked.
+type defaultBranches struct {
+	mu sync.Mutex
+	m  map[string]defaultEntry
+}
+
+type defaultEntry struct {
+	branch string
+	at     time.Time
+}
+
+// badgeInfo is the badge of a branch: its image (a path: the page's own origin) and the
+// markdown that shows it elsewhere (the bot's public URL).
 func (wb *Web) badgeInfo(owner, name, branch string) badgeInfo {
-	u := wb.cfg.BaseURL + "/badge/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + ".svg?" + url.Values{"branch": {branch}}.Encode()
+	path := "/badge/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + ".svg?" + url.Values{"branch": {branch}}.Encode()
 	page := wb.cfg.BaseURL + HistoryPath(owner, name) + "?" + url.Values{"branch": {branch}}.Encode()
-	return badgeInfo{URL: u, Branch: branch, Markdown: fmt.Sprintf("[![build](%s)](%s)", u, page)}
+	return badgeInfo{URL: path, Branch: branch, Markdown: fmt.Sprintf("[![build](%s)](%s)", wb.cfg.BaseURL+path, page)}
 }
 
 // badge serves GET /badge/{owner}/{repo}.svg?branch=main&flavor=default: the state of the

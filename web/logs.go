@@ -19,7 +19,7 @@ import (
 // signed out. The forge's answers are trusted for a minute at most.
 func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string) bool {
 	ctx := r.Context()
-	private, repo, readers, no := wb.visibility(ctx, cloneURL, false)
+	private, repo, f, no := wb.visibility(ctx, cloneURL, false)
 	if no != nil {
 		http.Error(w, no.msg, no.code)
 		return false
@@ -43,7 +43,7 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 		http.Error(w, "your session could not be checked: try again in a moment", http.StatusServiceUnavailable)
 		return false
 	}
-	can, err := wb.cached(&wb.access, "read\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return readers.CanRead(ctx, repo, s.Login) }, ctx)
+	can, err := wb.cached(&wb.access, "read\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return f.CanRead(ctx, repo, s.Login) }, ctx)
 	if err != nil {
 		wb.cfg.Log.Warn("log access: permission", "repo", cloneURL, "user", s.Login, "err", err)
 		http.Error(w, "your access to the repository could not be checked", http.StatusServiceUnavailable)
@@ -67,7 +67,7 @@ type refusal struct {
 // installation quarantined (whoever owns the name now may not be the organization whose
 // builds these are), a forge that cannot say (taken as private), or, when registered is
 // set, a repository the bot does not build. The forge's answer is trusted for a minute.
-func (wb *Web) visibility(ctx context.Context, cloneURL string, registered bool) (bool, forge.Repo, forge.RepoReaders, *refusal) {
+func (wb *Web) visibility(ctx context.Context, cloneURL string, registered bool) (bool, forge.Repo, forge.Forge, *refusal) {
 	unchecked := &refusal{http.StatusServiceUnavailable, "the repository's access could not be checked"}
 	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
 	if errors.Is(err, registry.ErrNotFound) && registered {
@@ -89,17 +89,16 @@ func (wb *Web) visibility(ctx context.Context, cloneURL string, registered bool)
 		wb.cfg.Log.Warn("log access: forge", "repo", cloneURL, "err", err)
 		return true, forge.Repo{}, nil, &refusal{http.StatusForbidden, unchecked.msg}
 	}
-	readers := forge.RepoReaders(f)
-	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return readers.IsPrivate(ctx, repo) }, ctx)
+	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return f.IsPrivate(ctx, repo) }, ctx)
 	if errors.Is(err, forge.ErrUnsupported) {
 		// As if it were private, and nobody can be told a reader.
-		return true, repo, readers, &refusal{http.StatusForbidden, "the repository's forge cannot say who may read it: its logs are not served"}
+		return true, repo, f, &refusal{http.StatusForbidden, "the repository's forge cannot say who may read it: its logs are not served"}
 	}
 	if err != nil {
 		wb.cfg.Log.Warn("log access: visibility", "repo", cloneURL, "err", err)
-		return true, repo, readers, unchecked
+		return true, repo, f, unchecked
 	}
-	return private, repo, readers, nil
+	return private, repo, f, nil
 }
 
 // cached answers from c, or asks and remembers.

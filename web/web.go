@@ -114,6 +114,7 @@ type Web struct {
 	access                    ttlCache
 	signedOut                 revocations
 	badges                    badgeCache
+	defaults                  defaultBranches
 }
 
 // New returns the pages of cfg. Without cfg.Sessions, nobody can sign in: a sign-out could

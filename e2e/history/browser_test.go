@@ -84,4 +84,5 @@ func TestHistoryPageInTheBrowser(t *testing.T) {
 	if !strings.Contains(logText, "running the tests") {
 		t.Errorf("the log page: %q", logText)
 	}
+	testenv.Screenshot(t, ctx, "archived-log", "")
 }

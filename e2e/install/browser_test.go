@@ -113,6 +113,25 @@ func TestInstallInTheBrowser(t *testing.T) {
 	shot(t, ctx, "organization", true)
 	do("the log of the build", chromedp.Click(chromedp.CSS(`#builds a[href*="/logs/"]`)), chromedp.WaitVisible(chromedp.CSS("#result")))
 	shot(t, ctx, "log", false)
+
+	// The repository's page links its history, which the signed-in owner reads.
+	do("the repository's page", chromedp.Navigate(b.URL+"/orgs/"+p.org+"/repos/website"), chromedp.WaitVisible(chromedp.CSS("#history-link")))
+	shot(t, ctx, "repository", true)
+	do("its history", chromedp.Click(chromedp.CSS("#history-link")), chromedp.WaitVisible(chromedp.CSS("#history")))
+	if got := text("#history"); !strings.Contains(got, sha[:10]) || !strings.Contains(got, failing[:10]) || !strings.Contains(got, "push by "+p.owner.Name) {
+		t.Fatalf("the history page: %q", got)
+	}
+	if got := text("header.top"); !strings.Contains(got, "signed in as") || !strings.Contains(got, p.owner.Name) {
+		t.Errorf("the history page's header, signed in: %q", got)
+	}
+	// The badge is the default branch's, whatever branch built last, and is drawn.
+	if got := text("#badge-markdown"); !strings.Contains(got, "/badge/"+p.org+"/website.svg?branch=main") {
+		t.Errorf("the badge's markdown: %q", got)
+	}
+	if w, err := chromedp.Run(ctx, chromedp.Poll[int](`document.querySelector("#badge").complete && document.querySelector("#badge").naturalWidth`)); err != nil || w == 0 {
+		t.Errorf("the badge was not drawn: %d %v", w, err)
+	}
+	shot(t, ctx, "history-signed-in", true)
 }
 
 // The bot's comment as people see it on the pull request's page in Gitea: the table of
