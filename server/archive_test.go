@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -42,7 +44,7 @@ func (g *gate) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 
 const archivedText = "archived: token=***\n\x1b[31mred\x1b[0m\n"
 
-func archiveFixture(t *testing.T, builds *orchestratortest.Fake, st archive.Store, logs *gate) string {
+func archiveFixture(t *testing.T, builds *orchestratortest.Fake, st archive.Store, logs *gate, tune ...func(*server.Config)) string {
 	t.Helper()
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}}
 	intake := webhook.New(repos, &fakeHandler{}, quiet(), webhook.Options{})
@@ -50,12 +52,20 @@ func archiveFixture(t *testing.T, builds *orchestratortest.Fake, st archive.Stor
 	if logs != nil {
 		cfg.Logs = logs
 	}
+	for _, f := range tune {
+		f(&cfg)
+	}
 	srv := httptest.NewServer(server.New(cfg))
 	t.Cleanup(func() { srv.Close(); intake.Wait() })
 	return srv.URL
 }
 
 func archiveBuild(t *testing.T) archive.Store {
+	t.Helper()
+	return archiveLog(t, archivedText)
+}
+
+func archiveLog(t *testing.T, text string) archive.Store {
 	t.Helper()
 	st, err := archive.NewDir(t.TempDir())
 	if err != nil {
@@ -67,7 +77,7 @@ func archiveBuild(t *testing.T) archive.Store {
 	}
 	logs := func(_ context.Context, stream string, w io.Writer) error {
 		if stream == "stdout" {
-			_, err := io.WriteString(w, archivedText)
+			_, err := io.WriteString(w, text)
 			return err
 		}
 		return nil
@@ -130,5 +140,54 @@ func TestArchivedLogRefusals(t *testing.T) {
 	base = archiveFixture(t, &orchestratortest.Fake{}, brokenStore{st}, nil)
 	if resp, _ := get(t, base+"/logs/"+defaultNS+"/"+buildID); resp.StatusCode != 503 {
 		t.Errorf("the archive unavailable: %d, want 503", resp.StatusCode)
+	}
+}
+
+// A reader that stops reading an archived log is dropped after Stall and its slot given
+// back; while it holds the only slot, another reader is told to come back (503).
+func TestArchivedLogReadersAreBounded(t *testing.T) {
+	var big strings.Builder
+	for big.Len() < 32<<20 {
+		fmt.Fprintf(&big, "line %d of a long log that a reader stops reading\n", big.Len())
+	}
+	st := archiveLog(t, big.String())
+	base := archiveFixture(t, &orchestratortest.Fake{}, st, nil, func(c *server.Config) {
+		c.ArchiveReads = 1
+		c.Stall = 300 * time.Millisecond
+	})
+	path := "/build?" + url.Values{"job": {buildID}, "namespace": {defaultNS}}.Encode()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	// The stalled reader holds the slot until the bot gives up on it.
+	var refused, served bool
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && !served {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == 503 && resp.Header.Get("Retry-After") != "":
+			refused = true
+			time.Sleep(50 * time.Millisecond)
+		case resp.StatusCode == 200 && n == int64(big.Len()):
+			served = true
+		default:
+			t.Fatalf("archived log: %d, %d bytes", resp.StatusCode, n)
+		}
+	}
+	if !refused || !served {
+		t.Fatalf("a second reader refused while the first held the slot: %v; served once it was dropped: %v", refused, served)
+	}
+	// The stalled connection was cut.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Errorf("the stalled reader's connection was not closed: %v", err)
 	}
 }

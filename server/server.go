@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/albatros-ci/albatros/archive"
@@ -75,20 +76,38 @@ type Config struct {
 	// LogBounds bound the logs followed in Nomad and their viewers (logfan's defaults
 	// when zero).
 	LogBounds logfan.Options
-	Log       *slog.Logger
+	// Stall is how long one write of a log stream may wait on its reader before the reader
+	// is dropped (WriteTimeout when zero): a stream has no deadline as a whole, for a log
+	// is written as long as its build runs, but a reader that stops reading does not hold
+	// its slot, its decoder and its connection for ever.
+	Stall time.Duration
+	// ArchiveReads bounds the archived logs read at once (DefaultArchiveReads when zero):
+	// each holds a decoder (up to its 8 MiB window) and a read of the store.
+	ArchiveReads int
+	Log          *slog.Logger
 }
+
+// DefaultArchiveReads is how many archived logs are read at once by default.
+const DefaultArchiveReads = 32
 
 type server struct {
 	Config
 	// logs shares each build's followed log among the viewers of its page; builds reads
 	// each build once for them.
-	logs   *logfan.Hub
-	builds *buildCache
+	logs         *logfan.Hub
+	builds       *buildCache
+	archiveReads chan struct{}
 }
 
 // New returns the bot's HTTP handler.
 func New(cfg Config) http.Handler {
-	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, cfg.LogBounds), builds: newBuildCache(cfg.Builds.Build)}
+	if cfg.Stall == 0 {
+		cfg.Stall = WriteTimeout
+	}
+	if cfg.ArchiveReads == 0 {
+		cfg.ArchiveReads = DefaultArchiveReads
+	}
+	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, cfg.LogBounds), builds: newBuildCache(cfg.Builds.Build), archiveReads: make(chan struct{}, cfg.ArchiveReads)}
 	mux := http.NewServeMux()
 	for _, d := range forges.Drivers {
 		mux.Handle("POST "+d.Path(), cfg.Intake.Handler(d))
@@ -193,19 +212,44 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b
 	return b, nil
 }
 
-// archivedLog opens an archived build's log, answering itself when it cannot.
+// archivedLog opens an archived build's log, answering itself when it cannot. Reading it
+// takes one of the ArchiveReads slots (a decoder and a read of the store each), given
+// back on Close.
 func (s *server) archivedLog(w http.ResponseWriter, r *http.Request, rec *archive.Record, stream string) io.ReadCloser {
+	var release func()
+	select {
+	case s.archiveReads <- struct{}{}:
+		release = sync.OnceFunc(func() { <-s.archiveReads })
+	default:
+		s.Log.Warn("archived log not served", "job", rec.JobID, "err", "too many archived logs read at once", "max", cap(s.archiveReads))
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many build logs are being read at once: try again shortly", http.StatusServiceUnavailable)
+		return nil
+	}
 	rc, err := s.Archive.Log(r.Context(), rec.Namespace, rec.JobID, stream)
 	if errors.Is(err, archive.ErrNotFound) {
+		release()
 		return io.NopCloser(strings.NewReader("")) // a build that never ran has no log
 	}
 	if err != nil {
+		release()
 		s.Log.Error("read archived log", "job", rec.JobID, "namespace", rec.Namespace, "err", err)
 		w.Header().Set("Retry-After", "10")
 		http.Error(w, "the archive of builds is unavailable", http.StatusServiceUnavailable)
 		return nil
 	}
-	return rc
+	return releasing{rc, release}
+}
+
+// releasing gives a slot back when its reader is closed.
+type releasing struct {
+	io.ReadCloser
+	release func()
+}
+
+func (r releasing) Close() error {
+	defer r.release()
+	return r.ReadCloser.Close()
 }
 
 // recordBuild is an archived build as the log page's header shows it.
@@ -274,7 +318,7 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 		}
 		defer rc.Close()
 		streamHeaders(w, "text/plain; charset=utf-8")
-		if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+		if _, err := io.Copy(s.flusher(w), rc); err != nil && r.Context().Err() == nil {
 			s.Log.Warn("read archived log", "job", rec.JobID, "err", err)
 		}
 		return
@@ -296,7 +340,7 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 	}
 	defer v.Leave()
 	streamHeaders(w, "text/plain; charset=utf-8")
-	if _, err := v.Copy(r.Context(), flusher(w)); err != nil && r.Context().Err() == nil {
+	if _, err := v.Copy(r.Context(), s.flusher(w)); err != nil && r.Context().Err() == nil {
 		s.Log.Warn("follow log", "job", b.ID, "err", err)
 	}
 }
@@ -314,7 +358,7 @@ func (s *server) wholeLog(w http.ResponseWriter, r *http.Request, b *orchestrato
 	}
 	defer release()
 	streamHeaders(w, "text/plain; charset=utf-8")
-	var out io.Writer = flusher(w)
+	var out io.Writer = s.flusher(w)
 	var masked *logtext.Writer
 	if len(values) > 0 {
 		masked = logtext.New(out, values, logtext.Options{})
@@ -368,7 +412,7 @@ func (s *server) logPage(w http.ResponseWriter, r *http.Request) {
 
 	streamHeaders(w, "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	fw := flusher(w)
+	fw := s.flusher(w)
 	if err := templates.LogHead(fw, page); err != nil {
 		return
 	}
@@ -396,11 +440,11 @@ func (s *server) archivedPage(w http.ResponseWriter, r *http.Request, rec *archi
 	defer rc.Close()
 	streamHeaders(w, "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	fw := flusher(w)
+	fw := s.flusher(w)
 	if err := templates.LogHead(fw, pageOf(recordBuild(rec), stream)); err != nil {
 		return
 	}
-	ansi := templates.NewANSI(w)
+	ansi := templates.NewANSI(fw)
 	_, err := io.Copy(ansi, rc)
 	_ = ansi.Close()
 	if err != nil {
@@ -493,17 +537,19 @@ func streamHeaders(w http.ResponseWriter, contentType string) {
 }
 
 // flusher returns a writer that flushes the response after every write, so that a log
-// reaches the browser as the build writes it.
-func flusher(w http.ResponseWriter) io.Writer {
-	return flushWriter{w: w, rc: http.NewResponseController(w)}
+// reaches the browser as the build writes it, each write within s.Stall.
+func (s *server) flusher(w http.ResponseWriter) io.Writer {
+	return flushWriter{w: w, rc: http.NewResponseController(w), stall: s.Stall}
 }
 
 type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w     io.Writer
+	rc    *http.ResponseController
+	stall time.Duration
 }
 
 func (f flushWriter) Write(p []byte) (int, error) {
+	_ = f.rc.SetWriteDeadline(time.Now().Add(f.stall))
 	n, err := f.w.Write(p)
 	if err == nil {
 		err = f.rc.Flush()
