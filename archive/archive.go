@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,9 +83,8 @@ type LogInfo struct {
 	Size   int64 `json:"size"`
 	Stored int64 `json:"stored"`
 	// Truncated is true when the log was longer than the archive keeps (Options.MaxLog):
-	// it was cut, with a line saying so; Dropped is how many bytes were not kept.
-	Truncated bool  `json:"truncated,omitempty"`
-	Dropped   int64 `json:"dropped,omitempty"`
+	// it was cut, with a line saying so, and the rest of it was not read.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Took is how long the build ran.
@@ -109,6 +109,9 @@ type Options struct {
 	// MaxLog is the most bytes of a log kept (DefaultMaxLog when 0): a longer log is kept
 	// cut, ending with a line that says how much was dropped.
 	MaxLog int64
+	// TempDir is where a log is compressed before it is written to the store (the
+	// system's temporary directory when empty).
+	TempDir string
 	// Now is the clock (time.Now when nil), for tests.
 	Now func() time.Time
 }
@@ -246,24 +249,37 @@ func (a *Archive) Write(ctx context.Context, rec Record, logs Logs) (written boo
 	return true, nil
 }
 
-// putLog compresses one log into memory (logs compress tenfold or more; a log is cut at
-// MaxLog) and writes it.
+// ErrCut is what the writer given to a Logs func answers once the log reached
+// Options.MaxLog: the func stops there and returns it (or an error that wraps it), and the
+// log is kept cut.
+var ErrCut = errors.New("the log reached the most the archive keeps")
+
+// putLog compresses one log into a temporary file (a log is cut at MaxLog; one that does
+// not compress would otherwise be held whole in memory, once per build being archived)
+// and writes it.
 func (a *Archive) putLog(ctx context.Context, build, stream, jobID string, logs Logs) (LogInfo, error) {
-	var buf bytes.Buffer
+	f, err := os.CreateTemp(a.opts.TempDir, "albatros-log-*.zst")
+	if err != nil {
+		return LogInfo{}, fmt.Errorf("a temporary file for the log: %w", err)
+	}
+	defer func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}()
 	// The fastest level, on one core: the bot's other work shares the machine (the lower
 	// memory option costs a third of the speed, bench/archive).
-	enc, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return LogInfo{}, err
 	}
 	cut := &cutWriter{w: enc, left: a.opts.MaxLog}
-	if err := logs(ctx, stream, cut); err != nil {
+	if err := logs(ctx, stream, cut); err != nil && !errors.Is(err, ErrCut) {
 		_ = enc.Close()
 		return LogInfo{}, err
 	}
-	info := LogInfo{Size: cut.kept, Dropped: cut.dropped, Truncated: cut.dropped > 0}
+	info := LogInfo{Size: cut.kept, Truncated: cut.cut}
 	if info.Truncated {
-		line := fmt.Sprintf("\n[albatros: this log was cut at %d MiB; %d bytes more were not archived]\n", a.opts.MaxLog>>20, cut.dropped)
+		line := fmt.Sprintf("\n[albatros: this log was cut at %d MiB: the rest of it was not archived]\n", a.opts.MaxLog>>20)
 		if _, err := io.WriteString(enc, line); err != nil {
 			return LogInfo{}, err
 		}
@@ -272,24 +288,35 @@ func (a *Archive) putLog(ctx context.Context, build, stream, jobID string, logs 
 	if err := enc.Close(); err != nil {
 		return LogInfo{}, err
 	}
-	info.Stored = int64(buf.Len())
-	if err := a.store.Put(ctx, logKey(build, stream), &buf, info.Stored); err != nil {
+	stored, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return LogInfo{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return LogInfo{}, err
+	}
+	info.Stored = stored
+	if err := a.store.Put(ctx, logKey(build, stream), f, stored); err != nil {
 		return LogInfo{}, err
 	}
 	return info, nil
 }
 
-// cutWriter passes on the first left bytes and counts the rest.
+// cutWriter passes on the first left bytes, then answers ErrCut.
 type cutWriter struct {
-	w             io.Writer
-	left          int64
-	kept, dropped int64
+	w    io.Writer
+	left int64
+	kept int64
+	cut  bool
 }
 
 func (c *cutWriter) Write(p []byte) (int, error) {
+	if c.cut {
+		return 0, ErrCut
+	}
 	n := len(p)
 	if int64(len(p)) > c.left {
-		c.dropped += int64(len(p)) - c.left
+		c.cut = true
 		p = p[:c.left]
 	}
 	if len(p) > 0 {
@@ -298,6 +325,9 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 		}
 		c.left -= int64(len(p))
 		c.kept += int64(len(p))
+	}
+	if c.cut {
+		return len(p), ErrCut
 	}
 	return n, nil
 }

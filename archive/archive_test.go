@@ -118,20 +118,36 @@ func TestWriteOnceAndReadBack(t *testing.T) {
 
 func TestLongLogIsCut(t *testing.T) {
 	eachStore(t, func(t *testing.T, st archive.Store) {
-		a := archive.New(st, archive.Options{MaxLog: 1 << 20})
+		a := archive.New(st, archive.Options{MaxLog: 1 << 20, TempDir: t.TempDir()})
 		rec := record("https://git.example.com/org/app.git", "big", time.Now(), "success")
-		big := strings.Repeat("0123456789abcdef", (3<<20)/16) // 3 MiB
-		if _, err := a.Write(context.Background(), rec, logsOf(big, "")); err != nil {
+		chunk := strings.Repeat("0123456789abcdef", 4096) // 64 KiB
+		var offered int
+		var got error
+		endless := func(_ context.Context, stream string, w io.Writer) error {
+			for stream == "stdout" && offered < 1<<30 { // a log of 1 GiB, were it all read
+				n, err := io.WriteString(w, chunk)
+				offered += n
+				if err != nil {
+					got = err
+					return fmt.Errorf("follow: %w", err)
+				}
+			}
+			return nil
+		}
+		if _, err := a.Write(context.Background(), rec, endless); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := a.Build(context.Background(), rec.Namespace, rec.JobID)
-		info := got.Logs["stdout"]
-		if !info.Truncated || info.Dropped != 2<<20 || info.Stored >= 1<<20 {
-			t.Fatalf("log info %+v: want cut at 1 MiB, 2 MiB dropped, compressed", info)
+		if !errors.Is(got, archive.ErrCut) || offered > 1<<20+len(chunk) {
+			t.Errorf("the log's source was told %v after %d bytes; want ErrCut at 1 MiB, the rest not read", got, offered)
+		}
+		b, _ := a.Build(context.Background(), rec.Namespace, rec.JobID)
+		info := b.Logs["stdout"]
+		if !info.Truncated || info.Stored >= 1<<20 {
+			t.Fatalf("log info %+v: want cut at 1 MiB, compressed", info)
 		}
 		s := readLog(t, a, rec.Namespace, rec.JobID, "stdout")
-		if !strings.HasPrefix(s, big[:1<<20]) || !strings.Contains(s[1<<20:], "this log was cut at 1 MiB; 2097152 bytes more were not archived") {
-			t.Fatalf("cut log ends %q", s[max(0, len(s)-200):])
+		if !strings.HasPrefix(s, strings.Repeat(chunk, 16)) || len(s) > 1<<20+200 || !strings.Contains(s[1<<20:], "this log was cut at 1 MiB: the rest of it was not archived") {
+			t.Fatalf("cut log (%d bytes) ends %q", len(s), s[max(0, len(s)-200):])
 		}
 	})
 }

@@ -33,14 +33,18 @@ func (s *failingStore) Put(ctx context.Context, key string, body io.Reader, size
 	return s.Store.Put(ctx, key, body, size)
 }
 
-func archiveHarness(t *testing.T) (*harness, *archive.Archive, *failingStore) {
+func archiveHarness(t *testing.T, opts ...archive.Options) (*harness, *archive.Archive, *failingStore) {
 	t.Helper()
 	dir, err := archive.NewDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := &failingStore{Store: dir}
-	a := archive.New(st, archive.Options{})
+	o := archive.Options{}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	a := archive.New(st, o)
 	h := newHarness(entryWith("nix"))
 	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Trust: h.trust, Archive: a})
 	return h, a, st
@@ -182,5 +186,31 @@ func TestReporterWritesTheStatusWhenTheArchiveStaysDown(t *testing.T) {
 	}
 	if _, err := a.Build(context.Background(), "ci", out.JobID); !errors.Is(err, archive.ErrNotFound) {
 		t.Errorf("archived with its store down: %v", err)
+	}
+}
+
+// A masked log longer than the archive keeps is archived cut, masked to where it was cut.
+func TestReportArchivesALongLogCut(t *testing.T) {
+	h, a, _ := archiveHarness(t, archive.Options{MaxLog: 64 << 10})
+	const jobID = "builder/dispatch-albatros-1700000000-abcd1234"
+	payload, _ := secrets.Payload("", map[string]string{"TOKEN": "hunter2-very-secret"})
+	h.builds.AddBuild("ci", jobID, "builder", map[string]string{"REPO_URL": cloneURL, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "nix"}, payload, "dead")
+	for range 100 {
+		h.builds.LogChunks = append(h.builds.LogChunks, strings.Repeat("pushing with hunter2-very-secret\n", 100))
+	}
+	out := orchestrator.Outcome{Namespace: "ci", JobID: jobID, Result: orchestrator.Success, Description: "the build succeeded", Final: true}
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a.Build(context.Background(), "ci", jobID)
+	if err != nil || !rec.Logs["stdout"].Truncated {
+		t.Fatalf("record %+v, %v: want the log cut", rec, err)
+	}
+	log := archivedLog(t, a, "ci", jobID)
+	if strings.Contains(log, "hunter2") || !strings.HasPrefix(log, "pushing with "+secrets.Mask) || !strings.HasSuffix(log, "the rest of it was not archived]\n") || len(log) > 65<<10 {
+		t.Errorf("archived log of %d bytes, ending %q", len(log), log[max(0, len(log)-120):])
+	}
+	if len(h.forge.Statuses()) != 1 {
+		t.Error("no status written")
 	}
 }
