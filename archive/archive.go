@@ -52,6 +52,9 @@ type Record struct {
 	// Repo is the clone URL (REPO_URL); Commit, Branch, Tag, PR and Flavor the rest of the
 	// dispatch meta.
 	Repo   string `json:"repo"`
+	// OrgID is the organization whose installation the repository was built under (its
+	// numeric ID on the forge), 0 for a hand-written entry: see HeldBy.
+	OrgID  int64  `json:"org,omitempty"`
 	Commit string `json:"commit"`
 	Branch string `json:"branch,omitempty"`
 	Tag    string `json:"tag,omitempty"`
@@ -124,6 +127,8 @@ type Archive struct {
 	// the store again.
 	mu      sync.Mutex
 	records map[string]*Record
+	// scans are the pages being read through for a filter (maxScans).
+	scans chan struct{}
 }
 
 // maxCached bounds the records kept in memory (a record is a few hundred bytes).
@@ -137,7 +142,7 @@ func New(store Store, opts Options) *Archive {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Archive{store: store, opts: opts, records: map[string]*Record{}}
+	return &Archive{store: store, opts: opts, records: map[string]*Record{}, scans: make(chan struct{}, maxScans)}
 }
 
 // Open returns the archive a URL names (see OpenStore).
@@ -167,13 +172,28 @@ func (a *Archive) Check(ctx context.Context) error {
 // BuildKey is the digest that names a build in the archive.
 func BuildKey(ns, jobID string) string { return digest(ns + "\x00" + jobID) }
 
-// RepoKey is the digest that names a repository (by its clone URL) in the archive. Forges
-// name repositories without regard to case.
-func RepoKey(cloneURL string) string { return digest(strings.ToLower(cloneURL)) }
+// RepoKey is the digest that names a repository (by its clone URL) in the archive's index,
+// as the organization orgID holds it (0 for a hand-written entry's): a name taken again by
+// another organization, once the first one's installation is gone, is another index.
+// Forges name repositories without regard to case.
+func RepoKey(orgID int64, cloneURL string) string {
+	return digest(strconv.FormatInt(orgID, 10) + "\x00" + strings.ToLower(cloneURL))
+}
 
 // OwnerKey is the digest that names an owner's repositories (the clone URLs that start
-// with ownerURL, which ends with a slash: https://git.example.com/org/).
-func OwnerKey(ownerURL string) string { return digest("owner\x00" + strings.ToLower(ownerURL)) }
+// with ownerURL, which ends with a slash: https://git.example.com/org/) in the index, as
+// the organization orgID holds them.
+func OwnerKey(orgID int64, ownerURL string) string {
+	return digest("owner\x00" + strconv.FormatInt(orgID, 10) + "\x00" + strings.ToLower(ownerURL))
+}
+
+// HeldBy reports whether an archived build is shown under the repository's name as it is
+// registered now (registered, by the installation of organization orgID, 0 for a
+// hand-written entry): a build belongs to whoever held the name when it was built, and is
+// not shown once another holds it, or none does (a name can be taken again).
+func (r *Record) HeldBy(registered bool, orgID int64) bool {
+	return registered && orgID == r.OrgID
+}
 
 // OwnerURL is the owner's part of a clone URL: up to its last slash.
 func OwnerURL(cloneURL string) string {
@@ -439,8 +459,8 @@ func parseEntry(name string) (entry, bool) {
 // indexKeys are the index entries of a build.
 func indexKeys(build string, rec *Record) []string {
 	name := entryName(build, rec)
-	repo := "repos/" + RepoKey(rec.Repo) + "/"
-	keys := []string{repo + "all/" + name}
+	repo := "repos/" + RepoKey(rec.OrgID, rec.Repo) + "/"
+	keys := []string{repo + "all/" + name, repo + "state/" + rec.State + "/" + name}
 	switch {
 	case rec.PR > 0:
 		keys = append(keys, repo+"pr/"+strconv.FormatInt(rec.PR, 10)+"/"+name)
@@ -448,7 +468,7 @@ func indexKeys(build string, rec *Record) []string {
 		keys = append(keys, repo+"branch/"+digest(rec.Branch)+"/"+name)
 	}
 	if owner := OwnerURL(rec.Repo); owner != "" {
-		keys = append(keys, "owners/"+OwnerKey(owner)+"/all/"+name)
+		keys = append(keys, "owners/"+OwnerKey(rec.OrgID, owner)+"/all/"+name)
 	}
 	day := rec.Ended
 	if day.IsZero() {

@@ -177,6 +177,12 @@ func TestListNewestFirstFilteredAndPaged(t *testing.T) {
 		if _, err := a.Write(ctx, other, nil); err != nil {
 			t.Fatal(err)
 		}
+		// The same name held by an organization's installation: another index.
+		installed := record(repo, "i", t0.Add(time.Hour), "failure")
+		installed.OrgID = 42
+		if _, err := a.Write(ctx, installed, nil); err != nil {
+			t.Fatal(err)
+		}
 		jobs := func(p archive.Page) string {
 			var s []string
 			for _, b := range p.Builds {
@@ -208,6 +214,11 @@ func TestListNewestFirstFilteredAndPaged(t *testing.T) {
 			{archive.Query{Repo: repo, Flavor: "nix"}, "11"},
 			{archive.Query{Owner: "https://git.example.com/org/", Limit: 2}, "11,10"},
 			{archive.Query{Repo: "https://git.example.com/ORG/App.git", PR: 7, Limit: 1}, "9"},
+			{archive.Query{Repo: repo, PR: 7, State: "failure"}, "1"},
+			{archive.Query{Repo: repo, OrgID: 42}, "i"},
+			{archive.Query{Repo: repo, OrgID: 42, State: "failure"}, "i"},
+			{archive.Query{Owner: "https://git.example.com/org/", OrgID: 42}, "i"},
+			{archive.Query{Repo: repo, OrgID: 7}, ""},
 		} {
 			p, err := a.List(ctx, c.q)
 			if err != nil || jobs(p) != c.want {
@@ -217,13 +228,19 @@ func TestListNewestFirstFilteredAndPaged(t *testing.T) {
 		if _, err := a.List(ctx, archive.Query{Repo: repo, After: "../x"}); !errors.Is(err, archive.ErrBadCursor) {
 			t.Errorf("bad cursor: %v", err)
 		}
-		if st, found, err := a.Latest(ctx, repo, "main", "default"); err != nil || !found || st != "error" {
+		if _, err := a.List(ctx, archive.Query{Repo: repo, State: "../x"}); err == nil {
+			t.Errorf("a state that is none listed")
+		}
+		if st, found, err := a.Latest(ctx, 0, repo, "main", "default"); err != nil || !found || st != "error" {
 			t.Errorf("latest main/default: %q %v %v, want error (build 8)", st, found, err)
 		}
-		if st, found, _ := a.Latest(ctx, repo, "main", "nix"); !found || st != "error" {
+		if st, found, _ := a.Latest(ctx, 0, repo, "main", "nix"); !found || st != "error" {
 			t.Errorf("latest main/nix: %q %v, want error (build 11)", st, found)
 		}
-		if _, found, _ := a.Latest(ctx, repo, "feature", "default"); found {
+		if st, found, _ := a.Latest(ctx, 42, repo, "main", "default"); !found || st != "failure" {
+			t.Errorf("latest main/default of organization 42: %q %v, want failure (build i alone)", st, found)
+		}
+		if _, found, _ := a.Latest(ctx, 0, repo, "feature", "default"); found {
 			t.Errorf("a pull request's builds are no branch's badge")
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 // narrowed to a branch's pushes or a pull request's builds, a state and a flavor.
 type Query struct {
 	Repo, Owner string
+	// OrgID is the organization that holds the repository or owner's name now (0 for a
+	// hand-written entry's), as its index is named (RepoKey).
+	OrgID       int64
 	Branch      string
 	PR          int64
 	State       string
@@ -34,20 +38,27 @@ type Page struct {
 	Next   string
 }
 
-// maxScan bounds the index entries one page reads through for a filter (a state or
-// flavor that few builds have): past it, the page ends there, with Next.
-const maxScan = 20000
+// maxScan bounds the index entries one page reads through for a filter its index has no
+// prefix for (a flavor, a state within a branch): past it, the page ends there, with Next.
+// maxScans bounds those pages read at once (the others wait for their turn).
+const (
+	maxScan  = 5000
+	maxScans = 4
+)
 
 // ErrBadCursor is returned for a Query.After that is no index entry's name.
 var ErrBadCursor = errors.New("not a page of this archive")
 
 func (q Query) prefix() (string, error) {
+	if q.State != "" && !validState(q.State) {
+		return "", fmt.Errorf("archive query: %q is not a final state", q.State)
+	}
 	var p string
 	switch {
 	case q.Repo != "":
-		p = "repos/" + RepoKey(q.Repo) + "/"
+		p = "repos/" + RepoKey(q.OrgID, q.Repo) + "/"
 	case q.Owner != "":
-		p = "owners/" + OwnerKey(q.Owner) + "/"
+		p = "owners/" + OwnerKey(q.OrgID, q.Owner) + "/"
 	default:
 		return "", errors.New("archive query: no repository or owner")
 	}
@@ -58,6 +69,8 @@ func (q Query) prefix() (string, error) {
 		return p + "branch/" + digest(q.Branch) + "/", nil
 	case q.PR > 0 || q.Branch != "":
 		return "", errors.New("archive query: a branch or pull request is one repository's")
+	case q.State != "" && q.Repo != "":
+		return p + "state/" + q.State + "/", nil
 	}
 	return p + "all/", nil
 }
@@ -81,11 +94,18 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 	}
 	var picked []entry
 	after, scanned, more := q.After, 0, false
-	// A page without a filter lists the entries it shows and one more; with one, it reads
-	// on in larger batches (an S3 listing costs by the entries it returns).
+	// A page whose prefix is its filter lists the entries it shows and one more; another
+	// reads on in larger batches (an S3 listing costs by the entries it returns), one of
+	// maxScans at once.
 	batch := limit + 1
-	if q.State != "" || q.Flavor != "" {
+	if q.Flavor != "" || (q.State != "" && !strings.HasSuffix(prefix, "/state/"+q.State+"/")) {
 		batch = 1000
+		select {
+		case a.scans <- struct{}{}:
+			defer func() { <-a.scans }()
+		case <-ctx.Done():
+			return Page{}, ctx.Err()
+		}
 	}
 	for len(picked) <= limit && scanned < maxScan {
 		names, err := a.store.List(ctx, prefix, after, batch)
@@ -144,9 +164,10 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 }
 
 // Latest returns the state of the newest archived push build of a repository's branch in
-// one flavor, from the index alone; found is false when there is none.
-func (a *Archive) Latest(ctx context.Context, cloneURL, branch, flavor string) (state string, found bool, err error) {
-	prefix, err := Query{Repo: cloneURL, Branch: branch}.prefix()
+// one flavor (as organization orgID holds the repository, see RepoKey), from the index
+// alone; found is false when there is none.
+func (a *Archive) Latest(ctx context.Context, orgID int64, cloneURL, branch, flavor string) (state string, found bool, err error) {
+	prefix, err := Query{Repo: cloneURL, OrgID: orgID, Branch: branch}.prefix()
 	if err != nil {
 		return "", false, err
 	}

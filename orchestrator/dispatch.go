@@ -82,7 +82,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	}
 	rec := Record{
 		Namespace: req.Builder.Namespace, Builder: req.Builder.Job,
-		Repo: req.Meta["REPO_URL"], Commit: req.Meta["COMMIT"], Flavor: req.Meta["FLAVOR"],
+		Repo: req.Meta["REPO_URL"], Commit: req.Meta["COMMIT"], Flavor: req.Meta["FLAVOR"], Meta: meta,
 		Secrets: req.HasSecrets, At: time.Now().UTC(), Cause: req.Cause, Sender: req.Sender,
 	}
 	if err := o.ledger.Record(ctx, KeyDigest(req.Key), rec); err != nil {
@@ -102,6 +102,13 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
 	}
 	o.dispatchedIn(req.Builder.Namespace)
+	// The job itself, in its record: a look-alike of it (the same digest and meta, from
+	// another tenant who may dispatch the builder) is then not the build. A record left
+	// without it (Consul failing now) still asks for the digest and all of the meta.
+	rec.JobID = resp.DispatchedJobID
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_ = o.ledger.Record(rctx, KeyDigest(req.Key), rec)
+	cancel()
 	// A repeated idempotency token returns the existing job and creates no evaluation.
 	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Index: resp.JobCreateIndex, Duplicate: resp.EvalID == ""}, nil
 }

@@ -22,10 +22,15 @@ type Record struct {
 	// of its parameterized job.
 	Namespace string `json:"ns"`
 	Builder   string `json:"builder"`
-	// Repo, Commit and Flavor are the build's REPO_URL, COMMIT and FLAVOR meta.
-	Repo   string `json:"repo"`
-	Commit string `json:"commit"`
-	Flavor string `json:"flavor"`
+	// Repo, Commit and Flavor are the build's REPO_URL, COMMIT and FLAVOR meta; Meta is
+	// all of the meta it was dispatched with (BRANCH, TAG, PR…), which its job must hold.
+	Repo   string            `json:"repo"`
+	Commit string            `json:"commit"`
+	Flavor string            `json:"flavor"`
+	Meta   map[string]string `json:"meta,omitempty"`
+	// JobID is the job Nomad made of the dispatch, once it answered (written then, when
+	// the bot could): no other job of the key's digest is the build.
+	JobID string `json:"job,omitempty"`
 	// Secrets is true when the build was given the repository's secrets.
 	Secrets bool      `json:"secrets"`
 	At      time.Time `json:"at"`
@@ -79,11 +84,21 @@ func digestOf(jobID string) (digest, builder string, ok bool) {
 }
 
 // matches reports whether rec names the job id in namespace ns, dispatched from builder
-// with meta.
+// with meta: a job of another tenant of the cluster, given the digest in its ID, does not
+// match unless it holds every meta the bot dispatched with (and, once recorded, unless it
+// is the very job Nomad made of the dispatch).
 func (rec Record) matches(ns, id, builder string, meta map[string]string) bool {
 	_, prefix, ok := digestOf(id)
-	return ok && rec.Namespace == ns && rec.Builder == builder && prefix == builder &&
-		rec.Repo == meta["REPO_URL"] && rec.Commit == meta["COMMIT"] && rec.Flavor == meta["FLAVOR"]
+	if !ok || rec.Namespace != ns || rec.Builder != builder || prefix != builder || (rec.JobID != "" && rec.JobID != id) ||
+		rec.Repo != meta["REPO_URL"] || rec.Commit != meta["COMMIT"] || rec.Flavor != meta["FLAVOR"] {
+		return false
+	}
+	for k, v := range rec.Meta {
+		if meta[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // records looks up the records of many jobs, in batches.

@@ -553,6 +553,18 @@ func TestBuildRefusesForeignDispatches(t *testing.T) {
 			t.Errorf("Build of the foreign %s: %v, want ErrNotOurs", id, err)
 		}
 	}
+	// A tenant who may dispatch the bot's own builder, in its namespace, with the digest
+	// of the bot's build: another branch's meta, or the very same meta, is not the build.
+	forged := map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "release", "FLAVOR": "default"}
+	for _, m := range []map[string]string{forged, meta} {
+		resp, _, err := c.Jobs().DispatchOpts(&nomad.DispatchOptions{JobID: b.Job, Meta: m, IdPrefixTemplate: "albatros-" + orchestrator.KeyDigest("the bot's own")}, &nomad.WriteOptions{Namespace: b.Namespace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Build(ctx, b.Namespace, resp.DispatchedJobID); !errors.Is(err, orchestrator.ErrNotOurs) {
+			t.Errorf("Build of a look-alike of the bot's build in its namespace (BRANCH %s): %v, want ErrNotOurs", m["BRANCH"], err)
+		}
+	}
 	if got, err := o.Build(ctx, d.Namespace, d.JobID); err != nil || got.Secrets {
 		t.Errorf("Build of the bot's own: %+v, %v; want it, without secrets", got, err)
 	}

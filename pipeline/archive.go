@@ -12,6 +12,7 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/logtext"
 	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
 )
 
 // ErrArchive marks a report that failed because its build could not be archived.
@@ -25,13 +26,13 @@ const LogGoneLine = "[albatros: Nomad collected this log before it could be arch
 // record and its logs, masked as the log pages mask them (with shown, the secrets the
 // build received, when it received them). It comes before the final status, under the
 // report's claim: a build whose status links to its log is archived, and one bot writes it.
-func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orchestrator.Build, out orchestrator.Outcome, s forge.Status, shown []string) error {
+func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orchestrator.Build, entry *registry.Repo, out orchestrator.Outcome, s forge.Status, shown []string) error {
 	if p.cfg.Archive == nil || !out.Final || out.Result == orchestrator.Pending {
 		return nil
 	}
 	rec := archive.Record{
 		Namespace: b.Namespace, JobID: b.ID, Builder: b.Builder,
-		Repo: b.Meta["REPO_URL"], Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
+		Repo: b.Meta["REPO_URL"], OrgID: entry.Holder(), Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
 		Cause: b.Cause, Sender: b.Sender, Secrets: b.Secrets,
 		State: string(out.Result), Reason: s.Description,
 		Queued: b.Submitted, Started: out.Started, Ended: out.Finished,

@@ -147,7 +147,7 @@ func (p *Pipeline) render(ctx context.Context, log *slog.Logger, f forge.Forge, 
 	}
 	if p.cfg.Archive != nil {
 		// The builds Nomad has collected keep their rows (and their links) from the archive.
-		page, err := p.cfg.Archive.List(ctx, archive.Query{Repo: repo.CloneURL, PR: info.Number, Limit: 200})
+		page, err := p.cfg.Archive.List(ctx, archive.Query{Repo: repo.CloneURL, OrgID: entry.Holder(), PR: info.Number, Limit: 200})
 		if err != nil {
 			log.Warn("the archive's builds of the pull request not read: the comment shows those Nomad holds", "pr", info.Number, "err", err)
 		}

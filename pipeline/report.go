@@ -100,7 +100,7 @@ func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchest
 		if out.Final && s.State != forge.StatePending && p.cfg.Archive != nil && !unarchived {
 			done, mine, _ := p.protocol.claimReport(ctx, out.Namespace, out.JobID, s.State)
 			if mine {
-				if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
+				if err := p.archiveBuild(ctx, log, b, entry, out, s, shown); err != nil {
 					done(false)
 					return fmt.Errorf("report %s: %w", out.JobID, err)
 				}
@@ -137,7 +137,7 @@ func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchest
 	// not archived is retried, as a status the forge refused is.
 	if unarchived {
 		// Not archived: nothing more to do before the status.
-	} else if err := p.archiveBuild(ctx, log, b, out, s, shown); err != nil {
+	} else if err := p.archiveBuild(ctx, log, b, entry, out, s, shown); err != nil {
 		done(false)
 		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}

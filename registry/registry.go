@@ -94,6 +94,15 @@ type Repo struct {
 	sealed *sealedSecrets
 }
 
+// Holder is the organization that holds the repository's name through its installation,
+// by id; 0 for a hand-written entry. The archive names its index by it.
+func (r *Repo) Holder() int64 {
+	if r.Installed {
+		return r.OrgID
+	}
+	return 0
+}
+
 // sealedSecrets are an installation's secrets for one repository, opened once, on first
 // use.
 type sealedSecrets struct {

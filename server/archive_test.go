@@ -65,7 +65,7 @@ func archiveBuild(t *testing.T) archive.Store {
 	return archiveLog(t, archivedText)
 }
 
-func archiveLog(t *testing.T, text string) archive.Store {
+func archiveLog(t *testing.T, text string, orgID ...int64) archive.Store {
 	t.Helper()
 	st, err := archive.NewDir(t.TempDir())
 	if err != nil {
@@ -74,6 +74,9 @@ func archiveLog(t *testing.T, text string) archive.Store {
 	rec := archive.Record{
 		Namespace: defaultNS, JobID: buildID, Builder: "builder", Repo: repoURL, Commit: commit, Branch: "main", Flavor: "nix",
 		State: "failure", Reason: "the build failed with exit code 3", Queued: time.Now().Add(-time.Hour),
+	}
+	if len(orgID) > 0 {
+		rec.OrgID = orgID[0]
 	}
 	logs := func(_ context.Context, stream string, w io.Writer) error {
 		if stream == "stdout" {
@@ -162,6 +165,9 @@ func TestArchivedLogReadersAreBounded(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	if _, err := io.ReadFull(conn, make([]byte, 1024)); err != nil { // it is being served
+		t.Fatal(err)
+	}
 	// The stalled reader holds the slot until the bot gives up on it.
 	var refused, served bool
 	deadline := time.Now().Add(30 * time.Second)
@@ -189,5 +195,32 @@ func TestArchivedLogReadersAreBounded(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		t.Errorf("the stalled reader's connection was not closed: %v", err)
+	}
+}
+
+// An archived build of an installation is served while that organization's installation
+// holds the repository's name: not once another organization's does, nor once none does.
+func TestArchivedLogOfAnInstallationIsItsOwn(t *testing.T) {
+	st := archiveLog(t, archivedText, 42)
+	q := "/build?" + url.Values{"job": {buildID}, "namespace": {defaultNS}}.Encode()
+	for _, c := range []struct {
+		name  string
+		repos map[string]*registry.Repo
+		want  int
+	}{
+		{"organization 42's installation", map[string]*registry.Repo{repoURL: {Installed: true, OrgID: 42}}, 200},
+		{"organization 43's installation", map[string]*registry.Repo{repoURL: {Installed: true, OrgID: 43}}, 404},
+		{"a hand-written entry", map[string]*registry.Repo{repoURL: currentEntry()}, 404},
+		{"no entry", map[string]*registry.Repo{}, 404},
+	} {
+		base := archiveFixture(t, &orchestratortest.Fake{}, st, nil, func(cfg *server.Config) {
+			cfg.Repos = &registrytest.Fake{Repos: c.repos}
+		})
+		for _, path := range []string{q, "/logs/" + defaultNS + "/" + buildID} {
+			resp, body := get(t, base+path)
+			if resp.StatusCode != c.want || (c.want != 200 && strings.Contains(body, "archived:")) {
+				t.Errorf("%s, %s: %d, want %d", c.name, path, resp.StatusCode, c.want)
+			}
+		}
 	}
 }

@@ -180,6 +180,9 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b
 		rec, aerr := s.Archive.Build(r.Context(), ns, id)
 		switch {
 		case aerr == nil:
+			if !s.heldBy(w, r, rec) {
+				return nil, nil
+			}
 			if s.Logs != nil && !s.Logs.AllowLog(w, r, rec.Repo) {
 				return nil, nil
 			}
@@ -210,6 +213,25 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b
 		return nil, nil
 	}
 	return b, nil
+}
+
+// heldBy reports whether an archived build is still its repository's as the bot builds
+// it now (archive.Record.HeldBy), answering 404 itself when not: once an installation is
+// gone, whoever takes its names later does not get its builds.
+func (s *server) heldBy(w http.ResponseWriter, r *http.Request, rec *archive.Record) bool {
+	entry, err := s.Repos.Repo(r.Context(), rec.Repo)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+	case err != nil:
+		s.Log.Warn("read the archived build's repository", "repo", rec.Repo, "err", err)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "registry unavailable", http.StatusServiceUnavailable)
+		return false
+	case rec.HeldBy(true, entry.Holder()):
+		return true
+	}
+	http.Error(w, "no such build (its repository is no longer built here)", http.StatusNotFound)
+	return false
 }
 
 // archivedLog opens an archived build's log, answering itself when it cannot. Reading it

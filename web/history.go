@@ -20,7 +20,7 @@ import (
 // archived is the archive of finished builds as the pages use it.
 type archived interface {
 	List(ctx context.Context, q archive.Query) (archive.Page, error)
-	Latest(ctx context.Context, cloneURL, branch, flavor string) (state string, found bool, err error)
+	Latest(ctx context.Context, orgID int64, cloneURL, branch, flavor string) (state string, found bool, err error)
 	Build(ctx context.Context, ns, jobID string) (*archive.Record, error)
 }
 
@@ -111,6 +111,13 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 		wb.fail(w, r, http.StatusBadRequest, "Bad filter", "filter by a branch or by a pull request, not both.")
 		return
 	}
+	// Only while the bot builds it (exactly so named), and only the builds of whoever
+	// holds its name now: a name an organization gave up may be another's later.
+	holder, ok := wb.holder(w, r, cloneURL)
+	if !ok {
+		return
+	}
+	q.OrgID = holder
 	// The same rules as the repository's logs: a private repository's history is its
 	// readers'. The answer does not tell whether the bot ever built it.
 	if !wb.AllowLog(w, r, cloneURL) {
@@ -167,6 +174,23 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Badge = wb.badgeInfo(owner, name, badgeBranch)
 	wb.render(w, http.StatusOK, "history", d)
+}
+
+// holder is the organization that holds the name of the repository at cloneURL (see
+// registry.Repo.Holder), which the bot must build; it answers itself when ok is false.
+func (wb *Web) holder(w http.ResponseWriter, r *http.Request, cloneURL string) (int64, bool) {
+	entry, err := wb.cfg.Records.Repo(r.Context(), cloneURL)
+	if errors.Is(err, registry.ErrNotFound) {
+		wb.fail(w, r, http.StatusNotFound, "No such repository", "This bot keeps no history of that repository.")
+		return 0, false
+	}
+	if err != nil {
+		wb.cfg.Log.Warn("history: registry", "repo", cloneURL, "err", err)
+		w.Header().Set("Retry-After", "10")
+		wb.fail(w, r, http.StatusServiceUnavailable, "Registry unavailable", "The bot's registry could not be read: try again in a moment.")
+		return 0, false
+	}
+	return entry.Holder(), true
 }
 
 // defaultBranch is the repository's default branch, asked of its forge once a minute at
@@ -258,11 +282,18 @@ func (wb *Web) renderBadge(ctx context.Context, cloneURL, branch, flavor string)
 		// same answer as for no repository.
 		return []byte("no such badge"), http.StatusNotFound
 	}
+	entry, err := wb.cfg.Records.Repo(ctx, cloneURL)
+	if err != nil {
+		// visibility read it a moment ago.
+		return []byte("the repository's access could not be checked"), http.StatusServiceUnavailable
+	}
 	state := ""
 	if wb.cfg.Lines != nil {
 		if l, found, err := wb.cfg.Lines.LineOf(ctx, pipeline.BranchLine(cloneURL, flavor, branch)); err == nil && found {
 			if rec, err := wb.cfg.Archive.Build(ctx, l.Namespace, l.JobID); err == nil {
-				state = rec.State
+				if rec.HeldBy(true, entry.Holder()) {
+					state = rec.State
+				}
 			} else if errors.Is(err, archive.ErrNotFound) && wb.cfg.Builds != nil {
 				if s, ok := wb.liveState(ctx, cloneURL, l); ok {
 					state = s
@@ -271,7 +302,7 @@ func (wb *Web) renderBadge(ctx context.Context, cloneURL, branch, flavor string)
 		}
 	}
 	if state == "" {
-		s, found, err := wb.cfg.Archive.Latest(ctx, cloneURL, branch, flavor)
+		s, found, err := wb.cfg.Archive.Latest(ctx, entry.Holder(), cloneURL, branch, flavor)
 		if err != nil {
 			wb.cfg.Log.Warn("badge", "repo", cloneURL, "err", err)
 			return []byte("the archive is unavailable"), http.StatusServiceUnavailable

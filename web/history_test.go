@@ -29,11 +29,16 @@ func (v visibility) IsPrivate(context.Context, forge.Repo) (bool, error) { retur
 type someRecords struct {
 	fakeRecords
 	known map[string]bool
+	// entries, when set, are the entries of the repositories in known.
+	entries map[string]*registry.Repo
 }
 
 func (s someRecords) Repo(_ context.Context, cloneURL string) (*registry.Repo, error) {
 	if !s.known[cloneURL] {
 		return nil, registry.ErrNotFound
+	}
+	if e := s.entries[cloneURL]; e != nil {
+		return e, nil
 	}
 	return &registry.Repo{}, nil
 }
@@ -162,11 +167,15 @@ func TestBadge(t *testing.T) {
 
 // historyServerOn is historyServer on an archive of its own (already filled, say), with a
 // fresh badge cache.
-func historyServerOn(t *testing.T, a *archive.Archive, private bool) (string, *archive.Archive) {
+func historyServerOn(t *testing.T, a *archive.Archive, private bool, entry ...*registry.Repo) (string, *archive.Archive) {
 	t.Helper()
+	records := someRecords{known: map[string]bool{gitea + "/org/app.git": true}}
+	if len(entry) > 0 {
+		records.entries = map[string]*registry.Repo{gitea + "/org/app.git": entry[0]}
+	}
 	wb := New(Config{
 		BaseURL: "https://ci.example.com", GiteaURL: gitea, Archive: a,
-		Records: someRecords{known: map[string]bool{gitea + "/org/app.git": true}},
+		Records: records,
 		Forge: func(_ *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
 			return visibility{Forge: &forgetest.Forge{}, private: private}, forge.Repo{CloneURL: cloneURL}, nil
 		},
@@ -177,4 +186,53 @@ func historyServerOn(t *testing.T, a *archive.Archive, private bool) (string, *a
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL, a
+}
+
+// A repository's history and badge are those of the builds made for whoever holds its name
+// now: an organization that installs the bot on a name another organization gave up sees
+// none of the earlier one's builds; and the name must be the bot's, exactly.
+func TestHistoryIsTheNameHoldersOnly(t *testing.T) {
+	dir, err := archive.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := archive.New(dir, archive.Options{})
+	archiveBuilds(t, a, 4) // a hand-written entry's: the newest push of main failed
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	for i, state := range []string{"success", "success", "success"} {
+		rec := archive.Record{
+			Namespace: "ci", JobID: fmt.Sprintf("builder/dispatch-albatros-korg42-%d-x", i), Builder: "builder",
+			Repo: gitea + "/org/app.git", OrgID: 42, Commit: fmt.Sprintf("42%038x", i), Branch: "main", Flavor: "default",
+			Cause: "push", State: state, Queued: t0.Add(time.Duration(i) * time.Minute),
+		}
+		if _, err := a.Write(context.Background(), rec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holders := []struct {
+		name   string
+		entry  *registry.Repo
+		builds int
+		badge  string
+	}{
+		{"a hand-written entry", &registry.Repo{}, 4, "failing"},
+		{"organization 42's installation", &registry.Repo{Installed: true, OrgID: 42}, 3, "passing"},
+		{"organization 43's installation", &registry.Repo{Installed: true, OrgID: 43}, 0, "unknown"},
+	}
+	for _, h := range holders {
+		base, _ := historyServerOn(t, a, false, h.entry)
+		resp, page := fetch(t, base+"/builds/org/app")
+		if n := strings.Count(page, ">log</a>"); resp.StatusCode != 200 || n != h.builds || (h.builds != 3 && strings.Contains(page, "42000000")) {
+			t.Errorf("%s: history %d with %d builds, want %d", h.name, resp.StatusCode, n, h.builds)
+		}
+		if _, body := fetch(t, base+"/badge/org/app.svg?branch=main"); !strings.Contains(body, h.badge) {
+			t.Errorf("%s: badge %s, want %s", h.name, body, h.badge)
+		}
+	}
+	base, _ := historyServerOn(t, a, false)
+	for _, path := range []string{"/builds/Org/App", "/builds/org/gone", "/badge/ORG/app.svg"} {
+		if resp, page := fetch(t, base+path); resp.StatusCode != 404 || strings.Contains(page, ">log</a>") {
+			t.Errorf("%s, a name the bot does not build exactly: %d", path, resp.StatusCode)
+		}
+	}
 }

@@ -274,9 +274,9 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 	}
 	if wb.cfg.Archive != nil {
 		// The builds Nomad has collected stay on the page, from the archive.
-		q := archive.Query{Owner: prefix, Limit: 30}
+		q := archive.Query{Owner: prefix, OrgID: inst.OrgID, Limit: 30}
 		if repo != "" {
-			q = archive.Query{Repo: prefix, Limit: 30}
+			q = archive.Query{Repo: prefix, OrgID: inst.OrgID, Limit: 30}
 		}
 		page, err := wb.cfg.Archive.List(ctx, q)
 		if err != nil {

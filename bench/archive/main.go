@@ -333,7 +333,7 @@ func history(ctx context.Context, st store, n, rounds int) error {
 	for range rounds {
 		fresh := archive.New(st.st, archive.Options{})
 		t0 := time.Now()
-		names, err := st.st.List(ctx, "repos/"+archive.RepoKey(cloneURL)+"/all/", "", 51)
+		names, err := st.st.List(ctx, "repos/"+archive.RepoKey(0, cloneURL)+"/all/", "", 51)
 		if err != nil || len(names) != 51 {
 			return fmt.Errorf("bare list: %d, %v", len(names), err)
 		}
