@@ -51,7 +51,7 @@ type Record struct {
 	Builder string `json:"builder"`
 	// Repo is the clone URL (REPO_URL); Commit, Branch, Tag, PR and Flavor the rest of the
 	// dispatch meta.
-	Repo   string `json:"repo"`
+	Repo string `json:"repo"`
 	// OrgID is the organization whose installation the repository was built under (its
 	// numeric ID on the forge), 0 for a hand-written entry: see HeldBy.
 	OrgID  int64  `json:"org,omitempty"`

@@ -20,11 +20,11 @@ type Query struct {
 	Repo, Owner string
 	// OrgID is the organization that holds the repository or owner's name now (0 for a
 	// hand-written entry's), as its index is named (RepoKey).
-	OrgID       int64
-	Branch      string
-	PR          int64
-	State       string
-	Flavor      string
+	OrgID  int64
+	Branch string
+	PR     int64
+	State  string
+	Flavor string
 	// After is where the page starts: the Next of the page before ("" for the newest).
 	After string
 	// Limit is the most builds returned (50 when 0).
