@@ -360,6 +360,10 @@ func (a *Archive) Build(ctx context.Context, ns, jobID string) (*Record, error) 
 	return a.record(ctx, BuildKey(ns, jobID))
 }
 
+// ErrCorrupt is returned for a record the store holds but that cannot be read as one (cut
+// short, overwritten by hand): lists leave it out, and retention deletes it.
+var ErrCorrupt = errors.New("the archived record is corrupt")
+
 func (a *Archive) record(ctx context.Context, build string) (*Record, error) {
 	a.mu.Lock()
 	rec, ok := a.records[build]
@@ -378,7 +382,7 @@ func (a *Archive) record(ctx context.Context, build string) (*Record, error) {
 	}
 	rec = &Record{}
 	if err := json.Unmarshal(raw, rec); err != nil {
-		return nil, fmt.Errorf("archived record %s: %w", build, err)
+		return nil, fmt.Errorf("archived record %s: %w: %w", build, ErrCorrupt, err)
 	}
 	if BuildKey(rec.Namespace, rec.JobID) != build {
 		return nil, fmt.Errorf("archived record %s names another build: %w", build, ErrNotFound)

@@ -253,15 +253,29 @@ func TestExpireDeletesOldBuildsWhole(t *testing.T) {
 		repo := "https://git.example.com/org/app.git"
 		now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 		old := record(repo, "old", now.Add(-100*24*time.Hour), "success")
+		junk := record(repo, "junk", now.Add(-100*24*time.Hour), "success")
 		recent := record(repo, "recent", now.Add(-10*24*time.Hour), "success")
-		for _, r := range []archive.Record{old, recent} {
+		for _, r := range []archive.Record{old, junk, recent} {
 			if _, err := a.Write(ctx, r, logsOf("log\n", "")); err != nil {
 				t.Fatal(err)
 			}
 		}
+		// One record cut short: it hides nothing else, and is expired all the same.
+		bad := "builds/" + archive.BuildKey(junk.Namespace, junk.JobID) + "/record.json"
+		if err := st.Put(ctx, bad, strings.NewReader(`{"v":1,"namesp`), 14); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := archive.New(st, archive.Options{}).List(ctx, archive.Query{Repo: repo}); err != nil || len(p.Builds) != 2 {
+			t.Fatalf("a list with a corrupt record: %d builds, %v; want the 2 others", len(p.Builds), err)
+		}
+		// A deletion cut short (the store failing) is taken up by the next.
+		flaky := &failOnce{Store: st, key: "record.json"}
+		if _, err := archive.New(flaky, archive.Options{}).Expire(ctx, now.Add(-90*24*time.Hour)); err == nil {
+			t.Fatal("expiry with the store failing: no error")
+		}
 		n, err := a.Expire(ctx, now.Add(-90*24*time.Hour))
-		if err != nil || n != 1 {
-			t.Fatalf("expired %d (%v), want 1", n, err)
+		if err != nil || n != 2 {
+			t.Fatalf("expired %d (%v), want 2", n, err)
 		}
 		b := archive.New(st, archive.Options{}) // nothing cached
 		if _, err := b.Build(ctx, old.Namespace, old.JobID); !errors.Is(err, archive.ErrNotFound) {
@@ -319,4 +333,19 @@ func TestOpenStoreURLs(t *testing.T) {
 	if s, err := archive.OpenStore("file://" + t.TempDir()); err != nil || !strings.HasPrefix(s.String(), "file:///") {
 		t.Errorf("file store: %v %v", s, err)
 	}
+}
+
+// failOnce fails the first deletion of a key that ends with key.
+type failOnce struct {
+	archive.Store
+	key    string
+	failed bool
+}
+
+func (f *failOnce) Delete(ctx context.Context, k string) error {
+	if !f.failed && strings.HasSuffix(k, f.key) {
+		f.failed = true
+		return errors.New("s3: connection reset")
+	}
+	return f.Store.Delete(ctx, k)
 }

@@ -154,8 +154,9 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 		switch {
 		case errs[i] == nil:
 			page.Builds = append(page.Builds, rec)
-		case errors.Is(errs[i], ErrNotFound):
-			// An entry whose record is not written yet (being archived), or was deleted.
+		case errors.Is(errs[i], ErrNotFound), errors.Is(errs[i], ErrCorrupt):
+			// An entry whose record is not written yet (being archived), or was deleted;
+			// one that cannot be read does not hide the others.
 		default:
 			return Page{}, errs[i]
 		}
@@ -238,30 +239,33 @@ func (a *Archive) expireDay(ctx context.Context, day string) (int, error) {
 	}
 }
 
-// delete removes one build's objects.
+// delete removes one build's objects: its index entries first (the record names them),
+// then its logs, then its record, so that a deletion cut short is taken up again by the
+// next (its day's entry is deleted last, by the caller).
 func (a *Archive) delete(ctx context.Context, build string) error {
 	rec, err := a.record(ctx, build)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 		return err
 	}
-	a.forget(build)
-	if err := a.store.Delete(ctx, recordKey(build)); err != nil {
-		return err
+	if rec != nil {
+		for _, key := range indexKeys(build, rec) {
+			if strings.HasPrefix(key, "days/") {
+				continue
+			}
+			if err := a.store.Delete(ctx, key); err != nil {
+				return fmt.Errorf("expire %s: %w", rec.JobID, err)
+			}
+		}
 	}
+	// A corrupt record names no index entries: they stay, leading lists to no record,
+	// which they skip.
 	for _, stream := range Streams {
 		if err := a.store.Delete(ctx, logKey(build, stream)); err != nil {
 			return err
 		}
 	}
-	if rec == nil {
-		return nil // its index entries, if any, lead to no record: lists skip them
-	}
-	for _, key := range indexKeys(build, rec) {
-		if err := a.store.Delete(ctx, key); err != nil {
-			return fmt.Errorf("expire %s: %w", rec.JobID, err)
-		}
-	}
-	return nil
+	a.forget(build)
+	return a.store.Delete(ctx, recordKey(build))
 }
 
 // Summary is the archived build as the lists of builds show it.
