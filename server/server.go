@@ -269,6 +269,14 @@ type releasing struct {
 	release func()
 }
 
+// WriteTo lets the archive's decoder write in its own blocks (without a copy through Read).
+func (r releasing) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := r.ReadCloser.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{r.ReadCloser})
+}
+
 func (r releasing) Close() error {
 	defer r.release()
 	return r.ReadCloser.Close()
@@ -340,7 +348,7 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 		}
 		defer rc.Close()
 		streamHeaders(w, "text/plain; charset=utf-8")
-		if _, err := io.Copy(s.flusher(w), rc); err != nil && r.Context().Err() == nil {
+		if _, err := io.Copy(s.paced(w), rc); err != nil && r.Context().Err() == nil {
 			s.Log.Warn("read archived log", "job", rec.JobID, "err", err)
 		}
 		return
@@ -466,7 +474,7 @@ func (s *server) archivedPage(w http.ResponseWriter, r *http.Request, rec *archi
 	if err := templates.LogHead(fw, pageOf(recordBuild(rec), stream)); err != nil {
 		return
 	}
-	ansi := templates.NewANSI(fw)
+	ansi := templates.NewANSI(s.paced(w))
 	_, err := io.Copy(ansi, rc)
 	_ = ansi.Close()
 	if err != nil {
@@ -564,16 +572,23 @@ func (s *server) flusher(w http.ResponseWriter) io.Writer {
 	return flushWriter{w: w, rc: http.NewResponseController(w), stall: s.Stall}
 }
 
+// paced returns a writer whose every write is done within s.Stall, unflushed: for a log
+// that is whole already, the response's buffer fills before it is sent.
+func (s *server) paced(w http.ResponseWriter) io.Writer {
+	return flushWriter{w: w, rc: http.NewResponseController(w), stall: s.Stall, buffered: true}
+}
+
 type flushWriter struct {
 	w     io.Writer
-	rc    *http.ResponseController
-	stall time.Duration
+	rc       *http.ResponseController
+	stall    time.Duration
+	buffered bool
 }
 
 func (f flushWriter) Write(p []byte) (int, error) {
 	_ = f.rc.SetWriteDeadline(time.Now().Add(f.stall))
 	n, err := f.w.Write(p)
-	if err == nil {
+	if err == nil && !f.buffered {
 		err = f.rc.Flush()
 	}
 	return n, err
