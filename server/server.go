@@ -579,7 +579,7 @@ func (s *server) paced(w http.ResponseWriter) io.Writer {
 }
 
 type flushWriter struct {
-	w     io.Writer
+	w        io.Writer
 	rc       *http.ResponseController
 	stall    time.Duration
 	buffered bool
