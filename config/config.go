@@ -84,8 +84,11 @@ type Config struct {
 	// PprofAddr, when set, is an address of its own where Go's profiler (net/http/pprof)
 	// answers; off by default.
 	PprofAddr string
-	LogLevel  slog.Level
-	LogFormat string
+	// MetricsAddr is where /metrics is served: "" on the main listener, "none" nowhere,
+	// else a listener of its own (host:port).
+	MetricsAddr string
+	LogLevel    slog.Level
+	LogFormat   string
 }
 
 // setting is one configurable value: a flag and the environment variable behind it.
@@ -124,6 +127,7 @@ func settings() []*setting {
 		{flag: "archive", env: "ALBATROS_ARCHIVE", def: "file:///var/lib/albatros", usage: "where finished builds (their record and masked logs) are kept, so that their links outlive Nomad's garbage collection: file:///dir (one bot), s3://bucket/prefix (replicas share it; endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or ~/.aws/credentials), or none (the links break once Nomad collects a build)"},
 		{flag: "archive-retention", env: "ALBATROS_ARCHIVE_RETENTION", def: "90d", usage: "how long archived builds are kept, by the day they ended: a duration (720h) or days (90d); 0 keeps them all"},
 		{flag: "archive-max-log", env: "ALBATROS_ARCHIVE_MAX_LOG", def: "64MiB", usage: "most of a build's log (each of stdout and stderr) archived: a longer one is kept cut, saying so"},
+		{flag: "metrics-addr", env: "ALBATROS_METRICS_ADDR", usage: "where the Prometheus metrics are served at /metrics: empty for the main listener, host:port for a listener of their own, none for nowhere"},
 		{flag: "pprof-addr", env: "ALBATROS_PPROF_ADDR", usage: "address (host:port) of a listener of its own serving Go's profiler at /debug/pprof/; off when empty. Keep it on loopback: profiles show what the bot holds"},
 		{flag: "log-level", env: "ALBATROS_LOG_LEVEL", def: "info", usage: "log level: debug, info, warn or error"},
 		{flag: "log-format", env: "ALBATROS_LOG_FORMAT", def: "text", usage: "log format: text or json"},
@@ -208,6 +212,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("addr", "%q is not host:port", c.Addr)
+	}
+	if c.MetricsAddr = s["metrics-addr"].value; c.MetricsAddr != "" && c.MetricsAddr != "none" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("metrics-addr", "%q is not host:port (or none)", c.MetricsAddr)
+		}
 	}
 	if c.PprofAddr = s["pprof-addr"].value; c.PprofAddr != "" {
 		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {

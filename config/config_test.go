@@ -288,6 +288,7 @@ func TestLoadBadSettings(t *testing.T) {
 		{"queue bytes not a size", minimal().with("ALBATROS_QUEUE_BYTES", "64MB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
 		{"queue bytes negative", minimal().with("ALBATROS_QUEUE_BYTES", "-1GiB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
 		{"reconcile branches too short", minimal().with("ALBATROS_RECONCILE_BRANCHES", "30s"), "ALBATROS_RECONCILE_BRANCHES (-reconcile-branches)"},
+		{"metrics addr without port", minimal().with("ALBATROS_METRICS_ADDR", "localhost"), "ALBATROS_METRICS_ADDR (-metrics-addr)"},
 		{"pprof addr without port", minimal().with("ALBATROS_PPROF_ADDR", "localhost"), "ALBATROS_PPROF_ADDR (-pprof-addr)"},
 		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},
 		{"bad log format", minimal().with("ALBATROS_LOG_FORMAT", "logfmt"), "ALBATROS_LOG_FORMAT (-log-format)"},

@@ -119,6 +119,11 @@ func (h *Hub) Kept() int64 {
 	return n
 }
 
+// Viewers is how many viewers are joined now; Following how many logs are followed in
+// Nomad now (each an upstream). Both are read without the hub's lock.
+func (h *Hub) Viewers() int64   { return h.viewers.Load() }
+func (h *Hub) Following() int64 { return h.following.Load() }
+
 // Watching is how many logs the hub holds now.
 func (h *Hub) Watching() int {
 	h.mu.Lock()

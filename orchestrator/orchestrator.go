@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -68,28 +69,53 @@ type Orchestrator struct {
 }
 
 // New returns an orchestrator on the Nomad agent that the standard NOMAD_* environment
-// variables (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_CACERT, …) point at. The ledger
-// records each build before its dispatch; only the jobs it names are builds (Build,
-// Recent, Watch).
-func New(ledger Ledger) (*Orchestrator, error) {
+// variables (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_CACERT, …) point at; NOMAD_ADDR
+// may be a unix socket (unix:///path), such as the task API socket a Nomad task with a
+// workload identity finds in its secrets directory. The ledger records each build before
+// its dispatch; only the jobs it names are builds (Build, Recent, Watch).
+func New(ledger Ledger, opts ...Option) (*Orchestrator, error) {
 	if ledger == nil {
 		return nil, errors.New("nomad client: no ledger of the bot's builds")
 	}
-	cfg := nomad.DefaultConfig()
-	if !strings.HasPrefix(cfg.Address, "unix:") {
-		tr := transport()
-		cfg.HttpClient = &http.Client{Transport: tr}
-		if err := nomad.ConfigureTLS(cfg.HttpClient, cfg.TLSConfig); err != nil {
-			return nil, fmt.Errorf("nomad client TLS: %w", err)
-		}
-		cfg.HttpClient.Transport = identity{tr}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
+	cfg := nomad.DefaultConfig()
+	tr := transport()
+	cfg.HttpClient = &http.Client{Transport: tr}
+	if path, ok := strings.CutPrefix(cfg.Address, "unix://"); ok {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	} else if err := nomad.ConfigureTLS(cfg.HttpClient, cfg.TLSConfig); err != nil {
+		return nil, fmt.Errorf("nomad client TLS: %w", err)
+	}
+	var rt http.RoundTripper = identity{tr}
+	if o.wrap != nil {
+		rt = o.wrap(rt)
+	}
+	cfg.HttpClient.Transport = rt
 	c, err := nomad.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}
 	done, close := context.WithCancel(context.Background())
 	return &Orchestrator{c: c, ledger: ledger, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
+}
+
+// Option changes how New makes an orchestrator.
+type Option func(*options)
+
+type options struct {
+	wrap func(http.RoundTripper) http.RoundTripper
+}
+
+// WithTransport has every request to Nomad go through wrap's round tripper, which calls
+// the one it is given (the metrics count them so).
+func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(o *options) { o.wrap = wrap }
 }
 
 // HTTPClient is the HTTP client that the orchestrator gives Nomad's API client (without

@@ -60,6 +60,7 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 		return err
 	}
 	written, err := p.cfg.Archive.Write(ctx, rec, logs)
+	p.cfg.Observe.Archived(written, err)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrArchive, b.ID, err)
 	}

@@ -20,6 +20,7 @@ type protocol struct {
 	claims   claims // nil: one bot, every dispatch and report its own
 	builds   builds
 	log      *slog.Logger
+	observe  Observer
 	inflight keyedMutex // dispatches of a key in this bot, one at a time
 }
 
@@ -63,6 +64,8 @@ type lineSwap struct {
 // request in a flavor, when it supersedes) has its claim settled and its line's record
 // swapped in one write: swap is then the line's previous record.
 func (c *protocol) dispatch(ctx context.Context, req orchestrator.DispatchRequest, line string) (d orchestrator.Dispatched, swap *lineSwap, err error) {
+	start := time.Now()
+	defer func() { c.observe.Dispatched(time.Since(start), err) }()
 	unlock := c.inflight.lock(req.IdempotencyToken)
 	defer unlock()
 	req.Key = req.IdempotencyToken

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge"
@@ -106,7 +107,44 @@ type Config struct {
 	// (chosen by its owners on the settings page) may come from; a per-repository entry,
 	// written by the operator, may name any.
 	BuilderNamespaces []string
+	// Observe is told what the pipeline does, for the bot's metrics (nil: nobody).
+	Observe Observer
 }
+
+// Observer is told what the pipeline does, for the bot's metrics. Its methods must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// Dispatched is a dispatch asked of Nomad, which took took and failed with err (nil:
+	// made, or found made before).
+	Dispatched(took time.Duration, err error)
+	// Reported is a final status (success, failure, error) this bot wrote.
+	Reported(flavor, state string)
+	// ReportRetried is a report tried again; ReportGivenUp one left to the reconciler.
+	ReportRetried()
+	ReportGivenUp()
+	// Reconciled is a finding of the reconciler (one of the Finding… constants).
+	Reconciled(finding string)
+	// Archived is a write to the archive: written, already written (false), or failed.
+	Archived(written bool, err error)
+}
+
+// The reconciler's findings, as told to Observer.Reconciled.
+const (
+	FindingUnbuiltHead  = "unbuilt_head"  // a head without status or build: built
+	FindingDeferred     = "deferred"      // one whose delivery may be on its way: left to a later pass
+	FindingMissingBuild = "missing_build" // a pending status of a build that is not there
+	FindingEndedBuild   = "ended_build"   // a pending status of a build that has ended: reported
+)
+
+// unobserved is the Observer of a pipeline that has none.
+type unobserved struct{}
+
+func (unobserved) Dispatched(time.Duration, error) {}
+func (unobserved) Reported(string, string)         {}
+func (unobserved) ReportRetried()                  {}
+func (unobserved) ReportGivenUp()                  {}
+func (unobserved) Reconciled(string)               {}
+func (unobserved) Archived(bool, error)            {}
 
 // Pipeline turns events into builds and outcomes into statuses.
 type Pipeline struct {
@@ -125,7 +163,10 @@ func New(cfg Config) *Pipeline {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pipeline{cfg: cfg, protocol: &protocol{builds: cfg.Builds, log: cfg.Log}}
+	if cfg.Observe == nil {
+		cfg.Observe = unobserved{}
+	}
+	p := &Pipeline{cfg: cfg, protocol: &protocol{builds: cfg.Builds, log: cfg.Log, observe: cfg.Observe}}
 	if cfg.Claims != nil {
 		p.protocol.claims = cfg.Claims
 	}

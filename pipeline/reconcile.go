@@ -291,10 +291,12 @@ func (p *Pipeline) reconcileHead(ctx context.Context, log *slog.Logger, ev forge
 		first := p.reconcileSeen.first(ev.Repo.CloneURL+"\x00"+ev.Trigger()+"\x00"+ev.Commit, time.Now())
 		if due := first.Add(opts.Grace); time.Now().Before(due) || opts.Settled().Before(due) {
 			log.Info("reconciler: a head without status or build, whose delivery may still be on its way or waiting its turn: left to a later pass", "first found", first)
+			p.cfg.Observe.Reconciled(FindingDeferred)
 			return 0, true, nil
 		}
 	}
 	log.Info("reconciler: a head without status or build: building it")
+	p.cfg.Observe.Reconciled(FindingUnbuiltHead)
 	d, err := p.build(ctx, log, ev, entry, f, repo, Options{Reconciled: true})
 	if ev.PullRequest != nil {
 		err = errors.Join(err, p.converse(ctx, log, f, repo, entry, ev.PullRequest.Number))
@@ -321,6 +323,7 @@ func (p *Pipeline) reportIfLinkedEnded(ctx context.Context, log *slog.Logger, ta
 	}
 	if _, err := p.cfg.Builds.Build(ctx, ns, id); errors.Is(err, orchestrator.ErrNotFound) {
 		log.Info("reconciler: a pending status of a build that is not there", "job", id, "err", err)
+		p.cfg.Observe.Reconciled(FindingMissingBuild)
 		return false
 	} else if err != nil {
 		return true
@@ -330,6 +333,7 @@ func (p *Pipeline) reportIfLinkedEnded(ctx context.Context, log *slog.Logger, ta
 		return true
 	}
 	log.Info("reconciler: a pending status of a build that has ended", "job", id)
+	p.cfg.Observe.Reconciled(FindingEndedBuild)
 	if err := p.Report(ctx, log, out); err != nil {
 		log.Warn("reconciler: build result not reported", "job", id, "err", err)
 	}

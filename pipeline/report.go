@@ -146,6 +146,9 @@ func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchest
 		return fmt.Errorf("report %s: %w", out.JobID, err)
 	}
 	done(true)
+	if out.Final && s.State != forge.StatePending {
+		p.cfg.Observe.Reported(flavor, string(s.State))
+	}
 	log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
 	return p.conversePR(ctx, log, f, repo, entry, b, out)
 }

@@ -109,13 +109,16 @@ func (r *Reporter) report(ctx context.Context, out orchestrator.Outcome) bool {
 			uerr := r.p.ReportUnarchived(uctx, r.log, out)
 			cancel()
 			if uerr != nil {
+				r.p.cfg.Observe.ReportGivenUp()
 				r.log.Error("build result not reported: given up, left to the reconciler", "job", out.JobID, "result", out.Result, "attempts", attempt+1, "err", uerr)
 			}
 			return true
 		case time.Now().Add(wait).After(deadline):
+			r.p.cfg.Observe.ReportGivenUp()
 			r.log.Error("build result not reported: given up, left to the reconciler", "job", out.JobID, "result", out.Result, "attempts", attempt, "err", err)
 			return true
 		}
+		r.p.cfg.Observe.ReportRetried()
 		r.log.Warn("build result not reported yet: retrying", "job", out.JobID, "result", out.Result, "attempt", attempt, "in", wait, "err", err)
 		select {
 		case <-ctx.Done():

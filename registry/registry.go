@@ -230,8 +230,20 @@ const DefaultPrefix = "albatros/"
 // New returns a registry on the Consul agent that the standard CONSUL_* environment
 // variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, …) point at. keys seal and
 // open the secrets of installations; without them (nil), installations are not read.
-func New(prefix string, keys *seal.Keyring) (*Registry, error) {
+func New(prefix string, keys *seal.Keyring, opts ...Option) (*Registry, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg := consul.DefaultConfig()
+	if o.wrap != nil && !strings.HasPrefix(cfg.Address, "unix://") {
+		hc, err := consul.NewHttpClient(cfg.Transport, cfg.TLSConfig)
+		if err != nil {
+			return nil, fmt.Errorf("consul client: %w", err)
+		}
+		hc.Transport = o.wrap(hc.Transport)
+		cfg.HttpClient = hc
+	}
 	c, err := consul.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
@@ -243,6 +255,19 @@ func New(prefix string, keys *seal.Keyring) (*Registry, error) {
 		prefix += "/"
 	}
 	return &Registry{client: c, kv: c.KV(), prefix: prefix, run: RunPrefix(prefix), keys: keys, transport: cfg.Transport}, nil
+}
+
+// Option changes how New makes a registry.
+type Option func(*options)
+
+type options struct {
+	wrap func(http.RoundTripper) http.RoundTripper
+}
+
+// WithTransport has every request to Consul (but through a unix socket) go through wrap's
+// round tripper, which calls the one it is given (the metrics count them so).
+func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(o *options) { o.wrap = wrap }
 }
 
 // Close closes the registry's idle connections to Consul (a follower stops with its

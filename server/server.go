@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/albatros-ci/albatros/archive"
@@ -84,7 +85,10 @@ type Config struct {
 	// ArchiveReads bounds the archived logs read at once (DefaultArchiveReads when zero):
 	// each holds a decoder (up to its 8 MiB window) and a read of the store.
 	ArchiveReads int
-	Log          *slog.Logger
+	// Metrics, when set, is served at GET /metrics (the bot's Prometheus metrics); leave it
+	// out to serve them on a listener of their own.
+	Metrics http.Handler
+	Log     *slog.Logger
 }
 
 // DefaultArchiveReads is how many archived logs are read at once by default.
@@ -97,10 +101,26 @@ type server struct {
 	logs         *logfan.Hub
 	builds       *buildCache
 	archiveReads chan struct{}
+	stopping     atomic.Bool
 }
 
+// Handler is the bot's HTTP handler.
+type Handler struct {
+	mux *http.ServeMux
+	s   *server
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Stop says that the bot is stopping: /readyz answers 503 from then on, so that Nomad's
+// service check takes the bot out of its service before it stops serving.
+func (h *Handler) Stop() { h.s.stopping.Store(true) }
+
+// Logs is the hub that shares the live logs among their viewers (for the metrics).
+func (h *Handler) Logs() *logfan.Hub { return h.s.logs }
+
 // New returns the bot's HTTP handler.
-func New(cfg Config) http.Handler {
+func New(cfg Config) *Handler {
 	if cfg.Stall == 0 {
 		cfg.Stall = WriteTimeout
 	}
@@ -116,12 +136,17 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /build", s.plainLog)
 	mux.HandleFunc("GET /logs/{ns}/{job...}", s.logPage)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /livez", s.livez)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	if cfg.Pages != nil {
 		cfg.Pages.Register(mux)
 	} else {
 		mux.HandleFunc("GET /{$}", s.index)
 	}
-	return mux
+	return &Handler{mux: mux, s: s}
 }
 
 func (s *server) index(w http.ResponseWriter, r *http.Request) {
@@ -135,10 +160,27 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 
 // healthz answers 200 when every dependency answers, else 503 naming the ones that do not.
 // A registry serving the entries it read last, Consul being down, answers 200 "degraded".
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) { s.health(w, r, false) }
+
+// readyz is healthz, and 503 "stopping" once the bot stops (Stop): whether the bot should
+// be sent deliveries and readers, for Nomad's service check and its update block.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) { s.health(w, r, true) }
+
+// livez answers 200 while the process serves: it asks no dependency, so that a liveness
+// probe never restarts a bot for Nomad or Consul being down.
+func (s *server) livez(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *server) health(w http.ResponseWriter, r *http.Request, ready bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	var failed, degraded []string
+	if ready && s.stopping.Load() {
+		failed = append(failed, "stopping")
+	}
 	for _, c := range s.Checks {
 		err := c.Check(ctx)
 		switch {

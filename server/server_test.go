@@ -742,6 +742,47 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// /readyz answers as /healthz does until the bot stops, then 503 "stopping" while it still
+// serves; /livez answers 200 whatever the dependencies say, stopping or not.
+func TestReadyzAndLivez(t *testing.T) {
+	down := func(context.Context) error { return errors.New("connection refused") }
+	stale := func(context.Context) error { return fmt.Errorf("consul unreachable: %w", registry.ErrStale) }
+	for _, tc := range []struct {
+		name     string
+		checks   []server.Check
+		stopped  bool
+		wantCode int
+		wantBody string
+	}{
+		{"ready", nil, false, 200, "ok\n"},
+		{"consul stale", []server.Check{{"consul", stale}}, false, 200, "ok\ndegraded: consul: serving the entries last read\n"},
+		{"nomad down", []server.Check{{"nomad", down}}, false, 503, "unavailable: nomad\n"},
+		{"stopping", nil, true, 503, "unavailable: stopping\n"},
+		{"stopping, nomad down", []server.Check{{"nomad", down}}, true, 503, "unavailable: stopping, nomad\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos := &registrytest.Fake{Repos: map[string]*registry.Repo{repoURL: currentEntry()}}
+			intake := webhook.New(repos, &fakeHandler{}, quiet(), webhook.Options{})
+			h := server.New(server.Config{Intake: intake, Builds: build(t), Repos: repos, Checks: tc.checks, Namespace: defaultNS, Log: quiet()})
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			if tc.stopped {
+				h.Stop()
+			}
+			resp, got := get(t, srv.URL+"/readyz")
+			if resp.StatusCode != tc.wantCode || got != tc.wantBody {
+				t.Errorf("/readyz %d %q, want %d %q", resp.StatusCode, got, tc.wantCode, tc.wantBody)
+			}
+			if resp, got := get(t, srv.URL+"/livez"); resp.StatusCode != 200 || got != "ok\n" {
+				t.Errorf("/livez %d %q, want 200 ok", resp.StatusCode, got)
+			}
+			if resp, _ := get(t, srv.URL+"/metrics"); resp.StatusCode != 404 {
+				t.Errorf("/metrics without Config.Metrics: %d, want 404", resp.StatusCode)
+			}
+		})
+	}
+}
+
 func TestRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		method, path string

@@ -59,6 +59,10 @@ type Options struct {
 	// QueueBytes bounds what the answered deliveries waiting their turn hold
 	// (DefaultQueueBytes when zero): past it, deliveries are answered 503.
 	QueueBytes int64
+	// Observe, when set, is told of each delivery answered: the route's forge (not the
+	// sender's word), the delivery's event header as sent (clamp it before using it as a
+	// label), and the answer's HTTP status.
+	Observe func(forge, event string, code int)
 }
 
 // Intake serves the webhook endpoints.
@@ -323,6 +327,9 @@ func (in *Intake) serve(d forges.Driver, byToken bool, authenticate authenticato
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(code)
 		fmt.Fprintln(w, msg)
+		if in.opts.Observe != nil {
+			in.opts.Observe(d.Name, r.Header.Get(d.EventHeader), code)
+		}
 	})
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/albatros-ci/albatros/hcl"
 	"github.com/albatros-ci/albatros/install"
 	"github.com/albatros-ci/albatros/logfan"
+	"github.com/albatros-ci/albatros/metrics"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
@@ -67,12 +68,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("ALBATROS_SECRET_KEY: %w", err)
 		}
 	}
-	repos, err := registry.New(cfg.ConsulPrefix, keys)
+	m := metrics.New()
+	counted := func(service string) func(http.RoundTripper) http.RoundTripper {
+		return func(next http.RoundTripper) http.RoundTripper { return m.Transport(service, next) }
+	}
+	repos, err := registry.New(cfg.ConsulPrefix, keys, registry.WithTransport(counted("consul")))
 	if err != nil {
 		return err
 	}
 	// The registry is the ledger of the bot's builds: only the jobs it records are builds.
-	nomad, err := orchestrator.New(repos)
+	nomad, err := orchestrator.New(repos, orchestrator.WithTransport(counted("nomad")))
 	if err != nil {
 		return err
 	}
@@ -129,12 +134,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("no archive (ALBATROS_ARCHIVE=none): a build's links break once Nomad collects it")
 	}
 
+	forgeHTTP := forges.HTTPClient()
+	forgeHTTP.Transport = m.Transport("forge", forgeHTTP.Transport)
 	fs := forges.New(forges.Config{
 		Access: map[string]registry.Access{
 			forges.Gitea.Name:  {URL: cfg.GiteaURL, Token: cfg.GiteaToken},
 			forges.GitHub.Name: {URL: cfg.GitHubURL, Token: cfg.GitHubToken},
 		},
-		HTTP: forges.HTTPClient(),
+		HTTP: forgeHTTP,
 	})
 	defaultBuilder := orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder}
 	pipeCfg := pipeline.Config{
@@ -149,6 +156,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Claims:            repos,
 		Trust:             repos,
 		Log:               log,
+		Observe:           m,
 	}
 	if arch != nil {
 		pipeCfg.Archive = arch
@@ -161,7 +169,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	pipe := pipeline.New(pipeCfg)
-	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes})
+	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes, Observe: m.Delivery})
+	m.Gauge("albatros_queue_deliveries", "Answered deliveries waiting their turn to be handled.", func() float64 {
+		n, _, _ := intake.Queue()
+		return float64(n)
+	})
+	m.Gauge("albatros_queue_bytes", "What the answered deliveries waiting their turn hold, in bytes (as ALBATROS_QUEUE_BYTES counts them).", func() float64 {
+		_, b, _ := intake.Queue()
+		return float64(b)
+	})
 
 	// The bot's own Gitea account: it installs, repairs and checks rights.
 	bot := fs.GiteaBot()
@@ -230,20 +246,30 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if arch != nil {
 		serverCfg.Archive = arch
 	}
+	if cfg.MetricsAddr == "" {
+		serverCfg.Metrics = m.Handler()
+	}
+	onLeadErr := func(err error) { log.Warn("leadership", "err", err) }
 	handler := server.New(serverCfg)
+	m.Gauge("albatros_log_viewers", "Readers of live build logs served now.", func() float64 { return float64(handler.Logs().Viewers()) })
+	m.Gauge("albatros_log_tapes", "Live build logs held for their readers now.", func() float64 { return float64(handler.Logs().Watching()) })
+	m.Gauge("albatros_log_upstreams", "Live build logs followed in Nomad now.", func() float64 { return float64(handler.Logs().Following()) })
+	// lead runs run while this bot leads role, albatros_leader{role} 1 meanwhile.
+	lead := func(ctx context.Context, role string, run func(context.Context)) {
+		repos.Lead(ctx, role, func(ctx context.Context) { m.Lead(role, func() { run(ctx) }) }, onLeadErr)
+	}
 
 	// Results come back through Nomad's event stream, followed by one bot at a time (the
 	// leader of "events"); installations are checked and repaired by the leader of
 	// "installations". Every bot serves webhooks and pages.
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
-	onLeadErr := func(err error) { log.Warn("leadership", "err", err) }
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		repos.Lead(watchCtx, "events", func(ctx context.Context) {
+		lead(watchCtx, "events", func(ctx context.Context) {
 			pipe.Follow(ctx, log, nomad, repos, pipeline.FollowOptions{})
-		}, onLeadErr)
+		})
 	}()
 	reconciled := make(chan struct{})
 	reconciler := pipeline.Reconciler{
@@ -256,18 +282,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	go func() {
 		defer close(reconciled)
-		repos.Lead(watchCtx, "reconciler", func(ctx context.Context) {
+		lead(watchCtx, "reconciler", func(ctx context.Context) {
 			pipe.RunReconciler(ctx, log, reconciler)
-		}, onLeadErr)
+		})
 	}()
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
 		if installer != nil {
-			repos.Lead(watchCtx, "installations", func(ctx context.Context) {
+			lead(watchCtx, "installations", func(ctx context.Context) {
 				log.Info("leading: checking installations", "every", cfg.HookCheckInterval)
 				installer.Run(ctx, cfg.HookCheckInterval)
-			}, onLeadErr)
+			})
 		}
 	}()
 
@@ -276,9 +302,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go func() {
 		defer close(expired)
 		if arch != nil && cfg.ArchiveRetention > 0 {
-			repos.Lead(watchCtx, "archive-retention", func(ctx context.Context) {
+			lead(watchCtx, "archive-retention", func(ctx context.Context) {
 				expire(ctx, log, arch, cfg.ArchiveRetention)
-			}, onLeadErr)
+			})
 		}
 	}()
 
@@ -292,6 +318,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("albatros-bot listening", "addr", ln.Addr().String(), "url", cfg.URL, "nomad", nomad.Address(), "builders", cfg.Builders, "install", webCfg.OAuth != nil)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "none" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		stopMetrics, err := listen(cfg.MetricsAddr, mux)
+		if err != nil {
+			return fmt.Errorf("ALBATROS_METRICS_ADDR: %w", err)
+		}
+		defer stopMetrics()
+		log.Info("metrics listening", "addr", cfg.MetricsAddr)
+	}
 	if cfg.PprofAddr != "" {
 		stopProfiler, err := profiler(cfg.PprofAddr, log)
 		if err != nil {
@@ -305,17 +341,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	// Stopping: the service check fails (Nomad takes this bot out of its service), the
+	// leaderships go at once to another bot, the live logs end (their readers reconnect,
+	// to another bot), and deliveries are answered 503 (the forge shows them failed; the
+	// reconciler finds the heads among them) while the answered ones are handled, within
+	// drainTime; then the listener closes, within shutdownTime. Both fit in the job's
+	// kill_timeout (hcl/albatros.nomad.hcl).
+	log.Info("stopping: deliveries answered 503, leaderships released, finishing the deliveries answered", "within", drainTime+shutdownTime)
+	handler.Stop()
+	stopWatch()
 	cancelBase()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = srv.Shutdown(shutCtx)
-	// The answered deliveries are handled while the shutdown allows; those still waiting
+	// The answered deliveries are handled while drainTime allows; those still waiting
 	// then are left to the reconciler, which finds the heads of branches and pull
 	// requests (not tags).
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 20*time.Second)
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), drainTime)
 	left := intake.Drain(drainCtx)
 	cancelDrain()
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownTime)
+	defer cancel()
+	err = srv.Shutdown(shutCtx)
 	if len(left) > 0 {
 		// Branch and pull-request heads are found by the reconciler; tags, comments and
 		// closed pull requests only if redelivered from the forge: each is named.
@@ -330,7 +374,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	_, _, counts := intake.Queue()
 	log.Info("deliveries since start", "accepted", counts.Accepted, "refused for the queue's bound", counts.Refused, "refused while stopping", counts.Stopping)
-	stopWatch()
 	<-watched
 	<-reconciled
 	<-checked
@@ -356,6 +399,14 @@ func expire(ctx context.Context, log *slog.Logger, arch *archive.Archive, retent
 		}
 	}
 }
+
+// drainTime bounds the handling of the answered deliveries once the bot stops, and
+// shutdownTime the requests still being served after it: together they stay below the
+// kill_timeout of the bot's job (45 s in hcl/albatros.nomad.hcl).
+const (
+	drainTime    = 20 * time.Second
+	shutdownTime = 10 * time.Second
+)
 
 // maxDroppedLogged bounds the deliveries a stopping bot names in its log, one line each.
 const maxDroppedLogged = 200
@@ -405,18 +456,26 @@ func housekeeping(ctx context.Context, log *slog.Logger, repos *registry.Registr
 // profiler serves Go's profiler (net/http/pprof) on a listener of its own, apart from the
 // bot's routes; stop closes it.
 func profiler(addr string, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	stop, err = listen(addr, mux)
+	if err == nil {
+		log.Info("profiler listening", "addr", addr)
+	}
+	return stop, err
+}
+
+// listen serves h on a listener of its own at addr; stop closes it.
+func listen(addr string, h http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Info("profiler listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
 }
