@@ -131,8 +131,13 @@ type Archive struct {
 	scans chan struct{}
 }
 
-// maxCached bounds the records kept in memory (a record is a few hundred bytes).
+// maxCached bounds the records kept in memory (a record is a few hundred bytes, and
+// maxRecord at most).
 const maxCached = 20000
+
+// maxRecord is the longest record read: the bot writes a few hundred bytes (a reason of a
+// few hundred more).
+const maxRecord = 64 << 10
 
 // New returns the archive in store.
 func New(store Store, opts Options) *Archive {
@@ -376,9 +381,14 @@ func (a *Archive) record(ctx context.Context, build string) (*Record, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(rc, maxRecord+1))
 	if err != nil {
 		return nil, fmt.Errorf("archived record %s: %w", build, err)
+	}
+	if len(raw) > maxRecord {
+		// No record the bot writes comes near: one planted in the store does not fill
+		// the cache's memory.
+		return nil, fmt.Errorf("archived record %s: %w: longer than %d bytes", build, ErrCorrupt, maxRecord)
 	}
 	rec = &Record{}
 	if err := json.Unmarshal(raw, rec); err != nil {
@@ -411,9 +421,19 @@ func (a *Archive) forget(build string) {
 	a.mu.Unlock()
 }
 
-// Log opens an archived build's log of stream, decompressed.
+// Log opens an archived build's log of stream, decompressed: as long as its record says it
+// is, and no longer (a log planted in the store, a small frame that decodes without end,
+// stops there with ErrCorrupt).
 func (a *Archive) Log(ctx context.Context, ns, jobID, stream string) (io.ReadCloser, error) {
 	build := BuildKey(ns, jobID)
+	rec, err := a.record(ctx, build)
+	if err != nil {
+		return nil, err
+	}
+	size := a.opts.MaxLog + 4096 // a record that does not say: the bound and its cut line
+	if info, ok := rec.Logs[stream]; ok {
+		size = info.Size
+	}
 	rc, err := a.store.Get(ctx, logKey(build, stream))
 	if err != nil {
 		return nil, err
@@ -424,18 +444,48 @@ func (a *Archive) Log(ctx context.Context, ns, jobID, stream string) (io.ReadClo
 		_ = rc.Close()
 		return nil, err
 	}
-	return &decoder{dec: dec, rc: rc}, nil
+	return &decoder{dec: dec, rc: rc, left: size}, nil
 }
 
 type decoder struct {
-	dec *zstd.Decoder
-	rc  io.ReadCloser
+	dec  *zstd.Decoder
+	rc   io.ReadCloser
+	left int64 // what the record says is left of the log
 }
 
-func (d *decoder) Read(p []byte) (int, error) { return d.dec.Read(p) }
+func (d *decoder) Read(p []byte) (int, error) {
+	n, err := d.dec.Read(p)
+	if int64(n) > d.left {
+		n, err = int(d.left), errOverlong
+	}
+	d.left -= int64(n)
+	return n, err
+}
 
 // WriteTo decodes in the decoder's own blocks, without a copy through Read.
-func (d *decoder) WriteTo(w io.Writer) (int64, error) { return d.dec.WriteTo(w) }
+func (d *decoder) WriteTo(w io.Writer) (int64, error) { return d.dec.WriteTo(&capped{w: w, d: d}) }
+
+// errOverlong is a log that decodes to more than its record says.
+var errOverlong = fmt.Errorf("%w: the log is longer than its record says", ErrCorrupt)
+
+// capped writes to w what is left of d's log, and fails past it.
+type capped struct {
+	w io.Writer
+	d *decoder
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	over := int64(len(p)) > c.d.left
+	if over {
+		p = p[:c.d.left]
+	}
+	n, err := c.w.Write(p)
+	c.d.left -= int64(n)
+	if err == nil && over {
+		err = errOverlong
+	}
+	return n, err
+}
 
 func (d *decoder) Close() error {
 	d.dec.Close()

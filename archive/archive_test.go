@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -348,4 +351,103 @@ func (f *failOnce) Delete(ctx context.Context, k string) error {
 		return errors.New("s3: connection reset")
 	}
 	return f.Store.Delete(ctx, k)
+}
+
+// getFails is a store whose reads of one key fail as a store that may not read it does.
+type getFails struct {
+	archive.Store
+	key string
+}
+
+func (g getFails) Get(ctx context.Context, k string) (io.ReadCloser, error) {
+	if k == g.key {
+		return nil, errors.New("s3: 403 access denied")
+	}
+	return g.Store.Get(ctx, k)
+}
+
+// What someone who can write the archive's directory plants there costs the bot a bounded
+// effort: a huge record is corrupt (not cached), a FIFO in a record's place is no file
+// (not waited on), a log that decodes past its record's size stops there, a record the
+// store refuses to give hides none of the others, and day entries the archive never makes
+// hold up no expiry.
+func TestPlantedObjectsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := archive.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := "https://git.example.com/org/app.git"
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	recs := map[string]archive.Record{}
+	a := archive.New(st, archive.Options{})
+	for _, name := range []string{"huge", "fifo", "bomb", "refused", "fine"} {
+		r := record(repo, name, now.Add(-100*24*time.Hour), "success")
+		recs[name] = r
+		if _, err := a.Write(ctx, r, logsOf("a short log\n", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := func(name, file string) string {
+		return filepath.Join(root, "builds", archive.BuildKey(recs[name].Namespace, recs[name].JobID), file)
+	}
+	huge := `{"ns":"ci","reason":"` + strings.Repeat("x", 128<<10) + `"}`
+	if err := os.WriteFile(path("huge", "record.json"), []byte(huge), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path("fifo", "record.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path("fifo", "record.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A small frame that decodes to far more than the record's 12 bytes.
+	enc, _ := zstd.NewWriter(nil)
+	bomb := enc.EncodeAll(bytes.Repeat([]byte("A"), 8<<20), nil)
+	if err := os.WriteFile(path("bomb", "stdout.zst"), bomb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	day := filepath.Join(root, "days", now.Add(-100*24*time.Hour).Format("20060102"))
+	if err := os.WriteFile(filepath.Join(day, "not-a-digest..x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused := "builds/" + archive.BuildKey(recs["refused"].Namespace, recs["refused"].JobID) + "/record.json"
+
+	b := archive.New(getFails{Store: st, key: refused}, archive.Options{}) // nothing cached
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := b.Build(ctx, recs["huge"].Namespace, recs["huge"].JobID); !errors.Is(err, archive.ErrCorrupt) {
+			t.Errorf("a 128 KiB record: %v, want ErrCorrupt", err)
+		}
+		if _, err := b.Build(ctx, recs["fifo"].Namespace, recs["fifo"].JobID); !errors.Is(err, archive.ErrCorrupt) {
+			t.Errorf("a FIFO for a record: %v, want ErrCorrupt", err)
+		}
+		if rc, err := b.Log(ctx, recs["bomb"].Namespace, recs["bomb"].JobID, "stdout"); err != nil {
+			t.Errorf("the bomb's log: %v", err)
+		} else {
+			var out bytes.Buffer
+			if _, err := io.Copy(&out, rc); !errors.Is(err, archive.ErrCorrupt) || out.Len() != len("a short log\n") {
+				t.Errorf("a log decoding past its record: %d bytes, %v; want its record's %d, then ErrCorrupt", out.Len(), err, len("a short log\n"))
+			}
+			rc.Close()
+		}
+		p, err := b.List(ctx, archive.Query{Repo: repo})
+		if err != nil || len(p.Builds) != 2 {
+			t.Errorf("list: %d builds, %v; want the fine one and the bomb's", len(p.Builds), err)
+		}
+		n, err := b.Expire(ctx, now.Add(-90*24*time.Hour))
+		if n != 4 || err == nil {
+			t.Errorf("expiry: %d deleted, %v; want the 4 it may read, and the refused one's error", n, err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("reading the planted objects still waits after 30 s")
+	}
+	if _, err := a.Build(ctx, recs["refused"].Namespace, recs["refused"].JobID); err != nil {
+		t.Errorf("the refused build, read by a store that may: %v, want it kept for the next expiry", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Dir is a Store in a directory on local disk: enough for one bot (replicas share an S3
@@ -72,12 +73,18 @@ func (d *Dir) Get(_ context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	// Non-blocking, and only a regular file: a FIFO planted in the directory does not hold
+	// the reader (the retention's leader, say) for ever.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("archive get %s: %w", key, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("archive get %s: %w: not a regular file", key, ErrCorrupt)
 	}
 	return f, nil
 }

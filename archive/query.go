@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -150,6 +151,7 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 		}()
 	}
 	wg.Wait()
+	var failed error
 	for i, rec := range recs {
 		switch {
 		case errs[i] == nil:
@@ -158,8 +160,13 @@ func (a *Archive) List(ctx context.Context, q Query) (Page, error) {
 			// An entry whose record is not written yet (being archived), or was deleted;
 			// one that cannot be read does not hide the others.
 		default:
-			return Page{}, errs[i]
+			// Nor does one the store fails to give (a planted object it may not read):
+			// the page fails only when no record could be read, the store failing.
+			failed = cmp.Or(failed, errs[i])
 		}
+	}
+	if failed != nil && len(page.Builds) == 0 {
+		return Page{}, failed
 	}
 	return page, nil
 }
@@ -172,9 +179,18 @@ func (a *Archive) Latest(ctx context.Context, orgID int64, cloneURL, branch, fla
 	if err != nil {
 		return "", false, err
 	}
+	// A flavor seldom built on a busy branch reads through many entries: a scan, one of
+	// maxScans at once, in batches of a thousand (a directory is read whole each time).
+	select {
+	case a.scans <- struct{}{}:
+		defer func() { <-a.scans }()
+	case <-ctx.Done():
+		return "", false, ctx.Err()
+	}
+	const batch = 1000
 	after := ""
 	for scanned := 0; scanned < maxScan; {
-		names, err := a.store.List(ctx, prefix, after, 100)
+		names, err := a.store.List(ctx, prefix, after, batch)
 		if err != nil {
 			return "", false, err
 		}
@@ -185,7 +201,7 @@ func (a *Archive) Latest(ctx context.Context, orgID int64, cloneURL, branch, fla
 				return e.state, true, nil
 			}
 		}
-		if len(names) < 100 {
+		if len(names) < batch {
 			break
 		}
 	}
@@ -198,20 +214,24 @@ func (a *Archive) Latest(ctx context.Context, orgID int64, cloneURL, branch, fla
 func (a *Archive) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 	last := dayPrefix(cutoff)
 	n, after := 0, ""
+	var failed error
 	for {
 		days, err := a.store.List(ctx, "days/", after, 100)
 		if err != nil || len(days) == 0 {
-			return n, err
+			return n, cmp.Or(failed, err)
 		}
 		for _, day := range days {
 			if "days/"+day >= last {
-				return n, nil
+				return n, failed
 			}
 			m, err := a.expireDay(ctx, "days/"+day)
 			n += m
-			if err != nil {
-				return n, err
+			if ctx.Err() != nil {
+				return n, ctx.Err()
 			}
+			// A day left part-way (a build the store would not delete) does not hold up
+			// the days after it; it is taken up again by the next expiry.
+			failed = cmp.Or(failed, err)
 			after = day
 		}
 	}
@@ -219,24 +239,47 @@ func (a *Archive) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 
 func (a *Archive) expireDay(ctx context.Context, day string) (int, error) {
 	n, after := 0, ""
+	var failed error
 	for {
 		builds, err := a.store.List(ctx, day, after, 1000)
 		if err != nil {
 			return n, err
 		}
 		if len(builds) == 0 {
-			return n, nil
+			return n, failed
 		}
 		for _, build := range builds {
+			if ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			after = build
+			if !isDigest(build) {
+				continue // not the archive's (planted): its key is refused, it stays
+			}
 			if err := a.delete(ctx, build); err != nil {
-				return n, err
+				failed = cmp.Or(failed, err)
+				continue
 			}
 			if err := a.store.Delete(ctx, day+build); err != nil {
-				return n, err
+				failed = cmp.Or(failed, err)
+				continue
 			}
-			n, after = n+1, build
+			n++
 		}
 	}
+}
+
+// isDigest reports whether name is a digest as the archive makes them (BuildKey).
+func isDigest(name string) bool {
+	if len(name) != 32 {
+		return false
+	}
+	for _, c := range name {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // delete removes one build's objects: its index entries first (the record names them),

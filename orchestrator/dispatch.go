@@ -37,6 +37,10 @@ type DispatchRequest struct {
 	// reconciler) and Sender who, as the forge names them: kept in the build's record,
 	// for its history.
 	Cause, Sender string
+	// Holder is the installation's organization that held the repository's name at the
+	// dispatch (registry.Repo.Holder; 0 for an entry written by hand): the build is its,
+	// and reported and archived as its only.
+	Holder int64
 }
 
 // ErrMaybeDispatched marks a dispatch whose request may have reached Nomad, and may yet
@@ -84,6 +88,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 		Namespace: req.Builder.Namespace, Builder: req.Builder.Job,
 		Repo: req.Meta["REPO_URL"], Commit: req.Meta["COMMIT"], Flavor: req.Meta["FLAVOR"], Meta: meta,
 		Secrets: req.HasSecrets, At: time.Now().UTC(), Cause: req.Cause, Sender: req.Sender,
+		Holder: &req.Holder,
 	}
 	if err := o.ledger.Record(ctx, KeyDigest(req.Key), rec); err != nil {
 		return Dispatched{}, fmt.Errorf("dispatch %s: %w", req.Builder, err)
@@ -104,10 +109,17 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	o.dispatchedIn(req.Builder.Namespace)
 	// The job itself, in its record: a look-alike of it (the same digest and meta, from
 	// another tenant who may dispatch the builder) is then not the build. A record left
-	// without it (Consul failing now) still asks for the digest and all of the meta.
+	// without it (Consul failing for 10 s) still asks for the digest and all of the meta.
 	rec.JobID = resp.DispatchedJobID
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_ = o.ledger.Record(rctx, KeyDigest(req.Key), rec)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	for wait := 100 * time.Millisecond; o.ledger.Record(rctx, KeyDigest(req.Key), rec) != nil; wait *= 2 {
+		select { // tried again a few times: a record without its job is weaker
+		case <-rctx.Done():
+		case <-time.After(wait):
+			continue
+		}
+		break
+	}
 	cancel()
 	// A repeated idempotency token returns the existing job and creates no evaluation.
 	return Dispatched{Namespace: req.Builder.Namespace, JobID: resp.DispatchedJobID, Index: resp.JobCreateIndex, Duplicate: resp.EvalID == ""}, nil

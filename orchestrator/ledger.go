@@ -38,6 +38,8 @@ type Record struct {
 	// archived record.
 	Cause  string `json:"cause,omitempty"`
 	Sender string `json:"sender,omitempty"`
+	// Holder is DispatchRequest.Holder; nil in the records of bots before it was kept.
+	Holder *int64 `json:"holder,omitempty"`
 }
 
 // Ledger keeps the records of the bot's builds (registry.Registry keeps them in Consul).

@@ -191,6 +191,11 @@ type Build struct {
 	Secrets bool
 	// Cause and Sender are what started the build, and who, as its record says.
 	Cause, Sender string
+	// Holder is the organization that held the repository's name when the build was
+	// dispatched (DispatchRequest.Holder), when HolderKnown (records of bots before it was
+	// kept do not say).
+	Holder      int64
+	HolderKnown bool
 	// Status is Nomad's job status: pending, running or dead.
 	Status    string
 	Submitted time.Time
@@ -229,16 +234,20 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 		return nil, fmt.Errorf("job %s in %s: %w", id, ns, ErrNotOurs)
 	}
 	b := &Build{
-		Namespace: ns,
-		ID:        id,
-		Builder:   rec.Builder,
-		Meta:      job.Meta,
-		Payload:   job.Payload,
-		Secrets:   rec.Secrets,
-		Cause:     rec.Cause,
-		Sender:    rec.Sender,
-		Status:    deref(job.Status),
-		Stopped:   job.Stop != nil && *job.Stop,
+		Namespace:   ns,
+		ID:          id,
+		Builder:     rec.Builder,
+		Meta:        job.Meta,
+		Payload:     job.Payload,
+		Secrets:     rec.Secrets,
+		Cause:       rec.Cause,
+		Sender:      rec.Sender,
+		Status:      deref(job.Status),
+		HolderKnown: rec.Holder != nil,
+		Stopped:     job.Stop != nil && *job.Stop,
+	}
+	if rec.Holder != nil {
+		b.Holder = *rec.Holder
 	}
 	if !b.Secrets {
 		b.Payload = nil

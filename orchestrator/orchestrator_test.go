@@ -515,7 +515,7 @@ func TestBuildRefusesForeignDispatches(t *testing.T) {
 	const url = "https://git.example.com/org/app.git"
 	sha := strings.Repeat("c", 40)
 	meta := map[string]string{"REPO_URL": url, "COMMIT": sha, "BRANCH": "main", "FLAVOR": "default"}
-	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, Key: "the bot's own"})
+	d, err := o.Dispatch(ctx, orchestrator.DispatchRequest{Builder: b, Meta: meta, Key: "the bot's own", Holder: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,8 +565,8 @@ func TestBuildRefusesForeignDispatches(t *testing.T) {
 			t.Errorf("Build of a look-alike of the bot's build in its namespace (BRANCH %s): %v, want ErrNotOurs", m["BRANCH"], err)
 		}
 	}
-	if got, err := o.Build(ctx, d.Namespace, d.JobID); err != nil || got.Secrets {
-		t.Errorf("Build of the bot's own: %+v, %v; want it, without secrets", got, err)
+	if got, err := o.Build(ctx, d.Namespace, d.JobID); err != nil || got.Secrets || !got.HolderKnown || got.Holder != 42 {
+		t.Errorf("Build of the bot's own: %+v, %v; want it, without secrets, dispatched for organization 42", got, err)
 	}
 	recent, err := o.Recent(ctx, url, 10)
 	if err != nil {

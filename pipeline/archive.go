@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/albatros-ci/albatros/archive"
 	"github.com/albatros-ci/albatros/forge"
@@ -32,7 +33,7 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 	}
 	rec := archive.Record{
 		Namespace: b.Namespace, JobID: b.ID, Builder: b.Builder,
-		Repo: b.Meta["REPO_URL"], OrgID: entry.Holder(), Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
+		Repo: b.Meta["REPO_URL"], OrgID: holderOf(b, entry), Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
 		Cause: b.Cause, Sender: b.Sender, Secrets: b.Secrets,
 		State: string(out.Result), Reason: s.Description,
 		Queued: b.Submitted, Started: out.Started, Ended: out.Finished,
@@ -44,7 +45,9 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 		out := w
 		var masked *logtext.Writer
 		if len(shown) > 0 {
-			masked = logtext.New(w, shown, logtext.Options{})
+			// Nobody watches an archive being written: a line is held until it ends (or
+			// runs past MaxLine), never relayed part-way for a viewer's sake and redrawn.
+			masked = logtext.New(w, shown, logtext.Options{Delay: archiveDelay})
 			out = masked
 		}
 		_, err := p.cfg.Builds.Follow(ctx, b.Namespace, b.ID, stream, out)
@@ -68,4 +71,18 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 		log.Info("build archived", "job", b.ID, "namespace", b.Namespace, "result", out.Result)
 	}
 	return nil
+}
+
+// archiveDelay is how long an archived log's unended line is held: as long as the build's
+// log is read.
+const archiveDelay = 24 * time.Hour
+
+// holderOf is the organization whose build b is: the one that held its repository's name
+// at its dispatch, or, for a build dispatched by a bot that did not record it, the one
+// that holds it now.
+func holderOf(b *orchestrator.Build, entry *registry.Repo) int64 {
+	if b.HolderKnown {
+		return b.Holder
+	}
+	return entry.Holder()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,10 +22,12 @@ type failingStore struct {
 	archive.Store
 	down atomic.Bool
 	puts atomic.Int64
+	// only, when set, makes the writes of that one build fail (archive.BuildKey).
+	only string
 }
 
 func (s *failingStore) Put(ctx context.Context, key string, body io.Reader, size int64) error {
-	if s.down.Load() {
+	if s.down.Load() && (s.only == "" || strings.HasPrefix(key, "builds/"+s.only+"/")) {
 		return errors.New("s3: connection refused")
 	}
 	if strings.HasSuffix(key, "record.json") {
@@ -212,5 +215,121 @@ func TestReportArchivesALongLogCut(t *testing.T) {
 	}
 	if len(h.forge.Statuses()) != 1 {
 		t.Error("no status written")
+	}
+}
+
+// A build belongs to the organization that held its repository's name when it was
+// dispatched: once another installation holds the name (the first organization renamed
+// or deleted, another taking the name), the build's result is neither archived under the
+// new holder nor written as its status.
+func TestBuildOfTheNamesEarlierHolderIsNotTheNewOnes(t *testing.T) {
+	h, a, _ := archiveHarness(t)
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Trust: h.trust, Archive: a, BuilderNamespaces: []string{defaultBuilder.Namespace}})
+	first := entryWith("nix")
+	first.Installed, first.OrgID = true, 7
+	h.repos.Repos[cloneURL] = first
+	got, err := h.p.Handle(context.Background(), discard, pushEvent(), first, pipeline.Options{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Handle: %+v, %v", got, err)
+	}
+	d := got[0]
+	b, err := h.builds.Build(context.Background(), d.Namespace, d.JobID)
+	if err != nil || !b.HolderKnown || b.Holder != 7 {
+		t.Fatalf("build %+v (%v): want it dispatched for organization 7", b, err)
+	}
+	pending := len(h.forge.Statuses())
+
+	second := entryWith("nix")
+	second.Installed, second.OrgID = true, 8
+	h.repos.Repos[cloneURL] = second
+	h.builds.LogChunks = []string{"organization 1's private log\n"}
+	out := orchestrator.Outcome{Namespace: d.Namespace, JobID: d.JobID, Result: orchestrator.Success, Final: true}
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := a.Build(context.Background(), d.Namespace, d.JobID); err == nil {
+		t.Errorf("archived under the new holder: %+v", rec)
+	}
+	if s := h.forge.Statuses(); len(s) != pending {
+		t.Errorf("statuses %+v: want no final status written for the new holder", s[pending:])
+	}
+	page, err := a.List(context.Background(), archive.Query{OrgID: 8, Repo: cloneURL})
+	if err != nil || len(page.Builds) != 0 {
+		t.Errorf("the new holder's history: %+v, %v; want none", page.Builds, err)
+	}
+
+	// The same build reported while the name is still its organization's is archived as
+	// that organization's.
+	h.repos.Repos[cloneURL] = first
+	if err := h.p.Report(context.Background(), discard, out); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := a.Build(context.Background(), d.Namespace, d.JobID); err != nil || rec.OrgID != 7 {
+		t.Errorf("record %+v (%v): want organization 7's", rec, err)
+	}
+}
+
+// counts is a pipeline.Observer that counts what it is told.
+type counts struct {
+	retried, gaveUp, archiveErrs atomic.Int64
+	mu                           sync.Mutex
+	reported                     []string
+}
+
+func (c *counts) Dispatched(time.Duration, error) {}
+func (c *counts) Reported(flavor, state string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reported = append(c.reported, flavor+"/"+state)
+}
+func (c *counts) ReportRetried()    { c.retried.Add(1) }
+func (c *counts) ReportGivenUp()    { c.gaveUp.Add(1) }
+func (c *counts) Reconciled(string) {}
+func (c *counts) Archived(_ bool, err error) {
+	if err != nil {
+		c.archiveErrs.Add(1)
+	}
+}
+
+// A build whose archive keeps failing holds a reporter's worker only while each try runs,
+// not while it waits for the next: another build's result is written meanwhile, with one
+// worker in all. The retries are told to the observer.
+func TestReporterRetriesDoNotHoldUpOtherBuilds(t *testing.T) {
+	h, a, st := archiveHarness(t)
+	seen := &counts{}
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Trust: h.trust, Archive: a, Observe: seen})
+	meta := func(commit string) map[string]string {
+		return map[string]string{"REPO_URL": cloneURL, "COMMIT": commit, "BRANCH": "main", "FLAVOR": "nix"}
+	}
+	const stuck, other = "builder/dispatch-albatros-1700000000-00000001", "builder/dispatch-albatros-1700000001-00000002"
+	h.builds.AddBuild("ci", stuck, "builder", meta(sha), nil, "dead")
+	h.builds.AddBuild("ci", other, "builder", meta(strings.Repeat("b", 40)), nil, "dead")
+	h.builds.LogChunks = []string{"ok\n"}
+	st.only = archive.BuildKey("ci", stuck)
+	st.down.Store(true)
+
+	r := pipeline.NewReporter(h.p, discard, pipeline.ReporterOptions{Workers: 1, Backoff: 20 * time.Millisecond, GiveUp: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); r.Wait() }()
+	r.Report(ctx, orchestrator.Outcome{Namespace: "ci", JobID: stuck, Result: orchestrator.Success, Final: true, Index: 1})
+	for seen.retried.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.Report(ctx, orchestrator.Outcome{Namespace: "ci", JobID: other, Result: orchestrator.Failure, Final: true, Index: 2})
+	deadline := time.Now().Add(20 * time.Second) // far below GiveUp: the stuck build is still retried
+	for len(h.forge.Statuses()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s := h.forge.Statuses()
+	if len(s) != 1 || s[0].Commit != strings.Repeat("b", 40) || s[0].State != forge.StateFailure {
+		t.Fatalf("statuses %+v: want the other build's failure, written while the stuck one is retried", s)
+	}
+	if seen.gaveUp.Load() != 0 || seen.archiveErrs.Load() == 0 {
+		t.Errorf("given up %d, archive errors %d: want the stuck build retried, not given up", seen.gaveUp.Load(), seen.archiveErrs.Load())
+	}
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	if len(seen.reported) != 1 || seen.reported[0] != "nix/failure" {
+		t.Errorf("reported %v, want [nix/failure]", seen.reported)
 	}
 }

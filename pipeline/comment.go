@@ -169,7 +169,10 @@ func (p *Pipeline) rights(ctx context.Context, f forge.Forge, repo forge.Repo, e
 }
 
 // flavors are the flavors an entry builds.
-func (p *Pipeline) flavors(entry *registry.Repo) []string {
+func (p *Pipeline) flavors(entry *registry.Repo) []string { return Flavors(entry) }
+
+// Flavors are the flavors an entry builds: its own, else DefaultFlavor.
+func Flavors(entry *registry.Repo) []string {
 	if len(entry.Flavors) > 0 {
 		return entry.Flavors
 	}

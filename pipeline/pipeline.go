@@ -351,6 +351,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			IdempotencyToken: idempotencyToken(ev, fl, builder, hasSecrets, opts.Again),
 			Cause:            cause(ev, opts),
 			Sender:           cmp.Or(opts.By, ev.Sender),
+			Holder:           entry.Holder(),
 		}
 		line := ""
 		if superseding {

@@ -50,6 +50,12 @@ func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchest
 		log.Warn("build result not reported: its installation is quarantined or not yet bound", "job", out.JobID, "repo", cloneURL, "quarantine", entry.Quarantine)
 		return nil
 	}
+	if b.HolderKnown && b.Holder != entry.Holder() {
+		// Dispatched for the organization that held the name then: its result, log and
+		// record are not shown to the one that holds it now.
+		log.Warn("build result not reported: the repository's name is held by another installation than when it was built", "job", out.JobID, "repo", cloneURL, "built for", b.Holder, "held by", entry.Holder())
+		return nil
+	}
 	// Nomad's words about a build that got the secrets (a task's failure message, say) may
 	// quote one; a build without them has none to quote, and masking its words with them
 	// would tell the build whether a guess of one is right.

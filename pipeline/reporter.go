@@ -75,25 +75,26 @@ func (r *Reporter) Report(ctx context.Context, out orchestrator.Outcome) {
 		}()
 		unlock := r.jobs.lock(out.Namespace + "/" + out.JobID)
 		defer unlock()
-		select {
-		case r.sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		defer func() { <-r.sem }()
 		finished = r.report(ctx, out)
 	}()
 }
 
 // report tries until the outcome is reported, cannot be, or the retries run out (true),
-// or ctx ends (false).
+// or ctx ends (false). Each try holds one of the Workers, not the waits between them: a
+// store or forge that keeps failing the reports of a few builds does not hold up the
+// others.
 func (r *Reporter) report(ctx context.Context, out orchestrator.Outcome) bool {
 	deadline := time.Now().Add(r.opts.GiveUp)
 	wait := r.opts.Backoff
 	for attempt := 1; ; attempt++ {
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := r.p.Report(rctx, r.log, out)
-		cancel()
+		var err error
+		if !r.working(ctx, func() {
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err = r.p.Report(rctx, r.log, out)
+			cancel()
+		}) {
+			return false
+		}
 		switch {
 		case err == nil:
 			return true
@@ -105,9 +106,14 @@ func (r *Reporter) report(ctx context.Context, out orchestrator.Outcome) bool {
 		case time.Now().Add(wait).After(deadline) && errors.Is(err, ErrArchive):
 			// A status left pending for ever is worse than a log link that breaks once
 			// Nomad collects the build.
-			uctx, cancel := context.WithTimeout(ctx, time.Minute)
-			uerr := r.p.ReportUnarchived(uctx, r.log, out)
-			cancel()
+			var uerr error
+			if !r.working(ctx, func() {
+				uctx, cancel := context.WithTimeout(ctx, time.Minute)
+				uerr = r.p.ReportUnarchived(uctx, r.log, out)
+				cancel()
+			}) {
+				return false
+			}
 			if uerr != nil {
 				r.p.cfg.Observe.ReportGivenUp()
 				r.log.Error("build result not reported: given up, left to the reconciler", "job", out.JobID, "result", out.Result, "attempts", attempt+1, "err", uerr)
@@ -127,6 +133,18 @@ func (r *Reporter) report(ctx context.Context, out orchestrator.Outcome) bool {
 		}
 		wait = min(2*wait, time.Minute)
 	}
+}
+
+// working runs f holding one of the Workers; false when ctx ended before one was free.
+func (r *Reporter) working(ctx context.Context, f func()) bool {
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-r.sem }()
+	f()
+	return true
 }
 
 func (r *Reporter) done(index uint64) {

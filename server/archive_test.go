@@ -198,6 +198,65 @@ func TestArchivedLogReadersAreBounded(t *testing.T) {
 	}
 }
 
+// A reader who reads an archived log, each write within Stall, but slower than
+// ArchiveRate, is dropped once the log's time at that pace is over: a few such readers
+// cannot hold the archived logs' slots for hours. Meanwhile the slot is theirs; then the
+// next reader is served.
+func TestSlowArchivedLogReaderIsDropped(t *testing.T) {
+	var big strings.Builder
+	for big.Len() < 16<<20 {
+		fmt.Fprintf(&big, "line %d of a long log read slowly\n", big.Len())
+	}
+	st := archiveLog(t, big.String())
+	base := archiveFixture(t, &orchestratortest.Fake{}, st, nil, func(c *server.Config) {
+		c.ArchiveReads = 1
+		c.Stall = 2 * time.Second
+		c.ArchiveRate = 4 << 20 // the log's 16 MiB in 4 s
+	})
+	path := "/build?" + url.Values{"job": {buildID}, "namespace": {defaultNS}}.Encode()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	slow := make(chan int64, 1)
+	go func() {
+		// About 1.6 MB/s: each write waits far less than Stall, the whole far more than
+		// the log's time at ArchiveRate.
+		var n int64
+		buf := make([]byte, 32<<10)
+		_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+		for {
+			m, err := conn.Read(buf)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		slow <- n
+	}()
+	var got int64
+	select {
+	case got = <-slow:
+	case <-time.After(50 * time.Second):
+		t.Fatal("the slow reader was not dropped")
+	}
+	if got >= int64(big.Len()) {
+		t.Fatalf("the slow reader read %d bytes, the whole log: want it dropped part-way", got)
+	}
+	resp, err := http.Get(base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || n != int64(big.Len()) {
+		t.Errorf("the next reader: %d, %d bytes; want the whole log", resp.StatusCode, n)
+	}
+}
+
 // An archived build of an installation is served while that organization's installation
 // holds the repository's name: not once another organization's does, nor once none does.
 func TestArchivedLogOfAnInstallationIsItsOwn(t *testing.T) {

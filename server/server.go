@@ -85,6 +85,11 @@ type Config struct {
 	// ArchiveReads bounds the archived logs read at once (DefaultArchiveReads when zero):
 	// each holds a decoder (up to its 8 MiB window) and a read of the store.
 	ArchiveReads int
+	// ArchiveRate is the slowest pace, in bytes a second, at which an archived log is
+	// read (DefaultArchiveRate when zero): a reader gets the log's time at that pace and
+	// Stall more, and is dropped past it, so that readers who read a few bytes a second,
+	// each write within Stall, cannot hold the ArchiveReads for hours.
+	ArchiveRate int64
 	// Metrics, when set, is served at GET /metrics (the bot's Prometheus metrics); leave it
 	// out to serve them on a listener of their own.
 	Metrics http.Handler
@@ -93,6 +98,10 @@ type Config struct {
 
 // DefaultArchiveReads is how many archived logs are read at once by default.
 const DefaultArchiveReads = 32
+
+// DefaultArchiveRate is the slowest pace an archived log is read at by default: a 64 MiB
+// log has 17 minutes.
+const DefaultArchiveRate = 64 << 10
 
 type server struct {
 	Config
@@ -126,6 +135,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.ArchiveReads == 0 {
 		cfg.ArchiveReads = DefaultArchiveReads
+	}
+	if cfg.ArchiveRate <= 0 {
+		cfg.ArchiveRate = DefaultArchiveRate
 	}
 	s := &server{Config: cfg, logs: logfan.New(cfg.Builds.Follow, cfg.LogBounds), builds: newBuildCache(cfg.Builds.Build), archiveReads: make(chan struct{}, cfg.ArchiveReads)}
 	mux := http.NewServeMux()
@@ -390,7 +402,7 @@ func (s *server) plainLog(w http.ResponseWriter, r *http.Request) {
 		}
 		defer rc.Close()
 		streamHeaders(w, "text/plain; charset=utf-8")
-		if _, err := io.Copy(s.paced(w), rc); err != nil && r.Context().Err() == nil {
+		if _, err := io.Copy(s.pacedFor(w, rec.Logs[stream].Size), rc); err != nil && r.Context().Err() == nil {
 			s.Log.Warn("read archived log", "job", rec.JobID, "err", err)
 		}
 		return
@@ -516,7 +528,9 @@ func (s *server) archivedPage(w http.ResponseWriter, r *http.Request, rec *archi
 	if err := templates.LogHead(fw, pageOf(recordBuild(rec), stream)); err != nil {
 		return
 	}
-	ansi := templates.NewANSI(s.paced(w))
+	// The page is some three times the log's size (its markup); its head and foot are
+	// small.
+	ansi := templates.NewANSI(s.pacedFor(w, 3*rec.Logs[stream].Size))
 	_, err := io.Copy(ansi, rc)
 	_ = ansi.Close()
 	if err != nil {
@@ -620,15 +634,28 @@ func (s *server) paced(w http.ResponseWriter) io.Writer {
 	return flushWriter{w: w, rc: http.NewResponseController(w), stall: s.Stall, buffered: true}
 }
 
+// pacedFor is paced for a response of about size bytes, which must be written within its
+// time at ArchiveRate and Stall more.
+func (s *server) pacedFor(w http.ResponseWriter, size int64) io.Writer {
+	f := s.paced(w).(flushWriter)
+	f.until = time.Now().Add(s.Stall + time.Duration(float64(size)/float64(s.ArchiveRate)*float64(time.Second)))
+	return f
+}
+
 type flushWriter struct {
 	w        io.Writer
 	rc       *http.ResponseController
 	stall    time.Duration
 	buffered bool
+	until    time.Time // when set, no write goes past it
 }
 
 func (f flushWriter) Write(p []byte) (int, error) {
-	_ = f.rc.SetWriteDeadline(time.Now().Add(f.stall))
+	deadline := time.Now().Add(f.stall)
+	if !f.until.IsZero() && f.until.Before(deadline) {
+		deadline = f.until
+	}
+	_ = f.rc.SetWriteDeadline(deadline)
 	n, err := f.w.Write(p)
 	if err == nil && !f.buffered {
 		err = f.rc.Flush()

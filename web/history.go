@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -254,6 +255,11 @@ func (wb *Web) badge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such badge", http.StatusNotFound)
 		return
 	}
+	if entry, err := wb.cfg.Records.Repo(r.Context(), cloneURL); err == nil && !slices.Contains(pipeline.Flavors(entry), flavor) {
+		// Not a flavor the repository builds: unknown, without a look at the archive,
+		// and one cached badge for every such name.
+		flavor = ""
+	}
 	svg, status := wb.badges.get(badgeKey{cloneURL, branch, flavor}, func() ([]byte, int) {
 		return wb.renderBadge(r.Context(), cloneURL, branch, flavor)
 	})
@@ -286,6 +292,9 @@ func (wb *Web) renderBadge(ctx context.Context, cloneURL, branch, flavor string)
 	if err != nil {
 		// visibility read it a moment ago.
 		return []byte("the repository's access could not be checked"), http.StatusServiceUnavailable
+	}
+	if flavor == "" { // not one it builds (badge)
+		return badgeSVG(""), http.StatusOK
 	}
 	state := ""
 	if wb.cfg.Lines != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,6 +163,47 @@ func TestBadge(t *testing.T) {
 		if resp, _ := fetch(t, base+bad); resp.StatusCode != 404 {
 			t.Errorf("%s: %d, want 404", bad, resp.StatusCode)
 		}
+	}
+}
+
+// listCounting is a store that counts its listings.
+type listCounting struct {
+	archive.Store
+	lists atomic.Int64
+}
+
+func (s *listCounting) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	s.lists.Add(1)
+	return s.Store.List(ctx, prefix, after, limit)
+}
+
+// A badge of a flavor the repository does not build is unknown, and asking for it costs
+// the archive nothing, however many such names are asked for: a visitor cannot make the
+// bot scan a busy branch's builds with names of their choosing.
+func TestBadgeOfAnUndeclaredFlavorReadsNothing(t *testing.T) {
+	dir, err := archive.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &listCounting{Store: dir}
+	a := archive.New(st, archive.Options{})
+	archiveBuilds(t, a, 4)
+	base, _ := historyServerOn(t, a, false, &registry.Repo{Flavors: []string{"default", "nix"}})
+	if _, body := fetch(t, base+"/badge/org/app.svg?branch=main&flavor=default"); !strings.Contains(body, "failing") {
+		t.Fatalf("a declared flavor: %s", body)
+	}
+	before := st.lists.Load()
+	for i := range 20 {
+		resp, body := fetch(t, fmt.Sprintf("%s/badge/org/app.svg?branch=main&flavor=x%d", base, i))
+		if resp.StatusCode != 200 || !strings.Contains(body, "unknown") {
+			t.Fatalf("undeclared flavor x%d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	if n := st.lists.Load() - before; n != 0 {
+		t.Errorf("20 badges of undeclared flavors listed the archive %d times, want none", n)
+	}
+	if _, body := fetch(t, base+"/badge/org/app.svg?branch=main&flavor=nix"); !strings.Contains(body, "unknown") {
+		t.Errorf("a declared flavor never built: %s", body)
 	}
 }
 

@@ -129,6 +129,8 @@ func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (or
 		Index:     uint64(100 + f.seq),
 	}
 	f.addBuild(d.Namespace, d.JobID, req.Builder.Job, req.Meta, req.Payload, req.HasSecrets, "pending")
+	b := f.builds[Ref{d.Namespace, d.JobID}]
+	b.Cause, b.Sender, b.Holder, b.HolderKnown = req.Cause, req.Sender, req.Holder, true
 	if f.byToken == nil {
 		f.byToken = map[string]orchestrator.Dispatched{}
 	}
