@@ -7,13 +7,22 @@ TOOLS    := nomad consul gitea versitygw
 # generous timeout (the tests themselves take a small part of it).
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build tools test vet demo bench clean
+.PHONY: all build image tools test vet demo bench clean
 
 all: build
 
 ## build: the bot at bin/albatros-bot
 build:
 	$(GO) build -o bin/albatros-bot ./cmd/albatros-bot
+
+## image: bin/albatros-image.tar, an OCI image (docker load, podman load) of the static bot,
+## built without a container engine; the same commit gives the same digest
+EPOCH   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION ?= $(shell git describe --tags --always 2>/dev/null || echo dev)
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o bin/albatros-bot-static ./cmd/albatros-bot
+	$(GO) run ./tools/image -bin bin/albatros-bot-static -o bin/albatros-image.tar -epoch $(EPOCH) -commit "$(COMMIT)" -version "$(VERSION)"
 
 ## tools: pinned Nomad, Consul and Gitea built from their Go modules, cached outside the
 ## clone (~/.cache/albatros/tools) and linked into bin/
