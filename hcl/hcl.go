@@ -21,6 +21,17 @@ var nixcacheRaw string
 //go:embed prelude.sh
 var prelude string
 
+// The shipped ACL policies (acl/), for the default namespace (ci) and Consul prefix
+// (albatros/).
+var (
+	//go:embed acl/nomad-bot.hcl
+	nomadBotPolicy string
+	//go:embed acl/nomad-events.hcl
+	nomadEventsPolicy string
+	//go:embed acl/consul-bot.hcl
+	consulBotPolicy string
+)
+
 // The shipped builders' sources, each with the prelude in its executor's script.
 var (
 	builderHCL  = withPrelude(builderRaw)
@@ -143,4 +154,42 @@ func ParseVars(s string) (map[string]string, error) {
 		out[k] = strings.TrimSpace(v)
 	}
 	return out, nil
+}
+
+// namespaceBlockRE is the shipped Nomad policies' one namespace block, for "ci".
+var namespaceBlockRE = regexp.MustCompile(`(?s)namespace "ci" \{\n.*?\n\}\n`)
+
+// NomadBotPolicy is the bot's shipped Nomad policy (acl/nomad-bot.hcl) for the builders'
+// namespaces: its block for "ci", once for each.
+func NomadBotPolicy(namespaces ...string) string { return forNamespaces(nomadBotPolicy, namespaces) }
+
+// NomadEventsPolicy is the event stream's shipped Nomad policy (acl/nomad-events.hcl) for
+// the builders' namespaces.
+func NomadEventsPolicy(namespaces ...string) string {
+	return forNamespaces(nomadEventsPolicy, namespaces)
+}
+
+func forNamespaces(policy string, namespaces []string) string {
+	block := namespaceBlockRE.FindString(policy)
+	if block == "" {
+		panic("hcl: a shipped Nomad policy without its namespace \"ci\" block")
+	}
+	var b strings.Builder
+	for i, ns := range namespaces {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(strings.Replace(block, `"ci"`, strconv.Quote(ns), 1))
+	}
+	return strings.Replace(policy, block, b.String(), 1)
+}
+
+// ConsulBotPolicy is the bot's shipped Consul policy (acl/consul-bot.hcl) for the registry
+// prefix prefix (ALBATROS_CONSUL_PREFIX) and the bot's own keys beside it.
+func ConsulBotPolicy(prefix string) string {
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	run := strings.TrimSuffix(prefix, "/") + "-run/" // registry.RunPrefix
+	return strings.NewReplacer(`key_prefix "albatros/"`, "key_prefix "+strconv.Quote(prefix), `key_prefix "albatros-run/"`, "key_prefix "+strconv.Quote(run)).Replace(consulBotPolicy)
 }

@@ -365,3 +365,33 @@ func TestBuildersShareThePrelude(t *testing.T) {
 		}
 	}
 }
+
+// The shipped policies render for other namespaces and prefixes: each namespace gets the
+// shipped block's capabilities, each prefix its run prefix; the defaults give the files.
+func TestPoliciesRender(t *testing.T) {
+	file := func(name string) string {
+		b, err := os.ReadFile("acl/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	nomadBotPolicy, consulBotPolicy := file("nomad-bot.hcl"), file("consul-bot.hcl")
+	if got := hcl.NomadBotPolicy("ci"); got != nomadBotPolicy {
+		t.Errorf("hcl.NomadBotPolicy(ci) is not the shipped file:\n%s", got)
+	}
+	two := hcl.NomadBotPolicy("ci", "builds-untrusted")
+	if strings.Count(two, `capabilities = ["list-jobs", "read-job", "parse-job", "submit-job", "dispatch-job", "read-logs"]`) != 2 || !strings.Contains(two, `namespace "builds-untrusted" {`) {
+		t.Errorf("two namespaces:\n%s", two)
+	}
+	if ev := hcl.NomadEventsPolicy("x"); !strings.Contains(ev, "namespace \"x\" {\n  capabilities = [\"read-job\"]\n}") || strings.Contains(ev, `"ci"`) {
+		t.Errorf("events policy for x:\n%s", ev)
+	}
+	if got := hcl.ConsulBotPolicy("albatros/"); got != consulBotPolicy {
+		t.Errorf("hcl.ConsulBotPolicy(albatros/) is not the shipped file:\n%s", got)
+	}
+	c := hcl.ConsulBotPolicy("test/T1/")
+	if !strings.Contains(c, `key_prefix "test/T1/" {`) || !strings.Contains(c, `key_prefix "test/T1-run/" {`) || strings.Contains(c, `"albatros/"`) {
+		t.Errorf("consul policy for test/T1/:\n%s", c)
+	}
+}

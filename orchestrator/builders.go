@@ -30,7 +30,7 @@ func (b Builder) String() string { return b.Namespace + "/" + b.Job }
 func (o *Orchestrator) ParseJob(ctx context.Context, src, variables string) (*nomad.Job, error) {
 	job := new(nomad.Job)
 	req := &nomad.JobsParseRequest{JobHCL: src, Variables: variables, Canonicalize: true}
-	if _, err := o.c.Raw().Write("/v1/jobs/parse", req, job, (&nomad.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := o.c.Raw().Write("/v1/jobs/parse", req, job, (&nomad.WriteOptions{Namespace: o.ns}).WithContext(ctx)); err != nil {
 		return nil, fmt.Errorf("nomad could not parse the job: %w", err)
 	}
 	if err := CheckContract(job); err != nil {

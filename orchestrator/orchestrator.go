@@ -50,7 +50,9 @@ var ErrNotFound = errors.New("not found in nomad")
 
 // Orchestrator talks to one Nomad region.
 type Orchestrator struct {
-	c *nomad.Client
+	// ns is WithNamespace's ("" for Nomad's default).
+	ns string
+	c  *nomad.Client
 	// ledger says which jobs are the bot's builds, and which of them got the secrets.
 	ledger Ledger
 
@@ -102,7 +104,7 @@ func New(ledger Ledger, opts ...Option) (*Orchestrator, error) {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}
 	done, close := context.WithCancel(context.Background())
-	return &Orchestrator{c: c, ledger: ledger, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
+	return &Orchestrator{c: c, ledger: ledger, ns: o.ns, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
 }
 
 // Option changes how New makes an orchestrator.
@@ -110,6 +112,14 @@ type Option func(*options)
 
 type options struct {
 	wrap func(http.RoundTripper) http.RoundTripper
+	ns   string
+}
+
+// WithNamespace is the namespace of the requests that name none: a job's parse, before its
+// namespace is known (Nomad asks for parse-job there; the shipped policy grants it in the
+// builders' namespace, not in "default").
+func WithNamespace(ns string) Option {
+	return func(o *options) { o.ns = ns }
 }
 
 // WithTransport has every request to Nomad go through wrap's round tripper, which calls
@@ -170,6 +180,12 @@ func (o *Orchestrator) EnsureNamespace(ctx context.Context, ns string) error {
 	}
 	w := (&nomad.WriteOptions{}).WithContext(ctx)
 	if _, err := o.c.Namespaces().Register(&nomad.Namespace{Name: ns, Description: "Albatros builds"}, w); err != nil {
+		var answered nomad.UnexpectedResponseError
+		if errors.As(err, &answered) && answered.StatusCode() == 403 {
+			// The bot's shipped policy (hcl/acl) grants no namespaces: only a management
+			// token creates one.
+			return fmt.Errorf("create nomad namespace %s: the bot's token may not (create it once: nomad namespace apply %s): %w", ns, ns, err)
+		}
 		return fmt.Errorf("create nomad namespace %s: %w", ns, err)
 	}
 	return nil

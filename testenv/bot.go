@@ -73,6 +73,9 @@ func StartBotOn(ctx context.Context, bin, addr string, extraEnv []string) (*Bot,
 		// /var/lib/albatros, is no test's).
 		"ALBATROS_ARCHIVE=file://" + filepath.Join(dir, "archive"),
 	}, extraEnv...)
+	if env, err = BotEnv(env); err != nil {
+		return nil, err
+	}
 	p, err := startProcess("albatros-bot", bin, nil, dir, env, b.LogPath)
 	if err != nil {
 		return nil, err

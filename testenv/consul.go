@@ -25,6 +25,8 @@ type Consul struct {
 	once      sync.Once
 	shared    *consul.Client
 	sharedErr error
+
+	tokens tokens // minted by BotToken
 }
 
 const consulConfig = `
@@ -40,6 +42,15 @@ ports {
   dns      = -1
   grpc     = -1
   grpc_tls = -1
+}
+acl {
+  enabled        = true
+  default_policy = "deny"
+  down_policy    = "extend-cache"
+  tokens {
+    initial_management = %q
+    agent              = %q
+  }
 }
 `
 
@@ -65,7 +76,7 @@ func startConsul(ctx context.Context, bin string, persistent bool) (*Consul, err
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "agent.hcl")
-	body := fmt.Sprintf(consulConfig, ports[0], ports[1], ports[2], ports[3])
+	body := fmt.Sprintf(consulConfig, ports[0], ports[1], ports[2], ports[3], management(), management())
 	args := []string{"agent", "-dev", "-config-file=" + cfg}
 	if persistent {
 		body += fmt.Sprintf("server = true\nbootstrap_expect = 1\ndata_dir = %q\n", filepath.Join(dir, "data"))
@@ -79,6 +90,7 @@ func startConsul(ctx context.Context, bin string, persistent bool) (*Consul, err
 		c.Stop()
 		return nil, err
 	}
+	agents.Store(c.Addr, c)
 	return c, nil
 }
 
@@ -140,6 +152,7 @@ func (c *Consul) Client(t T) *consul.Client {
 func (c *Consul) client() (*consul.Client, error) {
 	cfg := consul.DefaultConfig()
 	cfg.Address = c.Addr
+	cfg.Token = management()
 	return consul.NewClient(cfg)
 }
 

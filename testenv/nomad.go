@@ -14,8 +14,8 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 )
 
-// Nomad is a running Nomad dev agent (server and client in one) with raw_exec enabled and a
-// `ci` namespace.
+// Nomad is a running Nomad dev agent (server and client in one) with raw_exec enabled, a
+// `ci` namespace, and ACLs enabled (bootstrapped with ManagementToken).
 type Nomad struct {
 	// Addr is the HTTP API address, as NOMAD_ADDR takes it.
 	Addr string
@@ -30,6 +30,9 @@ type Nomad struct {
 	once      sync.Once
 	shared    *nomad.Client
 	sharedErr error
+
+	bootstrapped bool
+	tokens       tokens // minted by BotToken, EventsToken
 }
 
 // DefaultNamespace is the namespace the builders run in, created at start.
@@ -68,6 +71,10 @@ plugin "raw_exec" {
   config {
     enabled = true
   }
+}
+
+acl {
+  enabled = true
 }
 `
 
@@ -127,6 +134,7 @@ func startNomad(ctx context.Context, bin string, persistent bool, maxAllocs int)
 		n.Stop()
 		return nil, err
 	}
+	agents.Store(n.Addr, n)
 	return n, nil
 }
 
@@ -152,6 +160,13 @@ func (n *Nomad) start(ctx context.Context) error {
 		q := (&nomad.QueryOptions{}).WithContext(ctx)
 		if leader, err := client.Status().Leader(); err != nil || leader == "" {
 			return fmt.Errorf("no leader yet: %v", err)
+		}
+		if !n.bootstrapped {
+			// Once per agent: a persistent one started again keeps its tokens.
+			if _, _, err := client.ACLTokens().BootstrapOpts(management(), nil); err != nil {
+				return fmt.Errorf("ACL bootstrap: %w", err)
+			}
+			n.bootstrapped = true
 		}
 		nodes, _, err := client.Nodes().List(q)
 		if err != nil {
@@ -193,7 +208,8 @@ func (n *Nomad) Stop() {
 	_ = os.RemoveAll(n.Dir)
 }
 
-// Env returns the environment variables that point Nomad's clients at this agent.
+// Env returns the environment variables that point Nomad's clients at this agent (with no
+// token: StartBot adds the bot's, BotEnv, and the test process has ManagementToken).
 func (n *Nomad) Env() []string {
 	return []string{"NOMAD_ADDR=" + n.Addr}
 }
@@ -212,6 +228,7 @@ func (n *Nomad) Client(t T) *nomad.Client {
 func (n *Nomad) client() (*nomad.Client, error) {
 	cfg := nomad.DefaultConfig()
 	cfg.Address = n.Addr
+	cfg.SecretID = management()
 	return nomad.NewClient(cfg)
 }
 

@@ -95,6 +95,9 @@ func run(p *testenv.Program, n int) error {
 			}
 			env := append(os.Environ()[:0:0], "PATH="+os.Getenv("PATH"), "HOME="+dir, "ALBATROS_ADDR="+addr, "ALBATROS_URL=http://"+addr,
 				"NOMAD_ADDR="+nm.Addr, "CONSUL_HTTP_ADDR="+c.Addr, "ALBATROS_BUILDER_DRIVER=raw_exec", "ALBATROS_CONSUL_PREFIX="+fmt.Sprintf("startup-%d/", i), "ALBATROS_ARCHIVE=file://"+filepath.Join(dir, "archive"))
+			if env, err = testenv.BotEnv(env); err != nil { // the shipped policies' tokens
+				return err
+			}
 			took, mem, err := start(ctx, bins[k], env, "http://"+addr+"/healthz")
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)

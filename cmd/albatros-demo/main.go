@@ -140,10 +140,11 @@ Albatros is running.
                                     log in as demo and click Install Albatros on %s
   Installation in Consul:           %s
   Nomad and Consul from a shell:    export NOMAD_ADDR=%s CONSUL_HTTP_ADDR=%s
-                                    bin/nomad job status -namespace=ci
+  (ACLs on; the bot has the shipped  export NOMAD_TOKEN=%s CONSUL_HTTP_TOKEN=$NOMAD_TOKEN
+   policies, this is management)    bin/nomad job status -namespace=ci
                                     bin/consul kv get %s
 
-`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, b.URL, b.LogPath, otherOrg, inst, n.Addr, c.Addr, inst)
+`, repo.HTMLURL+"/", sha, logURL, user.Name, user.Password, b.URL, b.LogPath, otherOrg, inst, n.Addr, c.Addr, testenv.ManagementToken(), inst)
 	if _, err := waitStatus(ctx, g.URL, repo, sha, "success"); err != nil {
 		return err
 	}
