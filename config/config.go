@@ -49,6 +49,9 @@ type Config struct {
 	// GitHubURL and GitHubToken are used for repositories on GitHub whose entry has none.
 	GitHubURL   string
 	GitHubToken string
+	// NomadReadToken, when set, is the token of the event stream alone, which Nomad 1.6
+	// takes no workload identity for; every other request has NOMAD_TOKEN.
+	NomadReadToken string
 	// GiteaClientID and GiteaClientSecret are the bot's OAuth2 application on Gitea, through
 	// which owners log in to install Albatros and manage it.
 	GiteaClientID     string
@@ -118,6 +121,7 @@ func settings() []*setting {
 		{flag: "reconcile-interval", env: "ALBATROS_RECONCILE_INTERVAL", def: "5m", usage: "how often the heads of default branches, recent branches and open pull requests are compared with their statuses, to build those whose delivery never arrived (0: at start only)"},
 		{flag: "reconcile-branches", env: "ALBATROS_RECONCILE_BRANCHES", def: "24h", usage: "how recent a branch's head commit must be for the reconciler to look at it, besides the default branch (Gitea lists branches by their head commit's date)"},
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
+		{flag: "nomad-read-token", env: "ALBATROS_NOMAD_READ_TOKEN", secret: true, usage: "Nomad token for the event stream alone, which Nomad 1.6 does not take a workload identity for, when NOMAD_TOKEN is one (or ALBATROS_NOMAD_READ_TOKEN_FILE; policy hcl/acl/nomad-read.hcl)"},
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
@@ -200,15 +204,16 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		errs = append(errs, fmt.Errorf("%s (-%s): %s", st.env, st.flag, fmt.Sprintf(format, args...)))
 	}
 	c := &Config{
-		Addr:         s["addr"].value,
-		URL:          strings.TrimSuffix(s["url"].value, "/"),
-		Namespace:    s["namespace"].value,
-		ConsulPrefix: s["consul-prefix"].value,
-		GiteaURL:     strings.TrimSuffix(s["gitea-url"].value, "/"),
-		GiteaToken:   s["gitea-token"].value,
-		GitHubURL:    strings.TrimSuffix(s["github-url"].value, "/"),
-		GitHubToken:  s["github-token"].value,
-		LogFormat:    s["log-format"].value,
+		Addr:           s["addr"].value,
+		URL:            strings.TrimSuffix(s["url"].value, "/"),
+		Namespace:      s["namespace"].value,
+		ConsulPrefix:   s["consul-prefix"].value,
+		GiteaURL:       strings.TrimSuffix(s["gitea-url"].value, "/"),
+		GiteaToken:     s["gitea-token"].value,
+		GitHubURL:      strings.TrimSuffix(s["github-url"].value, "/"),
+		GitHubToken:    s["github-token"].value,
+		NomadReadToken: s["nomad-read-token"].value,
+		LogFormat:      s["log-format"].value,
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("addr", "%q is not host:port", c.Addr)
@@ -370,8 +375,13 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		bad("log-format", "%q is not text or json", c.LogFormat)
 	}
 	if v := getenv("NOMAD_ADDR"); v != "" {
-		if err := httpURL(v); err != nil {
-			errs = append(errs, fmt.Errorf("NOMAD_ADDR: %v", err))
+		// Or a unix socket: the task API's, in a Nomad task with a workload identity.
+		if path, ok := strings.CutPrefix(v, "unix://"); ok {
+			if !strings.HasPrefix(path, "/") {
+				errs = append(errs, fmt.Errorf("NOMAD_ADDR: %q: a unix socket's path is absolute (unix:///…)", v))
+			}
+		} else if err := httpURL(v); err != nil {
+			errs = append(errs, fmt.Errorf("NOMAD_ADDR: %v (or unix:///path of a socket)", err))
 		}
 	}
 	if v := getenv("CONSUL_HTTP_ADDR"); v != "" {

@@ -245,6 +245,7 @@ func TestLoadAcceptsValidSettings(t *testing.T) {
 		{"ALBATROS_LOG_LEVEL", "error"},
 		{"NOMAD_ADDR", "http://127.0.0.1:4646"},
 		{"NOMAD_ADDR", "https://nomad.example.com"},
+		{"NOMAD_ADDR", "unix:///alloc/secrets/api.sock"},
 		{"CONSUL_HTTP_ADDR", "127.0.0.1:8500"},
 		{"CONSUL_HTTP_ADDR", "http://127.0.0.1:8500"},
 		{"CONSUL_HTTP_ADDR", "https://consul.example.com:8501"},
@@ -295,6 +296,7 @@ func TestLoadBadSettings(t *testing.T) {
 		// The Nomad and Consul variables have no flag: only the variable can be named.
 		{"nomad addr not a URL", minimal().with("NOMAD_ADDR", "127.0.0.1:4646"), "NOMAD_ADDR"},
 		{"nomad addr not http", minimal().with("NOMAD_ADDR", "tcp://127.0.0.1:4646"), "NOMAD_ADDR"},
+		{"nomad socket not absolute", minimal().with("NOMAD_ADDR", "unix://secrets/api.sock"), "NOMAD_ADDR"},
 		{"consul addr without port", minimal().with("CONSUL_HTTP_ADDR", "localhost"), "CONSUL_HTTP_ADDR"},
 		{"consul addr odd scheme", minimal().with("CONSUL_HTTP_ADDR", "tcp://127.0.0.1:8500"), "CONSUL_HTTP_ADDR"},
 	}

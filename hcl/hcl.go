@@ -21,13 +21,19 @@ var nixcacheRaw string
 //go:embed prelude.sh
 var prelude string
 
+// BotJob is the bot's own Nomad job (albatros.nomad.hcl): a service job of two
+// allocations, its settings from the Variable nomad/jobs/albatros.
+//
+//go:embed albatros.nomad.hcl
+var BotJob string
+
 // The shipped ACL policies (acl/), for the default namespace (ci) and Consul prefix
 // (albatros/).
 var (
 	//go:embed acl/nomad-bot.hcl
 	nomadBotPolicy string
-	//go:embed acl/nomad-events.hcl
-	nomadEventsPolicy string
+	//go:embed acl/nomad-read.hcl
+	nomadReadPolicy string
 	//go:embed acl/consul-bot.hcl
 	consulBotPolicy string
 )
@@ -163,10 +169,10 @@ var namespaceBlockRE = regexp.MustCompile(`(?s)namespace "ci" \{\n.*?\n\}\n`)
 // namespaces: its block for "ci", once for each.
 func NomadBotPolicy(namespaces ...string) string { return forNamespaces(nomadBotPolicy, namespaces) }
 
-// NomadEventsPolicy is the event stream's shipped Nomad policy (acl/nomad-events.hcl) for
-// the builders' namespaces.
-func NomadEventsPolicy(namespaces ...string) string {
-	return forNamespaces(nomadEventsPolicy, namespaces)
+// NomadReadPolicy is the shipped Nomad policy of the bot's one token when it runs with a
+// workload identity (acl/nomad-read.hcl), for the builders' namespaces.
+func NomadReadPolicy(namespaces ...string) string {
+	return forNamespaces(nomadReadPolicy, namespaces)
 }
 
 func forNamespaces(policy string, namespaces []string) string {

@@ -384,8 +384,8 @@ func TestPoliciesRender(t *testing.T) {
 	if strings.Count(two, `capabilities = ["list-jobs", "read-job", "parse-job", "submit-job", "dispatch-job", "read-logs"]`) != 2 || !strings.Contains(two, `namespace "builds-untrusted" {`) {
 		t.Errorf("two namespaces:\n%s", two)
 	}
-	if ev := hcl.NomadEventsPolicy("x"); !strings.Contains(ev, "namespace \"x\" {\n  capabilities = [\"read-job\"]\n}") || strings.Contains(ev, `"ci"`) {
-		t.Errorf("events policy for x:\n%s", ev)
+	if ev := hcl.NomadReadPolicy("x"); !strings.Contains(ev, "namespace \"x\" {\n  capabilities = [\"read-job\"]\n}") || strings.Contains(ev, `"ci"`) {
+		t.Errorf("read policy for x:\n%s", ev)
 	}
 	if got := hcl.ConsulBotPolicy("albatros/"); got != consulBotPolicy {
 		t.Errorf("hcl.ConsulBotPolicy(albatros/) is not the shipped file:\n%s", got)

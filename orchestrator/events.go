@@ -46,7 +46,7 @@ func (o *Orchestrator) Watch(ctx context.Context, handle func(context.Context, O
 			onErr(fmt.Errorf("nomad namespaces: %w", err))
 		}
 		streamCtx, cancel := context.WithCancel(ctx)
-		ch, err := o.c.EventStream().Stream(streamCtx, topics, next, &nomad.QueryOptions{Namespace: "*"})
+		ch, err := o.c.EventStream().Stream(streamCtx, topics, next, &nomad.QueryOptions{Namespace: "*", AuthToken: o.readToken})
 		if err != nil {
 			cancel()
 			onErr(fmt.Errorf("nomad event stream: %w", err))

@@ -50,9 +50,9 @@ var ErrNotFound = errors.New("not found in nomad")
 
 // Orchestrator talks to one Nomad region.
 type Orchestrator struct {
-	// ns is WithNamespace's ("" for Nomad's default).
-	ns string
-	c  *nomad.Client
+	// ns is WithNamespace's ("" for Nomad's default); readToken WithReadToken's.
+	ns, readToken string
+	c             *nomad.Client
 	// ledger says which jobs are the bot's builds, and which of them got the secrets.
 	ledger Ledger
 
@@ -104,7 +104,7 @@ func New(ledger Ledger, opts ...Option) (*Orchestrator, error) {
 		return nil, fmt.Errorf("nomad client: %w", err)
 	}
 	done, close := context.WithCancel(context.Background())
-	return &Orchestrator{c: c, ledger: ledger, ns: o.ns, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
+	return &Orchestrator{c: c, ledger: ledger, ns: o.ns, readToken: o.read, resubscribe: make(chan struct{}, 1), done: done, close: close}, nil
 }
 
 // Option changes how New makes an orchestrator.
@@ -113,6 +113,7 @@ type Option func(*options)
 type options struct {
 	wrap func(http.RoundTripper) http.RoundTripper
 	ns   string
+	read string
 }
 
 // WithNamespace is the namespace of the requests that name none: a job's parse, before its
@@ -120,6 +121,14 @@ type options struct {
 // builders' namespace, not in "default").
 func WithNamespace(ns string) Option {
 	return func(o *options) { o.ns = ns }
+}
+
+// WithReadToken is the token of the event stream (Watch), when the other requests go with
+// a workload identity (NOMAD_TOKEN in a task with an identity block), which Nomad 1.6's
+// event stream does not take: it looks its token up among the ACL tokens. Its policy is
+// hcl/acl/nomad-read.hcl.
+func WithReadToken(token string) Option {
+	return func(o *options) { o.read = token }
 }
 
 // WithTransport has every request to Nomad go through wrap's round tripper, which calls

@@ -83,9 +83,9 @@ func (n *Nomad) BotToken(namespaces ...string) (string, error) {
 	return n.policyToken("bot", namespaces, hcl.NomadBotPolicy(namespaces...))
 }
 
-// EventsToken returns a token of the shipped events policy (hcl/acl/nomad-events.hcl).
-func (n *Nomad) EventsToken(namespaces ...string) (string, error) {
-	return n.policyToken("events", namespaces, hcl.NomadEventsPolicy(namespaces...))
+// ReadToken returns a token of the shipped read policy (hcl/acl/nomad-read.hcl).
+func (n *Nomad) ReadToken(namespaces ...string) (string, error) {
+	return n.policyToken("read", namespaces, hcl.NomadReadPolicy(namespaces...))
 }
 
 func (n *Nomad) policyToken(what string, namespaces []string, rules string) (string, error) {

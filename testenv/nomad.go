@@ -32,7 +32,7 @@ type Nomad struct {
 	sharedErr error
 
 	bootstrapped bool
-	tokens       tokens // minted by BotToken, EventsToken
+	tokens       tokens // minted by BotToken, ReadToken
 }
 
 // DefaultNamespace is the namespace the builders run in, created at start.

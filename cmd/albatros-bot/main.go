@@ -77,7 +77,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	// The registry is the ledger of the bot's builds: only the jobs it records are builds.
-	nomad, err := orchestrator.New(repos, orchestrator.WithTransport(counted("nomad")), orchestrator.WithNamespace(cfg.Namespace))
+	nomad, err := orchestrator.New(repos, orchestrator.WithTransport(counted("nomad")), orchestrator.WithNamespace(cfg.Namespace), orchestrator.WithReadToken(cfg.NomadReadToken))
 	if err != nil {
 		return err
 	}
