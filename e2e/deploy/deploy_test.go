@@ -164,7 +164,7 @@ func TestTheShippedJobRollsOutWithoutLosingAPush(t *testing.T) {
 		"ALBATROS_ARCHIVE":            s3.URL("deploy"),
 		"CONSUL_HTTP_ADDR":            c.Addr,
 		"CONSUL_HTTP_TOKEN":           consulToken,
-		"ALBATROS_NOMAD_READ_TOKEN": readToken,
+		"ALBATROS_NOMAD_READ_TOKEN":   readToken,
 	}
 	for _, kv := range s3.Env() {
 		k, v, _ := strings.Cut(kv, "=")
