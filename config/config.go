@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -38,6 +39,11 @@ type Config struct {
 	Builders []string
 	// BuilderVars are HCL variables for the shipped builders (driver included).
 	BuilderVars map[string]string
+	// UntrustedVars, when set, are the shipped builders' variables for the builds of code
+	// not trusted (forks, strangers): another namespace (UntrustedNamespace), and maybe
+	// another node pool and network mode. The shipped builders are registered there too.
+	UntrustedVars      map[string]string
+	UntrustedNamespace string
 	// BuilderNamespaces are the Nomad namespaces the owners of an installed organization
 	// may choose a builder from (Namespace by default).
 	BuilderNamespaces []string
@@ -108,6 +114,9 @@ func settings() []*setting {
 		{flag: "namespace", env: "ALBATROS_NAMESPACE", def: "ci", usage: "Nomad namespace of the shipped builders (created if missing)"},
 		{flag: "builders", env: "ALBATROS_BUILDERS", def: hcl.DefaultBuilder, usage: "shipped builders to register at start, comma-separated: builder, nixcache; or none"},
 		{flag: "builder-driver", env: "ALBATROS_BUILDER_DRIVER", def: "exec", usage: "task driver of the default builder: exec, raw_exec or docker"},
+		{flag: "untrusted-namespace", env: "ALBATROS_UNTRUSTED_NAMESPACE", usage: "Nomad namespace where the builds of code not trusted (forks, strangers: no secrets) run on the shipped default builder, registered there too; empty: with the others"},
+		{flag: "untrusted-node-pool", env: "ALBATROS_UNTRUSTED_NODE_POOL", usage: "Nomad node pool of those builds (with ALBATROS_UNTRUSTED_NAMESPACE)"},
+		{flag: "untrusted-network", env: "ALBATROS_UNTRUSTED_NETWORK", usage: "network mode of those builds: host, bridge or cni/<name> (with ALBATROS_UNTRUSTED_NAMESPACE)"},
 		{flag: "builder-vars", env: "ALBATROS_BUILDER_VARS", usage: "more HCL variables for the shipped builders, name=value[,name=value…] (cpu, memory, image, datacenters, store)"},
 		{flag: "builder-namespaces", env: "ALBATROS_BUILDER_NAMESPACES", usage: "Nomad namespaces, comma-separated, whose jobs the owners of an installed organization may choose as their builder (default: the namespace of the shipped builders)"},
 		{flag: "consul-prefix", env: "ALBATROS_CONSUL_PREFIX", def: registry.DefaultPrefix, usage: "Consul KV prefix of the repository registry"},
@@ -272,6 +281,31 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		c.BuilderNamespaces = append([]string{c.Namespace}, c.BuilderNamespaces...)
 	}
 	c.BuilderVars["namespace"] = c.Namespace
+	if ns := s["untrusted-namespace"].value; ns != "" {
+		switch {
+		case !orchestrator.ValidNamespace(ns):
+			bad("untrusted-namespace", "%q is not a Nomad namespace name", ns)
+		case ns == c.Namespace:
+			bad("untrusted-namespace", "%q is ALBATROS_NAMESPACE: the builds of code not trusted need a namespace of their own", ns)
+		}
+		c.UntrustedNamespace = ns
+		c.UntrustedVars = maps.Clone(c.BuilderVars)
+		c.UntrustedVars["namespace"] = ns
+		if pool := s["untrusted-node-pool"].value; pool != "" {
+			if !orchestrator.ValidNamespace(pool) { // node pools are named as namespaces are
+				bad("untrusted-node-pool", "%q is not a Nomad node pool name", pool)
+			}
+			c.UntrustedVars["node_pool"] = pool
+		}
+		if mode := s["untrusted-network"].value; mode != "" {
+			if mode != "host" && mode != "bridge" && mode != "none" && !(strings.HasPrefix(mode, "cni/") && orchestrator.ValidNamespace(mode[4:])) {
+				bad("untrusted-network", "%q is not host, bridge, none or cni/<name>", mode)
+			}
+			c.UntrustedVars["network_mode"] = mode
+		}
+	} else if s["untrusted-node-pool"].value != "" || s["untrusted-network"].value != "" {
+		bad("untrusted-namespace", "ALBATROS_UNTRUSTED_NODE_POOL and _NETWORK need ALBATROS_UNTRUSTED_NAMESPACE")
+	}
 	if c.ConsulPrefix == "" || strings.HasPrefix(c.ConsulPrefix, "/") {
 		bad("consul-prefix", "%q must be a non-empty relative key prefix", c.ConsulPrefix)
 	}

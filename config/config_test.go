@@ -203,6 +203,19 @@ func TestLoadBuilderVarsCannotOverrideDriverOrNamespace(t *testing.T) {
 	}
 }
 
+// Builds of code not trusted get the shipped builders' variables with their own namespace,
+// node pool and network mode; without the setting, none.
+func TestLoadUntrustedBuilders(t *testing.T) {
+	c := mustLoad(t, minimal().with("ALBATROS_UNTRUSTED_NAMESPACE", "forks", "ALBATROS_UNTRUSTED_NODE_POOL", "sandbox", "ALBATROS_UNTRUSTED_NETWORK", "bridge", "ALBATROS_BUILDER_VARS", "cpu=300"))
+	want := map[string]string{"namespace": "forks", "node_pool": "sandbox", "network_mode": "bridge", "driver": "exec", "cpu": "300"}
+	if !maps.Equal(c.UntrustedVars, want) || c.UntrustedNamespace != "forks" || c.BuilderVars["namespace"] != "ci" || c.BuilderVars["node_pool"] != "" {
+		t.Errorf("untrusted %v (%q), trusted %v", c.UntrustedVars, c.UntrustedNamespace, c.BuilderVars)
+	}
+	if c := mustLoad(t, minimal()); c.UntrustedVars != nil || c.UntrustedNamespace != "" {
+		t.Errorf("without the setting: %v %q", c.UntrustedVars, c.UntrustedNamespace)
+	}
+}
+
 func TestLoadBuilders(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -289,6 +302,9 @@ func TestLoadBadSettings(t *testing.T) {
 		{"queue bytes not a size", minimal().with("ALBATROS_QUEUE_BYTES", "64MB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
 		{"queue bytes negative", minimal().with("ALBATROS_QUEUE_BYTES", "-1GiB"), "ALBATROS_QUEUE_BYTES (-queue-bytes)"},
 		{"reconcile branches too short", minimal().with("ALBATROS_RECONCILE_BRANCHES", "30s"), "ALBATROS_RECONCILE_BRANCHES (-reconcile-branches)"},
+		{"untrusted namespace is the builders'", minimal().with("ALBATROS_UNTRUSTED_NAMESPACE", "ci"), "ALBATROS_UNTRUSTED_NAMESPACE (-untrusted-namespace)"},
+		{"untrusted pool without namespace", minimal().with("ALBATROS_UNTRUSTED_NODE_POOL", "forks"), "ALBATROS_UNTRUSTED_NAMESPACE (-untrusted-namespace)"},
+		{"untrusted network not a mode", minimal().with("ALBATROS_UNTRUSTED_NAMESPACE", "forks", "ALBATROS_UNTRUSTED_NETWORK", "wide open"), "ALBATROS_UNTRUSTED_NETWORK (-untrusted-network)"},
 		{"metrics addr without port", minimal().with("ALBATROS_METRICS_ADDR", "localhost"), "ALBATROS_METRICS_ADDR (-metrics-addr)"},
 		{"pprof addr without port", minimal().with("ALBATROS_PPROF_ADDR", "localhost"), "ALBATROS_PPROF_ADDR (-pprof-addr)"},
 		{"bad log level", minimal().with("ALBATROS_LOG_LEVEL", "verbose"), "ALBATROS_LOG_LEVEL (-log-level)"},

@@ -40,10 +40,23 @@ variable "memory" {
   default = 512
 }
 
+variable "node_pool" {
+  type        = string
+  default     = "default"
+  description = "Nomad node pool the builds run on: give builds without secrets (ALBATROS_UNTRUSTED_NODE_POOL) other nodes than deploy builds."
+}
+
+variable "network_mode" {
+  type        = string
+  default     = "host"
+  description = "The builds' network mode (host, bridge, cni/<name>): bridge or a CNI network with egress rules keeps fork code from the nodes' own services (ALBATROS_UNTRUSTED_NETWORK)."
+}
+
 job "builder" {
   namespace   = var.namespace
   type        = "batch"
   datacenters = var.datacenters
+  node_pool   = var.node_pool
 
   parameterized {
     payload       = "optional"
@@ -52,6 +65,10 @@ job "builder" {
   }
 
   group "runner" {
+    network {
+      mode = var.network_mode
+    }
+
     count = 1
 
     # A build runs once; a failed build is a result, not something to retry.

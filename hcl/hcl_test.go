@@ -33,8 +33,8 @@ func TestBuilders(t *testing.T) {
 
 func TestVariables(t *testing.T) {
 	tests := map[string][]string{
-		"builder":  {"namespace", "driver", "image", "datacenters", "cpu", "memory"},
-		"nixcache": {"namespace", "image", "store", "datacenters", "cpu", "memory"},
+		"builder":  {"namespace", "driver", "image", "datacenters", "cpu", "memory", "node_pool", "network_mode"},
+		"nixcache": {"namespace", "image", "store", "datacenters", "cpu", "memory", "node_pool", "network_mode"},
 	}
 	for name, want := range tests {
 		if got := hcl.Builders[name].Variables(); !slices.Equal(got, want) {

@@ -81,6 +81,11 @@ type Config struct {
 	BaseURL string
 	// Builder is the default builder; a repository may name its own.
 	Builder orchestrator.Builder
+	// Untrusted, when set, is the default builder for code not trusted (forks, strangers):
+	// the same builder registered in another namespace, maybe on other nodes and another
+	// network, so that fork code never runs beside the builds that get secrets. A
+	// repository that names its own builder keeps it.
+	Untrusted *orchestrator.Builder
 	// Locks serialize the bots writing one pull request's comment (nil: one bot).
 	Locks locks
 	// Claims, when set, are asked before every dispatch and report: a build key already
@@ -321,6 +326,9 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		hasSecrets, shown = true, mask
 	}
 	log = log.With("commit", ev.Commit, "trigger", ev.Trigger(), "sender", ev.Sender, "trusted", trusted)
+	if !trusted && builder == p.cfg.Builder && p.cfg.Untrusted != nil {
+		builder = *p.cfg.Untrusted
+	}
 
 	var out []orchestrator.Dispatched
 	var errs []error

@@ -1048,3 +1048,35 @@ func TestPushesAreTrustedByTheirPusher(t *testing.T) {
 		t.Errorf("an unsigned delivery recorded its commit as trusted (%s)", why)
 	}
 }
+
+// Code not trusted (a stranger's fork) runs on the builder registered for it (another
+// namespace, pool and network); trusted code on the default one; a repository's own
+// builder is its own whoever pushes.
+func TestUntrustedCodeRunsOnItsOwnBuilder(t *testing.T) {
+	h := newHarness(entryWith())
+	untrusted := orchestrator.Builder{Namespace: "forks", Job: defaultBuilder.Job}
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Untrusted: &untrusted, Trust: h.trust})
+	entry := h.repos.Repos[cloneURL]
+	if _, err := h.p.Handle(context.Background(), discard, prEvent("mallory", "mallory"), entry, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Handle(context.Background(), discard, pushEvent(), entry, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	own := entryWith()
+	own.Builder = &registry.Builder{Job: "my-builder", Namespace: "ci"}
+	fork := prEvent("mallory", "mallory")
+	fork.Delivery, fork.Commit = "delivery-9", strings.Repeat("c", 40)
+	if _, err := h.p.Handle(context.Background(), discard, fork, own, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	d := h.builds.Dispatches()
+	if len(d) != 3 {
+		t.Fatalf("dispatches %+v", d)
+	}
+	for i, want := range []orchestrator.Builder{untrusted, defaultBuilder, {Namespace: "ci", Job: "my-builder"}} {
+		if d[i].Builder != want {
+			t.Errorf("dispatch %d (secrets %v) on %s, want %s", i, d[i].HasSecrets, d[i].Builder, want)
+		}
+	}
+}

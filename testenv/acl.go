@@ -130,7 +130,8 @@ func (c *Consul) BotToken(prefix string) (string, error) {
 
 // BotEnv adds to a bot's environment the tokens it runs with: for the testenv agents that
 // its NOMAD_ADDR and CONSUL_HTTP_ADDR name, tokens of the shipped policies alone, for its
-// namespaces (ALBATROS_NAMESPACE, ci by default, and ALBATROS_BUILDER_NAMESPACES) and its
+// namespaces (ALBATROS_NAMESPACE, ci by default, ALBATROS_BUILDER_NAMESPACES and
+// ALBATROS_UNTRUSTED_NAMESPACE) and its
 // Consul prefix (ALBATROS_CONSUL_PREFIX, albatros/ by default). A token env sets already
 // is kept.
 func BotEnv(env []string) ([]string, error) {
@@ -147,7 +148,7 @@ func BotEnv(env []string) ([]string, error) {
 	if get("NOMAD_TOKEN", "") == "" {
 		if a, ok := agents.Load(get("NOMAD_ADDR", "")); ok {
 			namespaces := []string{get("ALBATROS_NAMESPACE", DefaultNamespace)}
-			for _, ns := range strings.Split(get("ALBATROS_BUILDER_NAMESPACES", ""), ",") {
+			for _, ns := range strings.Split(get("ALBATROS_BUILDER_NAMESPACES", "")+","+get("ALBATROS_UNTRUSTED_NAMESPACE", ""), ",") {
 				if ns = strings.TrimSpace(ns); ns != "" && !slices.Contains(namespaces, ns) {
 					namespaces = append(namespaces, ns)
 				}

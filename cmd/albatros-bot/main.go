@@ -103,6 +103,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return fmt.Errorf("register builder %s: %w", name, err)
 		}
 		log.Info("builder registered", "job", b.Job, "namespace", b.Namespace)
+		if cfg.UntrustedVars != nil && name == hcl.DefaultBuilder {
+			vars := maps.Clone(cfg.UntrustedVars)
+			u, err := nomad.RegisterBuilder(ctx, spec.Source, spec.VarFile(vars))
+			if err != nil {
+				return fmt.Errorf("register builder %s for code not trusted: %w", name, err)
+			}
+			log.Info("builder registered for code not trusted", "job", u.Job, "namespace", u.Namespace, "node pool", vars["node_pool"], "network", vars["network_mode"])
+		}
 	}
 	if keys != nil {
 		if err := waitReady(ctx, log, "consul", repos.Ready); err != nil {
@@ -157,6 +165,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Trust:             repos,
 		Log:               log,
 		Observe:           m,
+	}
+	if cfg.UntrustedNamespace != "" {
+		pipeCfg.Untrusted = &orchestrator.Builder{Namespace: cfg.UntrustedNamespace, Job: hcl.DefaultBuilder}
 	}
 	if arch != nil {
 		pipeCfg.Archive = arch
