@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +20,8 @@ import (
 // repository does not trust runs in that namespace, on that node pool, with that network
 // mode, read back from Nomad's job; a trusted sender's in the builders' namespace, on the
 // default pool; the bot (with the shipped policy for both namespaces) registers the
-// shipped builder in both.
+// shipped builder in both. Its metrics are on a listener of their own
+// (ALBATROS_METRICS_ADDR), not on the main one.
 func TestUntrustedCodeRunsApart(t *testing.T) {
 	bot(t) // the shared binary
 	n, c, g := env.Nomad(t), env.Consul(t), env.Gitea(t)
@@ -26,7 +29,11 @@ func TestUntrustedCodeRunsApart(t *testing.T) {
 	prefix := testenv.UniqueName("iso") + "/"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := testenv.StartBot(ctx, botBin, append(append(n.Env(), c.Env()...),
+	metricsAddr, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := testenv.StartBot(ctx, botBin, append(append(n.Env(), c.Env()...), "ALBATROS_METRICS_ADDR="+metricsAddr,
 		"ALBATROS_BUILDER_DRIVER=raw_exec", "ALBATROS_BUILDER_VARS=cpu=100,memory=128",
 		"ALBATROS_RECONCILE_INTERVAL=0", "ALBATROS_CONSUL_PREFIX="+prefix,
 		"ALBATROS_UNTRUSTED_NAMESPACE="+forks, "ALBATROS_UNTRUSTED_NODE_POOL=all", "ALBATROS_UNTRUSTED_NETWORK=host",
@@ -59,6 +66,12 @@ func TestUntrustedCodeRunsApart(t *testing.T) {
 	untrusted := g.Push(t, stranger, repo, "side", "", files, "a stranger's")
 	g.WaitStatus(t, repo, untrusted, "albatros/default", gitea.StatusSuccess, 2*time.Minute)
 
+	if code, _ := get(t, b.URL+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the main listener: %d, want 404 with ALBATROS_METRICS_ADDR", code)
+	}
+	if code, body := get(t, "http://"+metricsAddr+"/metrics"); code != http.StatusOK || !strings.Contains(body, `albatros_builds_total{flavor="default",state="success"} 2`) {
+		t.Errorf("/metrics on its own listener: %d, want 200 counting the 2 builds\n%.2000s", code, body)
+	}
 	for _, c := range []struct {
 		sha, ns, pool string
 	}{

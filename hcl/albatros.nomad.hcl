@@ -5,15 +5,16 @@
 # Its settings are a Nomad Variable, never this file: the items named as the bot's
 # environment variables (README, "Settings"), the secrets among them written as files.
 #
-#   nomad var put nomad/jobs/albatros \
+#   nomad var put -namespace albatros nomad/jobs/albatros \
 #     ALBATROS_URL=https://ci.example.com ALBATROS_GITEA_URL=https://git.example.com \
 #     CONSUL_HTTP_ADDR=consul.service.consul:8500 ALBATROS_ARCHIVE=s3://albatros/builds \
 #     ALBATROS_GITEA_TOKEN=… ALBATROS_GITEA_CLIENT_ID=… ALBATROS_GITEA_CLIENT_SECRET=… \
 #     ALBATROS_SECRET_KEY=… CONSUL_HTTP_TOKEN=… ALBATROS_NOMAD_READ_TOKEN=… \
 #     AWS_ENDPOINT_URL=… AWS_REGION=… AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…
-#   nomad acl policy apply -namespace default -job albatros albatros-bot hcl/acl/nomad-bot.hcl
+#   nomad namespace apply albatros                                         # operators only
+#   nomad acl policy apply -namespace albatros -job albatros albatros-bot hcl/acl/nomad-bot.hcl
 #   nomad job run -var driver=exec hcl/builder.hcl
-#   nomad job run hcl/albatros.nomad.hcl                                   # docker
+#   nomad job run -var image=albatros:<version> hcl/albatros.nomad.hcl    # docker
 #   nomad job run -var driver=exec -var binary=/usr/local/bin/albatros-bot hcl/albatros.nomad.hcl
 #
 # The bot reaches Nomad through its task API socket with the task's workload identity; its
@@ -25,8 +26,20 @@
 
 variable "namespace" {
   type        = string
-  default     = "default"
-  description = "Nomad namespace of the bot's own job (not of the builds: ALBATROS_NAMESPACE)."
+  default     = "albatros"
+  description = "Nomad namespace of the bot's own job (not of the builds: ALBATROS_NAMESPACE). Only operators may submit jobs, exec into allocations or write Variables there: a job named albatros in it would read the bot's Variable and have its policy."
+}
+
+variable "uid" {
+  type        = number
+  default     = 65532
+  description = "The user the bot runs as, who owns its secret files: the image's (65532), or the exec driver's (nobody, 65534 on Debian; or set the task's user)."
+}
+
+variable "shutdown_delay" {
+  type        = string
+  default     = "10s"
+  description = "How long a stopping bot stays out of the service before SIGTERM: at least the load balancer's refresh of Nomad's catalog (Traefik's Nomad provider: 15 s)."
 }
 
 variable "datacenters" {
@@ -89,6 +102,7 @@ job "albatros" {
 
     network {
       port "http" {}
+      port "metrics" {}
     }
 
     # Nomad's own service discovery: a load balancer in front (Traefik, Fabio, HAProxy with
@@ -107,9 +121,18 @@ job "albatros" {
       }
     }
 
+    # The metrics on a port of their own, for Prometheus (its Nomad service discovery), not
+    # behind the load balancer.
+    service {
+      name     = "albatros-metrics"
+      provider = "nomad"
+      port     = "metrics"
+      tags     = ["prometheus"]
+    }
+
     # A stopping bot leaves the service first, then gets SIGTERM: it answers 503 to
-    # deliveries, hands over its leaderships and finishes what it answered within 30 s.
-    shutdown_delay = "5s"
+    # deliveries, hands over its leaderships and finishes what it answered within 25 s.
+    shutdown_delay = var.shutdown_delay
 
     restart {
       attempts = 3
@@ -131,7 +154,7 @@ job "albatros" {
         for_each = var.driver == "docker" ? [1] : []
         content {
           image = var.image
-          ports = ["http"]
+          ports = ["http", "metrics"]
         }
       }
       dynamic "config" {
@@ -141,9 +164,9 @@ job "albatros" {
         }
       }
 
-      # The bot's drain (20 s for the answered deliveries, 10 s for the requests being
-      # served) fits in it.
-      kill_timeout = "45s"
+      # The bot's drain (15 s for the answered deliveries, 10 s for the requests being
+      # served) fits in it, and in a Nomad client's default max_kill_timeout (30 s).
+      kill_timeout = "30s"
       kill_signal  = "SIGTERM"
 
       env {
@@ -151,6 +174,7 @@ job "albatros" {
         ALBATROS_BUILDERS                   = "none"
         # In a container, every address of it; else the node's address Nomad gave the port.
         ALBATROS_ADDR                       = var.driver == "docker" ? "0.0.0.0:${NOMAD_PORT_http}" : "${NOMAD_ADDR_http}"
+        ALBATROS_METRICS_ADDR               = var.driver == "docker" ? "0.0.0.0:${NOMAD_PORT_metrics}" : "${NOMAD_ADDR_metrics}"
         ALBATROS_GITEA_TOKEN_FILE           = "${NOMAD_SECRETS_DIR}/gitea-token"
         ALBATROS_GITEA_CLIENT_SECRET_FILE   = "${NOMAD_SECRETS_DIR}/gitea-client-secret"
         ALBATROS_GITHUB_TOKEN_FILE          = "${NOMAD_SECRETS_DIR}/github-token"
@@ -161,14 +185,17 @@ job "albatros" {
         AWS_SHARED_CREDENTIALS_FILE         = "${NOMAD_SECRETS_DIR}/aws-credentials"
       }
 
-      # The settings that are no secrets, as the task's environment.
+      # The settings that are no secrets, as the task's environment: the items named as
+      # ALBATROS_*, CONSUL_*, AWS_* settings but for the secrets (written as files below;
+      # an item named as a secret the job does not know is dropped) and for what this job
+      # sets itself (addresses, files, ALBATROS_BUILDERS).
       template {
         destination = "secrets/settings.env"
         env         = true
         change_mode = "restart"
         data        = <<-EOT
           {{- with nomadVar "nomad/jobs/albatros" }}{{ range .Tuples }}
-          {{- if not (.K | regexMatch "(TOKEN|SECRET|SECRET_KEY|SECRET_KEY_PREVIOUS|SECRET_ACCESS_KEY|ACCESS_KEY_ID)$") }}
+          {{- if and (.K | regexMatch "^(ALBATROS|CONSUL|AWS)_[A-Z0-9_]+$") (not (.K | regexMatch "(TOKEN|SECRET|SECRET_KEY|SECRET_KEY_PREVIOUS|ACCESS_KEY|ACCESS_KEY_ID|PASSWORD|AUTH|_FILE|^ALBATROS_ADDR|^ALBATROS_METRICS_ADDR|^ALBATROS_BUILDERS|^AWS_PROFILE)$")) }}
           {{ .K }}={{ .V | toJSON }}
           {{- end }}{{ end }}{{ end }}
         EOT
@@ -178,53 +205,70 @@ job "albatros" {
       template {
         destination = "secrets/gitea-token"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITEA_TOKEN }}{{ end }}"
       }
       template {
         destination = "secrets/gitea-client-secret"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITEA_CLIENT_SECRET }}{{ end }}"
       }
       template {
         destination = "secrets/github-token"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_TOKEN }}{{ end }}"
       }
       template {
         destination = "secrets/secret-key"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_SECRET_KEY }}{{ end }}"
       }
       template {
         destination = "secrets/secret-key-previous"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_SECRET_KEY_PREVIOUS }}{{ end }}"
       }
       template {
         destination = "secrets/nomad-read-token"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_NOMAD_READ_TOKEN }}{{ end }}"
       }
       template {
         destination = "secrets/consul-token"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .CONSUL_HTTP_TOKEN }}{{ end }}"
       }
       template {
         destination = "secrets/aws-credentials"
         perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
         change_mode = "restart"
         data        = <<-EOT
           {{- with nomadVar "nomad/jobs/albatros" }}{{ if .AWS_SECRET_ACCESS_KEY.Value }}[default]
           aws_access_key_id = {{ .AWS_ACCESS_KEY_ID }}
           aws_secret_access_key = {{ .AWS_SECRET_ACCESS_KEY }}
+          {{ if .AWS_SESSION_TOKEN.Value }}aws_session_token = {{ .AWS_SESSION_TOKEN }}{{ end }}
           {{ end }}{{ end }}
         EOT
       }

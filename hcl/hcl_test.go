@@ -395,3 +395,49 @@ func TestPoliciesRender(t *testing.T) {
 		t.Errorf("consul policy for test/T1/:\n%s", c)
 	}
 }
+
+// The bot's job puts each secret in a file of its own, owned by the bot's user, never in
+// its environment: the env template's two expressions let the settings through and keep
+// every secret, and what the job sets itself, out; each …_FILE the job names is written by a
+// template; its own namespace is not Nomad's default one (whose tenants could run a job of
+// its name and read its Variable).
+func TestBotJobKeepsSecretsInFiles(t *testing.T) {
+	job := hcl.BotJob
+	exprs := regexp.MustCompile(`regexMatch "([^"]+)"`).FindAllStringSubmatch(job, -1)
+	if len(exprs) != 2 {
+		t.Fatalf("the env template's expressions: %q", exprs)
+	}
+	settings, secret := regexp.MustCompile(exprs[0][1]), regexp.MustCompile(exprs[1][1])
+	inEnv := func(name string) bool { return settings.MatchString(name) && !secret.MatchString(name) }
+	for _, name := range []string{"ALBATROS_URL", "ALBATROS_GITEA_URL", "ALBATROS_GITEA_CLIENT_ID", "ALBATROS_ARCHIVE", "ALBATROS_CONSUL_PREFIX", "CONSUL_HTTP_ADDR", "AWS_REGION", "AWS_ENDPOINT_URL"} {
+		if !inEnv(name) {
+			t.Errorf("the setting %s is not in the environment", name)
+		}
+	}
+	for _, name := range []string{
+		"ALBATROS_GITEA_TOKEN", "ALBATROS_GITEA_CLIENT_SECRET", "ALBATROS_GITHUB_TOKEN", "ALBATROS_SECRET_KEY",
+		"ALBATROS_SECRET_KEY_PREVIOUS", "ALBATROS_NOMAD_READ_TOKEN", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_AUTH",
+		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"ALBATROS_ADDR", "ALBATROS_METRICS_ADDR", "ALBATROS_BUILDERS", "ALBATROS_GITEA_TOKEN_FILE", "NOMAD_ADDR", "NOMAD_TOKEN", "PATH", "LD_PRELOAD",
+	} {
+		if inEnv(name) {
+			t.Errorf("%s goes from the Variable to the environment", name)
+		}
+	}
+	files := regexp.MustCompile(`(?m)^\s+[A-Z_]+_FILE\s+= "\$\{NOMAD_SECRETS_DIR\}/([a-z-]+)"`).FindAllStringSubmatch(job, -1)
+	if len(files) != 8 {
+		t.Errorf("%d …_FILE settings in the job, want the 8 secrets'", len(files))
+	}
+	for _, m := range files {
+		block := regexp.MustCompile(`destination = "secrets/` + m[1] + `"\s+perms\s+= "0400"\s+uid\s+= var.uid\s+gid\s+= var.uid`)
+		if !block.MatchString(job) {
+			t.Errorf("secrets/%s: no template writing it 0400, owned by var.uid", m[1])
+		}
+	}
+	if !regexp.MustCompile(`variable "uid" \{\n  type        = number\n  default     = 65532`).MatchString(job) {
+		t.Error("var.uid's default is not the image's user, 65532")
+	}
+	if !regexp.MustCompile(`variable "namespace" \{\n  type        = string\n  default     = "albatros"`).MatchString(job) {
+		t.Error("the job's namespace is not its own by default")
+	}
+}

@@ -7,13 +7,15 @@
 // *Metrics satisfies.
 //
 // No label takes a value an outsider chooses: a delivery's event is one of the names the
-// bot knows (else "other"), a status code is a number, a flavor is one an entry or an
-// installation's owners declared. No repository, commit or user is a label.
+// bot knows (else "other"), a status code is a number, a flavor is one of the first
+// MaxFlavors the bot reported (else "other": an entry that declares none lets /hook?flavor=
+// name any). No repository, commit or user is a label.
 package metrics
 
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +36,13 @@ type Metrics struct {
 	reconciler    *prometheus.CounterVec
 	archiveWrites *prometheus.CounterVec
 	leader        *prometheus.GaugeVec
+
+	flavorsMu sync.Mutex
+	flavors   map[string]bool // the flavors that are label values
 }
+
+// MaxFlavors bounds the flavor label's values: past them, a flavor is "other".
+const MaxFlavors = 64
 
 // New returns the bot's metrics, the Go runtime's and the process's among them.
 func New() *Metrics {
@@ -142,7 +150,25 @@ func (m *Metrics) Dispatched(took time.Duration, err error) {
 }
 
 // Reported counts a final status this bot wrote.
-func (m *Metrics) Reported(flavor, state string) { m.builds.WithLabelValues(state, flavor).Inc() }
+func (m *Metrics) Reported(flavor, state string) {
+	m.builds.WithLabelValues(state, m.flavor(flavor)).Inc()
+}
+
+func (m *Metrics) flavor(f string) string {
+	m.flavorsMu.Lock()
+	defer m.flavorsMu.Unlock()
+	if m.flavors[f] {
+		return f
+	}
+	if m.flavors == nil {
+		m.flavors = map[string]bool{}
+	}
+	if len(m.flavors) >= MaxFlavors {
+		return "other"
+	}
+	m.flavors[f] = true
+	return f
+}
 
 // ReportRetried counts a report tried again.
 func (m *Metrics) ReportRetried() { m.reports.WithLabelValues("retried").Inc() }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,18 @@ func TestTransportCountsRequestsByOutcome(t *testing.T) {
 		`albatros_requests_total{outcome="5xx",service="nomad"} 1`,
 		`albatros_requests_total{outcome="error",service="nomad"} 1`,
 	)
+}
+
+// However many flavors builds are reported in, the flavor label has at most MaxFlavors
+// values and "other".
+func TestFlavorLabelIsBounded(t *testing.T) {
+	m := metrics.New()
+	for i := range 1000 {
+		m.Reported("f"+strconv.Itoa(i), "success")
+	}
+	got := scrape(t, m)
+	if n := strings.Count(got, "\nalbatros_builds_total{"); n != metrics.MaxFlavors+1 {
+		t.Errorf("%d series of albatros_builds_total, want %d", n, metrics.MaxFlavors+1)
+	}
+	wantLines(t, got, `albatros_builds_total{flavor="other",state="success"} `+strconv.Itoa(1000-metrics.MaxFlavors), `albatros_builds_total{flavor="f0",state="success"} 1`)
 }

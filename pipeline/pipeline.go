@@ -81,10 +81,11 @@ type Config struct {
 	BaseURL string
 	// Builder is the default builder; a repository may name its own.
 	Builder orchestrator.Builder
-	// Untrusted, when set, is the default builder for code not trusted (forks, strangers):
-	// the same builder registered in another namespace, maybe on other nodes and another
-	// network, so that fork code never runs beside the builds that get secrets. A
-	// repository that names its own builder keeps it.
+	// Untrusted, when set, is the builder of code not trusted (forks, strangers): the
+	// default builder registered in another namespace, maybe on other nodes and another
+	// network, so that fork code never runs beside the builds that get secrets. It takes
+	// the place of the default builder and of an installed organization's choice; a
+	// hand-written entry's builder is kept.
 	Untrusted *orchestrator.Builder
 	// Locks serialize the bots writing one pull request's comment (nil: one bot).
 	Locks locks
@@ -326,7 +327,11 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		hasSecrets, shown = true, mask
 	}
 	log = log.With("commit", ev.Commit, "trigger", ev.Trigger(), "sender", ev.Sender, "trusted", trusted)
-	if !trusted && builder == p.cfg.Builder && p.cfg.Untrusted != nil {
+	// Code not trusted runs apart (Untrusted): on the default builder's twin, also when an
+	// installed organization chose another builder (its owners choose among the operator's
+	// namespaces, not where fork code runs); a hand-written entry's builder is the
+	// operator's choice, and kept.
+	if !trusted && p.cfg.Untrusted != nil && (builder == p.cfg.Builder || entry.Installed) {
 		builder = *p.cfg.Untrusted
 	}
 

@@ -1050,8 +1050,8 @@ func TestPushesAreTrustedByTheirPusher(t *testing.T) {
 }
 
 // Code not trusted (a stranger's fork) runs on the builder registered for it (another
-// namespace, pool and network); trusted code on the default one; a repository's own
-// builder is its own whoever pushes.
+// namespace, pool and network); trusted code on the default one; a hand-written entry's
+// builder is its own whoever pushes, an installed organization's is not for its forks.
 func TestUntrustedCodeRunsOnItsOwnBuilder(t *testing.T) {
 	h := newHarness(entryWith())
 	untrusted := orchestrator.Builder{Namespace: "forks", Job: defaultBuilder.Job}
@@ -1070,11 +1070,20 @@ func TestUntrustedCodeRunsOnItsOwnBuilder(t *testing.T) {
 	if _, err := h.p.Handle(context.Background(), discard, fork, own, pipeline.Options{}); err != nil {
 		t.Fatal(err)
 	}
+	// An installed organization's choice of builder is not where its forks' code runs.
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Untrusted: &untrusted, Trust: h.trust, BuilderNamespaces: []string{"ci"}})
+	installed := entryWith()
+	installed.Installed, installed.OrgID = true, 7
+	installed.Builder = &registry.Builder{Job: "nixcache", Namespace: "ci"}
+	fork.Delivery, fork.Commit = "delivery-10", strings.Repeat("d", 40)
+	if _, err := h.p.Handle(context.Background(), discard, fork, installed, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
 	d := h.builds.Dispatches()
-	if len(d) != 3 {
+	if len(d) != 4 {
 		t.Fatalf("dispatches %+v", d)
 	}
-	for i, want := range []orchestrator.Builder{untrusted, defaultBuilder, {Namespace: "ci", Job: "my-builder"}} {
+	for i, want := range []orchestrator.Builder{untrusted, defaultBuilder, {Namespace: "ci", Job: "my-builder"}, untrusted} {
 		if d[i].Builder != want {
 			t.Errorf("dispatch %d (secrets %v) on %s, want %s", i, d[i].HasSecrets, d[i].Builder, want)
 		}

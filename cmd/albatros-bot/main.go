@@ -413,9 +413,10 @@ func expire(ctx context.Context, log *slog.Logger, arch *archive.Archive, retent
 
 // drainTime bounds the handling of the answered deliveries once the bot stops, and
 // shutdownTime the requests still being served after it: together they stay below the
-// kill_timeout of the bot's job (45 s in hcl/albatros.nomad.hcl).
+// kill_timeout of the bot's job (30 s in hcl/albatros.nomad.hcl, a Nomad client's default
+// max_kill_timeout).
 const (
-	drainTime    = 20 * time.Second
+	drainTime    = 15 * time.Second
 	shutdownTime = 10 * time.Second
 )
 

@@ -36,6 +36,9 @@ var env = testenv.New(testenv.Options{Nomad: true, Consul: true, Gitea: true, S3
 
 func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 
+// botNS is the bot's own namespace, the shipped job's default: the operators'.
+const botNS = "albatros"
+
 // balancer sends each request to one of the allocations that the service "albatros" has
 // registered in Nomad (read every 250 ms), in turn, as Traefik or Fabio would from Nomad's
 // catalog: a stopping allocation leaves the catalog (shutdown_delay) before it stops.
@@ -77,11 +80,13 @@ func (b *balancer) wait(t *testing.T, n int) {
 
 func (b *balancer) follow(ctx context.Context, c *nomad.Client) {
 	for ctx.Err() == nil {
-		regs, _, err := c.Services().Get("albatros", (&nomad.QueryOptions{Namespace: "default"}).WithContext(ctx))
+		regs, _, err := c.Services().Get("albatros", (&nomad.QueryOptions{Namespace: botNS}).WithContext(ctx))
 		if err == nil {
 			var targets []string
 			for _, r := range regs {
-				targets = append(targets, net.JoinHostPort(r.Address, fmt.Sprint(r.Port)))
+				if r.JobID == "albatros" && r.Namespace == botNS { // not a service of the name from another job
+					targets = append(targets, net.JoinHostPort(r.Address, fmt.Sprint(r.Port)))
+				}
 			}
 			b.mu.Lock()
 			b.targets = targets
@@ -140,11 +145,12 @@ func TestTheShippedJobRollsOutWithoutLosingAPush(t *testing.T) {
 	}
 	g.CreateWebhook(t, owner, repo, botURL+"/webhook/gitea", hook)
 
+	n.CreateNamespace(t, botNS)
 	// The shipped policies: the bot's attached to the job, the Consul and event stream's as
 	// tokens in the Variable.
 	if _, err := nc.ACLPolicies().Upsert(&nomad.ACLPolicy{
 		Name: "albatros-bot-job", Rules: hcl.NomadBotPolicy(testenv.DefaultNamespace),
-		JobACL: &nomad.JobACL{Namespace: "default", JobID: "albatros"},
+		JobACL: &nomad.JobACL{Namespace: botNS, JobID: "albatros"},
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +176,7 @@ func TestTheShippedJobRollsOutWithoutLosingAPush(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		items[k] = v
 	}
-	if _, _, err := nc.Variables().Create(&nomad.Variable{Namespace: "default", Path: "nomad/jobs/albatros", Items: items}, nil); err != nil {
+	if _, _, err := nc.Variables().Create(&nomad.Variable{Namespace: botNS, Path: "nomad/jobs/albatros", Items: items}, &nomad.WriteOptions{Namespace: botNS}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -195,11 +201,14 @@ func TestTheShippedJobRollsOutWithoutLosingAPush(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parse the shipped job: %v", err)
 		}
-		if _, _, err := nc.Jobs().Register(job, nil); err != nil {
+		if *job.Namespace != botNS {
+			t.Fatalf("the shipped job's namespace: %s, want %s", *job.Namespace, botNS)
+		}
+		if _, _, err := nc.Jobs().Register(job, &nomad.WriteOptions{Namespace: botNS}); err != nil {
 			t.Fatalf("register the shipped job: %v", err)
 		}
 	}
-	t.Cleanup(func() { _, _, _ = nc.Jobs().Deregister("albatros", true, nil) })
+	t.Cleanup(func() { _, _, _ = nc.Jobs().Deregister("albatros", true, &nomad.WriteOptions{Namespace: botNS}) })
 	register("v1")
 	waitDeployed(t, ctx, nc, 2)
 	lb.wait(t, 2)
@@ -291,7 +300,7 @@ func waitDeployed(t *testing.T, ctx context.Context, c *nomad.Client, want int) 
 	t.Helper()
 	deadline := time.Now().Add(deployWithin)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		d, _, err := c.Jobs().LatestDeployment("albatros", nil)
+		d, _, err := c.Jobs().LatestDeployment("albatros", &nomad.QueryOptions{Namespace: botNS})
 		if err == nil && d != nil {
 			healthy := 0
 			for _, tg := range d.TaskGroups {
@@ -306,16 +315,16 @@ func waitDeployed(t *testing.T, ctx context.Context, c *nomad.Client, want int) 
 		}
 		time.Sleep(time.Second)
 	}
-	allocs, _, _ := c.Jobs().Allocations("albatros", false, nil)
+	allocs, _, _ := c.Jobs().Allocations("albatros", false, &nomad.QueryOptions{Namespace: botNS})
 	for _, stub := range allocs {
 		t.Logf("allocation %s: %s/%s", stub.ID[:8], stub.ClientStatus, stub.DesiredStatus)
-		if a, _, err := c.Allocations().Info(stub.ID, nil); err == nil {
+		if a, _, err := c.Allocations().Info(stub.ID, &nomad.QueryOptions{Namespace: botNS}); err == nil {
 			for task, st := range a.TaskStates {
 				for _, ev := range st.Events {
 					t.Logf("  %s: %s %s %s", task, ev.Type, ev.DisplayMessage, ev.Details)
 				}
 				cancel := make(chan struct{})
-				frames, errs := c.AllocFS().Logs(a, false, task, "stderr", "end", 4096, cancel, nil)
+				frames, errs := c.AllocFS().Logs(a, false, task, "stderr", "end", 4096, cancel, &nomad.QueryOptions{Namespace: botNS})
 				var tail []byte
 			read:
 				for {
