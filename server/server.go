@@ -111,6 +111,15 @@ type server struct {
 	builds       *buildCache
 	archiveReads chan struct{}
 	stopping     atomic.Bool
+	// checked is the dependencies' last answer, shared by the health requests of a second:
+	// anonymous requests of /healthz and /readyz cost Nomad one request a second at most.
+	checkMu sync.Mutex
+	checked checkResult
+}
+
+type checkResult struct {
+	at               time.Time
+	failed, degraded []string
 }
 
 // Handler is the bot's HTTP handler.
@@ -189,23 +198,13 @@ func (s *server) livez(w http.ResponseWriter, r *http.Request) {
 func (s *server) health(w http.ResponseWriter, r *http.Request, ready bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	var failed, degraded []string
+	var failed []string
 	if ready && s.stopping.Load() {
 		failed = append(failed, "stopping")
 	}
-	for _, c := range s.Checks {
-		err := c.Check(ctx)
-		switch {
-		case errors.Is(err, registry.ErrStale):
-			// Consul is down, and the entries last read are served: the bot works. The
-			// details (addresses, keys) go to the log, not to whoever asks.
-			s.Log.Warn("health check degraded", "dependency", c.Name, "err", err)
-			degraded = append(degraded, c.Name+": "+registry.ErrStale.Error())
-		case err != nil:
-			s.Log.Warn("health check failed", "dependency", c.Name, "err", err)
-			failed = append(failed, c.Name)
-		}
-	}
+	res := s.check(ctx)
+	failed = append(failed, res.failed...)
+	degraded := res.degraded
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if len(failed) > 0 {
@@ -217,6 +216,32 @@ func (s *server) health(w http.ResponseWriter, r *http.Request, ready bool) {
 	for _, d := range degraded {
 		fmt.Fprintf(w, "degraded: %s\n", d)
 	}
+}
+
+// check runs the Checks, or answers what they answered less than a second ago.
+func (s *server) check(ctx context.Context) checkResult {
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	if time.Since(s.checked.at) < time.Second {
+		return s.checked
+	}
+	var res checkResult
+	for _, c := range s.Checks {
+		err := c.Check(ctx)
+		switch {
+		case errors.Is(err, registry.ErrStale):
+			// Consul is down, and the entries last read are served: the bot works. The
+			// details (addresses, keys) go to the log, not to whoever asks.
+			s.Log.Warn("health check degraded", "dependency", c.Name, "err", err)
+			res.degraded = append(res.degraded, c.Name+": "+registry.ErrStale.Error())
+		case err != nil:
+			s.Log.Warn("health check failed", "dependency", c.Name, "err", err)
+			res.failed = append(res.failed, c.Name)
+		}
+	}
+	res.at = time.Now()
+	s.checked = res
+	return res
 }
 
 // build finds the build a log request names: in Nomad (b), or, once it has ended, in the

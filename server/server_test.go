@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -744,6 +745,25 @@ func TestHealthz(t *testing.T) {
 
 // /readyz answers as /healthz does until the bot stops, then 503 "stopping" while it still
 // serves; /livez answers 200 whatever the dependencies say, stopping or not.
+// The dependencies are asked once a second at most, however many ask the bot's health.
+func TestHealthChecksAreSharedForASecond(t *testing.T) {
+	var calls atomic.Int64
+	counted := server.Check{Name: "nomad", Check: func(context.Context) error { calls.Add(1); return nil }}
+	f := newFixture(t, build(t), counted)
+	for range 20 {
+		get(t, f.url+"/healthz")
+		get(t, f.url+"/readyz")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("40 health requests asked Nomad %d times, want once", n)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	get(t, f.url+"/readyz")
+	if n := calls.Load(); n != 2 {
+		t.Errorf("a second later: %d calls, want 2", n)
+	}
+}
+
 func TestReadyzAndLivez(t *testing.T) {
 	down := func(context.Context) error { return errors.New("connection refused") }
 	stale := func(context.Context) error { return fmt.Errorf("consul unreachable: %w", registry.ErrStale) }
@@ -910,8 +930,11 @@ func TestWriteTimeoutSparesLogStreams(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "end") || !strings.Contains(page, `class="failure"`) {
 		t.Fatalf("log page of a build outlasting the write timeout: %d\n%s", resp.StatusCode, page)
 	}
-	// A response that takes longer than the write timeout is cut off.
-	if resp, err := http.Get(base + "/healthz"); err == nil {
+	// A response that takes longer than the write timeout is cut off. (On a connection of
+	// its own: Go's client would retry a GET cut off on a reused one, and the health checks'
+	// answer, kept for a second, would then come at once.)
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if resp, err := fresh.Get(base + "/healthz"); err == nil {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err == nil {
