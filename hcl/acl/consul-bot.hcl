@@ -12,6 +12,9 @@ key_prefix "albatros-run/" {
   policy = "write"
 }
 
+# The bots' locks take sessions on the node of the agent they ask. Where the bots' nodes are
+# known, name them (session "node-1" { policy = "write" }, one each): with a prefix of "",
+# the token may also destroy other applications' sessions, and their locks with them.
 session_prefix "" {
   policy = "write"
 }

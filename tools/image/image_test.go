@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func TestImageIsReproducibleAndRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cf.Config
-	if c.User != "65532:65532" || !slices.Equal(c.Entrypoint, []string{"/usr/local/bin/albatros-bot"}) || cf.OS != "linux" || !cf.Created.Time.Equal(epoch) {
+	if c.User != "65532:65532" || !slices.Equal(c.Entrypoint, []string{"/usr/local/bin/albatros-bot"}) || cf.OS != "linux" || cf.Architecture != runtime.GOARCH || !cf.Created.Time.Equal(epoch) {
 		t.Errorf("config: user %q, entrypoint %v, os %s, created %v", c.User, c.Entrypoint, cf.OS, cf.Created)
 	}
 	for k, v := range map[string]string{"org.opencontainers.image.source": "https://example.com/albatros", "org.opencontainers.image.revision": "abc123", "org.opencontainers.image.version": "1.0.0", "org.opencontainers.image.title": "albatros-bot"} {

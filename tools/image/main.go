@@ -20,7 +20,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -101,6 +100,10 @@ func Image(o Options) (v1.Image, error) {
 	if !isStatic(bot) {
 		return nil, fmt.Errorf("%s is not a static binary (build it with CGO_ENABLED=0)", o.Binary)
 	}
+	arch, err := archOf(bot)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Binary, err)
+	}
 	certs, err := os.ReadFile(o.CACerts)
 	if err != nil {
 		return nil, fmt.Errorf("CA certificates: %w", err)
@@ -137,7 +140,7 @@ func Image(o Options) (v1.Image, error) {
 		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS = runtime.GOARCH, "linux"
+	cf.Architecture, cf.OS = arch, "linux"
 	cf.Created = created
 	cf.Config = v1.Config{
 		User:       strconv.Itoa(uid) + ":" + strconv.Itoa(uid),
@@ -212,6 +215,28 @@ func isStatic(bin []byte) bool {
 		}
 	}
 	return true
+}
+
+// archOf is the OCI architecture of an ELF binary: the binary's, not the builder's.
+func archOf(bin []byte) (string, error) {
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return "amd64", nil
+	case elf.EM_AARCH64:
+		return "arm64", nil
+	case elf.EM_RISCV:
+		return "riscv64", nil
+	case elf.EM_PPC64:
+		return "ppc64le", nil
+	case elf.EM_S390:
+		return "s390x", nil
+	}
+	return "", fmt.Errorf("an ELF binary for %s, which the image does not name", f.Machine)
 }
 
 // Write writes the image, as an OCI image layout in one tar, to w, and returns its
