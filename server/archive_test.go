@@ -146,25 +146,32 @@ func TestArchivedLogRefusals(t *testing.T) {
 	}
 }
 
-// A reader that stops reading an archived log is dropped after Stall and its slot given
-// back; while it holds the only slot, another reader is told to come back (503).
-func TestArchivedLogReadersAreBounded(t *testing.T) {
+// archivedLogBeingRead archives a log of size bytes, serves it on a bot tuned by tune, and
+// asks for it on a connection of its own, read by the caller (closed at the test's end).
+func archivedLogBeingRead(t *testing.T, size int, tune func(*server.Config)) (log, base, path string, conn net.Conn) {
+	t.Helper()
 	var big strings.Builder
-	for big.Len() < 32<<20 {
-		fmt.Fprintf(&big, "line %d of a long log that a reader stops reading\n", big.Len())
+	for big.Len() < size {
+		fmt.Fprintf(&big, "line %d of a long log read slowly, or not at all\n", big.Len())
 	}
-	st := archiveLog(t, big.String())
-	base := archiveFixture(t, &orchestratortest.Fake{}, st, nil, func(c *server.Config) {
-		c.ArchiveReads = 1
-		c.Stall = 300 * time.Millisecond
-	})
-	path := "/build?" + url.Values{"job": {buildID}, "namespace": {defaultNS}}.Encode()
+	base = archiveFixture(t, &orchestratortest.Fake{}, archiveLog(t, big.String()), nil, tune)
+	path = "/build?" + url.Values{"job": {buildID}, "namespace": {defaultNS}}.Encode()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	return big.String(), base, path, conn
+}
+
+// A reader that stops reading an archived log is dropped after Stall and its slot given
+// back; while it holds the only slot, another reader is told to come back (503).
+func TestArchivedLogReadersAreBounded(t *testing.T) {
+	big, base, path, conn := archivedLogBeingRead(t, 32<<20, func(c *server.Config) {
+		c.ArchiveReads = 1
+		c.Stall = 300 * time.Millisecond
+	})
 	if _, err := io.ReadFull(conn, make([]byte, 1024)); err != nil { // it is being served
 		t.Fatal(err)
 	}
@@ -182,7 +189,7 @@ func TestArchivedLogReadersAreBounded(t *testing.T) {
 		case resp.StatusCode == 503 && resp.Header.Get("Retry-After") != "":
 			refused = true
 			time.Sleep(50 * time.Millisecond)
-		case resp.StatusCode == 200 && n == int64(big.Len()):
+		case resp.StatusCode == 200 && n == int64(len(big)):
 			served = true
 		default:
 			t.Fatalf("archived log: %d, %d bytes", resp.StatusCode, n)
@@ -203,23 +210,11 @@ func TestArchivedLogReadersAreBounded(t *testing.T) {
 // cannot hold the archived logs' slots for hours. Meanwhile the slot is theirs; then the
 // next reader is served.
 func TestSlowArchivedLogReaderIsDropped(t *testing.T) {
-	var big strings.Builder
-	for big.Len() < 16<<20 {
-		fmt.Fprintf(&big, "line %d of a long log read slowly\n", big.Len())
-	}
-	st := archiveLog(t, big.String())
-	base := archiveFixture(t, &orchestratortest.Fake{}, st, nil, func(c *server.Config) {
+	big, base, path, conn := archivedLogBeingRead(t, 16<<20, func(c *server.Config) {
 		c.ArchiveReads = 1
 		c.Stall = 2 * time.Second
 		c.ArchiveRate = 4 << 20 // the log's 16 MiB in 4 s
 	})
-	path := "/build?" + url.Values{"job": {buildID}, "namespace": {defaultNS}}.Encode()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
 	slow := make(chan int64, 1)
 	go func() {
 		// About 1.6 MB/s: each write waits far less than Stall, the whole far more than
@@ -243,7 +238,7 @@ func TestSlowArchivedLogReaderIsDropped(t *testing.T) {
 	case <-time.After(50 * time.Second):
 		t.Fatal("the slow reader was not dropped")
 	}
-	if got >= int64(big.Len()) {
+	if got >= int64(len(big)) {
 		t.Fatalf("the slow reader read %d bytes, the whole log: want it dropped part-way", got)
 	}
 	resp, err := http.Get(base + path)
@@ -252,7 +247,7 @@ func TestSlowArchivedLogReaderIsDropped(t *testing.T) {
 	}
 	n, _ := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || n != int64(big.Len()) {
+	if resp.StatusCode != 200 || n != int64(len(big)) {
 		t.Errorf("the next reader: %d, %d bytes; want the whole log", resp.StatusCode, n)
 	}
 }
