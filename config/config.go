@@ -40,10 +40,9 @@ type Config struct {
 	// BuilderVars are HCL variables for the shipped builders (driver included).
 	BuilderVars map[string]string
 	// UntrustedVars, when set, are the shipped builders' variables for the builds of code
-	// not trusted (forks, strangers): another namespace (UntrustedNamespace), and maybe
-	// another node pool and network mode. The shipped builders are registered there too.
-	UntrustedVars      map[string]string
-	UntrustedNamespace string
+	// not trusted (forks, strangers): another namespace ("namespace"), and maybe another
+	// node pool and network mode. The shipped default builder is registered there too.
+	UntrustedVars map[string]string
 	// BuilderNamespaces are the Nomad namespaces the owners of an installed organization
 	// may choose a builder from (Namespace by default).
 	BuilderNamespaces []string
@@ -288,7 +287,6 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		case ns == c.Namespace:
 			bad("untrusted-namespace", "%q is ALBATROS_NAMESPACE: the builds of code not trusted need a namespace of their own", ns)
 		}
-		c.UntrustedNamespace = ns
 		c.UntrustedVars = maps.Clone(c.BuilderVars)
 		c.UntrustedVars["namespace"] = ns
 		if pool := s["untrusted-node-pool"].value; pool != "" {

@@ -19,7 +19,6 @@ import (
 
 	"code.gitea.io/sdk/gitea"
 	consul "github.com/hashicorp/consul/api"
-	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/albatros-ci/albatros/testenv"
 )
@@ -173,26 +172,7 @@ func (p *project) statuses(sha, context string) []gitea.StatusState {
 // jobs lists the builds Nomad holds for the repository, with their meta.
 func (p *project) jobs() map[string]map[string]string {
 	p.t.Helper()
-	c := env.Nomad(p.t).Client(p.t)
-	q := &nomad.QueryOptions{Namespace: "*"}
-	stubs, _, err := c.Jobs().List(q)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	out := map[string]map[string]string{}
-	for _, s := range stubs {
-		if s.ParentID == "" {
-			continue
-		}
-		job, _, err := c.Jobs().Info(s.ID, &nomad.QueryOptions{Namespace: s.Namespace})
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		if job.Meta["REPO_URL"] == p.repo.CloneURL {
-			out[s.ID] = job.Meta
-		}
-	}
-	return out
+	return env.Nomad(p.t).Builds(p.t, p.repo.CloneURL)
 }
 
 // jobFromLink is the Nomad job a status links to (…/logs/<ns>/<job>).

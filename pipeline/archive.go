@@ -23,7 +23,8 @@ var ErrArchive = errors.New("the build could not be archived")
 // archive it (a client's gc_max_allocs, its disk filling): the build is archived without it.
 const LogGoneLine = "[albatros: Nomad collected this log before it could be archived]\n"
 
-// archiveBuild writes b, which ended with out and gets status s, to the archive, once: its
+// archiveBuild writes b, which ended with out and gets status s, to the archive, once, as
+// entry's holder's (report has checked that it held the name at b's dispatch): its
 // record and its logs, masked as the log pages mask them (with shown, the secrets the
 // build received, when it received them). It comes before the final status, under the
 // report's claim: a build whose status links to its log is archived, and one bot writes it.
@@ -33,7 +34,7 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 	}
 	rec := archive.Record{
 		Namespace: b.Namespace, JobID: b.ID, Builder: b.Builder,
-		Repo: b.Meta["REPO_URL"], OrgID: holderOf(b, entry), Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
+		Repo: b.Meta["REPO_URL"], OrgID: entry.Holder(), Commit: b.Meta["COMMIT"], Branch: b.Meta["BRANCH"], Tag: b.Meta["TAG"], Flavor: b.Meta["FLAVOR"],
 		Cause: b.Cause, Sender: b.Sender, Secrets: b.Secrets,
 		State: string(out.Result), Reason: s.Description,
 		Queued: b.Submitted, Started: out.Started, Ended: out.Finished,
@@ -76,13 +77,3 @@ func (p *Pipeline) archiveBuild(ctx context.Context, log *slog.Logger, b *orches
 // archiveDelay is how long an archived log's unended line is held: as long as the build's
 // log is read.
 const archiveDelay = 24 * time.Hour
-
-// holderOf is the organization whose build b is: the one that held its repository's name
-// at its dispatch, or, for a build dispatched by a bot that did not record it, the one
-// that holds it now.
-func holderOf(b *orchestrator.Build, entry *registry.Repo) int64 {
-	if b.HolderKnown {
-		return b.Holder
-	}
-	return entry.Holder()
-}

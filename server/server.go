@@ -662,9 +662,8 @@ func (s *server) paced(w http.ResponseWriter) io.Writer {
 // pacedFor is paced for a response of about size bytes, which must be written within its
 // time at ArchiveRate and Stall more.
 func (s *server) pacedFor(w http.ResponseWriter, size int64) io.Writer {
-	f := s.paced(w).(flushWriter)
-	f.until = time.Now().Add(s.Stall + time.Duration(float64(size)/float64(s.ArchiveRate)*float64(time.Second)))
-	return f
+	until := time.Now().Add(s.Stall + time.Duration(float64(size)/float64(s.ArchiveRate)*float64(time.Second)))
+	return flushWriter{w: w, rc: http.NewResponseController(w), stall: s.Stall, buffered: true, until: until}
 }
 
 type flushWriter struct {

@@ -267,3 +267,20 @@ func (n *Nomad) BuildLog(t T, ns, job string) string {
 
 // PID is the agent's process id.
 func (n *Nomad) PID() int { return n.proc.cmd.Process.Pid }
+
+// Builds lists the dispatched jobs (the builds) of the repository at repoURL that Nomad
+// holds in any namespace, by job ID, with their meta.
+func (n *Nomad) Builds(t T, repoURL string) map[string]map[string]string {
+	t.Helper()
+	stubs, _, err := n.Client(t).Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, &nomad.QueryOptions{Namespace: "*"})
+	if err != nil {
+		t.Fatalf("list nomad jobs: %v", err)
+	}
+	out := map[string]map[string]string{}
+	for _, s := range stubs {
+		if s.ParentID != "" && s.Meta["REPO_URL"] == repoURL {
+			out[s.ID] = s.Meta
+		}
+	}
+	return out
+}

@@ -166,8 +166,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Log:               log,
 		Observe:           m,
 	}
-	if cfg.UntrustedNamespace != "" {
-		pipeCfg.Untrusted = &orchestrator.Builder{Namespace: cfg.UntrustedNamespace, Job: hcl.DefaultBuilder}
+	if cfg.UntrustedVars != nil {
+		pipeCfg.Untrusted = &orchestrator.Builder{Namespace: cfg.UntrustedVars["namespace"], Job: hcl.DefaultBuilder}
 	}
 	if arch != nil {
 		pipeCfg.Archive = arch

@@ -237,7 +237,7 @@ func TestTheShippedJobRollsOutWithoutLosingAPush(t *testing.T) {
 		if finals := finalStatuses(t, g, repo, sha); finals != 1 {
 			t.Errorf("%s: %d final statuses, want 1 (%s)", sha[:8], finals, st.Description)
 		}
-		if jobs := buildsOf(t, nc, sha); jobs != 1 {
+		if jobs := buildsOf(t, n, repo, sha); jobs != 1 {
 			t.Errorf("%s: %d builds in Nomad, want 1", sha[:8], jobs)
 		}
 	}
@@ -375,18 +375,14 @@ func finalStatuses(t *testing.T, g *testenv.Gitea, repo *testenv.Repo, sha strin
 	return n
 }
 
-// buildsOf counts the builds of commit sha in the builders' namespace.
-func buildsOf(t *testing.T, c *nomad.Client, sha string) int {
+// buildsOf counts the builds of commit sha of repo.
+func buildsOf(t *testing.T, n *testenv.Nomad, repo *testenv.Repo, sha string) int {
 	t.Helper()
-	jobs, _, err := c.Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, &nomad.QueryOptions{Namespace: testenv.DefaultNamespace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, j := range jobs {
-		if j.ParentID != "" && j.Meta["COMMIT"] == sha {
-			n++
+	count := 0
+	for _, meta := range n.Builds(t, repo.CloneURL) {
+		if meta["COMMIT"] == sha {
+			count++
 		}
 	}
-	return n
+	return count
 }

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
-	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/albatros-ci/albatros/testenv"
 )
@@ -282,18 +281,7 @@ func (p *project) record() []byte {
 // jobs lists the builds Nomad holds for repo, with their meta.
 func jobs(t *testing.T, repo *testenv.Repo) map[string]map[string]string {
 	t.Helper()
-	c := env.Nomad(t).Client(t)
-	stubs, _, err := c.Jobs().ListOptions(&nomad.JobListOptions{Fields: &nomad.JobListFields{Meta: true}}, &nomad.QueryOptions{Namespace: "*"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]map[string]string{}
-	for _, s := range stubs {
-		if s.ParentID != "" && s.Meta["REPO_URL"] == repo.CloneURL {
-			out[s.ID] = s.Meta
-		}
-	}
-	return out
+	return env.Nomad(t).Builds(t, repo.CloneURL)
 }
 
 // jobFromLink is the namespace and job a status links to (…/logs/<ns>/<job>).

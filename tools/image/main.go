@@ -13,8 +13,10 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,7 +61,7 @@ func main() {
 	flag.StringVar(&o.Source, "source", "https://github.com/albatros-ci/albatros", "the source's URL, for the labels")
 	flag.StringVar(&o.Commit, "commit", "", "the commit built, for the labels")
 	flag.Parse()
-	secs, err := strconv.ParseInt(cmpOr(epoch, "0"), 10, 64)
+	secs, err := strconv.ParseInt(cmp.Or(epoch, "0"), 10, 64)
 	if err != nil {
 		fail(fmt.Errorf("-epoch %q: %w", epoch, err))
 	}
@@ -84,23 +86,13 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // Image builds the image.
 func Image(o Options) (v1.Image, error) {
 	bot, err := os.ReadFile(o.Binary)
 	if err != nil {
 		return nil, err
 	}
-	if !isStatic(bot) {
-		return nil, fmt.Errorf("%s is not a static binary (build it with CGO_ENABLED=0)", o.Binary)
-	}
-	arch, err := archOf(bot)
+	arch, err := staticArch(bot)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Binary, err)
 	}
@@ -201,29 +193,20 @@ func rootfs(epoch time.Time, bot, certs []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// isStatic reports whether bin is an ELF binary that asks for no interpreter (no dynamic
-// loader, hence no libc in the image).
-func isStatic(bin []byte) bool {
-	f, err := elf.NewFile(bytes.NewReader(bin))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
-}
-
-// archOf is the OCI architecture of an ELF binary: the binary's, not the builder's.
-func archOf(bin []byte) (string, error) {
+// staticArch is the OCI architecture of a static ELF binary (the binary's, not the
+// builder's); an error for a binary that asks for an interpreter (a dynamic loader, hence a
+// libc the image does not hold).
+func staticArch(bin []byte) (string, error) {
 	f, err := elf.NewFile(bytes.NewReader(bin))
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "", errors.New("not a static binary (build it with CGO_ENABLED=0)")
+		}
+	}
 	switch f.Machine {
 	case elf.EM_X86_64:
 		return "amd64", nil
