@@ -55,7 +55,31 @@ const (
 	KindComment Kind = "comment"
 	// KindPullRequestClosed is a pull request closed or merged: its builds can stop.
 	KindPullRequestClosed Kind = "pull_request_closed"
+	// KindInstallation is an App installed, uninstalled, suspended or given other
+	// repositories (GitHub's installation and installation_repositories events): it names
+	// no repository of its own, and is handled by the installations, not the pipeline.
+	KindInstallation Kind = "installation"
 )
+
+// Install is what a KindInstallation event says of an App's installation.
+type Install struct {
+	// Action is the forge's word: created, deleted, suspend, unsuspend (installation),
+	// added, removed (installation_repositories).
+	Action string
+	// ID is the installation's numeric id.
+	ID int64
+	// Account is the user or organization the App is installed on, AccountID its numeric
+	// id, AccountType "Organization" or "User".
+	Account     string
+	AccountID   int64
+	AccountType string
+	// Selection is "all" (every repository of the account, present and future) or
+	// "selected" (those listed).
+	Selection string
+	// Added are the repositories the installation was given (for created: those selected),
+	// Removed those taken from it.
+	Added, Removed []Repo
+}
 
 // Repo identifies a repository on a forge.
 type Repo struct {
@@ -129,6 +153,11 @@ type Event struct {
 	// the forge (0 when not known).
 	Sender   string
 	SenderID int64
+	// Installation is the id of the App installation the delivery came through (GitHub),
+	// 0 for a delivery of a webhook of the repository's or organization's own.
+	Installation int64
+	// Install is set for KindInstallation.
+	Install *Install
 }
 
 // Trigger names what made the event, stably across redeliveries: the branch pushed, the

@@ -3,8 +3,9 @@
 // through go-github, on github.com or a GitHub Enterprise Server. It is the only package that
 // imports github.com/google/go-github.
 //
-// It is not a GitHub App: it acts with one token, does not use the Checks API, and does not
-// read repositories, comments or anything else the bot does not act on.
+// It acts as a GitHub App's installation (App), or with one token for a hand-registered
+// repository. It writes commit statuses, not check runs (a status links to the bot's log
+// page, as on Gitea), and reads only what the bot acts on.
 package github
 
 import (
@@ -22,11 +23,14 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 )
 
-// Client talks to one GitHub API with one token.
+// Client talks to one GitHub API, with one token or as one installation of an App.
 type Client struct {
-	// What GitHub's client does not do yet answers forge.ErrUnsupported.
+	// What GitHub's client does not do answers forge.ErrUnsupported.
 	forge.Unsupported
 	api *gh.Client
+	// app and installation are set for an App's installation (App.Installation).
+	app          *App
+	installation int64
 }
 
 var (
@@ -49,10 +53,41 @@ func New(apiURL, token string, httpClient *http.Client) (*Client, error) {
 	if httpClient == nil {
 		httpClient = http.DefaultClient
 	}
-	// oauth2's transport puts the token on every request, a redirected one included; so
-	// that it never reaches another host, redirects stay on the host they started from.
-	sameHost := *httpClient
-	sameHost.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+	base, err := apiBase(apiURL)
+	if err != nil {
+		return nil, err
+	}
+	hc := sameHost(httpClient)
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	authed := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
+	api, err := newAPI(authed, base)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{api: api}, nil
+}
+
+// apiBase checks an API URL and returns it with its trailing slash (publicAPI for "").
+func apiBase(apiURL string) (string, error) {
+	if apiURL == "" {
+		return publicAPI, nil
+	}
+	base := strings.TrimSuffix(apiURL, "/") + "/"
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("github: api url %q: %w", apiURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("github: api url %q is not an http(s) url", apiURL)
+	}
+	return base, nil
+}
+
+// sameHost is a copy of c whose redirects stay on the host they started from: the
+// token rides on every request, a redirected one included, and never reaches another host.
+func sameHost(c *http.Client) *http.Client {
+	out := *c
+	out.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if req.URL.Host != via[0].URL.Host {
 			return fmt.Errorf("github: refused a redirect from %s to %s, which would carry the token", via[0].URL.Host, req.URL.Host)
 		}
@@ -61,18 +96,13 @@ func New(apiURL, token string, httpClient *http.Client) (*Client, error) {
 		}
 		return nil
 	}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &sameHost)
-	authed := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
-	opts := []gh.ClientOptionsFunc{gh.WithHTTPClient(authed)}
+	return &out
+}
 
-	if base := strings.TrimSuffix(apiURL, "/") + "/"; apiURL != "" && base != publicAPI {
-		u, err := url.Parse(base)
-		if err != nil {
-			return nil, fmt.Errorf("github: api url %q: %w", apiURL, err)
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("github: api url %q is not an http(s) url", apiURL)
-		}
+// newAPI is go-github on hc at base.
+func newAPI(hc *http.Client, base string) (*gh.Client, error) {
+	opts := []gh.ClientOptionsFunc{gh.WithHTTPClient(hc)}
+	if base != publicAPI {
 		// WithEnterpriseURLs would append api/v3/ to any base not ending in it, which a
 		// proxy or a test server does not serve; the base is used as given instead. The bot
 		// uploads nothing, so the upload base is the same server: no request leaves it.
@@ -82,7 +112,7 @@ func New(apiURL, token string, httpClient *http.Client) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
-	return &Client{api: api}, nil
+	return api, nil
 }
 
 // maxDescription is GitHub's limit on a status description, in characters; a longer one is
@@ -178,16 +208,10 @@ func (c *Client) IsPrivate(ctx context.Context, repo forge.Repo) (bool, error) {
 	return r.GetPrivate() || r.GetVisibility() == "internal", nil
 }
 
-// CanRead reports whether user, a GitHub login, may read repo. The bot's sign-in is
-// Gitea's, so its log pages do not ask it (a private GitHub repository's logs are refused);
-// it completes forge.RepoReaders for a GitHub sign-in to come.
+// CanRead reports whether user, a GitHub login, may read repo: a collaborator of any
+// permission (directly, through a team, or as an organization's member with its base
+// permission).
 func (c *Client) CanRead(ctx context.Context, repo forge.Repo, user string) (bool, error) {
-	p, resp, err := c.api.Repositories.GetPermissionLevel(ctx, repo.Owner, repo.Name, user)
-	if err != nil {
-		if resp != nil && resp.StatusCode == http.StatusNotFound {
-			return false, nil
-		}
-		return false, fmt.Errorf("github: permission of %s on %s: %w", user, repo.FullName, err)
-	}
-	return p.GetPermission() != "none" && p.GetPermission() != "", nil
+	perm, _, err := c.permission(ctx, repo, user)
+	return perm != "none" && perm != "", err
 }

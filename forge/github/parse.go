@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	gh "github.com/google/go-github/v93/github"
@@ -44,16 +45,19 @@ func Locate(body []byte) (forge.Repo, error) {
 // names whenever it names one, whatever the error, so that the caller picks the secret
 // from it, verifies the raw body, and only then acts on the event or the error. Nothing
 // but ev.Repo may be used before the body is verified. It acts on push (branches and
-// tags), pull_request (opened, synchronize, reopened) and ping. It returns an error
-// wrapping forge.ErrIgnoreEvent, saying why, for deliveries the bot does not act on (other
-// events and actions, ref deletions, pull requests from deleted forks), and one wrapping
+// tags), pull_request (opened, synchronize, reopened; closed, to stop its builds; drafts
+// alike, as GitHub runs checks on them), issue_comment (created, on a pull request),
+// installation (created, deleted, suspend, unsuspend), installation_repositories (added,
+// removed) and ping. It returns an error wrapping forge.ErrIgnoreEvent, saying why, for
+// deliveries the bot does not act on (other events and actions, ref deletions, pull
+// requests from deleted forks, comments on issues), and one wrapping
 // forge.ErrMalformed for a delivery without X-GitHub-Event, a body that is not the event's
 // JSON, or fields that fail forge.Event.Validate.
 func Parse(h http.Header, body []byte) (forge.Event, error) {
 	event := h.Get(gh.EventTypeHeader)
 	delivery := h.Get(gh.DeliveryIDHeader)
 	switch event {
-	case "push", "pull_request", "ping":
+	case "push", "pull_request", "ping", "issue_comment", "installation", "installation_repositories":
 	default:
 		// Not parsed as an event: a body the bot ignores need not be one go-github knows.
 		r, err := Locate(body)
@@ -83,6 +87,16 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 		if p.Repo != nil {
 			ev.Repo = convert(p.Repo)
 		}
+	case *gh.IssueCommentEvent:
+		ev, err = parseComment(p)
+	case *gh.InstallationEvent:
+		ev, err = parseInstallation(p)
+		ev.Delivery = delivery
+		return ev, err
+	case *gh.InstallationRepositoriesEvent:
+		ev, err = parseInstallationRepos(p)
+		ev.Delivery = delivery
+		return ev, err
 	default:
 		r, _ := Locate(body)
 		return forge.Event{Repo: r, Delivery: delivery}, fmt.Errorf("%w: %s: not an object", forge.ErrMalformed, event)
@@ -96,6 +110,7 @@ func Parse(h http.Header, body []byte) (forge.Event, error) {
 		ev.Repo, _ = Locate(body)
 	}
 	ev.Delivery = delivery
+	ev.Installation = installationOf(body)
 	switch {
 	case err != nil:
 	case ev.Repo.CloneURL == "" && ev.Kind != forge.KindPing: // an organization's ping names none
@@ -150,6 +165,13 @@ func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
 	action := p.GetAction()
 	switch action {
 	case "opened", "synchronize", "reopened":
+	case "closed":
+		// Merged or not, its builds may stop; nothing is built.
+		return forge.Event{
+			Kind: forge.KindPullRequestClosed, Repo: base, Sender: p.GetSender().GetLogin(), SenderID: p.GetSender().GetID(),
+			PullRequest: &forge.PullRequest{Number: number, HeadBranch: pr.Head.GetRef(), BaseBranch: pr.Base.GetRef(),
+				Author: pr.GetUser().GetLogin(), AuthorID: pr.GetUser().GetID(), Action: action},
+		}, nil
 	default:
 		return forge.Event{Repo: base}, forge.Ignore("pull request #%d %s", number, action)
 	}
@@ -198,4 +220,130 @@ func repo(cloneURL, fullName, owner, name, htmlURL string) forge.Repo {
 		name = n
 	}
 	return forge.Repo{CloneURL: cloneURL, FullName: fullName, Owner: owner, Name: name, HTMLURL: htmlURL}
+}
+
+// installationOf reads the id of the App installation a delivery came through: the
+// installation object every App delivery carries ({"installation":{"id":…}}); 0 when none.
+func installationOf(body []byte) int64 {
+	var p struct {
+		Installation *struct {
+			ID int64 `json:"id"`
+		} `json:"installation"`
+	}
+	if json.Unmarshal(body, &p) != nil || p.Installation == nil {
+		return 0
+	}
+	return p.Installation.ID
+}
+
+// parseComment reads a new comment; only those on pull requests are acted on (GitHub's
+// pull requests are issues: an issue_comment's issue carries pull_request when it is one).
+func parseComment(p *gh.IssueCommentEvent) (forge.Event, error) {
+	issue, c := p.GetIssue(), p.GetComment()
+	ev := forge.Event{
+		Kind: forge.KindComment, Repo: convert(p.GetRepo()),
+		Sender: p.GetSender().GetLogin(), SenderID: p.GetSender().GetID(),
+		PullRequest: &forge.PullRequest{Number: int64(issue.GetNumber())},
+		Comment:     &forge.Comment{ID: c.GetID(), Body: c.GetBody(), Author: c.GetUser().GetLogin(), AuthorID: c.GetUser().GetID()},
+	}
+	switch {
+	case issue == nil || c == nil:
+		return ev, fmt.Errorf("%w: issue_comment without issue or comment", forge.ErrMalformed)
+	case !issue.IsPullRequest():
+		return ev, forge.Ignore("comment on issue #%d, not a pull request", issue.GetNumber())
+	case p.GetAction() != "created":
+		return ev, forge.Ignore("comment %d %s", c.GetID(), p.GetAction())
+	}
+	return ev, nil
+}
+
+// parseInstallation reads what happened to an installation of the App.
+func parseInstallation(p *gh.InstallationEvent) (forge.Event, error) {
+	inst := p.GetInstallation()
+	ev := forge.Event{Kind: forge.KindInstallation, Sender: p.GetSender().GetLogin(), SenderID: p.GetSender().GetID(), Installation: inst.GetID()}
+	if inst.GetID() == 0 || inst.GetAccount().GetID() == 0 || inst.GetAccount().GetLogin() == "" {
+		return ev, fmt.Errorf("%w: installation without id or account", forge.ErrMalformed)
+	}
+	ev.Install = &forge.Install{
+		Action: p.GetAction(), ID: inst.GetID(),
+		Account: inst.GetAccount().GetLogin(), AccountID: inst.GetAccount().GetID(), AccountType: inst.GetAccount().GetType(),
+		Selection: inst.GetRepositorySelection(),
+	}
+	switch p.GetAction() {
+	case "created", "deleted", "suspend", "unsuspend":
+	default:
+		return ev, forge.Ignore("installation %d %s", inst.GetID(), p.GetAction())
+	}
+	if p.GetAction() == "created" {
+		ev.Install.Added = listed(p.Repositories, inst.GetAccount())
+	}
+	return ev, checkInstall(ev.Install)
+}
+
+// parseInstallationRepos reads the repositories given to, or taken from, an installation.
+func parseInstallationRepos(p *gh.InstallationRepositoriesEvent) (forge.Event, error) {
+	inst := p.GetInstallation()
+	ev := forge.Event{Kind: forge.KindInstallation, Sender: p.GetSender().GetLogin(), SenderID: p.GetSender().GetID(), Installation: inst.GetID()}
+	if inst.GetID() == 0 || inst.GetAccount().GetID() == 0 || inst.GetAccount().GetLogin() == "" {
+		return ev, fmt.Errorf("%w: installation_repositories without installation id or account", forge.ErrMalformed)
+	}
+	ev.Install = &forge.Install{
+		Action: p.GetAction(), ID: inst.GetID(),
+		Account: inst.GetAccount().GetLogin(), AccountID: inst.GetAccount().GetID(), AccountType: inst.GetAccount().GetType(),
+		Selection: p.GetRepositorySelection(),
+		Added:     listed(p.RepositoriesAdded, inst.GetAccount()),
+		Removed:   listed(p.RepositoriesRemoved, inst.GetAccount()),
+	}
+	switch p.GetAction() {
+	case "added", "removed":
+	default:
+		return ev, forge.Ignore("installation_repositories %d %s", inst.GetID(), p.GetAction())
+	}
+	return ev, checkInstall(ev.Install)
+}
+
+// listed names the repositories an installation event lists: by full name (they carry no
+// clone URL), all of the installation's account.
+func listed(repos []*gh.Repository, account *gh.User) []forge.Repo {
+	var out []forge.Repo
+	for _, r := range repos {
+		out = append(out, forge.Repo{FullName: r.GetFullName(), Owner: account.GetLogin(), OwnerID: account.GetID(), Name: r.GetName()})
+	}
+	return out
+}
+
+// checkInstall holds an installation event's names to what the registry keys records by.
+func checkInstall(in *forge.Install) error {
+	if err := checkName("account", in.Account); err != nil {
+		return err
+	}
+	switch in.Selection {
+	case "all", "selected", "":
+	default:
+		return fmt.Errorf("%w: repository_selection %q", forge.ErrMalformed, in.Selection)
+	}
+	for _, r := range append(slices.Clone(in.Added), in.Removed...) {
+		if err := checkName("repository name", r.Name); err != nil {
+			return err
+		}
+		if !strings.EqualFold(r.FullName, in.Account+"/"+r.Name) {
+			return fmt.Errorf("%w: repository %q is not one of %s's", forge.ErrMalformed, r.FullName, in.Account)
+		}
+	}
+	return nil
+}
+
+// checkName accepts what GitHub allows in a login or a repository's name: letters, digits,
+// "-", "_" and "." (not "." nor ".." alone), at most 100 characters.
+func checkName(what, s string) error {
+	ok := s != "" && len(s) <= 100 && s != "." && s != ".."
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s %q is not a GitHub name", forge.ErrMalformed, what, s)
+	}
+	return nil
 }

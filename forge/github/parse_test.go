@@ -113,10 +113,25 @@ var parseWants = map[string]parseWant{
 	"pull_request_opened.json":      {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "opened"},
 	"pull_request_synchronize.json": {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "synchronize"},
 	"pull_request_reopened.json":    {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "reopened"},
-	"pull_request_closed.json":      {event: "pull_request", ignored: "pull request #2 closed"},
+	"pull_request_closed.json":      {event: "pull_request", kind: forge.KindPullRequestClosed, branch: "changes", action: "closed"},
 	"ping.json":                     {event: "ping", kind: forge.KindPing},
 	"ping_organization.json":        {event: "ping", kind: forge.KindPing},
-	"issue_comment_created.json":    {event: "issue_comment", ignored: `event "issue_comment" is not handled`},
+	// GitHub's issue_comment examples are all on issues; one on a pull request is derived
+	// (TestParsePullRequestComment).
+	"issue_comment_created.json": {event: "issue_comment", ignored: "comment on issue #1, not a pull request"},
+	"issue_comment_edited.json":  {event: "issue_comment", ignored: "not a pull request"},
+	"issue_comment_deleted.json": {event: "issue_comment", ignored: "not a pull request"},
+	// The App's own events, and a pull request delivered through an installation.
+	"pull_request_opened_installation.json":      {event: "pull_request", kind: forge.KindPullRequest, branch: "changes", action: "opened"},
+	"pull_request_converted_to_draft.json":       {event: "pull_request", ignored: "converted_to_draft"},
+	"pull_request_ready_for_review.json":         {event: "pull_request", ignored: "ready_for_review"},
+	"installation_created.json":                  {event: "installation", kind: forge.KindInstallation, action: "created"},
+	"installation_deleted.json":                  {event: "installation", kind: forge.KindInstallation, action: "deleted"},
+	"installation_suspend.json":                  {event: "installation", kind: forge.KindInstallation, action: "suspend"},
+	"installation_unsuspend.json":                {event: "installation", kind: forge.KindInstallation, action: "unsuspend"},
+	"installation_new_permissions_accepted.json": {event: "installation", ignored: "new_permissions_accepted"},
+	"installation_repositories_added.json":       {event: "installation_repositories", kind: forge.KindInstallation, action: "added"},
+	"installation_repositories_removed.json":     {event: "installation_repositories", kind: forge.KindInstallation, action: "removed"},
 }
 
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -160,7 +175,15 @@ func TestParsePayloads(t *testing.T) {
 // checkEvent compares a parsed event with the payload's own values and with want.
 func checkEvent(t *testing.T, ev forge.Event, m map[string]any, want parseWant) {
 	t.Helper()
-	exp := forge.Event{Kind: want.kind, Delivery: deliveryID, Sender: str(m, "sender", "login"), SenderID: num(m, "sender", "id"), Branch: want.branch, Tag: want.tag}
+	exp := forge.Event{Kind: want.kind, Delivery: deliveryID, Sender: str(m, "sender", "login"), SenderID: num(m, "sender", "id"), Branch: want.branch, Tag: want.tag,
+		Installation: num(m, "installation", "id")}
+	if want.kind == forge.KindInstallation {
+		checkInstall(t, ev, m, want)
+		return
+	}
+	if want.kind == forge.KindPullRequestClosed {
+		exp.Branch = ""
+	}
 	if field(m, "repository") != nil {
 		exp.Repo = repoAt(m, "repository")
 	}
@@ -191,6 +214,10 @@ func checkEvent(t *testing.T, ev forge.Event, m map[string]any, want parseWant) 
 		if expPR.HeadBranch != want.branch || expPR.Action != want.action || number == 0 || expPR.BaseBranch == "" {
 			t.Fatalf("the payload's pull request is %+v, not from %s, %s", expPR, want.branch, want.action)
 		}
+	case forge.KindPullRequestClosed:
+		number, _ := field(m, "pull_request", "number").(json.Number).Int64()
+		expPR = &forge.PullRequest{Number: number, HeadBranch: str(m, "pull_request", "head", "ref"), BaseBranch: str(m, "pull_request", "base", "ref"),
+			Author: str(m, "pull_request", "user", "login"), AuthorID: num(m, "pull_request", "user", "id"), Action: "closed"}
 	}
 
 	gotPR := ev.PullRequest
@@ -208,7 +235,7 @@ func checkEvent(t *testing.T, ev forge.Event, m map[string]any, want parseWant) 
 	if ev.Sender == "" {
 		t.Error("no sender")
 	}
-	if want.kind != forge.KindPing && (!fullSHA.MatchString(ev.Commit) || ev.Repo.CloneURL == "" || ev.Repo.Owner == "" || ev.Repo.Name == "") {
+	if want.kind != forge.KindPing && want.kind != forge.KindPullRequestClosed && (!fullSHA.MatchString(ev.Commit) || ev.Repo.CloneURL == "" || ev.Repo.Owner == "" || ev.Repo.Name == "") {
 		t.Errorf("commit %q, repo %+v: missing fields", ev.Commit, ev.Repo)
 	}
 }
@@ -270,7 +297,7 @@ func TestParseDeletedForkPullRequest(t *testing.T) {
 
 func TestParseOtherPullRequestActions(t *testing.T) {
 	// "synchronized" is Gitea's word; GitHub says "synchronize".
-	for _, action := range []string{"closed", "edited", "labeled", "assigned", "converted_to_draft", "ready_for_review", "synchronized"} {
+	for _, action := range []string{"edited", "labeled", "assigned", "converted_to_draft", "ready_for_review", "synchronized"} {
 		body := edit(t, "pull_request_opened.json", func(m map[string]any) { m["action"] = action })
 		_, err := github.Parse(delivery("pull_request"), body)
 		if !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), action) {
@@ -357,6 +384,97 @@ func TestParseRejectsHostileFields(t *testing.T) {
 		body := edit(t, tc.file, tc.mutate)
 		if ev, err := github.Parse(delivery(tc.event), body); !errors.Is(err, forge.ErrMalformed) {
 			t.Errorf("%s: Parse = %+v, %v; want ErrMalformed", name, ev, err)
+		}
+	}
+}
+
+// checkInstall compares an installation event with its payload.
+func checkInstall(t *testing.T, ev forge.Event, m map[string]any, want parseWant) {
+	t.Helper()
+	in := ev.Install
+	if in == nil {
+		t.Fatalf("Parse = %+v: no Install", ev)
+	}
+	id := num(m, "installation", "id")
+	if ev.Kind != forge.KindInstallation || ev.Installation != id || in.ID != id || in.Action != want.action || ev.Repo != (forge.Repo{}) {
+		t.Errorf("Parse = %+v, install %+v", ev, in)
+	}
+	if in.Account != str(m, "installation", "account", "login") || in.AccountID != num(m, "installation", "account", "id") || in.AccountID == 0 ||
+		in.AccountType != str(m, "installation", "account", "type") {
+		t.Errorf("account %s %d %s, payload's %v", in.Account, in.AccountID, in.AccountType, field(m, "installation", "account"))
+	}
+	names := func(key string) []string {
+		var out []string
+		list, _ := field(m, key).([]any)
+		for _, r := range list {
+			out = append(out, r.(map[string]any)["full_name"].(string))
+		}
+		return out
+	}
+	got := func(rs []forge.Repo) []string {
+		var out []string
+		for _, r := range rs {
+			if r.Owner != in.Account || r.OwnerID != in.AccountID || r.FullName != r.Owner+"/"+r.Name {
+				t.Errorf("listed repository %+v", r)
+			}
+			out = append(out, r.FullName)
+		}
+		return out
+	}
+	wantAdded, wantRemoved := names("repositories_added"), names("repositories_removed")
+	if want.action == "created" {
+		wantAdded = names("repositories")
+	}
+	if a, b := strings.Join(got(in.Added), ","), strings.Join(wantAdded, ","); a != b {
+		t.Errorf("added %s, want %s", a, b)
+	}
+	if a, b := strings.Join(got(in.Removed), ","), strings.Join(wantRemoved, ","); a != b {
+		t.Errorf("removed %s, want %s", a, b)
+	}
+}
+
+// GitHub's pull requests are issues; a comment on one carries issue.pull_request
+// (documented for the issue_comment event), which GitHub's examples lack: derived from
+// issue_comment_created.json.
+func TestParsePullRequestComment(t *testing.T) {
+	body := edit(t, "issue_comment_created.json", func(m map[string]any) {
+		field(m, "issue").(map[string]any)["pull_request"] = map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+		field(m, "comment").(map[string]any)["body"] = "/rebuild"
+	})
+	ev, err := github.Parse(delivery("issue_comment"), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decode(t, body)
+	c := ev.Comment
+	if ev.Kind != forge.KindComment || ev.PullRequest == nil || ev.PullRequest.Number != num(m, "issue", "number") || c == nil ||
+		c.ID != num(m, "comment", "id") || c.Body != "/rebuild" || c.Author != "Codertocat" || c.AuthorID != num(m, "comment", "user", "id") ||
+		ev.Repo != repoAt(m, "repository") || ev.Commit != "" {
+		t.Errorf("Parse = %+v, comment %+v", ev, c)
+	}
+	edited := edit(t, "issue_comment_edited.json", func(m map[string]any) {
+		field(m, "issue").(map[string]any)["pull_request"] = map[string]any{"url": "x"}
+	})
+	if _, err := github.Parse(delivery("issue_comment"), edited); !errors.Is(err, forge.ErrIgnoreEvent) || !strings.Contains(err.Error(), "edited") {
+		t.Errorf("edited comment: Parse = %v, want ignored", err)
+	}
+}
+
+// An installation's account and repositories name registry keys: hostile names are
+// refused, as is a repository of another account.
+func TestParseInstallationRefusesHostileNames(t *testing.T) {
+	for name, f := range map[string]func(m map[string]any){
+		"account with a slash": func(m map[string]any) { field(m, "installation", "account").(map[string]any)["login"] = "a/../b" },
+		"no account id":        func(m map[string]any) { field(m, "installation", "account").(map[string]any)["id"] = 0 },
+		"repository of another": func(m map[string]any) {
+			field(m, "repositories").([]any)[0].(map[string]any)["full_name"] = "octocat/Hello-World"
+		},
+		"repository name with ..": func(m map[string]any) { field(m, "repositories").([]any)[0].(map[string]any)["name"] = ".." },
+		"strange selection":       func(m map[string]any) { field(m, "installation").(map[string]any)["repository_selection"] = "some" },
+	} {
+		_, err := github.Parse(delivery("installation"), edit(t, "installation_created.json", f))
+		if !errors.Is(err, forge.ErrMalformed) {
+			t.Errorf("%s: Parse = %v, want ErrMalformed", name, err)
 		}
 	}
 }

@@ -54,7 +54,7 @@ func TestVerifySignature(t *testing.T) {
 			continue
 		}
 		body := payload(t, e.Name())
-		altered := []byte(strings.Replace(string(body), "Codertocat", "Codertocas", 1))
+		altered := []byte(strings.Replace(strings.Replace(string(body), "Codertocat", "Codertocas", 1), "octocat", "octocas", 1))
 		if string(altered) == string(body) {
 			t.Fatalf("%s: nothing to alter", e.Name())
 		}
