@@ -54,6 +54,17 @@ type Config struct {
 	// GitHubURL and GitHubToken are used for repositories on GitHub whose entry has none.
 	GitHubURL   string
 	GitHubToken string
+	// GitHubApp says where the bot's GitHub App comes from: "env" (GitHubAppID and the
+	// settings after it), "manifest" (made through the manifest flow, kept in Consul),
+	// or "" (no App). GitHubWebURL is the GitHub it lives on (https://github.com, or a
+	// GitHub Enterprise Server's web URL).
+	GitHubApp            string
+	GitHubWebURL         string
+	GitHubAppID          int64
+	GitHubAppKey         []byte
+	GitHubWebhookSecrets []string
+	GitHubClientID       string
+	GitHubClientSecret   string
 	// NomadReadToken, when set, is the token of the event stream alone, which Nomad 1.6
 	// takes no workload identity for; every other request has NOMAD_TOKEN.
 	NomadReadToken string
@@ -131,6 +142,14 @@ func settings() []*setting {
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
 		{flag: "nomad-read-token", env: "ALBATROS_NOMAD_READ_TOKEN", secret: true, usage: "Nomad token for the event stream alone, which Nomad 1.6 does not take a workload identity for, when NOMAD_TOKEN is one (or ALBATROS_NOMAD_READ_TOKEN_FILE; policy hcl/acl/nomad-read.hcl)"},
 		{flag: "github-token", env: "ALBATROS_GITHUB_TOKEN", secret: true, usage: "GitHub token for repositories on GitHub whose entry has none (or ALBATROS_GITHUB_TOKEN_FILE)"},
+		{flag: "github-web-url", env: "ALBATROS_GITHUB_WEB_URL", def: "https://github.com", usage: "web URL of the GitHub the bot's GitHub App lives on (a GitHub Enterprise Server: https://host)"},
+		{flag: "github-app", env: "ALBATROS_GITHUB_APP", usage: "the bot's GitHub App: manifest (created in one click on the bot's /github/setup page, kept sealed in Consul; needs ALBATROS_SECRET_KEY), or empty: from ALBATROS_GITHUB_APP_ID and its settings when set, else none"},
+		{flag: "github-app-id", env: "ALBATROS_GITHUB_APP_ID", usage: "id of the bot's GitHub App, when the operator created it (with ALBATROS_GITHUB_APP_KEY and ALBATROS_GITHUB_WEBHOOK_SECRET)"},
+		{flag: "github-app-key", env: "ALBATROS_GITHUB_APP_KEY", secret: true, usage: "the GitHub App's private key, PEM (or ALBATROS_GITHUB_APP_KEY_FILE)"},
+		{flag: "github-webhook-secret", env: "ALBATROS_GITHUB_WEBHOOK_SECRET", secret: true, usage: "the GitHub App's webhook secret (or ALBATROS_GITHUB_WEBHOOK_SECRET_FILE)"},
+		{flag: "github-webhook-secret-previous", env: "ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS", secret: true, usage: "the App's webhook secret before a rotation, still accepted (or ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS_FILE)"},
+		{flag: "github-client-id", env: "ALBATROS_GITHUB_CLIENT_ID", usage: "client id of the GitHub App, for signing in with GitHub (callback URL <ALBATROS_URL>/login/github/callback)"},
+		{flag: "github-client-secret", env: "ALBATROS_GITHUB_CLIENT_SECRET", secret: true, usage: "client secret of the GitHub App (or ALBATROS_GITHUB_CLIENT_SECRET_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
 		{flag: "read-timeout", env: "ALBATROS_READ_TIMEOUT", def: "30s", usage: "longest time a client may take to send a whole request, headers and body (slower clients are cut off)"},
 		{flag: "queue-bytes", env: "ALBATROS_QUEUE_BYTES", def: "96MiB", usage: "most memory the answered deliveries waiting their turn or being handled may hold, all together (each counted about 4 KiB: its event, not its body nor its entry); past it a delivery is answered 503. A number of bytes, or with KiB, MiB or GiB"},
@@ -315,6 +334,42 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 	if c.GitHubURL != "" {
 		if err := httpURL(c.GitHubURL); err != nil {
 			bad("github-url", "%v", err)
+		}
+	}
+	c.GitHubWebURL = strings.TrimSuffix(s["github-web-url"].value, "/")
+	if err := httpURL(c.GitHubWebURL); err != nil {
+		bad("github-web-url", "%v", err)
+	}
+	switch mode, id := s["github-app"].value, s["github-app-id"].value; {
+	case mode == "manifest" && id != "":
+		bad("github-app", "is manifest, but ALBATROS_GITHUB_APP_ID names an App of the operator's: choose one")
+	case mode == "manifest":
+		c.GitHubApp = mode
+		if s["secret-key"].value == "" {
+			bad("secret-key", "is required to keep the GitHub App's credentials sealed in Consul (ALBATROS_GITHUB_APP is manifest)")
+		}
+	case mode != "":
+		bad("github-app", "%q is not manifest (or empty)", mode)
+	case id != "":
+		c.GitHubApp = "env"
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n <= 0 {
+			bad("github-app-id", "%q is not a GitHub App's id", id)
+		}
+		c.GitHubAppID = n
+		for _, need := range []string{"github-app-key", "github-webhook-secret", "secret-key"} {
+			if s[need].value == "" {
+				bad(need, "is required with ALBATROS_GITHUB_APP_ID")
+			}
+		}
+		c.GitHubAppKey = []byte(s["github-app-key"].value)
+		c.GitHubWebhookSecrets = []string{s["github-webhook-secret"].value}
+		if p := s["github-webhook-secret-previous"].value; p != "" {
+			c.GitHubWebhookSecrets = append(c.GitHubWebhookSecrets, p)
+		}
+		c.GitHubClientID, c.GitHubClientSecret = s["github-client-id"].value, s["github-client-secret"].value
+		if (c.GitHubClientID == "") != (c.GitHubClientSecret == "") {
+			bad("github-client-id", "and ALBATROS_GITHUB_CLIENT_SECRET go together")
 		}
 	}
 	c.GiteaClientID = s["gitea-client-id"].value

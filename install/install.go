@@ -504,9 +504,24 @@ func (in *Installer) IdentifyTrusted(ctx context.Context, org string, t *registr
 	return in.identifyTrusted(ctx, org, t, time.Time{})
 }
 
+// Identities is a forge client that tells the ids of users and teams.
+type Identities interface {
+	forge.Users
+	forge.TeamMembers
+}
+
+// IdentifyWith is IdentifyTrusted, asking client: a GitHub App's installation's, say.
+func IdentifyWith(ctx context.Context, client Identities, org string, t *registry.Trusted) error {
+	return identify(ctx, client, org, t, time.Time{})
+}
+
 // identifyTrusted is IdentifyTrusted; a user who registered after named (when not zero),
 // when the list was made, is someone else than the one it named, and is dropped too.
 func (in *Installer) identifyTrusted(ctx context.Context, org string, t *registry.Trusted, named time.Time) error {
+	return identify(ctx, in.cfg.Bot, org, t, named)
+}
+
+func identify(ctx context.Context, client Identities, org string, t *registry.Trusted, named time.Time) error {
 	var gone []string
 	users := t.Users[:0:0]
 	for _, u := range t.Users {
@@ -514,7 +529,7 @@ func (in *Installer) identifyTrusted(ctx context.Context, org string, t *registr
 			users = append(users, u)
 			continue
 		}
-		id, registered, err := in.cfg.Bot.UserID(ctx, u)
+		id, registered, err := client.UserID(ctx, u)
 		if errors.Is(err, forge.ErrNotFound) {
 			gone = append(gone, "user "+u)
 			continue
@@ -538,7 +553,7 @@ func (in *Installer) identifyTrusted(ctx context.Context, org string, t *registr
 			teams = append(teams, name)
 			continue
 		}
-		id, err := in.cfg.Bot.TeamID(ctx, org, name)
+		id, err := client.TeamID(ctx, org, name)
 		if errors.Is(err, forge.ErrNotFound) {
 			gone = append(gone, "team "+name)
 			continue

@@ -27,6 +27,10 @@ type Reconciler struct {
 	Bot      forge.OrgRepos
 	Forge    string
 	ForgeURL string
+	// App, when set, lists the repositories of the GitHub App's installation id, of the
+	// installations recorded for AppURL (the App's GitHub).
+	App    func(ctx context.Context, id int64) (forge.OrgRepos, error)
+	AppURL string
 	// Every is the time between passes; 0 runs one pass, at once.
 	Every time.Duration
 	// Options bound each pass.
@@ -85,16 +89,29 @@ func (r Reconciler) Targets(ctx context.Context, log *slog.Logger) []forge.Repo 
 	for _, u := range urls {
 		targets = append(targets, forge.Repo{CloneURL: u})
 	}
-	if r.Bot != nil {
+	if r.Bot != nil || r.App != nil {
 		insts, err := r.Registry.Installations(ctx)
 		if err != nil {
 			log.Warn("reconciler: installations not listed", "err", err)
 		}
 		for _, inst := range insts {
-			if (inst.Forge != "" && r.Forge != "" && inst.Forge != r.Forge) || strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.ForgeURL, "/") || inst.Quarantine != "" || inst.OrgID == 0 {
+			if inst.Quarantine != "" || inst.Suspended || inst.OrgID == 0 {
 				continue
 			}
-			list, err := r.Bot.OrgRepos(ctx, inst.Org)
+			lister := r.Bot
+			switch {
+			case inst.InstallationID != 0:
+				if r.App == nil || strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.AppURL, "/") {
+					continue
+				}
+				if lister, err = r.App(ctx, inst.InstallationID); err != nil {
+					log.Warn("reconciler: the GitHub App's installation", "account", inst.Org, "installation", inst.InstallationID, "err", err)
+					continue
+				}
+			case r.Bot == nil || (inst.Forge != "" && r.Forge != "" && inst.Forge != r.Forge) || strings.TrimSuffix(inst.URL, "/") != strings.TrimSuffix(r.ForgeURL, "/"):
+				continue
+			}
+			list, err := lister.OrgRepos(ctx, inst.Org)
 			if err != nil {
 				log.Warn("reconciler: repositories not listed", "org", inst.Org, "err", err)
 				continue

@@ -47,6 +47,14 @@ type Installation struct {
 		// Secret is the webhook's HMAC secret, sealed.
 		Secret string `json:"secret"`
 	} `json:"hook"`
+	// InstallationID is the GitHub App's installation on the account, of which Org is the
+	// login and OrgID the id (Forge github); 0 on Gitea. Selection is "selected" when the
+	// App was given some of the account's repositories only, named (lower case) in
+	// Selected; Suspended is true while the account has suspended the App.
+	InstallationID int64    `json:"installation_id,omitempty"`
+	Selection      string   `json:"selection,omitempty"`
+	Selected       []string `json:"selected,omitempty"`
+	Suspended      bool     `json:"suspended,omitempty"`
 	// InstalledBy is the login of the owner who installed it, InstalledAt when.
 	InstalledBy string    `json:"installed_by"`
 	InstalledAt time.Time `json:"installed_at"`
@@ -288,10 +296,14 @@ func (r *Registry) SealHookSecret(inst *Installation, secret string) error {
 	return nil
 }
 
-// HookSecret opens an installation's webhook secret.
+// HookSecret opens an installation's webhook secret; "" for a GitHub App's installation,
+// whose deliveries are signed with the App's secret.
 func (r *Registry) HookSecret(inst *Installation) (string, error) {
 	if r.keys == nil {
 		return "", ErrNoKey
+	}
+	if inst.Hook.Secret == "" && inst.InstallationID != 0 {
+		return "", nil
 	}
 	b, err := r.keys.Open(inst.Hook.Secret, hookPurpose(inst.OrgURL(), inst.OrgID))
 	if err != nil {
@@ -465,7 +477,15 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 	if err != nil {
 		return nil, err
 	}
-	e := &Repo{Installed: true, OrgID: inst.OrgID, Quarantine: inst.Quarantine}
+	e := &Repo{Installed: true, OrgID: inst.OrgID, Quarantine: inst.Quarantine, Forge: inst.Forge, AppInstallation: inst.InstallationID}
+	if inst.InstallationID != 0 {
+		if inst.Selection == "selected" && !slices.Contains(inst.Selected, strings.ToLower(repoName)) {
+			return nil, fmt.Errorf("repository %s of %s is not one the App was given: %w", repoName, inst.OrgURL(), ErrNotFound)
+		}
+		if inst.Suspended && e.Quarantine == "" {
+			e.Quarantine = "the GitHub App is suspended on " + inst.Org
+		}
+	}
 	e.Hook.Secret = secret
 	org, own := inst.Settings, inst.Repos[repoName]
 	e.Trusted.Senders = union(org.Trusted.Users, own.Trusted.Users)

@@ -90,6 +90,10 @@ type Repo struct {
 	Installed  bool   `json:"-"`
 	OrgID      int64  `json:"-"`
 	Quarantine string `json:"-"`
+	// Forge is the installation's forge (gitea, github), AppInstallation the GitHub App's
+	// installation the repository is reached through (0 when none).
+	Forge           string `json:"-"`
+	AppInstallation int64  `json:"-"`
 	// sealed holds an installation's secrets, sealed, until they are needed (OpenSecrets).
 	sealed *sealedSecrets
 }
@@ -353,6 +357,11 @@ func (r *Registry) Org(ctx context.Context, orgURL string) (*Org, error) {
 	inst, err := r.installation(ctx, orgURL, false)
 	if err != nil {
 		return nil, fmt.Errorf("organization %s: %w", orgURL, err)
+	}
+	if inst.InstallationID != 0 {
+		// A GitHub App's installation: its deliveries are signed with the App's secret,
+		// not one of the organization's.
+		return nil, fmt.Errorf("organization %s has a GitHub App's installation: %w", orgURL, ErrNotFound)
 	}
 	if org.Hook.Secret, err = r.HookSecret(inst); err != nil {
 		return nil, err

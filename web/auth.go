@@ -114,7 +114,7 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	var f flow
 	c, err := r.Cookie(wb.flowCookie)
-	if err != nil || wb.openJSON(q.Get("state"), flowPurpose, &f) != nil || f.Nonce == "" || c.Value != f.Nonce || time.Now().Unix() >= f.Expires {
+	if err != nil || wb.openJSON(q.Get("state"), flowPurpose, &f) != nil || f.Nonce == "" || c.Value != f.Nonce || time.Now().Unix() >= f.Expires || f.Forge != "" {
 		wb.fail(w, r, http.StatusBadRequest, "Sign-in refused", "this sign-in did not start here, or took too long: start again")
 		return
 	}
@@ -140,7 +140,7 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 	// The same user signing in again in this browser keeps the session (and its ID);
 	// anyone else, or a session that cannot be checked, starts a new one.
 	s, err := wb.readSession(r)
-	if err != nil || s.Login != login {
+	if err != nil || s.Login != login || s.forge() != "gitea" {
 		s = session{Login: login}
 	}
 	if f.Owner && (f.Install == "" || !s.Listed) {
@@ -175,7 +175,7 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 		wb.fail(w, r, code, "Not installed", msg)
 		return
 	}
-	wb.owners.put(inst.Org+"\x00"+login, true)
+	wb.owners.put("gitea\x00"+inst.Org+"\x00"+login, true)
 	http.Redirect(w, r, "/orgs/"+url.PathEscape(inst.Org)+"?done=installed", http.StatusSeeOther)
 }
 
@@ -322,7 +322,7 @@ func (wb *Web) ownerList(next http.HandlerFunc) http.HandlerFunc {
 			next(w, r) // which says that installing is not available
 			return
 		}
-		s, err := wb.readSession(r)
+		s, err := wb.sessionOf(r, wb.giteaRealm())
 		if err != nil && !errors.Is(err, errNoSession) {
 			wb.sessionsDown(w, r, err)
 			return
@@ -343,11 +343,12 @@ func (wb *Web) ownerList(next http.HandlerFunc) http.HandlerFunc {
 // it is not (or no longer) in, and Install checks again with the user's own token.
 func (wb *Web) owner(next http.Handler, listed bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wb.cfg.OAuth == nil || wb.cfg.Bot == nil || wb.cfg.Installer == nil {
-			wb.fail(w, r, http.StatusNotFound, "Not available", wb.cfg.DisabledReason)
+		rm := wb.realmOf(r)
+		if ok, why := rm.enabled(); !ok {
+			wb.fail(w, r, http.StatusNotFound, "Not available", why)
 			return
 		}
-		s, err := wb.readSession(r)
+		s, err := wb.sessionOf(r, rm)
 		if err != nil && !errors.Is(err, errNoSession) {
 			wb.sessionsDown(w, r, err)
 			return
@@ -355,9 +356,9 @@ func (wb *Web) owner(next http.Handler, listed bool) http.Handler {
 		if err != nil {
 			target := r.URL.RequestURI()
 			if r.Method != http.MethodGet {
-				target = "/orgs"
+				target = rm.base
 			}
-			http.Redirect(w, r, "/login?next="+url.QueryEscape(target), http.StatusSeeOther)
+			http.Redirect(w, r, rm.login+"?next="+url.QueryEscape(target), http.StatusSeeOther)
 			return
 		}
 		org := r.PathValue("org")
@@ -365,10 +366,10 @@ func (wb *Web) owner(next http.Handler, listed bool) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		owns, err := wb.isOwner(r.Context(), org, s)
+		owns, err := wb.isOwner(r.Context(), rm, org, s)
 		if err != nil {
-			wb.cfg.Log.Warn("owner check", "org", org, "user", s.Login, "err", err)
-			wb.fail(w, r, http.StatusBadGateway, "Gitea unavailable", "your rights on "+org+" could not be checked")
+			wb.cfg.Log.Warn("owner check", "org", org, "user", s.Login, "forge", rm.forge, "err", err)
+			wb.fail(w, r, http.StatusBadGateway, rm.name+" unavailable", "your rights on "+org+" could not be checked")
 			return
 		}
 		if !owns {
@@ -379,12 +380,12 @@ func (wb *Web) owner(next http.Handler, listed bool) http.Handler {
 	})
 }
 
-func (wb *Web) isOwner(ctx context.Context, org string, s session) (bool, error) {
-	key := org + "\x00" + s.Login
+func (wb *Web) isOwner(ctx context.Context, rm *realm, org string, s session) (bool, error) {
+	key := rm.forge + "\x00" + org + "\x00" + s.Login
 	if ok, found := wb.owners.get(key); found {
 		return ok, nil
 	}
-	ok, err := wb.cfg.Bot.IsOwner(ctx, org, s.Login)
+	ok, err := rm.admin(ctx, org, s.Login)
 	if err != nil {
 		return false, err
 	}

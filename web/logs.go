@@ -27,15 +27,24 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 	if !private {
 		return true
 	}
-	if wb.cfg.OAuth == nil || !strings.HasPrefix(cloneURL, wb.cfg.GiteaURL+"/") {
+	var rm *realm
+	switch gh := wb.githubRealm(); {
+	case wb.cfg.OAuth != nil && wb.cfg.GiteaURL != "" && strings.HasPrefix(cloneURL, wb.cfg.GiteaURL+"/"):
+		rm = wb.giteaRealm()
+	case wb.cfg.GitHub != nil && strings.HasPrefix(cloneURL, wb.cfg.GitHub.WebURL+"/"):
+		if ok, _ := gh.enabled(); ok {
+			rm = gh
+		}
+	}
+	if rm == nil {
 		// Nobody can sign in here with an identity of that forge.
-		http.Error(w, "this build is of a private repository: its log is served to the repository's readers, who sign in through the bot's Gitea", http.StatusForbidden)
+		http.Error(w, "this build is of a private repository: its log is served to the repository's readers, who sign in through the bot", http.StatusForbidden)
 		return false
 	}
-	s, err := wb.readSession(r)
+	s, err := wb.sessionOf(r, rm)
 	if errors.Is(err, errNoSession) {
-		// A reader's sign-in (ReaderScopes): the bot asks about the access itself.
-		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		// A reader's sign-in: the bot asks about the access itself.
+		http.Redirect(w, r, rm.login+"?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return false
 	}
 	if err != nil {
@@ -43,7 +52,7 @@ func (wb *Web) AllowLog(w http.ResponseWriter, r *http.Request, cloneURL string)
 		http.Error(w, "your session could not be checked: try again in a moment", http.StatusServiceUnavailable)
 		return false
 	}
-	can, err := wb.cached(&wb.access, "read\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return f.CanRead(ctx, repo, s.Login) }, ctx)
+	can, err := wb.cached(&wb.access, "read\x00"+rm.forge+"\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return f.CanRead(ctx, repo, s.Login) }, ctx)
 	if err != nil {
 		wb.cfg.Log.Warn("log access: permission", "repo", cloneURL, "user", s.Login, "err", err)
 		http.Error(w, "your access to the repository could not be checked", http.StatusServiceUnavailable)

@@ -24,11 +24,14 @@ import (
 // page is what every page shows around its content.
 type page struct {
 	Title, Login, Flash, Error string
+	// Orgs is where the signed-in user's organizations are listed (/orgs, /github/orgs).
+	Orgs string
 }
 
 // done are the messages a page shows after a change, by the code its redirect carries (no
 // text of the request's own reaches the page).
 var done = map[string]string{
+	"app-created":    "The bot's GitHub App is created: install it on your accounts.",
 	"installed":      "Albatros is installed: every repository of this organization builds on its next push.",
 	"uninstalled":    "Albatros is uninstalled from the organization: its webhook is removed, and nothing of it is built any more.",
 	"saved":          "Settings saved.",
@@ -40,7 +43,11 @@ var done = map[string]string{
 
 func (wb *Web) page(r *http.Request, title string) page {
 	s, _ := wb.session(r)
-	return page{Title: title, Login: s.Login, Flash: done[r.URL.Query().Get("done")]}
+	p := page{Title: title, Login: s.Login, Flash: done[r.URL.Query().Get("done")], Orgs: "/orgs"}
+	if s.forge() == "github" {
+		p.Orgs = "/github/orgs"
+	}
+	return p
 }
 
 func (wb *Web) render(w http.ResponseWriter, code int, name string, data any) {
@@ -66,15 +73,21 @@ func (wb *Web) home(w http.ResponseWriter, r *http.Request) {
 	// A signed-in owner is told of the installations of their organizations that are
 	// quarantined (no one else: the names of organizations are not the public's).
 	var held []quarantine
-	if s, ok := wb.session(r); ok && wb.cfg.Installer != nil {
+	if s, ok := wb.session(r); ok && wb.cfg.Installer != nil && s.forge() == "gitea" {
 		for _, org := range s.Orgs {
 			inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
 			if err != nil {
 				continue
 			}
-			if why := wb.quarantined(r.Context(), inst); why != "" {
+			if why := wb.giteaQuarantined(r.Context(), inst); why != "" {
 				held = append(held, quarantine{org, why})
 			}
+		}
+	}
+	gitHub := ""
+	if ok, _ := wb.githubRealm().enabled(); ok {
+		if slug, err := wb.cfg.GitHub.Slug(r.Context()); err == nil {
+			gitHub = wb.cfg.GitHub.WebURL + "/apps/" + url.PathEscape(slug) + "/installations/new"
 		}
 	}
 	wb.render(w, http.StatusOK, "home", struct {
@@ -82,7 +95,8 @@ func (wb *Web) home(w http.ResponseWriter, r *http.Request) {
 		InstallEnabled                      bool
 		DisabledReason, BotLogin, ForgeName string
 		Quarantined                         []quarantine
-	}{wb.page(r, "A CI on Nomad"), wb.cfg.OAuth != nil, wb.cfg.DisabledReason, wb.cfg.BotLogin, "Gitea", held})
+		GitHubInstall                       string
+	}{wb.page(r, "A CI on Nomad"), wb.cfg.OAuth != nil, wb.cfg.DisabledReason, wb.cfg.BotLogin, "Gitea", held, gitHub})
 }
 
 // orgs lists the organizations the signed-in user owns, with Install or Settings and
@@ -92,8 +106,8 @@ func (wb *Web) orgs(w http.ResponseWriter, r *http.Request) {
 		wb.fail(w, r, http.StatusNotFound, "Installing is not available", wb.cfg.DisabledReason)
 		return
 	}
-	s, ok := wb.session(r)
-	if !ok {
+	s, err := wb.sessionOf(r, wb.giteaRealm())
+	if err != nil {
 		http.Redirect(w, r, "/login?next=/orgs", http.StatusSeeOther)
 		return
 	}
@@ -112,7 +126,7 @@ func (wb *Web) orgs(w http.ResponseWriter, r *http.Request) {
 		}
 		it := item{Name: org, Installed: err == nil}
 		if err == nil {
-			it.Quarantine = wb.quarantined(r.Context(), inst)
+			it.Quarantine = wb.giteaQuarantined(r.Context(), inst)
 		}
 		items = append(items, it)
 	}
@@ -178,14 +192,16 @@ func (wb *Web) installFailed(w http.ResponseWriter, r *http.Request, title, what
 type settingsPage struct {
 	page
 	Org, Repo, Base string
-	Installation    *registry.Installation
-	HookURL         string
-	Settings        registry.Settings
-	Secrets         []string
-	DefaultFlavors  string
-	DefaultBuilder  string
-	Repos           []repoItem
-	Builds          []buildRow
+	// OrgBase is the organization's page, Forge its forge (gitea, github).
+	OrgBase, Forge string
+	Installation   *registry.Installation
+	HookURL        string
+	Settings       registry.Settings
+	Secrets        []string
+	DefaultFlavors string
+	DefaultBuilder string
+	Repos          []repoItem
+	Builds         []buildRow
 }
 
 type repoItem struct {
@@ -198,7 +214,8 @@ type repoItem struct {
 // shown to nobody, as whoever owns the name now may be another organization's owner.
 func (wb *Web) installation(w http.ResponseWriter, r *http.Request) *registry.Installation {
 	org := r.PathValue("org")
-	inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
+	rm := wb.realmOf(r)
+	inst, err := wb.cfg.Records.Installation(r.Context(), rm.orgURL(org))
 	if errors.Is(err, registry.ErrNotFound) {
 		wb.fail(w, r, http.StatusNotFound, "Not installed", "Albatros is not installed on "+org+".")
 		return nil
@@ -208,42 +225,27 @@ func (wb *Web) installation(w http.ResponseWriter, r *http.Request) *registry.In
 		wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installation could not be read")
 		return nil
 	}
-	if why := wb.quarantined(r.Context(), inst); why != "" {
-		wb.fail(w, r, http.StatusConflict, "Quarantined", "Albatros's installation on "+org+" is quarantined: "+why+
-			". Nothing of it is built. An owner of "+org+" can install Albatros again (Your organizations, Install): it starts afresh.")
+	if inst.Forge != rm.forge && !(rm.forge == "gitea" && inst.Forge == "") {
+		wb.fail(w, r, http.StatusNotFound, "Not installed", "Albatros is not installed on "+org+".")
+		return nil
+	}
+	if why := rm.quarantined(r.Context(), inst); why != "" {
+		again := "An owner of " + org + " can install Albatros again (Your organizations, Install): it starts afresh."
+		if rm.forge == "github" {
+			again = "An owner of " + org + " can install the App again on GitHub."
+		}
+		wb.fail(w, r, http.StatusConflict, "Quarantined", "Albatros's installation on "+org+" is held: "+why+". Nothing of it is built. "+again)
 		return nil
 	}
 	return inst
 }
 
-// quarantined says why inst is quarantined: as recorded, or because the organization that
-// has its name now is not the one it was installed on (by id), which the installations'
-// check records at its next pass. "" when it is not.
-func (wb *Web) quarantined(ctx context.Context, inst *registry.Installation) string {
-	if inst.Quarantine != "" {
-		return inst.Quarantine
-	}
-	if inst.OrgID == 0 {
-		return "it is not yet bound to its organization's id (made before ids were recorded, it waits for the installations' check to prove that the organization of this name is still its own)"
-	}
-	id, err := wb.cfg.Bot.OrgID(ctx, inst.Org)
-	switch {
-	case errors.Is(err, forge.ErrNotFound):
-		return "the organization " + inst.Org + " is gone (deleted, or renamed)"
-	case err != nil:
-		wb.cfg.Log.Warn("organization id", "org", inst.Org, "err", err)
-		return "the organization's identity could not be checked on Gitea"
-	case id != inst.OrgID:
-		return "the organization named " + inst.Org + " now is another one"
-	}
-	return ""
-}
-
 func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *registry.Installation, repo string, code int, problem string) {
 	ctx := r.Context()
+	rm := wb.realmOf(r)
 	d := settingsPage{
-		page: wb.page(r, inst.Org), Org: inst.Org, Repo: repo, Base: "/orgs/" + inst.Org,
-		Installation: inst, HookURL: wb.cfg.BaseURL + "/webhook/gitea",
+		page: wb.page(r, inst.Org), Org: inst.Org, Repo: repo, Base: rm.base + "/" + inst.Org, OrgBase: rm.base + "/" + inst.Org, Forge: rm.forge,
+		Installation: inst, HookURL: rm.hookURL,
 		Settings: inst.SettingsOf(repo), DefaultFlavors: pipeline.DefaultFlavor, DefaultBuilder: wb.cfg.DefaultBuilder.String(),
 	}
 	d.Error = problem
@@ -251,7 +253,7 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 		d.Flash = ""
 	}
 	d.Secrets = slices.Sorted(maps.Keys(d.Settings.Secrets))
-	prefix := wb.cfg.Installer.OrgURL(inst.Org) + "/"
+	prefix := rm.orgURL(inst.Org) + "/"
 	name := "org"
 	if repo != "" {
 		d.Base += "/repos/" + repo
@@ -259,7 +261,7 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 		prefix += repo + ".git"
 		name = "repo"
 	} else {
-		repos, err := wb.cfg.Bot.OrgRepos(ctx, inst.Org)
+		repos, err := rm.repos(ctx, inst)
 		if err != nil {
 			wb.cfg.Log.Warn("list repositories", "org", inst.Org, "err", err)
 		}
@@ -308,9 +310,10 @@ func (wb *Web) repo(w http.ResponseWriter, r *http.Request, inst *registry.Insta
 	if name == "" {
 		return "", true
 	}
-	repos, err := wb.cfg.Bot.OrgRepos(r.Context(), inst.Org)
+	rm := wb.realmOf(r)
+	repos, err := rm.repos(r.Context(), inst)
 	if err != nil {
-		wb.fail(w, r, http.StatusBadGateway, "Gitea unavailable", "the repositories of "+inst.Org+" could not be listed")
+		wb.fail(w, r, http.StatusBadGateway, rm.name+" unavailable", "the repositories of "+inst.Org+" could not be listed")
 		return "", false
 	}
 	for _, rp := range repos {
@@ -395,7 +398,7 @@ func (wb *Web) change(w http.ResponseWriter, r *http.Request, f func(inst *regis
 }
 
 func (wb *Web) redirectDone(w http.ResponseWriter, r *http.Request, code string) {
-	target := "/orgs/" + url.PathEscape(r.PathValue("org"))
+	target := wb.realmOf(r).base + "/" + url.PathEscape(r.PathValue("org"))
 	if repo := r.PathValue("repo"); repo != "" {
 		target += "/repos/" + url.PathEscape(repo)
 	}
@@ -432,14 +435,15 @@ func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		err := wb.cfg.Installer.IdentifyTrusted(ctx, inst.Org, &s.Trusted)
+		rm := wb.realmOf(r)
+		err := rm.identify(ctx, inst, &s.Trusted)
 		cancel()
 		switch {
 		case errors.Is(err, forge.ErrNotFound):
-			return "Not saved: Gitea has no " + strings.TrimPrefix(err.Error(), forge.ErrNotFound.Error()+": ") + "."
+			return "Not saved: " + rm.name + " has no " + strings.TrimPrefix(err.Error(), forge.ErrNotFound.Error()+": ") + "."
 		case err != nil:
 			wb.cfg.Log.Warn("ids of trusted users", "org", inst.Org, "err", err)
-			return "Not saved: Gitea could not be asked who the trusted users and teams are."
+			return "Not saved: " + rm.name + " could not be asked who the trusted users and teams are."
 		}
 		for _, fl := range s.Flavors {
 			if !pipeline.ValidFlavor(fl) {

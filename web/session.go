@@ -45,6 +45,9 @@ type session struct {
 	// signing out ends every cookie of the session.
 	ID    string `json:"id"`
 	Login string `json:"login"`
+	// Forge is the forge the user signed in with (github; empty for gitea): a login names
+	// nobody on another forge.
+	Forge string `json:"forge,omitempty"`
 	// Listed is set when the sign-in asked OwnerScopes and listed the organizations the
 	// user owned then in Orgs, for the list of organizations to install on; every action
 	// checks ownership again. A reader's sign-in (ReaderScopes) lists nothing.
@@ -68,6 +71,9 @@ type flow struct {
 	// OwnerScopes; otherwise it only identifies the user (ReaderScopes).
 	Owner   bool  `json:"owner,omitempty"`
 	Expires int64 `json:"exp"`
+	// Forge is the forge signed in with (github; empty for gitea): a flow ends at its
+	// own forge's callback only.
+	Forge string `json:"forge,omitempty"`
 }
 
 const (

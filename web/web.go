@@ -101,7 +101,10 @@ type Config struct {
 	Archive archived
 	// Lines, when set, tells the badges which build is a branch's newest.
 	Lines lines
-	Log   *slog.Logger
+	// GitHub, when set, is the bot's GitHub App: sign-in with GitHub, its accounts'
+	// settings pages, and its creation through the manifest flow.
+	GitHub *GitHubConfig
+	Log    *slog.Logger
 }
 
 // Web serves the pages.
@@ -122,6 +125,9 @@ type Web struct {
 func New(cfg Config) *Web {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	cfg.GiteaURL = strings.TrimSuffix(cfg.GiteaURL, "/")
+	if cfg.GitHub != nil {
+		cfg.GitHub.WebURL = strings.TrimSuffix(cfg.GitHub.WebURL, "/")
+	}
 	if cfg.OAuth != nil && cfg.Sessions == nil {
 		cfg.OAuth, cfg.DisabledReason = nil, "signing in needs Consul, where sign-outs are recorded"
 	}
@@ -164,6 +170,21 @@ func (wb *Web) Routes() []Route {
 		{"POST", "/orgs/{org}/repos/{repo}/secrets", true, false, wb.setSecret},
 		{"POST", "/orgs/{org}/repos/{repo}/secrets/delete", true, false, wb.deleteSecret},
 		{"GET", "/builds/{owner}/{repo}", false, false, wb.history},
+
+		{"GET", "/login/github", false, false, wb.githubLogin},
+		{"GET", "/login/github/callback", false, false, wb.githubCallback},
+		{"GET", "/github/setup", false, false, wb.githubSetup},
+		{"POST", "/github/setup", false, false, wb.githubSetupStart},
+		{"GET", "/github/setup/callback", false, false, wb.githubSetupDone},
+		{"GET", "/github/orgs", false, false, wb.githubOrgs},
+		{"GET", "/github/orgs/{org}", true, false, wb.orgPage},
+		{"POST", "/github/orgs/{org}/settings", true, false, wb.saveSettings},
+		{"POST", "/github/orgs/{org}/secrets", true, false, wb.setSecret},
+		{"POST", "/github/orgs/{org}/secrets/delete", true, false, wb.deleteSecret},
+		{"GET", "/github/orgs/{org}/repos/{repo}", true, false, wb.repoPage},
+		{"POST", "/github/orgs/{org}/repos/{repo}/settings", true, false, wb.saveSettings},
+		{"POST", "/github/orgs/{org}/repos/{repo}/secrets", true, false, wb.setSecret},
+		{"POST", "/github/orgs/{org}/repos/{repo}/secrets/delete", true, false, wb.deleteSecret},
 	}
 }
 
@@ -188,6 +209,10 @@ func (wb *Web) securityHeaders(h http.Handler) http.Handler {
 	csp := "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'"
 	if wb.cfg.GiteaURL != "" {
 		csp += " " + wb.cfg.GiteaURL
+	}
+	if wb.cfg.GitHub != nil {
+		// The manifest's form posts to GitHub; sign-ins redirect there.
+		csp += " " + strings.TrimSuffix(wb.cfg.GitHub.WebURL, "/")
 	}
 	csp += "; frame-ancestors 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

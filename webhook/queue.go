@@ -35,6 +35,8 @@ type job struct {
 	// the token's endpoint (byToken) or a signature's.
 	cred    [32]byte
 	byToken bool
+	// byApp: signed with the bot's GitHub App's webhook secret (cred is its digest).
+	byApp bool
 	// told, when set, is why a refused delivery was refused (Nomad was down): the handler
 	// is told, to say so in the commit's statuses. It is not counted as accepted.
 	told error

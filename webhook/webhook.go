@@ -59,10 +59,22 @@ type Options struct {
 	// QueueBytes bounds what the answered deliveries waiting their turn hold
 	// (DefaultQueueBytes when zero): past it, deliveries are answered 503.
 	QueueBytes int64
+	// App, when set, is the bot's GitHub App: deliveries to the GitHub endpoint signed
+	// with its webhook secret are its installations' (see Intake.Handler).
+	App App
 	// Observe, when set, is told of each delivery answered: the route's forge (not the
 	// sender's word), the delivery's event header as sent (clamp it before using it as a
 	// label), and the answer's HTTP status.
 	Observe func(forge, event string, code int)
+}
+
+// App is the bot's GitHub App as intake uses it.
+type App interface {
+	// WebhookSecrets returns the secrets the App's deliveries may be signed with (the
+	// current one, and the previous while it is rotated); none when the bot has no App.
+	WebhookSecrets(ctx context.Context) ([]string, error)
+	// Installation records what a KindInstallation event says, and returns what it did.
+	Installation(ctx context.Context, ev forge.Event) (string, error)
 }
 
 // Intake serves the webhook endpoints.
@@ -209,7 +221,11 @@ type authenticator func(r *http.Request, body []byte, entry *registry.Repo, repo
 func (in *Intake) Gitea() http.Handler { return in.Handler(forges.Gitea) }
 
 // Handler serves POST d.Path(): deliveries of d's forge, signed with the repository's (or
-// its organization's) webhook secret. The server routes every row of forges.Drivers.
+// its organization's) webhook secret. The server routes every row of forges.Drivers. On
+// GitHub's endpoint, a delivery signed with the bot's GitHub App's webhook secret
+// (Options.App) is the App's: verified before it is parsed, it is about an installation
+// (recorded at once) or about a repository of one, which must be an installation's
+// repository reached through that very installation.
 func (in *Intake) Handler(d forges.Driver) http.Handler {
 	return in.serve(d, false, in.signed(d))
 }
@@ -345,6 +361,15 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	if err != nil {
 		return refused(err)
 	}
+	if d.Name == forges.GitHub.Name && in.opts.App != nil && !byToken {
+		cred, ok, err := in.appSigned(r, d, body)
+		if err != nil {
+			return refused(err)
+		}
+		if ok {
+			return in.appIntake(r, d, log, body, cred)
+		}
+	}
 	// One decode of the body, before authentication; of what it read, only the repository
 	// is used until the raw body is verified: it says whose secret to check. The event, or
 	// the parser's error, is acted on once the body is verified.
@@ -378,6 +403,18 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	if ev.Kind == forge.KindPing {
 		return http.StatusOK, "pong", repoName, nil
 	}
+	return in.accept(r, log, ev, entry, opts, job{cred: cred, byToken: byToken})
+}
+
+// accept hands a verified delivery of a known repository to the queue, once the
+// repository is not blocked and what waits is kept small; j holds what authenticated it.
+func (in *Intake) accept(r *http.Request, log *slog.Logger, ev forge.Event, entry *registry.Repo, opts pipeline.Options, j job) (code int, msg, repoName string, err error) {
+	repo := ev.Repo
+	repoName = repo.FullName
+	refused := func(err error) (int, string, string, error) {
+		code, msg, err := refuse(err)
+		return code, msg, repoName, err
+	}
 	// An organization's installation is bound to its id: a name taken again by another
 	// organization does not inherit it.
 	if why := entry.Blocked(repo.OwnerID); why != "" {
@@ -403,13 +440,15 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 			return refused(fmt.Errorf("%w: %w", errBusy, r.Context().Err()))
 		}
 		if nerr != nil {
-			in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, cred: cred, byToken: byToken, told: nerr})
+			j.log, j.size, j.ev, j.opts, j.told = hlog, size(ev), ev, opts, nerr
+			in.queue.push(j)
 			return refused(fmt.Errorf("%w: %w", errNomad, nerr))
 		}
 	}
 	// Answer now; dispatch and the pending status follow, in turn, on a context of their
 	// own. What waits is the parsed delivery, not its body nor its entry.
-	accepted := in.queue.push(job{log: hlog, size: size(ev), ev: ev, opts: opts, cred: cred, byToken: byToken})
+	j.log, j.size, j.ev, j.opts = hlog, size(ev), ev, opts
+	accepted := in.queue.push(j)
 	if !accepted {
 		waiting, bytes, _ := in.queue.stats()
 		return refused(fmt.Errorf("%w: %d deliveries wait their turn, holding %d bytes", errBusy, waiting, bytes))
@@ -438,8 +477,12 @@ func (in *Intake) inTurn(ctx context.Context, j *job) error {
 		j.log.Warn("delivery not handled: its repository is blocked now", "why", why)
 		return nil
 	}
-	cred, err := in.credential(ctx, entry, j.ev.Repo, j.byToken)
-	if err != nil {
+	var cred [32]byte
+	if j.byApp {
+		if cred, err = in.appCredential(ctx, j.cred, entry, j.ev); err != nil {
+			return err
+		}
+	} else if cred, err = in.credential(ctx, entry, j.ev.Repo, j.byToken); err != nil {
 		return fmt.Errorf("webhook secret of %s: %w", j.ev.Repo.CloneURL, err)
 	}
 	if cred != j.cred {

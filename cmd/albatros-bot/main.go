@@ -4,7 +4,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -144,12 +148,25 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	forgeHTTP := forges.HTTPClient()
 	forgeHTTP.Transport = m.Transport("forge", forgeHTTP.Transport)
+	// The bot's GitHub App: the operator's (its settings), or the one made through the
+	// manifest flow (kept in Consul, read anew when it changes).
+	var ghApp *forges.GitHubApp
+	switch cfg.GitHubApp {
+	case "env":
+		ghApp = forges.NewGitHubApp(forges.FixedApp(forges.AppSettings{
+			ID: cfg.GitHubAppID, Key: cfg.GitHubAppKey, WebhookSecrets: cfg.GitHubWebhookSecrets,
+			ClientID: cfg.GitHubClientID, ClientSecret: cfg.GitHubClientSecret, WebURL: cfg.GitHubWebURL, APIURL: cfg.GitHubURL,
+		}), forgeHTTP)
+	case "manifest":
+		ghApp = forges.NewGitHubApp(forges.RecordedApp(repos, cfg.GitHubURL), forgeHTTP)
+	}
 	fs := forges.New(forges.Config{
 		Access: map[string]registry.Access{
 			forges.Gitea.Name:  {URL: cfg.GiteaURL, Token: cfg.GiteaToken},
 			forges.GitHub.Name: {URL: cfg.GitHubURL, Token: cfg.GitHubToken},
 		},
 		HTTP: forgeHTTP,
+		App:  ghApp,
 	})
 	defaultBuilder := orchestrator.Builder{Namespace: cfg.Namespace, Job: hcl.DefaultBuilder}
 	pipeCfg := pipeline.Config{
@@ -180,7 +197,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	pipe := pipeline.New(pipeCfg)
-	intake := webhook.New(repos, pipe, log, webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes, Observe: m.Delivery})
+	intakeOpts := webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes, Observe: m.Delivery}
+	if ghApp != nil {
+		apps := install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, Log: log})
+		intakeOpts.App = appHooks{ghApp, apps}
+		if _, s, err := ghApp.Current(ctx); err == nil {
+			log.Info("github app", "id", s.ID, "web", cfg.GitHubWebURL, "api", cmp.Or(cfg.GitHubURL, "https://api.github.com"), "from", cfg.GitHubApp)
+		} else {
+			log.Warn("github app not ready", "err", err)
+		}
+	}
+	intake := webhook.New(repos, pipe, log, intakeOpts)
 	m.Gauge("albatros_queue_deliveries", "Answered deliveries waiting their turn to be handled.", func() float64 {
 		n, _, _ := intake.Queue()
 		return float64(n)
@@ -242,6 +269,33 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if arch != nil {
 		webCfg.Archive, webCfg.Lines = arch, repos
 	}
+	if ghApp != nil && keys != nil {
+		webCfg.GitHub = &web.GitHubConfig{
+			WebURL: cfg.GitHubWebURL, OAuth: ghApp.OAuth, Slug: ghApp.Slug,
+			Installation: func(ctx context.Context, inst *registry.Installation) (forge.Forge, error) {
+				return ghApp.Installation(ctx, inst.InstallationID)
+			},
+			User: func(token string) web.GitHubUser {
+				c, _ := forges.GitHubUser(cfg.GitHubURL, token, forgeHTTP) // a token given never fails
+				return c
+			},
+		}
+		if cfg.GitHubApp == "manifest" {
+			code := setupCode(cfg.SecretKey)
+			webCfg.GitHub.Setup = &web.GitHubSetup{
+				Code: code,
+				Convert: func(ctx context.Context, c string) (registry.GitHubAppOpen, error) {
+					return forges.ConvertManifest(ctx, cfg.GitHubWebURL, cfg.GitHubURL, c, forgeHTTP)
+				},
+				Record: repos.PutGitHubApp,
+			}
+			if _, err := ghApp.Slug(ctx); errors.Is(err, forges.ErrNoApp) {
+				// Only who reads the bot's log may create its App: a stranger's App would
+				// receive the bot's installations.
+				log.Warn("github app: none yet: create it on "+cfg.URL+"/github/setup with this setup code", "setup code", code)
+			}
+		}
+	}
 	pages := web.New(webCfg)
 	serverCfg := server.Config{
 		Intake:    intake,
@@ -290,6 +344,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	if bot != nil {
 		reconciler.Bot = bot
+	}
+	if ghApp != nil {
+		reconciler.AppURL = cfg.GitHubWebURL
+		reconciler.App = func(ctx context.Context, id int64) (forge.OrgRepos, error) { return ghApp.Installation(ctx, id) }
 	}
 	go func() {
 		defer close(reconciled)
@@ -390,6 +448,28 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	<-checked
 	<-expired
 	return err
+}
+
+// setupCode is the code of the GitHub App's manifest flow: derived from the secret key, the
+// same on every replica, shown only in the log.
+func setupCode(key []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("albatros github app setup"))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
+}
+
+// appHooks is the bot's GitHub App as the intake takes it: its webhook secrets, and its
+// installations' events recorded.
+type appHooks struct {
+	app  *forges.GitHubApp
+	apps *install.Apps
+}
+
+func (a appHooks) WebhookSecrets(ctx context.Context) ([]string, error) {
+	return a.app.WebhookSecrets(ctx)
+}
+func (a appHooks) Installation(ctx context.Context, ev forge.Event) (string, error) {
+	return a.apps.Handle(ctx, ev)
 }
 
 // expire deletes the archived builds older than retention, at once and then every six

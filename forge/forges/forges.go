@@ -7,6 +7,7 @@
 package forges
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"net/http"
@@ -120,6 +121,9 @@ func ByName(name string) (Driver, bool) {
 // entry names none.
 type Config struct {
 	Access map[string]registry.Access
+	// App, when set, is the bot's GitHub App: the repositories of its installations are
+	// reached through it.
+	App *GitHubApp
 	// HTTP is the client every forge client shares (its transport pools connections).
 	HTTP *http.Client
 }
@@ -164,6 +168,22 @@ func New(cfg Config) *Forges {
 //
 // Clients live as long as the Forges: one per server and token.
 func (f *Forges) For(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
+	if entry.AppInstallation != 0 {
+		// An installation of the bot's GitHub App: one client per installation, not per
+		// token (its token changes every hour).
+		if f.cfg.App == nil {
+			return nil, forge.Repo{}, ErrNoApp
+		}
+		repo, err := github.RepoFromCloneURL(cloneURL)
+		if err != nil {
+			return nil, forge.Repo{}, err
+		}
+		c, err := f.cfg.App.Installation(context.Background(), entry.AppInstallation)
+		if err != nil {
+			return nil, forge.Repo{}, err
+		}
+		return c, repo, nil
+	}
 	d, acc := f.driver(entry, cloneURL)
 	if acc.Token == "" || (d.NeedsURL && acc.URL == "") {
 		return nil, forge.Repo{}, errors.New(d.Missing)

@@ -95,7 +95,9 @@ func TestAppActsAsItsInstallation(t *testing.T) {
 	}
 }
 
-func errorsIs(err, target error) bool { return err != nil && strings.Contains(err.Error(), target.Error()) }
+func errorsIs(err, target error) bool {
+	return err != nil && strings.Contains(err.Error(), target.Error())
+}
 
 // A token GitHub refuses (past its expiry on GitHub's clock, or revoked) is renewed at
 // once, and the request sent again: nothing fails. The client stays the installation's.

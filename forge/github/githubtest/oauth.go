@@ -159,9 +159,27 @@ func (s *Server) userInstallations(w http.ResponseWriter, r *http.Request, u *us
 
 // userOrgMembership: GET /user/memberships/orgs/{org}, the signed-in user's role there.
 func (s *Server) userOrgMembership(w http.ResponseWriter, r *http.Request, u *user) {
+	s.membershipOf(w, r.PathValue("org"), u)
+}
+
+// orgMembership: GET /orgs/{org}/memberships/{username}; an installation reads its own
+// organization's (the members permission).
+func (s *Server) orgMembership(w http.ResponseWriter, r *http.Request, c caller) {
+	s.mu.Lock()
+	u := s.st.users[strings.ToLower(r.PathValue("login"))]
+	in := c.installation
+	s.mu.Unlock()
+	if u == nil || (in != nil && !strings.EqualFold(in.Account, r.PathValue("org"))) {
+		apiError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	s.membershipOf(w, r.PathValue("org"), u)
+}
+
+func (s *Server) membershipOf(w http.ResponseWriter, orgLogin string, u *user) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := s.st.orgs[strings.ToLower(r.PathValue("org"))]
+	o := s.st.orgs[strings.ToLower(orgLogin)]
 	if o == nil {
 		apiError(w, http.StatusNotFound, "Not Found")
 		return

@@ -109,6 +109,7 @@ func (s *Server) routes() http.Handler {
 	api.HandleFunc("GET /user/memberships/orgs/{org}", s.asUser(s.userOrgMembership))
 	api.HandleFunc("GET /users/{login}", s.asAnyone(s.getUserByLogin))
 	api.HandleFunc("GET /orgs/{org}", s.asAnyone(s.getOrg))
+	api.HandleFunc("GET /orgs/{org}/memberships/{login}", s.asAnyone(s.orgMembership))
 	api.HandleFunc("GET /orgs/{org}/teams/{slug}", s.asAnyone(s.getTeam))
 	api.HandleFunc("GET /orgs/{org}/teams/{slug}/memberships/{login}", s.asAnyone(s.teamMembershipBySlug))
 	api.HandleFunc("GET /organizations/{orgid}/team/{teamid}/memberships/{login}", s.asAnyone(s.teamMembershipByID))

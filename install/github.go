@@ -1,0 +1,209 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/registry"
+)
+
+// On GitHub, installing is GitHub's own: an account's owner installs the bot's GitHub App
+// there, and GitHub tells the bot with an installation event, which GitHub signs with the
+// App's webhook secret. The bot records the installation as it records a Gitea
+// organization's (registry.Installation, Forge github), keyed by the account's URL and
+// bound to the account's and the installation's numeric ids; it has no webhook of its own
+// to repair, and no ownership to take: the App's installation token is its access.
+
+// appRecords is the registry as the App's installations use it.
+type appRecords interface {
+	Installation(ctx context.Context, orgURL string) (*registry.Installation, error)
+	Installations(ctx context.Context) ([]*registry.Installation, error)
+	PutInstallation(ctx context.Context, inst *registry.Installation) error
+	DeleteInstallation(ctx context.Context, inst *registry.Installation) error
+	Shelve(ctx context.Context, inst *registry.Installation) error
+	Adopt(from *registry.Installation, org string) (*registry.Installation, error)
+	Lock(ctx context.Context, name string) (unlock func(), ok bool, err error)
+}
+
+// AppConfig is what an Apps is made of.
+type AppConfig struct {
+	Records appRecords
+	// WebURL is the GitHub the App lives on (https://github.com, or a GitHub Enterprise
+	// Server's): installations are keyed by <WebURL>/<account>.
+	WebURL string
+	// Forget, when set, is told of an installation deleted: its client (and token) goes.
+	Forget func(id int64)
+	Log    *slog.Logger
+}
+
+// Apps records the installations of the bot's GitHub App from GitHub's events.
+type Apps struct{ cfg AppConfig }
+
+// NewApps returns the recorder of the App's installations.
+func NewApps(cfg AppConfig) *Apps {
+	cfg.WebURL = strings.TrimSuffix(cfg.WebURL, "/")
+	return &Apps{cfg: cfg}
+}
+
+// Handle records what a KindInstallation event says: an installation created (a record
+// made, or the account's own made again with its settings), deleted (the record removed),
+// suspended or unsuspended, or given other repositories. An event about another
+// installation of the account than the one recorded (an old one's, redelivered) changes
+// nothing. It returns what it did, for the log and the answer.
+func (a *Apps) Handle(ctx context.Context, ev forge.Event) (string, error) {
+	in := ev.Install
+	if ev.Kind != forge.KindInstallation || in == nil {
+		return "", fmt.Errorf("%w: not an installation event", forge.ErrMalformed)
+	}
+	orgURL := registry.OrgURLOf(a.cfg.WebURL, in.Account)
+	unlock, ok, err := a.cfg.Records.Lock(ctx, "install-github/"+strings.ToLower(in.Account))
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", ErrBusy
+	}
+	defer unlock()
+	inst, err := a.cfg.Records.Installation(ctx, orgURL)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		inst = nil
+	case err != nil:
+		return "", err
+	}
+	ours := inst != nil && inst.Forge == "github" && inst.OrgID == in.AccountID && inst.InstallationID == in.ID
+	switch in.Action {
+	case "created":
+		return a.created(ctx, ev, inst)
+	case "deleted":
+		if !ours {
+			return "nothing recorded of this installation: nothing to remove", nil
+		}
+		if err := a.cfg.Records.DeleteInstallation(ctx, inst); err != nil {
+			return "", err
+		}
+		if a.cfg.Forget != nil {
+			a.cfg.Forget(in.ID)
+		}
+		a.cfg.Log.Info("github app uninstalled", "account", in.Account, "installation", in.ID, "by", ev.Sender)
+		return "uninstalled from " + in.Account, nil
+	case "suspend", "unsuspend":
+		if !ours {
+			if in.Action == "unsuspend" {
+				return a.created(ctx, ev, inst) // its creation never reached the bot
+			}
+			return "nothing recorded of this installation: nothing to suspend", nil
+		}
+		inst.Suspended = in.Action == "suspend"
+		if err := a.cfg.Records.PutInstallation(ctx, inst); err != nil {
+			return "", err
+		}
+		a.cfg.Log.Info("github app "+in.Action+"ed", "account", in.Account, "installation", in.ID, "by", ev.Sender)
+		return in.Action + "ed on " + in.Account, nil
+	case "added", "removed":
+		if !ours {
+			if in.Action == "added" && in.Selection == "all" {
+				return a.created(ctx, ev, inst)
+			}
+			return "nothing recorded of this installation: its repositories are not followed", nil
+		}
+		select_(inst, in)
+		if err := a.cfg.Records.PutInstallation(ctx, inst); err != nil {
+			return "", err
+		}
+		a.cfg.Log.Info("github app's repositories changed", "account", in.Account, "installation", in.ID, in.Action, names(in), "selection", inst.Selection)
+		return fmt.Sprintf("%d repositories %s", len(in.Added)+len(in.Removed), in.Action), nil
+	}
+	return "", forge.Ignore("installation %s", in.Action)
+}
+
+// created records a new installation of the App on ev's account. The account's record,
+// when it has one already (the App installed again), keeps its settings; one of another
+// account that had the name is moved aside; one of this account under its former name
+// (renamed since) follows it.
+func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Installation) (string, error) {
+	in := ev.Install
+	switch {
+	case inst != nil && inst.Forge == "github" && inst.OrgID == in.AccountID:
+		// The same account: the installation made again keeps its settings.
+	case inst != nil:
+		if err := a.cfg.Records.Shelve(ctx, inst); err != nil {
+			return "", err
+		}
+		a.cfg.Log.Warn("installation of another account moved aside: installing afresh", "account", in.Account, "id", in.AccountID, "was", inst.OrgID, "forge", inst.Forge)
+		inst = nil
+	}
+	if inst == nil {
+		if old := a.renamed(ctx, in); old != nil {
+			moved, err := a.cfg.Records.Adopt(old, in.Account)
+			if err != nil {
+				return "", err
+			}
+			if err := a.cfg.Records.DeleteInstallation(ctx, old); err != nil {
+				a.cfg.Log.Warn("installation under the former name not deleted", "account", old.Org, "err", err)
+			}
+			inst = moved
+		}
+	}
+	if inst == nil {
+		inst = &registry.Installation{Forge: "github", URL: a.cfg.WebURL, Org: in.Account, OrgID: in.AccountID,
+			InstalledBy: ev.Sender, InstalledAt: time.Now().UTC().Truncate(time.Second)}
+	}
+	inst.Org, inst.InstallationID, inst.Quarantine, inst.Suspended = in.Account, in.ID, "", in.Action == "suspend"
+	inst.Selection, inst.Selected = "", nil
+	select_(inst, in)
+	if err := a.cfg.Records.PutInstallation(ctx, inst); err != nil {
+		return "", err
+	}
+	a.cfg.Log.Info("github app installed", "account", in.Account, "id", in.AccountID, "installation", in.ID, "by", ev.Sender, "selection", inst.Selection, "repositories", names(in))
+	return "installed on " + in.Account, nil
+}
+
+// renamed is the installation of in's account recorded under another name, if any.
+func (a *Apps) renamed(ctx context.Context, in *forge.Install) *registry.Installation {
+	all, err := a.cfg.Records.Installations(ctx)
+	if err != nil {
+		a.cfg.Log.Warn("installations not listed: a renamed account's is not looked for", "err", err)
+		return nil
+	}
+	for _, inst := range all {
+		if inst.Forge == "github" && inst.OrgID == in.AccountID && !strings.EqualFold(inst.Org, in.Account) && strings.TrimSuffix(inst.URL, "/") == a.cfg.WebURL {
+			return inst
+		}
+	}
+	return nil
+}
+
+// select_ applies what an event says of the repositories the App was given.
+func select_(inst *registry.Installation, in *forge.Install) {
+	if in.Selection != "" {
+		inst.Selection = in.Selection
+	}
+	if inst.Selection != "selected" {
+		inst.Selected = nil
+		return
+	}
+	for _, r := range in.Added {
+		if n := strings.ToLower(r.Name); !slices.Contains(inst.Selected, n) {
+			inst.Selected = append(inst.Selected, n)
+		}
+	}
+	for _, r := range in.Removed {
+		inst.Selected = slices.DeleteFunc(inst.Selected, func(n string) bool { return n == strings.ToLower(r.Name) })
+	}
+	slices.Sort(inst.Selected)
+}
+
+func names(in *forge.Install) []string {
+	var out []string
+	for _, r := range append(slices.Clone(in.Added), in.Removed...) {
+		out = append(out, r.FullName)
+	}
+	return out
+}
