@@ -164,3 +164,12 @@ type Branch struct {
 	// Date is the head commit's date.
 	Date time.Time
 }
+
+// Limits tells how much of the forge's request budget a client has left (GitHub's rate
+// limit: 5,000 requests an hour for an App's installation, and more for large ones).
+type Limits interface {
+	// Budget returns the requests the client has left until reset, as the forge's last
+	// answer to it said; ok is false when no answer said (a forge without limits, or no
+	// request yet).
+	Budget() (remaining int, reset time.Time, ok bool)
+}

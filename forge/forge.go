@@ -36,6 +36,7 @@ type Forge interface {
 	PullRequests
 	Writers
 	Heads
+	Limits
 }
 
 // ErrUnsupported is what a forge answers when it cannot do what is asked (errors.Is also

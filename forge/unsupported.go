@@ -96,3 +96,5 @@ func (Unsupported) OpenPullRequests(context.Context, Repo, int) ([]PullRequestIn
 func (Unsupported) RecentBranches(context.Context, Repo, time.Time, int) ([]Branch, bool, error) {
 	return nil, false, unsupported("listing branches")
 }
+
+func (Unsupported) Budget() (int, time.Time, bool) { return 0, time.Time{}, false }

@@ -79,6 +79,10 @@ type ReconcileOptions struct {
 	// Grace is how long after a head is first found without a build its delivery may
 	// still arrive (10 s when 0; only with Settled).
 	Grace time.Duration
+	// Reserve is the part of a forge's request budget (forge.Limits: GitHub's rate limit)
+	// the reconciler leaves to deliveries and reports (200 when 0): a repository whose
+	// client has no more left is skipped, and the pass is said to be cut short.
+	Reserve int
 }
 
 // ReconcileStats say what a pass did.
@@ -93,6 +97,9 @@ type ReconcileStats struct {
 	// Truncated names the repositories whose recent branches were more than the pages
 	// read: the next pass reads the same first pages.
 	Truncated []string
+	// Limited names the repositories skipped, or left part-way, because their forge's
+	// request budget was down to ReconcileOptions.Reserve.
+	Limited []string
 }
 
 // Reconcile is the safety net for deliveries that never arrived (the bot was down, the
@@ -128,6 +135,9 @@ func (p *Pipeline) Reconcile(ctx context.Context, log *slog.Logger, repos []forg
 	}
 	if opts.Grace <= 0 {
 		opts.Grace = 10 * time.Second
+	}
+	if opts.Reserve <= 0 {
+		opts.Reserve = 200
 	}
 	var st ReconcileStats
 	var errs []error
@@ -169,6 +179,9 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 		return err
 	}
 	repo.OwnerID = target.OwnerID
+	if p.spent(log, f, repo, opts, st) {
+		return nil
+	}
 	heads := forge.Heads(f)
 	now := time.Now()
 	var events []forge.Event
@@ -229,6 +242,9 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 		if started >= budget {
 			break
 		}
+		if p.spent(log, f, repo, opts, st) {
+			break
+		}
 		st.Heads++
 		if i >= firstBranch && built[ev.Commit] {
 			// A recent branch whose head was built (on another branch, or as a pull
@@ -253,6 +269,21 @@ func (p *Pipeline) reconcileRepo(ctx context.Context, log *slog.Logger, target f
 	}
 	st.Found += started
 	return errors.Join(errs...)
+}
+
+// spent reports whether f's request budget is down to the reserve, and then records and
+// logs that the pass leaves repo, with when the budget resets: the next pass after it
+// takes the repository up again.
+func (p *Pipeline) spent(log *slog.Logger, f forge.Forge, repo forge.Repo, opts ReconcileOptions, st *ReconcileStats) bool {
+	left, reset, ok := f.Budget()
+	if !ok || left > opts.Reserve {
+		return false
+	}
+	if !slices.Contains(st.Limited, repo.FullName) {
+		st.Limited = append(st.Limited, repo.FullName)
+		log.Warn("reconciler: pass cut short for a repository: the forge's rate limit is nearly spent", "repo", repo.FullName, "left", left, "reserve", opts.Reserve, "resets", reset.UTC().Format(time.RFC3339))
+	}
+	return true
 }
 
 // reconcileHead builds ev's head when it has neither an Albatros status nor a build, and

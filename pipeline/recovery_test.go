@@ -173,6 +173,23 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
+// A forge's request budget down to the reserve (GitHub's rate limit) leaves the repository
+// to a later pass, said so; once the budget is back, its heads are built.
+func TestReconcileKeepsWithinRateLimits(t *testing.T) {
+	h := newHarness(entryWith("default"))
+	h.forge.Default, h.forge.DefaultCommit, h.forge.DefaultDate = "main", sha, time.Now().Add(-time.Minute)
+	h.forge.RateKnown, h.forge.RateLeft = true, 150
+	st, err := h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	if err != nil || st.Found != 0 || len(st.Limited) != 1 || st.Limited[0] != appRepo.FullName || len(h.builds.Dispatches()) != 0 {
+		t.Fatalf("with 150 requests left: %+v, %v; want nothing built, the repository cut short", st, err)
+	}
+	h.forge.RateLeft = 4000
+	st, err = h.p.Reconcile(context.Background(), discard, []forge.Repo{appRepo}, pipeline.ReconcileOptions{})
+	if err != nil || st.Found != 1 || len(st.Limited) != 0 {
+		t.Fatalf("with the budget back: %+v, %v; want the head built", st, err)
+	}
+}
+
 // The reconciler looks at every branch whose head is recent, not only the default one: a
 // side branch's push whose delivery never arrived is built, once, without the secrets; an
 // old branch is not; more recent branches than the pages read are said to be truncated.

@@ -47,7 +47,7 @@ func (p *Pipeline) RunReconciler(ctx context.Context, log *slog.Logger, r Reconc
 		if err != nil {
 			log.Warn("reconciler", "err", err)
 		}
-		log.Info("reconciler pass", "repositories", st.Repositories, "heads", st.Heads, "found and built", st.Found, "left to the next pass", st.Deferred, "branches truncated", len(st.Truncated))
+		log.Info("reconciler pass", "repositories", st.Repositories, "heads", st.Heads, "found and built", st.Found, "left to the next pass", st.Deferred, "branches truncated", len(st.Truncated), "cut short by rate limits", len(st.Limited))
 		if r.AfterPass != nil {
 			r.AfterPass(ctx)
 		}

@@ -60,6 +60,9 @@ type Forge struct {
 	BranchPages int
 	// BranchErr, when set, is RecentBranches' error.
 	BranchErr error
+	// RateLeft, with RateKnown, is the request budget Budget says is left.
+	RateLeft  int
+	RateKnown bool
 
 	mu        sync.Mutex
 	statuses  []forge.Status // on the forge, oldest first
@@ -358,4 +361,9 @@ func (f *Forge) OpenPullRequests(_ context.Context, _ forge.Repo, limit int) ([]
 	}
 	slices.SortFunc(out, func(a, b forge.PullRequestInfo) int { return b.Updated.Compare(a.Updated) })
 	return out[:min(len(out), limit)], nil
+}
+
+// Budget is RateLeft when RateKnown, resetting in an hour.
+func (f *Forge) Budget() (int, time.Time, bool) {
+	return f.RateLeft, time.Now().Add(time.Hour), f.RateKnown
 }

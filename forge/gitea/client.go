@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	sdk "code.gitea.io/sdk/gitea"
 
@@ -38,6 +39,9 @@ var (
 	_ forge.Heads        = (*Client)(nil)
 	_ forge.Users        = (*Client)(nil)
 )
+
+// Budget: Gitea sets no rate limit the bot reads.
+func (c *Client) Budget() (int, time.Time, bool) { return 0, time.Time{}, false }
 
 // New returns a client for the Gitea server at baseURL, acting with token. httpClient may be
 // nil for http.DefaultClient.

@@ -112,11 +112,12 @@ func (a *App) Installation(id int64) (*Client, error) {
 	}
 	r := &renewing{apps: a.apps, id: id}
 	r.renew(nil)
-	api, err := newAPI(a.httpClient(r), a.base)
+	rt := &rate{}
+	api, err := newAPI(a.httpClient(rt.watch(r)), a.base)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{api: api, app: a, installation: id}
+	c := &Client{api: api, app: a, installation: id, rate: rt}
 	a.clients[id] = c
 	return c, nil
 }

@@ -220,3 +220,28 @@ func TestAppInstallationSeesOnlyItsOwn(t *testing.T) {
 		t.Errorf("status on another account's repository: %v", err)
 	}
 }
+
+// The client reads GitHub's rate-limit headers: what is left, and none once GitHub refuses
+// for the limit.
+func TestAppBudget(t *testing.T) {
+	s, app, id := fakeApp(t)
+	c, _ := app.Installation(id)
+	if _, _, ok := c.Budget(); ok {
+		t.Fatal("a budget known before any request")
+	}
+	s.SetRateRemaining(id, 100)
+	if _, err := c.IsPrivate(context.Background(), acmeApp); err != nil {
+		t.Fatal(err)
+	}
+	left, reset, ok := c.Budget()
+	if !ok || left != 99 || time.Until(reset) < 59*time.Minute {
+		t.Fatalf("Budget = %d, %v, %v; want 99 left, reset in an hour", left, reset, ok)
+	}
+	s.SetRateRemaining(id, 0)
+	if _, err := c.IsPrivate(context.Background(), acmeApp); err == nil || !strings.Contains(err.Error(), "rate limit") {
+		t.Fatalf("a request past the limit: %v", err)
+	}
+	if left, _, ok := c.Budget(); !ok || left != 0 {
+		t.Fatalf("Budget past the limit = %d, %v", left, ok)
+	}
+}

@@ -31,6 +31,8 @@ type Client struct {
 	// app and installation are set for an App's installation (App.Installation).
 	app          *App
 	installation int64
+	// rate is the budget GitHub's last answer to the client told.
+	rate *rate
 }
 
 var (
@@ -58,13 +60,15 @@ func New(apiURL, token string, httpClient *http.Client) (*Client, error) {
 		return nil, err
 	}
 	hc := sameHost(httpClient)
+	rt := &rate{}
+	hc.Transport = rt.watch(hc.Transport)
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
 	authed := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}))
 	api, err := newAPI(authed, base)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{api: api}, nil
+	return &Client{api: api, rate: rt}, nil
 }
 
 // apiBase checks an API URL and returns it with its trailing slash (publicAPI for "").
