@@ -45,6 +45,8 @@ func (in *Intake) appIntake(r *http.Request, d forges.Driver, log *slog.Logger, 
 	switch {
 	case perr == nil && ev.Kind == forge.KindPing:
 		return http.StatusOK, "pong", "", nil
+	case ev.Kind == forge.KindInstallation && errors.Is(perr, forge.ErrIgnoreEvent):
+		return refused(perr)
 	case perr == nil && ev.Kind == forge.KindInstallation:
 		what, err := in.opts.App.Installation(r.Context(), ev)
 		if errors.Is(err, install.ErrBusy) {

@@ -369,6 +369,11 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 		if ok {
 			return in.appIntake(r, d, log, body, cred)
 		}
+		if ev, _ := d.Parse(r.Header, body); ev.Repo.CloneURL == "" {
+			// No repository to be a repository's webhook's: the App's, and not signed
+			// with its secret.
+			return refused(d.Verify(r.Header, body, ""))
+		}
 	}
 	// One decode of the body, before authentication; of what it read, only the repository
 	// is used until the raw body is verified: it says whose secret to check. The event, or
