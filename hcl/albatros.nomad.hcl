@@ -178,6 +178,10 @@ job "albatros" {
         ALBATROS_GITEA_TOKEN_FILE           = "${NOMAD_SECRETS_DIR}/gitea-token"
         ALBATROS_GITEA_CLIENT_SECRET_FILE   = "${NOMAD_SECRETS_DIR}/gitea-client-secret"
         ALBATROS_GITHUB_TOKEN_FILE          = "${NOMAD_SECRETS_DIR}/github-token"
+        ALBATROS_GITHUB_APP_KEY_FILE        = "${NOMAD_SECRETS_DIR}/github-app-key"
+        ALBATROS_GITHUB_WEBHOOK_SECRET_FILE = "${NOMAD_SECRETS_DIR}/github-webhook-secret"
+        ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS_FILE = "${NOMAD_SECRETS_DIR}/github-webhook-secret-previous"
+        ALBATROS_GITHUB_CLIENT_SECRET_FILE  = "${NOMAD_SECRETS_DIR}/github-client-secret"
         ALBATROS_SECRET_KEY_FILE            = "${NOMAD_SECRETS_DIR}/secret-key"
         ALBATROS_SECRET_KEY_PREVIOUS_FILE   = "${NOMAD_SECRETS_DIR}/secret-key-previous"
         ALBATROS_NOMAD_READ_TOKEN_FILE    = "${NOMAD_SECRETS_DIR}/nomad-read-token"
@@ -195,7 +199,7 @@ job "albatros" {
         change_mode = "restart"
         data        = <<-EOT
           {{- with nomadVar "nomad/jobs/albatros" }}{{ range .Tuples }}
-          {{- if and (.K | regexMatch "^(ALBATROS|CONSUL|AWS)_[A-Z0-9_]+$") (not (.K | regexMatch "(TOKEN|SECRET|SECRET_KEY|SECRET_KEY_PREVIOUS|ACCESS_KEY|ACCESS_KEY_ID|PASSWORD|AUTH|_FILE|^ALBATROS_ADDR|^ALBATROS_METRICS_ADDR|^ALBATROS_BUILDERS|^AWS_PROFILE)$")) }}
+          {{- if and (.K | regexMatch "^(ALBATROS|CONSUL|AWS)_[A-Z0-9_]+$") (not (.K | regexMatch "(TOKEN|SECRET|SECRET_KEY|SECRET_KEY_PREVIOUS|SECRET_PREVIOUS|APP_KEY|ACCESS_KEY|ACCESS_KEY_ID|PASSWORD|AUTH|_FILE|^ALBATROS_ADDR|^ALBATROS_METRICS_ADDR|^ALBATROS_BUILDERS|^AWS_PROFILE)$")) }}
           {{ .K }}={{ .V | toJSON }}
           {{- end }}{{ end }}{{ end }}
         EOT
@@ -225,6 +229,38 @@ job "albatros" {
         gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_TOKEN }}{{ end }}"
+      }
+      template {
+        destination = "secrets/github-app-key"
+        perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_APP_KEY }}{{ end }}"
+      }
+      template {
+        destination = "secrets/github-webhook-secret"
+        perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_WEBHOOK_SECRET }}{{ end }}"
+      }
+      template {
+        destination = "secrets/github-webhook-secret-previous"
+        perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS }}{{ end }}"
+      }
+      template {
+        destination = "secrets/github-client-secret"
+        perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_CLIENT_SECRET }}{{ end }}"
       }
       template {
         destination = "secrets/secret-key"
