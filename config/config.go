@@ -348,6 +348,13 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		if s["secret-key"].value == "" {
 			bad("secret-key", "is required to keep the GitHub App's credentials sealed in Consul (ALBATROS_GITHUB_APP is manifest)")
 		}
+		// A rotation of the recorded App's webhook secret: the new one given here wins,
+		// the previous one is still accepted.
+		for _, name := range []string{"github-webhook-secret", "github-webhook-secret-previous"} {
+			if v := s[name].value; v != "" {
+				c.GitHubWebhookSecrets = append(c.GitHubWebhookSecrets, v)
+			}
+		}
 	case mode != "":
 		bad("github-app", "%q is not manifest (or empty)", mode)
 	case id != "":

@@ -554,3 +554,45 @@ func TestLoadInstallSettings(t *testing.T) {
 		t.Errorf("from files: key %q, client secret %q", c.SecretKey, c.GiteaClientSecret)
 	}
 }
+
+// The GitHub App: the operator's (its id, key and webhook secret, with the secret key),
+// or made through the manifest flow (with the secret key); none by default.
+func TestLoadGitHubApp(t *testing.T) {
+	key := strings.Repeat("k", 32)
+	if c := mustLoad(t, minimal()); c.GitHubApp != "" || c.GitHubWebURL != "https://github.com" {
+		t.Errorf("default: app %q, web %q", c.GitHubApp, c.GitHubWebURL)
+	}
+	dir := t.TempDir()
+	pem := filepath.Join(dir, "app.pem")
+	if err := os.WriteFile(pem, []byte("-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := mustLoad(t, minimal().with("ALBATROS_GITHUB_APP_ID", "4242", "ALBATROS_GITHUB_APP_KEY_FILE", pem, "ALBATROS_GITHUB_WEBHOOK_SECRET", "new",
+		"ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS", "old", "ALBATROS_SECRET_KEY", key, "ALBATROS_GITHUB_CLIENT_ID", "Iv1.x", "ALBATROS_GITHUB_CLIENT_SECRET", "cs",
+		"ALBATROS_GITHUB_WEB_URL", "https://ghe.example.com/", "ALBATROS_GITHUB_URL", "https://ghe.example.com/api/v3/"))
+	if c.GitHubApp != "env" || c.GitHubAppID != 4242 || !strings.HasSuffix(string(c.GitHubAppKey), "-----END RSA PRIVATE KEY-----") ||
+		!slices.Equal(c.GitHubWebhookSecrets, []string{"new", "old"}) || c.GitHubClientID != "Iv1.x" || c.GitHubClientSecret != "cs" || c.GitHubWebURL != "https://ghe.example.com" {
+		t.Errorf("the operator's App: %+v", c)
+	}
+	if c := mustLoad(t, minimal().with("ALBATROS_GITHUB_APP", "manifest", "ALBATROS_SECRET_KEY", key)); c.GitHubApp != "manifest" {
+		t.Errorf("manifest: %q", c.GitHubApp)
+	}
+	for name, e := range map[string]env{
+		"ALBATROS_GITHUB_APP_KEY":        minimal().with("ALBATROS_GITHUB_APP_ID", "4242", "ALBATROS_GITHUB_WEBHOOK_SECRET", "s", "ALBATROS_SECRET_KEY", key),
+		"ALBATROS_GITHUB_WEBHOOK_SECRET": minimal().with("ALBATROS_GITHUB_APP_ID", "4242", "ALBATROS_GITHUB_APP_KEY", "pem", "ALBATROS_SECRET_KEY", key),
+		"ALBATROS_SECRET_KEY":            minimal().with("ALBATROS_GITHUB_APP", "manifest"),
+		"ALBATROS_GITHUB_APP_ID":         minimal().with("ALBATROS_GITHUB_APP_ID", "-1", "ALBATROS_GITHUB_APP_KEY", "pem", "ALBATROS_GITHUB_WEBHOOK_SECRET", "s", "ALBATROS_SECRET_KEY", key),
+		"ALBATROS_GITHUB_APP":            minimal().with("ALBATROS_GITHUB_APP", "yes"),
+		"ALBATROS_GITHUB_CLIENT_ID":      minimal().with("ALBATROS_GITHUB_APP_ID", "1", "ALBATROS_GITHUB_APP_KEY", "pem", "ALBATROS_GITHUB_WEBHOOK_SECRET", "s", "ALBATROS_SECRET_KEY", key, "ALBATROS_GITHUB_CLIENT_ID", "x"),
+		"ALBATROS_GITHUB_WEB_URL":        minimal().with("ALBATROS_GITHUB_WEB_URL", "ftp://x"),
+	} {
+		if _, _, err := load(e); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: Load = %v, want an error naming it", name, err)
+		}
+	}
+	// The secrets are never printed by -h.
+	_, out, _ := load(minimal().with("ALBATROS_GITHUB_APP_KEY", "pem-secret-value", "ALBATROS_GITHUB_WEBHOOK_SECRET", "whsec-value"), "-h")
+	if strings.Contains(out, "pem-secret-value") || strings.Contains(out, "whsec-value") {
+		t.Error("-h prints a GitHub secret")
+	}
+}

@@ -72,9 +72,9 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 
 	// A wrong setup code creates nothing.
 	do("the setup page", chromedp.Navigate(b.URL+"/github/setup"), chromedp.WaitVisible(chromedp.CSS("#setup")))
+	testenv.Screenshot(t, br, "github-setup", "")
 	do("a wrong code", chromedp.SetValue(chromedp.CSS("#code"), "not-the-code"), chromedp.Click(chromedp.CSS("#setup")), chromedp.WaitVisible(chromedp.CSS("#error")))
 	// The operator's.
-	testenv.Screenshot(t, br, "github-setup", "")
 	do("the setup code", chromedp.SetValue(chromedp.CSS("#code"), code), chromedp.SetValue(chromedp.CSS("#name"), "Albatros e2e"),
 		chromedp.Click(chromedp.CSS("#setup")), chromedp.WaitVisible(chromedp.CSS("#continue")))
 	do("continue on GitHub", chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("#create")))

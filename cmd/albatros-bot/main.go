@@ -158,7 +158,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			ClientID: cfg.GitHubClientID, ClientSecret: cfg.GitHubClientSecret, WebURL: cfg.GitHubWebURL, APIURL: cfg.GitHubURL,
 		}), forgeHTTP)
 	case "manifest":
-		ghApp = forges.NewGitHubApp(forges.RecordedApp(repos, cfg.GitHubURL), forgeHTTP)
+		ghApp = forges.NewGitHubApp(forges.RecordedApp(repos, cfg.GitHubURL, cfg.GitHubWebhookSecrets...), forgeHTTP)
 	}
 	fs := forges.New(forges.Config{
 		Access: map[string]registry.Access{

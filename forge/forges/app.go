@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,10 +40,11 @@ func FixedApp(s AppSettings) AppLoader {
 }
 
 // RecordedApp loads the App recorded in the registry (made through the manifest flow),
-// with secrets opened, and the previous webhook secret, when given, accepted too.
+// with secrets opened. The webhook secrets given (the operator's, rotating the recorded
+// one: the new one, then the previous) come before the recorded one.
 func RecordedApp(reg interface {
 	GitHubApp(ctx context.Context) (*registry.GitHubAppOpen, error)
-}, apiURL string) AppLoader {
+}, apiURL string, secrets ...string) AppLoader {
 	return func(ctx context.Context) (AppSettings, uint64, error) {
 		a, err := reg.GitHubApp(ctx)
 		if errors.Is(err, registry.ErrNotFound) {
@@ -55,7 +57,7 @@ func RecordedApp(reg interface {
 		if api == "" {
 			api = apiURL
 		}
-		return AppSettings{ID: a.ID, Slug: a.Slug, Key: a.Key, WebhookSecrets: []string{a.WebhookSecret}, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+		return AppSettings{ID: a.ID, Slug: a.Slug, Key: a.Key, WebhookSecrets: append(slices.Clone(secrets), a.WebhookSecret), ClientID: a.ClientID, ClientSecret: a.ClientSecret,
 			WebURL: a.WebURL, APIURL: api}, a.Version, nil
 	}
 }
