@@ -52,6 +52,7 @@ func githubApp(t *testing.T) (*githubtest.Server, *testenv.Bot) {
 			"ALBATROS_LOG_LEVEL=debug",
 			"ALBATROS_RECONCILE_INTERVAL=0",
 			"ALBATROS_CONSUL_PREFIX="+appPrefix,
+			"ALBATROS_HOOK_CHECK_INTERVAL=2s", // the App's installations synced with GitHub's list
 			"ALBATROS_SECRET_KEY="+appKey,
 			"ALBATROS_GITHUB_URL="+appFake.API,
 			"ALBATROS_GITHUB_WEB_URL="+appFake.URL,
@@ -378,4 +379,25 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("%s: not within 90s", what)
+}
+
+// GitHub does not redeliver a lost delivery by itself: an installation whose event never
+// reached the bot is recorded from GitHub's list of the App's installations, and one
+// uninstalled while the bot missed it is removed.
+func TestGitHubAppInstallationsSynced(t *testing.T) {
+	p := newGHProject(t)
+	p.inst = p.gh.Install(p.org) // no event
+	var sha string
+	waitFor(t, "the installation recorded from GitHub's list", func() bool {
+		sha = p.git.push("main", script(printEnv))
+		p.gh.SetBranch(p.full, "main", sha)
+		code, _, err := p.gh.Deliver(p.bot.URL+"/webhook/github", "push", p.gh.PushPayload(p.full, "main", sha, p.owner))
+		return err == nil && code == http.StatusAccepted
+	})
+	p.waitState(sha, "albatros/default", "success")
+	p.gh.Uninstall(p.inst) // no event either
+	waitFor(t, "the uninstalled installation removed", func() bool {
+		code, _, err := p.gh.Deliver(p.bot.URL+"/webhook/github", "push", p.gh.PushPayload(p.full, "main", sha, p.owner))
+		return err == nil && code == http.StatusOK
+	})
 }

@@ -39,7 +39,9 @@ type AppConfig struct {
 	WebURL string
 	// Forget, when set, is told of an installation deleted: its client (and token) goes.
 	Forget func(id int64)
-	Log    *slog.Logger
+	// AppID is the id of the App whose installations these are (recorded with each).
+	AppID func(ctx context.Context) (int64, error)
+	Log   *slog.Logger
 }
 
 // Apps records the installations of the bot's GitHub App from GitHub's events.
@@ -130,6 +132,9 @@ func (a *Apps) Handle(ctx context.Context, ev forge.Event) (string, error) {
 func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Installation) (string, error) {
 	in := ev.Install
 	switch {
+	case inst != nil && inst.Forge == "github" && inst.OrgID == in.AccountID && inst.InstallationID > in.ID:
+		// GitHub numbers installations in order: an older one's event, redelivered.
+		return "an older installation's event: nothing changed", nil
 	case inst != nil && inst.Forge == "github" && inst.OrgID == in.AccountID:
 		// The same account: the installation made again keeps its settings.
 	case inst != nil:
@@ -156,6 +161,11 @@ func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Insta
 			InstalledBy: ev.Sender, InstalledAt: time.Now().UTC().Truncate(time.Second)}
 	}
 	inst.Org, inst.InstallationID, inst.Quarantine, inst.Suspended = in.Account, in.ID, "", in.Action == "suspend"
+	if a.cfg.AppID != nil {
+		if id, err := a.cfg.AppID(ctx); err == nil {
+			inst.AppID = id
+		}
+	}
 	inst.Selection, inst.Selected = "", nil
 	select_(inst, in)
 	if err := a.cfg.Records.PutInstallation(ctx, inst); err != nil {
@@ -206,4 +216,91 @@ func names(in *forge.Install) []string {
 		out = append(out, r.FullName)
 	}
 	return out
+}
+
+// Sync makes the records agree with the installations of the App appID as GitHub lists
+// them now (listed: all of them; see github.App.Installations): an installation whose
+// event never reached the bot (GitHub does not redeliver by itself) is recorded; a
+// suspension, or a change of repositories, it missed is applied; the record of an
+// installation of that App that GitHub no longer has is removed (another App's, when the
+// bot's App was replaced, is left alone). It returns what it changed.
+func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([]string, error) {
+	byAccount := map[int64]forge.Install{}
+	for _, in := range listed {
+		byAccount[in.AccountID] = in
+	}
+	all, err := a.cfg.Records.Installations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	var errs []error
+	recorded := map[int64]bool{}
+	for _, inst := range all {
+		if inst.Forge != "github" || inst.InstallationID == 0 || strings.TrimSuffix(inst.URL, "/") != a.cfg.WebURL {
+			continue
+		}
+		in, ok := byAccount[inst.OrgID]
+		if !ok && inst.AppID != appID {
+			continue // another App's, or recorded before apps were: not this App's to remove
+		}
+		if !ok {
+			what, err := a.Handle(ctx, forge.Event{Kind: forge.KindInstallation, Install: &forge.Install{Action: "deleted", ID: inst.InstallationID, Account: inst.Org, AccountID: inst.OrgID}})
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				changed = append(changed, inst.Org+": GitHub has no installation of the App there any more: "+what)
+			}
+			continue
+		}
+		if in.ID != inst.InstallationID {
+			continue // installed anew since: recorded below
+		}
+		recorded[in.ID] = true
+		suspended := in.Action == "suspend"
+		var names []string
+		for _, r := range in.Added {
+			names = append(names, strings.ToLower(r.Name))
+		}
+		slices.Sort(names)
+		sameRepos := in.Selection == inst.Selection && (in.Selection != "selected" || suspended || slices.Equal(names, inst.Selected))
+		if inst.Suspended == suspended && sameRepos {
+			continue
+		}
+		unlock, ok, err := a.cfg.Records.Lock(ctx, "install-github/"+strings.ToLower(inst.Org))
+		if err != nil || !ok {
+			errs = append(errs, errors.Join(err, ErrBusy))
+			continue
+		}
+		inst.Suspended = suspended
+		if !sameRepos {
+			inst.Selection, inst.Selected = in.Selection, nil
+			if in.Selection == "selected" {
+				inst.Selected = names
+			}
+		}
+		err = a.cfg.Records.PutInstallation(ctx, inst)
+		unlock()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changed = append(changed, fmt.Sprintf("%s: suspended %v, repositories %s %v, as GitHub has them", inst.Org, suspended, inst.Selection, inst.Selected))
+	}
+	for _, in := range listed {
+		if recorded[in.ID] {
+			continue
+		}
+		in := in
+		what, err := a.Handle(ctx, forge.Event{Kind: forge.KindInstallation, Install: &in})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changed = append(changed, in.Account+": an installation whose event never arrived: "+what)
+	}
+	for _, c := range changed {
+		a.cfg.Log.Warn("github app's installations synced", "change", c)
+	}
+	return changed, errors.Join(errs...)
 }

@@ -51,10 +51,12 @@ type Installation struct {
 	// login and OrgID the id (Forge github); 0 on Gitea. Selection is "selected" when the
 	// App was given some of the account's repositories only, named (lower case) in
 	// Selected; Suspended is true while the account has suspended the App.
-	InstallationID int64    `json:"installation_id,omitempty"`
-	Selection      string   `json:"selection,omitempty"`
-	Selected       []string `json:"selected,omitempty"`
-	Suspended      bool     `json:"suspended,omitempty"`
+	InstallationID int64 `json:"installation_id,omitempty"`
+	// AppID is the GitHub App the installation is of.
+	AppID     int64    `json:"app_id,omitempty"`
+	Selection string   `json:"selection,omitempty"`
+	Selected  []string `json:"selected,omitempty"`
+	Suspended bool     `json:"suspended,omitempty"`
 	// InstalledBy is the login of the owner who installed it, InstalledAt when.
 	InstalledBy string    `json:"installed_by"`
 	InstalledAt time.Time `json:"installed_at"`

@@ -198,8 +198,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	pipe := pipeline.New(pipeCfg)
 	intakeOpts := webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes, Observe: m.Delivery}
+	var apps *install.Apps
 	if ghApp != nil {
-		apps := install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, Log: log})
+		apps = install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, AppID: ghApp.ID, Log: log})
 		intakeOpts.App = appHooks{ghApp, apps}
 		if _, s, err := ghApp.Current(ctx); err == nil {
 			log.Info("github app", "id", s.ID, "web", cfg.GitHubWebURL, "api", cmp.Or(cfg.GitHubURL, "https://api.github.com"), "from", cfg.GitHubApp)
@@ -355,6 +356,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			pipe.RunReconciler(ctx, log, reconciler)
 		})
 	}()
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		if ghApp != nil && keys != nil {
+			// GitHub does not redeliver by itself: the installations' events the bot
+			// missed are made up for from GitHub's list of the App's installations.
+			lead(watchCtx, "github-installations", func(ctx context.Context) {
+				syncInstallations(ctx, log, ghApp, apps, cfg.HookCheckInterval)
+			})
+		}
+	}()
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
@@ -446,6 +458,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	<-watched
 	<-reconciled
 	<-checked
+	<-synced
 	<-expired
 	return err
 }
@@ -470,6 +483,29 @@ func (a appHooks) WebhookSecrets(ctx context.Context) ([]string, error) {
 }
 func (a appHooks) Installation(ctx context.Context, ev forge.Event) (string, error) {
 	return a.apps.Handle(ctx, ev)
+}
+
+// syncInstallations makes the records of the App's installations agree with GitHub's list
+// of them, at once and then every interval, while ctx (the leadership) lasts.
+func syncInstallations(ctx context.Context, log *slog.Logger, app *forges.GitHubApp, apps *install.Apps, interval time.Duration) {
+	for {
+		listed, err := app.Installations(ctx)
+		id, idErr := app.ID(ctx)
+		switch {
+		case errors.Is(err, forges.ErrNoApp):
+		case err != nil && ctx.Err() == nil:
+			log.Warn("github app's installations not listed: tried again later", "err", err)
+		case err == nil && idErr == nil:
+			if _, err := apps.Sync(ctx, id, listed); err != nil && ctx.Err() == nil {
+				log.Warn("github app's installations not all synced", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
 }
 
 // expire deletes the archived builds older than retention, at once and then every six

@@ -171,3 +171,18 @@ func (g *GitHubApp) OAuth(ctx context.Context) (id, secret string, err error) {
 	}
 	return s.ClientID, s.ClientSecret, nil
 }
+
+// Installations lists the App's installations as GitHub has them now.
+func (g *GitHubApp) Installations(ctx context.Context) ([]forge.Install, error) {
+	app, _, err := g.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return app.Installations(ctx)
+}
+
+// ID is the App's id.
+func (g *GitHubApp) ID(ctx context.Context) (int64, error) {
+	_, s, err := g.Current(ctx)
+	return s.ID, err
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v93/github"
+
+	"github.com/albatros-ci/albatros/forge"
 )
 
 // AppConfig is a GitHub App as the bot acts as it: its id and private key (PEM), and the
@@ -181,4 +183,45 @@ func (r *renewing) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	r.renew(t)
 	return r.current().RoundTrip(again)
+}
+
+// Installations lists the App's installations, as GitHub has them now (GET
+// /app/installations, as the App): each with its account, its repository selection, and
+// for a selection of some repositories, those repositories (read with the installation's
+// token). Suspended installations are listed with Action "suspend", the others "created".
+func (a *App) Installations(ctx context.Context) ([]forge.Install, error) {
+	var out []forge.Install
+	opts := &gh.ListOptions{PerPage: 100}
+	for page := 0; ; page++ {
+		if page == maxPages {
+			return nil, fmt.Errorf("github app %d: more than %d pages of installations", a.cfg.ID, maxPages)
+		}
+		list, resp, err := a.api.Apps.ListInstallations(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("github app %d: installations: %w", a.cfg.ID, err)
+		}
+		for _, in := range list {
+			got := forge.Install{Action: "created", ID: in.GetID(), Account: in.GetAccount().GetLogin(), AccountID: in.GetAccount().GetID(),
+				AccountType: in.GetAccount().GetType(), Selection: in.GetRepositorySelection()}
+			if in.SuspendedAt != nil {
+				got.Action = "suspend"
+			}
+			if got.Selection == "selected" && got.Action != "suspend" {
+				c, err := a.Installation(got.ID)
+				if err != nil {
+					return nil, err
+				}
+				repos, err := c.OrgRepos(ctx, got.Account)
+				if err != nil {
+					return nil, err
+				}
+				got.Added = repos
+			}
+			out = append(out, got)
+		}
+		if resp.NextPage == 0 {
+			return out, nil
+		}
+		opts.Page = resp.NextPage
+	}
 }

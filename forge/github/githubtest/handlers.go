@@ -103,6 +103,25 @@ func (s *Server) getInstallation(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, s.installationJSON(in))
 }
 
+func (s *Server) listInstallations(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*installation
+	for _, in := range s.st.installs {
+		all = append(all, in)
+	}
+	slices.SortFunc(all, func(a, b *installation) int { return int(a.ID - b.ID) })
+	out := []map[string]any{}
+	for _, in := range page(w, r, all) {
+		j := s.installationJSON(in)
+		if in.suspended {
+			j["suspended_at"] = time.Now().UTC().Format(time.RFC3339)
+		}
+		out = append(out, j)
+	}
+	reply(w, http.StatusOK, out)
+}
+
 // createToken issues an installation token: POST /app/installations/{id}/access_tokens,
 // 201 with token and expires_at.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {

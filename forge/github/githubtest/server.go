@@ -101,6 +101,7 @@ func (s *Server) routes() http.Handler {
 	api.HandleFunc("GET /app", s.asApp(s.getApp))
 	api.HandleFunc("POST /app/installations/{id}/access_tokens", s.asApp(s.createToken))
 	api.HandleFunc("GET /app/installations/{id}", s.asApp(s.getInstallation))
+	api.HandleFunc("GET /app/installations", s.asApp(s.listInstallations))
 	api.HandleFunc("POST /app-manifests/{code}/conversions", s.convertManifest)
 	// As an installation (its token) or a signed-in user (an OAuth token).
 	api.HandleFunc("GET /installation/repositories", s.asInstallation(s.installationRepos))
