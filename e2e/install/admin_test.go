@@ -14,10 +14,10 @@ import (
 
 // adminURLs are the admin routes of the bot's own router, made concrete for an
 // organization and a repository.
-func adminURLs(org, repo string) []web.Route {
+func adminURLs(org, repo string, github bool) []web.Route {
 	var out []web.Route
 	for _, rt := range (&web.Web{}).Routes() {
-		if !rt.Admin {
+		if !rt.Admin || strings.HasPrefix(rt.Pattern, "/github/") != github {
 			continue
 		}
 		rt.Pattern = strings.NewReplacer("{org}", org, "{repo}", repo).Replace(rt.Pattern)
@@ -58,11 +58,27 @@ func TestAdminURLsNeedAnOwner(t *testing.T) {
 	}
 	member.signIn(writer)
 
-	routes := adminURLs(p.org, repo.Name)
+	form := url.Values{"name": {"LEAK"}, "value": {"x"}, "users": {"mallory"}, "flavors": {"evil"}}
+	// This bot has no GitHub App: the App's accounts' pages are not served, to anyone.
+	for _, rt := range adminURLs(p.org, repo.Name, true) {
+		for name, c := range map[string]*client{"stranger": stranger, "member": member} {
+			var code int
+			if rt.Method == http.MethodGet {
+				r, _ := c.get(rt.Pattern)
+				code = r.StatusCode
+			} else {
+				r, _ := c.post(rt.Pattern, form)
+				code = r.StatusCode
+			}
+			if code != http.StatusNotFound {
+				t.Errorf("%s %s %s on a bot without a GitHub App: %d, want 404", name, rt.Method, rt.Pattern, code)
+			}
+		}
+	}
+	routes := adminURLs(p.org, repo.Name, false)
 	if len(routes) < 10 {
 		t.Fatalf("only %d admin routes: %+v", len(routes), routes)
 	}
-	form := url.Values{"name": {"LEAK"}, "value": {"x"}, "users": {"mallory"}, "flavors": {"evil"}}
 	for _, rt := range routes {
 		req, _ := http.NewRequest(rt.Method, bot(t).URL+rt.Pattern, strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
