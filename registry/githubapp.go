@@ -111,3 +111,42 @@ func (r *Registry) PutGitHubApp(ctx context.Context, app GitHubAppOpen) error {
 	r.wrote(key, b, resp.Results[0].KV.ModifyIndex)
 	return nil
 }
+
+// resealApp seals the App's values again with the current key when a previous key sealed
+// them (Reseal); it reports whether it wrote.
+func (r *Registry) resealApp(ctx context.Context) (bool, error) {
+	key := r.githubAppKey()
+	pair, _, err := r.kv.Get(key, (&consul.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("%w: consul get %s: %w", ErrUnavailable, key, err)
+	}
+	if pair == nil {
+		return false, nil
+	}
+	var app GitHubApp
+	if err := json.Unmarshal(pair.Value, &app); err != nil {
+		return false, fmt.Errorf("consul key %s is not a GitHub App: %w", key, err)
+	}
+	if r.keys.Current(app.Key) && r.keys.Current(app.WebhookSecret) && r.keys.Current(app.ClientSecret) {
+		return false, nil
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"key", &app.Key}, {"webhook-secret", &app.WebhookSecret}, {"client-secret", &app.ClientSecret}} {
+		plain, err := r.keys.Open(*f.v, githubAppPurpose(f.name, app.ID))
+		if err != nil {
+			return false, fmt.Errorf("github app %d: %s: %w", app.ID, f.name, err)
+		}
+		*f.v = r.keys.Seal(plain, githubAppPurpose(f.name, app.ID))
+	}
+	b, err := json.Marshal(app)
+	if err != nil {
+		return false, err
+	}
+	ok, _, err := r.kv.CAS(&consul.KVPair{Key: key, Value: b, ModifyIndex: pair.ModifyIndex}, (&consul.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("%w: consul cas %s: %w", ErrUnavailable, key, err)
+	}
+	return ok, nil
+}

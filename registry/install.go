@@ -447,6 +447,14 @@ func (r *Registry) Reseal(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	// The GitHub App's credentials too: opened by the previous key only, they would be
+	// lost with it.
+	switch wrote, err := r.resealApp(ctx); {
+	case err != nil:
+		return 0, err
+	case wrote:
+		n++
+	}
 	for _, inst := range all {
 		before, _ := json.Marshal(inst)
 		if err := r.reseal(inst); err != nil {

@@ -259,3 +259,37 @@ func TestLock(t *testing.T) {
 		t.Fatalf("after unlock: %d of 4 got the lock, %d at most at once; want at least 1, and 1 at once", got, most)
 	}
 }
+
+// The GitHub App's credentials, made through the manifest flow, are recorded once, read
+// back opened, and sealed again after a key rotation, so that dropping the previous key
+// loses nothing.
+func TestGitHubAppRecordAndReseal(t *testing.T) {
+	r, kv, prefix := setup(t)
+	ctx := testContext(t)
+	if _, err := r.GitHubApp(ctx); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("no App yet: %v", err)
+	}
+	app := registry.GitHubAppOpen{GitHubApp: registry.GitHubApp{ID: 42, Slug: "albatros", WebURL: "https://github.com", ClientID: "Iv1.x"},
+		Key: []byte("-----BEGIN RSA PRIVATE KEY-----"), WebhookSecret: "whsec", ClientSecret: "cs"}
+	if err := r.PutGitHubApp(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PutGitHubApp(ctx, app); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("a second App: %v, want ErrConflict", err)
+	}
+	raw, _, _ := kv.Get(prefix+"github-app", nil)
+	if raw == nil || strings.Contains(string(raw.Value), "whsec") || strings.Contains(string(raw.Value), "BEGIN RSA") || strings.Contains(string(raw.Value), `"cs"`) {
+		t.Fatalf("the record holds a secret in clear: %s", raw.Value)
+	}
+	newKeys, _ := seal.New(keyB, keyA)
+	rotated, _ := registry.New(prefix, newKeys)
+	if _, err := rotated.Reseal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	onlyNew, _ := seal.New(keyB)
+	after, _ := registry.New(prefix, onlyNew)
+	got, err := after.GitHubApp(ctx)
+	if err != nil || got.ID != 42 || got.WebhookSecret != "whsec" || string(got.Key) != string(app.Key) || got.ClientSecret != "cs" || got.ClientID != "Iv1.x" {
+		t.Fatalf("with only the new key: %+v, %v", got, err)
+	}
+}

@@ -49,6 +49,9 @@ func appIntake(t *testing.T) (*httptest.Server, *fakeApp, *fakeHandler, *webhook
 	t.Helper()
 	repos := &registrytest.Fake{Repos: map[string]*registry.Repo{
 		helloWorld: {Installed: true, OrgID: 21031067, Forge: "github", AppInstallation: 1},
+	}, Orgs: map[string]*registry.Org{
+		// A hand-written organization entry's secret, in clear in Consul.
+		"https://github.com/Codertocat": org("hand-written-org-secret"),
 	}}
 	app := &fakeApp{secrets: []string{"app-secret", "app-secret-before"}}
 	h := &fakeHandler{}
@@ -163,7 +166,7 @@ func TestAppDeliveriesWronglySigned(t *testing.T) {
 	srv, app, h, in := appIntake(t)
 	push, _ := fs.ReadFile(forgetest.GitHub, "push_branch.json")
 	created, _ := fs.ReadFile(forgetest.GitHub, "installation_created.json")
-	for _, secret := range []string{"not-the-apps", ""} {
+	for _, secret := range []string{"not-the-apps", "", "hand-written-org-secret"} {
 		for event, body := range map[string][]byte{"push": push, "installation": created} {
 			if code, answer := postApp(t, srv.URL, event, body, secret); code != http.StatusForbidden && code != http.StatusUnauthorized {
 				t.Errorf("%s signed with %q: %d %q", event, secret, code, answer)

@@ -281,6 +281,11 @@ func (in *Intake) signed(d forges.Driver) authenticator {
 		if r.URL.Query().Has("flavor") {
 			return pipeline.Options{}, fmt.Errorf("%w: a flavor in the URL of a signed endpoint (flavors come from the repository's configuration)", errFlavor)
 		}
+		if entry.AppInstallation != 0 {
+			// Reached through the GitHub App: only the App's signature (checked first)
+			// is its, not an organization's hand-written secret.
+			return pipeline.Options{}, fmt.Errorf("%w: a repository of the GitHub App's installation takes the App's signature only", forge.ErrSignature)
+		}
 		secret, err := in.secretOf(r.Context(), entry, repo)
 		if err != nil {
 			return pipeline.Options{}, err
@@ -364,14 +369,19 @@ func (in *Intake) intake(w http.ResponseWriter, r *http.Request, d forges.Driver
 	if d.Name == forges.GitHub.Name && in.opts.App != nil && !byToken {
 		cred, ok, err := in.appSigned(r, d, body)
 		if err != nil {
-			return refused(err)
+			// The App cannot be read (Consul down, a key rotated away): what is not its
+			// delivery, a repository's own webhook's, goes on.
+			log.Warn("the GitHub App's webhook secret could not be read: deliveries signed with it are refused", "err", err)
 		}
 		if ok {
 			return in.appIntake(r, d, log, body, cred)
 		}
 		if ev, _ := d.Parse(r.Header, body); ev.Repo.CloneURL == "" {
 			// No repository to be a repository's webhook's: the App's, and not signed
-			// with its secret.
+			// with its secret (or its secret unknown now).
+			if err != nil {
+				return refused(err)
+			}
 			return refused(d.Verify(r.Header, body, ""))
 		}
 	}

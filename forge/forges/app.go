@@ -41,7 +41,8 @@ func FixedApp(s AppSettings) AppLoader {
 
 // RecordedApp loads the App recorded in the registry (made through the manifest flow),
 // with secrets opened. The webhook secrets given (the operator's, rotating the recorded
-// one: the new one, then the previous) come before the recorded one.
+// one: the new one, then the previous, which may be the recorded one) replace the
+// recorded one: dropping the previous retires it.
 func RecordedApp(reg interface {
 	GitHubApp(ctx context.Context) (*registry.GitHubAppOpen, error)
 }, apiURL string, secrets ...string) AppLoader {
@@ -57,7 +58,11 @@ func RecordedApp(reg interface {
 		if api == "" {
 			api = apiURL
 		}
-		return AppSettings{ID: a.ID, Slug: a.Slug, Key: a.Key, WebhookSecrets: append(slices.Clone(secrets), a.WebhookSecret), ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+		webhookSecrets := []string{a.WebhookSecret}
+		if len(secrets) > 0 {
+			webhookSecrets = slices.Clone(secrets)
+		}
+		return AppSettings{ID: a.ID, Slug: a.Slug, Key: a.Key, WebhookSecrets: webhookSecrets, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
 			WebURL: a.WebURL, APIURL: api}, a.Version, nil
 	}
 }
