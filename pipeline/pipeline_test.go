@@ -105,6 +105,13 @@ func prEvent(sender, forkOwner string) forge.Event {
 	}
 }
 
+// synced makes ev a pull request's update (synchronize) pushed by the sender of id
+// sender, to a fork whose owner's id is owner.
+func synced(ev forge.Event, sender, owner int64) forge.Event {
+	ev.PullRequest.Action, ev.SenderID, ev.PullRequest.HeadRepo.OwnerID = "synchronize", sender, owner
+	return ev
+}
+
 func flavorsOf(reqs []orchestrator.DispatchRequest) []string {
 	var out []string
 	for _, r := range reqs {
@@ -276,6 +283,11 @@ func TestHandleSecrets(t *testing.T) {
 		{"untrusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "mallory"), secrets.Empty(), false, ""},
 		{"trusted fork, untrusted sender", []string{"lx"}, inject, vars, prEvent("mallory", "lx"), full, true, ""},
 		{"trusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "quentin"), full, true, ""},
+		// An update pushed to the fork's branch by someone else than its owner (a
+		// maintainer's edit, which GitHub and Gitea allow by default) is their code too.
+		{"trusted fork, updated by its owner", []string{"lx"}, inject, vars, synced(prEvent("lx", "lx"), 7, 7), full, true, ""},
+		{"trusted fork, updated by an untrusted writer", []string{"lx"}, inject, vars, synced(prEvent("mallory", "lx"), 9, 7), secrets.Empty(), false, ""},
+		{"trusted fork, updated by another trusted user", []string{"lx", "quentin"}, inject, vars, synced(prEvent("quentin", "lx"), 8, 7), full, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

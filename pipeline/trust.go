@@ -70,9 +70,10 @@ const pushWait = 3 * time.Second
 //     trusted commit anywhere;
 //   - a pull request whose head commit is recorded as trusted (a trusted user pushed it,
 //     or approved it, or it came from a trusted owner's fork): yes;
-//   - a pull request from a fork: the fork's owner must be trusted, whoever opened,
-//     reopened or updated it; an AGit pull request (pushed for review to refs/for/…, which
-//     reading the repository allows) counts as a fork of its author;
+//   - a pull request from a fork: the fork's owner must be trusted, whoever opened or
+//     reopened it; an update pushed by someone else (a maintainer's edit of the fork's
+//     branch) needs its pusher trusted too; an AGit pull request (pushed for review to
+//     refs/for/…, which reading the repository allows) counts as a fork of its author;
 //   - a pull request between branches of the repository: only a recorded commit. Who
 //     opened or updated it says nothing of who pushed its commits, and the bot learns who
 //     pushed a commit only from the push's own delivery.
@@ -105,6 +106,14 @@ func (p *Pipeline) trustedCode(ctx context.Context, log *slog.Logger, f forge.Fo
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.Author, pr.AuthorID)
 		return ok, trustedFork, err
 	case pr.Fork:
+		if synchronized && (ev.SenderID == 0 || ev.SenderID != pr.HeadRepo.OwnerID) {
+			// Someone else pushed to the fork's branch (the base repository's writers may,
+			// with GitHub's and Gitea's "allow edits by maintainers", on by default): the
+			// code is theirs too, and they must be trusted as well.
+			if ok, err := TrustedUser(ctx, f, ev.Repo, entry, ev.Sender, ev.SenderID); err != nil || !ok {
+				return false, "", err
+			}
+		}
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.HeadRepo.Owner, pr.HeadRepo.OwnerID)
 		return ok, trustedFork, err
 	}
