@@ -65,6 +65,9 @@ type Config struct {
 	GitHubWebhookSecrets []string
 	GitHubClientID       string
 	GitHubClientSecret   string
+	// GitHubAccounts, when set, are the only GitHub accounts (logins or ids) whose
+	// installations of the App the bot records.
+	GitHubAccounts []string
 	// NomadReadToken, when set, is the token of the event stream alone, which Nomad 1.6
 	// takes no workload identity for; every other request has NOMAD_TOKEN.
 	NomadReadToken string
@@ -148,6 +151,7 @@ func settings() []*setting {
 		{flag: "github-app-key", env: "ALBATROS_GITHUB_APP_KEY", secret: true, usage: "the GitHub App's private key, PEM (or ALBATROS_GITHUB_APP_KEY_FILE)"},
 		{flag: "github-webhook-secret", env: "ALBATROS_GITHUB_WEBHOOK_SECRET", secret: true, usage: "the GitHub App's webhook secret (or ALBATROS_GITHUB_WEBHOOK_SECRET_FILE)"},
 		{flag: "github-webhook-secret-previous", env: "ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS", secret: true, usage: "the App's webhook secret before a rotation, still accepted (or ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS_FILE)"},
+		{flag: "github-accounts", env: "ALBATROS_GITHUB_ACCOUNTS", usage: "the only GitHub accounts (logins or numeric ids, comma-separated) whose installations of the App the bot builds; empty: every account that installs it (a public App: anyone on GitHub)"},
 		{flag: "github-client-id", env: "ALBATROS_GITHUB_CLIENT_ID", usage: "client id of the GitHub App, for signing in with GitHub (callback URL <ALBATROS_URL>/login/github/callback)"},
 		{flag: "github-client-secret", env: "ALBATROS_GITHUB_CLIENT_SECRET", secret: true, usage: "client secret of the GitHub App (or ALBATROS_GITHUB_CLIENT_SECRET_FILE)"},
 		{flag: "hook-token-secrets", env: "ALBATROS_HOOK_TOKEN_SECRETS", def: "allow", usage: "whether /hook?token= deliveries that are not also signed may give builds the repository's secrets: allow (the original's behaviour) or deny; the token proves only that the caller knows the hook URL, not who sent the event"},
@@ -335,6 +339,15 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		if err := httpURL(c.GitHubURL); err != nil {
 			bad("github-url", "%v", err)
 		}
+	}
+	for a := range strings.SplitSeq(s["github-accounts"].value, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if strings.ContainsAny(a, "/ \t\n") || len(a) > 100 {
+			bad("github-accounts", "%q is not a GitHub login or id", a)
+		}
+		c.GitHubAccounts = append(c.GitHubAccounts, a)
 	}
 	c.GitHubWebURL = strings.TrimSuffix(s["github-web-url"].value, "/")
 	if err := httpURL(c.GitHubWebURL); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +42,10 @@ type AppConfig struct {
 	Forget func(id int64)
 	// AppID is the id of the App whose installations these are (recorded with each).
 	AppID func(ctx context.Context) (int64, error)
-	Log   *slog.Logger
+	// Accounts, when not empty, are the only accounts whose installations are recorded,
+	// by login (any case) or numeric id: a public App may be installed by anyone.
+	Accounts []string
+	Log      *slog.Logger
 }
 
 // Apps records the installations of the bot's GitHub App from GitHub's events.
@@ -59,6 +63,12 @@ func NewApps(cfg AppConfig) *Apps {
 // installation of the account than the one recorded (an old one's, redelivered) changes
 // nothing. It returns what it did, for the log and the answer.
 func (a *Apps) Handle(ctx context.Context, ev forge.Event) (string, error) {
+	return a.handle(ctx, ev, false)
+}
+
+// handle is Handle; with record, ev (of an installation GitHub lists, suspended or not) is
+// recorded as created.
+func (a *Apps) handle(ctx context.Context, ev forge.Event, record bool) (string, error) {
 	in := ev.Install
 	if ev.Kind != forge.KindInstallation || in == nil {
 		return "", fmt.Errorf("%w: not an installation event", forge.ErrMalformed)
@@ -80,6 +90,9 @@ func (a *Apps) Handle(ctx context.Context, ev forge.Event) (string, error) {
 		return "", err
 	}
 	ours := inst != nil && inst.Forge == "github" && inst.OrgID == in.AccountID && inst.InstallationID == in.ID
+	if record {
+		return a.created(ctx, ev, inst)
+	}
 	switch in.Action {
 	case "created":
 		return a.created(ctx, ev, inst)
@@ -125,12 +138,29 @@ func (a *Apps) Handle(ctx context.Context, ev forge.Event) (string, error) {
 	return "", forge.Ignore("installation %s", in.Action)
 }
 
+// allowed reports whether the account may have the App's installation recorded.
+func (a *Apps) allowed(login string, id int64) bool {
+	if len(a.cfg.Accounts) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(a.cfg.Accounts, func(s string) bool {
+		return strings.EqualFold(s, login) || s == strconv.FormatInt(id, 10)
+	})
+}
+
+// notServed is why an account not among AppConfig.Accounts has nothing recorded.
+const notServed = "the account is not one this bot serves (ALBATROS_GITHUB_ACCOUNTS)"
+
 // created records a new installation of the App on ev's account. The account's record,
 // when it has one already (the App installed again), keeps its settings; one of another
 // account that had the name is moved aside; one of this account under its former name
 // (renamed since) follows it.
 func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Installation) (string, error) {
 	in := ev.Install
+	if !a.allowed(in.Account, in.AccountID) {
+		a.cfg.Log.Warn("github app installed on an account the bot does not serve: nothing recorded", "account", in.Account, "id", in.AccountID, "installation", in.ID, "by", ev.Sender)
+		return "", forge.Ignore("%s: %s", in.Account, notServed)
+	}
 	switch {
 	case inst != nil && inst.Forge == "github" && inst.OrgID == in.AccountID && inst.InstallationID > in.ID:
 		// GitHub numbers installations in order: an older one's event, redelivered.
@@ -257,6 +287,17 @@ func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([
 			continue // installed anew since: recorded below
 		}
 		recorded[in.ID] = true
+		if !a.allowed(in.Account, in.AccountID) {
+			if inst.Quarantine != notServed {
+				inst.Quarantine = notServed
+				if err := a.cfg.Records.PutInstallation(ctx, inst); err != nil {
+					errs = append(errs, err)
+				} else {
+					changed = append(changed, inst.Org+": "+notServed+": held")
+				}
+			}
+			continue
+		}
 		suspended := in.Action == "suspend"
 		var names []string
 		for _, r := range in.Added {
@@ -288,11 +329,11 @@ func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([
 		changed = append(changed, fmt.Sprintf("%s: suspended %v, repositories %s %v, as GitHub has them", inst.Org, suspended, inst.Selection, inst.Selected))
 	}
 	for _, in := range listed {
-		if recorded[in.ID] {
+		if recorded[in.ID] || !a.allowed(in.Account, in.AccountID) {
 			continue
 		}
 		in := in
-		what, err := a.Handle(ctx, forge.Event{Kind: forge.KindInstallation, Install: &in})
+		what, err := a.handle(ctx, forge.Event{Kind: forge.KindInstallation, Install: &in}, true)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -200,7 +200,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	intakeOpts := webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes, Observe: m.Delivery}
 	var apps *install.Apps
 	if ghApp != nil {
-		apps = install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, AppID: ghApp.ID, Log: log})
+		apps = install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, AppID: ghApp.ID, Accounts: cfg.GitHubAccounts, Log: log})
 		intakeOpts.App = appHooks{ghApp, apps}
 		if _, s, err := ghApp.Current(ctx); err == nil {
 			log.Info("github app", "id", s.ID, "web", cfg.GitHubWebURL, "api", cmp.Or(cfg.GitHubURL, "https://api.github.com"), "from", cfg.GitHubApp)
