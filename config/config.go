@@ -68,6 +68,8 @@ type Config struct {
 	// GitHubAccounts, when set, are the only GitHub accounts (logins or ids) whose
 	// installations of the App the bot records.
 	GitHubAccounts []string
+	// GitHubSetupCode is what an operator gives to create the App through the manifest flow.
+	GitHubSetupCode string
 	// NomadReadToken, when set, is the token of the event stream alone, which Nomad 1.6
 	// takes no workload identity for; every other request has NOMAD_TOKEN.
 	NomadReadToken string
@@ -151,6 +153,7 @@ func settings() []*setting {
 		{flag: "github-app-key", env: "ALBATROS_GITHUB_APP_KEY", secret: true, usage: "the GitHub App's private key, PEM (or ALBATROS_GITHUB_APP_KEY_FILE)"},
 		{flag: "github-webhook-secret", env: "ALBATROS_GITHUB_WEBHOOK_SECRET", secret: true, usage: "the GitHub App's webhook secret (or ALBATROS_GITHUB_WEBHOOK_SECRET_FILE)"},
 		{flag: "github-webhook-secret-previous", env: "ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS", secret: true, usage: "the App's webhook secret before a rotation, still accepted (or ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS_FILE)"},
+		{flag: "github-setup-code", env: "ALBATROS_GITHUB_SETUP_CODE", secret: true, usage: "with ALBATROS_GITHUB_APP=manifest: the code, at least 16 characters, that /github/setup asks before it creates the bot's GitHub App (or ALBATROS_GITHUB_SETUP_CODE_FILE)"},
 		{flag: "github-accounts", env: "ALBATROS_GITHUB_ACCOUNTS", usage: "the only GitHub accounts (logins or numeric ids, comma-separated) whose installations of the App the bot builds; empty: every account that installs it (a public App: anyone on GitHub)"},
 		{flag: "github-client-id", env: "ALBATROS_GITHUB_CLIENT_ID", usage: "client id of the GitHub App, for signing in with GitHub (callback URL <ALBATROS_URL>/login/github/callback)"},
 		{flag: "github-client-secret", env: "ALBATROS_GITHUB_CLIENT_SECRET", secret: true, usage: "client secret of the GitHub App (or ALBATROS_GITHUB_CLIENT_SECRET_FILE)"},
@@ -360,6 +363,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		c.GitHubApp = mode
 		if s["secret-key"].value == "" {
 			bad("secret-key", "is required to keep the GitHub App's credentials sealed in Consul (ALBATROS_GITHUB_APP is manifest)")
+		}
+		// Whoever creates the App owns it, and the App is the bot's access to every account
+		// that installs it: only the operator may, with a code of theirs.
+		if c.GitHubSetupCode = s["github-setup-code"].value; len(c.GitHubSetupCode) < 16 {
+			bad("github-setup-code", "is required with ALBATROS_GITHUB_APP=manifest, at least 16 characters (e.g. openssl rand -hex 16): /github/setup asks it before it creates the App")
 		}
 		// A rotation of the recorded App's webhook secret: the new one given here wins,
 		// the previous one is still accepted.

@@ -574,13 +574,14 @@ func TestLoadGitHubApp(t *testing.T) {
 		!slices.Equal(c.GitHubWebhookSecrets, []string{"new", "old"}) || c.GitHubClientID != "Iv1.x" || c.GitHubClientSecret != "cs" || c.GitHubWebURL != "https://ghe.example.com" {
 		t.Errorf("the operator's App: %+v", c)
 	}
-	if c := mustLoad(t, minimal().with("ALBATROS_GITHUB_APP", "manifest", "ALBATROS_SECRET_KEY", key)); c.GitHubApp != "manifest" {
+	if c := mustLoad(t, minimal().with("ALBATROS_GITHUB_APP", "manifest", "ALBATROS_SECRET_KEY", key, "ALBATROS_GITHUB_SETUP_CODE", "0123456789abcdef")); c.GitHubApp != "manifest" || c.GitHubSetupCode != "0123456789abcdef" {
 		t.Errorf("manifest: %q", c.GitHubApp)
 	}
 	for name, e := range map[string]env{
 		"ALBATROS_GITHUB_APP_KEY":        minimal().with("ALBATROS_GITHUB_APP_ID", "4242", "ALBATROS_GITHUB_WEBHOOK_SECRET", "s", "ALBATROS_SECRET_KEY", key),
 		"ALBATROS_GITHUB_WEBHOOK_SECRET": minimal().with("ALBATROS_GITHUB_APP_ID", "4242", "ALBATROS_GITHUB_APP_KEY", "pem", "ALBATROS_SECRET_KEY", key),
-		"ALBATROS_SECRET_KEY":            minimal().with("ALBATROS_GITHUB_APP", "manifest"),
+		"ALBATROS_SECRET_KEY":            minimal().with("ALBATROS_GITHUB_APP", "manifest", "ALBATROS_GITHUB_SETUP_CODE", "0123456789abcdef"),
+		"ALBATROS_GITHUB_SETUP_CODE":     minimal().with("ALBATROS_GITHUB_APP", "manifest", "ALBATROS_SECRET_KEY", key, "ALBATROS_GITHUB_SETUP_CODE", "short"),
 		"ALBATROS_GITHUB_APP_ID":         minimal().with("ALBATROS_GITHUB_APP_ID", "-1", "ALBATROS_GITHUB_APP_KEY", "pem", "ALBATROS_GITHUB_WEBHOOK_SECRET", "s", "ALBATROS_SECRET_KEY", key),
 		"ALBATROS_GITHUB_APP":            minimal().with("ALBATROS_GITHUB_APP", "yes"),
 		"ALBATROS_GITHUB_CLIENT_ID":      minimal().with("ALBATROS_GITHUB_APP_ID", "1", "ALBATROS_GITHUB_APP_KEY", "pem", "ALBATROS_GITHUB_WEBHOOK_SECRET", "s", "ALBATROS_SECRET_KEY", key, "ALBATROS_GITHUB_CLIENT_ID", "x"),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +14,8 @@ import (
 	"github.com/albatros-ci/albatros/testenv"
 )
 
-// setupCodeRE finds the manifest flow's setup code in the bot's log.
-var setupCodeRE = regexp.MustCompile(`"setup code"=(\S+)`)
+// setupCode is the operator's code of the manifest flow.
+const setupCode = "operator-setup-code-0123456789"
 
 // TestGitHubAppInTheBrowser: an operator creates the bot's GitHub App through GitHub's
 // manifest flow, in a real browser; an owner installs it (GitHub's installation event); a
@@ -39,6 +38,7 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 		"ALBATROS_CONSUL_PREFIX=albatros-ghm/",
 		"ALBATROS_SECRET_KEY="+appKey,
 		"ALBATROS_GITHUB_APP=manifest",
+		"ALBATROS_GITHUB_SETUP_CODE="+setupCode,
 		"ALBATROS_GITHUB_URL="+gh.API,
 		"ALBATROS_GITHUB_WEB_URL="+gh.URL,
 	))
@@ -47,11 +47,7 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 	}
 	defer b.Stop()
 	b.LogOnFailure(t)
-	m := setupCodeRE.FindStringSubmatch(b.Log())
-	if m == nil {
-		t.Fatalf("the bot's log prints no setup code:\n%s", b.Log())
-	}
-	code := m[1]
+	code := setupCode
 
 	br := testenv.Browser(t)
 	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -79,7 +75,10 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#setup")), chromedp.WaitVisible(chromedp.CSS("#continue")))
 	do("continue on GitHub", chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("#create")))
 	do("create the App", chromedp.Click(chromedp.CSS("#create")), chromedp.WaitVisible(chromedp.CSS("#app")))
-	if got := text("#app"); !strings.Contains(got, "albatros-e2e") {
+	if strings.Contains(b.Log(), setupCode) {
+		t.Fatal("the bot's log shows the setup code")
+	}
+	if got := text("#app"); !strings.Contains(got, "albatros-e2e") || !strings.Contains(got, "owned by octocat") {
 		t.Fatalf("the setup page after creating: %q", got)
 	}
 	made := gh.Created()

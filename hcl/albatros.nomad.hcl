@@ -182,6 +182,7 @@ job "albatros" {
         ALBATROS_GITHUB_WEBHOOK_SECRET_FILE = "${NOMAD_SECRETS_DIR}/github-webhook-secret"
         ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS_FILE = "${NOMAD_SECRETS_DIR}/github-webhook-secret-previous"
         ALBATROS_GITHUB_CLIENT_SECRET_FILE  = "${NOMAD_SECRETS_DIR}/github-client-secret"
+        ALBATROS_GITHUB_SETUP_CODE_FILE     = "${NOMAD_SECRETS_DIR}/github-setup-code"
         ALBATROS_SECRET_KEY_FILE            = "${NOMAD_SECRETS_DIR}/secret-key"
         ALBATROS_SECRET_KEY_PREVIOUS_FILE   = "${NOMAD_SECRETS_DIR}/secret-key-previous"
         ALBATROS_NOMAD_READ_TOKEN_FILE    = "${NOMAD_SECRETS_DIR}/nomad-read-token"
@@ -199,7 +200,7 @@ job "albatros" {
         change_mode = "restart"
         data        = <<-EOT
           {{- with nomadVar "nomad/jobs/albatros" }}{{ range .Tuples }}
-          {{- if and (.K | regexMatch "^(ALBATROS|CONSUL|AWS)_[A-Z0-9_]+$") (not (.K | regexMatch "(TOKEN|SECRET|SECRET_KEY|SECRET_KEY_PREVIOUS|SECRET_PREVIOUS|APP_KEY|ACCESS_KEY|ACCESS_KEY_ID|PASSWORD|AUTH|_FILE|^ALBATROS_ADDR|^ALBATROS_METRICS_ADDR|^ALBATROS_BUILDERS|^AWS_PROFILE)$")) }}
+          {{- if and (.K | regexMatch "^(ALBATROS|CONSUL|AWS)_[A-Z0-9_]+$") (not (.K | regexMatch "(TOKEN|SECRET|SECRET_KEY|SECRET_KEY_PREVIOUS|SECRET_PREVIOUS|APP_KEY|SETUP_CODE|ACCESS_KEY|ACCESS_KEY_ID|PASSWORD|AUTH|_FILE|^ALBATROS_ADDR|^ALBATROS_METRICS_ADDR|^ALBATROS_BUILDERS|^AWS_PROFILE)$")) }}
           {{ .K }}={{ .V | toJSON }}
           {{- end }}{{ end }}{{ end }}
         EOT
@@ -261,6 +262,14 @@ job "albatros" {
         gid         = var.uid
         change_mode = "restart"
         data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_CLIENT_SECRET }}{{ end }}"
+      }
+      template {
+        destination = "secrets/github-setup-code"
+        perms       = "0400"
+        uid         = var.uid
+        gid         = var.uid
+        change_mode = "restart"
+        data        = "{{ with nomadVar \"nomad/jobs/albatros\" }}{{ .ALBATROS_GITHUB_SETUP_CODE }}{{ end }}"
       }
       template {
         destination = "secrets/secret-key"

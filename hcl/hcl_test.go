@@ -417,7 +417,7 @@ func TestBotJobKeepsSecretsInFiles(t *testing.T) {
 	}
 	for _, name := range []string{
 		"ALBATROS_GITEA_TOKEN", "ALBATROS_GITEA_CLIENT_SECRET", "ALBATROS_GITHUB_TOKEN", "ALBATROS_SECRET_KEY",
-		"ALBATROS_GITHUB_APP_KEY", "ALBATROS_GITHUB_WEBHOOK_SECRET", "ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS", "ALBATROS_GITHUB_CLIENT_SECRET",
+		"ALBATROS_GITHUB_APP_KEY", "ALBATROS_GITHUB_WEBHOOK_SECRET", "ALBATROS_GITHUB_WEBHOOK_SECRET_PREVIOUS", "ALBATROS_GITHUB_CLIENT_SECRET", "ALBATROS_GITHUB_SETUP_CODE",
 		"ALBATROS_SECRET_KEY_PREVIOUS", "ALBATROS_NOMAD_READ_TOKEN", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_AUTH",
 		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
 		"ALBATROS_ADDR", "ALBATROS_METRICS_ADDR", "ALBATROS_BUILDERS", "ALBATROS_GITEA_TOKEN_FILE", "NOMAD_ADDR", "NOMAD_TOKEN", "PATH", "LD_PRELOAD",
@@ -427,8 +427,8 @@ func TestBotJobKeepsSecretsInFiles(t *testing.T) {
 		}
 	}
 	files := regexp.MustCompile(`(?m)^\s+[A-Z_]+_FILE\s+= "\$\{NOMAD_SECRETS_DIR\}/([a-z-]+)"`).FindAllStringSubmatch(job, -1)
-	if len(files) != 12 {
-		t.Errorf("%d …_FILE settings in the job, want the 12 secrets'", len(files))
+	if len(files) != 13 {
+		t.Errorf("%d …_FILE settings in the job, want the 13 secrets'", len(files))
 	}
 	for _, m := range files {
 		block := regexp.MustCompile(`destination = "secrets/` + m[1] + `"\s+perms\s+= "0400"\s+uid\s+= var.uid\s+gid\s+= var.uid`)

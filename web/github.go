@@ -47,10 +47,13 @@ type GitHubUser interface {
 }
 
 // GitHubSetup is the manifest flow: an operator proves they run the bot with its setup
-// code (the bot's log prints it while it has no App), GitHub creates the App the bot's
-// manifest describes, and the bot records the credentials GitHub hands over once.
+// code (a setting of theirs), GitHub creates the App the bot's manifest describes, and the
+// bot records the credentials GitHub hands over once.
 type GitHubSetup struct {
+	// Code is the operator's (ALBATROS_GITHUB_SETUP_CODE).
 	Code string
+	// Owner is the GitHub account that owns the recorded App, for the operator to check.
+	Owner func(ctx context.Context) string
 	// Convert trades the code GitHub sends back for the App it created.
 	Convert func(ctx context.Context, code string) (registry.GitHubAppOpen, error)
 	// Record keeps the App (registry.PutGitHubApp: only when the bot has none).
@@ -305,11 +308,14 @@ func (wb *Web) setupPage(w http.ResponseWriter, r *http.Request, code int, probl
 	slug, err := gh.Slug(r.Context())
 	d := struct {
 		page
-		Slug, InstallURL, Name string
+		Slug, Owner, InstallURL, Name string
 	}{page: wb.page(r, "The bot's GitHub App"), Name: "Albatros " + hostOf(wb.cfg.BaseURL)}
 	d.Error = problem
 	if err == nil {
 		d.Slug, d.InstallURL = slug, gh.WebURL+"/apps/"+url.PathEscape(slug)+"/installations/new"
+		if gh.Setup.Owner != nil {
+			d.Owner = gh.Setup.Owner(r.Context())
+		}
 	}
 	wb.render(w, code, "github-setup", d)
 }
@@ -340,7 +346,7 @@ func (wb *Web) githubSetupStart(w http.ResponseWriter, r *http.Request) {
 	}
 	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("code")), []byte(gh.Setup.Code)) != 1 {
 		wb.cfg.Log.Warn("github app setup: wrong setup code")
-		wb.setupPage(w, r, http.StatusForbidden, "That is not the setup code: the bot's log prints it at start while the bot has no GitHub App.")
+		wb.setupPage(w, r, http.StatusForbidden, "That is not the setup code (the bot's setting ALBATROS_GITHUB_SETUP_CODE).")
 		return
 	}
 	name := strings.TrimSpace(r.PostForm.Get("name"))

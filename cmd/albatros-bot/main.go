@@ -6,9 +6,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -282,18 +279,21 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			},
 		}
 		if cfg.GitHubApp == "manifest" {
-			code := setupCode(cfg.SecretKey)
 			webCfg.GitHub.Setup = &web.GitHubSetup{
-				Code: code,
+				Code: cfg.GitHubSetupCode,
+				Owner: func(ctx context.Context) string {
+					if app, err := repos.GitHubApp(ctx); err == nil {
+						return app.Owner
+					}
+					return ""
+				},
 				Convert: func(ctx context.Context, c string) (registry.GitHubAppOpen, error) {
 					return forges.ConvertManifest(ctx, cfg.GitHubWebURL, cfg.GitHubURL, c, forgeHTTP)
 				},
 				Record: repos.PutGitHubApp,
 			}
 			if _, err := ghApp.Slug(ctx); errors.Is(err, forges.ErrNoApp) {
-				// Only who reads the bot's log may create its App: a stranger's App would
-				// receive the bot's installations.
-				log.Warn("github app: none yet: create it on "+cfg.URL+"/github/setup with this setup code", "setup code", code)
+				log.Warn("github app: none yet: create it on " + cfg.URL + "/github/setup, with ALBATROS_GITHUB_SETUP_CODE")
 			}
 		}
 	}
@@ -461,14 +461,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	<-synced
 	<-expired
 	return err
-}
-
-// setupCode is the code of the GitHub App's manifest flow: derived from the secret key, the
-// same on every replica, shown only in the log.
-func setupCode(key []byte) string {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte("albatros github app setup"))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
 }
 
 // appHooks is the bot's GitHub App as the intake takes it: its webhook secrets, and its
