@@ -205,6 +205,29 @@ func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Insta
 	return "installed on " + in.Account, nil
 }
 
+// follow moves the record of an account renamed on GitHub to its new login.
+func (a *Apps) follow(ctx context.Context, inst *registry.Installation, login string) (string, error) {
+	unlock, ok, err := a.cfg.Records.Lock(ctx, "install-github/"+strings.ToLower(inst.Org))
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", ErrBusy
+	}
+	defer unlock()
+	moved, err := a.cfg.Records.Adopt(inst, login)
+	if err != nil {
+		return "", err
+	}
+	if err := a.cfg.Records.PutInstallation(ctx, moved); err != nil {
+		return "", err
+	}
+	if err := a.cfg.Records.DeleteInstallation(ctx, inst); err != nil {
+		a.cfg.Log.Warn("installation under the former name not deleted", "account", inst.Org, "err", err)
+	}
+	return inst.Org + " renamed " + login + " on GitHub: its installation follows it", nil
+}
+
 // renamed is the installation of in's account recorded under another name, if any.
 func (a *Apps) renamed(ctx context.Context, in *forge.Install) *registry.Installation {
 	all, err := a.cfg.Records.Installations(ctx)
@@ -287,6 +310,15 @@ func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([
 			continue // installed anew since: recorded below
 		}
 		recorded[in.ID] = true
+		if !strings.EqualFold(in.Account, inst.Org) {
+			// The account renamed (same id, same installation): its record follows it.
+			if what, err := a.follow(ctx, inst, in.Account); err != nil {
+				errs = append(errs, err)
+			} else {
+				changed = append(changed, what)
+			}
+			continue
+		}
 		if !a.allowed(in.Account, in.AccountID) {
 			if inst.Quarantine != notServed {
 				inst.Quarantine = notServed

@@ -141,6 +141,19 @@ func TestAppsSync(t *testing.T) {
 	if _, ok := m.insts[web+"/stranger"]; ok {
 		t.Error("a stranger's installation recorded by the sync")
 	}
+	// An account renamed on GitHub: its record follows it.
+	m.insts[web+"/oldname"] = registry.Installation{Forge: "github", URL: web, Org: "oldname", OrgID: 8, InstallationID: 80, AppID: 7,
+		Settings: registry.Settings{Flavors: []string{"nix"}}}
+	a.cfg.Accounts = append(a.cfg.Accounts, "newname")
+	if _, err := a.Sync(ctx, 7, append(listed, forge.Install{Action: "created", ID: 80, Account: "newname", AccountID: 8, Selection: "all"})); err != nil {
+		t.Fatal(err)
+	}
+	if inst, ok := m.insts[web+"/newname"]; !ok || inst.OrgID != 8 || len(inst.Settings.Flavors) != 1 {
+		t.Errorf("the renamed account's record: %+v", m.insts)
+	}
+	if _, ok := m.insts[web+"/oldname"]; ok {
+		t.Error("the record under the former name stays")
+	}
 	// An older installation's event, redelivered, changes nothing.
 	m.insts[web+"/acme"] = registry.Installation{Forge: "github", URL: web, Org: "acme", OrgID: 1, InstallationID: 15, AppID: 7}
 	if what, err := a.Handle(ctx, installed("created", 10, "acme", 1)); err != nil || !strings.Contains(what, "older") || m.insts[web+"/acme"].InstallationID != 15 {

@@ -175,7 +175,7 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 		wb.fail(w, r, code, "Not installed", msg)
 		return
 	}
-	wb.owners.put("gitea\x00"+inst.Org+"\x00"+login, true)
+	wb.owners.put(fmt.Sprintf("gitea\x00%s\x00%s\x00%d", inst.Org, login, 0), true)
 	http.Redirect(w, r, "/orgs/"+url.PathEscape(inst.Org)+"?done=installed", http.StatusSeeOther)
 }
 
@@ -381,11 +381,11 @@ func (wb *Web) owner(next http.Handler, listed bool) http.Handler {
 }
 
 func (wb *Web) isOwner(ctx context.Context, rm *realm, org string, s session) (bool, error) {
-	key := rm.forge + "\x00" + org + "\x00" + s.Login
+	key := fmt.Sprintf("%s\x00%s\x00%s\x00%d", rm.forge, org, s.Login, s.UserID)
 	if ok, found := wb.owners.get(key); found {
 		return ok, nil
 	}
-	ok, err := rm.admin(ctx, org, s.Login)
+	ok, err := rm.admin(ctx, org, s)
 	if err != nil {
 		return false, err
 	}

@@ -40,8 +40,8 @@ type GitHubConfig struct {
 
 // GitHubUser is a client acting as a user signed in with GitHub.
 type GitHubUser interface {
-	// Me is the user's login.
-	Me(ctx context.Context) (string, error)
+	// Identity is the user's login and numeric id.
+	Identity(ctx context.Context) (string, int64, error)
 	// Installations are the accounts of the App's installations the user can reach.
 	Installations(ctx context.Context) ([]string, error)
 }
@@ -84,15 +84,24 @@ func (wb *Web) githubRealm() *realm {
 		return c, inst, err
 	}
 	rm.orgURL = func(org string) string { return registry.OrgURLOf(gh.WebURL, org) }
-	rm.admin = func(ctx context.Context, org, login string) (bool, error) {
-		c, _, err := client(ctx, org)
+	rm.admin = func(ctx context.Context, org string, s session) (bool, error) {
+		c, inst, err := client(ctx, org)
 		if errors.Is(err, registry.ErrNotFound) {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
 		}
-		return c.IsOwner(ctx, org, login)
+		// The account of that name now must be the installation's: a login a user or an
+		// organization gave up can be taken by another.
+		if why := rm.quarantined(ctx, inst); why != "" {
+			return false, nil
+		}
+		if strings.EqualFold(org, s.Login) {
+			// The user's own account: by id, not by name.
+			return s.UserID != 0 && s.UserID == inst.OrgID, nil
+		}
+		return c.IsOwner(ctx, org, s.Login)
 	}
 	rm.repos = func(ctx context.Context, inst *registry.Installation) ([]forge.Repo, error) {
 		c, err := gh.Installation(ctx, inst)
@@ -108,16 +117,44 @@ func (wb *Web) githubRealm() *realm {
 		}
 		return install.IdentifyWith(ctx, c, inst.Org, t)
 	}
-	rm.quarantined = func(_ context.Context, inst *registry.Installation) string {
+	rm.quarantined = func(ctx context.Context, inst *registry.Installation) string {
 		switch {
 		case inst.Quarantine != "":
 			return inst.Quarantine
 		case inst.Suspended:
 			return "the GitHub App is suspended on " + inst.Org + " (unsuspend it in the account's settings on GitHub)"
 		}
-		return ""
+		return wb.githubIdentity(ctx, inst, inst.Org)
 	}
 	return rm
+}
+
+// githubIdentity says why the account named login (the installation's, or a repository's
+// owner) is not inst's account any more, by id: "" when it is. GitHub's answer is trusted
+// for a minute.
+func (wb *Web) githubIdentity(ctx context.Context, inst *registry.Installation, login string) string {
+	key := fmt.Sprintf("gh-account\x00%s\x00%d", strings.ToLower(login), inst.OrgID)
+	if ok, found := wb.access.get(key); found {
+		if ok {
+			return ""
+		}
+		return "the account named " + login + " now is another one (or is gone): the installation's account was renamed or deleted"
+	}
+	c, err := wb.cfg.GitHub.Installation(ctx, inst)
+	if err != nil {
+		return "the installation's account could not be checked on GitHub"
+	}
+	id, _, err := c.UserID(ctx, login)
+	switch {
+	case errors.Is(err, forge.ErrNotFound):
+		wb.access.put(key, false)
+	case err != nil:
+		wb.cfg.Log.Warn("github account id", "account", login, "err", err)
+		return "the installation's account could not be checked on GitHub"
+	default:
+		wb.access.put(key, id == inst.OrgID)
+	}
+	return wb.githubIdentity(ctx, inst, login)
 }
 
 // githubOAuth is the App's OAuth client.
@@ -194,15 +231,15 @@ func (wb *Web) githubCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := wb.cfg.GitHub.User(tok.AccessToken)
-	login, err := user.Me(ctx)
+	login, uid, err := user.Identity(ctx)
 	if err != nil {
 		wb.cfg.Log.Warn("github oauth user", "err", err)
 		wb.fail(w, r, http.StatusBadGateway, "Sign-in failed", "GitHub did not say who you are")
 		return
 	}
 	s, err := wb.readSession(r)
-	if err != nil || s.Login != login || s.forge() != "github" {
-		s = session{Login: login, Forge: "github"}
+	if err != nil || s.Login != login || s.forge() != "github" || s.UserID != uid {
+		s = session{Login: login, Forge: "github", UserID: uid}
 	}
 	if f.Owner {
 		accounts, err := user.Installations(ctx)

@@ -264,3 +264,36 @@ func TestGitHubPrivateLog(t *testing.T) {
 		t.Fatalf("a Gitea session: %d %s", w.Code, w.Header().Get("Location"))
 	}
 }
+
+// An organization renamed on GitHub gives up its login: whoever takes it is not the
+// installation's account. Its pages are held for them (and everyone), by id; nor are the
+// private logs of its old repositories served under a public repository of the same name.
+func TestGitHubRenamedAccountsNameTaken(t *testing.T) {
+	h := newGitHubHarness(t)
+	rp := h.replica("http://bot.test")
+	alice := h.signInGitHub(t, rp, "/github/orgs", "alice")
+	if w := rp.do("GET", "/github/orgs/acme", alice); w.Code != http.StatusOK {
+		t.Fatalf("before the rename: %d", w.Code)
+	}
+	h.gh.Rename("acme", "acme-corp")
+	h.gh.AddUser("acme") // the freed login, taken
+	h.gh.AddRepo("acme", "secret", false, "")
+	rp = h.replica("http://bot.test") // a minute later: nothing cached
+	squatter := h.signInGitHub(t, rp, "/github/orgs", "acme")
+	for _, target := range []string{"/github/orgs/acme", "/github/orgs/acme/repos/secret"} {
+		if w := rp.do("GET", target, squatter); w.Code == http.StatusOK {
+			t.Errorf("the login's new holder on %s: %d\n%s", target, w.Code, w.Body)
+		}
+	}
+	req := httptest.NewRequest("POST", "/github/orgs/acme/settings", strings.NewReader("users=acme"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(squatter)
+	cw := httptest.NewRecorder()
+	rp.mux.ServeHTTP(cw, req)
+	if inst, _ := h.records.Installation(context.Background(), h.gh.URL+"/acme"); cw.Code == http.StatusSeeOther || len(inst.Settings.Trusted.Users) != 0 {
+		t.Fatalf("the login's new holder saved settings: %d %+v", cw.Code, inst.Settings.Trusted)
+	}
+	if w := rp.do("GET", "/logs/ci/x"); w.Code != http.StatusForbidden {
+		t.Fatalf("the old private repository's log under a public one of its name: %d %s", w.Code, w.Body)
+	}
+}

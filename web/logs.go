@@ -98,6 +98,14 @@ func (wb *Web) visibility(ctx context.Context, cloneURL string, registered bool)
 		wb.cfg.Log.Warn("log access: forge", "repo", cloneURL, "err", err)
 		return true, forge.Repo{}, nil, &refusal{http.StatusForbidden, unchecked.msg}
 	}
+	if entry.AppInstallation != 0 && wb.cfg.GitHub != nil {
+		// A name the installation's account gave up (renamed), taken by another account
+		// with a public repository of the same name, says nothing of these builds.
+		inst := &registry.Installation{Forge: "github", Org: repo.Owner, OrgID: entry.OrgID, InstallationID: entry.AppInstallation}
+		if why := wb.githubIdentity(ctx, inst, repo.Owner); why != "" {
+			return true, repo, f, &refusal{http.StatusForbidden, "this build's repository is not its account's any more: its log is not served"}
+		}
+	}
 	private, err := wb.cached(&wb.access, "private\x00"+cloneURL, func(ctx context.Context) (bool, error) { return f.IsPrivate(ctx, repo) }, ctx)
 	if errors.Is(err, forge.ErrUnsupported) {
 		// As if it were private, and nobody can be told a reader.

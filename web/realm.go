@@ -22,9 +22,9 @@ type realm struct {
 	// enabled reports whether its pages are served, and why not.
 	enabled func() (bool, string)
 	orgURL  func(org string) string
-	// admin reports whether login may administer org's installation (asked per request;
-	// trusted for a minute).
-	admin func(ctx context.Context, org, login string) (bool, error)
+	// admin reports whether the session's user may administer org's installation (asked
+	// per request; trusted for a minute).
+	admin func(ctx context.Context, org string, s session) (bool, error)
 	// repos lists the installation's repositories.
 	repos func(ctx context.Context, inst *registry.Installation) ([]forge.Repo, error)
 	// identify records the ids of trusted users and teams that have none.
@@ -67,7 +67,7 @@ func (wb *Web) giteaRealm() *realm {
 			return wb.cfg.OAuth != nil && wb.cfg.Bot != nil && wb.cfg.Installer != nil, wb.cfg.DisabledReason
 		},
 		orgURL: func(org string) string { return wb.cfg.Installer.OrgURL(org) },
-		admin:  func(ctx context.Context, org, login string) (bool, error) { return wb.cfg.Bot.IsOwner(ctx, org, login) },
+		admin:  func(ctx context.Context, org string, s session) (bool, error) { return wb.cfg.Bot.IsOwner(ctx, org, s.Login) },
 		repos: func(ctx context.Context, inst *registry.Installation) ([]forge.Repo, error) {
 			return wb.cfg.Bot.OrgRepos(ctx, inst.Org)
 		},

@@ -48,6 +48,9 @@ type session struct {
 	// Forge is the forge the user signed in with (github; empty for gitea): a login names
 	// nobody on another forge.
 	Forge string `json:"forge,omitempty"`
+	// UserID is the user's numeric id on GitHub: a login can be taken by someone else
+	// once its user renames, an id cannot.
+	UserID int64 `json:"uid,omitempty"`
 	// Listed is set when the sign-in asked OwnerScopes and listed the organizations the
 	// user owned then in Orgs, for the list of organizations to install on; every action
 	// checks ownership again. A reader's sign-in (ReaderScopes) lists nothing.

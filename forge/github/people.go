@@ -112,5 +112,14 @@ func (c *Client) Me(ctx context.Context) (string, error) {
 	return u.GetLogin(), nil
 }
 
+// Identity returns the login and the numeric id of the token's user.
+func (c *Client) Identity(ctx context.Context) (string, int64, error) {
+	u, _, err := c.api.Users.Get(ctx, "")
+	if err != nil {
+		return "", 0, fmt.Errorf("github: the token's user: %w", err)
+	}
+	return u.GetLogin(), u.GetID(), nil
+}
+
 // equalFold compares GitHub names, which are case-insensitive.
 func equalFold(a, b string) bool { return strings.EqualFold(a, b) }

@@ -324,12 +324,13 @@ func (s *Server) asAnyone(h func(http.ResponseWriter, *http.Request, caller)) ht
 }
 
 // onRepo serves a repository's endpoints to who may see it: an installation that holds
-// it, or a user who can read it. Any other gets GitHub's 404.
+// it (or, to read, any public repository, as GitHub lets it), or a user who can read it.
+// Any other gets GitHub's 404.
 func (s *Server) onRepo(h func(http.ResponseWriter, *http.Request, *repo, caller)) http.HandlerFunc {
 	return s.asAnyone(func(w http.ResponseWriter, r *http.Request, c caller) {
 		s.mu.Lock()
 		rp := s.st.repos[strings.ToLower(r.PathValue("owner")+"/"+r.PathValue("repo"))]
-		visible := rp != nil && s.st.sees(c, rp)
+		visible := rp != nil && (s.st.sees(c, rp) || (r.Method == http.MethodGet && c.installation != nil && !rp.Private))
 		s.mu.Unlock()
 		if !visible {
 			apiError(w, http.StatusNotFound, "Not Found")

@@ -423,3 +423,26 @@ func page[T any](w http.ResponseWriter, r *http.Request, items []T) []T {
 	hi := min(lo+per, len(items))
 	return items[lo:hi]
 }
+
+// Rename renames the organization old to name, as GitHub does: its id, repositories and
+// installations stay its own, and the old login is free for anyone to take.
+func (s *Server) Rename(old, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.st.orgs[strings.ToLower(old)]
+	delete(s.st.orgs, strings.ToLower(old))
+	o.Login = name
+	s.st.orgs[strings.ToLower(name)] = o
+	for key, r := range s.st.repos {
+		if strings.EqualFold(r.Owner, old) {
+			delete(s.st.repos, key)
+			r.Owner = name
+			s.st.repos[strings.ToLower(name+"/"+r.Name)] = r
+		}
+	}
+	for _, in := range s.st.installs {
+		if strings.EqualFold(in.Account, old) {
+			in.Account = name
+		}
+	}
+}
