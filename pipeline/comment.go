@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/albatros-ci/albatros/commands"
 	"github.com/albatros-ci/albatros/forge"
@@ -64,6 +66,12 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 	}
 	if !trusted && !writer {
 		log.Info("command refused: neither trusted nor a writer")
+		// Anyone may comment on a public repository's pull requests: one reply per
+		// stranger and pull request a while, not one per comment (each costs the forge's
+		// rate limit, and GitHub's secondary limits on writing comments).
+		if !p.strangers.first(repo.CloneURL, number, cm.Author, time.Now()) {
+			return nil, nil
+		}
 		return nil, reply(fmt.Sprintf("only this repository's maintainers (write access) and its trusted users may `/%s` here: nothing was run.", cmds[0].Name))
 	}
 	react := func(reaction string) {
@@ -186,4 +194,37 @@ func clip(s string) string {
 		return strings.ToValidUTF8(s[:40], "") + "…"
 	}
 	return s
+}
+
+// strangerReplyEvery is how often a stranger's refused commands on one pull request get a
+// reply.
+const strangerReplyEvery = 10 * time.Minute
+
+// strangers remembers when each stranger's refused command on a pull request was last
+// replied to (by this bot; another replica may reply once more).
+type strangers struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// first reports whether a refused command of user on pull request number of cloneURL gets
+// a reply at now: not when one did in the last strangerReplyEvery.
+func (s *strangers) first(cloneURL string, number int64, user string, now time.Time) bool {
+	key := fmt.Sprintf("%s#%d\x00%s", cloneURL, number, strings.ToLower(user))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.last[key]; ok && now.Sub(at) < strangerReplyEvery {
+		return false
+	}
+	if s.last == nil || len(s.last) >= 10000 {
+		kept := map[string]time.Time{}
+		for k, at := range s.last {
+			if now.Sub(at) < strangerReplyEvery {
+				kept[k] = at
+			}
+		}
+		s.last = kept
+	}
+	s.last[key] = now
+	return true
 }

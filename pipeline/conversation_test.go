@@ -343,3 +343,40 @@ func TestClosedButOpen(t *testing.T) {
 		t.Errorf("stopped %v for a pull request that is open", s)
 	}
 }
+
+// A stranger's refused commands get one reply per pull request a while, not one each:
+// anyone may comment on a public repository's pull requests, and each reply costs the
+// forge's rate limit.
+func TestStrangersRefusedCommandsGetOneReply(t *testing.T) {
+	e := entryWith()
+	h := newHarness(e)
+	h.forge.SetPR(forkPR(sha2))
+	say := func(author string) {
+		c := h.forge.AddComment(42, author, "/rebuild")
+		ev := forge.Event{Kind: forge.KindComment, Repo: appRepo, Sender: author, PullRequest: &forge.PullRequest{Number: 42}, Comment: &c}
+		if _, err := h.p.Handle(context.Background(), discard, ev, e, pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repliesTo := func(user string) int {
+		list, _ := h.forge.Comments(context.Background(), appRepo, 42)
+		n := 0
+		for _, c := range list {
+			if c.Author == "albatros" && strings.HasPrefix(c.Body, "@"+user+" ") {
+				n++
+			}
+		}
+		return n
+	}
+	for range 5 {
+		say("mallory")
+	}
+	if n := repliesTo("mallory"); n != 1 || len(h.builds.Dispatches()) != 0 {
+		t.Fatalf("%d replies to mallory's five refused commands, %d builds; want 1 and none", n, len(h.builds.Dispatches()))
+	}
+	// Another stranger gets theirs.
+	say("eve")
+	if n := repliesTo("eve"); n != 1 {
+		t.Fatalf("%d replies to eve", n)
+	}
+}

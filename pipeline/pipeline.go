@@ -157,6 +157,8 @@ type Pipeline struct {
 	cfg      Config
 	protocol *protocol
 	logins   logins
+	// strangers bounds the replies to refused commands.
+	strangers strangers
 	// reconcileCursor is where the next reconciliation pass starts; reconcileSeen when
 	// each head was first found without a build.
 	reconcileCursor reconcileCursor
