@@ -67,7 +67,9 @@ func (wb *Web) giteaRealm() *realm {
 			return wb.cfg.OAuth != nil && wb.cfg.Bot != nil && wb.cfg.Installer != nil, wb.cfg.DisabledReason
 		},
 		orgURL: func(org string) string { return wb.cfg.Installer.OrgURL(org) },
-		admin:  func(ctx context.Context, org string, s session) (bool, error) { return wb.cfg.Bot.IsOwner(ctx, org, s.Login) },
+		admin: func(ctx context.Context, org string, s session) (bool, error) {
+			return wb.cfg.Bot.IsOwner(ctx, org, s.Login)
+		},
 		repos: func(ctx context.Context, inst *registry.Installation) ([]forge.Repo, error) {
 			return wb.cfg.Bot.OrgRepos(ctx, inst.Org)
 		},
