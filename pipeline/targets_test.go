@@ -70,3 +70,30 @@ func TestReconcilerTargets(t *testing.T) {
 		t.Errorf("targets without the bot's account: %+v, want the two entries", got)
 	}
 }
+
+// The GitHub App's installations are listed each through its own installation (its
+// token), on the App's GitHub only; a suspended one, or one of another GitHub, is not.
+func TestReconcilerTargetsOfTheGitHubApp(t *testing.T) {
+	const gh = "https://github.example.com"
+	repo := func(org, name string, owner int64) forge.Repo {
+		return forge.Repo{CloneURL: gh + "/" + org + "/" + name + ".git", OwnerID: owner}
+	}
+	var asked []int64
+	r := pipeline.Reconciler{
+		Registry: installed{insts: []*registry.Installation{
+			{Forge: "github", URL: gh, Org: "acme", OrgID: 7, InstallationID: 70},
+			{Forge: "github", URL: gh, Org: "held", OrgID: 8, InstallationID: 80, Suspended: true},
+			{Forge: "github", URL: "https://github.com", Org: "elsewhere", OrgID: 9, InstallationID: 90},
+			{Forge: "gitea", URL: "https://git.example.com", Org: "acme", OrgID: 7}, // no bot account for Gitea here
+		}},
+		AppURL: gh,
+		App: func(_ context.Context, id int64) (forge.OrgRepos, error) {
+			asked = append(asked, id)
+			return orgRepos{"acme": {repo("acme", "app", 7)}, "held": {repo("held", "x", 8)}}, nil
+		},
+	}
+	got := r.Targets(context.Background(), discard)
+	if want := []forge.Repo{repo("acme", "app", 7)}; !slices.Equal(got, want) || !slices.Equal(asked, []int64{70}) {
+		t.Errorf("targets %+v (installations asked %v), want %+v through installation 70", got, asked, want)
+	}
+}
