@@ -288,6 +288,24 @@ func (s *server) build(w http.ResponseWriter, r *http.Request, ns, id string) (b
 		}
 		return nil, nil
 	}
+	if b.HolderKnown && s.Repos != nil {
+		// Still in Nomad, as once archived (heldBy): the build is its dispatching holder's,
+		// and whoever holds the repository's name now does not get its log.
+		entry, err := s.Repos.Repo(r.Context(), b.Meta["REPO_URL"])
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			http.Error(w, "no such build (its repository is no longer built here)", http.StatusNotFound)
+			return nil, nil
+		case err != nil:
+			s.Log.Warn("read the build's repository", "repo", b.Meta["REPO_URL"], "err", err)
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "registry unavailable", http.StatusServiceUnavailable)
+			return nil, nil
+		case entry.Holder() != b.Holder:
+			http.Error(w, "no such build (its repository is no longer built here)", http.StatusNotFound)
+			return nil, nil
+		}
+	}
 	if s.Logs != nil && !s.Logs.AllowLog(w, r, b.Meta["REPO_URL"]) {
 		return nil, nil
 	}

@@ -942,3 +942,26 @@ func TestWriteTimeoutSparesLogStreams(t *testing.T) {
 		}
 	}
 }
+
+// A build still in Nomad is its dispatching holder's, as once archived: when the
+// repository's name is held by another installation now (an account renamed, its login
+// taken), its log is no longer served.
+func TestLogOfAnEarlierHoldersBuild(t *testing.T) {
+	b := build(t)
+	b.SetHolder(defaultNS, buildID, 7)
+	f := newFixture(t, b)
+	held := currentEntry()
+	held.Installed, held.OrgID = true, 7
+	f.repos.Put(repoURL, held)
+	if resp, got := get(t, f.url+"/logs/ci/"+buildID); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the holder's build: %d %q", resp.StatusCode, got)
+	}
+	other := currentEntry()
+	other.Installed, other.OrgID = true, 8
+	f.repos.Put(repoURL, other)
+	for _, path := range []string{"/logs/ci/" + buildID, "/build?job=" + buildID + "&log=stdout"} {
+		if resp, got := get(t, f.url+path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s of an earlier holder's build: %d %q", path, resp.StatusCode, got)
+		}
+	}
+}

@@ -390,3 +390,12 @@ func (f *Fake) Forget(ns, id string) {
 	defer f.mu.Unlock()
 	delete(f.builds, Ref{ns, id})
 }
+
+// SetHolder records the build ns/id as dispatched for the installation's organization
+// holder (orchestrator.Build.Holder), as the ledger does.
+func (f *Fake) SetHolder(ns, id string, holder int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.builds[Ref{ns, id}]
+	b.Holder, b.HolderKnown = holder, true
+}
