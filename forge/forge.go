@@ -120,6 +120,10 @@ type PullRequest struct {
 	AuthorID int64
 	// Action is the forge's word for what happened (opened, synchronized, reopened).
 	Action string
+	// MaintainerEdits is true when the base repository's writers may push to a fork's
+	// branch (GitHub's maintainer_can_modify, Gitea's allow_maintainer_edit, on by
+	// default): its head may be theirs, not the fork owner's.
+	MaintainerEdits bool
 }
 
 // Comment is a comment on a pull request.

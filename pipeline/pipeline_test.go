@@ -112,6 +112,13 @@ func synced(ev forge.Event, sender, owner int64) forge.Event {
 	return ev
 }
 
+// edits makes ev an action of a fork's pull request whose branch the base repository's
+// writers may push to, by the sender of id sender, the fork's owner's id being owner.
+func edits(ev forge.Event, action string, sender, owner int64) forge.Event {
+	ev.PullRequest.Action, ev.SenderID, ev.PullRequest.HeadRepo.OwnerID, ev.PullRequest.MaintainerEdits = action, sender, owner, true
+	return ev
+}
+
 func flavorsOf(reqs []orchestrator.DispatchRequest) []string {
 	var out []string
 	for _, r := range reqs {
@@ -288,6 +295,13 @@ func TestHandleSecrets(t *testing.T) {
 		{"trusted fork, updated by its owner", []string{"lx"}, inject, vars, synced(prEvent("lx", "lx"), 7, 7), full, true, ""},
 		{"trusted fork, updated by an untrusted writer", []string{"lx"}, inject, vars, synced(prEvent("mallory", "lx"), 9, 7), secrets.Empty(), false, ""},
 		{"trusted fork, updated by another trusted user", []string{"lx", "quentin"}, inject, vars, synced(prEvent("quentin", "lx"), 8, 7), full, true, ""},
+		// With maintainer edits allowed, the head may be a writer's, unless an update or
+		// the opening by the fork's owner says otherwise.
+		{"maintainer edits, opened by the fork's owner", []string{"lx"}, inject, vars, edits(prEvent("lx", "lx"), "opened", 7, 7), full, true, ""},
+		{"maintainer edits, reopened by the fork's owner", []string{"lx"}, inject, vars, edits(prEvent("lx", "lx"), "reopened", 7, 7), secrets.Empty(), false, ""},
+		{"maintainer edits, opened by someone else", []string{"lx"}, inject, vars, edits(prEvent("mallory", "lx"), "opened", 9, 7), secrets.Empty(), false, ""},
+		{"maintainer edits, updated by the fork's owner", []string{"lx"}, inject, vars, edits(prEvent("lx", "lx"), "synchronize", 7, 7), full, true, ""},
+		{"maintainer edits, updated by an untrusted writer", []string{"lx"}, inject, vars, edits(prEvent("mallory", "lx"), "synchronize", 9, 7), secrets.Empty(), false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -106,13 +106,21 @@ func (p *Pipeline) trustedCode(ctx context.Context, log *slog.Logger, f forge.Fo
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.Author, pr.AuthorID)
 		return ok, trustedFork, err
 	case pr.Fork:
-		if synchronized && (ev.SenderID == 0 || ev.SenderID != pr.HeadRepo.OwnerID) {
+		byOwner := ev.SenderID != 0 && ev.SenderID == pr.HeadRepo.OwnerID
+		if synchronized && !byOwner {
 			// Someone else pushed to the fork's branch (the base repository's writers may,
 			// with GitHub's and Gitea's "allow edits by maintainers", on by default): the
 			// code is theirs too, and they must be trusted as well.
 			if ok, err := TrustedUser(ctx, f, ev.Repo, entry, ev.Sender, ev.SenderID); err != nil || !ok {
 				return false, "", err
 			}
+		}
+		if pr.MaintainerEdits && !synchronized && !(pr.Action == "opened" && byOwner) {
+			// The head may be a writer's push, whoever reopens or rebuilds it, or finds it
+			// (the reconciler): only who pushed it could vouch, and only a push's update
+			// says who did (recorded then: commitTrust, above). Its opening by the fork's
+			// owner says so too: before it, no writer could push there.
+			return false, "", nil
 		}
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.HeadRepo.Owner, pr.HeadRepo.OwnerID)
 		return ok, trustedFork, err

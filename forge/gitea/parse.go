@@ -40,10 +40,11 @@ type (
 		Action      string `json:"action"`
 		Number      int64  `json:"number"`
 		PullRequest *struct {
-			Number int64     `json:"number"`
-			User   user      `json:"user"`
-			Head   *prBranch `json:"head"`
-			Base   *prBranch `json:"base"`
+			Number              int64     `json:"number"`
+			User                user      `json:"user"`
+			Head                *prBranch `json:"head"`
+			Base                *prBranch `json:"base"`
+			AllowMaintainerEdit bool      `json:"allow_maintainer_edit"`
 		} `json:"pull_request"`
 		Repository *repository `json:"repository"`
 		Sender     user        `json:"sender"`
@@ -174,6 +175,8 @@ func parsePullRequest(body []byte) (forge.Event, error) {
 			Author:     pr.User.Login,
 			AuthorID:   pr.User.ID,
 			Action:     p.Action,
+			// For a fork's (AGit's head is its author's alone).
+			MaintainerEdits: pr.AllowMaintainerEdit && head.CloneURL != base.CloneURL,
 		},
 	}
 	switch p.Action {

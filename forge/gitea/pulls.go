@@ -122,6 +122,7 @@ func prInfo(repo forge.Repo, pr *sdk.PullRequest) (forge.PullRequestInfo, error)
 		}
 		info.HeadRepo = forge.Repo{CloneURL: r.CloneURL, FullName: r.FullName, Owner: owner, OwnerID: ownerID, Name: r.Name, HTMLURL: r.HTMLURL}
 		info.Fork = r.CloneURL != repo.CloneURL || info.AGit
+		info.MaintainerEdits = pr.AllowMaintainerEdit && r.CloneURL != repo.CloneURL
 	}
 	return info, nil
 }

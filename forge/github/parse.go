@@ -194,10 +194,11 @@ func parsePullRequest(p *gh.PullRequestEvent) (forge.Event, error) {
 			HeadBranch: pr.Head.GetRef(),
 			BaseBranch: pr.Base.GetRef(),
 			// GitHub's owner and repository names are case-insensitive.
-			Fork:     !strings.EqualFold(head.FullName, base.FullName),
-			Author:   pr.GetUser().GetLogin(),
-			AuthorID: pr.GetUser().GetID(),
-			Action:   action,
+			Fork:            !strings.EqualFold(head.FullName, base.FullName),
+			Author:          pr.GetUser().GetLogin(),
+			AuthorID:        pr.GetUser().GetID(),
+			Action:          action,
+			MaintainerEdits: pr.GetMaintainerCanModify(),
 		},
 	}, nil
 }

@@ -83,7 +83,7 @@ func info(pr *gh.PullRequest, repo forge.Repo) forge.PullRequestInfo {
 	out := forge.PullRequestInfo{
 		PullRequest: forge.PullRequest{
 			Number: int64(pr.GetNumber()), HeadBranch: pr.GetHead().GetRef(), BaseBranch: pr.GetBase().GetRef(),
-			Author: pr.GetUser().GetLogin(), AuthorID: pr.GetUser().GetID(),
+			Author: pr.GetUser().GetLogin(), AuthorID: pr.GetUser().GetID(), MaintainerEdits: pr.GetMaintainerCanModify(),
 		},
 		Head:    pr.GetHead().GetSHA(),
 		Open:    pr.GetState() == "open",
