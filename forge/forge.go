@@ -80,6 +80,9 @@ type Install struct {
 	// Added are the repositories the installation was given (for created: those selected),
 	// Removed those taken from it.
 	Added, Removed []Repo
+	// ReposUnknown is set on an installation listed (not an event's) whose selected
+	// repositories could not be read: they are left as recorded.
+	ReposUnknown bool
 }
 
 // Repo identifies a repository on a forge.

@@ -28,6 +28,8 @@ type appRecords interface {
 	PutInstallation(ctx context.Context, inst *registry.Installation) error
 	DeleteInstallation(ctx context.Context, inst *registry.Installation) error
 	Shelve(ctx context.Context, inst *registry.Installation) error
+	Shelved(ctx context.Context) ([]*registry.Installation, error)
+	Unshelve(ctx context.Context, inst *registry.Installation) error
 	Adopt(from *registry.Installation, org string) (*registry.Installation, error)
 	Lock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
@@ -43,8 +45,12 @@ type AppConfig struct {
 	// AppID is the id of the App whose installations these are (recorded with each).
 	AppID func(ctx context.Context) (int64, error)
 	// Accounts, when not empty, are the only accounts whose installations are recorded,
-	// by login (any case) or numeric id: a public App may be installed by anyone.
+	// by numeric id (an entry of digits only), or by login (any case): a public App may be
+	// installed by anyone.
 	Accounts []string
+	// Gone, when set, confirms that GitHub has no installation id any more before the
+	// sync removes its record; without it the sync removes none.
+	Gone func(ctx context.Context, id int64) (bool, error)
 	Log      *slog.Logger
 }
 
@@ -144,9 +150,15 @@ func (a *Apps) allowed(login string, id int64) bool {
 		return true
 	}
 	return slices.ContainsFunc(a.cfg.Accounts, func(s string) bool {
-		return strings.EqualFold(s, login) || s == strconv.FormatInt(id, 10)
+		if strings.Trim(s, "0123456789") == "" {
+			return s == strconv.FormatInt(id, 10) // GitHub allows logins of digits only
+		}
+		return strings.EqualFold(s, login)
 	})
 }
+
+// Allowed reports whether the account may have the App's installation recorded.
+func (a *Apps) Allowed(login string, id int64) bool { return a.allowed(login, id) }
 
 // notServed is why an account not among AppConfig.Accounts has nothing recorded.
 const notServed = "the account is not one this bot serves (ALBATROS_GITHUB_ACCOUNTS)"
@@ -180,8 +192,10 @@ func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Insta
 			if err != nil {
 				return "", err
 			}
-			if err := a.cfg.Records.DeleteInstallation(ctx, old); err != nil {
-				a.cfg.Log.Warn("installation under the former name not deleted", "account", old.Org, "err", err)
+			if err := a.cfg.Records.Unshelve(ctx, old); err != nil {
+				if err := a.cfg.Records.DeleteInstallation(ctx, old); err != nil {
+					a.cfg.Log.Warn("installation under the former name not deleted", "account", old.Org, "err", err)
+				}
 			}
 			inst = moved
 		}
@@ -228,14 +242,19 @@ func (a *Apps) follow(ctx context.Context, inst *registry.Installation, login st
 	return inst.Org + " renamed " + login + " on GitHub: its installation follows it", nil
 }
 
-// renamed is the installation of in's account recorded under another name, if any.
+// renamed is the installation of in's account recorded under another name, if any: under
+// its former login, or moved aside since (another account took the login and installed).
 func (a *Apps) renamed(ctx context.Context, in *forge.Install) *registry.Installation {
 	all, err := a.cfg.Records.Installations(ctx)
 	if err != nil {
 		a.cfg.Log.Warn("installations not listed: a renamed account's is not looked for", "err", err)
 		return nil
 	}
-	for _, inst := range all {
+	shelved, err := a.cfg.Records.Shelved(ctx)
+	if err != nil {
+		a.cfg.Log.Warn("installations moved aside not listed: a renamed account's is not looked for there", "err", err)
+	}
+	for _, inst := range append(all, shelved...) {
 		if inst.Forge == "github" && inst.OrgID == in.AccountID && !strings.EqualFold(inst.Org, in.Account) && strings.TrimSuffix(inst.URL, "/") == a.cfg.WebURL {
 			return inst
 		}
@@ -298,6 +317,19 @@ func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([
 			continue // another App's, or recorded before apps were: not this App's to remove
 		}
 		if !ok {
+			// Not listed: gone, or missed by a listing that shifted while it was read.
+			// GitHub must say the installation is gone.
+			if a.cfg.Gone == nil {
+				continue
+			}
+			gone, err := a.cfg.Gone(ctx, inst.InstallationID)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !gone {
+				continue
+			}
 			what, err := a.Handle(ctx, forge.Event{Kind: forge.KindInstallation, Install: &forge.Install{Action: "deleted", ID: inst.InstallationID, Account: inst.Org, AccountID: inst.OrgID}})
 			if err != nil {
 				errs = append(errs, err)
@@ -310,7 +342,7 @@ func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([
 			continue // installed anew since: recorded below
 		}
 		recorded[in.ID] = true
-		if !strings.EqualFold(in.Account, inst.Org) {
+		if !strings.EqualFold(in.Account, inst.Org) && a.allowed(in.Account, in.AccountID) {
 			// The account renamed (same id, same installation): its record follows it.
 			if what, err := a.follow(ctx, inst, in.Account); err != nil {
 				errs = append(errs, err)
@@ -336,7 +368,7 @@ func (a *Apps) Sync(ctx context.Context, appID int64, listed []forge.Install) ([
 			names = append(names, strings.ToLower(r.Name))
 		}
 		slices.Sort(names)
-		sameRepos := in.Selection == inst.Selection && (in.Selection != "selected" || suspended || slices.Equal(names, inst.Selected))
+		sameRepos := in.ReposUnknown || (in.Selection == inst.Selection && (in.Selection != "selected" || suspended || slices.Equal(names, inst.Selected)))
 		if inst.Suspended == suspended && sameRepos {
 			continue
 		}

@@ -60,6 +60,12 @@ func (p *Pipeline) comment(ctx context.Context, log *slog.Logger, ev forge.Event
 		}
 		return nil
 	}
+	if p.strangers.recent(repo.CloneURL, number, cm.Author, time.Now()) {
+		// Refused a moment ago: not asked about again (the forge's rate limit), however
+		// many they post; a right given meanwhile counts once the while is over.
+		log.Info("command dropped: its author was refused on this pull request a moment ago", "every", strangerReplyEvery)
+		return nil, nil
+	}
 	trusted, writer, err := p.rights(ctx, f, repo, entry, cm.Author, cm.AuthorID)
 	if err != nil {
 		return nil, fmt.Errorf("rights of %s on %s: %w", cm.Author, repo.FullName, err)
@@ -205,6 +211,15 @@ const strangerReplyEvery = 10 * time.Minute
 type strangers struct {
 	mu   sync.Mutex
 	last map[string]time.Time
+}
+
+// recent reports whether user's command on pull request number of cloneURL was refused,
+// and replied to, in the last strangerReplyEvery.
+func (s *strangers) recent(cloneURL string, number int64, user string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.last[fmt.Sprintf("%s#%d\x00%s", cloneURL, number, strings.ToLower(user))]
+	return ok && now.Sub(at) < strangerReplyEvery
 }
 
 // first reports whether a refused command of user on pull request number of cloneURL gets

@@ -197,7 +197,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	intakeOpts := webhook.Options{TokenSecrets: cfg.TokenSecrets, Nomad: nomad.Ready, QueueBytes: cfg.QueueBytes, Observe: m.Delivery}
 	var apps *install.Apps
 	if ghApp != nil {
-		apps = install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, AppID: ghApp.ID, Accounts: cfg.GitHubAccounts, Log: log})
+		apps = install.NewApps(install.AppConfig{Records: repos, WebURL: cfg.GitHubWebURL, Forget: ghApp.Forget, AppID: ghApp.ID, Accounts: cfg.GitHubAccounts, Gone: ghApp.Gone, Log: log})
 		intakeOpts.App = appHooks{ghApp, apps}
 		if _, s, err := ghApp.Current(ctx); err == nil {
 			log.Info("github app", "id", s.ID, "web", cfg.GitHubWebURL, "api", cmp.Or(cfg.GitHubURL, "https://api.github.com"), "from", cfg.GitHubApp)
@@ -481,7 +481,7 @@ func (a appHooks) Installation(ctx context.Context, ev forge.Event) (string, err
 // of them, at once and then every interval, while ctx (the leadership) lasts.
 func syncInstallations(ctx context.Context, log *slog.Logger, app *forges.GitHubApp, apps *install.Apps, interval time.Duration) {
 	for {
-		listed, err := app.Installations(ctx)
+		listed, err := app.Installations(ctx, apps.Allowed)
 		id, idErr := app.ID(ctx)
 		switch {
 		case errors.Is(err, forges.ErrNoApp):

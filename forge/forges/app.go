@@ -177,13 +177,23 @@ func (g *GitHubApp) OAuth(ctx context.Context) (id, secret string, err error) {
 	return s.ClientID, s.ClientSecret, nil
 }
 
-// Installations lists the App's installations as GitHub has them now.
-func (g *GitHubApp) Installations(ctx context.Context) ([]forge.Install, error) {
+// Installations lists the App's installations as GitHub has them now, the repositories of
+// the accounts served.
+func (g *GitHubApp) Installations(ctx context.Context, served func(login string, id int64) bool) ([]forge.Install, error) {
 	app, _, err := g.Current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return app.Installations(ctx)
+	return app.Installations(ctx, served)
+}
+
+// Gone reports whether GitHub says the App's installation id is no more.
+func (g *GitHubApp) Gone(ctx context.Context, id int64) (bool, error) {
+	app, _, err := g.Current(ctx)
+	if err != nil {
+		return false, err
+	}
+	return app.Gone(ctx, id)
 }
 
 // ID is the App's id.

@@ -187,9 +187,11 @@ func (r *renewing) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // Installations lists the App's installations, as GitHub has them now (GET
 // /app/installations, as the App): each with its account, its repository selection, and
-// for a selection of some repositories, those repositories (read with the installation's
-// token). Suspended installations are listed with Action "suspend", the others "created".
-func (a *App) Installations(ctx context.Context) ([]forge.Install, error) {
+// for a selection of some repositories of an account served (a nil served serves all),
+// those repositories, read with the installation's token (ReposUnknown when they could not
+// be, or were more than a listing reads). Suspended installations are listed with Action
+// "suspend", the others "created".
+func (a *App) Installations(ctx context.Context, served func(login string, id int64) bool) ([]forge.Install, error) {
 	var out []forge.Install
 	opts := &gh.ListOptions{PerPage: 100}
 	for page := 0; ; page++ {
@@ -206,16 +208,15 @@ func (a *App) Installations(ctx context.Context) ([]forge.Install, error) {
 			if in.SuspendedAt != nil {
 				got.Action = "suspend"
 			}
-			if got.Selection == "selected" && got.Action != "suspend" {
+			if got.Selection == "selected" && got.Action != "suspend" && (served == nil || served(got.Account, got.AccountID)) {
+				// One installation's listing failing leaves its repositories as recorded,
+				// not the others'.
 				c, err := a.Installation(got.ID)
-				if err != nil {
-					return nil, err
+				var repos []forge.Repo
+				if err == nil {
+					repos, err = c.OrgRepos(ctx, got.Account)
 				}
-				repos, err := c.OrgRepos(ctx, got.Account)
-				if err != nil {
-					return nil, err
-				}
-				got.Added = repos
+				got.Added, got.ReposUnknown = repos, err != nil || len(repos) >= maxPages*100
 			}
 			out = append(out, got)
 		}
@@ -224,4 +225,17 @@ func (a *App) Installations(ctx context.Context) ([]forge.Install, error) {
 		}
 		opts.Page = resp.NextPage
 	}
+}
+
+// Gone reports whether GitHub says the App's installation id is no more (404 to the App's
+// GET /app/installations/{id}).
+func (a *App) Gone(ctx context.Context, id int64) (bool, error) {
+	_, resp, err := a.api.Apps.GetInstallation(ctx, id)
+	switch {
+	case err == nil:
+		return false, nil
+	case notFound(resp):
+		return true, nil
+	}
+	return false, fmt.Errorf("github app %d: installation %d: %w", a.cfg.ID, id, err)
 }
