@@ -51,7 +51,7 @@ type AppConfig struct {
 	// Gone, when set, confirms that GitHub has no installation id any more before the
 	// sync removes its record; without it the sync removes none.
 	Gone func(ctx context.Context, id int64) (bool, error)
-	Log      *slog.Logger
+	Log  *slog.Logger
 }
 
 // Apps records the installations of the bot's GitHub App from GitHub's events.
