@@ -274,6 +274,9 @@ func (p *Pipeline) secretsNote(ctx context.Context, log *slog.Logger, f forge.Fo
 		why = "it was pushed for review by `" + info.Author + "`, who is not trusted here"
 	case info.Fork:
 		why = "it comes from the fork `" + info.HeadRepo.FullName + "`, whose owner is not trusted here"
+		if ok, err := TrustedUser(ctx, f, repo, entry, info.HeadRepo.Owner, info.HeadRepo.OwnerID); err == nil && ok {
+			why = "it comes from the fork `" + info.HeadRepo.FullName + "`, whose branch others may push to: who pushed this commit is not known"
+		}
 	default:
 		why = "no trusted user pushed it (the code of a pull request between branches is trusted by who pushed it, not by who opened the pull request)"
 	}

@@ -286,9 +286,11 @@ func TestHandleSecrets(t *testing.T) {
 		{"empty sender", []string{"", "quentin"}, inject, vars, func() forge.Event { e := pushEvent(); e.Sender = ""; return e }(), secrets.Empty(), false, ""},
 		{"untrusted fork pull request", []string{"quentin"}, inject, vars, prEvent("mallory", "mallory"), secrets.Empty(), false, ""},
 		{"untrusted pull request", []string{"quentin"}, inject, vars, prEvent("mallory", ""), secrets.Empty(), false, ""},
-		// The fork's code runs: its owner decides, not who opened or updated the pull request.
+		// The fork's code runs: its owner decides, not who opened the pull request; and
+		// opened by someone else (a writer may have pushed to the branch through another
+		// pull request allowing maintainers' edits), its head is not vouched for.
 		{"untrusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "mallory"), secrets.Empty(), false, ""},
-		{"trusted fork, untrusted sender", []string{"lx"}, inject, vars, prEvent("mallory", "lx"), full, true, ""},
+		{"trusted fork, opened by someone else", []string{"lx"}, inject, vars, prEvent("mallory", "lx"), secrets.Empty(), false, ""},
 		{"trusted fork, trusted sender", []string{"quentin"}, inject, vars, prEvent("quentin", "quentin"), full, true, ""},
 		// An update pushed to the fork's branch by someone else than its owner (a
 		// maintainer's edit, which GitHub and Gitea allow by default) is their code too.
@@ -302,6 +304,13 @@ func TestHandleSecrets(t *testing.T) {
 		{"maintainer edits, opened by someone else", []string{"lx"}, inject, vars, edits(prEvent("mallory", "lx"), "opened", 9, 7), secrets.Empty(), false, ""},
 		{"maintainer edits, updated by the fork's owner", []string{"lx"}, inject, vars, edits(prEvent("lx", "lx"), "synchronize", 7, 7), full, true, ""},
 		{"maintainer edits, updated by an untrusted writer", []string{"lx"}, inject, vars, edits(prEvent("mallory", "lx"), "synchronize", 9, 7), secrets.Empty(), false, ""},
+		// Edits turned off since (or allowed to another pull request of the branch): a
+		// reopening still cannot say who pushed the head.
+		{"no maintainer edits, reopened by the fork's owner", []string{"lx"}, inject, vars, func() forge.Event {
+			ev := edits(prEvent("lx", "lx"), "reopened", 7, 7)
+			ev.PullRequest.MaintainerEdits = false
+			return ev
+		}(), secrets.Empty(), false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -857,7 +866,8 @@ func TestHandleTrustedTeams(t *testing.T) {
 	}{
 		{"push by a team member", func() forge.Event { e := pushEvent(); e.Sender = "tess"; return e }(), nil, true},
 		{"push by someone else", func() forge.Event { e := pushEvent(); e.Sender = "mallory"; return e }(), nil, false},
-		{"fork of a team member, opened by someone else", prEvent("mallory", "tess"), nil, true},
+		{"fork of a team member, opened by its owner", prEvent("tess", "tess"), nil, true},
+		{"fork of a team member, opened by someone else", prEvent("mallory", "tess"), nil, false},
 		{"fork of someone else, opened by a team member", prEvent("tess", "mallory"), nil, false},
 		{"the forge cannot tell", func() forge.Event { e := pushEvent(); e.Sender = "tess"; return e }(), errors.New("gitea: 403"), false},
 	}

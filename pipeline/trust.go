@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
@@ -70,10 +71,12 @@ const pushWait = 3 * time.Second
 //     trusted commit anywhere;
 //   - a pull request whose head commit is recorded as trusted (a trusted user pushed it,
 //     or approved it, or it came from a trusted owner's fork): yes;
-//   - a pull request from a fork: the fork's owner must be trusted, whoever opened or
-//     reopened it; an update pushed by someone else (a maintainer's edit of the fork's
-//     branch) needs its pusher trusted too; an AGit pull request (pushed for review to
-//     refs/for/…, which reading the repository allows) counts as a fork of its author;
+//   - a pull request from a fork: the fork's owner must be trusted, and the head vouched
+//     for: opened by the fork's owner, or an update pushed by the owner or by a trusted
+//     user (writers may push to a fork's branch: maintainers' edits); a reopening, a
+//     rebuild or the reconciler goes by the commit's record; an AGit pull request (pushed
+//     for review to refs/for/…, which reading the repository allows) counts as a fork of
+//     its author;
 //   - a pull request between branches of the repository: only a recorded commit. Who
 //     opened or updated it says nothing of who pushed its commits, and the bot learns who
 //     pushed a commit only from the push's own delivery.
@@ -106,7 +109,8 @@ func (p *Pipeline) trustedCode(ctx context.Context, log *slog.Logger, f forge.Fo
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.Author, pr.AuthorID)
 		return ok, trustedFork, err
 	case pr.Fork:
-		byOwner := ev.SenderID != 0 && ev.SenderID == pr.HeadRepo.OwnerID
+		byOwner := (ev.SenderID != 0 && ev.SenderID == pr.HeadRepo.OwnerID) ||
+			(ev.SenderID == 0 && pr.HeadRepo.OwnerID == 0 && ev.Sender != "" && strings.EqualFold(ev.Sender, pr.HeadRepo.Owner))
 		if synchronized && !byOwner {
 			// Someone else pushed to the fork's branch (the base repository's writers may,
 			// with GitHub's and Gitea's "allow edits by maintainers", on by default): the
@@ -115,11 +119,13 @@ func (p *Pipeline) trustedCode(ctx context.Context, log *slog.Logger, f forge.Fo
 				return false, "", err
 			}
 		}
-		if pr.MaintainerEdits && !synchronized && !(pr.Action == "opened" && byOwner) {
-			// The head may be a writer's push, whoever reopens or rebuilds it, or finds it
-			// (the reconciler): only who pushed it could vouch, and only a push's update
-			// says who did (recorded then: commitTrust, above). Its opening by the fork's
-			// owner says so too: before it, no writer could push there.
+		if !synchronized && !(pr.Action == "opened" && byOwner) {
+			// The head may be a writer's push (maintainers' edits are on by default, and a
+			// branch allowing them to one pull request lets them push for all): whoever
+			// reopens or rebuilds it, or finds it (the reconciler), cannot say who pushed
+			// it. Only an update says (its pusher), or the fork's owner opening it (before,
+			// no writer could push there); the commit is recorded as trusted then
+			// (commitTrust, above).
 			return false, "", nil
 		}
 		ok, err := TrustedUser(ctx, f, ev.Repo, entry, pr.HeadRepo.Owner, pr.HeadRepo.OwnerID)
