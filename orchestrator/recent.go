@@ -29,6 +29,10 @@ type Summary struct {
 	Stopped bool
 	// Secrets is true when the build got the repository's secrets (its ledger record).
 	Secrets bool
+	// Holder is the installation's organization the build was dispatched for, when
+	// HolderKnown (its ledger record; see Build.Holder).
+	Holder      int64
+	HolderKnown bool
 }
 
 // Took is how long the build ran, or has been running at now.
@@ -77,7 +81,11 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 		if !ours || !rec.matches(j.Namespace, j.ID, j.ParentID, j.Meta) {
 			continue // a job dressed as a build: not the bot's
 		}
-		out = append(out, Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop, Secrets: rec.Secrets})
+		s := Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop, Secrets: rec.Secrets}
+		if rec.Holder != nil {
+			s.Holder, s.HolderKnown = *rec.Holder, true
+		}
+		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Summary) int { return b.Submitted.Compare(a.Submitted) })
 	if len(out) > limit {

@@ -141,9 +141,17 @@ type logins struct {
 // render writes the comment: the head commit's builds, one row per flavor (its newest
 // build), the note on secrets, and one collapsed line per earlier head.
 func (p *Pipeline) render(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, info forge.PullRequestInfo) (string, error) {
-	all, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
+	live, err := p.cfg.Builds.Recent(ctx, repo.CloneURL, 500)
 	if err != nil {
 		return "", err
+	}
+	// The builds of an earlier holder of the repository's name are not this pull
+	// request's, whatever their number.
+	var all []orchestrator.Summary
+	for _, s := range live {
+		if !s.HolderKnown || s.Holder == entry.Holder() {
+			all = append(all, s)
+		}
 	}
 	if p.cfg.Archive != nil {
 		// The builds Nomad has collected keep their rows (and their links) from the archive.

@@ -63,11 +63,13 @@ func (a *appRecords) SetSecret(inst *registry.Installation, repo, name, value st
 	return nil
 }
 
-// noBuilds is a Nomad without builds.
-type noBuilds struct{}
+// liveBuilds is a Nomad holding these builds.
+type liveBuilds []orchestrator.Summary
 
-func (noBuilds) Recent(context.Context, string, int) ([]orchestrator.Summary, error) { return nil, nil }
-func (noBuilds) CheckBuilder(context.Context, orchestrator.Builder) error            { return nil }
+func (b liveBuilds) Recent(context.Context, string, int) ([]orchestrator.Summary, error) {
+	return b, nil
+}
+func (liveBuilds) CheckBuilder(context.Context, orchestrator.Builder) error { return nil }
 
 // githubHarness is the fake GitHub with the App installed on the organization acme (its
 // owner alice; mallory a reader of its private repository secret), and a replica of the
@@ -78,6 +80,7 @@ type githubHarness struct {
 	gh      *githubtest.Server
 	app     *github.App
 	records *appRecords
+	builds  liveBuilds
 }
 
 func newGitHubHarness(t *testing.T) *githubHarness {
@@ -115,7 +118,7 @@ func (h *githubHarness) replica(baseURL string) *replica {
 		},
 		Bot: h.bot, BotLogin: h.bot.login,
 		UserClient: func(string) install.Owner { return h.user },
-		Installer:  h.installer, Records: h.records, Builds: noBuilds{},
+		Installer:  h.installer, Records: h.records, Builds: h.builds,
 		Forge: func(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
 			repo, err := github.RepoFromCloneURL(cloneURL)
 			if err != nil {
@@ -295,5 +298,25 @@ func TestGitHubRenamedAccountsNameTaken(t *testing.T) {
 	}
 	if w := rp.do("GET", "/logs/ci/x"); w.Code != http.StatusForbidden {
 		t.Fatalf("the old private repository's log under a public one of its name: %d %s", w.Code, w.Body)
+	}
+}
+
+// An organization's page lists its own builds, not those of an earlier holder of its
+// name still in Nomad.
+func TestGitHubAccountPageListsItsOwnBuilds(t *testing.T) {
+	h := newGitHubHarness(t)
+	inst, _ := h.records.Installation(context.Background(), h.gh.URL+"/acme")
+	meta := func(branch string) map[string]string {
+		return map[string]string{"REPO_URL": h.gh.URL + "/acme/secret.git", "COMMIT": strings.Repeat("a", 40), "BRANCH": branch, "FLAVOR": "default"}
+	}
+	h.builds = liveBuilds{
+		{Namespace: "ci", ID: "builder/dispatch-albatros-1-a", Meta: meta("its-own"), State: "running", Holder: inst.OrgID, HolderKnown: true},
+		{Namespace: "ci", ID: "builder/dispatch-albatros-1-b", Meta: meta("earlier-holders"), State: "running", Holder: inst.OrgID + 1, HolderKnown: true},
+	}
+	rp := h.replica("http://bot.test")
+	alice := h.signInGitHub(t, rp, "/github/orgs", "alice")
+	w := rp.do("GET", "/github/orgs/acme", alice)
+	if body := w.Body.String(); w.Code != http.StatusOK || !strings.Contains(body, "its-own") || strings.Contains(body, "earlier-holders") {
+		t.Fatalf("the account's page: %d\n%s", w.Code, body)
 	}
 }

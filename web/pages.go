@@ -270,9 +270,16 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 			d.Repos = append(d.Repos, repoItem{rp.Name, custom})
 		}
 	}
-	summaries, err := wb.cfg.Builds.Recent(ctx, prefix, 30)
+	live, err := wb.cfg.Builds.Recent(ctx, prefix, 30)
 	if err != nil {
 		wb.cfg.Log.Warn("recent builds", "org", inst.Org, "err", err)
+	}
+	// The builds of whoever held the organization's name before are not its own.
+	var summaries []orchestrator.Summary
+	for _, s := range live {
+		if !s.HolderKnown || s.Holder == inst.OrgID {
+			summaries = append(summaries, s)
+		}
 	}
 	if wb.cfg.Archive != nil {
 		// The builds Nomad has collected stay on the page, from the archive.

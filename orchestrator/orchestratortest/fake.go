@@ -354,7 +354,8 @@ func (f *Fake) Recent(_ context.Context, repoPrefix string, limit int) ([]orches
 		if stopped {
 			state = string(orchestrator.Error)
 		}
-		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped, Secrets: b.Secrets})
+		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped, Secrets: b.Secrets,
+			Holder: b.Holder, HolderKnown: b.HolderKnown})
 	}
 	slices.SortFunc(out, func(a, b orchestrator.Summary) int {
 		if c := b.Submitted.Compare(a.Submitted); c != 0 {
