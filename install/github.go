@@ -109,6 +109,15 @@ func (a *Apps) handle(ctx context.Context, ev forge.Event, record bool) (string,
 		if err := a.cfg.Records.DeleteInstallation(ctx, inst); err != nil {
 			return "", err
 		}
+		// Its records moved aside go too: a later installation starts afresh, without
+		// their secrets.
+		if shelved, err := a.cfg.Records.Shelved(ctx); err == nil {
+			for _, s := range shelved {
+				if s.Forge == "github" && s.OrgID == in.AccountID {
+					_ = a.cfg.Records.Unshelve(ctx, s)
+				}
+			}
+		}
 		if a.cfg.Forget != nil {
 			a.cfg.Forget(in.ID)
 		}
@@ -169,6 +178,7 @@ const notServed = "the account is not one this bot serves (ALBATROS_GITHUB_ACCOU
 // (renamed since) follows it.
 func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Installation) (string, error) {
 	in := ev.Install
+	var old *registry.Installation // the account's record under its former login, adopted
 	if !a.allowed(in.Account, in.AccountID) {
 		a.cfg.Log.Warn("github app installed on an account the bot does not serve: nothing recorded", "account", in.Account, "id", in.AccountID, "installation", in.ID, "by", ev.Sender)
 		return "", forge.Ignore("%s: %s", in.Account, notServed)
@@ -187,15 +197,10 @@ func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Insta
 		inst = nil
 	}
 	if inst == nil {
-		if old := a.renamed(ctx, in); old != nil {
+		if old = a.renamed(ctx, in); old != nil {
 			moved, err := a.cfg.Records.Adopt(old, in.Account)
 			if err != nil {
 				return "", err
-			}
-			if err := a.cfg.Records.Unshelve(ctx, old); err != nil {
-				if err := a.cfg.Records.DeleteInstallation(ctx, old); err != nil {
-					a.cfg.Log.Warn("installation under the former name not deleted", "account", old.Org, "err", err)
-				}
 			}
 			inst = moved
 		}
@@ -214,6 +219,14 @@ func (a *Apps) created(ctx context.Context, ev forge.Event, inst *registry.Insta
 	select_(inst, in)
 	if err := a.cfg.Records.PutInstallation(ctx, inst); err != nil {
 		return "", err
+	}
+	if old != nil {
+		// Once the moved record is written: a failed write loses nothing.
+		if err := a.cfg.Records.Unshelve(ctx, old); err != nil {
+			if err := a.cfg.Records.DeleteInstallation(ctx, old); err != nil {
+				a.cfg.Log.Warn("installation under the former name not deleted", "account", old.Org, "err", err)
+			}
+		}
 	}
 	a.cfg.Log.Info("github app installed", "account", in.Account, "id", in.AccountID, "installation", in.ID, "by", ev.Sender, "selection", inst.Selection, "repositories", names(in))
 	return "installed on " + in.Account, nil
@@ -254,8 +267,9 @@ func (a *Apps) renamed(ctx context.Context, in *forge.Install) *registry.Install
 	if err != nil {
 		a.cfg.Log.Warn("installations moved aside not listed: a renamed account's is not looked for there", "err", err)
 	}
-	for _, inst := range append(all, shelved...) {
-		if inst.Forge == "github" && inst.OrgID == in.AccountID && !strings.EqualFold(inst.Org, in.Account) && strings.TrimSuffix(inst.URL, "/") == a.cfg.WebURL {
+	for i, inst := range append(all, shelved...) {
+		// A record moved aside is the account's under any login, its own again included.
+		if inst.Forge == "github" && inst.OrgID == in.AccountID && (i >= len(all) || !strings.EqualFold(inst.Org, in.Account)) && strings.TrimSuffix(inst.URL, "/") == a.cfg.WebURL {
 			return inst
 		}
 	}

@@ -19,6 +19,8 @@ type memRecords struct {
 	insts map[string]registry.Installation
 	shelf []registry.Installation
 	gone  map[int64]bool // the installations GitHub says are gone
+	// putErr, when set, fails every write.
+	putErr error
 }
 
 func (m *memRecords) Installation(_ context.Context, orgURL string) (*registry.Installation, error) {
@@ -45,6 +47,9 @@ func (m *memRecords) Installations(context.Context) ([]*registry.Installation, e
 func (m *memRecords) PutInstallation(_ context.Context, inst *registry.Installation) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.putErr != nil {
+		return m.putErr
+	}
 	m.insts[inst.OrgURL()] = *inst
 	return nil
 }
@@ -246,5 +251,36 @@ func TestAppsSyncRenamesAndUnknowns(t *testing.T) {
 	}
 	if _, ok := n.insts[web+"/renamed"]; ok || n.insts[web+"/named"].Quarantine != notServed {
 		t.Errorf("renamed to a login not served: %+v", n.insts)
+	}
+}
+
+// A record moved aside comes back to its account, whatever its login now (its own login
+// back included), only once the moved record is written; uninstalling takes the account's
+// records moved aside too.
+func TestAppsShelvedRecords(t *testing.T) {
+	a, m := newApps()
+	ctx := context.Background()
+	victim := registry.Installation{Forge: "github", URL: web, Org: "victim", OrgID: 8, InstallationID: 80, AppID: 7, Settings: registry.Settings{Flavors: []string{"nix"}}}
+	m.shelf = append(m.shelf, victim)
+	m.putErr = errors.New("consul down")
+	if _, err := a.Handle(ctx, installed("created", 81, "victim", 8)); err == nil {
+		t.Fatal("a failed write said nothing")
+	}
+	if len(m.shelf) != 1 {
+		t.Fatalf("the record moved aside was lost with a failed write: %+v", m.shelf)
+	}
+	m.putErr = nil
+	if _, err := a.Handle(ctx, installed("created", 81, "victim", 8)); err != nil {
+		t.Fatal(err)
+	}
+	if inst := m.insts[web+"/victim"]; len(inst.Settings.Flavors) != 1 || inst.InstallationID != 81 || len(m.shelf) != 0 {
+		t.Fatalf("its own login back: %+v, shelf %+v", inst, m.shelf)
+	}
+	m.shelf = append(m.shelf, victim)
+	if _, err := a.Handle(ctx, installed("deleted", 81, "victim", 8)); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.insts) != 0 || len(m.shelf) != 0 {
+		t.Fatalf("after the uninstall: %+v, shelf %+v", m.insts, m.shelf)
 	}
 }
