@@ -210,6 +210,13 @@ func TestGitHubAppPushBuildsAndReports(t *testing.T) {
 	if jobs := env.Nomad(t).Builds(t, p.gh.URL+"/"+p.full+".git"); len(jobs) != 1 {
 		t.Fatalf("builds %s", describe(jobs))
 	}
+	// Its history page and badge, as a Gitea repository's.
+	if code, page := get(t, p.bot.URL+"/github/builds/"+p.full); code != http.StatusOK || !strings.Contains(page, sha[:10]) || !strings.Contains(page, "/github/badge/"+p.full+".svg") {
+		t.Fatalf("the history page: %d\n%s", code, page)
+	}
+	if code, svg := get(t, p.bot.URL+"/github/badge/"+p.full+".svg?branch=main"); code != http.StatusOK || !strings.Contains(svg, "passing") {
+		t.Fatalf("the badge: %d\n%s", code, svg)
+	}
 
 	// GitHub refuses the token the bot holds (past its expiry on GitHub's clock): the
 	// bot's next writes renew it and go through.

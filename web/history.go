@@ -31,14 +31,45 @@ type lines interface {
 }
 
 // historyRepo reads {owner} and {repo} of a history or badge URL, as the clone URL of the
-// repository on the bot's Gitea; ok is false when they cannot be one.
+// repository on the bot's Gitea (/builds/…, /badge/…) or on the GitHub App's GitHub
+// (/github/builds/…, /github/badge/…); ok is false when they cannot be one.
 func (wb *Web) historyRepo(r *http.Request, repo string) (owner, name, cloneURL string, ok bool) {
 	owner, name = r.PathValue("owner"), repo
-	if !nameRE.MatchString(owner) || !nameRE.MatchString(name) || strings.Contains(owner+name, "..") || wb.cfg.GiteaURL == "" {
+	base := wb.forgeWeb(r)
+	if !nameRE.MatchString(owner) || !nameRE.MatchString(name) || strings.Contains(owner+name, "..") || base == "" {
 		return "", "", "", false
 	}
-	return owner, name, wb.cfg.GiteaURL + "/" + owner + "/" + name + ".git", true
+	return owner, name, base + "/" + owner + "/" + name + ".git", true
 }
+
+// forgeWeb is the web URL of the forge of a history or badge URL: GitHub's under
+// /github/, else Gitea's; "" when the bot has none.
+func (wb *Web) forgeWeb(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/github/") {
+		if wb.cfg.GitHub == nil {
+			return ""
+		}
+		return wb.cfg.GitHub.WebURL
+	}
+	return wb.cfg.GiteaURL
+}
+
+// prefixOf is the prefix of the history and badge paths of a request's forge.
+func prefixOf(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/github/") {
+		return "/github"
+	}
+	return ""
+}
+
+// GitHubRepo returns the owner and name of a repository on the GitHub at webURL from its
+// clone URL, as GiteaRepo does; its history page is under /github (GitHubHistoryPath).
+func GitHubRepo(webURL, cloneURL string) (owner, repo string, ok bool) {
+	return GiteaRepo(webURL, cloneURL)
+}
+
+// GitHubHistoryPath is the path of a GitHub repository's history page.
+func GitHubHistoryPath(owner, repo string) string { return "/github" + HistoryPath(owner, repo) }
 
 // GiteaRepo returns the owner and name of a repository on the Gitea at giteaURL from its
 // clone URL; ok is false for a repository elsewhere, which has no history page.
@@ -136,13 +167,13 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := historyPage{
-		page: wb.page(r, owner+"/"+name), Owner: owner, Repo: name, RepoURL: wb.cfg.GiteaURL + "/" + owner + "/" + name,
+		page: wb.page(r, owner+"/"+name), Owner: owner, Repo: name, RepoURL: wb.forgeWeb(r) + "/" + owner + "/" + name,
 		Branch: q.Branch, State: q.State, States: []string{"success", "failure", "error"},
 	}
 	if q.PR > 0 {
 		d.PR = strconv.FormatInt(q.PR, 10)
 	}
-	self := HistoryPath(owner, name)
+	self := prefixOf(r) + HistoryPath(owner, name)
 	filter := url.Values{}
 	for k, val := range map[string]string{"branch": q.Branch, "pr": d.PR, "state": q.State} {
 		if val != "" {
@@ -173,7 +204,7 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 	if badgeBranch == "" {
 		badgeBranch = wb.defaultBranch(r.Context(), cloneURL)
 	}
-	d.Badge = wb.badgeInfo(owner, name, badgeBranch)
+	d.Badge = wb.badgeInfo(prefixOf(r), owner, name, badgeBranch)
 	wb.render(w, http.StatusOK, "history", d)
 }
 
@@ -231,9 +262,9 @@ type defaultEntry struct {
 
 // badgeInfo is the badge of a branch: its image (a path: the page's own origin) and the
 // markdown that shows it elsewhere (the bot's public URL).
-func (wb *Web) badgeInfo(owner, name, branch string) badgeInfo {
-	path := "/badge/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + ".svg?" + url.Values{"branch": {branch}}.Encode()
-	page := wb.cfg.BaseURL + HistoryPath(owner, name) + "?" + url.Values{"branch": {branch}}.Encode()
+func (wb *Web) badgeInfo(prefix, owner, name, branch string) badgeInfo {
+	path := prefix + "/badge/" + url.PathEscape(owner) + "/" + url.PathEscape(name) + ".svg?" + url.Values{"branch": {branch}}.Encode()
+	page := wb.cfg.BaseURL + prefix + HistoryPath(owner, name) + "?" + url.Values{"branch": {branch}}.Encode()
 	return badgeInfo{URL: path, Branch: branch, Markdown: fmt.Sprintf("[![build](%s)](%s)", wb.cfg.BaseURL+path, page)}
 }
 

@@ -192,16 +192,17 @@ func (wb *Web) installFailed(w http.ResponseWriter, r *http.Request, title, what
 type settingsPage struct {
 	page
 	Org, Repo, Base string
-	// OrgBase is the organization's page, Forge its forge (gitea, github).
-	OrgBase, Forge string
-	Installation   *registry.Installation
-	HookURL        string
-	Settings       registry.Settings
-	Secrets        []string
-	DefaultFlavors string
-	DefaultBuilder string
-	Repos          []repoItem
-	Builds         []buildRow
+	// OrgBase is the organization's page, Forge its forge (gitea, github), HistoryBase
+	// what its history pages' paths start with ("" or /github).
+	OrgBase, Forge, HistoryBase string
+	Installation                *registry.Installation
+	HookURL                     string
+	Settings                    registry.Settings
+	Secrets                     []string
+	DefaultFlavors              string
+	DefaultBuilder              string
+	Repos                       []repoItem
+	Builds                      []buildRow
 }
 
 type repoItem struct {
@@ -244,7 +245,7 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 	ctx := r.Context()
 	rm := wb.realmOf(r)
 	d := settingsPage{
-		page: wb.page(r, inst.Org), Org: inst.Org, Repo: repo, Base: rm.base + "/" + inst.Org, OrgBase: rm.base + "/" + inst.Org, Forge: rm.forge,
+		page: wb.page(r, inst.Org), Org: inst.Org, Repo: repo, Base: rm.base + "/" + inst.Org, OrgBase: rm.base + "/" + inst.Org, Forge: rm.forge, HistoryBase: prefixOf(r),
 		Installation: inst, HookURL: rm.hookURL,
 		Settings: inst.SettingsOf(repo), DefaultFlavors: pipeline.DefaultFlavor, DefaultBuilder: wb.cfg.DefaultBuilder.String(),
 	}

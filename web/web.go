@@ -177,6 +177,7 @@ func (wb *Web) Routes() []Route {
 		{"POST", "/github/setup", false, false, wb.githubSetupStart},
 		{"GET", "/github/setup/callback", false, false, wb.githubSetupDone},
 		{"GET", "/github/orgs", false, false, wb.githubOrgs},
+		{"GET", "/github/builds/{owner}/{repo}", false, false, wb.history},
 		{"GET", "/github/orgs/{org}", true, false, wb.orgPage},
 		{"POST", "/github/orgs/{org}/settings", true, false, wb.saveSettings},
 		{"POST", "/github/orgs/{org}/secrets", true, false, wb.setSecret},
@@ -201,6 +202,7 @@ func (wb *Web) Register(mux *http.ServeMux) {
 	}
 	// A badge is an image other sites show: its own headers, no session.
 	mux.HandleFunc("GET /badge/{owner}/{file}", wb.badge)
+	mux.HandleFunc("GET /github/badge/{owner}/{file}", wb.badge)
 }
 
 func (wb *Web) securityHeaders(h http.Handler) http.Handler {

@@ -186,11 +186,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if arch != nil {
 		pipeCfg.Archive = arch
 		pipeCfg.History = func(cloneURL string, pr int64) string {
-			owner, repo, ok := web.GiteaRepo(cfg.GiteaURL, cloneURL)
-			if !ok {
+			path := ""
+			if owner, repo, ok := web.GiteaRepo(cfg.GiteaURL, cloneURL); ok {
+				path = web.HistoryPath(owner, repo)
+			} else if owner, repo, ok := web.GitHubRepo(cfg.GitHubWebURL, cloneURL); ok && ghApp != nil {
+				path = web.GitHubHistoryPath(owner, repo)
+			}
+			if path == "" {
 				return ""
 			}
-			return cfg.URL + web.HistoryPath(owner, repo) + "?pr=" + strconv.FormatInt(pr, 10)
+			return cfg.URL + path + "?pr=" + strconv.FormatInt(pr, 10)
 		}
 	}
 	pipe := pipeline.New(pipeCfg)
