@@ -106,19 +106,10 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if q.Get("error") != "" {
-		// Gitea's words travel in the URL, which anyone can write: they are logged, not shown.
-		wb.cfg.Log.Info("sign-in declined", "error", q.Get("error"), "description", q.Get("error_description"))
-		wb.fail(w, r, http.StatusForbidden, "Not signed in", "The sign-in was cancelled or refused on Gitea.")
+	f, ok := wb.endFlow(w, r, "", "Gitea")
+	if !ok {
 		return
 	}
-	var f flow
-	c, err := r.Cookie(wb.flowCookie)
-	if err != nil || wb.openJSON(q.Get("state"), flowPurpose, &f) != nil || f.Nonce == "" || c.Value != f.Nonce || time.Now().Unix() >= f.Expires || f.Forge != "" {
-		wb.fail(w, r, http.StatusBadRequest, "Sign-in refused", "this sign-in did not start here, or took too long: start again")
-		return
-	}
-	http.SetCookie(w, wb.cookie(wb.flowCookie, "", 0))
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	tok, err := wb.oauthFor(f).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(f.Verifier))
@@ -177,6 +168,26 @@ func (wb *Web) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	wb.owners.put(fmt.Sprintf("gitea\x00%s\x00%s\x00%d", inst.Org, login, 0), true)
 	http.Redirect(w, r, "/orgs/"+url.PathEscape(inst.Org)+"?done=installed", http.StatusSeeOther)
+}
+
+// endFlow checks a sign-in's return from the forge named name: the forge did not refuse
+// it, and its state opens, is fresh, belongs to this browser's flow (the flow cookie, then
+// dropped) and is a flow of forge ("" for Gitea's). It answers itself when ok is false.
+func (wb *Web) endFlow(w http.ResponseWriter, r *http.Request, forge, name string) (f flow, ok bool) {
+	q := r.URL.Query()
+	if q.Get("error") != "" {
+		// The forge's words travel in the URL, which anyone can write: logged, not shown.
+		wb.cfg.Log.Info("sign-in declined", "forge", name, "error", q.Get("error"), "description", q.Get("error_description"))
+		wb.fail(w, r, http.StatusForbidden, "Not signed in", "The sign-in was cancelled or refused on "+name+".")
+		return f, false
+	}
+	c, err := r.Cookie(wb.flowCookie)
+	if err != nil || wb.openJSON(q.Get("state"), flowPurpose, &f) != nil || f.Nonce == "" || c.Value != f.Nonce || time.Now().Unix() >= f.Expires || f.Forge != forge {
+		wb.fail(w, r, http.StatusBadRequest, "Sign-in refused", "this sign-in did not start here, or took too long: start again")
+		return f, false
+	}
+	http.SetCookie(w, wb.cookie(wb.flowCookie, "", 0))
+	return f, true
 }
 
 // ownedOrgs are the organizations user owns.

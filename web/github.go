@@ -205,18 +205,10 @@ func (wb *Web) githubCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if q.Get("error") != "" {
-		wb.cfg.Log.Info("github sign-in declined", "error", q.Get("error"), "description", q.Get("error_description"))
-		wb.fail(w, r, http.StatusForbidden, "Not signed in", "The sign-in was cancelled or refused on GitHub.")
+	f, ok := wb.endFlow(w, r, "github", "GitHub")
+	if !ok {
 		return
 	}
-	var f flow
-	c, err := r.Cookie(wb.flowCookie)
-	if err != nil || wb.openJSON(q.Get("state"), flowPurpose, &f) != nil || f.Nonce == "" || c.Value != f.Nonce || time.Now().Unix() >= f.Expires || f.Forge != "github" {
-		wb.fail(w, r, http.StatusBadRequest, "Sign-in refused", "this sign-in did not start here, or took too long: start again")
-		return
-	}
-	http.SetCookie(w, wb.cookie(wb.flowCookie, "", 0))
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	oc, err := wb.githubOAuth(ctx)
@@ -272,23 +264,9 @@ func (wb *Web) githubOrgs(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, rm.login+"?next="+url.QueryEscape("/github/orgs"), http.StatusSeeOther)
 		return
 	}
-	type item struct {
-		Name       string
-		Installed  bool
-		Quarantine string
-	}
-	var items []item
-	for _, org := range s.Orgs {
-		inst, err := wb.cfg.Records.Installation(r.Context(), rm.orgURL(org))
-		if err != nil && !errors.Is(err, registry.ErrNotFound) {
-			wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installations could not be read")
-			return
-		}
-		it := item{Name: org, Installed: err == nil}
-		if err == nil {
-			it.Quarantine = rm.quarantined(r.Context(), inst)
-		}
-		items = append(items, it)
+	items, ok := wb.orgItems(w, r, rm, s.Orgs)
+	if !ok {
+		return
 	}
 	installURL := ""
 	if slug, err := wb.cfg.GitHub.Slug(r.Context()); err == nil {
@@ -296,7 +274,7 @@ func (wb *Web) githubOrgs(w http.ResponseWriter, r *http.Request) {
 	}
 	wb.render(w, http.StatusOK, "github-orgs", struct {
 		page
-		Orgs       []item
+		Orgs       []orgItem
 		InstallURL string
 	}{wb.page(r, "Your GitHub accounts"), items, installURL})
 }

@@ -99,6 +99,33 @@ func (wb *Web) home(w http.ResponseWriter, r *http.Request) {
 	}{wb.page(r, "A CI on Nomad"), wb.cfg.OAuth != nil, wb.cfg.DisabledReason, wb.cfg.BotLogin, "Gitea", held, gitHub})
 }
 
+// orgItem is an organization (or GitHub account) of the signed-in user's list.
+type orgItem struct {
+	Name       string
+	Installed  bool
+	Quarantine string
+}
+
+// orgItems reads the installations of orgs on rm's forge, answering 503 itself when
+// Consul cannot say.
+func (wb *Web) orgItems(w http.ResponseWriter, r *http.Request, rm *realm, orgs []string) ([]orgItem, bool) {
+	var items []orgItem
+	for _, org := range orgs {
+		inst, err := wb.cfg.Records.Installation(r.Context(), rm.orgURL(org))
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			wb.cfg.Log.Warn("read installation", "org", org, "err", err)
+			wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installations could not be read")
+			return nil, false
+		}
+		it := orgItem{Name: org, Installed: err == nil}
+		if err == nil {
+			it.Quarantine = rm.quarantined(r.Context(), inst)
+		}
+		items = append(items, it)
+	}
+	return items, true
+}
+
 // orgs lists the organizations the signed-in user owns, with Install or Settings and
 // Uninstall for each.
 func (wb *Web) orgs(w http.ResponseWriter, r *http.Request) {
@@ -111,28 +138,13 @@ func (wb *Web) orgs(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login?next=/orgs", http.StatusSeeOther)
 		return
 	}
-	type item struct {
-		Name       string
-		Installed  bool
-		Quarantine string
-	}
-	var items []item
-	for _, org := range s.Orgs {
-		inst, err := wb.cfg.Records.Installation(r.Context(), wb.cfg.Installer.OrgURL(org))
-		if err != nil && !errors.Is(err, registry.ErrNotFound) {
-			wb.cfg.Log.Warn("read installation", "org", org, "err", err)
-			wb.fail(w, r, http.StatusServiceUnavailable, "Consul unavailable", "the installations could not be read")
-			return
-		}
-		it := item{Name: org, Installed: err == nil}
-		if err == nil {
-			it.Quarantine = wb.giteaQuarantined(r.Context(), inst)
-		}
-		items = append(items, it)
+	items, ok := wb.orgItems(w, r, wb.giteaRealm(), s.Orgs)
+	if !ok {
+		return
 	}
 	wb.render(w, http.StatusOK, "orgs", struct {
 		page
-		Orgs      []item
+		Orgs      []orgItem
 		ForgeName string
 	}{wb.page(r, "Your organizations"), items, "Gitea"})
 }
