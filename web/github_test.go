@@ -2,15 +2,12 @@ package web
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
-
-	"golang.org/x/oauth2"
 
 	"github.com/albatros-ci/albatros/forge"
 	"github.com/albatros-ci/albatros/forge/github"
@@ -110,48 +107,33 @@ func newGitHubHarness(t *testing.T) *githubHarness {
 }
 
 func (h *githubHarness) replica(baseURL string) *replica {
-	wb := New(Config{
-		BaseURL: baseURL, GiteaURL: h.gitea.URL, Keys: h.keys, Sessions: h.sessions,
-		OAuth: &oauth2.Config{
-			ClientID: "id", ClientSecret: "secret", RedirectURL: baseURL + RedirectPath,
-			Endpoint: oauth2.Endpoint{AuthURL: h.gitea.URL + "/login/oauth/authorize", TokenURL: h.gitea.URL + "/login/oauth/access_token", AuthStyle: oauth2.AuthStyleInParams},
-		},
-		Bot: h.bot, BotLogin: h.bot.login,
-		UserClient: func(string) install.Owner { return h.user },
-		Installer:  h.installer, Records: h.records, Builds: h.builds,
-		Forge: func(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
-			repo, err := github.RepoFromCloneURL(cloneURL)
-			if err != nil {
-				return nil, forge.Repo{}, err
-			}
-			c, err := h.app.Installation(entry.AppInstallation)
-			return c, repo, err
-		},
-		GitHub: &GitHubConfig{
-			WebURL: h.gh.URL,
-			OAuth:  func(context.Context) (string, string, error) { return h.gh.App.ClientID, h.gh.App.ClientSecret, nil },
-			Slug:   h.app.Slug,
-			Installation: func(_ context.Context, inst *registry.Installation) (forge.Forge, error) {
-				return h.app.Installation(inst.InstallationID)
-			},
-			User: func(token string) GitHubUser {
-				c, err := github.New(h.gh.API, token, nil)
-				if err != nil {
-					h.t.Fatal(err)
-				}
-				return c
-			},
-		},
-		Log: slog.New(slog.DiscardHandler),
-	})
-	mux := http.NewServeMux()
-	wb.Register(mux)
-	mux.HandleFunc("GET /logs/{ns}/{job...}", func(w http.ResponseWriter, r *http.Request) {
-		if wb.AllowLog(w, r, h.gh.URL+"/acme/secret.git") {
-			_, _ = w.Write([]byte("private build output"))
+	cfg := h.config(baseURL)
+	cfg.UserClient = func(string) install.Owner { return h.user }
+	cfg.Records, cfg.Builds = h.records, h.builds
+	cfg.Forge = func(entry *registry.Repo, cloneURL string) (forge.Forge, forge.Repo, error) {
+		repo, err := github.RepoFromCloneURL(cloneURL)
+		if err != nil {
+			return nil, forge.Repo{}, err
 		}
-	})
-	return &replica{wb, mux}
+		c, err := h.app.Installation(entry.AppInstallation)
+		return c, repo, err
+	}
+	cfg.GitHub = &GitHubConfig{
+		WebURL: h.gh.URL,
+		OAuth:  func(context.Context) (string, string, error) { return h.gh.App.ClientID, h.gh.App.ClientSecret, nil },
+		Slug:   h.app.Slug,
+		Installation: func(_ context.Context, inst *registry.Installation) (forge.Forge, error) {
+			return h.app.Installation(inst.InstallationID)
+		},
+		User: func(token string) GitHubUser {
+			c, err := github.New(h.gh.API, token, nil)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			return c
+		},
+	}
+	return serve(New(cfg), h.gh.URL+"/acme/secret.git")
 }
 
 // signInGitHub signs login in with GitHub from target, through the fake's authorize page

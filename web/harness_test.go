@@ -254,7 +254,13 @@ type replica struct {
 }
 
 func (h *harness) replica(baseURL string) *replica {
-	wb := New(Config{
+	return serve(New(h.config(baseURL)), h.privateCloneURL())
+}
+
+// config is the pages' configuration of a replica at baseURL: the harness's Gitea, its
+// bot account and installer, and the private repository's forge.
+func (h *harness) config(baseURL string) Config {
+	return Config{
 		BaseURL: baseURL, GiteaURL: h.gitea.URL, Keys: h.keys, Sessions: h.sessions,
 		OAuth: &oauth2.Config{
 			ClientID: "id", ClientSecret: "secret", RedirectURL: baseURL + RedirectPath,
@@ -276,11 +282,16 @@ func (h *harness) replica(baseURL string) *replica {
 			return f, forge.Repo{Owner: "acme", Name: "secret", FullName: "acme/secret"}, nil
 		},
 		Log: slog.New(slog.DiscardHandler),
-	})
+	}
+}
+
+// serve routes the pages of wb, and a log route of the private repository at cloneURL,
+// as the server registers them.
+func serve(wb *Web, cloneURL string) *replica {
 	mux := http.NewServeMux()
 	wb.Register(mux)
 	mux.HandleFunc("GET /logs/{ns}/{job...}", func(w http.ResponseWriter, r *http.Request) {
-		if wb.AllowLog(w, r, h.privateCloneURL()) {
+		if wb.AllowLog(w, r, cloneURL) {
 			_, _ = w.Write([]byte("private build output"))
 		}
 	})

@@ -59,18 +59,19 @@ func TestAdminURLsNeedAnOwner(t *testing.T) {
 	member.signIn(writer)
 
 	form := url.Values{"name": {"LEAK"}, "value": {"x"}, "users": {"mallory"}, "flavors": {"evil"}}
+	// send is the status a signed-in client gets for rt, the form posted to a POST route.
+	send := func(c *client, rt web.Route) int {
+		if rt.Method == http.MethodGet {
+			r, _ := c.get(rt.Pattern)
+			return r.StatusCode
+		}
+		r, _ := c.post(rt.Pattern, form)
+		return r.StatusCode
+	}
 	// This bot has no GitHub App: the App's accounts' pages are not served, to anyone.
 	for _, rt := range adminURLs(p.org, repo.Name, true) {
 		for name, c := range map[string]*client{"stranger": stranger, "member": member} {
-			var code int
-			if rt.Method == http.MethodGet {
-				r, _ := c.get(rt.Pattern)
-				code = r.StatusCode
-			} else {
-				r, _ := c.post(rt.Pattern, form)
-				code = r.StatusCode
-			}
-			if code != http.StatusNotFound {
+			if code := send(c, rt); code != http.StatusNotFound {
 				t.Errorf("%s %s %s on a bot without a GitHub App: %d, want 404", name, rt.Method, rt.Pattern, code)
 			}
 		}
@@ -91,15 +92,7 @@ func TestAdminURLsNeedAnOwner(t *testing.T) {
 			t.Errorf("anonymous %s %s: %d to %q, want a redirect to sign in", rt.Method, rt.Pattern, resp.StatusCode, loc)
 		}
 		for name, c := range map[string]*client{"stranger": stranger, "member": member} {
-			var code int
-			if rt.Method == http.MethodGet {
-				r, _ := c.get(rt.Pattern)
-				code = r.StatusCode
-			} else {
-				r, _ := c.post(rt.Pattern, form)
-				code = r.StatusCode
-			}
-			if code != http.StatusForbidden {
+			if code := send(c, rt); code != http.StatusForbidden {
 				t.Errorf("%s %s %s: %d, want 403", name, rt.Method, rt.Pattern, code)
 			}
 		}
