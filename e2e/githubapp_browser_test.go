@@ -73,6 +73,7 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 	// The operator's.
 	do("the setup code", chromedp.SetValue(chromedp.CSS("#code"), code), chromedp.SetValue(chromedp.CSS("#name"), "Albatros e2e"),
 		chromedp.Click(chromedp.CSS("#setup")), chromedp.WaitVisible(chromedp.CSS("#continue")))
+	testenv.Screenshot(t, br, "github-manifest", "")
 	do("continue on GitHub", chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("#create")))
 	do("create the App", chromedp.Click(chromedp.CSS("#create")), chromedp.WaitVisible(chromedp.CSS("#app")))
 	if strings.Contains(b.Log(), setupCode) {
@@ -114,10 +115,19 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 	waitText(t, br, "body", "COMMIT="+sha)
 
 	// The owner's settings page, after signing in with GitHub.
+	testenv.Screenshot(t, br, "github-log", "")
+	do("the history page", chromedp.Navigate(b.URL+"/github/builds/"+git.org+"/app"), chromedp.WaitVisible(chromedp.CSS("#history")))
+	waitText(t, br, "#history", sha[:10])
+	if got := text("#no-badge"); !strings.Contains(got, "private repository has no badge") {
+		t.Fatalf("the private repository's history page: %q", got)
+	}
+	testenv.Screenshot(t, br, "github-history", "body")
 	do("sign out", chromedp.Navigate(b.URL+"/"), chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS("#install-github")))
+	testenv.Screenshot(t, br, "github-home", "")
 	do("the App's accounts", chromedp.Click(chromedp.CSS("#github-orgs")), chromedp.WaitVisible(chromedp.CSS("#authorize")))
 	do("sign in as the owner", chromedp.SetValue(chromedp.CSS("#login"), owner), chromedp.Click(chromedp.CSS("#authorize")),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf("#org-%s a", git.org))))
+	testenv.Screenshot(t, br, "github-orgs", "")
 	do("its settings", chromedp.Click(chromedp.CSS(fmt.Sprintf("#org-%s a", git.org))), chromedp.WaitVisible(chromedp.CSS("#settings-form")))
 	do("set a secret", chromedp.SetValue(chromedp.CSS("#secret-name"), "DEPLOY_TOKEN"), chromedp.SetValue(chromedp.CSS("#secret-value"), "browser-set-secret"),
 		chromedp.Submit(chromedp.CSS("#secret-value")), chromedp.WaitVisible(chromedp.CSS("#flash")))

@@ -200,11 +200,14 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 		d.Builds = append(d.Builds, row)
 	}
 	// The badge of the branch asked for, else of the default branch: what a README shows.
-	badgeBranch := q.Branch
-	if badgeBranch == "" {
-		badgeBranch = wb.defaultBranch(r.Context(), cloneURL)
+	// A private repository has none (its badge is a 404): the page says so instead.
+	if private, _, _, no := wb.visibility(r.Context(), cloneURL, false); no == nil && !private {
+		badgeBranch := q.Branch
+		if badgeBranch == "" {
+			badgeBranch = wb.defaultBranch(r.Context(), cloneURL)
+		}
+		d.Badge = wb.badgeInfo(prefixOf(r), owner, name, badgeBranch)
 	}
-	d.Badge = wb.badgeInfo(prefixOf(r), owner, name, badgeBranch)
 	wb.render(w, http.StatusOK, "history", d)
 }
 
