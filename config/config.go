@@ -86,6 +86,8 @@ type Config struct {
 	// ReconcileInterval is how often the reconciler looks for heads that were never built;
 	// 0 runs it at start only.
 	ReconcileInterval time.Duration
+	// ScheduleInterval is how often the schedules' leader looks for the slots due.
+	ScheduleInterval time.Duration
 	// ReconcileBranches is how recent a branch's head commit must be for the reconciler to
 	// look at it, besides the default branch.
 	ReconcileBranches time.Duration
@@ -142,6 +144,7 @@ func settings() []*setting {
 		{flag: "secret-key", env: "ALBATROS_SECRET_KEY", secret: true, usage: "at least 32 random bytes: seals the secrets the bot keeps in Consul and its session cookies (or ALBATROS_SECRET_KEY_FILE)"},
 		{flag: "previous-secret-key", env: "ALBATROS_SECRET_KEY_PREVIOUS", secret: true, usage: "the secret key before a rotation: still opens what it sealed, which the bot seals again with the current key (or ALBATROS_SECRET_KEY_PREVIOUS_FILE)"},
 		{flag: "hook-check-interval", env: "ALBATROS_HOOK_CHECK_INTERVAL", def: "10m", usage: "how often the installations' webhooks and the bot's access are checked and repaired"},
+		{flag: "schedule-interval", env: "ALBATROS_SCHEDULE_INTERVAL", def: "15s", usage: "how often the leader of the schedules looks for the slots due: a scheduled build starts within this of its slot"},
 		{flag: "reconcile-interval", env: "ALBATROS_RECONCILE_INTERVAL", def: "5m", usage: "how often the heads of default branches, recent branches and open pull requests are compared with their statuses, to build those whose delivery never arrived (0: at start only)"},
 		{flag: "reconcile-branches", env: "ALBATROS_RECONCILE_BRANCHES", def: "24h", usage: "how recent a branch's head commit must be for the reconciler to look at it, besides the default branch (Gitea lists branches by their head commit's date)"},
 		{flag: "github-url", env: "ALBATROS_GITHUB_URL", usage: "GitHub REST API URL for repositories on GitHub whose entry names none (default github.com; GitHub Enterprise: https://host/api/v3/)"},
@@ -434,6 +437,11 @@ func validate(s map[string]*setting, getenv func(string) string) (*Config, error
 		bad("reconcile-interval", "%q is not 0 or a duration of at least 1s", s["reconcile-interval"].value)
 	} else {
 		c.ReconcileInterval = d
+	}
+	if d, err := time.ParseDuration(s["schedule-interval"].value); err != nil || d < time.Second || d > 10*time.Minute {
+		bad("schedule-interval", "%q is not a duration from 1s to 10m", s["schedule-interval"].value)
+	} else {
+		c.ScheduleInterval = d
 	}
 	if d, err := time.ParseDuration(s["reconcile-branches"].value); err != nil || d < time.Minute {
 		bad("reconcile-branches", "%q is not a duration of at least 1m", s["reconcile-branches"].value)

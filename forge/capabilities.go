@@ -158,6 +158,31 @@ type Heads interface {
 	RecentBranches(ctx context.Context, repo Repo, since time.Time, maxPages int) (branches []Branch, truncated bool, err error)
 }
 
+// Refs reads what a build no push starts builds (a schedule's, a run's): the repository as
+// the forge has it now, its branches and their commits.
+type Refs interface {
+	// Repository returns repo as the forge has it now, with its owner's id; an error
+	// wrapping ErrNotFound when there is none.
+	Repository(ctx context.Context, repo Repo) (Repo, error)
+	// Branch returns the branch name of repo and its head; an error wrapping ErrNotFound
+	// when repo has no such branch.
+	Branch(ctx context.Context, repo Repo, name string) (Branch, error)
+	// BranchCommits returns the SHAs of the last n commits of branch, newest first.
+	BranchCommits(ctx context.Context, repo Repo, branch string, n int) ([]string, error)
+}
+
+// Issues opens and closes a repository's issues (the one that tells of a failing
+// schedule); they are commented on as pull requests are (Commenter).
+type Issues interface {
+	// OpenIssue opens an issue of title and body on repo and returns its number.
+	OpenIssue(ctx context.Context, repo Repo, title, body string) (int64, error)
+	// IssueOpen reports whether issue number of repo is open; an error wrapping
+	// ErrNotFound when there is none (deleted).
+	IssueOpen(ctx context.Context, repo Repo, number int64) (bool, error)
+	// CloseIssue closes issue number of repo.
+	CloseIssue(ctx context.Context, repo Repo, number int64) error
+}
+
 // Branch is a branch of a repository and its head commit.
 type Branch struct {
 	Name, Commit string

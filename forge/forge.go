@@ -36,6 +36,8 @@ type Forge interface {
 	PullRequests
 	Writers
 	Heads
+	Refs
+	Issues
 	Limits
 }
 

@@ -98,3 +98,21 @@ func (Unsupported) RecentBranches(context.Context, Repo, time.Time, int) ([]Bran
 }
 
 func (Unsupported) Budget() (int, time.Time, bool) { return 0, time.Time{}, false }
+func (Unsupported) Repository(context.Context, Repo) (Repo, error) {
+	return Repo{}, unsupported("reading repositories")
+}
+func (Unsupported) Branch(context.Context, Repo, string) (Branch, error) {
+	return Branch{}, unsupported("reading branches")
+}
+func (Unsupported) BranchCommits(context.Context, Repo, string, int) ([]string, error) {
+	return nil, unsupported("listing a branch's commits")
+}
+func (Unsupported) OpenIssue(context.Context, Repo, string, string) (int64, error) {
+	return 0, unsupported("opening issues")
+}
+func (Unsupported) IssueOpen(context.Context, Repo, int64) (bool, error) {
+	return false, unsupported("reading issues")
+}
+func (Unsupported) CloseIssue(context.Context, Repo, int64) error {
+	return unsupported("closing issues")
+}

@@ -161,6 +161,25 @@ func (o *Orchestrator) readBuilder(ctx context.Context, b Builder, wait uint64) 
 	return job, meta.LastIndex, nil
 }
 
+// CheckMeta checks that builder b accepts the optional meta keys (a repository's run
+// parameters): an error wrapping ErrContract names those it does not declare.
+func (o *Orchestrator) CheckMeta(ctx context.Context, b Builder, keys []string) error {
+	job, _, err := o.readBuilder(ctx, b, 0)
+	if err != nil {
+		return err
+	}
+	var refused []string
+	for _, k := range keys {
+		if !slices.Contains(job.ParameterizedJob.MetaOptional, k) {
+			refused = append(refused, k)
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("builder %s %w: it does not declare %s in its meta_optional", b, ErrContract, strings.Join(refused, ", "))
+	}
+	return nil
+}
+
 // CheckContract returns an error wrapping ErrContract that says, briefly enough for a
 // commit status, what a job lacks to be a builder: a parameterized batch job accepting
 // REPO_URL, COMMIT, BRANCH and FLAVOR, requiring no other meta, with group "runner" and

@@ -37,6 +37,9 @@ type DispatchRequest struct {
 	// reconciler) and Sender who, as the forge names them: kept in the build's record,
 	// for its history.
 	Cause, Sender string
+	// Schedule is the name of the repository's schedule a scheduled build (Cause
+	// "schedule") is of; kept in its record, for its result to reach the schedule's issue.
+	Schedule string
 	// Holder is the installation's organization that held the repository's name at the
 	// dispatch (registry.Repo.Holder; 0 for an entry written by hand): the build is its,
 	// and reported and archived as its only.
@@ -87,7 +90,7 @@ func (o *Orchestrator) Dispatch(ctx context.Context, req DispatchRequest) (Dispa
 	rec := Record{
 		Namespace: req.Builder.Namespace, Builder: req.Builder.Job,
 		Repo: req.Meta["REPO_URL"], Commit: req.Meta["COMMIT"], Flavor: req.Meta["FLAVOR"], Meta: meta,
-		Secrets: req.HasSecrets, At: time.Now().UTC(), Cause: req.Cause, Sender: req.Sender,
+		Secrets: req.HasSecrets, At: time.Now().UTC(), Cause: req.Cause, Sender: req.Sender, Schedule: req.Schedule,
 		Holder: &req.Holder,
 	}
 	if err := o.ledger.Record(ctx, KeyDigest(req.Key), rec); err != nil {

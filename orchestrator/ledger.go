@@ -38,6 +38,8 @@ type Record struct {
 	// archived record.
 	Cause  string `json:"cause,omitempty"`
 	Sender string `json:"sender,omitempty"`
+	// Schedule is DispatchRequest.Schedule.
+	Schedule string `json:"schedule,omitempty"`
 	// Holder is DispatchRequest.Holder; nil in the records of bots before it was kept.
 	Holder *int64 `json:"holder,omitempty"`
 }

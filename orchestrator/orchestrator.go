@@ -216,6 +216,8 @@ type Build struct {
 	Secrets bool
 	// Cause and Sender are what started the build, and who, as its record says.
 	Cause, Sender string
+	// Schedule is the schedule a scheduled build is of (DispatchRequest.Schedule).
+	Schedule string
 	// Holder is the organization that held the repository's name when the build was
 	// dispatched (DispatchRequest.Holder), when HolderKnown (records of bots before it was
 	// kept do not say).
@@ -267,6 +269,7 @@ func (o *Orchestrator) Build(ctx context.Context, ns, id string) (*Build, error)
 		Secrets:     rec.Secrets,
 		Cause:       rec.Cause,
 		Sender:      rec.Sender,
+		Schedule:    rec.Schedule,
 		Status:      deref(job.Status),
 		HolderKnown: rec.Holder != nil,
 		Stopped:     job.Stop != nil && *job.Stop,

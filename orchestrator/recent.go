@@ -29,6 +29,8 @@ type Summary struct {
 	Stopped bool
 	// Secrets is true when the build got the repository's secrets (its ledger record).
 	Secrets bool
+	// Cause is what started the build (its ledger record; see DispatchRequest.Cause).
+	Cause string
 	// Holder is the installation's organization the build was dispatched for, when
 	// HolderKnown (its ledger record; see Build.Holder).
 	Holder      int64
@@ -81,7 +83,7 @@ func (o *Orchestrator) Recent(ctx context.Context, repoPrefix string, limit int)
 		if !ours || !rec.matches(j.Namespace, j.ID, j.ParentID, j.Meta) {
 			continue // a job dressed as a build: not the bot's
 		}
-		s := Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop, Secrets: rec.Secrets}
+		s := Summary{Namespace: j.Namespace, ID: j.ID, Meta: j.Meta, State: jobState(j), Submitted: time.Unix(0, j.SubmitTime), ModifyIndex: j.ModifyIndex, Stopped: j.Stop, Secrets: rec.Secrets, Cause: rec.Cause}
 		if rec.Holder != nil {
 			s.Holder, s.HolderKnown = *rec.Holder, true
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"regexp"
 	"slices"
@@ -115,6 +116,9 @@ type Config struct {
 	BuilderNamespaces []string
 	// Observe is told what the pipeline does, for the bot's metrics (nil: nobody).
 	Observe Observer
+	// Schedules, when set, records the repositories' schedules: the slots built, and the
+	// issues their failures opened (nil: no schedule runs, and none is told).
+	Schedules scheduleStates
 }
 
 // Observer is told what the pipeline does, for the bot's metrics. Its methods must be
@@ -192,6 +196,14 @@ const DefaultFlavor = "default"
 // StatusContext is the commit status context of a flavor's builds.
 func StatusContext(flavor string) string { return "albatros/" + flavor }
 
+// contextOf is the status context of a build of flavor asked with opts.
+func contextOf(flavor string, opts Options) string {
+	if opts.Started != nil {
+		return StartedContext(flavor, opts.Started.Cause)
+	}
+	return StatusContext(flavor)
+}
+
 // Options are what a delivery's URL and authentication add to its event.
 type Options struct {
 	// Flavor, when set, builds this one flavor instead of the entry's (the original
@@ -215,6 +227,9 @@ type Options struct {
 	// By is who asked for the build, when not the event's sender: the author of a
 	// /rebuild or /approve comment.
 	By string
+	// Started, when set, makes the build one no push starts (Start): its flavor, key,
+	// trust, meta and status context are its own.
+	Started *Started
 }
 
 // flavorRE is what a flavor may be: it becomes a status context and the FLAVOR variable of
@@ -268,6 +283,10 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 	if opts.Flavor != "" {
 		flavors = []string{opts.Flavor}
 	}
+	started := opts.Started
+	if started != nil {
+		flavors = []string{started.Flavor}
+	}
 	if len(flavors) == 0 {
 		flavors = []string{DefaultFlavor}
 	}
@@ -281,14 +300,17 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 	if entry.Installed && !slices.Contains(p.cfg.BuilderNamespaces, builder.Namespace) {
 		err := fmt.Errorf("builder %s: its namespace is not one this bot lets organizations use", builder)
 		for _, fl := range flavors {
-			if serr := f.SetStatus(ctx, forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl), State: forge.StateError, Description: err.Error()}); serr != nil {
+			if serr := f.SetStatus(ctx, forge.Status{Repo: repo, Commit: ev.Commit, Context: contextOf(fl, opts), State: forge.StateError, Description: err.Error()}); serr != nil {
 				err = errors.Join(err, serr)
 			}
 		}
 		return nil, err
 	}
 	trusted, why := opts.Approved && !opts.NoSecrets, trustedApprove
-	if !opts.NoSecrets && !trusted {
+	if started != nil {
+		// Judged by the caller; nothing is recorded of the commit.
+		trusted, why = started.Trusted, ""
+	} else if !opts.NoSecrets && !trusted {
 		if trusted, why, err = p.trustedCode(ctx, log, f, ev, entry); err != nil {
 			// Fail closed: the build runs, without the secrets.
 			trusted = false
@@ -310,7 +332,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			if !ValidFlavor(fl) {
 				continue
 			}
-			status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl), State: forge.StateError, Description: SecretsUnreadableDescription}
+			status := forge.Status{Repo: repo, Commit: ev.Commit, Context: contextOf(fl, opts), State: forge.StateError, Description: SecretsUnreadableDescription}
 			if serr := f.SetStatus(ctx, status); serr != nil {
 				err = errors.Join(err, serr)
 			}
@@ -339,7 +361,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 
 	var out []orchestrator.Dispatched
 	var errs []error
-	superseding := supersedes(ev, entry)
+	superseding := supersedes(ev, entry) && started == nil
 	// The builds a new one may supersede, listed once, when line records cannot tell.
 	listRecent := sync.OnceValue(func() []orchestrator.Summary {
 		recent, err := p.cfg.Builds.Recent(ctx, ev.Repo.CloneURL, 200)
@@ -352,7 +374,7 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		listRecent() // before the dispatch: the new build is not among them
 	}
 	for _, fl := range flavors {
-		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: StatusContext(fl)}
+		status := forge.Status{Repo: repo, Commit: ev.Commit, Context: contextOf(fl, opts)}
 		if !ValidFlavor(fl) {
 			// From the registry entry; the forge refuses such a status context anyway.
 			errs = append(errs, fmt.Errorf("flavor %q of %s is not a valid flavor name", fl, ev.Repo.CloneURL))
@@ -368,12 +390,18 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			Sender:           cmp.Or(opts.By, ev.Sender),
 			Holder:           entry.Holder(),
 		}
+		if started != nil {
+			maps.Copy(req.Meta, started.Params)
+			req.IdempotencyToken = startedToken(ev.Repo.CloneURL, *started)
+			req.Cause, req.Sender, req.Schedule = started.Cause, started.By, started.Schedule
+		}
 		line := ""
 		if superseding {
 			line = lineOf(ev, fl)
 		}
 		d, swap, err := p.protocol.dispatch(ctx, req, line)
-		if err == nil && d.Duplicate {
+		if err == nil && d.Duplicate && started == nil {
+			// A slot or a run is built once, even when its build was stopped.
 			d, err = p.again(ctx, log, ev, f, repo, req, d)
 			swap = nil
 		}

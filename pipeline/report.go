@@ -75,7 +75,7 @@ func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchest
 		Repo:        repo,
 		Commit:      commit,
 		State:       forge.State(out.Result),
-		Context:     StatusContext(flavor),
+		Context:     StartedContext(flavor, b.Cause),
 		Description: secrets.MaskString(out.Description, shown),
 		TargetURL:   p.LogURL(out.Namespace, out.JobID),
 	}
@@ -154,6 +154,10 @@ func (p *Pipeline) reportWith(ctx context.Context, log *slog.Logger, out orchest
 	done(true)
 	if out.Final && s.State != forge.StatePending {
 		p.cfg.Observe.Reported(flavor, string(s.State))
+		if err := p.told(ctx, log, f, repo, entry, b, s); err != nil {
+			// The status is written: the issue is told of the next result.
+			log.Warn("the schedule's issue was not told of the build's result", "job", out.JobID, "schedule", b.Schedule, "err", err)
+		}
 	}
 	log.Info("build result reported", "job", out.JobID, "repo", repo.FullName, "commit", commit, "result", out.Result, "description", s.Description)
 	return p.conversePR(ctx, log, f, repo, entry, b, out)
@@ -195,7 +199,7 @@ func (p *Pipeline) replaced(ctx context.Context, b *orchestrator.Build) bool {
 		return false
 	}
 	for _, s := range recent {
-		if s.ID != b.ID && s.Meta["COMMIT"] == b.Meta["COMMIT"] && s.Meta["FLAVOR"] == b.Meta["FLAVOR"] &&
+		if s.ID != b.ID && s.Cause == b.Cause && s.Meta["COMMIT"] == b.Meta["COMMIT"] && s.Meta["FLAVOR"] == b.Meta["FLAVOR"] &&
 			s.Meta["PR"] == b.Meta["PR"] && s.Meta["BRANCH"] == b.Meta["BRANCH"] && s.Submitted.After(b.Submitted) {
 			return true
 		}

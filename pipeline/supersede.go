@@ -26,6 +26,9 @@ func supersedes(ev forge.Event, entry *registry.Repo) bool {
 // the new build of ev.
 func sameLine(s orchestrator.Summary, ev forge.Event, flavor string) bool {
 	m := s.Meta
+	if s.Cause == CauseSchedule || s.Cause == CauseRun {
+		return false // of no line: a push does not stop a scheduled build or a run
+	}
 	if m["REPO_URL"] != ev.Repo.CloneURL || m["FLAVOR"] != flavor || m["TAG"] != "" {
 		return false
 	}

@@ -78,6 +78,9 @@ type Settings struct {
 	Flavors []string `json:"flavors,omitempty"`
 	// Builder, when set, replaces the default builder.
 	Builder *Builder `json:"builder,omitempty"`
+	// Schedules and Params are a repository's (see Repo); an organization's are not used.
+	Schedules []Schedule `json:"schedules,omitempty"`
+	Params    []Param    `json:"params,omitempty"`
 }
 
 // Trusted are the senders whose code gets the secrets: users by login, and the members of
@@ -432,6 +435,7 @@ func cloneSettings(s Settings) Settings {
 	s.Trusted.Users, s.Trusted.Teams = slices.Clone(s.Trusted.Users), slices.Clone(s.Trusted.Teams)
 	s.Trusted.UserIDs, s.Trusted.TeamIDs = maps.Clone(s.Trusted.UserIDs), maps.Clone(s.Trusted.TeamIDs)
 	s.Flavors = slices.Clone(s.Flavors)
+	s.Schedules, s.Params = slices.Clone(s.Schedules), slices.Clone(s.Params)
 	return s
 }
 
@@ -506,6 +510,7 @@ func (r *Registry) fromInstallation(inst *Installation, repoName string) (*Repo,
 	if len(own.Flavors) > 0 {
 		e.Flavors = own.Flavors
 	}
+	e.Schedules, e.Params = own.Schedules, own.Params
 	e.Builder = org.Builder
 	if own.Builder != nil && own.Builder.Job != "" {
 		e.Builder = own.Builder

@@ -83,6 +83,10 @@ type Repo struct {
 	// Supersede, when false, keeps the builds of a branch or pull request running when a
 	// newer commit of it is pushed; by default they are stopped. Tags are never superseded.
 	Supersede *bool `json:"supersede,omitempty"`
+	// Schedules are builds no push starts (see Schedule); Params the parameters that runs
+	// asked on the bot's page may set.
+	Schedules []Schedule `json:"schedules,omitempty"`
+	Params    []Param    `json:"params,omitempty"`
 
 	// Installed is true for an entry made of the organization's installation rather than
 	// read from the repository's own key; OrgID is then the installation's organization's

@@ -66,7 +66,8 @@ type liveBuilds []orchestrator.Summary
 func (b liveBuilds) Recent(context.Context, string, int) ([]orchestrator.Summary, error) {
 	return b, nil
 }
-func (liveBuilds) CheckBuilder(context.Context, orchestrator.Builder) error { return nil }
+func (liveBuilds) CheckBuilder(context.Context, orchestrator.Builder) error        { return nil }
+func (liveBuilds) CheckMeta(context.Context, orchestrator.Builder, []string) error { return nil }
 
 // githubHarness is the fake GitHub with the App installed on the organization acme (its
 // owner alice; mallory a reader of its private repository secret), and a replica of the

@@ -215,6 +215,10 @@ type settingsPage struct {
 	DefaultBuilder              string
 	Repos                       []repoItem
 	Builds                      []buildRow
+	// A repository's schedules, with how they went, and its schedules and run parameters
+	// as the settings form writes them.
+	Schedules                 []scheduleRow
+	SchedulesText, ParamsText string
 }
 
 type repoItem struct {
@@ -273,6 +277,8 @@ func (wb *Web) settingsPage(w http.ResponseWriter, r *http.Request, inst *regist
 		d.Title = inst.Org + "/" + repo
 		prefix += repo + ".git"
 		name = "repo"
+		d.SchedulesText, d.ParamsText = formatSchedules(d.Settings.Schedules), formatParams(d.Settings.Params)
+		d.Schedules = wb.scheduleRows(ctx, prefix, strings.TrimSuffix(prefix, ".git"), d.Settings.Schedules)
 	} else {
 		repos, err := rm.repos(ctx, inst)
 		if err != nil {
@@ -498,6 +504,21 @@ func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
 			s.Builder = &registry.Builder{Job: job, Namespace: ns}
 		} else if ns != "" {
 			return "A builder namespace needs a builder job."
+		}
+		if repo != "" {
+			// The builder the repository builds with: its own, else the organization's.
+			builder := wb.cfg.DefaultBuilder
+			for _, b := range []*registry.Builder{inst.Settings.Builder, s.Builder} {
+				if b != nil && b.Job != "" {
+					builder = orchestrator.Builder{Job: b.Job, Namespace: b.Namespace}
+					if builder.Namespace == "" {
+						builder.Namespace = wb.cfg.DefaultBuilder.Namespace
+					}
+				}
+			}
+			if problem := wb.readBuildsNoPushStarts(r, &s, builder); problem != "" {
+				return problem
+			}
 		}
 		inst.SetSettings(repo, s)
 		return ""

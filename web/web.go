@@ -50,6 +50,14 @@ type installer interface {
 type builds interface {
 	Recent(ctx context.Context, repoPrefix string, limit int) ([]orchestrator.Summary, error)
 	CheckBuilder(ctx context.Context, b orchestrator.Builder) error
+	// CheckMeta checks that the builder declares keys (a repository's run parameters)
+	// optional.
+	CheckMeta(ctx context.Context, b orchestrator.Builder, keys []string) error
+}
+
+// scheduleStates are the schedules' states as the pages show them (the registry).
+type scheduleStates interface {
+	ScheduleState(ctx context.Context, cloneURL, name string) (registry.ScheduleState, error)
 }
 
 // sessions records the sessions signed out before they expire, for every replica of the
@@ -101,6 +109,8 @@ type Config struct {
 	Archive archived
 	// Lines, when set, tells the badges which build is a branch's newest.
 	Lines lines
+	// Schedules, when set, tells a repository's page how its schedules went.
+	Schedules scheduleStates
 	// GitHub, when set, is the bot's GitHub App: sign-in with GitHub, its accounts'
 	// settings pages, and its creation through the manifest flow.
 	GitHub *GitHubConfig

@@ -177,6 +177,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Locks:             repos,
 		Claims:            repos,
 		Trust:             repos,
+		Schedules:         repos,
 		Log:               log,
 		Observe:           m,
 	}
@@ -243,7 +244,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	webCfg := web.Config{
 		BaseURL: cfg.URL, GiteaURL: cfg.GiteaURL, Keys: keys, BotLogin: botLogin,
-		Records: repos, Sessions: repos, Builds: nomad, Forge: fs.For,
+		Records: repos, Sessions: repos, Schedules: repos, Builds: nomad, Forge: fs.For,
 		DefaultBuilder: defaultBuilder, BuilderNamespaces: cfg.BuilderNamespaces, Log: log,
 		UserClient: func(token string) install.Owner {
 			c, _ := forges.Gitea.New(cfg.GiteaURL, token, nil) // Gitea's never fails
@@ -372,6 +373,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			})
 		}
 	}()
+	scheduled := make(chan struct{})
+	go func() {
+		defer close(scheduled)
+		served := []string{cfg.GiteaURL}
+		if ghApp != nil {
+			served = append(served, cfg.GitHubWebURL)
+		}
+		lead(watchCtx, "schedules", func(ctx context.Context) {
+			pipe.RunSchedules(ctx, log, pipeline.Schedules{Registry: repos, Served: served, Every: cfg.ScheduleInterval})
+		})
+	}()
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
@@ -464,6 +476,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	<-reconciled
 	<-checked
 	<-synced
+	<-scheduled
 	<-expired
 	return err
 }

@@ -130,7 +130,7 @@ func (f *Fake) Dispatch(_ context.Context, req orchestrator.DispatchRequest) (or
 	}
 	f.addBuild(d.Namespace, d.JobID, req.Builder.Job, req.Meta, req.Payload, req.HasSecrets, "pending")
 	b := f.builds[Ref{d.Namespace, d.JobID}]
-	b.Cause, b.Sender, b.Holder, b.HolderKnown = req.Cause, req.Sender, req.Holder, true
+	b.Cause, b.Sender, b.Schedule, b.Holder, b.HolderKnown = req.Cause, req.Sender, req.Schedule, req.Holder, true
 	if f.byToken == nil {
 		f.byToken = map[string]orchestrator.Dispatched{}
 	}
@@ -354,7 +354,7 @@ func (f *Fake) Recent(_ context.Context, repoPrefix string, limit int) ([]orches
 		if stopped {
 			state = string(orchestrator.Error)
 		}
-		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped, Secrets: b.Secrets,
+		out = append(out, orchestrator.Summary{Namespace: ref.Namespace, ID: ref.ID, Meta: maps.Clone(b.Meta), State: state, Submitted: b.Submitted, Stopped: stopped, Secrets: b.Secrets, Cause: b.Cause,
 			Holder: b.Holder, HolderKnown: b.HolderKnown})
 	}
 	slices.SortFunc(out, func(a, b orchestrator.Summary) int {

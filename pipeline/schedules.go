@@ -1,0 +1,307 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/orchestrator"
+	"github.com/albatros-ci/albatros/registry"
+	"github.com/albatros-ci/albatros/schedule"
+)
+
+// scheduleStates is the registry's record of the schedules, as the pipeline uses it.
+type scheduleStates interface {
+	ScheduleState(ctx context.Context, cloneURL, name string) (registry.ScheduleState, error)
+	UpdateScheduleState(ctx context.Context, cloneURL, name string, change func(*registry.ScheduleState) bool) (registry.ScheduleState, error)
+}
+
+// Scheduled is the registry as the schedules' leader lists it: the repositories with an
+// entry, the installed organizations, and a repository's entry.
+type Scheduled interface {
+	RepoURLs(ctx context.Context) ([]string, error)
+	Installations(ctx context.Context) ([]*registry.Installation, error)
+	Repo(ctx context.Context, cloneURL string) (*registry.Repo, error)
+}
+
+// Schedules is the schedules' duty while a bot leads it (RunSchedules).
+type Schedules struct {
+	Registry Scheduled
+	// Served are the forges (their web URLs) whose installations this bot builds.
+	Served []string
+	// Every is how often the schedules are read and their slots looked at (15 s if 0).
+	Every time.Duration
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// GoneProblem is what a schedule's state says of a branch that is gone.
+const GoneProblem = "its branch is gone: nothing is built until it is back"
+
+// RunSchedules builds the schedules' slots until ctx ends: every s.Every, each schedule's
+// last slot (see schedule.Last) that its state does not name built yet. Each slot is one
+// build key: two leaders, a restart or a leader change build it once.
+func (p *Pipeline) RunSchedules(ctx context.Context, log *slog.Logger, s Schedules) {
+	every := s.Every
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	now := s.Now
+	if now == nil {
+		now = time.Now
+	}
+	log.Info("leading: running the schedules", "every", every)
+	for {
+		p.SchedulePass(ctx, log, s, now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// scheduled is one schedule of one repository.
+type scheduled struct {
+	cloneURL string
+	sched    registry.Schedule
+}
+
+// list returns every schedule of the repositories this bot builds.
+func (s Schedules) list(ctx context.Context, log *slog.Logger) []scheduled {
+	var out []scheduled
+	urls, err := s.Registry.RepoURLs(ctx)
+	if err != nil {
+		log.Warn("schedules: registered repositories not listed", "err", err)
+	}
+	for _, u := range urls {
+		entry, err := s.Registry.Repo(ctx, u)
+		if err != nil {
+			log.Warn("schedules: entry not read", "repo", u, "err", err)
+			continue
+		}
+		for _, sc := range entry.Schedules {
+			out = append(out, scheduled{u, sc})
+		}
+	}
+	insts, err := s.Registry.Installations(ctx)
+	if err != nil {
+		log.Warn("schedules: installations not listed", "err", err)
+	}
+	for _, inst := range insts {
+		if inst.Quarantine != "" || inst.Suspended || inst.OrgID == 0 ||
+			!slices.ContainsFunc(s.Served, func(u string) bool { return strings.TrimSuffix(u, "/") == strings.TrimSuffix(inst.URL, "/") }) {
+			continue
+		}
+		for name, set := range inst.Repos {
+			for _, sc := range set.Schedules {
+				out = append(out, scheduled{inst.OrgURL() + "/" + name + ".git", sc})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b scheduled) int { return strings.Compare(a.cloneURL+"\x00"+a.sched.Name, b.cloneURL+"\x00"+b.sched.Name) })
+	// An entry of its own wins over the installation's settings of the same repository.
+	return slices.CompactFunc(out, func(a, b scheduled) bool { return a.cloneURL == b.cloneURL && a.sched.Name == b.sched.Name })
+}
+
+// SchedulePass looks at every schedule once, at now, and builds the slots due; it returns
+// how many builds it dispatched.
+func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedules, now time.Time) int {
+	if p.cfg.Schedules == nil {
+		return 0
+	}
+	n := 0
+	for _, sc := range s.list(ctx, log) {
+		slot, due := schedule.Last(sc.sched, now)
+		if !due {
+			continue
+		}
+		l := log.With("repo", sc.cloneURL, "schedule", sc.sched.Name, "slot", slot)
+		st, err := p.cfg.Schedules.ScheduleState(ctx, sc.cloneURL, sc.sched.Name)
+		if err != nil {
+			l.Warn("schedule not run: its state could not be read", "err", err)
+			continue
+		}
+		if !st.Slot.Before(slot) {
+			continue // built
+		}
+		d, problem, err := p.runSlot(ctx, l, s, sc, slot)
+		if err != nil {
+			l.Warn("scheduled build not dispatched: tried again on the next pass", "err", err)
+		}
+		// A slot refused for good (the branch gone, the repository another's) is done
+		// with, as one built; one not dispatched for a passing reason is looked at again.
+		if _, uerr := p.cfg.Schedules.UpdateScheduleState(ctx, sc.cloneURL, sc.sched.Name, func(st *registry.ScheduleState) bool {
+			was := *st
+			if err == nil && st.Slot.Before(slot) {
+				st.Slot = slot
+				if d.JobID != "" {
+					st.Namespace, st.Job = d.Namespace, d.JobID
+				}
+			}
+			switch {
+			case problem == GoneProblem && st.Gone.IsZero():
+				st.Gone = now.UTC()
+			case problem != GoneProblem && err == nil:
+				st.Gone = time.Time{}
+			}
+			st.Problem = problem
+			return !st.Slot.Equal(was.Slot) || st.Job != was.Job || !st.Gone.Equal(was.Gone) || st.Problem != was.Problem
+		}); uerr != nil {
+			l.Warn("schedule's state not written: the slot is looked at again", "err", uerr)
+		}
+		if err == nil && problem == "" && !d.Duplicate {
+			n++
+		}
+	}
+	return n
+}
+
+// runSlot builds one slot of a schedule: the head of its branch, with the secrets only if
+// the head's push was trusted. problem says why nothing was built, for the page.
+func (p *Pipeline) runSlot(ctx context.Context, log *slog.Logger, s Schedules, sc scheduled, slot time.Time) (orchestrator.Dispatched, string, error) {
+	entry, err := s.Registry.Repo(ctx, sc.cloneURL)
+	if err != nil {
+		return orchestrator.Dispatched{}, "the repository's settings could not be read", err
+	}
+	if why := entry.Blocked(entry.OrgID); why != "" {
+		return orchestrator.Dispatched{}, "not built: " + why, nil
+	}
+	f, repo, err := p.cfg.Forge(entry, sc.cloneURL)
+	if err != nil {
+		return orchestrator.Dispatched{}, "no forge for the repository", err
+	}
+	if entry.Installed {
+		// The name may be another owner's now: build only the installation's.
+		cur, err := f.Repository(ctx, repo)
+		if err != nil {
+			return orchestrator.Dispatched{}, "the forge could not be asked about the repository", err
+		}
+		if cur.OwnerID != entry.OrgID {
+			return orchestrator.Dispatched{}, fmt.Sprintf("not built: the repository's owner (id %d) is not the organization Albatros was installed on", cur.OwnerID), nil
+		}
+	}
+	br, err := f.Branch(ctx, repo, sc.sched.Branch)
+	if errors.Is(err, forge.ErrNotFound) {
+		log.Info("schedule not built: its branch is gone", "branch", sc.sched.Branch)
+		return orchestrator.Dispatched{}, GoneProblem, nil
+	}
+	if err != nil {
+		return orchestrator.Dispatched{}, "the branch's head could not be read", err
+	}
+	// Trust follows the code: the head's push was a trusted user's.
+	trusted := false
+	if p.cfg.Trust != nil {
+		why, err := p.cfg.Trust.CommitTrust(ctx, sc.cloneURL, br.Commit)
+		if err != nil {
+			log.Warn("trusted commits could not be read: building without secrets", "err", err)
+		}
+		trusted = why == trustedPush
+	}
+	flavor := sc.sched.Flavor
+	if flavor == "" {
+		flavor = DefaultFlavor
+		if len(entry.Flavors) > 0 {
+			flavor = entry.Flavors[0]
+		}
+	}
+	d, err := p.Start(ctx, log, entry, sc.cloneURL, Started{
+		Cause: CauseSchedule, Branch: sc.sched.Branch, Commit: br.Commit, Flavor: flavor,
+		Key: sc.sched.Name + "@" + slot.UTC().Format(time.RFC3339), Trusted: trusted, Schedule: sc.sched.Name,
+	})
+	if err != nil {
+		return d, "the build could not be dispatched: " + readable(err), err
+	}
+	log.Info("scheduled build", "job", d.JobID, "commit", br.Commit, "secrets", trusted, "duplicate", d.Duplicate)
+	return d, "", nil
+}
+
+// The issue a failing schedule opens, its comments, and its title.
+func scheduleIssueTitle(name string) string {
+	return fmt.Sprintf("Scheduled build %q is failing", name)
+}
+
+// told tells the schedule's issue of a scheduled build's final status s: a failure (or
+// error) opens the schedule's issue, or comments on the one open; a success closes it,
+// with a comment. It runs under the report's claim (one bot); a build told before (its
+// job in the state's Reported) is not told again.
+func (p *Pipeline) told(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, b *orchestrator.Build, s forge.Status) error {
+	if p.cfg.Schedules == nil || b.Schedule == "" || s.State == forge.StatePending {
+		return nil
+	}
+	cloneURL, name := b.Meta["REPO_URL"], b.Schedule
+	st, err := p.cfg.Schedules.ScheduleState(ctx, cloneURL, name)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(st.Reported, b.ID) {
+		return nil
+	}
+	what := fmt.Sprintf("`%s` of branch `%s`, flavor `%s`", short(b.Meta["COMMIT"]), b.Meta["BRANCH"], b.Meta["FLAVOR"])
+	for _, sc := range entry.Schedules {
+		if sc.Name == name {
+			tz := sc.TZ
+			if tz == "" {
+				tz = "UTC"
+			}
+			what += fmt.Sprintf(" (cron `%s`, %s)", sc.Cron, tz)
+		}
+	}
+	failed := s.State == forge.StateFailure || s.State == forge.StateError
+	issue, failing := st.Issue, st.Failing
+	switch {
+	case failed && failing && issue != 0:
+		open, err := f.IssueOpen(ctx, repo, issue)
+		if err != nil && !errors.Is(err, forge.ErrNotFound) {
+			return err
+		}
+		if open {
+			body := fmt.Sprintf("Failed again: %s, %s.\n\n%s: [its log](%s)", what, s.Description, s.State, s.TargetURL)
+			if _, err := f.CreateComment(ctx, repo, issue, body); err != nil {
+				return err
+			}
+			break
+		}
+		fallthrough // closed by someone (or deleted) while still failing: a new one
+	case failed:
+		body := fmt.Sprintf("The scheduled build **%s** failed: %s, %s.\n\n%s: [its log](%s)\n\nAlbatros comments here when it fails again, and closes this issue when the schedule builds green.",
+			name, what, s.Description, s.State, s.TargetURL)
+		n, err := f.OpenIssue(ctx, repo, scheduleIssueTitle(name), body)
+		if err != nil {
+			return err
+		}
+		issue, failing = n, true
+		log.Info("schedule failing: issue opened", "schedule", name, "issue", n)
+	case failing && issue != 0:
+		body := fmt.Sprintf("Green again: %s.\n\n[Its log](%s). Closing.", what, s.TargetURL)
+		if _, err := f.CreateComment(ctx, repo, issue, body); err != nil && !errors.Is(err, forge.ErrNotFound) {
+			return err
+		}
+		if err := f.CloseIssue(ctx, repo, issue); err != nil && !errors.Is(err, forge.ErrNotFound) {
+			return err
+		}
+		failing = false
+		log.Info("schedule green again: issue closed", "schedule", name, "issue", issue)
+	}
+	_, err = p.cfg.Schedules.UpdateScheduleState(ctx, cloneURL, name, func(st *registry.ScheduleState) bool {
+		st.Issue, st.Failing, st.Result = issue, failing, string(s.State)
+		st.Reported = append(st.Reported, b.ID)
+		if len(st.Reported) > 20 {
+			st.Reported = st.Reported[len(st.Reported)-20:]
+		}
+		return true
+	})
+	return err
+}
+
+func short(sha string) string {
+	if len(sha) > 10 {
+		return sha[:10]
+	}
+	return sha
+}
