@@ -33,8 +33,8 @@ func TestBuilders(t *testing.T) {
 
 func TestVariables(t *testing.T) {
 	tests := map[string][]string{
-		"builder":  {"namespace", "driver", "image", "datacenters", "cpu", "memory", "node_pool", "network_mode"},
-		"nixcache": {"namespace", "image", "store", "datacenters", "cpu", "memory", "node_pool", "network_mode"},
+		"builder":  {"namespace", "driver", "image", "datacenters", "cpu", "memory", "node_pool", "network_mode", "params"},
+		"nixcache": {"namespace", "image", "store", "datacenters", "cpu", "memory", "node_pool", "network_mode", "params"},
 	}
 	for name, want := range tests {
 		if got := hcl.Builders[name].Variables(); !slices.Equal(got, want) {
@@ -212,7 +212,7 @@ func TestParseVarsThenVarFile(t *testing.T) {
 func TestBuilderContract(t *testing.T) {
 	contract := []*regexp.Regexp{
 		regexp.MustCompile(`(?s)parameterized\s*\{[^}]*meta_required\s*=\s*\["REPO_URL",\s*"COMMIT",\s*"BRANCH",\s*"FLAVOR"\]`),
-		regexp.MustCompile(`(?s)parameterized\s*\{[^}]*meta_optional\s*=\s*\["TAG",\s*"PR"\]`),
+		regexp.MustCompile(`(?s)parameterized\s*\{[^}]*meta_optional\s*=\s*concat\(\["TAG",\s*"PR"\],\s*var\.params\)`),
 		regexp.MustCompile(`(?m)^\s*group\s+"runner"\s*\{`),
 		regexp.MustCompile(`(?m)^\s*task\s+"executor"\s*\{`),
 		regexp.MustCompile(`type\s*=\s*"batch"`),

@@ -56,6 +56,12 @@ variable "network_mode" {
   description = "The builds' network mode (host, bridge, cni/<name>): bridge or a CNI network with egress rules keeps fork code from the nodes' own services (ALBATROS_UNTRUSTED_NETWORK)."
 }
 
+variable "params" {
+  type        = list(string)
+  default     = []
+  description = "Run parameters the repositories' settings may declare: meta keys the builder takes besides TAG and PR, given to the build as NOMAD_META_<NAME> (ALBATROS_BUILDER_VARS=params=[\"TARGET\"])."
+}
+
 job "nixcache" {
   namespace   = var.namespace
   type        = "batch"
@@ -65,7 +71,7 @@ job "nixcache" {
   parameterized {
     payload       = "optional"
     meta_required = ["REPO_URL", "COMMIT", "BRANCH", "FLAVOR"]
-    meta_optional = ["TAG", "PR"]
+    meta_optional = concat(["TAG", "PR"], var.params)
   }
 
   group "runner" {

@@ -99,6 +99,7 @@ type historyPage struct {
 	Builds               []historyRow
 	Newer, Older         string
 	Badge                badgeInfo
+	Run                  *runForm
 }
 
 type historyRow struct {
@@ -208,6 +209,7 @@ func (wb *Web) history(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Badge = wb.badgeInfo(prefixOf(r), owner, name, badgeBranch)
 	}
+	d.Run = wb.runFormOf(r, cloneURL, self)
 	wb.render(w, http.StatusOK, "history", d)
 }
 

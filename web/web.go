@@ -111,6 +111,9 @@ type Config struct {
 	Lines lines
 	// Schedules, when set, tells a repository's page how its schedules went.
 	Schedules scheduleStates
+	// Runs, when set, starts the builds asked with the Run button of a repository's
+	// history page.
+	Runs runner
 	// GitHub, when set, is the bot's GitHub App: sign-in with GitHub, its accounts'
 	// settings pages, and its creation through the manifest flow.
 	GitHub *GitHubConfig
@@ -180,6 +183,7 @@ func (wb *Web) Routes() []Route {
 		{"POST", "/orgs/{org}/repos/{repo}/secrets", true, false, wb.setSecret},
 		{"POST", "/orgs/{org}/repos/{repo}/secrets/delete", true, false, wb.deleteSecret},
 		{"GET", "/builds/{owner}/{repo}", false, false, wb.history},
+		{"POST", "/builds/{owner}/{repo}/run", false, false, wb.run},
 
 		{"GET", "/login/github", false, false, wb.githubLogin},
 		{"GET", "/login/github/callback", false, false, wb.githubCallback},
@@ -188,6 +192,7 @@ func (wb *Web) Routes() []Route {
 		{"GET", "/github/setup/callback", false, false, wb.githubSetupDone},
 		{"GET", "/github/orgs", false, false, wb.githubOrgs},
 		{"GET", "/github/builds/{owner}/{repo}", false, false, wb.history},
+		{"POST", "/github/builds/{owner}/{repo}/run", false, false, wb.run},
 		{"GET", "/github/orgs/{org}", true, false, wb.orgPage},
 		{"POST", "/github/orgs/{org}/settings", true, false, wb.saveSettings},
 		{"POST", "/github/orgs/{org}/secrets", true, false, wb.setSecret},

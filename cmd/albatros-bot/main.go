@@ -244,7 +244,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	webCfg := web.Config{
 		BaseURL: cfg.URL, GiteaURL: cfg.GiteaURL, Keys: keys, BotLogin: botLogin,
-		Records: repos, Sessions: repos, Schedules: repos, Builds: nomad, Forge: fs.For,
+		Records: repos, Sessions: repos, Schedules: repos, Runs: pipe, Builds: nomad, Forge: fs.For,
 		DefaultBuilder: defaultBuilder, BuilderNamespaces: cfg.BuilderNamespaces, Log: log,
 		UserClient: func(token string) install.Owner {
 			c, _ := forges.Gitea.New(cfg.GiteaURL, token, nil) // Gitea's never fails

@@ -119,7 +119,8 @@ func startBotURL(ctx context.Context, t testing.TB, interval, url string) (*test
 		"ALBATROS_SECRET_KEY="+secretKey,
 		"ALBATROS_HOOK_CHECK_INTERVAL="+interval,
 		"ALBATROS_BUILDER_DRIVER=raw_exec",
-		"ALBATROS_BUILDER_VARS=cpu=100,memory=128",
+		// TARGET: the run parameter of TestRunButton, which the builders declare.
+		`ALBATROS_BUILDER_VARS=cpu=100,memory=128,params=["TARGET"]`,
 		"ALBATROS_LOG_LEVEL=debug",
 		"ALBATROS_RECONCILE_INTERVAL=0", // at start only: a pass mid-test would build heads
 	))
