@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"regexp"
 	"slices"
@@ -391,7 +390,11 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 			Holder:           entry.Holder(),
 		}
 		if started != nil {
-			maps.Copy(req.Meta, started.Params)
+			for k, v := range started.Params {
+				if _, set := req.Meta[k]; !set && !slices.Contains(orchestrator.OptionalMeta, k) {
+					req.Meta[k] = v // a parameter never stands for the contract's meta
+				}
+			}
 			req.IdempotencyToken = startedToken(ev.Repo.CloneURL, *started)
 			req.Cause, req.Sender, req.Schedule = started.Cause, started.By, started.Schedule
 		}

@@ -86,6 +86,11 @@ func (s Schedules) list(ctx context.Context, log *slog.Logger) []scheduled {
 			continue
 		}
 		for _, sc := range entry.Schedules {
+			// Written by hand: checked as the settings page checks it.
+			if err := schedule.Check(sc); err != nil {
+				log.Warn("schedules: a schedule of the entry is not valid: not run", "repo", u, "err", err)
+				continue
+			}
 			out = append(out, scheduled{u, sc})
 		}
 	}
@@ -99,13 +104,18 @@ func (s Schedules) list(ctx context.Context, log *slog.Logger) []scheduled {
 			continue
 		}
 		for name, set := range inst.Repos {
+			u := inst.OrgURL() + "/" + name + ".git"
+			if slices.Contains(urls, u) {
+				continue // its own entry wins over the installation's settings
+			}
 			for _, sc := range set.Schedules {
-				out = append(out, scheduled{inst.OrgURL() + "/" + name + ".git", sc})
+				out = append(out, scheduled{u, sc})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b scheduled) int { return strings.Compare(a.cloneURL+"\x00"+a.sched.Name, b.cloneURL+"\x00"+b.sched.Name) })
-	// An entry of its own wins over the installation's settings of the same repository.
+	slices.SortFunc(out, func(a, b scheduled) int {
+		return strings.Compare(a.cloneURL+"\x00"+a.sched.Name, b.cloneURL+"\x00"+b.sched.Name)
+	})
 	return slices.CompactFunc(out, func(a, b scheduled) bool { return a.cloneURL == b.cloneURL && a.sched.Name == b.sched.Name })
 }
 

@@ -163,6 +163,11 @@ func (wb *Web) run(w http.ResponseWriter, r *http.Request) {
 			given[p] = vs[0]
 		}
 	}
+	if err := schedule.CheckParams(rights.entry.Params); err != nil {
+		// A hand-written entry's, not checked by the settings page.
+		wb.fail(w, r, http.StatusInternalServerError, "Not run", "No build was run: the repository's declared parameters are not valid: "+err.Error()+".")
+		return
+	}
 	params, err := schedule.Values(rights.entry.Params, given)
 	if err != nil {
 		refuse(err.Error() + ".")
