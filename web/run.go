@@ -216,5 +216,7 @@ func (wb *Web) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wb.cfg.Log.Info("run asked on the page", "repo", cloneURL, "user", rights.login, "branch", branch, "commit", commit, "flavor", flavor, "secrets", rights.trusted, "job", d.JobID)
-	http.Redirect(w, r, wb.cfg.BaseURL+orchestrator.LogPath(d.Namespace, d.JobID), http.StatusSeeOther)
+	// The log on the page's own origin (the form's CSP, form-action 'self', holds for the
+	// redirect too).
+	http.Redirect(w, r, orchestrator.LogPath(d.Namespace, d.JobID), http.StatusSeeOther)
 }

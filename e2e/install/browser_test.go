@@ -172,3 +172,85 @@ func TestPullRequestPageInTheBrowser(t *testing.T) {
 	}
 	shotOf(t, ctx, "pull-request", ".issue-content-left")
 }
+
+// A repository's schedules and run parameters set on its settings page, and a run asked
+// with the Run button of its history page, in the browser: a schedule that is not five
+// cron fields is refused with its line; the saved schedule shows its next slot; the run
+// lands on its live log, with the parameter chosen in its meta.
+func TestSchedulesAndRunInTheBrowser(t *testing.T) {
+	p, _ := installed(t)
+	b := bot(t)
+	repo := p.g.CreateRepo(t, p.owner, p.org, "app")
+	sha := p.g.Push(t, p.owner, repo, "main", "", script("echo \"deploying to $NOMAD_META_TARGET\"\n"), "app")
+	p.waitStatus(repo, sha, sdk.StatusSuccess)
+	ctx := browser(t)
+	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("%s (at %s): %v", what, loc, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	page := "/orgs/" + p.org + "/repos/app"
+	do("sign in", chromedp.Navigate(b.URL+"/login?next="+page), chromedp.WaitVisible(chromedp.CSS("#user_name")))
+	signIn(t, ctx, p.owner.Name, p.owner.Password)
+	// Gitea asks to authorize the bot again only if this user never did.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!(document.querySelector("#authorize-app") || document.querySelector("#settings-form"))`)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector("#authorize-app")`)); ok {
+		do("authorize", chromedp.Click(chromedp.CSS("#authorize-app")))
+	}
+	do("the repository's page", chromedp.WaitVisible(chromedp.CSS("#schedules")))
+	do("a schedule with four cron fields",
+		chromedp.SetValue(chromedp.CSS("#schedules"), "nightly 0 3 * * Europe/Paris main"),
+		chromedp.Submit(chromedp.CSS("#schedules")),
+		chromedp.WaitVisible(chromedp.CSS("#error")),
+	)
+	if got := text("#error"); !strings.Contains(got, "line 1") {
+		t.Errorf("a bad schedule: %q", got)
+	}
+	do("a schedule and a parameter",
+		chromedp.SetValue(chromedp.CSS("#schedules"), "nightly 0 3 * * * Europe/Paris main\nweekly 30 6 * * 1 UTC main"),
+		chromedp.SetValue(chromedp.CSS("#params"), "TARGET choice staging,production"),
+		chromedp.Submit(chromedp.CSS("#schedules")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+		chromedp.WaitVisible(chromedp.CSS("#schedule-list")),
+	)
+	if got := text("#schedule-nightly"); !strings.Contains(got, "0 3 * * * Europe/Paris main") || !strings.Contains(got, "not yet") {
+		t.Errorf("the saved schedule: %q", got)
+	}
+	shot(t, ctx, "schedules", true)
+
+	do("the history page's Run button",
+		chromedp.Navigate(b.URL+"/builds/"+p.org+"/app"),
+		chromedp.Click(chromedp.CSS("#run summary")),
+		chromedp.WaitVisible(chromedp.CSS("#run-submit")),
+		chromedp.SetValue(chromedp.CSS("#param-TARGET"), "production"),
+	)
+	shot(t, ctx, "run", true)
+	do("run", chromedp.Click(chromedp.CSS("#run-submit")), chromedp.WaitVisible(chromedp.CSS("#log")))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || !strings.Contains(loc, "/logs/") {
+		t.Fatalf("after Run: at %s, %v", loc, err)
+	}
+	_, job := jobFromLink(t, loc)
+	if meta := jobs(t, repo)[job]; meta["TARGET"] != "production" || meta["COMMIT"] != sha {
+		t.Errorf("the run's meta: %v", meta)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(text("#log"), "deploying to production") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run's log: %q", text("#log"))
+		}
+		time.Sleep(time.Second)
+	}
+}
