@@ -60,6 +60,8 @@ type Forge struct {
 	BranchPages int
 	// BranchErr, when set, is RecentBranches' error.
 	BranchErr error
+	// RepoOwnerID, when set, is the owner's id Repository says the repository has now.
+	RepoOwnerID int64
 	// RateLeft, with RateKnown, is the request budget Budget says is left.
 	RateLeft  int
 	RateKnown bool
@@ -71,6 +73,7 @@ type Forge struct {
 	nextID    int64
 	reactions []Reaction
 	edits     int
+	issues    []Issue
 }
 
 // Reaction is a reaction the bot put on a comment.
