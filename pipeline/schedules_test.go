@@ -26,7 +26,6 @@ func (l listed) RepoURLs(context.Context) ([]string, error) {
 }
 func (listed) Installations(context.Context) ([]*registry.Installation, error) { return nil, nil }
 
-
 // scheduleHarness is a pipeline with one repository of schedules, a main branch at sha
 // whose push was trusted, and the bots' claims and schedule states.
 func scheduleHarness(t *testing.T, claims *registrytest.Claims, states *registrytest.Schedules, schedules ...registry.Schedule) *harness {
