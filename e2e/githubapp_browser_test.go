@@ -50,21 +50,7 @@ func TestGitHubAppInTheBrowser(t *testing.T) {
 	code := setupCode
 
 	br := testenv.Browser(t)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(br, actions...); err != nil {
-			loc, _ := chromedp.Run(br, chromedp.Location())
-			t.Fatalf("%s (at %s): %v", what, loc, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(br, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
+	do, text := testenv.Steps(t, br)
 
 	// A wrong setup code creates nothing.
 	do("the setup page", chromedp.Navigate(b.URL+"/github/setup"), chromedp.WaitVisible(chromedp.CSS("#setup")))

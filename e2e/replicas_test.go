@@ -61,6 +61,27 @@ func (f *fanOut) handler(t *testing.T) http.Handler {
 	})
 }
 
+// fannedBots starts two bots of their own on the registry at prefix, with extra settings,
+// behind a fanOut: its URL (target) is where the test's webhooks post. They stop with the
+// test.
+func fannedBots(t *testing.T, prefix string, extra ...string) ([]*testenv.Bot, *fanOut, *httptest.Server) {
+	t.Helper()
+	var bots []*testenv.Bot
+	out := &fanOut{}
+	for range 2 {
+		addr, err := testenv.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ownBot(t, addr, prefix, extra...)
+		bots = append(bots, b)
+		out.bots = append(out.bots, b.URL+"/webhook/gitea")
+	}
+	target := httptest.NewServer(out.handler(t))
+	t.Cleanup(target.Close)
+	return bots, out, target
+}
+
 // envInt reads a positive integer setting of the test, or def.
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
@@ -82,19 +103,7 @@ func TestTwoBotsEveryDeliveryThrice(t *testing.T) {
 	t.Parallel() // after the tests that stop shared servers; it shares none of its own
 	pushes, repos := envInt(t, "ALBATROS_SOAK_PUSHES", 30), envInt(t, "ALBATROS_SOAK_REPOS", 3)
 	prefix := testenv.UniqueName("replicas") + "/"
-	var bots []*testenv.Bot
-	out := &fanOut{}
-	for range 2 {
-		addr, err := testenv.FreeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := ownBot(t, addr, prefix, "ALBATROS_RECONCILE_INTERVAL=0")
-		bots = append(bots, b)
-		out.bots = append(out.bots, b.URL+"/webhook/gitea")
-	}
-	target := httptest.NewServer(out.handler(t))
-	defer target.Close()
+	bots, out, target := fannedBots(t, prefix, "ALBATROS_RECONCILE_INTERVAL=0")
 
 	const secret = "replicas-webhook-secret"
 	g, owner, all := soakRepos(t, prefix, secret, repos)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -58,19 +57,7 @@ func leads(t *testing.T, b *testenv.Bot, role string) bool {
 func TestSchedulesTwoBotsOneBuildPerSlot(t *testing.T) {
 	t.Parallel() // after the tests that stop shared servers; its registry is its own
 	prefix := testenv.UniqueName("sched") + "/"
-	var bots []*testenv.Bot
-	out := &fanOut{}
-	for range 2 {
-		addr, err := testenv.FreeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := ownBot(t, addr, prefix, "ALBATROS_RECONCILE_INTERVAL=0", "ALBATROS_SCHEDULE_INTERVAL=3s")
-		bots = append(bots, b)
-		out.bots = append(out.bots, b.URL+"/webhook/gitea")
-	}
-	target := httptest.NewServer(out.handler(t))
-	defer target.Close()
+	bots, out, target := fannedBots(t, prefix, "ALBATROS_RECONCILE_INTERVAL=0", "ALBATROS_SCHEDULE_INTERVAL=3s")
 
 	const secret = "schedules-webhook-secret"
 	g := env.Gitea(t)

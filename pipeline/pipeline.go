@@ -166,6 +166,8 @@ type Pipeline struct {
 	// each head was first found without a build.
 	reconcileCursor reconcileCursor
 	reconcileSeen   reconcileSeen
+	// slotsDone are the schedules' slots this bot saw done.
+	slotsDone slotsDone
 }
 
 // New returns a pipeline.

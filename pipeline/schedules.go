@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
@@ -63,6 +64,32 @@ func (p *Pipeline) RunSchedules(ctx context.Context, log *slog.Logger, s Schedul
 			return
 		case <-time.After(every):
 		}
+	}
+}
+
+// slotsDone remembers, per schedule, the last slot this bot saw done (built, or refused
+// for good), so that a pass reads Consul only for the schedules that have a slot due.
+// Slots only move forward: a slot seen done stays done.
+type slotsDone struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (s *slotsDone) done(key string, slot time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, ok := s.m[key]
+	return ok && !last.Before(slot)
+}
+
+func (s *slotsDone) record(key string, slot time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil || len(s.m) > 10000 {
+		s.m = map[string]time.Time{}
+	}
+	if s.m[key].Before(slot) {
+		s.m[key] = slot
 	}
 }
 
@@ -132,12 +159,17 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 			continue
 		}
 		l := log.With("repo", sc.cloneURL, "schedule", sc.sched.Name, "slot", slot)
+		memo := sc.cloneURL + "\x00" + sc.sched.Name
+		if p.slotsDone.done(memo, slot) {
+			continue // seen done by this bot: no need to ask Consul again
+		}
 		st, err := p.cfg.Schedules.ScheduleState(ctx, sc.cloneURL, sc.sched.Name)
 		if err != nil {
 			l.Warn("schedule not run: its state could not be read", "err", err)
 			continue
 		}
 		if !st.Slot.Before(slot) {
+			p.slotsDone.record(memo, st.Slot)
 			continue // built
 		}
 		d, problem, err := p.runSlot(ctx, l, s, sc, slot)
@@ -164,6 +196,8 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 			return !st.Slot.Equal(was.Slot) || st.Job != was.Job || !st.Gone.Equal(was.Gone) || st.Problem != was.Problem
 		}); uerr != nil {
 			l.Warn("schedule's state not written: the slot is looked at again", "err", uerr)
+		} else if err == nil {
+			p.slotsDone.record(memo, slot)
 		}
 		if err == nil && problem == "" && !d.Duplicate {
 			n++
@@ -224,6 +258,11 @@ func (p *Pipeline) runSlot(ctx context.Context, log *slog.Logger, s Schedules, s
 		Cause: CauseSchedule, Branch: sc.sched.Branch, Commit: br.Commit, Flavor: flavor,
 		Key: sc.sched.Name + "@" + slot.UTC().Format(time.RFC3339), Trusted: trusted, Schedule: sc.sched.Name,
 	})
+	if errors.Is(err, orchestrator.ErrContract) || errors.Is(err, orchestrator.ErrNotFound) {
+		// Refused for good (the builder is not one, or is not there): the slot is done
+		// with, its error status written once, not every pass for the catch-up's hours.
+		return d, "the build could not be dispatched: " + readable(err), nil
+	}
 	if err != nil {
 		return d, "the build could not be dispatched: " + readable(err), err
 	}
@@ -252,7 +291,7 @@ func (p *Pipeline) told(ctx context.Context, log *slog.Logger, f forge.Forge, re
 	if slices.Contains(st.Reported, b.ID) {
 		return nil
 	}
-	what := fmt.Sprintf("`%s` of branch `%s`, flavor `%s`", short(b.Meta["COMMIT"]), b.Meta["BRANCH"], b.Meta["FLAVOR"])
+	what := fmt.Sprintf("%s of branch `%s`, flavor `%s`", p.commitLink(repo, b.Meta["COMMIT"]), b.Meta["BRANCH"], b.Meta["FLAVOR"])
 	for _, sc := range entry.Schedules {
 		if sc.Name == name {
 			tz := sc.TZ
@@ -307,11 +346,4 @@ func (p *Pipeline) told(ctx context.Context, log *slog.Logger, f forge.Forge, re
 		return true
 	})
 	return err
-}
-
-func short(sha string) string {
-	if len(sha) > 10 {
-		return sha[:10]
-	}
-	return sha
 }

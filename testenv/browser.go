@@ -73,3 +73,24 @@ func Screenshot(t *testing.T, ctx context.Context, name, sel string) {
 		t.Fatal(err)
 	}
 }
+
+// Steps returns a browser test's two steps on ctx: do runs actions, failing the test with
+// what and the page it was at; text reads an element's text, failing the test without it.
+func Steps(t *testing.T, ctx context.Context) (do func(what string, actions ...chromedp.Action[chromedp.Void]), text func(sel string) string) {
+	do = func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("%s (at %s): %v", what, loc, err)
+		}
+	}
+	text = func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	return do, text
+}

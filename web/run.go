@@ -27,7 +27,9 @@ type runner interface {
 // runForm is the Run button's form on a repository's history page, for a signed-in user
 // who may push to it.
 type runForm struct {
-	Action, Branch, Nonce string
+	// Head is Branch's head when the page was shown: the form's commit, so that a run
+	// with the secrets builds the code its user saw, not what was pushed since.
+	Action, Branch, Head, Nonce string
 	Flavors               []string
 	Params                []registry.Param
 	// Trusted says the run gets the repository's secrets.
@@ -76,6 +78,20 @@ func (wb *Web) runRights(ctx context.Context, r *http.Request, cloneURL string) 
 	if err != nil {
 		return runRights{}, http.StatusServiceUnavailable, "the repository's forge cannot be reached"
 	}
+	if entry.Installed {
+		// The name may be another owner's since the installation's last check.
+		ours, err := wb.cached(&wb.access, fmt.Sprintf("owner\x00%s\x00%d", cloneURL, entry.OrgID), func(ctx context.Context) (bool, error) {
+			cur, err := f.Repository(ctx, repo)
+			return err == nil && cur.OwnerID == entry.OrgID, err
+		}, ctx)
+		if err != nil {
+			wb.cfg.Log.Warn("run: the repository's owner", "repo", cloneURL, "err", err)
+			return runRights{}, http.StatusServiceUnavailable, "the repository's owner could not be checked"
+		}
+		if !ours {
+			return runRights{}, http.StatusForbidden, "the repository of that name is not the installed organization's any more"
+		}
+	}
 	can, err := wb.cached(&wb.access, "write\x00"+rm.forge+"\x00"+cloneURL+"\x00"+s.Login, func(ctx context.Context) (bool, error) { return f.CanWrite(ctx, repo, s.Login) }, ctx)
 	if err != nil {
 		wb.cfg.Log.Warn("run: write access", "repo", cloneURL, "user", s.Login, "err", err)
@@ -110,8 +126,13 @@ func (wb *Web) runFormOf(r *http.Request, cloneURL, self string) *runForm {
 	if code != 0 {
 		return nil
 	}
+	branch := wb.defaultBranch(r.Context(), cloneURL)
+	head := ""
+	if b, err := rights.f.Branch(r.Context(), rights.repo, branch); err == nil {
+		head = b.Commit
+	}
 	return &runForm{
-		Action: self + "/run", Branch: wb.defaultBranch(r.Context(), cloneURL), Nonce: rand.Text(),
+		Action: self + "/run", Branch: branch, Head: head, Nonce: rand.Text(),
 		Flavors: pipeline.Flavors(rights.entry), Params: rights.entry.Params, Trusted: rights.trusted,
 	}
 }
@@ -181,6 +202,11 @@ func (wb *Web) run(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		wb.cfg.Log.Warn("run: branch", "repo", cloneURL, "branch", branch, "err", err)
 		wb.fail(w, r, http.StatusBadGateway, "Not run", "The branch could not be read from the forge.")
+		return
+	}
+	if commit == "" && rights.trusted {
+		// As /approve names its commit: the head may have moved since the user looked.
+		refuse("a run with the repository's secrets names its commit (the form gives the head it showed); " + branch + "'s head is " + br.Commit + ".")
 		return
 	}
 	if commit == "" {

@@ -66,21 +66,7 @@ func TestInstallInTheBrowser(t *testing.T) {
 	p := newProject(t)
 	b := bot(t)
 	ctx := browser(t)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Fatalf("%s (at %s): %v", what, loc, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
+	do, text := testenv.Steps(t, ctx)
 	do("home page", chromedp.Navigate(b.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#install")))
 	shot(t, ctx, "home", false)
 	do("Install Albatros", chromedp.Click(chromedp.CSS("#install")), chromedp.WaitVisible(chromedp.CSS("#user_name")))
@@ -149,13 +135,7 @@ func TestPullRequestPageInTheBrowser(t *testing.T) {
 	})
 
 	ctx := browser(t)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Fatalf("%s (at %s): %v", what, loc, err)
-		}
-	}
+	do, _ := testenv.Steps(t, ctx)
 	do("Gitea's sign-in page", chromedp.Navigate(x.g.URL+"user/login"))
 	signIn(t, ctx, x.owner.Name, x.owner.Password)
 	time.Sleep(time.Second)
@@ -184,21 +164,7 @@ func TestSchedulesAndRunInTheBrowser(t *testing.T) {
 	sha := p.g.Push(t, p.owner, repo, "main", "", script("echo \"deploying to $NOMAD_META_TARGET\"\n"), "app")
 	p.waitStatus(repo, sha, sdk.StatusSuccess)
 	ctx := browser(t)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Fatalf("%s (at %s): %v", what, loc, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
+	do, text := testenv.Steps(t, ctx)
 	page := "/orgs/" + p.org + "/repos/app"
 	do("sign in", chromedp.Navigate(b.URL+"/login?next="+page), chromedp.WaitVisible(chromedp.CSS("#user_name")))
 	signIn(t, ctx, p.owner.Name, p.owner.Password)

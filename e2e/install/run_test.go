@@ -1,6 +1,7 @@
 package install
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -39,16 +40,8 @@ func runAs(t *testing.T, c *client, path string, form url.Values) (*http.Respons
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp, b.String()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
 }
 
 // The Run button: a trusted user's run gets the secrets, a writer's runs without them, a
@@ -80,16 +73,20 @@ func TestRunButton(t *testing.T) {
 
 	// The owner, trusted: with the secret, and the parameter in the build's meta.
 	nonce, body := runPage(t, owner, history)
-	if nonce == "" || !strings.Contains(body, "the build gets the repository's secrets") || !strings.Contains(body, `name="param.TARGET"`) {
-		t.Fatalf("the owner's history page has no Run form of a trusted user:\n%s", body)
+	if nonce == "" || !strings.Contains(body, "the build gets the repository's secrets") || !strings.Contains(body, `name="param.TARGET"`) || !strings.Contains(body, `value="`+head+`"`) {
+		t.Fatalf("the owner's history page has no Run form of a trusted user, with the head it shows:\n%s", body)
 	}
-	resp, _ := runAs(t, owner, history, url.Values{"nonce": {nonce}, "branch": {"main"}, "flavor": {"default"}, "param.TARGET": {"production"}})
+	// With the secrets, a run names its commit: the head may have moved since the page.
+	if resp, body := runAs(t, owner, history, url.Values{"nonce": {nonce}, "branch": {"main"}}); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "names its commit") {
+		t.Errorf("a trusted run without its commit: %d, want 400\n%s", resp.StatusCode, body)
+	}
+	resp, _ := runAs(t, owner, history, url.Values{"nonce": {nonce}, "branch": {"main"}, "commit": {head}, "flavor": {"default"}, "param.TARGET": {"production"}})
 	trustedLog := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(trustedLog, "/logs/") {
 		t.Fatalf("the owner's run: %d to %q", resp.StatusCode, trustedLog)
 	}
 	// The same form sent twice is one run.
-	if again, _ := runAs(t, owner, history, url.Values{"nonce": {nonce}, "branch": {"main"}, "flavor": {"default"}, "param.TARGET": {"production"}}); again.Header.Get("Location") != trustedLog {
+	if again, _ := runAs(t, owner, history, url.Values{"nonce": {nonce}, "branch": {"main"}, "commit": {head}, "flavor": {"default"}, "param.TARGET": {"production"}}); again.Header.Get("Location") != trustedLog {
 		t.Errorf("the same form twice: %q, then %q", trustedLog, again.Header.Get("Location"))
 	}
 	// Its status, before the writer's run takes the context (a newer build's status is

@@ -35,13 +35,7 @@ func TestReaderSignInAndSignOutInTheBrowser(t *testing.T) {
 	p.g.AddCollaborator(t, p.owner, private, reader.Name)
 
 	ctx := browser(t)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Fatalf("%s (at %s): %v", what, loc, err)
-		}
-	}
+	do, _ := testenv.Steps(t, ctx)
 	do("the private log, signed out", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#user_name")))
 	signIn(t, ctx, reader.Name, reader.Password)
 	do("Gitea's authorize page", chromedp.WaitVisible(chromedp.CSS("#authorize-app")))
