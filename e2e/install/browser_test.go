@@ -219,4 +219,17 @@ func TestSchedulesAndRunInTheBrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+
+	// Signed out: the history page without the Run button; the settings page asks to sign in.
+	anon := browser(t)
+	ado, atext := testenv.Steps(t, anon)
+	ado("the history page, signed out", chromedp.Navigate(b.URL+"/builds/"+p.org+"/app"), chromedp.WaitVisible(chromedp.CSS("#history")))
+	if n, err := chromedp.Run(anon, chromedp.Evaluate[int](`document.querySelectorAll("#run, #run-form").length`)); err != nil || n != 0 {
+		t.Errorf("a visitor signed out sees the Run form (%d, %v)", n, err)
+	}
+	if got := atext("#history"); !strings.Contains(got, "run by "+p.owner.Name) {
+		t.Errorf("the run in the history: %q", got)
+	}
+	shot(t, anon, "history-signed-out", true)
+	ado("the settings page, signed out", chromedp.Navigate(b.URL+page), chromedp.WaitVisible(chromedp.CSS("#user_name")))
 }
