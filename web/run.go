@@ -30,8 +30,8 @@ type runForm struct {
 	// Head is Branch's head when the page was shown: the form's commit, so that a run
 	// with the secrets builds the code its user saw, not what was pushed since.
 	Action, Branch, Head, Nonce string
-	Flavors               []string
-	Params                []registry.Param
+	Flavors                     []string
+	Params                      []registry.Param
 	// Trusted says the run gets the repository's secrets.
 	Trusted bool
 }
