@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +73,26 @@ func Screenshot(t *testing.T, ctx context.Context, name, sel string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Until evaluates the JavaScript expression js every 100 ms until it is truthy or ctx ends.
+// Unlike chromedp.Poll, it lives through the page's navigations: an evaluation whose page
+// was replaced meanwhile ("Cannot find context", "context was destroyed") is tried again.
+func Until(ctx context.Context, js string) error {
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+js+")"))
+		switch {
+		case err == nil && ok:
+			return nil
+		case err != nil && !strings.Contains(err.Error(), "context"):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", js, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

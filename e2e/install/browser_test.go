@@ -169,7 +169,7 @@ func TestSchedulesAndRunInTheBrowser(t *testing.T) {
 	do("sign in", chromedp.Navigate(b.URL+"/login?next="+page), chromedp.WaitVisible(chromedp.CSS("#user_name")))
 	signIn(t, ctx, p.owner.Name, p.owner.Password)
 	// Gitea asks to authorize the bot again only if this user never did.
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!(document.querySelector("#authorize-app") || document.querySelector("#settings-form"))`)); err != nil {
+	if err := testenv.Until(ctx, `document.querySelector("#authorize-app") || document.querySelector("#settings-form")`); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector("#authorize-app")`)); ok {
