@@ -176,11 +176,24 @@ type Refs interface {
 type Issues interface {
 	// OpenIssue opens an issue of title and body on repo and returns its number.
 	OpenIssue(ctx context.Context, repo Repo, title, body string) (int64, error)
-	// IssueOpen reports whether issue number of repo is open; an error wrapping
-	// ErrNotFound when there is none (deleted).
-	IssueOpen(ctx context.Context, repo Repo, number int64) (bool, error)
+	// Issue returns issue number of repo; an error wrapping ErrNotFound when there is
+	// none (deleted).
+	Issue(ctx context.Context, repo Repo, number int64) (Issue, error)
 	// CloseIssue closes issue number of repo.
 	CloseIssue(ctx context.Context, repo Repo, number int64) error
+}
+
+// Issue is an issue of a repository, as the bot reads one it opened before: a number, once
+// the bot's issue, may be someone else's (a repository deleted and created again), or a
+// pull request (they share the numbers).
+type Issue struct {
+	Number int64
+	Title  string
+	// Author is the login of who opened it.
+	Author string
+	Open   bool
+	// PullRequest is true when the number is a pull request's.
+	PullRequest bool
 }
 
 // Branch is a branch of a repository and its head commit.

@@ -110,8 +110,8 @@ func (Unsupported) BranchCommits(context.Context, Repo, string, int) ([]string, 
 func (Unsupported) OpenIssue(context.Context, Repo, string, string) (int64, error) {
 	return 0, unsupported("opening issues")
 }
-func (Unsupported) IssueOpen(context.Context, Repo, int64) (bool, error) {
-	return false, unsupported("reading issues")
+func (Unsupported) Issue(context.Context, Repo, int64) (Issue, error) {
+	return Issue{}, unsupported("reading issues")
 }
 func (Unsupported) CloseIssue(context.Context, Repo, int64) error {
 	return unsupported("closing issues")

@@ -323,6 +323,11 @@ func (p *Pipeline) build(ctx context.Context, log *slog.Logger, ev forge.Event, 
 		// secrets (ALBATROS_HOOK_TOKEN_SECRETS=allow), not vouch for the commit.
 		p.recordTrust(ctx, log, ev, why)
 	}
+	if started == nil && ev.Kind == forge.KindPush && ev.PullRequest == nil && opts.Again == "" {
+		// Every push of a branch, the reconciler's finds too (their pusher unknown, so not
+		// trusted): the branch's schedules go by its last push.
+		p.recordHead(ctx, log, ev, trusted && !opts.Unsigned)
+	}
 	// The bot's own log is masked with the repository's secrets; what the forge shows only
 	// with those the build gets (a build without them has none to leak, and masking its
 	// words with them would tell a build whether its guess of one is right).

@@ -172,15 +172,27 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 			p.slotsDone.record(memo, st.Slot)
 			continue // built
 		}
-		d, problem, err := p.runSlot(ctx, l, s, sc, slot)
+		var d orchestrator.Dispatched
+		var problem string
+		if p.stillRuns(ctx, st) {
+			// As Nomad's periodic jobs with prohibit_overlap: the slot is skipped, so that
+			// builds of one schedule neither pile up nor hide each other's statuses.
+			problem = fmt.Sprintf("the slot of %s was skipped: the build of the slot before still ran", slot.UTC().Format(time.RFC3339))
+			l.Info("scheduled build skipped: the one before still runs", "job", st.Job)
+		} else {
+			d, problem, err = p.runSlot(ctx, l, s, sc, slot)
+		}
 		if err != nil {
 			l.Warn("scheduled build not dispatched: tried again on the next pass", "err", err)
 		}
 		// A slot refused for good (the branch gone, the repository another's) is done
 		// with, as one built; one not dispatched for a passing reason is looked at again.
 		if _, uerr := p.cfg.Schedules.UpdateScheduleState(ctx, sc.cloneURL, sc.sched.Name, func(st *registry.ScheduleState) bool {
+			if !st.Slot.Before(slot) {
+				return false // another bot was first: its word stands
+			}
 			was := *st
-			if err == nil && st.Slot.Before(slot) {
+			if err == nil {
 				st.Slot = slot
 				if d.JobID != "" {
 					st.Namespace, st.Job = d.Namespace, d.JobID
@@ -189,7 +201,7 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 			switch {
 			case problem == GoneProblem && st.Gone.IsZero():
 				st.Gone = now.UTC()
-			case problem != GoneProblem && err == nil:
+			case problem == "" && err == nil:
 				st.Gone = time.Time{}
 			}
 			st.Problem = problem
@@ -204,6 +216,16 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 		}
 	}
 	return n
+}
+
+// stillRuns reports whether the schedule's last build (in its state) is queued or running.
+// One Nomad has collected, or that cannot be read, does not hold the next slot back.
+func (p *Pipeline) stillRuns(ctx context.Context, st registry.ScheduleState) bool {
+	if st.Job == "" {
+		return false
+	}
+	_, final, err := p.cfg.Builds.Outcome(ctx, st.Namespace, st.Job)
+	return err == nil && !final
 }
 
 // runSlot builds one slot of a schedule: the head of its branch, with the secrets only if
@@ -238,14 +260,15 @@ func (p *Pipeline) runSlot(ctx context.Context, log *slog.Logger, s Schedules, s
 	if err != nil {
 		return orchestrator.Dispatched{}, "the branch's head could not be read", err
 	}
-	// Trust follows the code: the head's push was a trusted user's.
+	// Trust follows the push: the branch's last push, of the commit at its head, was a
+	// trusted user's (a trusted commit pushed onto the branch by someone else is not).
 	trusted := false
 	if p.cfg.Trust != nil {
-		why, err := p.cfg.Trust.CommitTrust(ctx, sc.cloneURL, br.Commit)
+		h, err := p.cfg.Trust.BranchHead(ctx, sc.cloneURL, sc.sched.Branch)
 		if err != nil {
-			log.Warn("trusted commits could not be read: building without secrets", "err", err)
+			log.Warn("the branch's last push could not be read: building without secrets", "err", err)
 		}
-		trusted = why == trustedPush
+		trusted = err == nil && h.Trusted && h.Commit == br.Commit
 	}
 	flavor := sc.sched.Flavor
 	if flavor == "" {
@@ -275,22 +298,96 @@ func scheduleIssueTitle(name string) string {
 	return fmt.Sprintf("Scheduled build %q is failing", name)
 }
 
+// tellLease is how long a bot telling a schedule's issue of a result holds the others
+// back (see told); one that died meanwhile holds them no longer.
+const tellLease = time.Minute
+
 // told tells the schedule's issue of a scheduled build's final status s: a failure (or
 // error) opens the schedule's issue, or comments on the one open; a success closes it,
-// with a comment. It runs under the report's claim (one bot); a build told before (its
-// job in the state's Reported) is not told again.
+// with a comment. It runs under the report's claim (one bot per build), and under the
+// schedule's Telling mark (one build per schedule at a time); a build told before (its
+// job in the state's Reported) is not told again. The issue recorded is acted on only if
+// it is still the bot's own issue of the schedule (the repository may have been created
+// again, its numbers another's issues or pull requests).
 func (p *Pipeline) told(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, b *orchestrator.Build, s forge.Status) error {
 	if p.cfg.Schedules == nil || b.Schedule == "" || s.State == forge.StatePending {
 		return nil
 	}
 	cloneURL, name := b.Meta["REPO_URL"], b.Schedule
-	st, err := p.cfg.Schedules.ScheduleState(ctx, cloneURL, name)
-	if err != nil {
+	st, told, err := p.tellMark(ctx, cloneURL, name, b.ID)
+	if err != nil || told {
 		return err
 	}
-	if slices.Contains(st.Reported, b.ID) {
-		return nil
+	issue, failing, err := p.tell(ctx, log, f, repo, entry, b, s, st)
+	_, uerr := p.cfg.Schedules.UpdateScheduleState(ctx, cloneURL, name, func(st *registry.ScheduleState) bool {
+		if st.Telling == b.ID {
+			st.Telling, st.TellingAt = "", time.Time{}
+		}
+		if err != nil {
+			return true // the mark only: the issue is told of the next result
+		}
+		st.Issue, st.Failing, st.Result = issue, failing, string(s.State)
+		st.Reported = append(st.Reported, b.ID)
+		if len(st.Reported) > 20 {
+			st.Reported = st.Reported[len(st.Reported)-20:]
+		}
+		return true
+	})
+	return errors.Join(err, uerr)
+}
+
+// tellMark sets the schedule's Telling mark to build id, waiting up to tellLease for
+// another build's; told is true when id was told already. It returns the state as marked.
+func (p *Pipeline) tellMark(ctx context.Context, cloneURL, name, id string) (st registry.ScheduleState, told bool, err error) {
+	deadline := time.Now().Add(tellLease)
+	for {
+		busy := false
+		st, err = p.cfg.Schedules.UpdateScheduleState(ctx, cloneURL, name, func(st *registry.ScheduleState) bool {
+			told = slices.Contains(st.Reported, id)
+			busy = st.Telling != "" && st.Telling != id && time.Since(st.TellingAt) < tellLease
+			if told || busy {
+				return false
+			}
+			st.Telling, st.TellingAt = id, time.Now().UTC()
+			return true
+		})
+		if err != nil || told || !busy {
+			return st, told, err
+		}
+		if time.Now().After(deadline) {
+			return st, false, fmt.Errorf("schedule %s of %s: another build's result is being told", name, cloneURL)
+		}
+		select {
+		case <-ctx.Done():
+			return st, false, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
+}
+
+// ownIssue reports whether issue number of repo is still the bot's issue of the schedule
+// name, and open: opened by the bot's account, titled for the schedule, not a pull request.
+// A number that is none of these is forgotten.
+func ownIssue(ctx context.Context, f forge.Forge, repo forge.Repo, number int64, name string) (open, own bool, err error) {
+	is, err := f.Issue(ctx, repo, number)
+	if errors.Is(err, forge.ErrNotFound) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	me, err := f.Me(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	own = !is.PullRequest && strings.EqualFold(is.Author, me) && is.Title == scheduleIssueTitle(name)
+	return is.Open && own, own, nil
+}
+
+// tell acts on the forge for told, from the schedule's state st, and returns the issue and
+// whether the schedule is failing, to be recorded.
+func (p *Pipeline) tell(ctx context.Context, log *slog.Logger, f forge.Forge, repo forge.Repo, entry *registry.Repo, b *orchestrator.Build, s forge.Status, st registry.ScheduleState) (int64, bool, error) {
+	name := b.Schedule
 	what := fmt.Sprintf("%s of branch `%s`, flavor `%s`", p.commitLink(repo, b.Meta["COMMIT"]), b.Meta["BRANCH"], b.Meta["FLAVOR"])
 	for _, sc := range entry.Schedules {
 		if sc.Name == name {
@@ -303,47 +400,46 @@ func (p *Pipeline) told(ctx context.Context, log *slog.Logger, f forge.Forge, re
 	}
 	failed := s.State == forge.StateFailure || s.State == forge.StateError
 	issue, failing := st.Issue, st.Failing
+	open := false
+	if issue != 0 && failing {
+		var own bool
+		var err error
+		if open, own, err = ownIssue(ctx, f, repo, issue, name); err != nil {
+			return st.Issue, st.Failing, err
+		}
+		if !own {
+			log.Warn("the schedule's issue recorded is not the bot's issue of it: forgotten", "schedule", name, "issue", issue)
+			issue, failing = 0, false
+		}
+	}
 	switch {
-	case failed && failing && issue != 0:
-		open, err := f.IssueOpen(ctx, repo, issue)
-		if err != nil && !errors.Is(err, forge.ErrNotFound) {
-			return err
+	case failed && open:
+		body := fmt.Sprintf("Failed again: %s, %s.\n\n%s: [its log](%s)", what, s.Description, s.State, s.TargetURL)
+		if _, err := f.CreateComment(ctx, repo, issue, body); err != nil {
+			return st.Issue, st.Failing, err
 		}
-		if open {
-			body := fmt.Sprintf("Failed again: %s, %s.\n\n%s: [its log](%s)", what, s.Description, s.State, s.TargetURL)
-			if _, err := f.CreateComment(ctx, repo, issue, body); err != nil {
-				return err
-			}
-			break
-		}
-		fallthrough // closed by someone (or deleted) while still failing: a new one
 	case failed:
+		// None yet, or closed by someone (or deleted) while still failing: a new one.
 		body := fmt.Sprintf("The scheduled build **%s** failed: %s, %s.\n\n%s: [its log](%s)\n\nAlbatros comments here when it fails again, and closes this issue when the schedule builds green.",
 			name, what, s.Description, s.State, s.TargetURL)
 		n, err := f.OpenIssue(ctx, repo, scheduleIssueTitle(name), body)
 		if err != nil {
-			return err
+			return st.Issue, st.Failing, err
 		}
 		issue, failing = n, true
 		log.Info("schedule failing: issue opened", "schedule", name, "issue", n)
-	case failing && issue != 0:
+	case open:
 		body := fmt.Sprintf("Green again: %s.\n\n[Its log](%s). Closing.", what, s.TargetURL)
-		if _, err := f.CreateComment(ctx, repo, issue, body); err != nil && !errors.Is(err, forge.ErrNotFound) {
-			return err
+		if _, err := f.CreateComment(ctx, repo, issue, body); err != nil {
+			return st.Issue, st.Failing, err
 		}
-		if err := f.CloseIssue(ctx, repo, issue); err != nil && !errors.Is(err, forge.ErrNotFound) {
-			return err
+		if err := f.CloseIssue(ctx, repo, issue); err != nil {
+			return st.Issue, st.Failing, err
 		}
 		failing = false
 		log.Info("schedule green again: issue closed", "schedule", name, "issue", issue)
+	default:
+		failing = false // green, and its issue closed by someone meanwhile (or none)
 	}
-	_, err = p.cfg.Schedules.UpdateScheduleState(ctx, cloneURL, name, func(st *registry.ScheduleState) bool {
-		st.Issue, st.Failing, st.Result = issue, failing, string(s.State)
-		st.Reported = append(st.Reported, b.ID)
-		if len(st.Reported) > 20 {
-			st.Reported = st.Reported[len(st.Reported)-20:]
-		}
-		return true
-	})
-	return err
+	return issue, failing, nil
 }

@@ -2,11 +2,14 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/albatros-ci/albatros/forge"
+	"github.com/albatros-ci/albatros/forge/forgetest"
 	"github.com/albatros-ci/albatros/orchestrator"
 	"github.com/albatros-ci/albatros/pipeline"
 	"github.com/albatros-ci/albatros/registry"
@@ -27,14 +30,14 @@ func (l listed) RepoURLs(context.Context) ([]string, error) {
 func (listed) Installations(context.Context) ([]*registry.Installation, error) { return nil, nil }
 
 // scheduleHarness is a pipeline with one repository of schedules, a main branch at sha
-// whose push was trusted, and the bots' claims and schedule states.
+// whose last push was trusted, and the bots' claims and schedule states.
 func scheduleHarness(t *testing.T, claims *registrytest.Claims, states *registrytest.Schedules, schedules ...registry.Schedule) *harness {
 	t.Helper()
 	entry := &registry.Repo{Secrets: map[string]string{"DEPLOY_TOKEN": "s3cr3t"}, Schedules: schedules}
 	entry.Trusted.Senders = []string{"quentin"}
 	h := newHarness(entry)
 	h.forge.Branches = []forge.Branch{{Name: "main", Commit: sha}}
-	if err := h.trust.TrustCommit(context.Background(), cloneURL, sha, "push"); err != nil {
+	if err := h.trust.RecordHead(context.Background(), registry.Head{Repo: cloneURL, Branch: "main", Commit: sha, Pusher: "quentin", Trusted: true}); err != nil {
 		t.Fatal(err)
 	}
 	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Trust: h.trust, Claims: claims, Schedules: states})
@@ -92,9 +95,20 @@ func TestScheduleSlotBuiltOnceWithTheTrustOfItsHead(t *testing.T) {
 		t.Errorf("the schedule of a deleted branch: %+v", g)
 	}
 
-	// The next minute, a head pushed by someone not trusted: built, without the secrets.
+	// The next minute, while the build still runs: the slot is skipped, as Nomad's
+	// prohibit_overlap would, and said so.
+	if n := a.p.SchedulePass(ctx, discard, s, now.Add(time.Minute)); n != 0 {
+		t.Fatalf("a slot while the build before runs: %d builds, want 0", n)
+	}
+	if e, _ := states.ScheduleState(ctx, cloneURL, "every-minute"); !strings.Contains(e.Problem, "skipped") {
+		t.Errorf("the skipped slot's state: %+v", e)
+	}
+	first := a.builds.Started()[0]
+	a.builds.End(orchestrator.Outcome{Namespace: first.Namespace, JobID: first.JobID, Result: orchestrator.Success})
+
+	// The minute after, a head pushed by someone not trusted: built, without the secrets.
 	a.forge.Branches = []forge.Branch{{Name: "main", Commit: sha2}}
-	if n := a.p.SchedulePass(ctx, discard, s, now.Add(time.Minute)); n != 1 {
+	if n := a.p.SchedulePass(ctx, discard, s, now.Add(2*time.Minute)); n != 1 {
 		t.Fatalf("next slot: %d builds, want 1", n)
 	}
 	if next := a.builds.Dispatches()[1]; next.HasSecrets || next.Meta["COMMIT"] != sha2 {
@@ -164,6 +178,7 @@ func TestFailingScheduleIsToldOnTheForge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		h.builds.End(out)
 	}
 	end(0, orchestrator.Failure)
 	end(1, orchestrator.Failure)
@@ -194,5 +209,130 @@ func TestFailingScheduleIsToldOnTheForge(t *testing.T) {
 		if st.Context != "albatros/default/scheduled" {
 			t.Errorf("status on %s", st.Context)
 		}
+	}
+}
+
+// A scheduled build's trust follows the branch's last push, as the pipeline recorded it
+// from the pushes' deliveries: a trusted commit pushed back onto the branch by someone not
+// trusted builds without the secrets, and so it stays when the trusted push's delivery
+// comes late; the trusted user's next push brings them back.
+func TestScheduleTrustFollowsTheBranchsLastPush(t *testing.T) {
+	h := scheduleHarness(t, &registrytest.Claims{}, &registrytest.Schedules{}, registry.Schedule{Name: "every-minute", Cron: "* * * * *", Branch: "main"})
+	h.trust = &registrytest.Trust{}
+	h.p = pipeline.New(pipeline.Config{Repos: h.repos, Builds: h.builds, Forge: h.forges.For, BaseURL: baseURL, Builder: defaultBuilder, Trust: h.trust, Claims: &registrytest.Claims{}, Schedules: &registrytest.Schedules{}})
+	entry, _ := h.repos.Repo(context.Background(), cloneURL)
+	ctx := context.Background()
+	push := func(delivery, commit, sender string) {
+		t.Helper()
+		ev := pushEvent()
+		ev.Delivery, ev.Commit, ev.Sender = delivery, commit, sender
+		if _, err := h.p.Handle(ctx, discard, ev, entry, pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		h.forge.Branches = []forge.Branch{{Name: "main", Commit: commit}}
+	}
+	s := pipeline.Schedules{Registry: listed{h.repos}}
+	minute := at(t, "2026-12-04T10:00:30Z")
+	slot := func(what string, secrets bool) {
+		t.Helper()
+		for _, d := range h.builds.Started() {
+			h.builds.End(orchestrator.Outcome{Namespace: d.Namespace, JobID: d.JobID, Result: orchestrator.Success})
+		}
+		minute = minute.Add(time.Minute)
+		if n := h.p.SchedulePass(ctx, discard, s, minute); n != 1 {
+			t.Fatalf("%s: %d builds, want 1", what, n)
+		}
+		reqs := h.builds.Dispatches()
+		if got := reqs[len(reqs)-1]; got.Cause != pipeline.CauseSchedule || got.HasSecrets != secrets {
+			t.Errorf("%s: the scheduled build %s, with secrets %v, want %v", what, got.Meta["COMMIT"], got.HasSecrets, secrets)
+		}
+	}
+	push("d1", sha, "quentin")
+	slot("after the trusted push", true)
+	push("d2", sha2, "mallory")
+	slot("after an untrusted push", false)
+	push("d3", sha, "mallory") // the trusted commit, force-pushed back
+	slot("the trusted commit pushed back by someone not trusted", false)
+	push("d1-again", sha, "quentin") // the trusted push's delivery, late or replayed
+	slot("the trusted push's delivery again", false)
+	push("d4", sha2, "quentin")
+	slot("the trusted user's next push", true)
+}
+
+// The issue a schedule's state names is acted on only while it is the bot's own issue of
+// the schedule: a number that is now someone's issue of the same title, or a pull request
+// (a repository created again), is forgotten, and a failure opens the bot's own.
+func TestScheduleIssueNotTheBotsIsForgotten(t *testing.T) {
+	states := &registrytest.Schedules{}
+	h := scheduleHarness(t, &registrytest.Claims{}, states, registry.Schedule{Name: "nightly", Cron: "0 3 * * *", Branch: "main"})
+	ctx := context.Background()
+	title := `Scheduled build "nightly" is failing`
+	h.forge.AddIssue(forgetest.Issue{Number: 7, Title: title, Author: "mallory", Open: true})
+	h.forge.AddIssue(forgetest.Issue{Number: 8, Title: title, Author: "albatros", Open: true, PullRequest: true})
+	s := pipeline.Schedules{Registry: listed{h.repos}}
+	for i, number := range []int64{7, 8} {
+		if _, err := states.UpdateScheduleState(ctx, cloneURL, "nightly", func(st *registry.ScheduleState) bool {
+			st.Issue, st.Failing = number, true
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.p.SchedulePass(ctx, discard, s, at(t, "2026-12-04T03:00:10Z").AddDate(0, 0, i)); n != 1 {
+			t.Fatalf("day %d: %d builds", i, n)
+		}
+		d := h.builds.Started()[len(h.builds.Started())-1]
+		out := orchestrator.Outcome{Namespace: d.Namespace, JobID: d.JobID, Result: orchestrator.Failure, Description: "exit 1", Final: true}
+		if err := h.p.Report(ctx, discard, out); err != nil {
+			t.Fatal(err)
+		}
+		h.builds.End(out)
+		if c, _ := h.forge.Comments(ctx, appRepo, number); len(c) != 0 {
+			t.Errorf("#%d, not the bot's issue, commented on: %+v", number, c)
+		}
+		st, _ := states.ScheduleState(ctx, cloneURL, "nightly")
+		if st.Issue == number || !st.Failing {
+			t.Errorf("after a failure, with #%d recorded: %+v", number, st)
+		}
+	}
+	issues := h.forge.Issues()
+	if len(issues) != 4 || !issues[0].Open || !issues[1].Open || issues[2].Author != "albatros" || issues[3].Author != "albatros" {
+		t.Errorf("issues: %+v, want the two left alone and the bot's own two", issues)
+	}
+}
+
+// Two builds of one schedule whose failures are reported at once (two bots): one issue is
+// opened and the other failure comments on it.
+func TestTwoFailuresToldAtOnceOpenOneIssue(t *testing.T) {
+	states := &registrytest.Schedules{}
+	h := scheduleHarness(t, &registrytest.Claims{}, states, registry.Schedule{Name: "nightly", Cron: "0 3 * * *", Branch: "main"})
+	entry, _ := h.repos.Repo(context.Background(), cloneURL)
+	ctx := context.Background()
+	var outs []orchestrator.Outcome
+	// Of two commits, so that neither build's status hides the other's.
+	for i, commit := range []string{sha, sha2} {
+		d, err := h.p.Start(ctx, discard, entry, cloneURL, pipeline.Started{Cause: pipeline.CauseSchedule, Branch: "main", Commit: commit, Flavor: "default", Key: fmt.Sprintf("nightly@%d", i), Schedule: "nightly"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, orchestrator.Outcome{Namespace: d.Namespace, JobID: d.JobID, Result: orchestrator.Failure, Description: "exit 1", Final: true})
+	}
+	var wg sync.WaitGroup
+	for _, out := range outs {
+		wg.Go(func() {
+			if err := h.p.Report(ctx, discard, out); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	issues := h.forge.Issues()
+	if len(issues) != 1 {
+		t.Fatalf("%d issues, want 1: %+v", len(issues), issues)
+	}
+	if c, _ := h.forge.Comments(ctx, appRepo, issues[0].Number); len(c) != 1 || !strings.Contains(c[0].Body, "Failed again") {
+		t.Errorf("comments: %+v, want one Failed again", c)
+	}
+	if st, _ := states.ScheduleState(ctx, cloneURL, "nightly"); st.Telling != "" || len(st.Reported) != 2 {
+		t.Errorf("state after both: %+v", st)
 	}
 }

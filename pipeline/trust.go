@@ -19,6 +19,10 @@ type trust interface {
 	TrustCommit(ctx context.Context, cloneURL, commit, why string) error
 	// CommitTrust returns why the commit was recorded as trusted, "" when it was not.
 	CommitTrust(ctx context.Context, cloneURL, commit string) (string, error)
+	// RecordHead records a branch's last push, and BranchHead reads it back (see
+	// registry.Head): a scheduled build's trust.
+	RecordHead(ctx context.Context, h registry.Head) error
+	BranchHead(ctx context.Context, cloneURL, branch string) (registry.Head, error)
 }
 
 // Why a commit's code is trusted, as recorded.
@@ -155,6 +159,21 @@ func (p *Pipeline) commitTrust(ctx context.Context, log *slog.Logger, ev forge.E
 			return ""
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// recordHead records ev, a push of a branch, as the branch's last push, trusted or not:
+// a scheduled build of the branch gets the secrets only while its head is a trusted push's
+// (see registry.Head). When it cannot be written, the record may name the commit of a
+// push before, trusted: the branch's head then differs from it, unless the push put back
+// the very commit it names.
+func (p *Pipeline) recordHead(ctx context.Context, log *slog.Logger, ev forge.Event, trusted bool) {
+	if p.cfg.Trust == nil || ev.Branch == "" {
+		return
+	}
+	h := registry.Head{Repo: ev.Repo.CloneURL, Branch: ev.Branch, Commit: ev.Commit, Pusher: ev.Sender, Trusted: trusted}
+	if err := p.cfg.Trust.RecordHead(ctx, h); err != nil {
+		log.Error("the branch's last push not recorded: its schedules may go by the push before", "branch", ev.Branch, "err", err)
 	}
 }
 

@@ -117,3 +117,52 @@ func TestTrustedCommits(t *testing.T) {
 		}
 	}
 }
+
+// A branch's last push is found by repository and branch; a trusted push of the commit it
+// names untrusted leaves it untrusted (distrust wins), a new commit replaces it; and it has
+// no age: cleaning old records leaves a quiet branch's head.
+func TestBranchHeads(t *testing.T) {
+	r, _, _ := setup(t)
+	ctx := testContext(t)
+	const repo = "https://git.example.com/o/r.git"
+	head := func(branch string) registry.Head {
+		t.Helper()
+		h, err := r.BranchHead(ctx, repo, branch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	record := func(commit, pusher string, trusted bool, at time.Time) {
+		t.Helper()
+		if err := r.RecordHead(ctx, registry.Head{Repo: repo, Branch: "main", Commit: commit, Pusher: pusher, Trusted: trusted, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := head("main"); h.Commit != "" {
+		t.Fatalf("no push yet: %+v", h)
+	}
+	long := time.Now().Add(-400 * 24 * time.Hour).UTC()
+	record("abc", "quentin", true, long)
+	if h := head("main"); h.Commit != "abc" || !h.Trusted || h.Pusher != "quentin" {
+		t.Errorf("after a trusted push: %+v", h)
+	}
+	if h, _ := r.BranchHead(ctx, repo, "other"); h.Commit != "" {
+		t.Errorf("another branch: %+v", h)
+	}
+	if _, err := r.CleanDedup(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if h := head("main"); h.Commit != "abc" || !h.Trusted {
+		t.Errorf("a quiet branch's head after cleaning: %+v", h)
+	}
+	record("abc", "mallory", false, time.Time{})
+	record("abc", "quentin", true, time.Time{})
+	if h := head("main"); h.Trusted || h.Pusher != "mallory" {
+		t.Errorf("a trusted push of the commit recorded untrusted: %+v", h)
+	}
+	record("def", "quentin", true, time.Time{})
+	if h := head("main"); h.Commit != "def" || !h.Trusted {
+		t.Errorf("a new commit's trusted push: %+v", h)
+	}
+}

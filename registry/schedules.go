@@ -58,6 +58,10 @@ type ScheduleState struct {
 	Reported []string `json:"reported,omitempty"`
 	// Result is the state of the last build reported (success, failure, error).
 	Result string `json:"result,omitempty"`
+	// Telling is the build whose result a bot is telling the issue of, since TellingAt:
+	// one at a time, so that two reports do not open two issues.
+	Telling   string    `json:"telling,omitempty"`
+	TellingAt time.Time `json:"telling_at,omitzero"`
 }
 
 func (r *Registry) scheduleKey(cloneURL, name string) string {

@@ -8,11 +8,14 @@ import (
 	"github.com/albatros-ci/albatros/forge"
 )
 
-// Issue is an issue the bot opened on the fake's repository.
+// Issue is an issue of the fake's repository: one the bot opened (Author is Me), or one
+// a test put there (AddIssue).
 type Issue struct {
 	Number      int64
 	Title, Body string
+	Author      string
 	Open        bool
+	PullRequest bool
 }
 
 // Repository returns the repository as asked, with Owner's id when RepoOwnerID is set.
@@ -51,20 +54,27 @@ func (f *Forge) OpenIssue(_ context.Context, _ forge.Repo, title, body string) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := int64(1000 + len(f.issues))
-	f.issues = append(f.issues, Issue{Number: n, Title: title, Body: body, Open: true})
+	f.issues = append(f.issues, Issue{Number: n, Title: title, Body: body, Author: f.Login, Open: true})
 	return n, nil
 }
 
-// IssueOpen reports whether issue number is open.
-func (f *Forge) IssueOpen(_ context.Context, _ forge.Repo, number int64) (bool, error) {
+// AddIssue puts someone's issue (or pull request) on the repository, as numbered.
+func (f *Forge) AddIssue(is Issue) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.issues = append(f.issues, is)
+}
+
+// Issue returns issue number.
+func (f *Forge) Issue(_ context.Context, _ forge.Repo, number int64) (forge.Issue, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, is := range f.issues {
 		if is.Number == number {
-			return is.Open, nil
+			return forge.Issue{Number: is.Number, Title: is.Title, Author: is.Author, Open: is.Open, PullRequest: is.PullRequest}, nil
 		}
 	}
-	return false, fmt.Errorf("issue %d: %w", number, forge.ErrNotFound)
+	return forge.Issue{}, fmt.Errorf("issue %d: %w", number, forge.ErrNotFound)
 }
 
 // CloseIssue closes issue number (also as someone closing it by hand would).

@@ -93,20 +93,24 @@ func (c *Client) OpenIssue(ctx context.Context, repo forge.Repo, title, body str
 	return is.Index, nil
 }
 
-// IssueOpen reports whether issue number of repo is open.
-func (c *Client) IssueOpen(ctx context.Context, repo forge.Repo, number int64) (bool, error) {
+// Issue returns issue (or pull request) number of repo.
+func (c *Client) Issue(ctx context.Context, repo forge.Repo, number int64) (forge.Issue, error) {
 	cl, err := c.sdk(ctx)
 	if err != nil {
-		return false, err
+		return forge.Issue{}, err
 	}
 	is, resp, err := cl.GetIssue(repo.Owner, repo.Name, number)
 	if notFound(resp) {
-		return false, fmt.Errorf("gitea: issue %s#%d: %w", repo.FullName, number, forge.ErrNotFound)
+		return forge.Issue{}, fmt.Errorf("gitea: issue %s#%d: %w", repo.FullName, number, forge.ErrNotFound)
 	}
 	if err != nil {
-		return false, fmt.Errorf("gitea: issue %s#%d: %w", repo.FullName, number, err)
+		return forge.Issue{}, fmt.Errorf("gitea: issue %s#%d: %w", repo.FullName, number, err)
 	}
-	return is.State == sdk.StateOpen, nil
+	out := forge.Issue{Number: is.Index, Title: is.Title, Open: is.State == sdk.StateOpen, PullRequest: is.PullRequest != nil}
+	if is.Poster != nil {
+		out.Author = is.Poster.UserName
+	}
+	return out, nil
 }
 
 // CloseIssue closes issue number of repo.

@@ -76,16 +76,16 @@ func (c *Client) OpenIssue(ctx context.Context, repo forge.Repo, title, body str
 	return int64(is.GetNumber()), nil
 }
 
-// IssueOpen reports whether issue number of repo is open.
-func (c *Client) IssueOpen(ctx context.Context, repo forge.Repo, number int64) (bool, error) {
+// Issue returns issue (or pull request) number of repo.
+func (c *Client) Issue(ctx context.Context, repo forge.Repo, number int64) (forge.Issue, error) {
 	is, resp, err := c.api.Issues.Get(ctx, repo.Owner, repo.Name, int(number))
 	if notFound(resp) || resp != nil && resp.StatusCode == 410 {
-		return false, fmt.Errorf("github: issue %s#%d: %w", repo.FullName, number, forge.ErrNotFound)
+		return forge.Issue{}, fmt.Errorf("github: issue %s#%d: %w", repo.FullName, number, forge.ErrNotFound)
 	}
 	if err != nil {
-		return false, fmt.Errorf("github: issue %s#%d: %w", repo.FullName, number, err)
+		return forge.Issue{}, fmt.Errorf("github: issue %s#%d: %w", repo.FullName, number, err)
 	}
-	return is.GetState() == "open", nil
+	return forge.Issue{Number: int64(is.GetNumber()), Title: is.GetTitle(), Author: is.GetUser().GetLogin(), Open: is.GetState() == "open", PullRequest: is.IsPullRequest()}, nil
 }
 
 // CloseIssue closes issue number of repo.

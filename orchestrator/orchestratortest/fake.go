@@ -80,6 +80,18 @@ type Fake struct {
 	follows    []FollowCall
 	stopped    []Ref
 	discarded  []Ref
+	endedJobs  map[Ref]orchestrator.Outcome
+}
+
+// End ends the build out names (its namespace and job ID) with out: Outcome returns it.
+func (f *Fake) End(out orchestrator.Outcome) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.endedJobs == nil {
+		f.endedJobs = map[Ref]orchestrator.Outcome{}
+	}
+	out.Final = true
+	f.endedJobs[Ref{out.Namespace, out.JobID}] = out
 }
 
 // Ref names a build: Nomad keys jobs by namespace and ID.
@@ -242,8 +254,8 @@ func (f *Fake) Build(_ context.Context, ns, id string) (*orchestrator.Build, err
 	return &c, nil
 }
 
-// Outcome returns the outcome Ended holds for the build's flavor (done), nothing while the
-// build runs, OutcomeErr, or an error wrapping orchestrator.ErrNotFound for a build the fake
+// Outcome returns the outcome the build was ended with (End) or Ended holds for its
+// flavor (done), nothing while the build runs, OutcomeErr, or an error wrapping orchestrator.ErrNotFound for a build the fake
 // does not know.
 func (f *Fake) Outcome(_ context.Context, ns, jobID string) (orchestrator.Outcome, bool, error) {
 	f.mu.Lock()
@@ -255,6 +267,9 @@ func (f *Fake) Outcome(_ context.Context, ns, jobID string) (orchestrator.Outcom
 	b, ok := f.builds[Ref{ns, jobID}]
 	if !ok {
 		return orchestrator.Outcome{}, false, fmt.Errorf("allocations of %s: %w", jobID, orchestrator.ErrNotFound)
+	}
+	if out, ok := f.endedJobs[Ref{ns, jobID}]; ok {
+		return out, true, nil
 	}
 	out, ok := f.Ended[b.Meta["FLAVOR"]]
 	if !ok {

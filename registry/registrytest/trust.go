@@ -4,9 +4,11 @@ import (
 	"context"
 	"maps"
 	"sync"
+
+	"github.com/albatros-ci/albatros/registry"
 )
 
-// Trust holds the trusted commits in memory, as the registry does in Consul
+// Trust holds the trusted commits and the branches' heads in memory, as the registry does in Consul
 // (Registry.TrustCommit): by repository and commit, with why each was trusted. It is safe
 // for concurrent use.
 type Trust struct {
@@ -15,6 +17,35 @@ type Trust struct {
 
 	mu      sync.Mutex
 	commits map[[2]string]string
+	heads   map[[2]string]registry.Head
+}
+
+// RecordHead records h as its branch's last push; distrust wins, as in the registry.
+func (t *Trust) RecordHead(_ context.Context, h registry.Head) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.Err != nil {
+		return t.Err
+	}
+	if t.heads == nil {
+		t.heads = map[[2]string]registry.Head{}
+	}
+	k := [2]string{h.Repo, h.Branch}
+	if cur, ok := t.heads[k]; ok && cur.Commit == h.Commit && !cur.Trusted {
+		return nil
+	}
+	t.heads[k] = h
+	return nil
+}
+
+// BranchHead returns the branch's last push recorded, the zero Head when none.
+func (t *Trust) BranchHead(_ context.Context, cloneURL, branch string) (registry.Head, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.Err != nil {
+		return registry.Head{}, t.Err
+	}
+	return t.heads[[2]string{cloneURL, branch}], nil
 }
 
 // TrustCommit records commit of cloneURL as trusted, why.
