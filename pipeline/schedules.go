@@ -270,12 +270,13 @@ func (p *Pipeline) runSlot(ctx context.Context, log *slog.Logger, s Schedules, s
 		}
 		trusted = err == nil && h.Trusted && h.Commit == br.Commit
 	}
+	flavors := Flavors(entry)
 	flavor := sc.sched.Flavor
 	if flavor == "" {
-		flavor = DefaultFlavor
-		if len(entry.Flavors) > 0 {
-			flavor = entry.Flavors[0]
-		}
+		flavor = flavors[0]
+	}
+	if !slices.Contains(flavors, flavor) {
+		return orchestrator.Dispatched{}, fmt.Sprintf("not built: flavor %q is not one of the repository's (%s)", flavor, strings.Join(flavors, ", ")), nil
 	}
 	d, err := p.Start(ctx, log, entry, sc.cloneURL, Started{
 		Cause: CauseSchedule, Branch: sc.sched.Branch, Commit: br.Commit, Flavor: flavor,

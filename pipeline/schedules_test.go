@@ -336,3 +336,20 @@ func TestTwoFailuresToldAtOnceOpenOneIssue(t *testing.T) {
 		t.Errorf("state after both: %+v", st)
 	}
 }
+
+// A hand-written entry's schedule of a flavor the repository does not build is not built,
+// and its state says why.
+func TestScheduleOfAnotherFlavorNotBuilt(t *testing.T) {
+	states := &registrytest.Schedules{}
+	h := scheduleHarness(t, &registrytest.Claims{}, states, registry.Schedule{Name: "big", Cron: "* * * * *", Branch: "main", Flavor: "large"})
+	ctx := context.Background()
+	if n := h.p.SchedulePass(ctx, discard, pipeline.Schedules{Registry: listed{h.repos}}, at(t, "2026-12-04T10:00:30Z")); n != 0 {
+		t.Fatalf("%d builds, want 0", n)
+	}
+	if st, _ := states.ScheduleState(ctx, cloneURL, "big"); !strings.Contains(st.Problem, `flavor "large" is not one of the repository's (default)`) {
+		t.Errorf("state: %+v", st)
+	}
+	if d := h.builds.Dispatches(); len(d) != 0 {
+		t.Errorf("dispatched: %+v", d)
+	}
+}

@@ -516,7 +516,15 @@ func (wb *Web) saveSettings(w http.ResponseWriter, r *http.Request) {
 					}
 				}
 			}
-			if problem := wb.readBuildsNoPushStarts(r, &s, builder); problem != "" {
+			// And its flavors: its own, else the organization's, else the default one.
+			flavors := s.Flavors
+			if len(flavors) == 0 {
+				flavors = inst.Settings.Flavors
+			}
+			if len(flavors) == 0 {
+				flavors = []string{pipeline.DefaultFlavor}
+			}
+			if problem := wb.readBuildsNoPushStarts(r, &s, builder, flavors); problem != "" {
 				return problem
 			}
 		}

@@ -3,9 +3,12 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -163,6 +166,7 @@ func (wb *Web) run(w http.ResponseWriter, r *http.Request) {
 	}
 	refuse := func(msg string) { wb.fail(w, r, http.StatusBadRequest, "Not run", "No build was run: "+msg) }
 	nonce, branch, commit, flavor := r.PostFormValue("nonce"), strings.TrimSpace(r.PostFormValue("branch")), strings.TrimSpace(r.PostFormValue("commit")), r.PostFormValue("flavor")
+	asked := commit // the key is what was asked, not the head it became
 	if !nonceRE.MatchString(nonce) {
 		refuse("the form has no request id: reload the page.")
 		return
@@ -230,7 +234,7 @@ func (wb *Web) run(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := wb.cfg.Runs.Start(ctx, wb.cfg.Log, rights.entry, cloneURL, pipeline.Started{
 		Cause: pipeline.CauseRun, Branch: branch, Commit: commit, Flavor: flavor,
-		Key: "run:" + rights.login + ":" + nonce, Trusted: rights.trusted, Params: params, By: rights.login,
+		Key: runKey(rights.login, nonce, branch, asked, params), Trusted: rights.trusted, Params: params, By: rights.login,
 	})
 	if err != nil {
 		wb.cfg.Log.Warn("run: dispatch", "repo", cloneURL, "user", rights.login, "err", err)
@@ -245,4 +249,21 @@ func (wb *Web) run(w http.ResponseWriter, r *http.Request) {
 	// The log on the page's own origin (the form's CSP, form-action 'self', holds for the
 	// redirect too).
 	http.Redirect(w, r, orchestrator.LogPath(d.Namespace, d.JobID), http.StatusSeeOther)
+}
+
+// runKey is a run's build key (pipeline.Started.Key): who asked, the form's request id,
+// and what it asked for. The same form sent twice (a double click, a reload) is one build;
+// a request id sent again with another branch, commit or parameter is another build, not
+// the first one's answer.
+func runKey(login, nonce, branch, commit string, params map[string]string) string {
+	h := sha256.New()
+	for _, part := range []string{branch, commit} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		h.Write([]byte(k + "=" + params[k]))
+		h.Write([]byte{0})
+	}
+	return "run:" + login + ":" + nonce + ":" + hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,10 +83,10 @@ func formatParams(ps []registry.Param) string {
 }
 
 // readBuildsNoPushStarts reads a repository's schedules and run parameters from the
-// settings form into s, checked: the schedules' flavors, and the parameters against the
-// builder the repository builds with (it must declare them optional). It returns a
-// problem to show, "" when they are fine.
-func (wb *Web) readBuildsNoPushStarts(r *http.Request, s *registry.Settings, builder orchestrator.Builder) string {
+// settings form into s, checked: the schedules' flavors (among the repository's flavors),
+// and the parameters against the builder the repository builds with (it must declare them
+// optional). It returns a problem to show, "" when they are fine.
+func (wb *Web) readBuildsNoPushStarts(r *http.Request, s *registry.Settings, builder orchestrator.Builder, flavors []string) string {
 	schedules, err := schedule.ParseLines(r.PostFormValue("schedules"), s.Schedules, time.Now())
 	if err != nil {
 		return "Not saved: schedules, " + err.Error() + "."
@@ -93,6 +94,9 @@ func (wb *Web) readBuildsNoPushStarts(r *http.Request, s *registry.Settings, bui
 	for _, sc := range schedules {
 		if sc.Flavor != "" && !pipeline.ValidFlavor(sc.Flavor) {
 			return fmt.Sprintf("Not saved: schedule %s: %q is not a flavor name.", sc.Name, sc.Flavor)
+		}
+		if sc.Flavor != "" && !slices.Contains(flavors, sc.Flavor) {
+			return fmt.Sprintf("Not saved: schedule %s: flavor %q is not one of the repository's (%s).", sc.Name, sc.Flavor, strings.Join(flavors, ", "))
 		}
 	}
 	params, err := schedule.ParseParams(r.PostFormValue("params"))

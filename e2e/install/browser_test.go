@@ -155,8 +155,9 @@ func TestPullRequestPageInTheBrowser(t *testing.T) {
 
 // A repository's schedules and run parameters set on its settings page, and a run asked
 // with the Run button of its history page, in the browser: a schedule that is not five
-// cron fields is refused with its line; the saved schedule shows its next slot; the run
-// lands on its live log, with the parameter chosen in its meta.
+// cron fields, or of a flavor the repository has not, is refused with why; the saved
+// schedule shows its next slot; the run lands on its live log, with the parameter chosen in
+// its meta.
 func TestSchedulesAndRunInTheBrowser(t *testing.T) {
 	p, _ := installed(t)
 	b := bot(t)
@@ -183,6 +184,14 @@ func TestSchedulesAndRunInTheBrowser(t *testing.T) {
 	)
 	if got := text("#error"); !strings.Contains(got, "line 1") {
 		t.Errorf("a bad schedule: %q", got)
+	}
+	do("a schedule of a flavor the repository has not",
+		chromedp.SetValue(chromedp.CSS("#schedules"), "nightly 0 3 * * * Europe/Paris main big"),
+		chromedp.Submit(chromedp.CSS("#schedules")),
+		chromedp.WaitVisible(chromedp.CSS("#error")),
+	)
+	if got := text("#error"); !strings.Contains(got, `flavor "big" is not one of the repository's (default)`) {
+		t.Errorf("a schedule's unknown flavor: %q", got)
 	}
 	do("a schedule and a parameter",
 		chromedp.SetValue(chromedp.CSS("#schedules"), "nightly 0 3 * * * Europe/Paris main\nweekly 30 6 * * 1 UTC main"),
