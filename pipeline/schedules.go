@@ -174,7 +174,7 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 		}
 		var d orchestrator.Dispatched
 		var problem string
-		if p.stillRuns(ctx, st) {
+		if p.stillRuns(ctx, st, slot) {
 			// As Nomad's periodic jobs with prohibit_overlap: the slot is skipped, so that
 			// builds of one schedule neither pile up nor hide each other's statuses.
 			problem = fmt.Sprintf("the slot of %s was skipped: the build of the slot before still ran", slot.UTC().Format(time.RFC3339))
@@ -195,7 +195,7 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 			if err == nil {
 				st.Slot = slot
 				if d.JobID != "" {
-					st.Namespace, st.Job = d.Namespace, d.JobID
+					st.Namespace, st.Job, st.JobSlot = d.Namespace, d.JobID, slot
 				}
 			}
 			switch {
@@ -218,11 +218,21 @@ func (p *Pipeline) SchedulePass(ctx context.Context, log *slog.Logger, s Schedul
 	return n
 }
 
-// stillRuns reports whether the schedule's last build (in its state) is queued or running.
-// One Nomad has collected, or that cannot be read, does not hold the next slot back.
-func (p *Pipeline) stillRuns(ctx context.Context, st registry.ScheduleState) bool {
-	if st.Job == "" {
+// overlapBound is how long a schedule's build holds its next slots back (stillRuns): a
+// build that hangs (its code never ends, or it waits for a node) stops the schedule for no
+// longer than this.
+const overlapBound = 24 * time.Hour
+
+// stillRuns reports whether the schedule's last build (in its state) is one of the bot's
+// builds, queued or running, dispatched for a slot less than overlapBound before slot. One
+// Nomad has collected (its ID may be another tenant's job since), or that cannot be read,
+// does not hold the slot back.
+func (p *Pipeline) stillRuns(ctx context.Context, st registry.ScheduleState, slot time.Time) bool {
+	if st.Job == "" || slot.Sub(st.JobSlot) >= overlapBound {
 		return false
+	}
+	if _, err := p.cfg.Builds.Build(ctx, st.Namespace, st.Job); err != nil {
+		return false // not the bot's (orchestrator.ErrNotOurs), or gone
 	}
 	_, final, err := p.cfg.Builds.Outcome(ctx, st.Namespace, st.Job)
 	return err == nil && !final
@@ -261,14 +271,21 @@ func (p *Pipeline) runSlot(ctx context.Context, log *slog.Logger, s Schedules, s
 		return orchestrator.Dispatched{}, "the branch's head could not be read", err
 	}
 	// Trust follows the push: the branch's last push, of the commit at its head, was a
-	// trusted user's (a trusted commit pushed onto the branch by someone else is not).
+	// trusted user's (a trusted commit pushed onto the branch by someone else is not), and
+	// that user is trusted still.
 	trusted := false
 	if p.cfg.Trust != nil {
 		h, err := p.cfg.Trust.BranchHead(ctx, sc.cloneURL, sc.sched.Branch)
 		if err != nil {
 			log.Warn("the branch's last push could not be read: building without secrets", "err", err)
 		}
-		trusted = err == nil && h.Trusted && h.Commit == br.Commit
+		if err == nil && h.Trusted && h.Commit == br.Commit {
+			still, err := TrustedUser(ctx, f, repo, entry, h.Pusher, h.PusherID)
+			if err != nil {
+				log.Warn("the pusher's trust could not be checked: building without secrets", "pusher", h.Pusher, "err", err)
+			}
+			trusted = err == nil && still
+		}
 	}
 	flavors := Flavors(entry)
 	flavor := sc.sched.Flavor
@@ -301,7 +318,7 @@ func scheduleIssueTitle(name string) string {
 
 // tellLease is how long a bot telling a schedule's issue of a result holds the others
 // back (see told); one that died meanwhile holds them no longer.
-const tellLease = time.Minute
+const tellLease = 20 * time.Second
 
 // told tells the schedule's issue of a scheduled build's final status s: a failure (or
 // error) opens the schedule's issue, or comments on the one open; a success closes it,
@@ -320,12 +337,19 @@ func (p *Pipeline) told(ctx context.Context, log *slog.Logger, f forge.Forge, re
 		return err
 	}
 	issue, failing, err := p.tell(ctx, log, f, repo, entry, b, s, st)
-	_, uerr := p.cfg.Schedules.UpdateScheduleState(ctx, cloneURL, name, func(st *registry.ScheduleState) bool {
+	// What was done on the forge is recorded even if the report's time is up: an issue
+	// opened and not recorded would be opened again.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, uerr := p.cfg.Schedules.UpdateScheduleState(wctx, cloneURL, name, func(st *registry.ScheduleState) bool {
+		mine := st.Telling == b.ID || st.Telling == ""
 		if st.Telling == b.ID {
 			st.Telling, st.TellingAt = "", time.Time{}
 		}
-		if err != nil {
-			return true // the mark only: the issue is told of the next result
+		if err != nil || !mine {
+			// The mark only: the issue is told of the next result; or the mark was
+			// another's by now (this one held it past its lease), whose word stands.
+			return true
 		}
 		st.Issue, st.Failing, st.Result = issue, failing, string(s.State)
 		st.Reported = append(st.Reported, b.ID)
@@ -381,7 +405,8 @@ func ownIssue(ctx context.Context, f forge.Forge, repo forge.Repo, number int64,
 	if err != nil {
 		return false, false, err
 	}
-	own = !is.PullRequest && strings.EqualFold(is.Author, me) && is.Title == scheduleIssueTitle(name)
+	// A number answered by another issue is one moved (GitHub follows a transfer).
+	own = is.Number == number && !is.PullRequest && strings.EqualFold(is.Author, me) && is.Title == scheduleIssueTitle(name)
 	return is.Open && own, own, nil
 }
 

@@ -257,6 +257,30 @@ func TestScheduleTrustFollowsTheBranchsLastPush(t *testing.T) {
 	slot("the trusted push's delivery again", false)
 	push("d4", sha2, "quentin")
 	slot("the trusted user's next push", true)
+	entry.Trusted.Senders = nil // quentin is trusted no more: their last push vouches for nothing
+	slot("the pusher no longer trusted", false)
+}
+
+// A build that hangs holds its schedule's slots back for a bounded time only, and a job
+// that is not the bot's build (its ID taken again once Nomad collected the build) none.
+func TestHungScheduledBuildHoldsSlotsBackBoundedly(t *testing.T) {
+	states := &registrytest.Schedules{}
+	h := scheduleHarness(t, &registrytest.Claims{}, states, registry.Schedule{Name: "hourly", Cron: "0 * * * *", Branch: "main"})
+	s := pipeline.Schedules{Registry: listed{h.repos}}
+	ctx := context.Background()
+	start := at(t, "2026-12-04T10:00:10Z")
+	pass := func(after time.Duration, want int, what string) {
+		t.Helper()
+		if n := h.p.SchedulePass(ctx, discard, s, start.Add(after)); n != want {
+			t.Fatalf("%s: %d builds, want %d", what, n, want)
+		}
+	}
+	pass(0, 1, "the first slot")
+	pass(time.Hour, 0, "the next, while the first runs")
+	pass(23*time.Hour, 0, "23 hours on, while the first still runs")
+	pass(24*time.Hour, 1, "24 hours on, the first hung")
+	h.builds.BuildErr = orchestrator.ErrNotOurs // the job of that ID is someone else's now
+	pass(25*time.Hour, 1, "a job that is not the bot's build")
 }
 
 // The issue a schedule's state names is acted on only while it is the bot's own issue of

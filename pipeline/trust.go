@@ -171,7 +171,7 @@ func (p *Pipeline) recordHead(ctx context.Context, log *slog.Logger, ev forge.Ev
 	if p.cfg.Trust == nil || ev.Branch == "" {
 		return
 	}
-	h := registry.Head{Repo: ev.Repo.CloneURL, Branch: ev.Branch, Commit: ev.Commit, Pusher: ev.Sender, Trusted: trusted}
+	h := registry.Head{Repo: ev.Repo.CloneURL, Branch: ev.Branch, Commit: ev.Commit, Pusher: ev.Sender, PusherID: ev.SenderID, Trusted: trusted}
 	if err := p.cfg.Trust.RecordHead(ctx, h); err != nil {
 		log.Error("the branch's last push not recorded: its schedules may go by the push before", "branch", ev.Branch, "err", err)
 	}

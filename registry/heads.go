@@ -18,12 +18,16 @@ import (
 // who pushes a trusted commit onto the branch makes it untrusted there. A head has no age:
 // a quiet branch keeps its trust.
 type Head struct {
-	Repo    string    `json:"repo"`
-	Branch  string    `json:"branch"`
-	Commit  string    `json:"commit"`
-	Pusher  string    `json:"pusher,omitempty"`
-	Trusted bool      `json:"trusted"`
-	At      time.Time `json:"at"`
+	Repo   string `json:"repo"`
+	Branch string `json:"branch"`
+	Commit string `json:"commit"`
+	Pusher string `json:"pusher,omitempty"`
+	// PusherID is the pusher's numeric id on the forge (0 when not known): their trust is
+	// asked again at each scheduled build, so that a user no longer trusted (or removed)
+	// vouches for no more of them.
+	PusherID int64     `json:"pusher_id,omitempty"`
+	Trusted  bool      `json:"trusted"`
+	At       time.Time `json:"at"`
 }
 
 func (r *Registry) headKey(cloneURL, branch string) string {

@@ -42,10 +42,12 @@ type Param struct {
 type ScheduleState struct {
 	Repo string `json:"repo"`
 	Name string `json:"name"`
-	// Slot is the last slot dispatched, Job its build.
+	// Slot is the last slot done with (built, skipped or refused); Job the last build,
+	// dispatched for the slot JobSlot.
 	Slot      time.Time `json:"slot,omitzero"`
 	Namespace string    `json:"ns,omitempty"`
 	Job       string    `json:"job,omitempty"`
+	JobSlot   time.Time `json:"job_slot,omitzero"`
 	// Gone, when set, is when the schedule's branch was found missing: nothing is built
 	// until it is back. Problem is why the last slot was not built, if it was not.
 	Gone    time.Time `json:"gone,omitzero"`

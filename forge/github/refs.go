@@ -3,6 +3,7 @@ package github
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	gh "github.com/google/go-github/v93/github"
 
@@ -84,6 +85,10 @@ func (c *Client) Issue(ctx context.Context, repo forge.Repo, number int64) (forg
 	}
 	if err != nil {
 		return forge.Issue{}, fmt.Errorf("github: issue %s#%d: %w", repo.FullName, number, err)
+	}
+	if u := is.GetRepositoryURL(); u != "" && !strings.HasSuffix(strings.ToLower(u), "/repos/"+strings.ToLower(repo.FullName)) {
+		// Transferred to another repository: GitHub answered with the moved issue.
+		return forge.Issue{}, fmt.Errorf("github: issue %s#%d: moved to %s: %w", repo.FullName, number, u, forge.ErrNotFound)
 	}
 	return forge.Issue{Number: int64(is.GetNumber()), Title: is.GetTitle(), Author: is.GetUser().GetLogin(), Open: is.GetState() == "open", PullRequest: is.IsPullRequest()}, nil
 }
